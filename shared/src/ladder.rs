@@ -1,0 +1,386 @@
+//! The review ladder: versioned serde data with a built-in default.
+//!
+//! A ladder names the video renditions (a bounding box and a bitrate each), the audio
+//! rendition, the segment and GOP lengths and the x264 settings. [`Ladder::fit`] turns it
+//! into the renditions actually encoded for one source: never upscaled, even dimensions,
+//! display aspect kept, duplicates dropped.
+
+use serde::{Deserialize, Serialize};
+
+/// The ladder schema version this build reads and writes.
+pub const LADDER_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum LadderError {
+    #[error("unsupported ladder version {0} (this build reads version {LADDER_VERSION})")]
+    Version(u32),
+    #[error("ladder has no video rendition")]
+    NoVideo,
+    #[error("rendition {name:?}: {problem}")]
+    Rendition { name: String, problem: String },
+    #[error("segment_seconds must be between 1 and 60, got {0}")]
+    SegmentSeconds(f64),
+    #[error("gop_seconds must be between 0.5 and segment_seconds ({segment}) and divide it, got {gop}")]
+    Gop { gop: f64, segment: f64 },
+    #[error("audio: {0}")]
+    Audio(String),
+    #[error("x264: {0}")]
+    X264(String),
+    #[error("cannot parse ladder: {0}")]
+    Parse(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ladder {
+    #[serde(default = "default_version")]
+    pub version: u32,
+    /// Target segment length. Apple's authoring spec recommends 6 s.
+    #[serde(default = "default_segment_seconds")]
+    pub segment_seconds: f64,
+    /// Keyframe interval inside a segment; must divide `segment_seconds`.
+    #[serde(default = "default_gop_seconds")]
+    pub gop_seconds: f64,
+    pub video: Vec<VideoRung>,
+    #[serde(default)]
+    pub audio: AudioSpec,
+    #[serde(default)]
+    pub x264: X264Settings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoRung {
+    /// Used as the rendition's folder name: letters, digits, `-` and `_` only.
+    pub name: String,
+    /// Bounding box for landscape sources; portrait sources use it turned by 90 degrees.
+    pub width: u32,
+    pub height: u32,
+    pub bitrate_kbps: u32,
+    /// VBV peak rate; default 110 % of `bitrate_kbps`.
+    #[serde(default)]
+    pub maxrate_kbps: Option<u32>,
+    /// VBV buffer; default 200 % of `bitrate_kbps`.
+    #[serde(default)]
+    pub bufsize_kbits: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioSpec {
+    #[serde(default = "default_audio_bitrate")]
+    pub bitrate_kbps: u32,
+    #[serde(default = "default_sample_rate")]
+    pub sample_rate: u32,
+    /// Output channels: 1 or 2. Sources with more are down-mixed.
+    #[serde(default = "default_channels")]
+    pub channels: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct X264Settings {
+    #[serde(default = "default_preset")]
+    pub preset: String,
+    #[serde(default = "default_profile")]
+    pub profile: String,
+}
+
+fn default_version() -> u32 {
+    LADDER_VERSION
+}
+fn default_segment_seconds() -> f64 {
+    6.0
+}
+fn default_gop_seconds() -> f64 {
+    2.0
+}
+fn default_audio_bitrate() -> u32 {
+    128
+}
+fn default_sample_rate() -> u32 {
+    48_000
+}
+fn default_channels() -> u32 {
+    2
+}
+fn default_preset() -> String {
+    "veryfast".into()
+}
+fn default_profile() -> String {
+    "high".into()
+}
+
+impl Default for AudioSpec {
+    fn default() -> Self {
+        Self {
+            bitrate_kbps: default_audio_bitrate(),
+            sample_rate: default_sample_rate(),
+            channels: default_channels(),
+        }
+    }
+}
+
+impl Default for X264Settings {
+    fn default() -> Self {
+        Self { preset: default_preset(), profile: default_profile() }
+    }
+}
+
+impl VideoRung {
+    pub fn new(name: &str, width: u32, height: u32, bitrate_kbps: u32) -> Self {
+        Self {
+            name: name.into(),
+            width,
+            height,
+            bitrate_kbps,
+            maxrate_kbps: None,
+            bufsize_kbits: None,
+        }
+    }
+    pub fn maxrate_kbps(&self) -> u32 {
+        self.maxrate_kbps.unwrap_or(self.bitrate_kbps * 11 / 10)
+    }
+    pub fn bufsize_kbits(&self) -> u32 {
+        self.bufsize_kbits.unwrap_or(self.bitrate_kbps * 2)
+    }
+}
+
+impl Default for Ladder {
+    /// The review ladder: 1080p 5 Mb/s, 720p 3 Mb/s, 540p 1.5 Mb/s, 360p 0.8 Mb/s,
+    /// H.264 High, AAC-LC 128 kb/s stereo, 6 s segments with a keyframe every 2 s.
+    fn default() -> Self {
+        Self {
+            version: LADDER_VERSION,
+            segment_seconds: default_segment_seconds(),
+            gop_seconds: default_gop_seconds(),
+            video: vec![
+                VideoRung::new("1080p", 1920, 1080, 5000),
+                VideoRung::new("720p", 1280, 720, 3000),
+                VideoRung::new("540p", 960, 540, 1500),
+                VideoRung::new("360p", 640, 360, 800),
+            ],
+            audio: AudioSpec::default(),
+            x264: X264Settings::default(),
+        }
+    }
+}
+
+/// One rendition as it will be encoded for a given source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FittedRendition {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub bitrate_kbps: u32,
+    pub maxrate_kbps: u32,
+    pub bufsize_kbits: u32,
+}
+
+impl Ladder {
+    pub fn from_json(text: &str) -> Result<Self, LadderError> {
+        let ladder: Ladder =
+            serde_json::from_str(text).map_err(|e| LadderError::Parse(e.to_string()))?;
+        ladder.validate()?;
+        Ok(ladder)
+    }
+
+    pub fn validate(&self) -> Result<(), LadderError> {
+        if self.version != LADDER_VERSION {
+            return Err(LadderError::Version(self.version));
+        }
+        if self.video.is_empty() {
+            return Err(LadderError::NoVideo);
+        }
+        for rung in &self.video {
+            let bad = |problem: &str| LadderError::Rendition {
+                name: rung.name.clone(),
+                problem: problem.into(),
+            };
+            let name_ok = !rung.name.is_empty()
+                && rung.name.len() <= 32
+                && rung.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !name_ok || rung.name == "audio" {
+                return Err(bad("name must be 1-32 letters, digits, '-' or '_' and not \"audio\""));
+            }
+            if !(16..=8192).contains(&rung.width) || !(16..=8192).contains(&rung.height) {
+                return Err(bad("width and height must be between 16 and 8192"));
+            }
+            if !(50..=100_000).contains(&rung.bitrate_kbps) {
+                return Err(bad("bitrate_kbps must be between 50 and 100000"));
+            }
+            if rung.maxrate_kbps() < rung.bitrate_kbps {
+                return Err(bad("maxrate_kbps must not be below bitrate_kbps"));
+            }
+        }
+        let mut names: Vec<&str> = self.video.iter().map(|r| r.name.as_str()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err(LadderError::Rendition {
+                name: names.windows(2).find(|w| w[0] == w[1]).unwrap()[0].into(),
+                problem: "name used twice".into(),
+            });
+        }
+        if !(1.0..=60.0).contains(&self.segment_seconds) {
+            return Err(LadderError::SegmentSeconds(self.segment_seconds));
+        }
+        let ratio = self.segment_seconds / self.gop_seconds;
+        if self.gop_seconds < 0.5 || ratio < 1.0 || (ratio - ratio.round()).abs() > 1e-9 {
+            return Err(LadderError::Gop { gop: self.gop_seconds, segment: self.segment_seconds });
+        }
+        if !(32..=512).contains(&self.audio.bitrate_kbps) {
+            return Err(LadderError::Audio("bitrate_kbps must be between 32 and 512".into()));
+        }
+        if ![32_000, 44_100, 48_000].contains(&self.audio.sample_rate) {
+            return Err(LadderError::Audio("sample_rate must be 32000, 44100 or 48000".into()));
+        }
+        if !(1..=2).contains(&self.audio.channels) {
+            return Err(LadderError::Audio("channels must be 1 or 2".into()));
+        }
+        const PRESETS: [&str; 10] = [
+            "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+            "veryslow", "placebo",
+        ];
+        if !PRESETS.contains(&self.x264.preset.as_str()) {
+            return Err(LadderError::X264(format!("unknown preset {:?}", self.x264.preset)));
+        }
+        if !["baseline", "main", "high"].contains(&self.x264.profile.as_str()) {
+            return Err(LadderError::X264(format!(
+                "profile must be baseline, main or high, got {:?}",
+                self.x264.profile
+            )));
+        }
+        Ok(())
+    }
+
+    /// Segment length in milliseconds: the grid is kept in integers so that every worker
+    /// computes the same boundaries.
+    pub fn segment_ms(&self) -> u64 {
+        (self.segment_seconds * 1000.0).round() as u64
+    }
+
+    pub fn gop_ms(&self) -> u64 {
+        (self.gop_seconds * 1000.0).round() as u64
+    }
+
+    /// Fits the ladder to a source whose picture is `display_w` x `display_h` square
+    /// pixels (after rotation and pixel-aspect correction). Renditions come out largest
+    /// first. A rung whose box is larger than the source would only repeat the source size:
+    /// of the rungs that land on the same size only the smallest (cheapest) is kept.
+    pub fn fit(&self, display_w: u32, display_h: u32) -> Vec<FittedRendition> {
+        let mut rungs: Vec<&VideoRung> = self.video.iter().collect();
+        rungs.sort_by_key(|r| std::cmp::Reverse(u64::from(r.width) * u64::from(r.height)));
+        let mut fitted: Vec<FittedRendition> = rungs
+            .into_iter()
+            .map(|rung| {
+                let (w, h) = fit_in_box(display_w, display_h, rung.width, rung.height);
+                FittedRendition {
+                    name: rung.name.clone(),
+                    width: w,
+                    height: h,
+                    bitrate_kbps: rung.bitrate_kbps,
+                    maxrate_kbps: rung.maxrate_kbps(),
+                    bufsize_kbits: rung.bufsize_kbits(),
+                }
+            })
+            .collect();
+        // Largest first: drop a rendition when the next (smaller-box) one has the same size.
+        let mut keep = Vec::with_capacity(fitted.len());
+        for i in 0..fitted.len() {
+            let same_as_next = fitted
+                .get(i + 1)
+                .is_some_and(|n| n.width == fitted[i].width && n.height == fitted[i].height);
+            keep.push(!same_as_next);
+        }
+        let mut it = keep.into_iter();
+        fitted.retain(|_| it.next().unwrap());
+        fitted
+    }
+}
+
+/// Largest even-sized picture with the source's aspect ratio that fits in the box (turned
+/// for portrait sources) and is not larger than the source itself.
+pub fn fit_in_box(src_w: u32, src_h: u32, box_w: u32, box_h: u32) -> (u32, u32) {
+    let (box_w, box_h) = if src_h > src_w { (box_h, box_w) } else { (box_w, box_h) };
+    let (sw, sh) = (f64::from(src_w.max(2)), f64::from(src_h.max(2)));
+    let scale = (f64::from(box_w) / sw).min(f64::from(box_h) / sh).min(1.0);
+    // Round down to even (never above the source), tolerating float error in the scale.
+    let even = |v: f64| -> u32 { ((((v + 0.02) / 2.0).floor() as u32) * 2).max(2) };
+    (even(sw * scale), even(sh * scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(l: &Ladder, w: u32, h: u32) -> Vec<(u32, u32)> {
+        l.fit(w, h).iter().map(|r| (r.width, r.height)).collect()
+    }
+
+    #[test]
+    fn full_hd_source_gets_the_whole_ladder() {
+        let l = Ladder::default();
+        assert_eq!(
+            sizes(&l, 1920, 1080),
+            vec![(1920, 1080), (1280, 720), (960, 540), (640, 360)]
+        );
+    }
+
+    #[test]
+    fn never_upscales_and_keeps_the_cheapest_duplicate() {
+        let l = Ladder::default();
+        let fitted = l.fit(1280, 720);
+        let names: Vec<&str> = fitted.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, vec!["720p", "540p", "360p"]);
+        let tiny = l.fit(320, 240);
+        assert_eq!(tiny.len(), 1);
+        assert_eq!((tiny[0].width, tiny[0].height, tiny[0].name.as_str()), (320, 240, "360p"));
+    }
+
+    #[test]
+    fn uhd_is_scaled_down_into_the_box() {
+        assert_eq!(sizes(&Ladder::default(), 3840, 2160)[0], (1920, 1080));
+        // DCI 4K keeps its wider aspect inside the 1920x1080 box
+        assert_eq!(sizes(&Ladder::default(), 4096, 2160)[0], (1920, 1012));
+    }
+
+    #[test]
+    fn scope_and_portrait_keep_aspect_with_even_sizes() {
+        assert_eq!(fit_in_box(1920, 804, 1280, 720), (1280, 536));
+        assert_eq!(fit_in_box(1080, 1920, 1920, 1080), (1080, 1920));
+        assert_eq!(fit_in_box(1080, 1920, 1280, 720), (720, 1280));
+        // odd source sizes become even
+        assert_eq!(fit_in_box(721, 405, 1920, 1080), (720, 404));
+    }
+
+    #[test]
+    fn ladder_json_round_trips_and_defaults_fill_in() {
+        let text = r#"{"video":[{"name":"small","width":320,"height":180,"bitrate_kbps":300}]}"#;
+        let l = Ladder::from_json(text).unwrap();
+        assert_eq!(l.segment_seconds, 6.0);
+        assert_eq!(l.audio, AudioSpec::default());
+        assert_eq!(l.video[0].maxrate_kbps(), 330);
+        let again = Ladder::from_json(&serde_json::to_string(&l).unwrap()).unwrap();
+        assert_eq!(again, l);
+    }
+
+    #[test]
+    fn bad_ladders_are_rejected_with_a_reason() {
+        let mut l = Ladder::default();
+        l.version = 7;
+        assert_eq!(l.validate(), Err(LadderError::Version(7)));
+        let mut l = Ladder::default();
+        l.gop_seconds = 4.0;
+        assert!(matches!(l.validate(), Err(LadderError::Gop { .. })));
+        let mut l = Ladder::default();
+        l.video[1].name = "../x".into();
+        assert!(matches!(l.validate(), Err(LadderError::Rendition { .. })));
+        let mut l = Ladder::default();
+        l.video[1].name = "1080p".into();
+        assert!(l.validate().unwrap_err().to_string().contains("used twice"));
+        assert!(matches!(
+            Ladder::from_json(r#"{"video":[], "colour":1}"#),
+            Err(LadderError::Parse(_))
+        ));
+    }
+}

@@ -1,0 +1,12 @@
+//! Types shared by the coordinator and the workers.
+//!
+//! - [`ladder`]: the review ladder (renditions, segment length, encoder settings) as
+//!   versioned serde data, with the built-in default and the rules that fit it to a source.
+//! - [`timeline`]: frame rates and the frame-exact segment and keyframe grid that every
+//!   rendition and every chunk of a job agree on.
+//! - [`manifest`]: what a worker hands on after encoding a range: the segments it wrote,
+//!   their sizes, durations and I-frame byte ranges, from which playlists are assembled.
+
+pub mod ladder;
+pub mod manifest;
+pub mod timeline;

@@ -1,0 +1,198 @@
+//! The frame-exact timeline every rendition and every chunk agree on.
+//!
+//! Video time is counted in frames from the source's first frame. Segment `k` starts at
+//! the first frame at or after `k * segment_ms`; keyframes fall every `gop` frames from
+//! each segment start. All of it is integer arithmetic, so a worker encoding frames
+//! 1500..3000 cuts exactly where a worker encoding the whole source does.
+
+use serde::{Deserialize, Serialize};
+
+/// A frame rate as an exact fraction (30000/1001 for 29.97).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameRate {
+    pub num: u32,
+    pub den: u32,
+}
+
+/// The rates a facility delivers; a measured rate within 0.1 % of one of these is snapped.
+const STANDARD_RATES: [(u32, u32); 10] = [
+    (24000, 1001),
+    (24, 1),
+    (25, 1),
+    (30000, 1001),
+    (30, 1),
+    (48, 1),
+    (50, 1),
+    (60000, 1001),
+    (60, 1),
+    (120, 1),
+];
+
+impl FrameRate {
+    pub fn new(num: u32, den: u32) -> Option<Self> {
+        (num > 0 && den > 0).then_some(Self { num, den })
+    }
+
+    /// Snaps a measured rate (e.g. 2997/100, or 12800/512) to the standard rate it means,
+    /// or keeps it as it is when it is none of them.
+    pub fn normalised(num: i64, den: i64) -> Option<Self> {
+        if num <= 0 || den <= 0 {
+            return None;
+        }
+        let fps = num as f64 / den as f64;
+        for (n, d) in STANDARD_RATES {
+            let std = f64::from(n) / f64::from(d);
+            if ((fps - std) / std).abs() < 0.001 {
+                return Some(Self { num: n, den: d });
+            }
+        }
+        let g = gcd(num, den);
+        Some(Self { num: u32::try_from(num / g).ok()?, den: u32::try_from(den / g).ok()? })
+    }
+
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.num) / f64::from(self.den)
+    }
+
+    /// First frame whose time is at or after `ms` milliseconds.
+    pub fn frame_at_ms(self, ms: u64) -> u64 {
+        let n = u128::from(ms) * u128::from(self.num);
+        let d = 1000 * u128::from(self.den);
+        n.div_ceil(d) as u64
+    }
+
+    /// Nearest whole number of frames in `ms` milliseconds (at least one).
+    pub fn frames_in_ms(self, ms: u64) -> u64 {
+        let n = u128::from(ms) * u128::from(self.num);
+        let d = 1000 * u128::from(self.den);
+        (((2 * n + d) / (2 * d)) as u64).max(1)
+    }
+
+    pub fn frames_to_seconds(self, frames: u64) -> f64 {
+        frames as f64 * f64::from(self.den) / f64::from(self.num)
+    }
+}
+
+fn gcd(mut a: i64, mut b: i64) -> i64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.abs().max(1)
+}
+
+/// The segment and keyframe grid of one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grid {
+    pub rate: FrameRate,
+    pub segment_ms: u64,
+    /// Frames between keyframes inside a segment.
+    pub gop_frames: u64,
+}
+
+impl Grid {
+    pub fn new(rate: FrameRate, segment_ms: u64, gop_ms: u64) -> Self {
+        Self { rate, segment_ms, gop_frames: rate.frames_in_ms(gop_ms) }
+    }
+
+    /// First frame of segment `k`.
+    pub fn segment_start(&self, k: u64) -> u64 {
+        self.rate.frame_at_ms(k * self.segment_ms)
+    }
+
+    /// The segment that frame `f` belongs to.
+    pub fn segment_of(&self, f: u64) -> u64 {
+        // Estimate, then correct: frame_at_ms is monotonic in k.
+        let mut k = (self.rate.frames_to_seconds(f) * 1000.0 / self.segment_ms as f64) as u64;
+        while k > 0 && self.segment_start(k) > f {
+            k -= 1;
+        }
+        while self.segment_start(k + 1) <= f {
+            k += 1;
+        }
+        k
+    }
+
+    /// Whether frame `f` must be coded as an IDR frame.
+    pub fn is_keyframe(&self, f: u64) -> bool {
+        let start = self.segment_start(self.segment_of(f));
+        (f - start) % self.gop_frames == 0
+    }
+
+    /// Number of segments that `total_frames` frames make (the last may be short).
+    pub fn segment_count(&self, total_frames: u64) -> u64 {
+        if total_frames == 0 {
+            0
+        } else {
+            self.segment_of(total_frames - 1) + 1
+        }
+    }
+
+    /// Snaps a time range in seconds to whole segments: `[first, end)` segment indices.
+    /// `start` rounds to the nearest boundary, and so does `end` (`None`: to the end).
+    pub fn snap_range(&self, start_s: f64, end_s: Option<f64>) -> (u64, Option<u64>) {
+        let seg = self.segment_ms as f64 / 1000.0;
+        let first = (start_s.max(0.0) / seg).round() as u64;
+        let end = end_s.map(|e| ((e.max(0.0) / seg).round() as u64).max(first + 1));
+        (first, end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measured_rates_snap_to_broadcast_rates() {
+        assert_eq!(FrameRate::normalised(2997, 100), FrameRate::new(30000, 1001));
+        assert_eq!(FrameRate::normalised(24000, 1001), FrameRate::new(24000, 1001));
+        assert_eq!(FrameRate::normalised(12800, 512), FrameRate::new(25, 1));
+        assert_eq!(FrameRate::normalised(15, 1), FrameRate::new(15, 1));
+        assert_eq!(FrameRate::normalised(0, 1), None);
+    }
+
+    #[test]
+    fn integer_rates_give_even_segments() {
+        let g = Grid::new(FrameRate::new(25, 1).unwrap(), 6000, 2000);
+        assert_eq!(g.gop_frames, 50);
+        assert_eq!((0..4).map(|k| g.segment_start(k)).collect::<Vec<_>>(), vec![0, 150, 300, 450]);
+        assert!(g.is_keyframe(0) && g.is_keyframe(50) && g.is_keyframe(150));
+        assert!(!g.is_keyframe(149) && !g.is_keyframe(151));
+        assert_eq!(g.segment_count(151), 2);
+        assert_eq!(g.segment_count(150), 1);
+    }
+
+    #[test]
+    fn ntsc_rates_start_segments_on_the_first_frame_past_the_boundary() {
+        let g = Grid::new(FrameRate::new(30000, 1001).unwrap(), 6000, 2000);
+        assert_eq!(g.gop_frames, 60);
+        // 6 s at 29.97 is 179.82 frames: segments alternate between 180 and 179 frames
+        let starts: Vec<u64> = (0..5).map(|k| g.segment_start(k)).collect();
+        assert_eq!(starts, vec![0, 180, 360, 540, 720]);
+        let g = Grid::new(FrameRate::new(24000, 1001).unwrap(), 6000, 2000);
+        let starts: Vec<u64> = (0..4).map(|k| g.segment_start(k)).collect();
+        assert_eq!(starts, vec![0, 144, 288, 432]);
+        assert_eq!(g.segment_start(1000), 143_857);
+        for f in [0, 1, 143, 144, 143_856, 143_857, 143_858] {
+            let k = g.segment_of(f);
+            assert!(g.segment_start(k) <= f && f < g.segment_start(k + 1), "frame {f}");
+        }
+    }
+
+    #[test]
+    fn keyframes_restart_at_every_segment() {
+        // 5 s segments, 2 s GOP is rejected by the ladder; 4 s / 2 s at 29.97 is not exact
+        let g = Grid::new(FrameRate::new(30000, 1001).unwrap(), 4000, 2000);
+        let s1 = g.segment_start(1);
+        assert_eq!(s1, 120);
+        assert!(g.is_keyframe(s1) && g.is_keyframe(s1 + 60));
+    }
+
+    #[test]
+    fn ranges_snap_to_segment_boundaries() {
+        let g = Grid::new(FrameRate::new(25, 1).unwrap(), 6000, 2000);
+        assert_eq!(g.snap_range(0.0, Some(12.0)), (0, Some(2)));
+        assert_eq!(g.snap_range(11.0, Some(20.0)), (2, Some(3)));
+        assert_eq!(g.snap_range(13.0, None), (2, None));
+        assert_eq!(g.snap_range(5.0, Some(5.5)), (1, Some(2)));
+    }
+}

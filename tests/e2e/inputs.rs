@@ -1,0 +1,82 @@
+//! Every kind of original the facility receives becomes a ladder that passes the checks.
+
+use farm_tests::fixtures::{small_ladder_file, Kind};
+use farm_tests::hls::{check_ladder, LadderCheck};
+use farm_tests::probe;
+use farm_tests::worker::transcode;
+
+fn transcode_and_check(kind: Kind) -> LadderCheck {
+    let source = kind.make().expect("fixture");
+    let out = tempfile::tempdir().unwrap();
+    let run = transcode(&source, out.path(), &small_ladder_file(), &[]).unwrap().ok().unwrap();
+    assert!(run.stdout().trim().ends_with("index.m3u8"), "prints the master playlist: {}", run.stdout());
+    let streams = probe::streams(&source).unwrap();
+    let video = streams.iter().find(|s| s.codec_type.as_deref() == Some("video")).unwrap();
+    let fps = probe::ratio(video.r_frame_rate.as_deref().unwrap());
+    let frames = probe::video_frame_count(&source).unwrap();
+    check_ladder(out.path(), frames, fps, kind.has_audio())
+        .unwrap_or_else(|e| panic!("{kind:?}: {e:#}\nworker said: {}", run.stderr()))
+}
+
+fn sizes(check: &LadderCheck) -> Vec<(u32, u32)> {
+    check.renditions.iter().map(|r| (r.width, r.height)).collect()
+}
+
+#[test]
+fn prores_422_hq_10_bit_with_stereo_pcm() {
+    let check = transcode_and_check(Kind::ProRes422);
+    assert_eq!(sizes(&check), vec![(640, 360), (426, 238), (256, 144)]);
+    // 8 s at 25 fps in 6 s segments: 150 + 50 frames, the last segment short
+    let frames: Vec<u64> = check.renditions[0].segments.iter().map(|s| s.frames).collect();
+    assert_eq!(frames, vec![150, 50]);
+    assert!(check.iframes_checked >= 4);
+}
+
+#[test]
+fn prores_4444_odd_size_without_audio() {
+    let check = transcode_and_check(Kind::ProRes4444Odd);
+    // 321x181 fits the 240p box as it is (made even, not upscaled); the 360p rung would
+    // repeat that size and is dropped
+    assert_eq!(sizes(&check), vec![(320, 180), (256, 144)]);
+    assert!(check.audio_seconds.is_none());
+}
+
+#[test]
+fn dnxhr_in_mxf_with_two_mono_tracks() {
+    let check = transcode_and_check(Kind::DnxhrMxf);
+    assert_eq!(check.renditions.len(), 3);
+    assert!(check.audio_seconds.is_some());
+}
+
+#[test]
+fn camera_h264_with_b_frames_and_5_1_audio() {
+    let check = transcode_and_check(Kind::H264Mp4);
+    assert_eq!(sizes(&check), vec![(480, 270), (426, 238), (256, 144)]);
+    // 5 s at 29.97 fps: one short segment of 150 frames lasting 5.005 s
+    let seg = &check.renditions[0].segments[0];
+    assert_eq!((seg.frames, check.renditions[0].segments.len()), (150, 1));
+    assert!((seg.extinf - 5.005).abs() < 1e-3, "{}", seg.extinf);
+}
+
+#[test]
+fn camera_hevc_10_bit_rotated_becomes_portrait() {
+    let check = transcode_and_check(Kind::HevcRotated);
+    // 480x270 turned by 90 degrees: portrait boxes (360x640, 240x426, 144x256)
+    assert_eq!(sizes(&check), vec![(270, 480), (238, 426), (144, 256)]);
+}
+
+#[test]
+fn interlaced_mpeg2_in_mxf_with_non_square_pixels() {
+    let check = transcode_and_check(Kind::Mpeg2InterlacedMxf);
+    // 720x576 with 16:15 pixels is 768x576 (4:3) displayed: fitted into 360 lines as 480x360
+    assert_eq!(sizes(&check)[0], (480, 360));
+    // deinterlaced to one frame per frame: 3 s at 25 fps
+    assert_eq!(check.renditions[0].frames(), 75);
+}
+
+#[test]
+fn multitrack_59_94_uses_the_first_two_mono_tracks() {
+    let check = transcode_and_check(Kind::H264MultiTrack);
+    assert_eq!(sizes(&check), vec![(320, 180), (256, 144)]);
+    assert!(check.audio_seconds.is_some());
+}

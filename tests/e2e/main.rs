@@ -1,0 +1,6 @@
+//! End-to-end tests: real sources made with the ffmpeg CLI, the real worker binary, and
+//! output checked independently with ffprobe.
+
+mod hostile;
+mod inputs;
+mod ranges;

@@ -1,0 +1,66 @@
+//! A source encoded as three ranges (plus the audio part) gives the playlists one pass gives.
+
+use farm_tests::fixtures::{make, small_ladder_file};
+use farm_tests::hls::{check_ladder, read_media};
+use farm_tests::probe;
+use farm_tests::worker::transcode;
+
+#[test]
+fn three_ranges_give_the_same_ladder_as_one_pass() {
+    // 15 s at 29.97 fps: segment starts at frames 0, 180, 360 (6 s grid), 450 frames
+    let source = make(
+        "ranges-h264.mov",
+        &[
+            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30000/1001:duration=15",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=15",
+            "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "48",
+            "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", "-ac", "2",
+        ],
+    )
+    .unwrap();
+    let ladder = small_ladder_file();
+    let one = tempfile::tempdir().unwrap();
+    transcode(&source, one.path(), &ladder, &[]).unwrap().ok().unwrap();
+
+    let split = tempfile::tempdir().unwrap();
+    // Out of order, and with boundaries that snap: 5.5 s -> 6 s, 12.2 s -> 12 s.
+    let run = transcode(&source, split.path(), &ladder, &["--start", "12.2"]).unwrap().ok().unwrap();
+    assert!(run.stdout().contains("playlists follow"), "{}", run.stdout());
+    assert!(!split.path().join("index.m3u8").exists(), "no master before every part is there");
+    transcode(&source, split.path(), &ladder, &["--start", "5.5", "--end", "12.2"]).unwrap().ok().unwrap();
+    transcode(&source, split.path(), &ladder, &["--audio-only"]).unwrap().ok().unwrap();
+    assert!(!split.path().join("index.m3u8").exists(), "first range still missing");
+    let last = transcode(&source, split.path(), &ladder, &["--end", "5.5"]).unwrap().ok().unwrap();
+    assert!(last.stdout().trim().ends_with("index.m3u8"), "the last part publishes: {}", last.stdout());
+
+    let frames = probe::video_frame_count(&source).unwrap();
+    assert_eq!(frames, 450);
+    let fps = 30000.0 / 1001.0;
+    let a = check_ladder(one.path(), frames, fps, true).unwrap();
+    let b = check_ladder(split.path(), frames, fps, true).unwrap();
+    assert_eq!(a.renditions.len(), b.renditions.len());
+    for (x, y) in a.renditions.iter().zip(&b.renditions) {
+        assert_eq!((x.width, x.height, &x.codecs), (y.width, y.height, &y.codecs));
+        let fx: Vec<(u64, f64)> = x.segments.iter().map(|s| (s.frames, s.first_pts)).collect();
+        let fy: Vec<(u64, f64)> = y.segments.iter().map(|s| (s.frames, s.first_pts)).collect();
+        assert_eq!(fx, fy, "{}: frames and start times per segment", x.name);
+        assert_eq!(fx.iter().map(|f| f.0).collect::<Vec<_>>(), vec![180, 180, 90]);
+        // the media playlists are identical to the byte
+        for file in ["index.m3u8"] {
+            let p = format!("{}/{file}", x.name);
+            assert_eq!(
+                std::fs::read_to_string(one.path().join(&p)).unwrap(),
+                std::fs::read_to_string(split.path().join(&p)).unwrap(),
+                "{p}"
+            );
+        }
+        let ia = read_media(&one.path().join(format!("{}/iframes.m3u8", x.name))).unwrap();
+        let ib = read_media(&split.path().join(format!("{}/iframes.m3u8", x.name))).unwrap();
+        let durations = |m: &m3u8_rs::MediaPlaylist| m.segments.iter().map(|s| (s.uri.clone(), s.duration)).collect::<Vec<_>>();
+        assert_eq!(durations(&ia), durations(&ib), "{}: I-frames at the same places", x.name);
+    }
+    assert_eq!(
+        std::fs::read_to_string(one.path().join("audio/index.m3u8")).unwrap(),
+        std::fs::read_to_string(split.path().join("audio/index.m3u8")).unwrap()
+    );
+}

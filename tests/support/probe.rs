@@ -1,0 +1,84 @@
+//! Independent measurements with `ffprobe`.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Frame {
+    #[serde(default, deserialize_with = "num_str")]
+    pub pts_time: Option<f64>,
+    #[serde(default)]
+    pub key_frame: u8,
+    #[serde(default)]
+    pub pict_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Stream {
+    pub codec_name: Option<String>,
+    pub codec_type: Option<String>,
+    pub profile: Option<String>,
+    pub level: Option<i64>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub pix_fmt: Option<String>,
+    pub r_frame_rate: Option<String>,
+    pub sample_aspect_ratio: Option<String>,
+    #[serde(default, deserialize_with = "num_str")]
+    pub sample_rate: Option<f64>,
+    pub channels: Option<u32>,
+    #[serde(default, deserialize_with = "num_str")]
+    pub nb_read_frames: Option<f64>,
+}
+
+fn num_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let v: Option<String> = Option::deserialize(d)?;
+    Ok(v.and_then(|s| s.parse().ok()))
+}
+
+fn ffprobe(args: &[&str], path: &Path) -> Result<serde_json::Value> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-of", "json"])
+        .args(args)
+        .arg(path)
+        .output()
+        .context("running ffprobe")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || !stderr.trim().is_empty() {
+        bail!("ffprobe reports problems with {}: {stderr}", path.display());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Every frame of the first stream of `kind` ("v" or "a"), decoded; fails on any decoder error.
+pub fn frames(path: &Path, kind: &str) -> Result<Vec<Frame>> {
+    let v = ffprobe(
+        &["-select_streams", &format!("{kind}:0"), "-show_entries", "frame=pts_time,key_frame,pict_type"],
+        path,
+    )?;
+    Ok(serde_json::from_value(v["frames"].clone())?)
+}
+
+/// Stream descriptions, with decoded frame counts.
+pub fn streams(path: &Path) -> Result<Vec<Stream>> {
+    let v = ffprobe(&["-count_frames", "-show_entries", "stream"], path)?;
+    Ok(serde_json::from_value(v["streams"].clone())?)
+}
+
+/// Frames in the source's video stream, counted by decoding it.
+pub fn video_frame_count(path: &Path) -> Result<u64> {
+    let v = ffprobe(&["-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames"], path)?;
+    let s: Vec<Stream> = serde_json::from_value(v["streams"].clone())?;
+    Ok(s.first().and_then(|s| s.nb_read_frames).context("no frame count")? as u64)
+}
+
+/// `a/b` as a number.
+pub fn ratio(text: &str) -> f64 {
+    let mut it = text.split('/');
+    let n: f64 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    let d: f64 = it.next().and_then(|s| s.parse().ok()).unwrap_or(1.0);
+    n / d
+}

@@ -1,0 +1,186 @@
+//! One task, top to bottom: open the source, fit the ladder, run the pipeline, record the
+//! part, publish playlists when the job's parts are complete.
+
+use std::sync::atomic::AtomicBool;
+
+use farm_shared::ladder::Ladder;
+use farm_shared::manifest::{PartKind, PartManifest, MANIFEST_VERSION};
+use farm_shared::timeline::Grid;
+
+use crate::error::{Result, TranscodeError};
+use crate::playlist;
+use crate::progress::Progress;
+use crate::sink::Sink;
+use crate::source::{self, SourceLocation};
+use crate::transcode::{self, audio, PipelinePlan};
+
+/// Which part of a job a task encodes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Part {
+    /// Every video rendition and the audio rendition, in one pass.
+    Whole,
+    /// Video renditions for `[start, end)` seconds, snapped to segment boundaries.
+    Video { start: f64, end: Option<f64> },
+    /// The audio rendition over the whole source.
+    Audio,
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub source: SourceLocation,
+    pub ladder: Ladder,
+    pub part: Part,
+    /// x264 threads per rendition; 0 lets x264 choose.
+    pub x264_threads: usize,
+    /// Decoder threads; 0 lets FFmpeg choose.
+    pub decode_threads: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub renditions: Vec<String>,
+    pub frames: u64,
+    pub segments: u64,
+    /// Key of the master playlist, once every part of the job is there.
+    pub master: Option<String>,
+    pub repeated_frames: u64,
+    pub dropped_frames: u64,
+}
+
+pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &AtomicBool) -> Result<Outcome> {
+    task.ladder.validate()?;
+    let mut source = source::open(&task.source)?;
+    let info = source.info.clone();
+    let grid = Grid::new(info.rate, task.ladder.segment_ms(), task.ladder.gop_ms());
+    let (display_w, display_h) = info.display_size();
+    let renditions = task.ladder.fit(display_w, display_h);
+    let tracks = audio::select_tracks(&info.audio);
+    tracing::info!(
+        source = %task.source,
+        container = %info.container,
+        codec = %info.codec,
+        size = format!("{}x{}", info.width, info.height),
+        display = format!("{display_w}x{display_h}"),
+        fps = format!("{}/{}", info.rate.num, info.rate.den),
+        interlaced = info.interlaced,
+        rotation = info.rotation,
+        audio_tracks = tracks.len(),
+        renditions = ?renditions.iter().map(|r| format!("{} {}x{}", r.name, r.width, r.height)).collect::<Vec<_>>(),
+        "source opened"
+    );
+    let expected = info.frames_expected();
+    let (first_segment, end_segment) = match task.part {
+        Part::Whole | Part::Audio => (0, None),
+        Part::Video { start, end } => {
+            if end.is_some_and(|e| e <= start) || start < 0.0 {
+                return Err(TranscodeError::Range(format!("[{start}, {end:?}) is empty")));
+            }
+            grid.snap_range(start, end)
+        }
+    };
+    let first_frame = grid.segment_start(first_segment);
+    let end_frame = end_segment.map(|k| grid.segment_start(k));
+    if let Some(total) = expected {
+        if first_segment > 0 && first_frame >= total {
+            return Err(TranscodeError::Range(format!(
+                "the range starts at frame {first_frame}, after the source's end ({total} frames)"
+            )));
+        }
+    }
+    let with_video = task.part != Part::Audio;
+    let with_audio = task.part != Part::Video { start: 0.0, end: None } && !matches!(task.part, Part::Video { .. });
+    let audio_tracks: &[usize] = if with_audio { &tracks } else { &[] };
+    let sample_rate = f64::from(task.ladder.audio.sample_rate);
+    let plan = PipelinePlan {
+        grid,
+        renditions: if with_video { &renditions } else { &[] },
+        x264: &task.ladder.x264,
+        first_frame,
+        end_frame,
+        audio_tracks,
+        audio: &task.ladder.audio,
+        audio_end_sample: expected.map(|f| (grid.rate.frames_to_seconds(f) * sample_rate).round() as i64),
+        x264_threads: task.x264_threads,
+        decode_threads: task.decode_threads,
+        frames_total: match (end_frame, expected) {
+            (Some(end), _) => Some(end - first_frame),
+            (None, Some(total)) => Some(total.saturating_sub(first_frame)),
+            (None, None) => None,
+        },
+    };
+    let out = transcode::run(&mut source, &plan, sink, progress, cancel)?;
+    progress.finish();
+
+    let mut segments = 0;
+    if with_video {
+        let written = out.video.iter().map(|r| r.segments.len() as u64).max().unwrap_or(0);
+        segments += written * out.video.len() as u64;
+        let end = first_segment + written;
+        let part = PartManifest {
+            version: MANIFEST_VERSION,
+            kind: PartKind::Video,
+            grid,
+            first_segment,
+            end_segment: end,
+            is_last: end_segment.is_none() || out.stats.hit_end_of_source,
+            audio_expected: !tracks.is_empty(),
+            renditions: out.video.clone(),
+        };
+        put_json(sink, &PartManifest::key(PartKind::Video, first_segment, end), &part)?;
+    }
+    if let Some(audio) = &out.audio {
+        let count = audio.segments.len() as u64;
+        segments += count;
+        let part = PartManifest {
+            version: MANIFEST_VERSION,
+            kind: PartKind::Audio,
+            grid,
+            first_segment: 0,
+            end_segment: count,
+            is_last: true,
+            audio_expected: true,
+            renditions: vec![audio.clone()],
+        };
+        put_json(sink, &PartManifest::key(PartKind::Audio, 0, count), &part)?;
+    }
+    let master = publish(sink)?;
+    Ok(Outcome {
+        renditions: out.video.iter().map(|r| r.name.clone()).chain(out.audio.iter().map(|a| a.name.clone())).collect(),
+        frames: out.stats.frames,
+        segments,
+        master,
+        repeated_frames: out.stats.repeated,
+        dropped_frames: out.stats.dropped,
+    })
+}
+
+/// Writes the playlists if the parts in `sink` cover the whole job; returns the master's key.
+pub fn publish(sink: &dyn Sink) -> Result<Option<String>> {
+    let out_err = |key: &str| {
+        let key = key.to_string();
+        move |source| TranscodeError::Output { key, source }
+    };
+    let mut parts = Vec::new();
+    for key in sink.list("parts/").map_err(out_err("parts/"))? {
+        if !key.ends_with(".json") {
+            continue;
+        }
+        let data = sink.get(&key).map_err(out_err(&key))?;
+        let part: PartManifest = serde_json::from_slice(&data)
+            .map_err(|e| TranscodeError::Assemble(format!("{key}: {e}")))?;
+        parts.push(part);
+    }
+    let Some(playlists) = playlist::assemble(&parts).map_err(TranscodeError::Assemble)? else {
+        return Ok(None);
+    };
+    // The master goes last: a player that finds it finds every playlist it names.
+    for (key, text) in &playlists.files {
+        sink.put(key, text.as_bytes()).map_err(out_err(key))?;
+    }
+    Ok(Some(playlist::MASTER.to_string()))
+}
+
+fn put_json(sink: &dyn Sink, key: &str, value: &PartManifest) -> Result<()> {
+    let data = serde_json::to_vec_pretty(value).expect("manifests serialise");
+    sink.put(key, &data).map_err(|source| TranscodeError::Output { key: key.into(), source })
+}

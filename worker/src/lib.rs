@@ -1,0 +1,24 @@
+//! The transcoding worker of the HLS review farm.
+//!
+//! Data flow of one task, one module per stage:
+//! - [`source`]: open the camera original through our own reader, refuse what is not media;
+//! - [`job`]: run one task top to bottom (fit the ladder, pipeline, part manifest, playlists);
+//! - [`transcode`]: decode once ([`transcode::decode`]), fix pictures
+//!   ([`transcode::filter`]), scale and encode each rendition on its own thread
+//!   ([`transcode::video`], [`transcode::audio`], [`transcode::encode`]), cut segments
+//!   ([`transcode::segment`], [`transcode::mux`]);
+//! - [`sink`]: write segments and playlists (local directory; object storage next);
+//! - [`playlist`]: media, I-frame and master playlists from the part manifests;
+//! - [`progress`]: progress bar or log lines;
+//! - [`error`]: what went wrong, and whether trying again could help.
+
+pub mod codecs;
+pub mod error;
+pub mod job;
+pub mod playlist;
+pub mod progress;
+pub mod sink;
+pub mod source;
+pub mod transcode;
+
+pub use error::TranscodeError;

@@ -1,0 +1,124 @@
+//! Where output goes: segments, part manifests and playlists, by object key.
+//!
+//! The transcoder writes through the [`Sink`] trait only, so the local directory used by
+//! the one-shot command and object storage (next to come) are interchangeable. Keys are
+//! deterministic: a task run twice overwrites its own output instead of duplicating it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub trait Sink: Send + Sync {
+    /// Stores `data` under `key`, replacing any previous object; readers never see a
+    /// half-written object.
+    fn put(&self, key: &str, data: &[u8]) -> std::io::Result<()>;
+    fn get(&self, key: &str) -> std::io::Result<Vec<u8>>;
+    /// Keys that start with `prefix`, sorted.
+    fn list(&self, prefix: &str) -> std::io::Result<Vec<String>>;
+    /// Where a key can be found, for messages (a path or a URL).
+    fn locate(&self, key: &str) -> String;
+}
+
+/// A local directory. Writes go to a temporary file renamed into place.
+pub struct LocalDir {
+    root: PathBuf,
+}
+
+impl LocalDir {
+    pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> std::io::Result<PathBuf> {
+        let ok = !key.is_empty()
+            && !key.starts_with('/')
+            && key.split('/').all(|part| !part.is_empty() && part != "." && part != "..");
+        if !ok {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("invalid object key {key:?}"),
+            ));
+        }
+        Ok(self.root.join(key))
+    }
+}
+
+impl Sink for LocalDir {
+    fn put(&self, key: &str, data: &[u8]) -> std::io::Result<()> {
+        let path = self.path(key)?;
+        let dir = path.parent().expect("keys have a parent");
+        std::fs::create_dir_all(dir)?;
+        let mut tmp = tempfile_in(dir)?;
+        tmp.1.write_all(data)?;
+        tmp.1.sync_data()?;
+        std::fs::rename(&tmp.0, &path)
+    }
+
+    fn get(&self, key: &str) -> std::io::Result<Vec<u8>> {
+        std::fs::read(self.path(key)?)
+    }
+
+    fn list(&self, prefix: &str) -> std::io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        walk(&self.root, &self.root, &mut out)?;
+        out.retain(|k| k.starts_with(prefix) && !k.contains("/.tmp-"));
+        out.sort();
+        Ok(out)
+    }
+
+    fn locate(&self, key: &str) -> String {
+        self.root.join(key).display().to_string()
+    }
+}
+
+fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let name = format!(".tmp-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+    let path = dir.join(name);
+    let file = std::fs::File::create(&path)?;
+    Ok((path, file))
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            walk(root, &path, out)?;
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            out.push(rel.to_string_lossy().replace('\\', "/"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_list_and_reject_traversal() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = LocalDir::new(dir.path()).unwrap();
+        sink.put("720p/seg_00001.ts", b"one").unwrap();
+        sink.put("720p/seg_00000.ts", b"zero").unwrap();
+        sink.put("720p/seg_00000.ts", b"again").unwrap();
+        sink.put("index.m3u8", b"#EXTM3U").unwrap();
+        assert_eq!(sink.get("720p/seg_00000.ts").unwrap(), b"again");
+        assert_eq!(sink.list("720p/").unwrap(), vec!["720p/seg_00000.ts", "720p/seg_00001.ts"]);
+        for bad in ["../x", "/etc/passwd", "a//b", "a/./b", ""] {
+            assert!(sink.put(bad, b"x").is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! Opening a camera original: only through our own reader, only containers we accept.
+//!
+//! FFmpeg never opens the source by name. We hand it a reader (a local file today,
+//! ranged object-store reads next), probe the container ourselves, refuse formats outside
+//! [`ALLOWED_DEMUXERS`] (playlists, concat scripts, image sequences...) and forbid every
+//! protocol for nested opens, so a container cannot make FFmpeg read other files or hosts.
+//! What it hands on: an open [`Source`] with the facts the pipeline needs ([`SourceInfo`]).
+
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::io::{Read, Seek};
+use std::path::PathBuf;
+use std::ptr;
+
+use farm_shared::timeline::FrameRate;
+use ffmpeg_next as ffmpeg;
+use ffmpeg::ffi;
+use ffmpeg::format::context::{Input, StreamIo};
+use ffmpeg::media::Type;
+
+use crate::error::{Result, TranscodeError};
+
+/// Demuxers a camera original may come in (matched against FFmpeg's demuxer names).
+pub const ALLOWED_DEMUXERS: &[&str] = &[
+    "mov", "mxf", "mpegts", "matroska", "avi", "mpeg", "mpegvideo", "m4v", "h264", "hevc",
+    "dv", "gxf",
+];
+
+/// Pictures larger than 8K in either direction are refused before any decoding.
+pub const MAX_DIMENSION: u32 = 8192;
+const MIN_DIMENSION: u32 = 16;
+
+/// Where a source is read from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceLocation {
+    Local(PathBuf),
+}
+
+impl fmt::Display for SourceLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ReadSeek for T {}
+
+#[derive(Debug, Clone)]
+pub struct AudioTrack {
+    pub index: usize,
+    pub channels: u32,
+    pub sample_rate: u32,
+    pub codec: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceInfo {
+    pub container: String,
+    pub video_index: usize,
+    pub codec: String,
+    /// Coded picture size.
+    pub width: u32,
+    pub height: u32,
+    /// Sample (pixel) aspect ratio; 1/1 for square pixels.
+    pub sar: (u32, u32),
+    /// Clockwise rotation to apply for display: 0, 90, 180 or 270.
+    pub rotation: u32,
+    pub rate: FrameRate,
+    /// The video stream's time base and first timestamp: frame 0 of the timeline.
+    pub time_base: (i32, i32),
+    pub start_ts: i64,
+    pub interlaced: bool,
+    /// Frame count from the container, when it states one.
+    pub frames_declared: Option<u64>,
+    pub duration_seconds: Option<f64>,
+    pub audio: Vec<AudioTrack>,
+}
+
+impl SourceInfo {
+    /// Picture size as displayed: square pixels, rotation applied.
+    pub fn display_size(&self) -> (u32, u32) {
+        let w = (u64::from(self.width) * u64::from(self.sar.0) / u64::from(self.sar.1.max(1)))
+            .clamp(2, u64::from(MAX_DIMENSION) * 4) as u32;
+        if self.rotation % 180 == 90 {
+            (self.height, w)
+        } else {
+            (w, self.height)
+        }
+    }
+
+    /// Frames the source should yield: the container's count, else duration x rate.
+    pub fn frames_expected(&self) -> Option<u64> {
+        self.frames_declared.or_else(|| {
+            self.duration_seconds.map(|d| (d * self.rate.as_f64()).round() as u64)
+        })
+    }
+}
+
+pub struct Source {
+    pub input: Input,
+    pub info: SourceInfo,
+    pub location: SourceLocation,
+}
+
+impl Source {
+    pub fn name(&self) -> String {
+        self.location.to_string()
+    }
+}
+
+/// Opens and probes a source. Fails with a message that names the problem.
+pub fn open(location: &SourceLocation) -> Result<Source> {
+    let name = location.to_string();
+    let reader: Box<dyn ReadSeek> = match location {
+        SourceLocation::Local(path) => {
+            let io_err = |source| TranscodeError::SourceIo { path: name.clone(), source };
+            let meta = std::fs::metadata(path).map_err(io_err)?;
+            if !meta.is_file() {
+                return Err(TranscodeError::NotMedia {
+                    path: name,
+                    detail: "not a regular file".into(),
+                });
+            }
+            if meta.len() == 0 {
+                return Err(TranscodeError::EmptySource(name));
+            }
+            Box::new(std::fs::File::open(path).map_err(io_err)?)
+        }
+    };
+    let input = open_input(reader, &name)?;
+    let info = inspect(&input, &name)?;
+    Ok(Source { input, info, location: location.clone() })
+}
+
+fn open_input(reader: Box<dyn ReadSeek>, name: &str) -> Result<Input> {
+    ffmpeg::init().map_err(|e| TranscodeError::ffmpeg("init", "-", e))?;
+    let not_media = |detail: String| TranscodeError::NotMedia { path: name.into(), detail };
+    let mut io = StreamIo::from_read_seek_with_capacity(reader, 256 * 1024)
+        .map_err(|e| TranscodeError::ffmpeg("open", "-", e))?;
+    // FFmpeg uses the name as a probing hint only: it never opens it.
+    let cname = CString::new(name.replace('\0', "")).expect("no NUL left");
+    unsafe {
+        let mut fmt: *const ffi::AVInputFormat = ptr::null();
+        let score = ffi::av_probe_input_buffer2(
+            io.as_mut_ptr(),
+            &mut fmt,
+            cname.as_ptr(),
+            ptr::null_mut(),
+            0,
+            0,
+        );
+        if score < 0 || fmt.is_null() {
+            return Err(not_media(format!(
+                "no known container format ({})",
+                ffmpeg::Error::from(score)
+            )));
+        }
+        let demuxer = CStr::from_ptr((*fmt).name).to_string_lossy().into_owned();
+        if !demuxer.split(',').any(|n| ALLOWED_DEMUXERS.contains(&n)) {
+            return Err(not_media(format!(
+                "container format {demuxer:?} is not accepted for sources (accepted: {})",
+                ALLOWED_DEMUXERS.join(", ")
+            )));
+        }
+        let mut ctx = ffi::avformat_alloc_context();
+        if ctx.is_null() {
+            return Err(TranscodeError::ffmpeg("open", "-", "out of memory"));
+        }
+        (*ctx).pb = io.as_mut_ptr();
+        (*ctx).flags |= ffi::AVFMT_FLAG_CUSTOM_IO as i32;
+        let mut opts = ffmpeg::Dictionary::new();
+        // Nested opens (references to other files, URLs inside containers) match no protocol.
+        opts.set("protocol_whitelist", "none");
+        opts.set("format_whitelist", &ALLOWED_DEMUXERS.join(","));
+        let mut raw = opts.disown();
+        let ret = ffi::avformat_open_input(&mut ctx, cname.as_ptr(), fmt, &mut raw);
+        ffmpeg::Dictionary::own(raw);
+        if ret < 0 {
+            // avformat_open_input freed the context; the StreamIo is dropped by us.
+            return Err(not_media(format!("{demuxer}: {}", ffmpeg::Error::from(ret))));
+        }
+        let input = Input::wrap_with_custom_io(ctx, io);
+        let ret = ffi::avformat_find_stream_info(ctx, ptr::null_mut());
+        if ret < 0 {
+            return Err(TranscodeError::Damaged {
+                path: name.into(),
+                detail: format!("cannot read stream information: {}", ffmpeg::Error::from(ret)),
+            });
+        }
+        Ok(input)
+    }
+}
+
+fn inspect(input: &Input, name: &str) -> Result<SourceInfo> {
+    let unsupported =
+        |detail: String| TranscodeError::Unsupported { path: name.into(), detail };
+    let container = input.format().name().to_string();
+    let video = input
+        .streams()
+        .filter(|s| s.parameters().medium() == Type::Video)
+        .filter(|s| !s.disposition().contains(ffmpeg::format::stream::Disposition::ATTACHED_PIC))
+        .max_by_key(|s| unsafe { (*s.parameters().as_ptr()).width })
+        .ok_or_else(|| TranscodeError::NoVideo(name.into()))?;
+    let params = video.parameters();
+    let codec_id = params.id();
+    if ffmpeg::decoder::find(codec_id).is_none() {
+        return Err(unsupported(format!("no decoder for video codec {codec_id:?}")));
+    }
+    let (width, height, sar, field_order) = unsafe {
+        let p = &*params.as_ptr();
+        (p.width, p.height, p.sample_aspect_ratio, p.field_order)
+    };
+    let dims_ok = |v: i32| (MIN_DIMENSION as i32..=MAX_DIMENSION as i32).contains(&v);
+    if !dims_ok(width) || !dims_ok(height) {
+        return Err(unsupported(format!(
+            "picture size {width}x{height} is outside {MIN_DIMENSION}..{MAX_DIMENSION} pixels"
+        )));
+    }
+    let sar = if sar.num > 0 && sar.den > 0 && f64::from(sar.num) / f64::from(sar.den) < 4.0
+        && f64::from(sar.den) / f64::from(sar.num) < 4.0
+    {
+        (sar.num as u32, sar.den as u32)
+    } else {
+        (1, 1)
+    };
+    let avg = video.avg_frame_rate();
+    let real = video.rate();
+    let rate = FrameRate::normalised(avg.numerator().into(), avg.denominator().into())
+        .or_else(|| FrameRate::normalised(real.numerator().into(), real.denominator().into()))
+        .ok_or_else(|| unsupported("the video stream states no frame rate".into()))?;
+    if !(1.0..=240.0).contains(&rate.as_f64()) {
+        return Err(unsupported(format!(
+            "frame rate {}/{} is outside 1..240 fps",
+            rate.num, rate.den
+        )));
+    }
+    let tb = video.time_base();
+    if tb.numerator() <= 0 || tb.denominator() <= 0 {
+        return Err(unsupported("the video stream has no time base".into()));
+    }
+    let start_ts = if video.start_time() == ffi::AV_NOPTS_VALUE { 0 } else { video.start_time() };
+    let frames_declared = (video.frames() > 0).then(|| video.frames() as u64);
+    let duration_seconds = if video.duration() > 0 {
+        Some(video.duration() as f64 * f64::from(tb))
+    } else if input.duration() > 0 {
+        Some(input.duration() as f64 / f64::from(ffi::AV_TIME_BASE))
+    } else {
+        None
+    };
+    let interlaced = !matches!(
+        field_order,
+        ffi::AVFieldOrder::AV_FIELD_PROGRESSIVE | ffi::AVFieldOrder::AV_FIELD_UNKNOWN
+    );
+    let audio = input
+        .streams()
+        .filter(|s| s.parameters().medium() == Type::Audio)
+        .filter_map(|s| {
+            let p = unsafe { &*s.parameters().as_ptr() };
+            let channels = p.ch_layout.nb_channels;
+            (channels > 0 && p.sample_rate > 0 && ffmpeg::decoder::find(s.parameters().id()).is_some())
+                .then(|| AudioTrack {
+                    index: s.index(),
+                    channels: channels as u32,
+                    sample_rate: p.sample_rate as u32,
+                    codec: format!("{:?}", s.parameters().id()).to_lowercase(),
+                })
+        })
+        .collect();
+    Ok(SourceInfo {
+        container,
+        video_index: video.index(),
+        codec: format!("{codec_id:?}").to_lowercase(),
+        width: width as u32,
+        height: height as u32,
+        sar,
+        rotation: rotation_of(&video),
+        rate,
+        time_base: (tb.numerator(), tb.denominator()),
+        start_ts,
+        interlaced,
+        frames_declared,
+        duration_seconds,
+        audio,
+    })
+}
+
+/// Clockwise display rotation from the stream's display matrix, as FFmpeg's CLI reads it.
+fn rotation_of(stream: &ffmpeg::format::stream::Stream) -> u32 {
+    for side in stream.side_data() {
+        if side.kind() == ffmpeg::codec::packet::side_data::Type::DisplayMatrix
+            && side.data().len() >= 36
+        {
+            let theta = -unsafe { ffi::av_display_rotation_get(side.data().as_ptr() as *const i32) };
+            if theta.is_nan() {
+                return 0;
+            }
+            let quarter = ((theta / 90.0).round() as i64).rem_euclid(4);
+            return (quarter * 90) as u32;
+        }
+    }
+    0
+}

@@ -1,0 +1,401 @@
+//! Demux and decode once: every picture goes to every rendition, every audio frame to
+//! the audio mix.
+//!
+//! Takes the open source and a frame range. Each decoded picture gets its frame number on
+//! the job's timeline (from its timestamp, not from a counter, so that a worker that
+//! seeks into the middle numbers frames as a worker that starts at zero does). Duplicate
+//! timestamps are dropped and small holes are filled by repeating the previous picture, so
+//! the output keeps the source's frame count and timing. Hands on shared references to
+//! the decoded (deinterlaced, rotated) pictures, with `pts` set to the frame number.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+
+use ffmpeg_next as ffmpeg;
+use ffmpeg::{codec, ffi, frame, Packet, Rational};
+
+use super::filter::{AudioInput, PictureFilter};
+use crate::error::{Result, TranscodeError};
+use crate::source::Source;
+
+/// A decoded audio frame of one selected track, timestamps rebased on the video's zero.
+pub struct AudioFrame {
+    pub slot: usize,
+    pub frame: frame::Audio,
+}
+
+pub struct Outputs {
+    pub video: Vec<SyncSender<frame::Video>>,
+    pub audio: Option<SyncSender<AudioFrame>>,
+}
+
+pub struct DecodeRequest {
+    pub first_frame: u64,
+    pub end_frame: Option<u64>,
+    pub decode_video: bool,
+    pub threads: usize,
+}
+
+/// An opened decoder for one audio track of the mix.
+pub struct AudioDecoder {
+    stream: usize,
+    slot: usize,
+    decoder: ffmpeg::decoder::Audio,
+    /// The video's first timestamp in this stream's time base.
+    origin: i64,
+}
+
+/// Opens the decoders of the audio tracks (stream indices in mix order) and describes
+/// what they will put out, for the mix's inputs.
+pub fn open_audio(source: &Source, tracks: &[usize]) -> Result<(Vec<AudioDecoder>, Vec<AudioInput>)> {
+    let info = &source.info;
+    let mut decoders = Vec::new();
+    let mut inputs = Vec::new();
+    for (slot, &index) in tracks.iter().enumerate() {
+        let fail = |e: ffmpeg::Error| TranscodeError::ffmpeg("opening the audio decoder", "audio", e);
+        let s = source.input.stream(index).expect("audio stream");
+        let mut ctx = codec::context::Context::from_parameters(s.parameters()).map_err(fail)?;
+        unsafe {
+            (*ctx.as_mut_ptr()).pkt_timebase = s.time_base().into();
+        }
+        let decoder = ctx.decoder().audio().map_err(fail)?;
+        inputs.push(AudioInput {
+            sample_rate: decoder.rate(),
+            format: decoder.format(),
+            channels: u32::from(decoder.channels()),
+            time_base: s.time_base(),
+        });
+        let origin = rescale(info.start_ts, tb(info.time_base), s.time_base());
+        decoders.push(AudioDecoder { stream: index, slot, decoder, origin });
+    }
+    Ok((decoders, inputs))
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct DecodeStats {
+    /// Frames handed on (including repeats that filled holes).
+    pub frames: u64,
+    pub repeated: u64,
+    pub dropped: u64,
+    pub decode_errors: u64,
+    /// The source ended before `end_frame`.
+    pub hit_end_of_source: bool,
+}
+
+/// Longest hole in the timestamps we paper over by repeating a picture.
+const MAX_HOLE_SECONDS: f64 = 2.0;
+
+pub fn run(
+    source: &mut Source,
+    req: &DecodeRequest,
+    mut audio_decoders: Vec<AudioDecoder>,
+    out: Outputs,
+    cancel: &AtomicBool,
+) -> Result<DecodeStats> {
+    let name = source.name();
+    let info = source.info.clone();
+    let damaged = |detail: String| TranscodeError::Damaged { path: name.clone(), detail };
+    let decoder_err = |e: ffmpeg::Error| TranscodeError::ffmpeg("opening the decoder", "-", e);
+
+    let stream = source.input.stream(info.video_index).expect("video stream");
+    let mut video = {
+        let mut ctx = codec::context::Context::from_parameters(stream.parameters()).map_err(decoder_err)?;
+        ctx.set_threading(codec::threading::Config {
+            kind: codec::threading::Type::Frame,
+            count: req.threads,
+            ..Default::default()
+        });
+        unsafe {
+            (*ctx.as_mut_ptr()).pkt_timebase = stream.time_base().into();
+        }
+        ctx.decoder().video().map_err(decoder_err)?
+    };
+    let mut state = VideoState {
+        name: &name,
+        tb: tb(info.time_base),
+        info: &info,
+        first_frame: req.first_frame,
+        end_frame: req.end_frame,
+        last: None,
+        filter: None,
+        filter_checked: false,
+        stats: DecodeStats::default(),
+        reached_end: false,
+        out: &out,
+        seek_margin: 0.0,
+        needs_reseek: false,
+    };
+
+    if req.decode_video && req.first_frame > 0 {
+        state.seek_margin = 2.0;
+        seek_before(source, &info, req.first_frame, state.seek_margin)?;
+    }
+
+    let mut read_errors = 0u32;
+    let mut packet = Packet::empty();
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(TranscodeError::Cancelled);
+        }
+        if state.reached_end && audio_decoders.is_empty() {
+            break;
+        }
+        match packet.read(&mut source.input) {
+            Ok(()) => read_errors = 0,
+            Err(ffmpeg::Error::Eof) => break,
+            Err(e) => {
+                read_errors += 1;
+                if read_errors > 32 {
+                    return Err(damaged(format!("the container cannot be read any further: {e}")));
+                }
+                continue;
+            }
+        }
+        let index = packet.stream();
+        if index == info.video_index && req.decode_video && !state.reached_end {
+            if video.send_packet(&packet).is_err() {
+                state.stats.decode_errors += 1;
+            }
+            drain_video(&mut video, &mut state)?;
+            if state.needs_reseek {
+                state.needs_reseek = false;
+                state.seek_margin *= 4.0;
+                video.flush();
+                seek_before(source, &info, req.first_frame, state.seek_margin)?;
+            }
+        } else if let Some(a) = audio_decoders.iter_mut().find(|a| a.stream == index) {
+            if a.decoder.send_packet(&packet).is_err() {
+                state.stats.decode_errors += 1;
+            }
+            drain_audio(a, &out)?;
+        }
+        let limit = 16 + state.stats.frames / 50;
+        if state.stats.decode_errors > limit {
+            return Err(damaged(format!(
+                "{} packets could not be decoded (after {} good frames)",
+                state.stats.decode_errors, state.stats.frames
+            )));
+        }
+    }
+
+    if req.decode_video && !state.reached_end {
+        let _ = video.send_eof();
+        drain_video(&mut video, &mut state)?;
+        if let Some(filter) = state.filter.as_mut() {
+            filter.flush().map_err(|e| TranscodeError::ffmpeg("filtering", "-", e))?;
+            while let Some(f) = state.filter.as_mut().and_then(|f| f.pull()) {
+                state.send(f)?;
+            }
+        }
+        state.stats.hit_end_of_source = true;
+    }
+    for a in audio_decoders.iter_mut() {
+        let _ = a.decoder.send_eof();
+        drain_audio(a, &out)?;
+    }
+
+    if req.decode_video {
+        check_complete(&state, &info, req, &damaged)?;
+    }
+    Ok(state.stats)
+}
+
+fn check_complete(
+    state: &VideoState,
+    info: &crate::source::SourceInfo,
+    req: &DecodeRequest,
+    damaged: &dyn Fn(String) -> TranscodeError,
+) -> Result<()> {
+    let Some((last, _)) = state.last.as_ref() else {
+        return Err(damaged("no picture could be decoded".into()));
+    };
+    let got = last + 1;
+    // The container's own frame count (or duration) says how many frames there should be.
+    if let Some(expected) = info.frames_expected() {
+        let wanted = req.end_frame.map_or(expected, |e| e.min(expected));
+        let tolerance = 2 + wanted / 50;
+        if got + tolerance < wanted {
+            return Err(damaged(format!(
+                "only {got} of {expected} frames could be decoded: the file is truncated or damaged"
+            )));
+        }
+    }
+    Ok(())
+}
+
+struct VideoState<'a> {
+    name: &'a str,
+    tb: Rational,
+    info: &'a crate::source::SourceInfo,
+    first_frame: u64,
+    end_frame: Option<u64>,
+    /// Last frame handed on, kept to fill holes.
+    last: Option<(u64, frame::Video)>,
+    filter: Option<PictureFilter>,
+    filter_checked: bool,
+    stats: DecodeStats,
+    reached_end: bool,
+    out: &'a Outputs,
+    seek_margin: f64,
+    needs_reseek: bool,
+}
+
+impl VideoState<'_> {
+    fn frame_number(&self, ts: i64) -> i64 {
+        let rate = self.info.rate;
+        let num = i128::from(ts - self.info.start_ts)
+            * i128::from(self.tb.numerator())
+            * i128::from(rate.num);
+        let den = i128::from(self.tb.denominator()) * i128::from(rate.den);
+        // round half up, also for negative numbers
+        (num * 2 + den).div_euclid(2 * den) as i64
+    }
+
+    fn accept(&mut self, mut decoded: frame::Video) -> Result<()> {
+        let ts = decoded.timestamp().or(decoded.pts());
+        let n = match ts {
+            Some(ts) => self.frame_number(ts),
+            None => self.last.as_ref().map_or(0, |(n, _)| *n as i64 + 1),
+        };
+        if n < self.first_frame as i64 {
+            return Ok(());
+        }
+        let n = n as u64;
+        if let Some(end) = self.end_frame {
+            if n >= end {
+                self.reached_end = true;
+                return Ok(());
+            }
+        }
+        let expected_next = self.last.as_ref().map_or(self.first_frame, |(l, _)| l + 1);
+        if n < expected_next {
+            self.stats.dropped += 1;
+            return Ok(());
+        }
+        if self.last.is_none() && n > self.first_frame && self.seek_margin > 0.0 {
+            // We landed after the range start: seek further back and decode again.
+            let seek_start = self.info.rate.frames_to_seconds(self.first_frame) - self.seek_margin;
+            if seek_start > 0.0 {
+                self.needs_reseek = true;
+                return Ok(());
+            }
+        }
+        let hole = n - expected_next;
+        if hole as f64 > MAX_HOLE_SECONDS * self.info.rate.as_f64() {
+            return Err(TranscodeError::Damaged {
+                path: self.name.into(),
+                detail: format!("{hole} frames are missing before frame {n}"),
+            });
+        }
+        // Holes (including a late first frame) are filled with the nearest picture.
+        for missing in expected_next..n {
+            let fill = match self.last.as_ref() {
+                Some((_, prev)) => share(prev),
+                None => share(&decoded),
+            };
+            self.stats.repeated += 1;
+            self.process(fill, missing)?;
+        }
+        decoded.set_pts(Some(n as i64));
+        self.process(decoded, n)
+    }
+
+    fn process(&mut self, mut frame: frame::Video, n: u64) -> Result<()> {
+        frame.set_pts(Some(n as i64));
+        if !self.filter_checked {
+            self.filter_checked = true;
+            if let Some(spec) = PictureFilter::spec(self.info, frame.is_interlaced()) {
+                let rate = self.info.rate;
+                let filter = PictureFilter::new(&spec, &frame, Rational(rate.den as i32, rate.num as i32))
+                    .map_err(|e| TranscodeError::ffmpeg("building the picture filter", "-", e))?;
+                self.filter = Some(filter);
+            }
+        }
+        self.last = Some((n, share(&frame)));
+        match self.filter.as_mut() {
+            None => self.send(frame),
+            Some(filter) => {
+                filter.push(&frame).map_err(|e| TranscodeError::ffmpeg("filtering", "-", e))?;
+                while let Some(f) = self.filter.as_mut().and_then(|f| f.pull()) {
+                    self.send(f)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn send(&mut self, frame: frame::Video) -> Result<()> {
+        for tx in &self.out.video {
+            // A closed channel means that rendition failed; its own error is reported.
+            tx.send(share(&frame)).map_err(|_| TranscodeError::Cancelled)?;
+        }
+        self.stats.frames += 1;
+        Ok(())
+    }
+}
+
+fn drain_video(decoder: &mut ffmpeg::decoder::Video, state: &mut VideoState) -> Result<()> {
+    loop {
+        let mut frame = frame::Video::empty();
+        match decoder.receive_frame(&mut frame) {
+            Ok(()) => {
+                state.accept(frame)?;
+                if state.needs_reseek {
+                    return Ok(());
+                }
+            }
+            Err(ffmpeg::Error::Other { errno: ffi::EAGAIN }) | Err(ffmpeg::Error::Eof) => return Ok(()),
+            Err(_) => state.stats.decode_errors += 1,
+        }
+    }
+}
+
+fn drain_audio(a: &mut AudioDecoder, out: &Outputs) -> Result<()> {
+    loop {
+        let mut frame = frame::Audio::empty();
+        match a.decoder.receive_frame(&mut frame) {
+            Ok(()) => {
+                let ts = frame.timestamp().or(frame.pts());
+                frame.set_pts(ts.map(|t| t - a.origin));
+                if let Some(tx) = &out.audio {
+                    tx.send(AudioFrame { slot: a.slot, frame }).map_err(|_| TranscodeError::Cancelled)?;
+                }
+            }
+            Err(ffmpeg::Error::Other { errno: ffi::EAGAIN }) | Err(ffmpeg::Error::Eof) => return Ok(()),
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
+/// Seeks to a keyframe at least `margin` seconds before `frame`.
+fn seek_before(source: &mut Source, info: &crate::source::SourceInfo, frame: u64, margin: f64) -> Result<()> {
+    let seconds = (info.rate.frames_to_seconds(frame) - margin).max(0.0);
+    let start_us = rescale(info.start_ts, tb(info.time_base), Rational(1, ffi::AV_TIME_BASE));
+    let target = start_us + (seconds * f64::from(ffi::AV_TIME_BASE)) as i64;
+    source
+        .input
+        .seek(target, ..target)
+        .map_err(|e| TranscodeError::Damaged {
+            path: source.location.to_string(),
+            detail: format!("cannot seek to {seconds:.3} s: {e}"),
+        })
+}
+
+/// A new reference to the same picture buffers (no copy).
+pub fn share(frame: &frame::Video) -> frame::Video {
+    unsafe {
+        let f = ffi::av_frame_alloc();
+        assert!(!f.is_null(), "out of memory");
+        let ret = ffi::av_frame_ref(f, frame.as_ptr());
+        assert!(ret >= 0, "av_frame_ref failed");
+        frame::Video::wrap(f)
+    }
+}
+
+fn tb(t: (i32, i32)) -> Rational {
+    Rational(t.0, t.1)
+}
+
+fn rescale(v: i64, from: Rational, to: Rational) -> i64 {
+    unsafe { ffi::av_rescale_q(v, from.into(), to.into()) }
+}

@@ -1,0 +1,180 @@
+//! The transcoding pipeline of one task: decode once, fan out to every rendition.
+//!
+//! ```text
+//! source -> decode (this thread) -+-> video rendition 1 thread: scale -> x264 -> segment -> sink
+//!                                 +-> video rendition N thread: ...
+//!                                 +-> audio thread: mix -> AAC -> segment -> sink
+//! ```
+//! Channels between the stages are bounded, so memory stays flat whatever the source's
+//! length; each rendition encoder runs on its own thread, so the cores stay busy even
+//! where one encoder would leave them idle.
+
+pub mod audio;
+pub mod decode;
+pub mod encode;
+pub mod filter;
+pub mod mux;
+pub mod segment;
+pub mod video;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::time::Duration;
+
+use farm_shared::ladder::{AudioSpec, FittedRendition, X264Settings};
+use farm_shared::manifest::{RenditionPart, SegmentRecord};
+use farm_shared::timeline::Grid;
+
+use crate::error::{Result, TranscodeError};
+use crate::progress::Progress;
+use crate::sink::Sink;
+use crate::source::Source;
+
+/// Pictures in flight per rendition. Small: decoded 4:2:2 10-bit 1080p frames are 8 MB,
+/// and they are shared between renditions, not copied.
+const VIDEO_QUEUE: usize = 4;
+const AUDIO_QUEUE: usize = 256;
+
+pub struct PipelinePlan<'a> {
+    pub grid: Grid,
+    pub renditions: &'a [FittedRendition],
+    pub x264: &'a X264Settings,
+    pub first_frame: u64,
+    pub end_frame: Option<u64>,
+    /// Stream indices of the audio tracks to mix; empty for no audio rendition.
+    pub audio_tracks: &'a [usize],
+    pub audio: &'a AudioSpec,
+    /// Audio is cut here (samples), at the end of the picture.
+    pub audio_end_sample: Option<i64>,
+    pub x264_threads: usize,
+    pub decode_threads: usize,
+    /// Frames this task will produce, for progress (estimate).
+    pub frames_total: Option<u64>,
+}
+
+pub struct PipelineOutput {
+    pub video: Vec<RenditionPart>,
+    pub audio: Option<RenditionPart>,
+    pub stats: decode::DecodeStats,
+}
+
+pub fn run(
+    source: &mut Source,
+    plan: &PipelinePlan,
+    sink: &dyn Sink,
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<PipelineOutput> {
+    let (audio_decoders, audio_inputs) = decode::open_audio(source, plan.audio_tracks)?;
+    let decode_video = !plan.renditions.is_empty();
+    let counters: Vec<AtomicU64> = plan.renditions.iter().map(|_| AtomicU64::new(0)).collect();
+    let audio_samples = AtomicU64::new(0);
+    let finished = AtomicBool::new(false);
+    let on_segment = |record: &SegmentRecord| progress.segment(record);
+
+    std::thread::scope(|scope| {
+        let mut video_tx = Vec::new();
+        let mut video_threads = Vec::new();
+        for (rendition, encoded) in plan.renditions.iter().zip(&counters) {
+            let (tx, rx) = sync_channel(VIDEO_QUEUE);
+            video_tx.push(tx);
+            let job = video::VideoJob {
+                rendition,
+                x264: plan.x264,
+                grid: plan.grid,
+                threads: plan.x264_threads,
+                sink,
+                encoded,
+                on_segment: &on_segment,
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("encode-{}", rendition.name))
+                .spawn_scoped(scope, move || video::run(job, rx))
+                .expect("spawn encoder thread");
+            video_threads.push(handle);
+        }
+        let mut audio_tx = None;
+        let audio_thread = (!audio_inputs.is_empty()).then(|| {
+            let (tx, rx) = sync_channel(AUDIO_QUEUE);
+            audio_tx = Some(tx);
+            let job = audio::AudioJob {
+                spec: plan.audio,
+                inputs: audio_inputs,
+                segment_ms: plan.grid.segment_ms,
+                end_sample: plan.audio_end_sample,
+                sink,
+                encoded: &audio_samples,
+                on_segment: &on_segment,
+            };
+            std::thread::Builder::new()
+                .name("encode-audio".into())
+                .spawn_scoped(scope, move || audio::run(job, rx))
+                .expect("spawn audio thread")
+        });
+        // Progress: the slowest rendition decides, audio counted in frames.
+        scope.spawn(|| {
+            let rate = plan.grid.rate.as_f64();
+            let sample_rate = f64::from(plan.audio.sample_rate);
+            loop {
+                let video_done = counters.iter().map(|c| c.load(Ordering::Relaxed)).min();
+                let audio_done = (!plan.audio_tracks.is_empty()).then(|| {
+                    (audio_samples.load(Ordering::Relaxed) as f64 / sample_rate * rate) as u64
+                });
+                let done = match (video_done, audio_done) {
+                    (Some(v), Some(a)) if plan.first_frame == 0 => v.min(a),
+                    (Some(v), _) => v,
+                    (None, Some(a)) => a,
+                    (None, None) => 0,
+                };
+                progress.frames(done, plan.frames_total);
+                if finished.load(Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+
+        let request = decode::DecodeRequest {
+            first_frame: plan.first_frame,
+            end_frame: plan.end_frame,
+            decode_video,
+            threads: plan.decode_threads,
+        };
+        let outputs = decode::Outputs { video: video_tx, audio: audio_tx };
+        let decoded = decode::run(source, &request, audio_decoders, outputs, cancel);
+        // `outputs` was moved into `run` and is dropped: the encoders see the end of input.
+
+        let mut first_error: Option<TranscodeError> = None;
+        let mut video_parts = Vec::new();
+        for handle in video_threads {
+            match handle.join().expect("encoder thread panicked") {
+                Ok(part) => video_parts.push(part),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let audio_part = match audio_thread.map(|h| h.join().expect("audio thread panicked")) {
+            Some(Ok(part)) => Some(part),
+            Some(Err(e)) => {
+                first_error.get_or_insert(e);
+                None
+            }
+            None => None,
+        };
+        finished.store(true, Ordering::Relaxed);
+        // A decode error caused by a failed encoder (closed channel) is reported as the
+        // encoder's error; a real decode error wins otherwise.
+        let stats = match decoded {
+            Ok(stats) => stats,
+            Err(TranscodeError::Cancelled) if first_error.is_some() && !cancel.load(Ordering::Relaxed) => {
+                return Err(first_error.take().expect("checked"));
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        Ok(PipelineOutput { video: video_parts, audio: audio_part, stats })
+    })
+}

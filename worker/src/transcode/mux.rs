@@ -1,0 +1,88 @@
+//! One MPEG-TS segment, muxed in memory.
+//!
+//! Every segment gets a fresh muxer: it starts with PAT/PMT, stands on its own, and can
+//! be produced by any worker. Timestamps are rescaled to 90 kHz and shifted by a fixed
+//! [`PTS_OFFSET_90K`] so that they are never negative (x264's first DTS and AAC priming
+//! are), which would make libavformat shift each segment by a different amount.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use ffmpeg_next as ffmpeg;
+use ffmpeg::format::context::{Output, StreamIo};
+use ffmpeg::{codec, ffi, Packet, Rational};
+
+/// Ten seconds: more than any encoder delay or priming.
+pub const PTS_OFFSET_90K: i64 = 900_000;
+
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for SharedBuf {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("buffer lock").extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub struct TsMuxer {
+    octx: Output,
+    buf: SharedBuf,
+    codec_tb: Rational,
+    stream_tb: Rational,
+}
+
+impl TsMuxer {
+    pub fn new(params: &codec::Parameters, codec_tb: Rational) -> Result<Self, ffmpeg::Error> {
+        let buf = SharedBuf::default();
+        let io = StreamIo::from_write_with_capacity(buf.clone(), 64 * 1024)?;
+        let mut octx = ffmpeg::format::output_to_stream(io, None, Some("mpegts"))?;
+        {
+            let mut stream = octx.add_stream(ffmpeg::encoder::find(codec::Id::None))?;
+            stream.set_parameters(params.clone());
+            stream.set_time_base(codec_tb);
+            unsafe {
+                // Encoder-side tags mean nothing to the muxer.
+                (*(*stream.as_mut_ptr()).codecpar).codec_tag = 0;
+            }
+        }
+        octx.write_header()?;
+        let stream_tb = octx.stream(0).expect("one stream").time_base();
+        Ok(Self { octx, buf, codec_tb, stream_tb })
+    }
+
+    /// Bytes muxed so far, counting what is still in FFmpeg's I/O buffer.
+    pub fn position(&mut self) -> u64 {
+        unsafe { ffi::avio_seek((*self.octx.as_mut_ptr()).pb, 0, libc_seek_cur()).max(0) as u64 }
+    }
+
+    pub fn write(&mut self, packet: &Packet) -> Result<(), ffmpeg::Error> {
+        let mut p = packet.clone();
+        p.set_stream(0);
+        p.rescale_ts(self.codec_tb, self.stream_tb);
+        let shift = ffmpeg::util::mathematics::rescale::Rescale::rescale(
+            &PTS_OFFSET_90K,
+            Rational(1, 90_000),
+            self.stream_tb,
+        );
+        p.set_pts(p.pts().map(|v| v + shift));
+        p.set_dts(p.dts().map(|v| v + shift));
+        p.write(&mut self.octx)?;
+        Ok(())
+    }
+
+    /// Writes the trailer and returns the segment's bytes.
+    pub fn finish(mut self) -> Result<Vec<u8>, ffmpeg::Error> {
+        self.octx.write_trailer()?;
+        drop(self.octx); // flushes FFmpeg's I/O buffer into `buf`
+        let data = std::mem::take(&mut *self.buf.0.lock().expect("buffer lock"));
+        Ok(data)
+    }
+}
+
+const fn libc_seek_cur() -> i32 {
+    1 // SEEK_CUR
+}
