@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds, runs unit and end-to-end tests.
+#   ./scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+farm_install_debs
+cargo build --workspace --all-targets
+cargo test --workspace --no-fail-fast
