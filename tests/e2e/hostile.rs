@@ -32,7 +32,7 @@ fn zero_byte_file() {
 
 #[test]
 fn missing_file() {
-    fails_with(Path::new("/nonexistent/clip.mov"), "cannot read source");
+    fails_with(Path::new("/nonexistent/clip.mov"), "source /nonexistent/clip.mov does not exist");
 }
 
 #[test]

@@ -6,16 +6,22 @@ use farm_tests::probe;
 use farm_tests::worker::transcode;
 
 fn transcode_and_check(kind: Kind) -> LadderCheck {
+    transcode_and_check_with(kind, &[]).0
+}
+
+/// Returns the check and what the worker wrote on stderr.
+fn transcode_and_check_with(kind: Kind, extra: &[&str]) -> (LadderCheck, String) {
     let source = kind.make().expect("fixture");
     let out = tempfile::tempdir().unwrap();
-    let run = transcode(&source, out.path(), &small_ladder_file(), &[]).unwrap().ok().unwrap();
+    let run = transcode(&source, out.path(), &small_ladder_file(), extra).unwrap().ok().unwrap();
     assert!(run.stdout().trim().ends_with("index.m3u8"), "prints the master playlist: {}", run.stdout());
     let streams = probe::streams(&source).unwrap();
     let video = streams.iter().find(|s| s.codec_type.as_deref() == Some("video")).unwrap();
     let fps = probe::ratio(video.r_frame_rate.as_deref().unwrap());
     let frames = probe::video_frame_count(&source).unwrap();
-    check_ladder(out.path(), frames, fps, kind.has_audio())
-        .unwrap_or_else(|e| panic!("{kind:?}: {e:#}\nworker said: {}", run.stderr()))
+    let check = check_ladder(out.path(), frames, fps, kind.has_audio())
+        .unwrap_or_else(|e| panic!("{kind:?}: {e:#}\nworker said: {}", run.stderr()));
+    (check, run.stderr())
 }
 
 fn sizes(check: &LadderCheck) -> Vec<(u32, u32)> {
@@ -30,6 +36,16 @@ fn prores_422_hq_10_bit_with_stereo_pcm() {
     let frames: Vec<u64> = check.renditions[0].segments.iter().map(|s| s.frames).collect();
     assert_eq!(frames, vec![150, 50]);
     assert!(check.iframes_checked >= 4);
+}
+
+#[test]
+fn segment_length_is_configurable_and_progress_is_logged_off_a_terminal() {
+    let (check, stderr) = transcode_and_check_with(Kind::ProRes422, &["--segment-seconds", "4"]);
+    let frames: Vec<u64> = check.renditions[0].segments.iter().map(|s| s.frames).collect();
+    assert_eq!(frames, vec![100, 100]);
+    // stderr is a pipe here: plain progress lines with a percentage, no bar
+    assert!(stderr.contains("progress 0.0%"), "{stderr}");
+    assert!(!stderr.contains('\r'), "no terminal bar when stderr is not a terminal");
 }
 
 #[test]

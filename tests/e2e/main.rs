@@ -4,3 +4,4 @@
 mod hostile;
 mod inputs;
 mod ranges;
+mod storage;

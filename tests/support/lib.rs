@@ -4,4 +4,5 @@
 pub mod fixtures;
 pub mod hls;
 pub mod probe;
+pub mod s3;
 pub mod worker;

@@ -49,10 +49,16 @@ impl Run {
 
 /// Runs `worker ARGS` and waits for it.
 pub fn worker(args: &[&str]) -> Result<Run> {
+    worker_with_env(args, &[])
+}
+
+/// Runs `worker ARGS` with extra environment variables.
+pub fn worker_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<Run> {
     let started = Instant::now();
     let output = Command::new(worker_bin())
         .args(args)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .output()
         .context("running worker")?;
     Ok(Run { output, elapsed: started.elapsed() })

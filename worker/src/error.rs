@@ -4,12 +4,14 @@ use farm_shared::ladder::LadderError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TranscodeError {
-    #[error("cannot read source {path}: {source}")]
+    #[error("cannot read source {path}")]
     SourceIo {
         path: String,
         #[source]
         source: std::io::Error,
     },
+    #[error("source {0} does not exist")]
+    SourceMissing(String),
     #[error("source {0} is empty (0 bytes)")]
     EmptySource(String),
     #[error("source {path} is not a media file this farm accepts: {detail}")]
@@ -22,7 +24,7 @@ pub enum TranscodeError {
     Damaged { path: String, detail: String },
     #[error("{stage} failed for rendition {rendition}: {message}")]
     Ffmpeg { stage: &'static str, rendition: String, message: String },
-    #[error("cannot write {key}: {source}")]
+    #[error("cannot write {key}")]
     Output {
         key: String,
         #[source]
@@ -61,6 +63,7 @@ mod tests {
         assert!(TranscodeError::SourceIo { path: "a".into(), source: io() }.is_retryable());
         assert!(TranscodeError::Output { key: "k".into(), source: io() }.is_retryable());
         assert!(!TranscodeError::EmptySource("a".into()).is_retryable());
+        assert!(!TranscodeError::SourceMissing("s3://b/k".into()).is_retryable());
         assert!(!TranscodeError::NoVideo("a".into()).is_retryable());
         assert!(!TranscodeError::Damaged { path: "a".into(), detail: "x".into() }.is_retryable());
     }

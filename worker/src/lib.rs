@@ -7,7 +7,8 @@
 //!   ([`transcode::filter`]), scale and encode each rendition on its own thread
 //!   ([`transcode::video`], [`transcode::audio`], [`transcode::encode`]), cut segments
 //!   ([`transcode::segment`], [`transcode::mux`]);
-//! - [`sink`]: write segments and playlists (local directory; object storage next);
+//! - [`sink`]: write segments and playlists by key (local directory);
+//! - [`storage`]: `s3://` locations: ranged reads of sources, object writes of output;
 //! - [`playlist`]: media, I-frame and master playlists from the part manifests;
 //! - [`progress`]: progress bar or log lines;
 //! - [`error`]: what went wrong, and whether trying again could help.
@@ -19,6 +20,7 @@ pub mod playlist;
 pub mod progress;
 pub mod sink;
 pub mod source;
+pub mod storage;
 pub mod transcode;
 
 pub use error::TranscodeError;

@@ -12,6 +12,7 @@ use farm_worker::job::{self, Part, Task};
 use farm_worker::progress::Console;
 use farm_worker::sink::{LocalDir, Sink};
 use farm_worker::source::SourceLocation;
+use farm_worker::storage::{s3_store, Location, ObjectSink, S3Settings};
 
 #[derive(Parser)]
 #[command(name = "worker", version, about = "HLS transcoding worker for post-production review")]
@@ -24,21 +25,46 @@ struct Cli {
 enum Command {
     /// Transcode a source into an HLS ladder in OUTPUT_DIR (one shot).
     Transcode(TranscodeArgs),
-    /// Write the playlists of OUTPUT_DIR from its part manifests (after chunked runs).
+    /// Write the playlists of OUTPUT from its part manifests (after chunked runs).
     Playlists {
-        /// Folder holding the segments and parts/*.json
-        output_dir: PathBuf,
+        /// Folder or s3://bucket/prefix holding the segments and parts/*.json
+        output: String,
+        #[command(flatten)]
+        s3: S3Args,
     },
     /// Print what the worker sees in a source, as JSON.
-    Probe { source: PathBuf },
+    Probe {
+        /// A local path or s3://bucket/key
+        source: String,
+        #[command(flatten)]
+        s3: S3Args,
+    },
+}
+
+#[derive(clap::Args)]
+struct S3Args {
+    /// S3 endpoint for s3:// locations (default: AWS_ENDPOINT_URL, else AWS)
+    #[arg(long, env = "FARM_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// S3 region (default: AWS_REGION)
+    #[arg(long, env = "FARM_S3_REGION")]
+    s3_region: Option<String>,
+}
+
+impl S3Args {
+    fn settings(&self) -> S3Settings {
+        S3Settings { endpoint: self.s3_endpoint.clone(), region: self.s3_region.clone() }
+    }
 }
 
 #[derive(clap::Args)]
 struct TranscodeArgs {
-    /// Camera original (MOV, MXF, MP4, TS...)
-    source: PathBuf,
-    /// Folder for segments and playlists; created if missing
-    output_dir: PathBuf,
+    /// Camera original (MOV, MXF, MP4, TS...): a local path or s3://bucket/key
+    source: String,
+    /// Where segments and playlists go: a local folder (created if missing) or s3://bucket/prefix
+    output: String,
+    #[command(flatten)]
+    s3: S3Args,
     /// Ladder as JSON (default: the built-in review ladder, see the README)
     #[arg(long, env = "FARM_LADDER")]
     ladder: Option<PathBuf>,
@@ -54,7 +80,7 @@ struct TranscodeArgs {
     /// Encode only the audio rendition (for jobs split into video ranges)
     #[arg(long, conflicts_with_all = ["start", "end"])]
     audio_only: bool,
-    /// x264 threads per rendition (0: x264 decides)
+    /// x264 threads per rendition (0: as many as cores, up to 4)
     #[arg(long, env = "FARM_X264_THREADS", default_value_t = 0)]
     x264_threads: usize,
     /// Decoder threads (0: FFmpeg decides)
@@ -81,19 +107,48 @@ fn main() -> ExitCode {
     }
 }
 
+/// Object-store clients run on this runtime; the pipeline's threads wait on it.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}
+
+fn source_location(text: &str, s3: &S3Args, rt: &tokio::runtime::Handle) -> anyhow::Result<SourceLocation> {
+    Ok(match Location::parse(text)? {
+        Location::Local(path) => SourceLocation::Local(path),
+        Location::S3 { bucket, key } => SourceLocation::Object {
+            url: text.to_string(),
+            store: s3_store(&bucket, &s3.settings())?,
+            key,
+            rt: rt.clone(),
+        },
+    })
+}
+
+fn output_sink(text: &str, s3: &S3Args, rt: &tokio::runtime::Handle) -> anyhow::Result<Box<dyn Sink>> {
+    Ok(match Location::parse(text)? {
+        Location::Local(path) => Box::new(
+            LocalDir::new(&path).with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        Location::S3 { bucket, key } => {
+            Box::new(ObjectSink::new(s3_store(&bucket, &s3.settings())?, &bucket, &key, rt.clone()))
+        }
+    })
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let rt = runtime()?;
     match cli.command {
-        Command::Transcode(args) => transcode(args),
-        Command::Playlists { output_dir } => {
-            let sink = LocalDir::new(&output_dir)?;
-            match job::publish(&sink)? {
+        Command::Transcode(args) => transcode(args, &rt),
+        Command::Playlists { output, s3 } => {
+            let sink = output_sink(&output, &s3, rt.handle())?;
+            match job::publish(sink.as_ref())? {
                 Some(master) => println!("{}", sink.locate(&master)),
-                None => anyhow::bail!("the parts in {} do not cover the whole source yet", output_dir.display()),
+                None => anyhow::bail!("the parts in {output} do not cover the whole source yet"),
             }
             Ok(())
         }
-        Command::Probe { source } => {
-            let s = farm_worker::source::open(&SourceLocation::Local(source))?;
+        Command::Probe { source, s3 } => {
+            let s = farm_worker::source::open(&source_location(&source, &s3, rt.handle())?)?;
             let i = &s.info;
             let json = serde_json::json!({
                 "container": i.container, "codec": i.codec, "width": i.width, "height": i.height,
@@ -110,7 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
+fn transcode(args: TranscodeArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let mut ladder = match &args.ladder {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -135,44 +190,40 @@ fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
         Part::Whole
     };
     let task = Task {
-        source: SourceLocation::Local(args.source.clone()),
+        source: source_location(&args.source, &args.s3, rt.handle())?,
         ladder,
         part,
         x264_threads: args.x264_threads,
         decode_threads: args.decode_threads,
     };
-    let sink = LocalDir::new(&args.output_dir)
-        .with_context(|| format!("cannot create {}", args.output_dir.display()))?;
+    let sink = output_sink(&args.output, &args.s3, rt.handle())?;
 
     // First Ctrl-C / SIGTERM stops at the next frame and leaves no playlist naming a
     // missing segment; a second one exits at once.
     let cancel = Arc::new(AtomicBool::new(false));
     {
         let cancel = cancel.clone();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        std::thread::spawn(move || {
-            rt.block_on(async {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("signal handler");
-                for _ in 0..2 {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = term.recv() => {}
-                    }
-                    if cancel.swap(true, Ordering::SeqCst) {
-                        eprintln!("second signal: exiting now");
-                        std::process::exit(130);
-                    }
-                    eprintln!("stopping after the current frame (signal again to exit now)");
+        let _guard = rt.enter();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        rt.spawn(async move {
+            for _ in 0..2 {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
                 }
-            });
+                if cancel.swap(true, Ordering::SeqCst) {
+                    eprintln!("second signal: exiting now");
+                    std::process::exit(130);
+                }
+                eprintln!("stopping after the current frame (signal again to exit now)");
+            }
         });
     }
 
     let progress = Console::new("transcoding");
     let started = std::time::Instant::now();
-    let outcome = job::run(&task, &sink, &progress, &cancel)
-        .with_context(|| format!("transcoding {}", args.source.display()))?;
+    let outcome = job::run(&task, sink.as_ref(), &progress, &cancel)
+        .with_context(|| format!("transcoding {}", args.source))?;
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
         frames = outcome.frames,

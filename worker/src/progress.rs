@@ -18,13 +18,6 @@ pub trait Progress: Sync {
     fn finish(&self) {}
 }
 
-/// Reports nothing.
-pub struct Silent;
-
-impl Progress for Silent {
-    fn frames(&self, _done: u64, _total: Option<u64>) {}
-}
-
 /// A progress bar (frames, %, fps, ETA) when stderr is a terminal; otherwise a log line
 /// every `interval`.
 pub struct Console {

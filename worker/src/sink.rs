@@ -1,7 +1,7 @@
 //! Where output goes: segments, part manifests and playlists, by object key.
 //!
 //! The transcoder writes through the [`Sink`] trait only, so the local directory used by
-//! the one-shot command and object storage (next to come) are interchangeable. Keys are
+//! the one-shot command and object storage ([`crate::storage::ObjectSink`]) are interchangeable. Keys are
 //! deterministic: a task run twice overwrites its own output instead of duplicating it.
 
 use std::io::Write;
@@ -16,6 +16,18 @@ pub trait Sink: Send + Sync {
     fn list(&self, prefix: &str) -> std::io::Result<Vec<String>>;
     /// Where a key can be found, for messages (a path or a URL).
     fn locate(&self, key: &str) -> String;
+}
+
+/// Keys are relative, `/`-separated, with no empty, `.` or `..` segment.
+pub fn check_key(key: &str) -> std::io::Result<()> {
+    let ok = !key.is_empty()
+        && !key.starts_with('/')
+        && key.split('/').all(|part| !part.is_empty() && part != "." && part != "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("invalid object key {key:?}")))
+    }
 }
 
 /// A local directory. Writes go to a temporary file renamed into place.
@@ -35,15 +47,7 @@ impl LocalDir {
     }
 
     fn path(&self, key: &str) -> std::io::Result<PathBuf> {
-        let ok = !key.is_empty()
-            && !key.starts_with('/')
-            && key.split('/').all(|part| !part.is_empty() && part != "." && part != "..");
-        if !ok {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("invalid object key {key:?}"),
-            ));
-        }
+        check_key(key)?;
         Ok(self.root.join(key))
     }
 }

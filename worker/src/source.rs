@@ -1,7 +1,7 @@
 //! Opening a camera original: only through our own reader, only containers we accept.
 //!
-//! FFmpeg never opens the source by name. We hand it a reader (a local file today,
-//! ranged object-store reads next), probe the container ourselves, refuse formats outside
+//! FFmpeg never opens the source by name. We hand it a reader (a local file, or ranged
+//! object-store reads), probe the container ourselves, refuse formats outside
 //! [`ALLOWED_DEMUXERS`] (playlists, concat scripts, image sequences...) and forbid every
 //! protocol for nested opens, so a container cannot make FFmpeg read other files or hosts.
 //! What it hands on: an open [`Source`] with the facts the pipeline needs ([`SourceInfo`]).
@@ -11,6 +11,7 @@ use std::fmt;
 use std::io::{Read, Seek};
 use std::path::PathBuf;
 use std::ptr;
+use std::sync::Arc;
 
 use farm_shared::timeline::FrameRate;
 use ffmpeg_next as ffmpeg;
@@ -18,7 +19,11 @@ use ffmpeg::ffi;
 use ffmpeg::format::context::{Input, StreamIo};
 use ffmpeg::media::Type;
 
+use object_store::ObjectStore;
+use tokio::runtime::Handle;
+
 use crate::error::{Result, TranscodeError};
+use crate::storage::ObjectReader;
 
 /// Demuxers a camera original may come in (matched against FFmpeg's demuxer names).
 pub const ALLOWED_DEMUXERS: &[&str] = &[
@@ -31,15 +36,18 @@ pub const MAX_DIMENSION: u32 = 8192;
 const MIN_DIMENSION: u32 = 16;
 
 /// Where a source is read from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum SourceLocation {
     Local(PathBuf),
+    /// An object, read by ranged GETs; `url` is for messages.
+    Object { url: String, store: Arc<dyn ObjectStore>, key: String, rt: Handle },
 }
 
 impl fmt::Display for SourceLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Local(p) => write!(f, "{}", p.display()),
+            Self::Object { url, .. } => write!(f, "{url}"),
         }
     }
 }
@@ -115,7 +123,10 @@ pub fn open(location: &SourceLocation) -> Result<Source> {
     let name = location.to_string();
     let reader: Box<dyn ReadSeek> = match location {
         SourceLocation::Local(path) => {
-            let io_err = |source| TranscodeError::SourceIo { path: name.clone(), source };
+            let io_err = |source: std::io::Error| match source.kind() {
+                std::io::ErrorKind::NotFound => TranscodeError::SourceMissing(name.clone()),
+                _ => TranscodeError::SourceIo { path: name.clone(), source },
+            };
             let meta = std::fs::metadata(path).map_err(io_err)?;
             if !meta.is_file() {
                 return Err(TranscodeError::NotMedia {
@@ -126,7 +137,23 @@ pub fn open(location: &SourceLocation) -> Result<Source> {
             if meta.len() == 0 {
                 return Err(TranscodeError::EmptySource(name));
             }
-            Box::new(std::fs::File::open(path).map_err(io_err)?)
+            Box::new(std::fs::File::open(path).map_err(|source| TranscodeError::SourceIo {
+                path: name.clone(),
+                source,
+            })?)
+        }
+        SourceLocation::Object { store, key, rt, .. } => {
+            let reader = ObjectReader::open(store.clone(), key, rt.clone()).map_err(|source| {
+                if source.kind() == std::io::ErrorKind::NotFound {
+                    TranscodeError::SourceMissing(name.clone())
+                } else {
+                    TranscodeError::SourceIo { path: name.clone(), source }
+                }
+            })?;
+            if reader.size() == 0 {
+                return Err(TranscodeError::EmptySource(name));
+            }
+            Box::new(reader)
         }
     };
     let input = open_input(reader, &name)?;

@@ -132,8 +132,10 @@ pub fn run(
     }
 
     let mut read_errors = 0u32;
-    let mut packet = Packet::empty();
     loop {
+        // A fresh packet each time: av_read_frame does not release what a packet holds,
+        // so reusing one would leak every compressed frame of the source.
+        let mut packet = Packet::empty();
         if cancel.load(Ordering::Relaxed) {
             return Err(TranscodeError::Cancelled);
         }

@@ -52,6 +52,17 @@ pub struct PipelinePlan<'a> {
     pub frames_total: Option<u64>,
 }
 
+/// x264 threads per rendition. An explicit setting applies to every rendition. By default
+/// each encoder gets as many threads as there are cores, up to 4: the renditions already
+/// run side by side, and x264's own default (1.5 x cores, plus lookahead threads, for
+/// every encoder) measured 6 % slower on 2 cores (see the README's benchmark notes).
+fn x264_threads(plan: &PipelinePlan) -> usize {
+    if plan.x264_threads > 0 {
+        return plan.x264_threads;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
+}
+
 pub struct PipelineOutput {
     pub video: Vec<RenditionPart>,
     pub audio: Option<RenditionPart>,
@@ -82,7 +93,7 @@ pub fn run(
                 rendition,
                 x264: plan.x264,
                 grid: plan.grid,
-                threads: plan.x264_threads,
+                threads: x264_threads(plan),
                 sink,
                 encoded,
                 on_segment: &on_segment,

