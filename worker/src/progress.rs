@@ -33,9 +33,12 @@ impl Console {
             let bar = ProgressBar::new(0);
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {pos}/{len} frames {percent}% {per_sec} ETA {eta}",
+                    "{msg} [{bar:30}] {pos}/{len} frames {percent}% {fps} ETA {eta}",
                 )
                 .expect("valid template")
+                .with_key("fps", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.1} fps", state.per_sec());
+                })
                 .progress_chars("=> "),
             );
             bar.set_message(label.to_string());

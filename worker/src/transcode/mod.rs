@@ -84,12 +84,18 @@ pub fn run(
     let on_segment = |record: &SegmentRecord| progress.segment(record);
 
     std::thread::scope(|scope| {
-        let mut video_tx = Vec::new();
+        // The largest rendition scales from the decoded picture and hands its 8-bit 4:2:0
+        // picture on to the smaller ones, which scale from that: cheaper than scaling every
+        // rung from 10-bit 4:2:2 (about 1.3 CPU-s less per 20 s of 1080p, measured).
+        let (mut video_tx, mut video_rx): (Vec<_>, Vec<_>) =
+            plan.renditions.iter().map(|_| sync_channel(VIDEO_QUEUE)).unzip();
+        let cascade = video_tx.split_off(1.min(video_tx.len()));
+        let mut forward = Some(cascade);
         let mut video_threads = Vec::new();
         for (rendition, encoded) in plan.renditions.iter().zip(&counters) {
-            let (tx, rx) = sync_channel(VIDEO_QUEUE);
-            video_tx.push(tx);
+            let rx = video_rx.remove(0);
             let job = video::VideoJob {
+                forward: forward.take().unwrap_or_default(),
                 rendition,
                 x264: plan.x264,
                 grid: plan.grid,
@@ -155,24 +161,25 @@ pub fn run(
         let decoded = decode::run(source, &request, audio_decoders, outputs, cancel);
         // `outputs` was moved into `run` and is dropped: the encoders see the end of input.
 
-        let mut first_error: Option<TranscodeError> = None;
+        // A stage that stopped because another failed reports `Cancelled`: report the cause.
+        let mut errors: Vec<TranscodeError> = Vec::new();
         let mut video_parts = Vec::new();
         for handle in video_threads {
             match handle.join().expect("encoder thread panicked") {
                 Ok(part) => video_parts.push(part),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+                Err(e) => errors.push(e),
             }
         }
         let audio_part = match audio_thread.map(|h| h.join().expect("audio thread panicked")) {
             Some(Ok(part)) => Some(part),
             Some(Err(e)) => {
-                first_error.get_or_insert(e);
+                errors.push(e);
                 None
             }
             None => None,
         };
+        let cause = errors.iter().position(|e| !matches!(e, TranscodeError::Cancelled)).unwrap_or(0);
+        let mut first_error = (!errors.is_empty()).then(|| errors.swap_remove(cause));
         finished.store(true, Ordering::Relaxed);
         // A decode error caused by a failed encoder (closed channel) is reported as the
         // encoder's error; a real decode error wins otherwise.

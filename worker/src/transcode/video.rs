@@ -6,7 +6,7 @@
 //! part of the manifest.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use farm_shared::ladder::{FittedRendition, X264Settings};
 use farm_shared::manifest::{RenditionPart, SegmentRecord};
@@ -15,6 +15,7 @@ use ffmpeg_next as ffmpeg;
 use ffmpeg::software::scaling;
 use ffmpeg::{codec, ffi, format, frame, picture, Packet};
 
+use super::decode::share;
 use super::encode;
 use super::segment::{SegmentClock, Segmenter};
 use crate::error::{Result, TranscodeError};
@@ -36,6 +37,8 @@ impl SegmentClock for VideoClock {
 }
 
 pub struct VideoJob<'a> {
+    /// Smaller renditions that scale from this one's pictures.
+    pub forward: Vec<SyncSender<frame::Video>>,
     pub rendition: &'a FittedRendition,
     pub x264: &'a X264Settings,
     pub grid: Grid,
@@ -50,7 +53,6 @@ struct Open<'a> {
     scaler_input: (format::Pixel, u32, u32),
     encoder: ffmpeg::encoder::Video,
     segmenter: Segmenter<'a, VideoClock>,
-    scaled: frame::Video,
 }
 
 pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPart> {
@@ -73,7 +75,6 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPar
                 scaler_input: input,
                 encoder,
                 segmenter,
-                scaled: frame::Video::new(format::Pixel::YUV420P, r.width, r.height),
             });
         }
         let o = open.as_mut().expect("opened above");
@@ -82,20 +83,26 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPar
             o.scaler = scaler(input, r)?;
             o.scaler_input = input;
         }
-        o.scaler.run(&src, &mut o.scaled).map_err(|e| TranscodeError::ffmpeg("scaling", &r.name, e))?;
+        // A new picture each time: smaller renditions may still be reading the last one.
+        let mut scaled = frame::Video::new(format::Pixel::YUV420P, r.width, r.height);
+        o.scaler.run(&src, &mut scaled).map_err(|e| TranscodeError::ffmpeg("scaling", &r.name, e))?;
         let n = src.pts().unwrap_or(0);
-        o.scaled.set_pts(Some(n));
-        o.scaled.set_kind(if job.grid.is_keyframe(n as u64) {
+        scaled.set_pts(Some(n));
+        for tx in &job.forward {
+            tx.send(share(&scaled)).map_err(|_| TranscodeError::Cancelled)?;
+        }
+        scaled.set_kind(if job.grid.is_keyframe(n as u64) {
             picture::Type::I
         } else {
             picture::Type::None
         });
         o.encoder
-            .send_frame(&o.scaled)
+            .send_frame(&scaled)
             .map_err(|e| TranscodeError::ffmpeg("encoding", &r.name, e))?;
         drain(&mut o.encoder, &mut o.segmenter, &r.name)?;
         job.encoded.fetch_add(1, Ordering::Relaxed);
     }
+    drop(job.forward); // the smaller renditions see the end of input
     let Some(mut o) = open else {
         return Ok(part(r, &job.grid, None, Vec::new()));
     };
