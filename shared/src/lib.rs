@@ -6,7 +6,9 @@
 //!   rendition and every chunk of a job agree on.
 //! - [`manifest`]: what a worker hands on after encoding a range: the segments it wrote,
 //!   their sizes, durations and I-frame byte ranges, from which playlists are assembled.
+//! - [`task`]: task messages, events and the queue topology on RabbitMQ.
 
 pub mod ladder;
 pub mod manifest;
+pub mod task;
 pub mod timeline;

@@ -3,5 +3,6 @@
 
 mod hostile;
 mod inputs;
+mod queue;
 mod ranges;
 mod storage;

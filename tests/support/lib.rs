@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests and benchmarks: generated sources, the real worker
 //! binary, and independent checks of HLS output with `ffprobe`.
 
+pub mod amqp;
 pub mod fixtures;
 pub mod hls;
 pub mod probe;

@@ -1,6 +1,7 @@
 //! The transcoding worker of the HLS review farm.
 //!
 //! Data flow of one task, one module per stage:
+//! - [`consume`]: take tasks from RabbitMQ (rush queue first), run them, [`ack`] the outcome;
 //! - [`source`]: open the camera original through our own reader, refuse what is not media;
 //! - [`job`]: run one task top to bottom (fit the ladder, pipeline, part manifest, playlists);
 //! - [`transcode`]: decode once ([`transcode::decode`]), fix pictures
@@ -13,7 +14,9 @@
 //! - [`progress`]: progress bar or log lines;
 //! - [`error`]: what went wrong, and whether trying again could help.
 
+pub mod ack;
 pub mod codecs;
+pub mod consume;
 pub mod error;
 pub mod job;
 pub mod playlist;

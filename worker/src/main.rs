@@ -10,9 +10,12 @@ use clap::{Parser, Subcommand};
 use farm_shared::ladder::Ladder;
 use farm_worker::job::{self, Part, Task};
 use farm_worker::progress::Console;
-use farm_worker::sink::{LocalDir, Sink};
-use farm_worker::source::SourceLocation;
-use farm_worker::storage::{s3_store, Location, ObjectSink, S3Settings};
+
+use farm_shared::task::Topology;
+use farm_worker::consume::{self, ServeConfig};
+use farm_worker::storage::{open_sink, open_source, S3Settings};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(name = "worker", version, about = "HLS transcoding worker for post-production review")]
@@ -32,6 +35,8 @@ enum Command {
         #[command(flatten)]
         s3: S3Args,
     },
+    /// Serve tasks from RabbitMQ until SIGTERM/SIGINT (the task in hand drains first).
+    Serve(ServeArgs),
     /// Print what the worker sees in a source, as JSON.
     Probe {
         /// A local path or s3://bucket/key
@@ -55,6 +60,27 @@ impl S3Args {
     fn settings(&self) -> S3Settings {
         S3Settings { endpoint: self.s3_endpoint.clone(), region: self.s3_region.clone() }
     }
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// RabbitMQ URL
+    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp_url: String,
+    /// Prefix of the farm's exchanges and queues
+    #[arg(long, env = "FARM_QUEUE_PREFIX", default_value = "farm")]
+    queue_prefix: String,
+    /// Seconds a task in hand may run on after SIGTERM before it is stopped and requeued
+    #[arg(long, env = "FARM_DRAIN_SECONDS", default_value_t = 120)]
+    drain_seconds: u64,
+    /// x264 threads per rendition (0: as many as cores, up to 4)
+    #[arg(long, env = "FARM_X264_THREADS", default_value_t = 0)]
+    x264_threads: usize,
+    /// Decoder threads (0: FFmpeg decides)
+    #[arg(long, env = "FARM_DECODE_THREADS", default_value_t = 0)]
+    decode_threads: usize,
+    #[command(flatten)]
+    s3: S3Args,
 }
 
 #[derive(clap::Args)]
@@ -112,35 +138,27 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
 }
 
-fn source_location(text: &str, s3: &S3Args, rt: &tokio::runtime::Handle) -> anyhow::Result<SourceLocation> {
-    Ok(match Location::parse(text)? {
-        Location::Local(path) => SourceLocation::Local(path),
-        Location::S3 { bucket, key } => SourceLocation::Object {
-            url: text.to_string(),
-            store: s3_store(&bucket, &s3.settings())?,
-            key,
-            rt: rt.clone(),
-        },
-    })
-}
-
-fn output_sink(text: &str, s3: &S3Args, rt: &tokio::runtime::Handle) -> anyhow::Result<Box<dyn Sink>> {
-    Ok(match Location::parse(text)? {
-        Location::Local(path) => Box::new(
-            LocalDir::new(&path).with_context(|| format!("cannot create {}", path.display()))?,
-        ),
-        Location::S3 { bucket, key } => {
-            Box::new(ObjectSink::new(s3_store(&bucket, &s3.settings())?, &bucket, &key, rt.clone()))
-        }
-    })
-}
-
 fn run(cli: Cli) -> anyhow::Result<()> {
     let rt = runtime()?;
     match cli.command {
         Command::Transcode(args) => transcode(args, &rt),
+        Command::Serve(args) => {
+            let shutdown = CancellationToken::new();
+            let token = shutdown.clone();
+            on_signals(&rt, move || token.cancel())?;
+            let config = ServeConfig {
+                amqp_url: args.amqp_url,
+                topology: Topology::new(&args.queue_prefix),
+                s3: args.s3.settings(),
+                x264_threads: args.x264_threads,
+                decode_threads: args.decode_threads,
+                drain: Duration::from_secs(args.drain_seconds),
+                idle_poll: Duration::from_millis(250),
+            };
+            rt.block_on(consume::run(config, shutdown))
+        }
         Command::Playlists { output, s3 } => {
-            let sink = output_sink(&output, &s3, rt.handle())?;
+            let sink = open_sink(&output, &s3.settings(), rt.handle()).with_context(|| format!("output {output}"))?;
             match job::publish(sink.as_ref())? {
                 Some(master) => println!("{}", sink.locate(&master)),
                 None => anyhow::bail!("the parts in {output} do not cover the whole source yet"),
@@ -148,7 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Probe { source, s3 } => {
-            let s = farm_worker::source::open(&source_location(&source, &s3, rt.handle())?)?;
+            let s = farm_worker::source::open(&open_source(&source, &s3.settings(), rt.handle())?)?;
             let i = &s.info;
             let json = serde_json::json!({
                 "container": i.container, "codec": i.codec, "width": i.width, "height": i.height,
@@ -163,6 +181,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Calls `first` on the first SIGINT/SIGTERM; exits at once on the second.
+fn on_signals(rt: &tokio::runtime::Runtime, first: impl Fn() + Send + 'static) -> anyhow::Result<()> {
+    let _guard = rt.enter();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    rt.spawn(async move {
+        for round in 0..2 {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            if round == 1 {
+                eprintln!("second signal: exiting now");
+                std::process::exit(130);
+            }
+            eprintln!("stopping (signal again to exit now)");
+            first();
+        }
+    });
+    Ok(())
 }
 
 fn transcode(args: TranscodeArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
@@ -190,35 +229,20 @@ fn transcode(args: TranscodeArgs, rt: &tokio::runtime::Runtime) -> anyhow::Resul
         Part::Whole
     };
     let task = Task {
-        source: source_location(&args.source, &args.s3, rt.handle())?,
+        source: open_source(&args.source, &args.s3.settings(), rt.handle())?,
         ladder,
         part,
         x264_threads: args.x264_threads,
         decode_threads: args.decode_threads,
     };
-    let sink = output_sink(&args.output, &args.s3, rt.handle())?;
+    let sink = open_sink(&args.output, &args.s3.settings(), rt.handle())
+        .with_context(|| format!("output {}", args.output))?;
 
     // First Ctrl-C / SIGTERM stops at the next frame and leaves no playlist naming a
     // missing segment; a second one exits at once.
     let cancel = Arc::new(AtomicBool::new(false));
-    {
-        let cancel = cancel.clone();
-        let _guard = rt.enter();
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        rt.spawn(async move {
-            for _ in 0..2 {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-                if cancel.swap(true, Ordering::SeqCst) {
-                    eprintln!("second signal: exiting now");
-                    std::process::exit(130);
-                }
-                eprintln!("stopping after the current frame (signal again to exit now)");
-            }
-        });
-    }
+    let flag = cancel.clone();
+    on_signals(rt, move || flag.store(true, Ordering::SeqCst))?;
 
     let progress = Console::new("transcoding");
     let started = std::time::Instant::now();

@@ -20,7 +20,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use tokio::runtime::Handle;
 
-use crate::sink::Sink;
+use crate::sink::{LocalDir, Sink};
+use crate::source::SourceLocation;
 
 /// Bytes fetched per ranged GET: large enough to keep requests few, small enough that
 /// memory stays flat whatever the original's size.
@@ -107,6 +108,37 @@ pub fn s3_store(bucket: &str, settings: &S3Settings) -> Result<Arc<dyn ObjectSto
 /// Keeps "not found" recognisable (a missing source is a permanent failure).
 fn to_io(e: object_store::Error) -> std::io::Error {
     std::io::Error::from(e)
+}
+
+/// Where a task's source is: a local path or an object.
+pub fn open_source(text: &str, s3: &S3Settings, rt: &Handle) -> Result<SourceLocation, LocationError> {
+    Ok(match Location::parse(text)? {
+        Location::Local(path) => SourceLocation::Local(path),
+        Location::S3 { bucket, key } => SourceLocation::Object {
+            url: text.to_string(),
+            store: s3_store(&bucket, s3)?,
+            key,
+            rt: rt.clone(),
+        },
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Location(#[from] LocationError),
+    #[error("cannot create the output folder")]
+    Io(#[source] std::io::Error),
+}
+
+/// Where a task's output goes: a local folder (created) or a bucket prefix.
+pub fn open_sink(text: &str, s3: &S3Settings, rt: &Handle) -> Result<Box<dyn Sink>, OpenError> {
+    Ok(match Location::parse(text)? {
+        Location::Local(path) => Box::new(LocalDir::new(&path).map_err(OpenError::Io)?),
+        Location::S3 { bucket, key } => {
+            Box::new(ObjectSink::new(s3_store(&bucket, s3)?, &bucket, &key, rt.clone()))
+        }
+    })
 }
 
 /// `Read + Seek` over one object, by ranged GETs of [`READ_CHUNK`] bytes.

@@ -1,0 +1,145 @@
+//! Task messages and the queue topology the coordinator and the workers share.
+//!
+//! A task names its job, its source and output locations, the ladder and which part of
+//! the job it encodes. Messages carry a schema version; a worker refuses (dead-letters)
+//! versions it does not know instead of guessing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ladder::Ladder;
+
+pub const TASK_SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskMessage {
+    pub schema: u32,
+    pub job_id: String,
+    pub task_id: String,
+    /// `s3://bucket/key` or a path the worker can read.
+    pub source: String,
+    /// `s3://bucket/prefix` or a folder: where segments, parts and playlists go.
+    pub output: String,
+    pub ladder: Ladder,
+    pub part: TaskPart,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TaskPart {
+    /// Every rendition in one pass.
+    Whole,
+    /// Video renditions of `[start, end)` seconds (snapped to segment boundaries).
+    Video { start: f64, end: Option<f64> },
+    /// The audio rendition over the whole source.
+    Audio,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    High,
+    Normal,
+}
+
+/// Exchange and queue names under one prefix, so that several farms (or tests) can share
+/// a broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    pub prefix: String,
+}
+
+impl Topology {
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.into() }
+    }
+    /// Direct exchange the coordinator publishes tasks to, routing key = priority.
+    pub fn tasks_exchange(&self) -> String {
+        format!("{}.tasks", self.prefix)
+    }
+    /// Quorum queues have no priorities: rush work has its own queue, drained first.
+    pub fn queue(&self, priority: Priority) -> String {
+        format!("{}.tasks.{}", self.prefix, routing_key(priority))
+    }
+    pub fn dead_exchange(&self) -> String {
+        format!("{}.dead", self.prefix)
+    }
+    pub fn dead_queue(&self) -> String {
+        format!("{}.tasks.dead", self.prefix)
+    }
+    /// Topic exchange for job and task events.
+    pub fn events_exchange(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+}
+
+pub fn routing_key(priority: Priority) -> &'static str {
+    match priority {
+        Priority::High => "high",
+        Priority::Normal => "normal",
+    }
+}
+
+/// A task's progress or outcome, published on the events exchange as `task.<kind>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskEvent {
+    pub job_id: String,
+    pub task_id: String,
+    pub kind: TaskEventKind,
+    pub frames_done: u64,
+    pub frames_total: Option<u64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskEventKind {
+    Started,
+    Progress,
+    Succeeded,
+    Failed,
+    Retrying,
+}
+
+impl TaskEventKind {
+    pub fn routing_key(self) -> &'static str {
+        match self {
+            Self::Started => "task.started",
+            Self::Progress => "task.progress",
+            Self::Succeeded => "task.succeeded",
+            Self::Failed => "task.failed",
+            Self::Retrying => "task.retrying",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_messages_round_trip_and_reject_unknown_fields() {
+        let task = TaskMessage {
+            schema: TASK_SCHEMA,
+            job_id: "j1".into(),
+            task_id: "j1-v0".into(),
+            source: "s3://rushes/A001.mov".into(),
+            output: "s3://review/j1".into(),
+            ladder: Ladder::default(),
+            part: TaskPart::Video { start: 0.0, end: Some(60.0) },
+        };
+        let text = serde_json::to_string(&task).unwrap();
+        assert!(text.contains(r#""part":{"kind":"video","start":0.0,"end":60.0}"#), "{text}");
+        assert_eq!(serde_json::from_str::<TaskMessage>(&text).unwrap(), task);
+        let extra = text.replacen("{", r#"{"colour":"red","#, 1);
+        assert!(serde_json::from_str::<TaskMessage>(&extra).is_err());
+    }
+
+    #[test]
+    fn names_share_a_prefix() {
+        let t = Topology::new("farm");
+        assert_eq!(t.queue(Priority::High), "farm.tasks.high");
+        assert_eq!(t.queue(Priority::Normal), "farm.tasks.normal");
+        assert_eq!(t.dead_queue(), "farm.tasks.dead");
+    }
+}

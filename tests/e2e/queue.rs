@@ -1,0 +1,172 @@
+//! Workers serving tasks from the real RabbitMQ, reading and writing the real S3 server.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use farm_shared::ladder::Ladder;
+use farm_shared::task::{Priority, TaskMessage, TaskPart, Topology, TASK_SCHEMA};
+use farm_tests::amqp::{broker, Broker, URL};
+use farm_tests::fixtures::{Kind, SMALL_LADDER};
+use farm_tests::hls::check_ladder;
+use farm_tests::s3::{s3, unique_prefix, BUCKET};
+use farm_tests::worker::worker_bin;
+
+/// A `worker serve` process, killed when dropped.
+struct Served {
+    child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Served {
+    fn start(prefix: &str) -> Self {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(worker_bin())
+            .arg("serve")
+            .envs(s3().env())
+            .env("AMQP_URL", URL)
+            .env("FARM_QUEUE_PREFIX", prefix)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        Self { child, log }
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn task(job: &str, n: usize, source: &str, output: &str, part: TaskPart) -> Vec<u8> {
+    serde_json::to_vec(&TaskMessage {
+        schema: TASK_SCHEMA,
+        job_id: job.into(),
+        task_id: format!("{job}-{n}"),
+        source: source.into(),
+        output: output.into(),
+        ladder: Ladder::from_json(SMALL_LADDER).unwrap(),
+        part,
+    })
+    .unwrap()
+}
+
+fn queues(t: &Topology) -> Vec<String> {
+    vec![t.queue(Priority::High), t.queue(Priority::Normal), t.dead_queue()]
+}
+
+/// Waits until the worker has declared the topology.
+fn wait_declared(b: &Broker, t: &Topology, served: &Served) {
+    assert!(
+        b.wait_for(Duration::from_secs(20), || b.depth(&t.queue(Priority::Normal)).is_ok()),
+        "the worker declared no queue: {}",
+        served.log()
+    );
+}
+
+#[test]
+fn chunk_tasks_from_the_queue_make_a_ladder_in_s3() {
+    let (b, s3) = (broker(), s3());
+    let prefix = unique_prefix("queue");
+    let topology = Topology::new(&prefix.replace('/', "-"));
+    let source = Kind::ProRes422.make().unwrap();
+    s3.put_file(&format!("{prefix}/in.mov"), &source).unwrap();
+    let served = Served::start(&topology.prefix);
+    wait_declared(&b, &topology, &served);
+
+    let src = format!("s3://{BUCKET}/{prefix}/in.mov");
+    let out = format!("s3://{BUCKET}/{prefix}/out");
+    let parts = [
+        TaskPart::Video { start: 0.0, end: Some(6.0) },
+        TaskPart::Video { start: 6.0, end: None },
+        TaskPart::Audio,
+    ];
+    for (n, part) in parts.into_iter().enumerate() {
+        b.publish(&topology.tasks_exchange(), "normal", &task("job-a", n, &src, &out, part)).unwrap();
+    }
+    let master = format!("{prefix}/out/index.m3u8");
+    assert!(
+        b.wait_for(Duration::from_secs(180), || s3.keys(&format!("{prefix}/out")).unwrap().contains(&master)),
+        "no master playlist: {}",
+        served.log()
+    );
+    // every task acknowledged, none dead
+    assert!(b.wait_for(Duration::from_secs(10), || b.depth(&topology.queue(Priority::Normal)).unwrap() == 0));
+    assert_eq!(b.depth(&topology.dead_queue()).unwrap(), 0, "{}", served.log());
+    let local = tempfile::tempdir().unwrap();
+    s3.download(&format!("{prefix}/out"), local.path()).unwrap();
+    let check = check_ladder(local.path(), 200, 25.0, true).unwrap();
+    let frames: Vec<u64> = check.renditions[0].segments.iter().map(|s| s.frames).collect();
+    assert_eq!(frames, vec![150, 50]);
+    drop(served);
+    b.delete_queues(&queues(&topology));
+}
+
+#[test]
+fn permanent_failures_are_dead_lettered_with_the_reason_and_the_worker_goes_on() {
+    let (b, s3) = (broker(), s3());
+    let prefix = unique_prefix("poison");
+    let topology = Topology::new(&prefix.replace('/', "-"));
+    let served = Served::start(&topology.prefix);
+    wait_declared(&b, &topology, &served);
+
+    b.publish(&topology.tasks_exchange(), "normal", b"{not json").unwrap();
+    let missing = format!("s3://{BUCKET}/{prefix}/missing.mov");
+    let out = format!("s3://{BUCKET}/{prefix}/out");
+    b.publish(&topology.tasks_exchange(), "high", &task("job-b", 0, &missing, &out, TaskPart::Whole)).unwrap();
+    assert!(
+        b.wait_for(Duration::from_secs(30), || b.depth(&topology.dead_queue()).unwrap() == 2),
+        "dead letters: {:?}; worker: {}",
+        b.depth(&topology.dead_queue()),
+        served.log()
+    );
+    let mut reasons = Vec::new();
+    while let Some((_, headers)) = b.take(&topology.dead_queue()).unwrap() {
+        reasons.push(headers);
+    }
+    assert_eq!(reasons.len(), 2);
+    assert!(reasons.iter().any(|h| h.contains("invalid task message")), "{reasons:?}");
+    assert!(reasons.iter().any(|h| h.contains(&format!("source {missing} does not exist")) && h.contains("job-b")), "{reasons:?}");
+
+    // the same worker then does good work
+    let source = Kind::ProRes4444Odd.make().unwrap();
+    s3.put_file(&format!("{prefix}/good.mov"), &source).unwrap();
+    let good = format!("s3://{BUCKET}/{prefix}/good.mov");
+    b.publish(&topology.tasks_exchange(), "normal", &task("job-c", 0, &good, &out, TaskPart::Whole)).unwrap();
+    let master = format!("{prefix}/out/index.m3u8");
+    assert!(
+        b.wait_for(Duration::from_secs(60), || s3.keys(&format!("{prefix}/out")).unwrap().contains(&master)),
+        "{}",
+        served.log()
+    );
+    assert_eq!(b.depth(&topology.dead_queue()).unwrap(), 0);
+    drop(served);
+    b.delete_queues(&queues(&topology));
+}
+
+#[test]
+fn an_idle_worker_stops_at_once_on_sigterm() {
+    let b = broker();
+    let topology = Topology::new(&unique_prefix("sigterm").replace('/', "-"));
+    let mut served = Served::start(&topology.prefix);
+    wait_declared(&b, &topology, &served);
+    let started = std::time::Instant::now();
+    let status = Command::new("kill").args(["-TERM", &served.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let code = loop {
+        if let Some(code) = served.child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still running: {}", served.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(code.success(), "{code:?}: {}", served.log());
+    drop(served);
+    b.delete_queues(&queues(&topology));
+}

@@ -1,0 +1,309 @@
+//! Taking tasks from RabbitMQ, one at a time, rush queue first.
+//!
+//! A message in -> [`crate::job::run`] on a blocking thread -> [`crate::ack`] decides ack,
+//! requeue or dead-letter. The message is acknowledged only after every segment, part
+//! manifest and playlist the task writes has been written. The worker reconnects with
+//! backoff when the broker goes away; an unacknowledged task is then redelivered (keys are
+//! deterministic, so a rerun overwrites). On shutdown it stops taking tasks and gives the
+//! task in hand `drain` to finish, else stops it and requeues it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use farm_shared::task::{Priority, TaskEvent, TaskEventKind, TaskMessage, TaskPart, Topology, TASK_SCHEMA};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use crate::ack::{self, Disposition};
+use crate::error::TranscodeError;
+use crate::job::{self, Part, Task};
+use crate::progress::Progress;
+use crate::storage::{self, S3Settings};
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub amqp_url: String,
+    pub topology: Topology,
+    pub s3: S3Settings,
+    pub x264_threads: usize,
+    pub decode_threads: usize,
+    /// How long a task in hand may run on after shutdown is asked for.
+    pub drain: Duration,
+    /// Pause between polls of empty queues.
+    pub idle_poll: Duration,
+}
+
+/// Serves tasks until `shutdown` is cancelled.
+pub async fn run(config: ServeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let started = Instant::now();
+        match session(&config, &shutdown).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                if started.elapsed() > Duration::from_secs(30) {
+                    backoff = Duration::from_millis(500);
+                }
+                tracing::warn!(error = format!("{e:#}"), retry_in = ?backoff, "broker connection lost");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Declares exchanges and queues (idempotent; the coordinator declares the same).
+pub async fn declare(channel: &Channel, topology: &Topology) -> lapin::Result<()> {
+    let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    let queue_opts = QueueDeclareOptions { durable: true, ..Default::default() };
+    channel
+        .exchange_declare(topology.tasks_exchange().as_str().into(), ExchangeKind::Direct, durable, FieldTable::default())
+        .await?;
+    channel
+        .exchange_declare(topology.dead_exchange().as_str().into(), ExchangeKind::Fanout, durable, FieldTable::default())
+        .await?;
+    channel
+        .exchange_declare(topology.events_exchange().as_str().into(), ExchangeKind::Topic, durable, FieldTable::default())
+        .await?;
+    let mut dead_args = FieldTable::default();
+    dead_args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    channel.queue_declare(topology.dead_queue().as_str().into(), queue_opts, dead_args).await?;
+    channel
+        .queue_bind(
+            topology.dead_queue().as_str().into(),
+            topology.dead_exchange().as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    for priority in [Priority::High, Priority::Normal] {
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        // A task that keeps failing (or killing its worker) is dead-lettered, not looped.
+        args.insert("x-delivery-limit".into(), AMQPValue::LongInt(3));
+        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(topology.dead_exchange().into()));
+        args.insert("x-dead-letter-strategy".into(), AMQPValue::LongString("at-least-once".into()));
+        args.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
+        let queue = topology.queue(priority);
+        channel.queue_declare(queue.as_str().into(), queue_opts, args).await?;
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                topology.tasks_exchange().as_str().into(),
+                farm_shared::task::routing_key(priority).into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+async fn session(config: &ServeConfig, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let conn = Connection::connect(&config.amqp_url, ConnectionProperties::default())
+        .await
+        .context("connecting to the broker")?;
+    let channel = conn.create_channel().await?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    channel.basic_qos(1, BasicQosOptions::default()).await?;
+    declare(&channel, &config.topology).await?;
+    tracing::info!(prefix = %config.topology.prefix, "waiting for tasks");
+    let queues = [config.topology.queue(Priority::High), config.topology.queue(Priority::Normal)];
+    loop {
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        let mut delivery = None;
+        for queue in &queues {
+            if let Some(message) = channel.basic_get(queue.as_str().into(), BasicGetOptions::default()).await? {
+                delivery = Some(message.delivery);
+                break;
+            }
+        }
+        match delivery {
+            Some(d) => handle(&channel, d, config, shutdown).await?,
+            None => {
+                tokio::select! {
+                    _ = tokio::time::sleep(config.idle_poll) => {}
+                    _ = shutdown.cancelled() => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+async fn handle(channel: &Channel, delivery: Delivery, config: &ServeConfig, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let task: TaskMessage = match parse(&delivery.data) {
+        Ok(task) => task,
+        Err(reason) => {
+            tracing::warn!(%reason, "dead-lettering an invalid task message");
+            dead_letter(channel, &config.topology, &delivery, &reason, "").await?;
+            delivery.ack(BasicAckOptions::default()).await?;
+            return Ok(());
+        }
+    };
+    tracing::info!(job_id = %task.job_id, task_id = %task.task_id, part = ?task.part, "task started");
+    let events = Events { channel: channel.clone(), topology: config.topology.clone(), task: task.clone(), rt: Handle::current() };
+    events.publish(TaskEventKind::Started, 0, None, None);
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    let outcome = {
+        let (config_, cancel_, task_, events_) = (config.clone(), cancel.clone(), task.clone(), events.clone());
+        let rt = Handle::current();
+        let mut work =
+            tokio::task::spawn_blocking(move || run_task(&task_, &config_, &events_, &cancel_, rt));
+        tokio::select! {
+            joined = &mut work => joined,
+            _ = shutdown.cancelled() => {
+                tracing::info!(drain = ?config.drain, "shutting down: letting the task in hand finish");
+                match tokio::time::timeout(config.drain, &mut work).await {
+                    Ok(joined) => joined,
+                    Err(_) => {
+                        cancel.store(true, Ordering::SeqCst);
+                        work.await
+                    }
+                }
+            }
+        }
+    }
+    .unwrap_or_else(|panic| Err(TranscodeError::ffmpeg("running the task", "-", format!("worker thread panicked: {panic}"))));
+
+    match ack::decide(&outcome) {
+        Disposition::Ack => {
+            events.publish(TaskEventKind::Succeeded, 0, None, None);
+            delivery.ack(BasicAckOptions::default()).await?;
+            tracing::info!(task_id = %task.task_id, "task succeeded");
+        }
+        Disposition::Requeue { reason } => {
+            events.publish(TaskEventKind::Retrying, 0, None, Some(reason.clone()));
+            delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
+            tracing::warn!(task_id = %task.task_id, %reason, "task handed back for another try");
+        }
+        Disposition::DeadLetter { reason } => {
+            events.publish(TaskEventKind::Failed, 0, None, Some(reason.clone()));
+            dead_letter(channel, &config.topology, &delivery, &reason, &task.job_id).await?;
+            delivery.ack(BasicAckOptions::default()).await?;
+            tracing::warn!(task_id = %task.task_id, %reason, "task failed for good");
+        }
+    }
+    Ok(())
+}
+
+fn parse(data: &[u8]) -> Result<TaskMessage, String> {
+    let task: TaskMessage = serde_json::from_slice(data).map_err(|e| format!("invalid task message: {e}"))?;
+    if task.schema != TASK_SCHEMA {
+        return Err(format!("task schema {} is not supported (this worker reads {TASK_SCHEMA})", task.schema));
+    }
+    task.ladder.validate().map_err(|e| format!("invalid ladder: {e}"))?;
+    Ok(task)
+}
+
+fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &AtomicBool, rt: Handle) -> Result<(), TranscodeError> {
+    let bad_location = |e: storage::LocationError| TranscodeError::Unsupported { path: task.source.clone(), detail: e.to_string() };
+    let source = storage::open_source(&task.source, &config.s3, &rt).map_err(bad_location)?;
+    let sink = storage::open_sink(&task.output, &config.s3, &rt).map_err(|e| match e {
+        storage::OpenError::Location(e) => TranscodeError::Unsupported { path: task.output.clone(), detail: e.to_string() },
+        storage::OpenError::Io(source) => TranscodeError::Output { key: task.output.clone(), source },
+    })?;
+    let job_task = Task {
+        source,
+        ladder: task.ladder.clone(),
+        part: match task.part {
+            TaskPart::Whole => Part::Whole,
+            TaskPart::Video { start, end } => Part::Video { start, end },
+            TaskPart::Audio => Part::Audio,
+        },
+        x264_threads: config.x264_threads,
+        decode_threads: config.decode_threads,
+    };
+    let progress = EventProgress { events: events.clone(), last: Mutex::new(None) };
+    job::run(&job_task, sink.as_ref(), &progress, cancel).map(|_| ())
+}
+
+/// Copies a task message to the dead-letter exchange with the reason in its headers.
+async fn dead_letter(channel: &Channel, topology: &Topology, delivery: &Delivery, reason: &str, job: &str) -> anyhow::Result<()> {
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert(ack::HEADER_ERROR.into(), AMQPValue::LongString(LongString::from(reason)));
+    headers.insert(ack::HEADER_JOB.into(), AMQPValue::LongString(LongString::from(job)));
+    let confirm = channel
+        .basic_publish(
+            topology.dead_exchange().as_str().into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            &delivery.data,
+            BasicProperties::default().with_delivery_mode(2).with_headers(headers),
+        )
+        .await?
+        .await?;
+    anyhow::ensure!(confirm.is_ack(), "the broker did not confirm the dead letter");
+    Ok(())
+}
+
+#[derive(Clone)]
+struct Events {
+    channel: Channel,
+    topology: Topology,
+    task: TaskMessage,
+    rt: Handle,
+}
+
+impl Events {
+    /// Events are for watchers (the coordinator, dashboards): sent without waiting.
+    fn publish(&self, kind: TaskEventKind, frames_done: u64, frames_total: Option<u64>, error: Option<String>) {
+        let event = TaskEvent {
+            job_id: self.task.job_id.clone(),
+            task_id: self.task.task_id.clone(),
+            kind,
+            frames_done,
+            frames_total,
+            error,
+        };
+        let payload = serde_json::to_vec(&event).expect("events serialise");
+        let channel = self.channel.clone();
+        let exchange = self.topology.events_exchange();
+        self.rt.spawn(async move {
+            let published = channel
+                .basic_publish(
+                    exchange.as_str().into(),
+                    kind.routing_key().into(),
+                    BasicPublishOptions::default(),
+                    &payload,
+                    BasicProperties::default().with_content_type("application/json".into()),
+                )
+                .await;
+            if let Err(e) = published {
+                tracing::debug!(error = %e, "could not publish a task event");
+            }
+        });
+    }
+}
+
+/// Publishes `task.progress` every 2 s at most.
+struct EventProgress {
+    events: Events,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Progress for EventProgress {
+    fn frames(&self, done: u64, total: Option<u64>) {
+        let mut last = self.last.lock().expect("progress lock");
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
+            return;
+        }
+        *last = Some(Instant::now());
+        self.events.publish(TaskEventKind::Progress, done, total, None);
+    }
+}
