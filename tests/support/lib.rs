@@ -2,6 +2,7 @@
 //! binary, and independent checks of HLS output with `ffprobe`.
 
 pub mod amqp;
+pub mod farm;
 pub mod fixtures;
 pub mod hls;
 pub mod probe;

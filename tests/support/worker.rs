@@ -12,19 +12,26 @@ use crate::fixtures::target_dir;
 /// Path of the `worker` binary, built (once per test run) if needed.
 pub fn worker_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "farm-worker", "--bin", "worker"]);
-        if profile == "release" {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("running cargo build");
-        assert!(status.success(), "cargo build of the worker failed");
-        target_dir().join(profile).join("worker")
-    })
-    .clone()
+    BIN.get_or_init(|| build_bin("farm-worker", "worker")).clone()
+}
+
+/// Path of the `coordinator` binary, built (once per test run) if needed.
+pub fn coordinator_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_bin("farm-coordinator", "coordinator")).clone()
+}
+
+fn build_bin(package: &str, bin: &str) -> PathBuf {
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-q", "-p", package, "--bin", bin]);
+    if profile == "release" {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("running cargo build");
+    assert!(status.success(), "cargo build of {bin} failed");
+    target_dir().join(profile).join(bin)
 }
 
 pub struct Run {

@@ -88,7 +88,7 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
         }
     }
     let with_video = task.part != Part::Audio;
-    let with_audio = task.part != Part::Video { start: 0.0, end: None } && !matches!(task.part, Part::Video { .. });
+    let with_audio = !matches!(task.part, Part::Video { .. });
     let audio_tracks: &[usize] = if with_audio { &tracks } else { &[] };
     let sample_rate = f64::from(task.ladder.audio.sample_rate);
     let plan = PipelinePlan {

@@ -1,0 +1,125 @@
+//! RabbitMQ from the coordinator's side: tasks out (persistent, publisher-confirmed),
+//! task events in (a durable queue of its own, so events sent while the coordinator is
+//! down are read when it is back).
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context};
+use farm_shared::task::{routing_key, Priority, TaskEvent, Topology};
+use futures::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::tracker::Tracker;
+
+pub struct Broker {
+    url: String,
+    pub topology: Topology,
+    link: Mutex<Option<(Connection, Channel)>>,
+}
+
+impl Broker {
+    pub fn new(url: &str, topology: Topology) -> Self {
+        Self { url: url.into(), topology, link: Mutex::new(None) }
+    }
+
+    /// A confirming channel, connecting (and declaring the topology) when needed.
+    async fn channel(&self) -> anyhow::Result<Channel> {
+        let mut link = self.link.lock().await;
+        if let Some((conn, channel)) = link.as_ref() {
+            if conn.status().connected() && channel.status().connected() {
+                return Ok(channel.clone());
+            }
+        }
+        let conn = Connection::connect(&self.url, ConnectionProperties::default())
+            .await
+            .context("connecting to the broker")?;
+        let channel = conn.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        farm_worker::consume::declare(&channel, &self.topology).await?;
+        *link = Some((conn, channel.clone()));
+        Ok(channel)
+    }
+
+    pub async fn connected(&self) -> bool {
+        self.channel().await.is_ok()
+    }
+
+    /// Publishes a task and waits for the broker to confirm it.
+    pub async fn publish_task(&self, priority: Priority, payload: &[u8]) -> anyhow::Result<()> {
+        let channel = self.channel().await?;
+        let confirm = channel
+            .basic_publish(
+                self.topology.tasks_exchange().as_str().into(),
+                routing_key(priority).into(),
+                BasicPublishOptions { mandatory: true, ..Default::default() },
+                payload,
+                BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into()),
+            )
+            .await?
+            .await?;
+        ensure!(confirm.is_ack() && confirm.take_message().is_none(), "the broker did not accept the task");
+        Ok(())
+    }
+
+    fn events_queue(&self) -> String {
+        format!("{}.coordinator.events", self.topology.prefix)
+    }
+
+    /// Reads task events until shutdown, reconnecting with backoff.
+    pub async fn follow_events(&self, tracker: Tracker, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(500);
+        while !shutdown.is_cancelled() {
+            match self.events_session(&tracker, &shutdown).await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = format!("{e:#}"), retry_in = ?backoff, "event stream lost"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    async fn events_session(&self, tracker: &Tracker, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let conn = Connection::connect(&self.url, ConnectionProperties::default()).await?;
+        let channel = conn.create_channel().await?;
+        farm_worker::consume::declare(&channel, &self.topology).await?;
+        channel.basic_qos(32, BasicQosOptions::default()).await?;
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        let queue = self.events_queue();
+        channel
+            .queue_declare(queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args)
+            .await?;
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                self.topology.events_exchange().as_str().into(),
+                "task.#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut consumer = channel
+            .basic_consume(queue.as_str().into(), "coordinator".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await?;
+        loop {
+            let delivery = tokio::select! {
+                d = consumer.next() => d,
+                _ = shutdown.cancelled() => return Ok(()),
+            };
+            let Some(delivery) = delivery else { anyhow::bail!("the broker closed the event stream") };
+            let delivery = delivery?;
+            match serde_json::from_slice::<TaskEvent>(&delivery.data) {
+                Ok(event) => tracker.apply(&event).await?,
+                Err(e) => tracing::warn!(error = %e, "ignoring an event that is not a task event"),
+            }
+            delivery.ack(BasicAckOptions::default()).await?;
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The coordinator's configuration: flags, each with an environment variable.
+
+use std::net::SocketAddr;
+
+use farm_worker::storage::S3Settings;
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "coordinator", version, about = "Coordinator of the HLS review farm")]
+pub struct Config {
+    /// Address of the HTTP API
+    #[arg(long, env = "FARM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Job database: sqlite://PATH (created if missing) or postgres://...
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://farm-data/farm.db?mode=rwc")]
+    pub database_url: String,
+    /// RabbitMQ URL
+    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp_url: String,
+    /// Prefix of the farm's exchanges and queues
+    #[arg(long, env = "FARM_QUEUE_PREFIX", default_value = "farm")]
+    pub queue_prefix: String,
+    /// Seconds of source per video chunk task (snapped to segment boundaries)
+    #[arg(long, env = "FARM_CHUNK_SECONDS", default_value_t = 60.0)]
+    pub chunk_seconds: f64,
+    /// Comma-separated prefixes a job's source must start with (s3://bucket/ or /path/); empty: any
+    #[arg(long, env = "FARM_ALLOWED_SOURCES", default_value = "", value_delimiter = ',')]
+    pub allowed_sources: Vec<String>,
+    /// Comma-separated prefixes a job's output must start with; empty: any
+    #[arg(long, env = "FARM_ALLOWED_OUTPUTS", default_value = "", value_delimiter = ',')]
+    pub allowed_outputs: Vec<String>,
+    /// S3 endpoint for s3:// locations (default: AWS_ENDPOINT_URL, else AWS)
+    #[arg(long, env = "FARM_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (default: AWS_REGION)
+    #[arg(long, env = "FARM_S3_REGION")]
+    pub s3_region: Option<String>,
+}
+
+impl Config {
+    pub fn s3(&self) -> S3Settings {
+        S3Settings { endpoint: self.s3_endpoint.clone(), region: self.s3_region.clone() }
+    }
+}
+
+/// Whether `location` starts with one of `allowed` (an empty list allows everything).
+pub fn allowed(location: &str, allowed: &[String]) -> bool {
+    let allowed: Vec<&String> = allowed.iter().filter(|a| !a.trim().is_empty()).collect();
+    allowed.is_empty() || allowed.iter().any(|a| location.starts_with(a.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_must_start_with_an_allowed_prefix() {
+        let list = vec!["s3://rushes/".to_string(), "/mnt/ingest/".to_string()];
+        assert!(allowed("s3://rushes/day1/A001.mov", &list));
+        assert!(allowed("/mnt/ingest/A001.mov", &list));
+        assert!(!allowed("s3://rushes-other/A001.mov", &list));
+        assert!(!allowed("s3://finance/report.mov", &list));
+        assert!(allowed("anything", &[]));
+        assert!(allowed("anything", &["".to_string()]));
+    }
+}

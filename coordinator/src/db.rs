@@ -1,0 +1,281 @@
+//! Job state in a real database: SQLite by default, PostgreSQL when `DATABASE_URL` names
+//! one. Plain SQL both understand, through sqlx's `Any` driver.
+
+use farm_shared::task::{Priority, TaskPart};
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub id: String,
+    pub state: State,
+    pub source: String,
+    pub output: String,
+    pub priority: Priority,
+    #[serde(skip)]
+    pub ladder: String,
+    pub idempotency_key: Option<String>,
+    pub error: Option<String>,
+    pub master_playlist: Option<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Task {
+    pub id: String,
+    pub job_id: String,
+    pub part: TaskPart,
+    pub state: State,
+    pub frames_done: i64,
+    pub frames_total: Option<i64>,
+    pub error: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+const SCHEMA: [&str; 3] = [
+    "CREATE TABLE IF NOT EXISTS jobs (
+        id TEXT PRIMARY KEY,
+        idempotency_key TEXT UNIQUE,
+        state TEXT NOT NULL,
+        source TEXT NOT NULL,
+        output TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        ladder TEXT NOT NULL,
+        error TEXT,
+        master TEXT,
+        created_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS tasks (
+        id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        part TEXT NOT NULL,
+        state TEXT NOT NULL,
+        frames_done BIGINT NOT NULL,
+        frames_total BIGINT,
+        error TEXT)",
+    "CREATE INDEX IF NOT EXISTS tasks_by_job ON tasks (job_id)",
+];
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn priority_str(p: Priority) -> &'static str {
+    farm_shared::task::routing_key(p)
+}
+
+impl Store {
+    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let file = path.split('?').next().unwrap_or(path);
+            if let Some(dir) = std::path::Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+            }
+        }
+        // SQLite takes one writer at a time: one connection avoids "database is locked".
+        let max = if url.starts_with("sqlite:") { 1 } else { 8 };
+        let pool = AnyPoolOptions::new().max_connections(max).connect(url).await?;
+        for statement in SCHEMA {
+            sqlx::query(statement).execute(&pool).await?;
+        }
+        Ok(Self { pool })
+    }
+
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+
+    /// Stores a job and its tasks in one transaction.
+    pub async fn insert(&self, job: &Job, tasks: &[Task]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO jobs (id, idempotency_key, state, source, output, priority, ladder, error, master, created_ms, updated_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&job.id)
+        .bind(&job.idempotency_key)
+        .bind(job.state.as_str())
+        .bind(&job.source)
+        .bind(&job.output)
+        .bind(priority_str(job.priority))
+        .bind(&job.ladder)
+        .bind(&job.error)
+        .bind(&job.master_playlist)
+        .bind(job.created_ms)
+        .bind(job.updated_ms)
+        .execute(&mut *tx)
+        .await?;
+        for t in tasks {
+            sqlx::query(
+                "INSERT INTO tasks (id, job_id, part, state, frames_done, frames_total, error)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&t.id)
+            .bind(&t.job_id)
+            .bind(serde_json::to_string(&t.part).expect("parts serialise"))
+            .bind(t.state.as_str())
+            .bind(t.frames_done)
+            .bind(t.frames_total)
+            .bind(&t.error)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    pub async fn job(&self, id: &str) -> Result<Option<Job>, sqlx::Error> {
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| job_from(&r)).transpose()
+    }
+
+    pub async fn job_by_key(&self, key: &str) -> Result<Option<Job>, sqlx::Error> {
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = $1"))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| job_from(&r)).transpose()
+    }
+
+    /// Jobs in id order (ids grow with time), after `cursor`, optionally in one state.
+    pub async fn jobs(&self, state: Option<State>, cursor: Option<&str>, limit: i64) -> Result<Vec<Job>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1 = '' OR state = $2) AND id > $3 ORDER BY id LIMIT $4"
+        ))
+        .bind(state.map_or("", State::as_str))
+        .bind(state.map_or("", State::as_str))
+        .bind(cursor.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from).collect()
+    }
+
+    pub async fn tasks(&self, job_id: &str) -> Result<Vec<Task>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, job_id, part, state, frames_done, frames_total, error FROM tasks WHERE job_id = $1 ORDER BY id",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Task {
+                    id: r.try_get("id")?,
+                    job_id: r.try_get("job_id")?,
+                    part: serde_json::from_str(&r.try_get::<String, _>("part")?)
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                    state: state_of(r)?,
+                    frames_done: r.try_get("frames_done")?,
+                    frames_total: r.try_get("frames_total")?,
+                    error: r.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Sets a job's state unless it is already final; returns whether it changed.
+    pub async fn set_job_state(&self, id: &str, state: State, error: Option<&str>, master: Option<&str>) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = $1, error = COALESCE($2, error), master = COALESCE($3, master), updated_ms = $4
+             WHERE id = $5 AND state NOT IN ('succeeded', 'failed', 'cancelled')",
+        )
+        .bind(state.as_str())
+        .bind(error)
+        .bind(master)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn update_task(&self, id: &str, state: State, frames_done: i64, frames_total: Option<i64>, error: Option<&str>) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE tasks SET state = $1, frames_done = $2, frames_total = COALESCE($3, frames_total), error = COALESCE($4, error)
+             WHERE id = $5 AND state <> 'succeeded'",
+        )
+        .bind(state.as_str())
+        .bind(frames_done)
+        .bind(frames_total)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Jobs not final yet (to finish after a restart).
+    pub async fn open_jobs(&self) -> Result<Vec<Job>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from).collect()
+    }
+}
+
+const JOB_COLUMNS: &str =
+    "id, idempotency_key, state, source, output, priority, ladder, error, master, created_ms, updated_ms";
+
+fn state_of(r: &AnyRow) -> Result<State, sqlx::Error> {
+    let s: String = r.try_get("state")?;
+    State::parse(&s).ok_or_else(|| sqlx::Error::Decode(format!("unknown state {s}").into()))
+}
+
+fn job_from(r: &AnyRow) -> Result<Job, sqlx::Error> {
+    let priority: String = r.try_get("priority")?;
+    Ok(Job {
+        id: r.try_get("id")?,
+        idempotency_key: r.try_get("idempotency_key")?,
+        state: state_of(r)?,
+        source: r.try_get("source")?,
+        output: r.try_get("output")?,
+        priority: if priority == "high" { Priority::High } else { Priority::Normal },
+        ladder: r.try_get("ladder")?,
+        error: r.try_get("error")?,
+        master_playlist: r.try_get("master")?,
+        created_ms: r.try_get("created_ms")?,
+        updated_ms: r.try_get("updated_ms")?,
+    })
+}

@@ -1,0 +1,54 @@
+//! The coordinator of the HLS review farm.
+//!
+//! - [`api`]: the HTTP API (jobs in, state out, health, metrics, OpenAPI document);
+//! - [`split`]: a job becomes chunk tasks on segment boundaries plus an audio task;
+//! - [`db`]: job and task state in SQLite or PostgreSQL;
+//! - [`broker`]: tasks out to RabbitMQ with publisher confirms, task events in;
+//! - [`tracker`]: task events -> job state; the last task done -> playlists checked, job succeeded;
+//! - [`metrics`], [`config`], [`openapi`].
+
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod db;
+pub mod metrics;
+pub mod openapi;
+pub mod split;
+pub mod tracker;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use farm_shared::task::Topology;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Serves the API on `listener` and follows task events until `shutdown`.
+pub async fn run(config: config::Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let store = db::Store::connect(&config.database_url).await.context("opening the job database")?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let tracker = tracker::Tracker { store: store.clone(), s3: config.s3(), metrics: metrics.clone() };
+    let broker = broker::Broker::new(&config.amqp_url, Topology::new(&config.queue_prefix));
+    if config.allowed_sources.iter().all(|s| s.trim().is_empty()) {
+        tracing::warn!("FARM_ALLOWED_SOURCES is empty: jobs may read any location the coordinator can reach");
+    }
+    let app = Arc::new(api::AppState { config, store: store.clone(), broker, metrics, tracker: tracker.clone() });
+
+    // Jobs whose tasks all finished while we were down are completed now.
+    for job in store.open_jobs().await? {
+        tracker.finish_if_complete(&job.id).await?;
+    }
+    let events = {
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { app.broker.follow_events(app.tracker.clone(), shutdown).await })
+    };
+    tracing::info!(address = %listener.local_addr()?, "coordinator listening");
+    let token = shutdown.clone();
+    axum::serve(listener, api::router(app))
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await?;
+    shutdown.cancel();
+    let _ = events.await;
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Applies task events to job state, and completes a job when its last task is done.
+
+use std::sync::Arc;
+
+use farm_shared::task::{TaskEvent, TaskEventKind};
+use farm_worker::storage::{open_sink, S3Settings};
+use tokio::runtime::Handle;
+
+use crate::db::{State, Store};
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct Tracker {
+    pub store: Store,
+    pub s3: S3Settings,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Tracker {
+    pub async fn apply(&self, e: &TaskEvent) -> anyhow::Result<()> {
+        let Some(job) = self.store.job(&e.job_id).await? else {
+            tracing::debug!(job_id = %e.job_id, "event for an unknown job");
+            return Ok(());
+        };
+        let frames_total = e.frames_total.map(|t| t as i64);
+        match e.kind {
+            TaskEventKind::Started | TaskEventKind::Progress => {
+                self.store.update_task(&e.task_id, State::Running, e.frames_done as i64, frames_total, None).await?;
+                if job.state == State::Queued {
+                    self.store.set_job_state(&job.id, State::Running, None, None).await?;
+                }
+            }
+            TaskEventKind::Retrying => {
+                self.store.update_task(&e.task_id, State::Queued, e.frames_done as i64, frames_total, e.error.as_deref()).await?;
+            }
+            TaskEventKind::Failed => {
+                let reason = e.error.clone().unwrap_or_else(|| "task failed".into());
+                self.store.update_task(&e.task_id, State::Failed, e.frames_done as i64, frames_total, Some(&reason)).await?;
+                if self.store.set_job_state(&job.id, State::Failed, Some(&reason), None).await? {
+                    self.metrics.finished("failed");
+                }
+            }
+            TaskEventKind::Succeeded => {
+                let total = self.store.tasks(&job.id).await?.iter().find(|t| t.id == e.task_id).and_then(|t| t.frames_total);
+                self.store.update_task(&e.task_id, State::Succeeded, total.unwrap_or(0), total, None).await?;
+                self.finish_if_complete(&job.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// When every task succeeded: make sure the playlists are there, then mark the job.
+    pub async fn finish_if_complete(&self, job_id: &str) -> anyhow::Result<()> {
+        let tasks = self.store.tasks(job_id).await?;
+        if tasks.is_empty() || tasks.iter().any(|t| t.state != State::Succeeded) {
+            return Ok(());
+        }
+        let Some(job) = self.store.job(job_id).await? else { return Ok(()) };
+        if job.state.is_final() {
+            return Ok(());
+        }
+        let s3 = self.s3.clone();
+        let output = job.output.clone();
+        let rt = Handle::current();
+        let published = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<String>> {
+            let sink = open_sink(&output, &s3, &rt)?;
+            Ok(farm_worker::job::publish(sink.as_ref())?.map(|key| sink.locate(&key)))
+        })
+        .await?;
+        match published {
+            Ok(Some(master)) => {
+                if self.store.set_job_state(job_id, State::Succeeded, None, Some(&master)).await? {
+                    self.metrics.finished("succeeded");
+                    tracing::info!(job_id, %master, "job succeeded");
+                }
+            }
+            Ok(None) => {
+                let reason = "every task finished but the parts do not cover the source";
+                self.store.set_job_state(job_id, State::Failed, Some(reason), None).await?;
+                self.metrics.finished("failed");
+            }
+            Err(e) => {
+                // Storage trouble: leave the job running; the next event or restart retries.
+                tracing::warn!(job_id, error = format!("{e:#}"), "could not publish playlists yet");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,124 @@
+//! The farm end to end: HTTP API -> database -> RabbitMQ -> two worker processes -> S3.
+
+use std::time::Duration;
+
+use farm_shared::task::{Priority, Topology};
+use farm_tests::amqp::broker;
+use farm_tests::farm::Farm;
+use farm_tests::fixtures::{make, SMALL_LADDER};
+use farm_tests::hls::check_ladder;
+use farm_tests::s3::{s3, unique_prefix, BUCKET};
+
+const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn source_15s() -> std::path::PathBuf {
+    make(
+        "ranges-h264.mov",
+        &[
+            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30000/1001:duration=15",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=15",
+            "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "48",
+            "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", "-ac", "2",
+        ],
+    )
+    .unwrap()
+}
+
+/// Submits a 15 s source cut into 6 s chunks (three video tasks and the audio task) to a
+/// farm with two workers, and checks the ladder it leaves in S3.
+fn job_split_over_two_workers(database_url: &str, name: &str) {
+    let s3 = s3();
+    let prefix = unique_prefix(name);
+    let queue_prefix = prefix.replace('/', "-");
+    s3.put_file(&format!("{prefix}/in.mov"), &source_15s()).unwrap();
+    let farm = Farm::start(database_url, &queue_prefix, 2, 6.0);
+    let body = serde_json::json!({
+        "source": format!("s3://{BUCKET}/{prefix}/in.mov"),
+        "output": format!("s3://{BUCKET}/{prefix}/out/"),
+        "ladder": serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap(),
+        "idempotency_key": format!("{prefix}-key"),
+    });
+    let (status, job) = farm.submit(&body.to_string());
+    assert_eq!(status, 201, "{job}\n{}", farm.coordinator.log());
+    let id = job["id"].as_str().unwrap().to_string();
+    let tasks = job["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 4, "three 6 s chunks and the audio: {job}");
+    // The same idempotency key gives the same job, not a second one.
+    let (again, same) = farm.submit(&body.to_string());
+    assert_eq!((again, same["id"].as_str()), (200, Some(id.as_str())));
+
+    let done = farm.wait_final(&id, Duration::from_secs(240));
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["progress"], 1.0);
+    let master = format!("s3://{BUCKET}/{prefix}/out/index.m3u8");
+    assert_eq!(done["master_playlist"], master.as_str());
+    // Both workers took tasks.
+    for (i, w) in farm.workers.iter().enumerate() {
+        assert!(w.log().contains("task succeeded"), "worker {i} did no task:\n{}", w.log());
+    }
+    let local = tempfile::tempdir().unwrap();
+    s3.download(&format!("{prefix}/out"), local.path()).unwrap();
+    let check = check_ladder(local.path(), 450, 30000.0 / 1001.0, true).unwrap();
+    let frames: Vec<u64> = check.renditions[0].segments.iter().map(|s| s.frames).collect();
+    assert_eq!(frames, vec![180, 180, 90], "segments continuous across chunk joins");
+    broker().delete_queues(&[
+        Topology::new(&queue_prefix).queue(Priority::High),
+        Topology::new(&queue_prefix).queue(Priority::Normal),
+        Topology::new(&queue_prefix).dead_queue(),
+        format!("{queue_prefix}.coordinator.events"),
+    ]);
+}
+
+#[test]
+fn a_job_split_over_two_workers_succeeds_with_sqlite() {
+    let db = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/farm.db?mode=rwc", db.path().display());
+    job_split_over_two_workers(&url, "farm-sqlite");
+}
+
+#[test]
+fn a_job_split_over_two_workers_succeeds_with_postgres() {
+    job_split_over_two_workers(PG_URL, "farm-pg");
+}
+
+#[test]
+fn bad_requests_get_a_4xx_and_enqueue_nothing() {
+    let s3 = s3();
+    let prefix = unique_prefix("bad-requests");
+    let queue_prefix = prefix.replace('/', "-");
+    let db = tempfile::tempdir().unwrap();
+    let farm = Farm::start(&format!("sqlite://{}/farm.db?mode=rwc", db.path().display()), &queue_prefix, 0, 60.0);
+    s3.put_file(&format!("{prefix}/in.mov"), &source_15s()).unwrap();
+    let ok_source = format!("s3://{BUCKET}/{prefix}/in.mov");
+    let out = format!("s3://{BUCKET}/{prefix}/out");
+    let cases = [
+        ("{not json".to_string(), 400, "invalid job request"),
+        (serde_json::json!({"source": ok_source, "output": out, "colour": "red"}).to_string(), 400, "unknown field"),
+        (serde_json::json!({"source": "s3://elsewhere/clip.mov", "output": out}).to_string(), 403, "outside the allowed locations"),
+        (serde_json::json!({"source": ok_source, "output": format!("s3://{BUCKET}/{prefix}/../x")}).to_string(), 400, "'..'"),
+        (serde_json::json!({"source": "http://example.com/clip.mov", "output": out}).to_string(), 400, "not a location"),
+        (serde_json::json!({"source": format!("s3://{BUCKET}/{prefix}/missing.mov"), "output": out}).to_string(), 422, "does not exist"),
+        (serde_json::json!({"source": ok_source, "output": out, "priority": "urgent"}).to_string(), 400, "unknown variant"),
+    ];
+    for (body, code, message) in cases {
+        let (status, reply) = farm.submit(&body);
+        assert_eq!(status, code, "{body}: {reply}");
+        assert!(reply["error"].as_str().unwrap_or("").contains(message), "{body}: {reply}");
+    }
+    let big = format!(r#"{{"source": "{}", "output": "{}"}}"#, "x".repeat(100_000), out);
+    assert_eq!(farm.submit(&big).0, 413);
+    let b = broker();
+    let t = Topology::new(&queue_prefix);
+    assert_eq!(b.depth(&t.queue(Priority::Normal)).unwrap(), 0);
+    assert_eq!(b.depth(&t.queue(Priority::High)).unwrap(), 0);
+    // health, readiness, metrics, the API description
+    let get = |path: &str| farm.http.get(format!("{}{path}", farm.base)).send().unwrap();
+    assert_eq!(get("/healthz").status(), 200);
+    assert_eq!(get("/readyz").status(), 200);
+    let metrics = get("/metrics").text().unwrap();
+    assert!(metrics.contains("farm_jobs_rejected_total 7"), "{metrics}");
+    let openapi: serde_json::Value = get("/openapi.json").json().unwrap();
+    assert!(openapi["paths"]["/v1/jobs/{id}"]["delete"].is_object());
+    assert_eq!(get("/v1/jobs/nope").status(), 404);
+    b.delete_queues(&[t.queue(Priority::High), t.queue(Priority::Normal), t.dead_queue(), format!("{queue_prefix}.coordinator.events")]);
+}
