@@ -20,6 +20,8 @@ use serde_json::json;
 use crate::broker::Broker;
 use crate::config::{allowed, Config};
 use crate::db::{now_ms, Job, State, Store, Task};
+use crate::live::JobPlan;
+use farm_shared::timeline::Grid;
 use crate::metrics::Metrics;
 use crate::split;
 use crate::tracker::Tracker;
@@ -27,7 +29,7 @@ use crate::tracker::Tracker;
 pub struct AppState {
     pub config: Config,
     pub store: Store,
-    pub broker: Broker,
+    pub broker: Arc<Broker>,
     pub metrics: Arc<Metrics>,
     pub tracker: Tracker,
 }
@@ -164,6 +166,13 @@ async fn create(app: &Shared, body: &[u8]) -> Result<Response, ApiError> {
         .ok_or_else(|| ApiError(StatusCode::UNPROCESSABLE_ENTITY, "the source states no duration".into()))?;
     let has_audio = !farm_worker::transcode::audio::select_tracks(&info.audio).is_empty();
     let parts = split::plan(duration, has_audio, &ladder, app.config.chunk_seconds);
+    let (display_w, display_h) = info.display_size();
+    let plan = JobPlan {
+        grid: Grid::new(info.rate, ladder.segment_ms(), ladder.gop_ms()),
+        total_frames: info.frames_expected().unwrap_or((duration * info.rate.as_f64()).round() as u64),
+        renditions: ladder.fit(display_w, display_h),
+        audio: has_audio.then(|| (ladder.audio.sample_rate, ladder.audio.channels, u64::from(ladder.audio.bitrate_kbps) * 1000)),
+    };
 
     let now = now_ms();
     let id = new_id(now);
@@ -177,6 +186,7 @@ async fn create(app: &Shared, body: &[u8]) -> Result<Response, ApiError> {
         idempotency_key: req.idempotency_key.clone(),
         error: None,
         master_playlist: None,
+        plan: Some(serde_json::to_string(&plan).expect("plans serialise")),
         created_ms: now,
         updated_ms: now,
     };
@@ -224,6 +234,8 @@ async fn create(app: &Shared, body: &[u8]) -> Result<Response, ApiError> {
         }
     }
     app.metrics.jobs_accepted.inc();
+    let event = json!({"job_id": id, "source": job.source, "output": job.output, "tasks": tasks.len()});
+    app.broker.publish_event("job.accepted", &event).await;
     tracing::info!(job_id = %id, tasks = tasks.len(), source = %job.source, "job accepted");
     Ok((StatusCode::CREATED, Json(view(&app.store, job).await?)).into_response())
 }

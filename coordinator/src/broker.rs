@@ -65,6 +65,32 @@ impl Broker {
         Ok(())
     }
 
+    /// Publishes a job event (`job.accepted`, `job.playable`, ...) on the events exchange
+    /// for the review application and the ingest pipeline. Failures are logged, not fatal:
+    /// the job's state in the database is the reference.
+    pub async fn publish_event(&self, routing_key: &str, body: &serde_json::Value) {
+        let result = async {
+            let channel = self.channel().await?;
+            let payload = serde_json::to_vec(body)?;
+            let confirm = channel
+                .basic_publish(
+                    self.topology.events_exchange().as_str().into(),
+                    routing_key.into(),
+                    BasicPublishOptions::default(),
+                    &payload,
+                    BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into()),
+                )
+                .await?
+                .await?;
+            ensure!(confirm.is_ack(), "not confirmed");
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(routing_key, error = format!("{e:#}"), "could not publish a job event");
+        }
+    }
+
     fn events_queue(&self) -> String {
         format!("{}.coordinator.events", self.topology.prefix)
     }

@@ -48,6 +48,9 @@ pub struct Job {
     pub idempotency_key: Option<String>,
     pub error: Option<String>,
     pub master_playlist: Option<String>,
+    /// What the probe found, for live playlists (JSON of [`crate::live::JobPlan`]).
+    #[serde(skip)]
+    pub plan: Option<String>,
     pub created_ms: i64,
     pub updated_ms: i64,
 }
@@ -79,6 +82,7 @@ const SCHEMA: [&str; 3] = [
         ladder TEXT NOT NULL,
         error TEXT,
         master TEXT,
+        plan TEXT,
         created_ms BIGINT NOT NULL,
         updated_ms BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS tasks (
@@ -115,6 +119,8 @@ impl Store {
         for statement in SCHEMA {
             sqlx::query(statement).execute(&pool).await?;
         }
+        // Databases made before `plan` existed get the column (an error means it is there).
+        let _ = sqlx::query("ALTER TABLE jobs ADD COLUMN plan TEXT").execute(&pool).await;
         Ok(Self { pool })
     }
 
@@ -126,8 +132,8 @@ impl Store {
     pub async fn insert(&self, job: &Job, tasks: &[Task]) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO jobs (id, idempotency_key, state, source, output, priority, ladder, error, master, created_ms, updated_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO jobs (id, idempotency_key, state, source, output, priority, ladder, error, master, plan, created_ms, updated_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&job.id)
         .bind(&job.idempotency_key)
@@ -138,6 +144,7 @@ impl Store {
         .bind(&job.ladder)
         .bind(&job.error)
         .bind(&job.master_playlist)
+        .bind(&job.plan)
         .bind(job.created_ms)
         .bind(job.updated_ms)
         .execute(&mut *tx)
@@ -256,7 +263,7 @@ impl Store {
 }
 
 const JOB_COLUMNS: &str =
-    "id, idempotency_key, state, source, output, priority, ladder, error, master, created_ms, updated_ms";
+    "id, idempotency_key, state, source, output, priority, ladder, error, master, plan, created_ms, updated_ms";
 
 fn state_of(r: &AnyRow) -> Result<State, sqlx::Error> {
     let s: String = r.try_get("state")?;
@@ -275,6 +282,7 @@ fn job_from(r: &AnyRow) -> Result<Job, sqlx::Error> {
         ladder: r.try_get("ladder")?,
         error: r.try_get("error")?,
         master_playlist: r.try_get("master")?,
+        plan: r.try_get("plan")?,
         created_ms: r.try_get("created_ms")?,
         updated_ms: r.try_get("updated_ms")?,
     })

@@ -4,13 +4,15 @@
 //! - [`split`]: a job becomes chunk tasks on segment boundaries plus an audio task;
 //! - [`db`]: job and task state in SQLite or PostgreSQL;
 //! - [`broker`]: tasks out to RabbitMQ with publisher confirms, task events in;
-//! - [`tracker`]: task events -> job state; the last task done -> playlists checked, job succeeded;
+//! - [`tracker`]: task events -> job state; the last task done -> VOD playlists, job succeeded;
+//! - [`live`]: EVENT playlists while a job runs (review starts before the job ends);
 //! - [`metrics`], [`config`], [`openapi`].
 
 pub mod api;
 pub mod broker;
 pub mod config;
 pub mod db;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod split;
@@ -27,8 +29,16 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(config: config::Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = db::Store::connect(&config.database_url).await.context("opening the job database")?;
     let metrics = Arc::new(metrics::Metrics::new());
-    let tracker = tracker::Tracker { store: store.clone(), s3: config.s3(), metrics: metrics.clone() };
-    let broker = broker::Broker::new(&config.amqp_url, Topology::new(&config.queue_prefix));
+    let broker = Arc::new(broker::Broker::new(&config.amqp_url, Topology::new(&config.queue_prefix)));
+    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    let tracker = tracker::Tracker {
+        store: store.clone(),
+        s3: config.s3(),
+        metrics: metrics.clone(),
+        broker: broker.clone(),
+        lock: lock.clone(),
+    };
+    let publisher = live::Publisher { store: store.clone(), s3: config.s3(), lock };
     if config.allowed_sources.iter().all(|s| s.trim().is_empty()) {
         tracing::warn!("FARM_ALLOWED_SOURCES is empty: jobs may read any location the coordinator can reach");
     }
@@ -43,6 +53,11 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
         let shutdown = shutdown.clone();
         tokio::spawn(async move { app.broker.follow_events(app.tracker.clone(), shutdown).await })
     };
+    let live = {
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { publisher.run(&app.broker, shutdown).await })
+    };
     tracing::info!(address = %listener.local_addr()?, "coordinator listening");
     let token = shutdown.clone();
     axum::serve(listener, api::router(app))
@@ -50,5 +65,6 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
         .await?;
     shutdown.cancel();
     let _ = events.await;
+    let _ = live.await;
     Ok(())
 }

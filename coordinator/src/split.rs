@@ -1,5 +1,7 @@
 //! Cutting a job into chunk tasks: video ranges of about `chunk_seconds` on segment
-//! boundaries, plus one audio task when the source has audio.
+//! boundaries, plus one audio task when the source has audio. The audio task comes first:
+//! it writes its first segment within seconds, and the job is playable as soon as every
+//! rendition, audio included, has its first segment.
 
 use farm_shared::ladder::Ladder;
 use farm_shared::task::TaskPart;
@@ -12,17 +14,13 @@ pub fn plan(duration: f64, has_audio: bool, ladder: &Ladder, chunk_seconds: f64)
     let chunk = per_chunk * segment;
     let segments = (duration / segment).ceil().max(1.0);
     let chunks = (segments / per_chunk).ceil().max(1.0) as u64;
-    let mut parts: Vec<TaskPart> = (0..chunks)
-        .map(|i| {
-            let start = i as f64 * chunk;
-            let end = (i + 1 < chunks).then(|| (i + 1) as f64 * chunk);
-            TaskPart::Video { start, end }
-        })
-        .collect();
-    if has_audio {
-        parts.push(TaskPart::Audio);
-    }
-    parts
+    let audio = has_audio.then_some(TaskPart::Audio);
+    let video = (0..chunks).map(|i| {
+        let start = i as f64 * chunk;
+        let end = (i + 1 < chunks).then(|| (i + 1) as f64 * chunk);
+        TaskPart::Video { start, end }
+    });
+    audio.into_iter().chain(video).collect()
 }
 
 #[cfg(test)]
@@ -43,7 +41,8 @@ mod tests {
     fn a_short_source_is_one_task_plus_audio() {
         let parts = plan(20.0, true, &Ladder::default(), 60.0);
         assert_eq!(starts(&parts), vec![(0.0, None)]);
-        assert_eq!(parts.last(), Some(&TaskPart::Audio));
+        assert_eq!(parts.first(), Some(&TaskPart::Audio));
+        assert_eq!(parts.len(), 2);
     }
 
     #[test]

@@ -6,14 +6,19 @@ use farm_shared::task::{TaskEvent, TaskEventKind};
 use farm_worker::storage::{open_sink, S3Settings};
 use tokio::runtime::Handle;
 
+use crate::broker::Broker;
 use crate::db::{State, Store};
 use crate::metrics::Metrics;
+use tokio::sync::Mutex;
 
 #[derive(Clone)]
 pub struct Tracker {
     pub store: Store,
     pub s3: S3Settings,
     pub metrics: Arc<Metrics>,
+    pub broker: Arc<Broker>,
+    /// Shared with the live publisher: playlists are written by one at a time.
+    pub lock: Arc<Mutex<()>>,
 }
 
 impl Tracker {
@@ -29,6 +34,10 @@ impl Tracker {
                 if job.state == State::Queued {
                     self.store.set_job_state(&job.id, State::Running, None, None).await?;
                 }
+                if e.kind == TaskEventKind::Progress {
+                    let body = serde_json::json!({"job_id": job.id, "task_id": e.task_id, "frames_done": e.frames_done, "frames_total": e.frames_total});
+                    self.broker.publish_event("job.progress", &body).await;
+                }
             }
             TaskEventKind::Retrying => {
                 self.store.update_task(&e.task_id, State::Queued, e.frames_done as i64, frames_total, e.error.as_deref()).await?;
@@ -38,6 +47,8 @@ impl Tracker {
                 self.store.update_task(&e.task_id, State::Failed, e.frames_done as i64, frames_total, Some(&reason)).await?;
                 if self.store.set_job_state(&job.id, State::Failed, Some(&reason), None).await? {
                     self.metrics.finished("failed");
+                    let body = serde_json::json!({"job_id": job.id, "error": reason});
+                    self.broker.publish_event("job.failed", &body).await;
                 }
             }
             TaskEventKind::Succeeded => {
@@ -59,6 +70,7 @@ impl Tracker {
         if job.state.is_final() {
             return Ok(());
         }
+        let _guard = self.lock.lock().await;
         let s3 = self.s3.clone();
         let output = job.output.clone();
         let rt = Handle::current();
@@ -72,6 +84,8 @@ impl Tracker {
                 if self.store.set_job_state(job_id, State::Succeeded, None, Some(&master)).await? {
                     self.metrics.finished("succeeded");
                     tracing::info!(job_id, %master, "job succeeded");
+                    let body = serde_json::json!({"job_id": job_id, "master_playlist": master});
+                    self.broker.publish_event("job.succeeded", &body).await;
                 }
             }
             Ok(None) => {

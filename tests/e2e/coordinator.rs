@@ -122,3 +122,68 @@ fn bad_requests_get_a_4xx_and_enqueue_nothing() {
     assert_eq!(get("/v1/jobs/nope").status(), 404);
     b.delete_queues(&[t.queue(Priority::High), t.queue(Priority::Normal), t.dead_queue(), format!("{queue_prefix}.coordinator.events")]);
 }
+
+#[test]
+fn the_master_playlist_is_playable_while_the_job_runs() {
+    let s3 = s3();
+    let prefix = unique_prefix("live");
+    let queue_prefix = prefix.replace('/', "-");
+    let source = make(
+        "live-30s.mov",
+        &[
+            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=30",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=30",
+            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", "-ac", "2",
+        ],
+    )
+    .unwrap();
+    s3.put_file(&format!("{prefix}/in.mov"), &source).unwrap();
+    let db = tempfile::tempdir().unwrap();
+    // One worker, 6 s chunks: five video tasks one after the other.
+    let farm = Farm::start(&format!("sqlite://{}/farm.db?mode=rwc", db.path().display()), &queue_prefix, 1, 6.0);
+    let body = serde_json::json!({
+        "source": format!("s3://{BUCKET}/{prefix}/in.mov"),
+        "output": format!("s3://{BUCKET}/{prefix}/out"),
+        "ladder": serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap(),
+    });
+    let (status, job) = farm.submit(&body.to_string());
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+
+    let started = std::time::Instant::now();
+    let mut live_seen = None;
+    while live_seen.is_none() && started.elapsed() < Duration::from_secs(120) {
+        let state = farm.job(&id)["state"].as_str().unwrap().to_string();
+        let local = tempfile::tempdir().unwrap();
+        if s3.download(&format!("{prefix}/out"), local.path()).is_ok() && local.path().join("index.m3u8").exists() {
+            let master = farm_tests::hls::read_master(local.path()).unwrap();
+            let mut all_event = !master.variants.is_empty();
+            for v in &master.variants {
+                let media = farm_tests::hls::read_media(&local.path().join(&v.uri)).unwrap();
+                all_event &= matches!(media.playlist_type, Some(m3u8_rs::MediaPlaylistType::Event))
+                    && !media.end_list
+                    && !media.segments.is_empty();
+            }
+            // Only count it if the job was still running after we read the playlists.
+            let still_running = farm.job(&id)["state"] == "running" || state == "queued";
+            if all_event && still_running {
+                live_seen = Some((master.variants.len(), started.elapsed()));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (variants, after) = live_seen.unwrap_or_else(|| panic!("never saw EVENT playlists while the job ran:\n{}", farm.coordinator.log()));
+    assert_eq!(variants, 3);
+    let done = farm.wait_final(&id, Duration::from_secs(240));
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let local = tempfile::tempdir().unwrap();
+    s3.download(&format!("{prefix}/out"), local.path()).unwrap();
+    check_ladder(local.path(), 750, 25.0, true).unwrap();
+    eprintln!("playable {after:?} after submission");
+    broker().delete_queues(&[
+        Topology::new(&queue_prefix).queue(Priority::High),
+        Topology::new(&queue_prefix).queue(Priority::Normal),
+        Topology::new(&queue_prefix).dead_queue(),
+        format!("{queue_prefix}.coordinator.events"),
+    ]);
+}

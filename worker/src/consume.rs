@@ -228,6 +228,7 @@ fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &
         },
         x264_threads: config.x264_threads,
         decode_threads: config.decode_threads,
+        publish: false,
     };
     let progress = EventProgress { events: events.clone(), last: Mutex::new(None) };
     job::run(&job_task, sink.as_ref(), &progress, cancel).map(|_| ())

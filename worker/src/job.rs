@@ -34,6 +34,10 @@ pub struct Task {
     pub x264_threads: usize,
     /// Decoder threads; 0 lets FFmpeg choose.
     pub decode_threads: usize,
+    /// Write the playlists when this task completes the job's parts. The one-shot command
+    /// does; in the farm the coordinator alone writes playlists (EVENT while the job runs,
+    /// VOD at the end), so that they never go back and forth.
+    pub publish: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -143,7 +147,7 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
         };
         put_json(sink, &PartManifest::key(PartKind::Audio, 0, count), &part)?;
     }
-    let master = publish(sink)?;
+    let master = if task.publish { publish(sink)? } else { None };
     Ok(Outcome {
         renditions: out.video.iter().map(|r| r.name.clone()).chain(out.audio.iter().map(|a| a.name.clone())).collect(),
         frames: out.stats.frames,

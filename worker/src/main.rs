@@ -234,6 +234,7 @@ fn transcode(args: TranscodeArgs, rt: &tokio::runtime::Runtime) -> anyhow::Resul
         part,
         x264_threads: args.x264_threads,
         decode_threads: args.decode_threads,
+        publish: true,
     };
     let sink = open_sink(&args.output, &args.s3.settings(), rt.handle())
         .with_context(|| format!("output {}", args.output))?;

@@ -15,7 +15,7 @@ use m3u8_rs::{
 };
 
 pub const MASTER: &str = "index.m3u8";
-const AUDIO_GROUP: &str = "audio";
+pub(crate) const AUDIO_GROUP: &str = "audio";
 
 /// Playlist files by object key.
 #[derive(Debug, Clone, PartialEq)]
@@ -174,18 +174,26 @@ fn relative(uri: &str, folder: &str) -> String {
 }
 
 fn media_playlist(segments: &[SegmentRecord], folder: &str) -> String {
+    let segments: Vec<(String, f64)> = segments.iter().map(|s| (s.uri.clone(), s.duration)).collect();
+    media_text(&segments, folder, None)
+}
+
+/// A media playlist: VOD with ENDLIST, or (with `live_target`) an EVENT playlist still
+/// growing, whose target duration is the longest segment the job can have.
+fn media_text(segments: &[(String, f64)], folder: &str, live_target: Option<u64>) -> String {
+    let longest = target_duration(segments.iter().map(|s| s.1));
     let playlist = MediaPlaylist {
         version: Some(3),
-        target_duration: target_duration(segments.iter().map(|s| s.duration)),
+        target_duration: live_target.map_or(longest, |t| t.max(longest)),
         media_sequence: 0,
-        playlist_type: Some(MediaPlaylistType::Vod),
+        playlist_type: Some(if live_target.is_some() { MediaPlaylistType::Event } else { MediaPlaylistType::Vod }),
         independent_segments: true,
-        end_list: true,
+        end_list: live_target.is_none(),
         segments: segments
             .iter()
-            .map(|s| MediaSegment {
-                uri: relative(&s.uri, folder),
-                duration: s.duration as f32,
+            .map(|(uri, duration)| MediaSegment {
+                uri: relative(uri, folder),
+                duration: *duration as f32,
                 ..Default::default()
             })
             .collect(),
@@ -238,5 +246,6 @@ fn write_media(playlist: &MediaPlaylist) -> String {
     String::from_utf8(text).expect("m3u8-rs writes UTF-8")
 }
 
+pub mod live;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,125 @@
+//! Progressive publishing: EVENT playlists while a job runs, so review starts early.
+//!
+//! Every second, for each running job, the output's segment objects are listed; when every
+//! rendition has its first segment the master and EVENT media playlists are written, and
+//! they are extended as contiguous segments land. The final VOD playlists are written by
+//! the tracker when the last task is done; both take the same lock so they never interleave.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use farm_shared::ladder::FittedRendition;
+use farm_shared::manifest::segment_uri;
+use farm_shared::timeline::Grid;
+use farm_worker::playlist::live::{live, LivePlan, LiveVideo};
+use farm_worker::storage::{open_sink, S3Settings};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::db::Store;
+
+/// What the coordinator learnt from the probe, kept with the job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobPlan {
+    pub grid: Grid,
+    pub total_frames: u64,
+    pub renditions: Vec<FittedRendition>,
+    /// Sample rate, channels and bit rate of the audio rendition.
+    pub audio: Option<(u32, u32, u64)>,
+}
+
+#[derive(Default)]
+struct Seen {
+    segments: usize,
+    codecs: HashMap<String, String>,
+    playable: bool,
+}
+
+pub struct Publisher {
+    pub store: Store,
+    pub s3: S3Settings,
+    /// Held while writing any playlist of any job.
+    pub lock: Arc<Mutex<()>>,
+}
+
+impl Publisher {
+    pub async fn run(&self, broker: &Broker, shutdown: CancellationToken) {
+        let mut seen: HashMap<String, Seen> = HashMap::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let jobs = match self.store.open_jobs().await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read open jobs");
+                    continue;
+                }
+            };
+            seen.retain(|id, _| jobs.iter().any(|j| &j.id == id));
+            for job in jobs {
+                let Some(plan) = job.plan.as_deref().and_then(|p| serde_json::from_str::<JobPlan>(p).ok()) else { continue };
+                let state = seen.entry(job.id.clone()).or_default();
+                match self.refresh(&job.id, &job.output, &plan, state).await {
+                    Ok(true) if !state.playable => {
+                        state.playable = true;
+                        tracing::info!(job_id = %job.id, "job playable");
+                        broker.publish_event("job.playable", &serde_json::json!({"job_id": job.id, "output": job.output})).await;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(job_id = %job.id, error = format!("{e:#}"), "live playlists not updated"),
+                }
+            }
+        }
+    }
+
+    /// Writes EVENT playlists when more segments are there; returns whether a master exists.
+    async fn refresh(&self, id: &str, output: &str, plan: &JobPlan, seen: &mut Seen) -> anyhow::Result<bool> {
+        let (s3, output, plan, mut codecs, before) = (self.s3.clone(), output.to_string(), plan.clone(), seen.codecs.clone(), seen.segments);
+        let _guard = self.lock.lock().await;
+        // The job may have finished while we waited for the lock: never overwrite VOD.
+        if self.store.job(id).await?.is_none_or(|j| j.state.is_final()) {
+            return Ok(seen.playable);
+        }
+        let rt = tokio::runtime::Handle::current();
+        let (count, codecs, playable) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let sink = open_sink(&output, &s3, &rt)?;
+            let present: BTreeSet<String> = sink.list("")?.into_iter().filter(|k| k.ends_with(".ts")).collect();
+            if present.len() == before {
+                return Ok((before, codecs, None));
+            }
+            let mut video = Vec::new();
+            for r in &plan.renditions {
+                let first = segment_uri(&r.name, 0);
+                if !codecs.contains_key(&r.name) && present.contains(&first) {
+                    if let Some(c) = farm_worker::codecs::avc1_from_annexb(&sink.get(&first)?) {
+                        codecs.insert(r.name.clone(), c);
+                    }
+                }
+                video.push(LiveVideo {
+                    name: r.name.clone(),
+                    width: r.width,
+                    height: r.height,
+                    bandwidth: u64::from(r.maxrate_kbps) * 1000,
+                    codecs: codecs.get(&r.name).cloned(),
+                });
+            }
+            let live_plan = LivePlan { grid: plan.grid, total_frames: plan.total_frames, video, audio: plan.audio };
+            let Some(playlists) = live(&live_plan, &present) else { return Ok((present.len(), codecs, Some(false))) };
+            // Media playlists first: a player that finds the master finds what it names.
+            let (master, media): (Vec<_>, Vec<_>) = playlists.files.iter().partition(|(k, _)| k == farm_worker::playlist::MASTER);
+            for (key, text) in media.into_iter().chain(master) {
+                sink.put(key, text.as_bytes())?;
+            }
+            Ok((present.len(), codecs, Some(true)))
+        })
+        .await??;
+        seen.segments = count;
+        seen.codecs = codecs;
+        Ok(playable.unwrap_or(seen.playable))
+    }
+}

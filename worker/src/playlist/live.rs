@@ -1,0 +1,148 @@
+//! EVENT playlists while a job runs: review starts before the job ends.
+//!
+//! Takes the job's plan (grid, frame count, fitted renditions) and the set of segment
+//! objects that exist (each is written whole, atomically). Every rendition's playlist lists
+//! its segments contiguous from the first; durations come from the frame grid, which every
+//! worker shares. The master appears once every rendition has its first segment; it
+//! declares the ladder's peak rates (the measured ones replace them in the final VOD master).
+
+use std::collections::BTreeSet;
+
+use farm_shared::manifest::segment_uri;
+use farm_shared::timeline::Grid;
+use m3u8_rs::{AlternativeMedia, AlternativeMediaType, MasterPlaylist, Resolution, VariantStream};
+
+use super::{media_text, Playlists, AUDIO_GROUP, MASTER};
+use crate::codecs::AAC_LC;
+use crate::transcode::audio::RENDITION as AUDIO;
+
+#[derive(Debug, Clone)]
+pub struct LiveVideo {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    /// Peak rate to declare, bits per second.
+    pub bandwidth: u64,
+    /// From the first segment's SPS, once it exists.
+    pub codecs: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LivePlan {
+    pub grid: Grid,
+    pub total_frames: u64,
+    pub video: Vec<LiveVideo>,
+    /// Audio: (sample rate, channels, declared bits per second).
+    pub audio: Option<(u32, u32, u64)>,
+}
+
+/// Segments of each rendition present from the first on, or `None` until every rendition
+/// has its first segment.
+pub fn live(plan: &LivePlan, present: &BTreeSet<String>) -> Option<Playlists> {
+    let g = &plan.grid;
+    let segments = g.segment_count(plan.total_frames);
+    let video_durations: Vec<f64> = (0..segments)
+        .map(|k| {
+            let end = g.segment_start(k + 1).min(plan.total_frames);
+            g.rate.frames_to_seconds(end - g.segment_start(k))
+        })
+        .collect();
+    let contiguous = |name: &str| (0..segments).take_while(|k| present.contains(&segment_uri(name, *k))).count();
+    // The same rule as the final VOD playlist, so the target duration never changes.
+    let seg_target = (g.segment_ms as f64 / 1000.0).round() as u64;
+
+    let mut files = Vec::new();
+    let mut master = MasterPlaylist { independent_segments: true, ..Default::default() };
+    let mut audio_rate = 0;
+    if let Some((sample_rate, channels, bandwidth)) = plan.audio {
+        let n = contiguous(AUDIO);
+        if n == 0 {
+            return None;
+        }
+        let sr = f64::from(sample_rate);
+        let at = |k: u64| (k * g.segment_ms) as f64 * sr / 1000.0;
+        let list: Vec<(String, f64)> = (0..n as u64).map(|k| (segment_uri(AUDIO, k), (at(k + 1) - at(k)) / sr)).collect();
+        files.push((format!("{AUDIO}/index.m3u8"), media_text(&list, AUDIO, Some(seg_target))));
+        master.alternatives.push(AlternativeMedia {
+            media_type: AlternativeMediaType::Audio,
+            uri: Some(format!("{AUDIO}/index.m3u8")),
+            group_id: AUDIO_GROUP.into(),
+            name: "Main".into(),
+            default: true,
+            autoselect: true,
+            channels: Some(channels.to_string()),
+            ..Default::default()
+        });
+        audio_rate = bandwidth;
+    }
+    for v in &plan.video {
+        let n = contiguous(&v.name);
+        if n == 0 {
+            return None;
+        }
+        let list: Vec<(String, f64)> = (0..n).map(|k| (segment_uri(&v.name, k as u64), video_durations[k])).collect();
+        files.push((format!("{}/index.m3u8", v.name), media_text(&list, &v.name, Some(seg_target))));
+        let codecs = v.codecs.clone().map(|c| if plan.audio.is_some() { format!("{c},{AAC_LC}") } else { c });
+        master.variants.push(VariantStream {
+            uri: format!("{}/index.m3u8", v.name),
+            bandwidth: v.bandwidth + audio_rate,
+            codecs,
+            resolution: Some(Resolution { width: u64::from(v.width), height: u64::from(v.height) }),
+            frame_rate: Some((g.rate.as_f64() * 1000.0).round() / 1000.0),
+            audio: plan.audio.map(|_| AUDIO_GROUP.to_string()),
+            ..Default::default()
+        });
+    }
+    let mut text = Vec::new();
+    master.write_to(&mut text).expect("writing to a Vec cannot fail");
+    files.push((MASTER.into(), String::from_utf8(text).expect("UTF-8")));
+    Some(Playlists { files })
+}
+
+#[cfg(test)]
+mod tests {
+    use farm_shared::timeline::FrameRate;
+
+    use super::*;
+
+    fn plan() -> LivePlan {
+        LivePlan {
+            grid: Grid::new(FrameRate { num: 25, den: 1 }, 6000, 2000),
+            total_frames: 400, // 16 s: segments of 150, 150, 100 frames
+            video: vec![
+                LiveVideo { name: "720p".into(), width: 1280, height: 720, bandwidth: 3_300_000, codecs: Some("avc1.64001f".into()) },
+                LiveVideo { name: "360p".into(), width: 640, height: 360, bandwidth: 880_000, codecs: None },
+            ],
+            audio: Some((48_000, 2, 128_000)),
+        }
+    }
+
+    fn present(keys: &[&str]) -> BTreeSet<String> {
+        keys.iter().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn nothing_until_every_rendition_has_its_first_segment() {
+        assert!(live(&plan(), &present(&["720p/seg_00000.ts", "audio/seg_00000.ts"])).is_none());
+        assert!(live(&plan(), &present(&["720p/seg_00000.ts", "360p/seg_00000.ts"])).is_none());
+    }
+
+    #[test]
+    fn event_playlists_list_contiguous_segments_only() {
+        let keys = present(&[
+            "720p/seg_00000.ts", "720p/seg_00002.ts", "360p/seg_00000.ts", "360p/seg_00001.ts",
+            "360p/seg_00002.ts", "audio/seg_00000.ts",
+        ]);
+        let p = live(&plan(), &keys).unwrap();
+        let text = |k: &str| p.files.iter().find(|(key, _)| key == k).unwrap().1.clone();
+        let hd = text("720p/index.m3u8");
+        assert!(hd.contains("#EXT-X-PLAYLIST-TYPE:EVENT") && !hd.contains("ENDLIST"), "{hd}");
+        assert_eq!(hd.matches("#EXTINF").count(), 1, "segment 1 is missing, so 2 is not listed yet");
+        let sd = text("360p/index.m3u8");
+        assert!(sd.contains("#EXTINF:6,\nseg_00001.ts\n#EXTINF:4,\nseg_00002.ts"), "{sd}");
+        assert!(sd.contains("#EXT-X-TARGETDURATION:6"), "{sd}");
+        let master = text(MASTER);
+        assert!(master.contains("BANDWIDTH=3428000,CODECS=\"avc1.64001f,mp4a.40.2\""), "{master}");
+        assert!(master.contains("AUDIO=\"audio\""));
+    }
+}
