@@ -57,6 +57,16 @@ fn task(job: &str, n: usize, source: &str, output: &str, part: TaskPart) -> Vec<
     .unwrap()
 }
 
+/// Part manifests written under an output prefix.
+fn part_count(prefix: &str) -> usize {
+    s3().keys(&format!("{prefix}/parts")).unwrap().iter().filter(|k| k.ends_with(".json")).count()
+}
+
+fn publish_playlists(out: &str) {
+    let run = farm_tests::worker::worker_with_env(&["playlists", out], &s3().env()).unwrap().ok().unwrap();
+    assert!(run.stdout().trim().ends_with("/index.m3u8"), "{}", run.stdout());
+}
+
 fn queues(t: &Topology) -> Vec<String> {
     vec![t.queue(Priority::High), t.queue(Priority::Normal), t.dead_queue()]
 }
@@ -90,12 +100,15 @@ fn chunk_tasks_from_the_queue_make_a_ladder_in_s3() {
     for (n, part) in parts.into_iter().enumerate() {
         b.publish(&topology.tasks_exchange(), "normal", &task("job-a", n, &src, &out, part)).unwrap();
     }
-    let master = format!("{prefix}/out/index.m3u8");
+    // In the farm the coordinator writes playlists; here `worker playlists` does, from the parts.
     assert!(
-        b.wait_for(Duration::from_secs(180), || s3.keys(&format!("{prefix}/out")).unwrap().contains(&master)),
-        "no master playlist: {}",
+        b.wait_for(Duration::from_secs(180), || part_count(&format!("{prefix}/out")) == 3),
+        "parts: {:?}\n{}",
+        s3.keys(&format!("{prefix}/out/parts")),
         served.log()
     );
+    assert!(!s3.keys(&format!("{prefix}/out")).unwrap().iter().any(|k| k.ends_with(".m3u8")), "serving workers write no playlist");
+    publish_playlists(&out);
     // every task acknowledged, none dead
     assert!(b.wait_for(Duration::from_secs(10), || b.depth(&topology.queue(Priority::Normal)).unwrap() == 0));
     assert_eq!(b.depth(&topology.dead_queue()).unwrap(), 0, "{}", served.log());
@@ -139,12 +152,9 @@ fn permanent_failures_are_dead_lettered_with_the_reason_and_the_worker_goes_on()
     s3.put_file(&format!("{prefix}/good.mov"), &source).unwrap();
     let good = format!("s3://{BUCKET}/{prefix}/good.mov");
     b.publish(&topology.tasks_exchange(), "normal", &task("job-c", 0, &good, &out, TaskPart::Whole)).unwrap();
-    let master = format!("{prefix}/out/index.m3u8");
-    assert!(
-        b.wait_for(Duration::from_secs(60), || s3.keys(&format!("{prefix}/out")).unwrap().contains(&master)),
-        "{}",
-        served.log()
-    );
+    assert!(b.wait_for(Duration::from_secs(60), || part_count(&format!("{prefix}/out")) == 1), "{}", served.log());
+    publish_playlists(&out);
+    assert!(s3.keys(&format!("{prefix}/out")).unwrap().contains(&format!("{prefix}/out/index.m3u8")));
     assert_eq!(b.depth(&topology.dead_queue()).unwrap(), 0);
     drop(served);
     b.delete_queues(&queues(&topology));
