@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use farm_shared::ladder::Ladder;
-use farm_shared::task::{Priority, TaskMessage, TaskPart, TASK_SCHEMA};
-use farm_worker::storage::{open_source, Location};
+use farm_shared::task::{Priority, TaskMessage, TaskPart, CANCEL_MARKER, TASK_SCHEMA};
+use farm_worker::storage::{open_sink, open_source, Location};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -279,9 +279,22 @@ async fn cancel_job(AxState(app): AxState<Shared>, Path(id): Path<String>) -> Re
     if job.state.is_final() {
         return Err(ApiError(StatusCode::CONFLICT, format!("job {id} is already {}", job.state.as_str())));
     }
+    // Under the playlist lock: once it is released no playlist of this job is written again.
+    let guard = app.tracker.lock.lock().await;
     if app.store.set_job_state(&id, State::Cancelled, Some("cancelled by request"), None).await.map_err(internal)? {
         app.metrics.finished("cancelled");
+        app.broker.publish_event("job.cancelled", &json!({"job_id": id})).await;
     }
+    drop(guard);
+    // Workers drop the job's tasks when they see the marker (before or while running them).
+    let (output, s3, rt) = (job.output.clone(), app.config.s3(), tokio::runtime::Handle::current());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        open_sink(&output, &s3, &rt)?.put(CANCEL_MARKER, b"cancelled by request\n")?;
+        Ok(())
+    })
+    .await
+    .map_err(internal)?
+    .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("job cancelled, but workers cannot be told yet: {e:#}")))?;
     let job = app.store.job(&id).await.map_err(internal)?.expect("still there");
     Ok(Json(view(&app.store, job).await?))
 }

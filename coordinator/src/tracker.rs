@@ -66,11 +66,12 @@ impl Tracker {
         if tasks.is_empty() || tasks.iter().any(|t| t.state != State::Succeeded) {
             return Ok(());
         }
+        let _guard = self.lock.lock().await;
+        // Checked under the lock: a job cancelled meanwhile gets no playlist.
         let Some(job) = self.store.job(job_id).await? else { return Ok(()) };
         if job.state.is_final() {
             return Ok(());
         }
-        let _guard = self.lock.lock().await;
         let s3 = self.s3.clone();
         let output = job.output.clone();
         let rt = Handle::current();

@@ -10,6 +10,10 @@ use crate::ladder::Ladder;
 
 pub const TASK_SCHEMA: u32 = 1;
 
+/// Object the coordinator writes under a job's output when the job is cancelled; workers
+/// look for it before and while running a task of that job, and drop the task.
+pub const CANCEL_MARKER: &str = "CANCELLED";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskMessage {

@@ -187,3 +187,55 @@ fn the_master_playlist_is_playable_while_the_job_runs() {
         format!("{queue_prefix}.coordinator.events"),
     ]);
 }
+
+#[test]
+fn a_cancelled_job_stops_and_publishes_nothing_more() {
+    let s3 = s3();
+    let prefix = unique_prefix("cancel");
+    let queue_prefix = prefix.replace('/', "-");
+    let source = make(
+        "live-30s.mov",
+        &[
+            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=30",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=30",
+            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", "-ac", "2",
+        ],
+    )
+    .unwrap();
+    s3.put_file(&format!("{prefix}/in.mov"), &source).unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let farm = Farm::start(&format!("sqlite://{}/farm.db?mode=rwc", db.path().display()), &queue_prefix, 1, 6.0);
+    let body = serde_json::json!({
+        "source": format!("s3://{BUCKET}/{prefix}/in.mov"),
+        "output": format!("s3://{BUCKET}/{prefix}/out"),
+        "ladder": serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap(),
+    });
+    let (status, job) = farm.submit(&body.to_string());
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let b = broker();
+    assert!(b.wait_for(Duration::from_secs(60), || farm.job(&id)["state"] == "running"), "{}", farm.coordinator.log());
+
+    let r = farm.http.delete(format!("{}/v1/jobs/{id}", farm.base)).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let cancelled: serde_json::Value = r.json().unwrap();
+    assert_eq!(cancelled["state"], "cancelled");
+    // The worker drops the running task and the queued ones: the queue empties quickly.
+    let t = Topology::new(&queue_prefix);
+    assert!(
+        b.wait_for(Duration::from_secs(30), || b.depth(&t.queue(Priority::Normal)).unwrap() == 0),
+        "tasks still queued: {}",
+        farm.workers[0].log()
+    );
+    assert!(b.wait_for(Duration::from_secs(10), || farm.workers[0].log().contains("job cancelled: task dropped")));
+    let snapshot = |p: &str| -> Vec<String> { s3.keys(&format!("{p}/out")).unwrap() };
+    let before = snapshot(&prefix);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(snapshot(&prefix), before, "nothing more is written after cancellation");
+    let chunks_done = before.iter().filter(|k| k.contains("/parts/video-")).count();
+    assert!(chunks_done < 5, "the job was stopped before its five chunks were done: {before:?}");
+    assert_eq!(farm.job(&id)["state"], "cancelled");
+    // A second DELETE is a conflict; the job stays cancelled.
+    assert_eq!(farm.http.delete(format!("{}/v1/jobs/{id}", farm.base)).send().unwrap().status(), 409);
+    b.delete_queues(&[t.queue(Priority::High), t.queue(Priority::Normal), t.dead_queue(), format!("{queue_prefix}.coordinator.events")]);
+}

@@ -5,14 +5,15 @@
 //! manifest and playlist the task writes has been written. The worker reconnects with
 //! backoff when the broker goes away; an unacknowledged task is then redelivered (keys are
 //! deterministic, so a rerun overwrites). On shutdown it stops taking tasks and gives the
-//! task in hand `drain` to finish, else stops it and requeues it.
+//! task in hand `drain` to finish, else stops it and requeues it. A task whose job was
+//! cancelled (the coordinator's marker under the output) is stopped and dropped.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use farm_shared::task::{Priority, TaskEvent, TaskEventKind, TaskMessage, TaskPart, Topology, TASK_SCHEMA};
+use farm_shared::task::{Priority, TaskEvent, TaskEventKind, TaskMessage, TaskPart, Topology, CANCEL_MARKER, TASK_SCHEMA};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
@@ -160,6 +161,8 @@ async fn handle(channel: &Channel, delivery: Delivery, config: &ServeConfig, shu
     events.publish(TaskEventKind::Started, 0, None, None);
 
     let cancel = Arc::new(AtomicBool::new(false));
+    let job_cancelled = Arc::new(AtomicBool::new(false));
+    let watcher = tokio::spawn(watch_cancellation(task.output.clone(), config.s3.clone(), cancel.clone(), job_cancelled.clone()));
     let outcome = {
         let (config_, cancel_, task_, events_) = (config.clone(), cancel.clone(), task.clone(), events.clone());
         let rt = Handle::current();
@@ -180,7 +183,13 @@ async fn handle(channel: &Channel, delivery: Delivery, config: &ServeConfig, shu
         }
     }
     .unwrap_or_else(|panic| Err(TranscodeError::ffmpeg("running the task", "-", format!("worker thread panicked: {panic}"))));
+    watcher.abort();
 
+    if job_cancelled.load(Ordering::SeqCst) {
+        tracing::info!(job_id = %task.job_id, task_id = %task.task_id, "job cancelled: task dropped");
+        delivery.ack(BasicAckOptions::default()).await?;
+        return Ok(());
+    }
     match ack::decide(&outcome) {
         Disposition::Ack => {
             events.publish(TaskEventKind::Succeeded, 0, None, None);
@@ -200,6 +209,25 @@ async fn handle(channel: &Channel, delivery: Delivery, config: &ServeConfig, shu
         }
     }
     Ok(())
+}
+
+/// Sets both flags when the job's cancel marker appears (checked at once, then every 2 s).
+async fn watch_cancellation(output: String, s3: S3Settings, cancel: Arc<AtomicBool>, job_cancelled: Arc<AtomicBool>) {
+    let rt = Handle::current();
+    let sink = match tokio::task::spawn_blocking(move || storage::open_sink(&output, &s3, &rt)).await {
+        Ok(Ok(sink)) => Arc::new(sink),
+        _ => return, // the task itself will report the bad output
+    };
+    loop {
+        let probe = sink.clone();
+        let marked = tokio::task::spawn_blocking(move || probe.get(CANCEL_MARKER).is_ok()).await.unwrap_or(false);
+        if marked {
+            job_cancelled.store(true, Ordering::SeqCst);
+            cancel.store(true, Ordering::SeqCst);
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 fn parse(data: &[u8]) -> Result<TaskMessage, String> {
