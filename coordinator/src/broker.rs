@@ -10,6 +10,9 @@ use futures::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use std::sync::Arc;
+
+use farm_worker::memqueue::MemoryQueue;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -19,11 +22,17 @@ pub struct Broker {
     url: String,
     pub topology: Topology,
     link: Mutex<Option<(Connection, Channel)>>,
+    /// The embedded farm's in-process queue, used instead of RabbitMQ when set.
+    memory: Option<Arc<MemoryQueue>>,
 }
 
 impl Broker {
     pub fn new(url: &str, topology: Topology) -> Self {
-        Self { url: url.into(), topology, link: Mutex::new(None) }
+        Self { url: url.into(), topology, link: Mutex::new(None), memory: None }
+    }
+
+    pub fn embedded(queue: Arc<MemoryQueue>, topology: Topology) -> Self {
+        Self { url: String::new(), topology, link: Mutex::new(None), memory: Some(queue) }
     }
 
     /// A confirming channel, connecting (and declaring the topology) when needed.
@@ -45,11 +54,15 @@ impl Broker {
     }
 
     pub async fn connected(&self) -> bool {
-        self.channel().await.is_ok()
+        self.memory.is_some() || self.channel().await.is_ok()
     }
 
     /// Publishes a task and waits for the broker to confirm it.
     pub async fn publish_task(&self, priority: Priority, payload: &[u8]) -> anyhow::Result<()> {
+        if let Some(queue) = &self.memory {
+            queue.publish(priority, payload.to_vec());
+            return Ok(());
+        }
         let channel = self.channel().await?;
         let confirm = channel
             .basic_publish(
@@ -69,6 +82,11 @@ impl Broker {
     /// for the review application and the ingest pipeline. Failures are logged, not fatal:
     /// the job's state in the database is the reference.
     pub async fn publish_event(&self, routing_key: &str, body: &serde_json::Value) {
+        if self.memory.is_some() {
+            // Nobody outside the process listens in the embedded farm: the log is the record.
+            tracing::info!(routing_key, event = %body, "job event");
+            return;
+        }
         let result = async {
             let channel = self.channel().await?;
             let payload = serde_json::to_vec(body)?;
@@ -97,6 +115,24 @@ impl Broker {
 
     /// Reads task events until shutdown, reconnecting with backoff.
     pub async fn follow_events(&self, tracker: Tracker, shutdown: CancellationToken) {
+        if let Some(queue) = &self.memory {
+            let Some(mut events) = queue.take_events() else { return };
+            loop {
+                let next = tokio::select! {
+                    e = events.recv() => e,
+                    _ = shutdown.cancelled() => return,
+                };
+                let Some((_, payload)) = next else { return };
+                match serde_json::from_slice::<TaskEvent>(&payload) {
+                    Ok(event) => {
+                        if let Err(e) = tracker.apply(&event).await {
+                            tracing::warn!(error = format!("{e:#}"), "task event not applied");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "ignoring an event that is not a task event"),
+                }
+            }
+        }
         let mut backoff = Duration::from_millis(500);
         while !shutdown.is_cancelled() {
             match self.events_session(&tracker, &shutdown).await {

@@ -10,12 +10,19 @@ pub struct Config {
     /// Address of the HTTP API
     #[arg(long, env = "FARM_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Job database: sqlite://PATH (created if missing) or postgres://...
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://farm-data/farm.db?mode=rwc")]
-    pub database_url: String,
-    /// RabbitMQ URL
-    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
-    pub amqp_url: String,
+    /// Data folder of the embedded farm (its SQLite database; outputs may go here too)
+    #[arg(long, env = "FARM_DATA_DIR", default_value = "farm-data")]
+    pub data_dir: std::path::PathBuf,
+    /// Job database: sqlite://PATH or postgres://... (default: SQLite in the data folder)
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// RabbitMQ URL; without one the coordinator runs the embedded farm: an in-process
+    /// queue and `--workers` in-process workers
+    #[arg(long, env = "AMQP_URL")]
+    pub amqp_url: Option<String>,
+    /// In-process workers of the embedded farm
+    #[arg(long, env = "FARM_WORKERS", default_value_t = 2)]
+    pub workers: usize,
     /// Prefix of the farm's exchanges and queues
     #[arg(long, env = "FARM_QUEUE_PREFIX", default_value = "farm")]
     pub queue_prefix: String,
@@ -37,6 +44,12 @@ pub struct Config {
 }
 
 impl Config {
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}/farm.db?mode=rwc", self.data_dir.display()))
+    }
+
     pub fn s3(&self) -> S3Settings {
         S3Settings { endpoint: self.s3_endpoint.clone(), region: self.s3_region.clone() }
     }

@@ -22,14 +22,39 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use farm_shared::task::Topology;
+use farm_worker::consume::{self, QueueSource, ServeConfig};
+use farm_worker::memqueue::MemoryQueue;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Serves the API on `listener` and follows task events until `shutdown`.
 pub async fn run(config: config::Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let store = db::Store::connect(&config.database_url).await.context("opening the job database")?;
+    let store = db::Store::connect(&config.database_url()).await.context("opening the job database")?;
     let metrics = Arc::new(metrics::Metrics::new());
-    let broker = Arc::new(broker::Broker::new(&config.amqp_url, Topology::new(&config.queue_prefix)));
+    let topology = Topology::new(&config.queue_prefix);
+    let mut embedded_workers = Vec::new();
+    let broker = Arc::new(match &config.amqp_url {
+        Some(url) => broker::Broker::new(url, topology),
+        None => {
+            // The embedded farm: the same worker code, on an in-process queue.
+            let queue = Arc::new(MemoryQueue::default());
+            tracing::warn!(workers = config.workers, "no AMQP_URL: running the embedded farm (in-process queue and workers)");
+            for _ in 0..config.workers.max(1) {
+                let worker = ServeConfig {
+                    queue: QueueSource::Memory(queue.clone()),
+                    topology: topology.clone(),
+                    s3: config.s3(),
+                    x264_threads: 0,
+                    decode_threads: 0,
+                    drain: std::time::Duration::from_secs(30),
+                    idle_poll: std::time::Duration::from_millis(200),
+                };
+                let shutdown = shutdown.clone();
+                embedded_workers.push(tokio::spawn(async move { consume::run(worker, shutdown).await }));
+            }
+            broker::Broker::embedded(queue, topology)
+        }
+    });
     let lock = Arc::new(tokio::sync::Mutex::new(()));
     let tracker = tracker::Tracker {
         store: store.clone(),
@@ -66,5 +91,8 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
     shutdown.cancel();
     let _ = events.await;
     let _ = live.await;
+    for worker in embedded_workers {
+        let _ = worker.await;
+    }
     Ok(())
 }

@@ -239,3 +239,26 @@ fn a_cancelled_job_stops_and_publishes_nothing_more() {
     assert_eq!(farm.http.delete(format!("{}/v1/jobs/{id}", farm.base)).send().unwrap().status(), 409);
     b.delete_queues(&[t.queue(Priority::High), t.queue(Priority::Normal), t.dead_queue(), format!("{queue_prefix}.coordinator.events")]);
 }
+
+#[test]
+fn the_embedded_farm_needs_no_broker_and_no_s3() {
+    let data = tempfile::tempdir().unwrap();
+    let farm = Farm::embedded(data.path(), 2, 6.0);
+    let out = data.path().join("out/clip");
+    let body = serde_json::json!({
+        "source": source_15s().display().to_string(),
+        "output": out.display().to_string(),
+        "ladder": serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap(),
+    });
+    let (status, job) = farm.submit(&body.to_string());
+    assert_eq!(status, 201, "{job}\n{}", farm.coordinator.log());
+    let id = job["id"].as_str().unwrap().to_string();
+    let done = farm.wait_final(&id, Duration::from_secs(240));
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["master_playlist"], out.join("index.m3u8").display().to_string());
+    assert!(farm.coordinator.log().contains("running the embedded farm"));
+    assert!(data.path().join("farm.db").exists(), "job state in the data folder's SQLite database");
+    let check = check_ladder(&out, 450, 30000.0 / 1001.0, true).unwrap();
+    let frames: Vec<u64> = check.renditions[0].segments.iter().map(|s| s.frames).collect();
+    assert_eq!(frames, vec![180, 180, 90]);
+}

@@ -57,18 +57,33 @@ impl Farm {
         let mut env: Vec<(&str, String)> = s3().env().into_iter().map(|(k, v)| (k, v.to_string())).collect();
         env.push(("AMQP_URL", URL.to_string()));
         env.push(("FARM_QUEUE_PREFIX", prefix.to_string()));
-        let port = free_port();
         let mut cenv = env.clone();
-        cenv.push(("FARM_LISTEN", format!("127.0.0.1:{port}")));
         cenv.push(("DATABASE_URL", database_url.to_string()));
         cenv.push(("FARM_CHUNK_SECONDS", chunk_seconds.to_string()));
         cenv.push(("FARM_ALLOWED_SOURCES", format!("s3://{BUCKET}/")));
         cenv.push(("FARM_ALLOWED_OUTPUTS", format!("s3://{BUCKET}/")));
-        let coordinator = Proc::spawn(coordinator_bin(), &[], &cenv);
         let workers = (0..workers).map(|_| Proc::spawn(worker_bin(), &["serve"], &env)).collect();
+        Self::with_coordinator(cenv, workers)
+    }
+
+    /// The embedded farm: no broker, no S3, no worker processes; everything under `data_dir`.
+    pub fn embedded(data_dir: &std::path::Path, workers: usize, chunk_seconds: f64) -> Self {
+        let env = vec![
+            ("FARM_DATA_DIR", data_dir.display().to_string()),
+            ("FARM_WORKERS", workers.to_string()),
+            ("FARM_CHUNK_SECONDS", chunk_seconds.to_string()),
+        ];
+        Self::with_coordinator(env, Vec::new())
+    }
+
+    fn with_coordinator(mut cenv: Vec<(&str, String)>, workers: Vec<Proc>) -> Self {
+        let port = free_port();
+        cenv.push(("FARM_LISTEN", format!("127.0.0.1:{port}")));
+        let prefix = cenv.iter().find(|(k, _)| *k == "FARM_QUEUE_PREFIX").map(|(_, v)| v.clone()).unwrap_or_default();
+        let coordinator = Proc::spawn(coordinator_bin(), &[], &cenv);
         let farm = Self {
             base: format!("http://127.0.0.1:{port}"),
-            prefix: prefix.into(),
+            prefix,
             coordinator,
             workers,
             http: reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),

@@ -1,4 +1,5 @@
-//! Taking tasks from RabbitMQ, one at a time, rush queue first.
+//! Taking tasks from RabbitMQ (or the embedded farm's in-process queue, through the same
+//! code), one at a time, rush queue first.
 //!
 //! A message in -> [`crate::job::run`] on a blocking thread -> [`crate::ack`] decides ack,
 //! requeue or dead-letter. The message is acknowledged only after every segment, part
@@ -28,11 +29,19 @@ use crate::ack::{self, Disposition};
 use crate::error::TranscodeError;
 use crate::job::{self, Part, Task};
 use crate::progress::Progress;
+use crate::memqueue::{self, MemoryQueue};
 use crate::storage::{self, S3Settings};
 
-#[derive(Debug, Clone)]
+/// Where tasks come from: RabbitMQ, or the embedded farm's in-process queue.
+#[derive(Clone)]
+pub enum QueueSource {
+    Amqp(String),
+    Memory(Arc<MemoryQueue>),
+}
+
+#[derive(Clone)]
 pub struct ServeConfig {
-    pub amqp_url: String,
+    pub queue: QueueSource,
     pub topology: Topology,
     pub s3: S3Settings,
     pub x264_threads: usize,
@@ -45,6 +54,9 @@ pub struct ServeConfig {
 
 /// Serves tasks until `shutdown` is cancelled.
 pub async fn run(config: ServeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if let QueueSource::Memory(queue) = &config.queue {
+        return serve(&Link::Memory(queue.clone()), &config, &shutdown).await;
+    }
     let mut backoff = Duration::from_millis(500);
     loop {
         let started = Instant::now();
@@ -114,28 +126,95 @@ pub async fn declare(channel: &Channel, topology: &Topology) -> lapin::Result<()
 }
 
 async fn session(config: &ServeConfig, shutdown: &CancellationToken) -> anyhow::Result<()> {
-    let conn = Connection::connect(&config.amqp_url, ConnectionProperties::default())
+    let QueueSource::Amqp(url) = &config.queue else { unreachable!("memory queues have no session") };
+    let conn = Connection::connect(url, ConnectionProperties::default())
         .await
         .context("connecting to the broker")?;
     let channel = conn.create_channel().await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
     channel.basic_qos(1, BasicQosOptions::default()).await?;
     declare(&channel, &config.topology).await?;
+    serve(&Link::Amqp(channel), config, shutdown).await
+}
+
+/// A live link to the queue: a RabbitMQ channel or the in-process queue.
+#[derive(Clone)]
+enum Link {
+    Amqp(Channel),
+    Memory(Arc<MemoryQueue>),
+}
+
+/// A task taken from the queue, to be acknowledged, requeued or dead-lettered.
+enum Incoming {
+    Amqp(Delivery),
+    Memory(memqueue::Message),
+}
+
+impl Incoming {
+    fn data(&self) -> &[u8] {
+        match self {
+            Self::Amqp(d) => &d.data,
+            Self::Memory(m) => &m.payload,
+        }
+    }
+}
+
+impl Link {
+    async fn next(&self, topology: &Topology) -> anyhow::Result<Option<Incoming>> {
+        match self {
+            Self::Memory(q) => Ok(q.take().map(Incoming::Memory)),
+            Self::Amqp(channel) => {
+                for priority in [Priority::High, Priority::Normal] {
+                    let queue = topology.queue(priority);
+                    if let Some(message) = channel.basic_get(queue.as_str().into(), BasicGetOptions::default()).await? {
+                        return Ok(Some(Incoming::Amqp(message.delivery)));
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    async fn ack(&self, incoming: Incoming) -> anyhow::Result<()> {
+        if let Incoming::Amqp(d) = incoming {
+            d.ack(BasicAckOptions::default()).await?;
+        }
+        Ok(())
+    }
+
+    async fn requeue(&self, incoming: Incoming) -> anyhow::Result<()> {
+        match (self, incoming) {
+            (_, Incoming::Amqp(d)) => {
+                d.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
+            }
+            (Self::Memory(q), Incoming::Memory(m)) => q.requeue(m),
+            (Self::Amqp(_), Incoming::Memory(_)) => unreachable!("a memory task on an AMQP link"),
+        }
+        Ok(())
+    }
+
+    /// Dead-letters a task with the reason, then acknowledges it.
+    async fn dead_letter(&self, topology: &Topology, incoming: Incoming, reason: &str, job: &str) -> anyhow::Result<()> {
+        match (self, incoming) {
+            (Self::Amqp(channel), Incoming::Amqp(d)) => {
+                dead_letter(channel, topology, &d, reason, job).await?;
+                d.ack(BasicAckOptions::default()).await?;
+            }
+            (Self::Memory(q), Incoming::Memory(m)) => q.dead_letter(m.payload, reason),
+            _ => unreachable!("a task on another queue's link"),
+        }
+        Ok(())
+    }
+}
+
+async fn serve(link: &Link, config: &ServeConfig, shutdown: &CancellationToken) -> anyhow::Result<()> {
     tracing::info!(prefix = %config.topology.prefix, "waiting for tasks");
-    let queues = [config.topology.queue(Priority::High), config.topology.queue(Priority::Normal)];
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        let mut delivery = None;
-        for queue in &queues {
-            if let Some(message) = channel.basic_get(queue.as_str().into(), BasicGetOptions::default()).await? {
-                delivery = Some(message.delivery);
-                break;
-            }
-        }
-        match delivery {
-            Some(d) => handle(&channel, d, config, shutdown).await?,
+        match link.next(&config.topology).await? {
+            Some(incoming) => handle(link, incoming, config, shutdown).await?,
             None => {
                 tokio::select! {
                     _ = tokio::time::sleep(config.idle_poll) => {}
@@ -146,18 +225,17 @@ async fn session(config: &ServeConfig, shutdown: &CancellationToken) -> anyhow::
     }
 }
 
-async fn handle(channel: &Channel, delivery: Delivery, config: &ServeConfig, shutdown: &CancellationToken) -> anyhow::Result<()> {
-    let task: TaskMessage = match parse(&delivery.data) {
+async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let task: TaskMessage = match parse(incoming.data()) {
         Ok(task) => task,
         Err(reason) => {
             tracing::warn!(%reason, "dead-lettering an invalid task message");
-            dead_letter(channel, &config.topology, &delivery, &reason, "").await?;
-            delivery.ack(BasicAckOptions::default()).await?;
+            link.dead_letter(&config.topology, incoming, &reason, "").await?;
             return Ok(());
         }
     };
     tracing::info!(job_id = %task.job_id, task_id = %task.task_id, part = ?task.part, "task started");
-    let events = Events { channel: channel.clone(), topology: config.topology.clone(), task: task.clone(), rt: Handle::current() };
+    let events = Events { link: link.clone(), topology: config.topology.clone(), task: task.clone(), rt: Handle::current() };
     events.publish(TaskEventKind::Started, 0, None, None);
 
     let cancel = Arc::new(AtomicBool::new(false));
@@ -187,24 +265,23 @@ async fn handle(channel: &Channel, delivery: Delivery, config: &ServeConfig, shu
 
     if job_cancelled.load(Ordering::SeqCst) {
         tracing::info!(job_id = %task.job_id, task_id = %task.task_id, "job cancelled: task dropped");
-        delivery.ack(BasicAckOptions::default()).await?;
+        link.ack(incoming).await?;
         return Ok(());
     }
     match ack::decide(&outcome) {
         Disposition::Ack => {
             events.publish(TaskEventKind::Succeeded, 0, None, None);
-            delivery.ack(BasicAckOptions::default()).await?;
+            link.ack(incoming).await?;
             tracing::info!(task_id = %task.task_id, "task succeeded");
         }
         Disposition::Requeue { reason } => {
             events.publish(TaskEventKind::Retrying, 0, None, Some(reason.clone()));
-            delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
+            link.requeue(incoming).await?;
             tracing::warn!(task_id = %task.task_id, %reason, "task handed back for another try");
         }
         Disposition::DeadLetter { reason } => {
             events.publish(TaskEventKind::Failed, 0, None, Some(reason.clone()));
-            dead_letter(channel, &config.topology, &delivery, &reason, &task.job_id).await?;
-            delivery.ack(BasicAckOptions::default()).await?;
+            link.dead_letter(&config.topology, incoming, &reason, &task.job_id).await?;
             tracing::warn!(task_id = %task.task_id, %reason, "task failed for good");
         }
     }
@@ -283,7 +360,7 @@ async fn dead_letter(channel: &Channel, topology: &Topology, delivery: &Delivery
 
 #[derive(Clone)]
 struct Events {
-    channel: Channel,
+    link: Link,
     topology: Topology,
     task: TaskMessage,
     rt: Handle,
@@ -301,7 +378,10 @@ impl Events {
             error,
         };
         let payload = serde_json::to_vec(&event).expect("events serialise");
-        let channel = self.channel.clone();
+        let channel = match &self.link {
+            Link::Memory(q) => return q.event(kind.routing_key(), payload),
+            Link::Amqp(channel) => channel.clone(),
+        };
         let exchange = self.topology.events_exchange();
         self.rt.spawn(async move {
             let published = channel

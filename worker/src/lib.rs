@@ -2,6 +2,7 @@
 //!
 //! Data flow of one task, one module per stage:
 //! - [`consume`]: take tasks from RabbitMQ (rush queue first), run them, [`ack`] the outcome;
+//!   [`memqueue`] is the embedded farm's in-process queue behind the same code;
 //! - [`source`]: open the camera original through our own reader, refuse what is not media;
 //! - [`job`]: run one task top to bottom (fit the ladder, pipeline, part manifest, playlists);
 //! - [`transcode`]: decode once ([`transcode::decode`]), fix pictures
@@ -19,6 +20,7 @@ pub mod codecs;
 pub mod consume;
 pub mod error;
 pub mod job;
+pub mod memqueue;
 pub mod playlist;
 pub mod progress;
 pub mod sink;

@@ -12,7 +12,7 @@ use farm_worker::job::{self, Part, Task};
 use farm_worker::progress::Console;
 
 use farm_shared::task::Topology;
-use farm_worker::consume::{self, ServeConfig};
+use farm_worker::consume::{self, QueueSource, ServeConfig};
 use farm_worker::storage::{open_sink, open_source, S3Settings};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -147,7 +147,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let token = shutdown.clone();
             on_signals(&rt, move || token.cancel())?;
             let config = ServeConfig {
-                amqp_url: args.amqp_url,
+                queue: QueueSource::Amqp(args.amqp_url),
                 topology: Topology::new(&args.queue_prefix),
                 s3: args.s3.settings(),
                 x264_threads: args.x264_threads,
