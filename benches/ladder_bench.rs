@@ -10,14 +10,14 @@
 //! pre-scaled raw frames (one x264 thread each), which bound what any design can reach on
 //! this machine, and the worker's peak RSS on a short and on a long source.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use farm_shared::ladder::Ladder;
 use farm_shared::timeline::{FrameRate, Grid};
-use farm_tests::fixtures::target_dir;
+use farm_tests::fixtures::{prores_1080p, target_dir};
 
 struct Measured {
     wall: Duration,
@@ -70,35 +70,6 @@ fn ffmpeg(args: &[&str]) -> Command {
     let mut c = Command::new("ffmpeg");
     c.args(["-nostdin", "-v", "error", "-y"]).args(args);
     c
-}
-
-fn source(dir: &Path, seconds: u32) -> Result<PathBuf> {
-    let path = dir.join(format!("prores422hq-1080p25-{seconds}s.mov"));
-    if path.exists() {
-        return Ok(path);
-    }
-    let base = dir.join("prores422hq-1080p25-20s.mov");
-    if !base.exists() {
-        eprintln!("making a 20 s 1080p25 ProRes 422 HQ source with film grain (once)...");
-        let tmp = dir.join("tmp-base.mov");
-        measure(ffmpeg(&[
-            "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=25:duration=20",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=20",
-            "-vf", "noise=alls=12:allf=t",
-            "-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le",
-            "-c:a", "pcm_s24le", "-ac", "2",
-        ]).arg(&tmp))?;
-        std::fs::rename(&tmp, &base)?;
-    }
-    if seconds == 20 {
-        return Ok(base);
-    }
-    eprintln!("making a {seconds} s source by looping the 20 s one (once)...");
-    let tmp = dir.join("tmp-long.mov");
-    let loops = (seconds.div_ceil(20)).to_string();
-    measure(ffmpeg(&["-stream_loop", &loops, "-i", base.to_str().unwrap(), "-t", &seconds.to_string(), "-c", "copy"]).arg(&tmp))?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(path)
 }
 
 /// The CLI doing the same ladder in one decode-once command.
@@ -159,7 +130,7 @@ fn main() -> Result<()> {
     let worker = target_dir().join("release/worker");
     let dir = target_dir().join("bench-fixtures");
     std::fs::create_dir_all(&dir)?;
-    let src = source(&dir, seconds)?;
+    let src = prores_1080p(seconds)?;
     let ladder = Ladder::default();
     let grid = Grid::new(FrameRate { num: 25, den: 1 }, ladder.segment_ms(), ladder.gop_ms());
     let work = tempfile::tempdir_in(&dir)?;
@@ -187,7 +158,7 @@ fn main() -> Result<()> {
     let floor = (d.cpu + encode_cpu) / cores;
 
     let long = if long_seconds > 0 {
-        let long_src = source(&dir, long_seconds)?;
+        let long_src = prores_1080p(long_seconds)?;
         eprintln!("worker: {long_seconds} s source, for memory ...");
         let out = work.path().join("worker-long");
         let m = measure(Command::new(&worker).args(["transcode", long_src.to_str().unwrap()]).arg(&out))?;

@@ -24,6 +24,31 @@ fn source_15s() -> std::path::PathBuf {
     .unwrap()
 }
 
+/// 30 s at 25 fps, 640x360 H.264 with stereo PCM.
+fn source_30s() -> std::path::PathBuf {
+    make(
+        "live-30s.mov",
+        &[
+            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=30",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=30",
+            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", "-ac", "2",
+        ],
+    )
+    .unwrap()
+}
+
+/// Submits `{prefix}/in.mov` with the small ladder; returns the job id.
+fn submit_small(farm: &Farm, prefix: &str) -> String {
+    let body = serde_json::json!({
+        "source": format!("s3://{BUCKET}/{prefix}/in.mov"),
+        "output": format!("s3://{BUCKET}/{prefix}/out"),
+        "ladder": serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap(),
+    });
+    let (status, job) = farm.submit(&body.to_string());
+    assert_eq!(status, 201, "{job}");
+    job["id"].as_str().unwrap().to_string()
+}
+
 /// Submits a 15 s source cut into 6 s chunks (three video tasks and the audio task) to a
 /// farm with two workers, and checks the ladder it leaves in S3.
 fn job_split_over_two_workers(database_url: &str, name: &str) {
@@ -128,27 +153,11 @@ fn the_master_playlist_is_playable_while_the_job_runs() {
     let s3 = s3();
     let prefix = unique_prefix("live");
     let queue_prefix = prefix.replace('/', "-");
-    let source = make(
-        "live-30s.mov",
-        &[
-            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=30",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=30",
-            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", "-ac", "2",
-        ],
-    )
-    .unwrap();
-    s3.put_file(&format!("{prefix}/in.mov"), &source).unwrap();
+    s3.put_file(&format!("{prefix}/in.mov"), &source_30s()).unwrap();
     let db = tempfile::tempdir().unwrap();
     // One worker, 6 s chunks: five video tasks one after the other.
     let farm = Farm::start(&format!("sqlite://{}/farm.db?mode=rwc", db.path().display()), &queue_prefix, 1, 6.0);
-    let body = serde_json::json!({
-        "source": format!("s3://{BUCKET}/{prefix}/in.mov"),
-        "output": format!("s3://{BUCKET}/{prefix}/out"),
-        "ladder": serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap(),
-    });
-    let (status, job) = farm.submit(&body.to_string());
-    assert_eq!(status, 201, "{job}");
-    let id = job["id"].as_str().unwrap().to_string();
+    let id = submit_small(&farm, &prefix);
 
     let started = std::time::Instant::now();
     let mut live_seen = None;
@@ -193,26 +202,10 @@ fn a_cancelled_job_stops_and_publishes_nothing_more() {
     let s3 = s3();
     let prefix = unique_prefix("cancel");
     let queue_prefix = prefix.replace('/', "-");
-    let source = make(
-        "live-30s.mov",
-        &[
-            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=30",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=30",
-            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", "-ac", "2",
-        ],
-    )
-    .unwrap();
-    s3.put_file(&format!("{prefix}/in.mov"), &source).unwrap();
+    s3.put_file(&format!("{prefix}/in.mov"), &source_30s()).unwrap();
     let db = tempfile::tempdir().unwrap();
     let farm = Farm::start(&format!("sqlite://{}/farm.db?mode=rwc", db.path().display()), &queue_prefix, 1, 6.0);
-    let body = serde_json::json!({
-        "source": format!("s3://{BUCKET}/{prefix}/in.mov"),
-        "output": format!("s3://{BUCKET}/{prefix}/out"),
-        "ladder": serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap(),
-    });
-    let (status, job) = farm.submit(&body.to_string());
-    assert_eq!(status, 201, "{job}");
-    let id = job["id"].as_str().unwrap().to_string();
+    let id = submit_small(&farm, &prefix);
     let b = broker();
     assert!(b.wait_for(Duration::from_secs(60), || farm.job(&id)["state"] == "running"), "{}", farm.coordinator.log());
 

@@ -1,47 +1,23 @@
 //! Workers serving tasks from the real RabbitMQ, reading and writing the real S3 server.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use farm_shared::ladder::Ladder;
 use farm_shared::task::{Priority, TaskMessage, TaskPart, Topology, TASK_SCHEMA};
 use farm_tests::amqp::{broker, Broker, URL};
+use farm_tests::farm::Proc;
 use farm_tests::fixtures::{Kind, SMALL_LADDER};
 use farm_tests::hls::check_ladder;
 use farm_tests::s3::{s3, unique_prefix, BUCKET};
 use farm_tests::worker::worker_bin;
 
-/// A `worker serve` process, killed when dropped.
-struct Served {
-    child: Child,
-    log: tempfile::NamedTempFile,
-}
-
-impl Served {
-    fn start(prefix: &str) -> Self {
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let child = Command::new(worker_bin())
-            .arg("serve")
-            .envs(s3().env())
-            .env("AMQP_URL", URL)
-            .env("FARM_QUEUE_PREFIX", prefix)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .unwrap();
-        Self { child, log }
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `worker serve` process on the test broker and S3, killed when dropped.
+fn serve(prefix: &str) -> Proc {
+    let mut env: Vec<(&str, String)> = s3().env().into_iter().map(|(k, v)| (k, v.to_string())).collect();
+    env.push(("AMQP_URL", URL.to_string()));
+    env.push(("FARM_QUEUE_PREFIX", prefix.to_string()));
+    Proc::spawn(worker_bin(), &["serve"], &env)
 }
 
 fn task(job: &str, n: usize, source: &str, output: &str, part: TaskPart) -> Vec<u8> {
@@ -72,7 +48,7 @@ fn queues(t: &Topology) -> Vec<String> {
 }
 
 /// Waits until the worker has declared the topology.
-fn wait_declared(b: &Broker, t: &Topology, served: &Served) {
+fn wait_declared(b: &Broker, t: &Topology, served: &Proc) {
     assert!(
         b.wait_for(Duration::from_secs(20), || b.depth(&t.queue(Priority::Normal)).is_ok()),
         "the worker declared no queue: {}",
@@ -87,7 +63,7 @@ fn chunk_tasks_from_the_queue_make_a_ladder_in_s3() {
     let topology = Topology::new(&prefix.replace('/', "-"));
     let source = Kind::ProRes422.make().unwrap();
     s3.put_file(&format!("{prefix}/in.mov"), &source).unwrap();
-    let served = Served::start(&topology.prefix);
+    let served = serve(&topology.prefix);
     wait_declared(&b, &topology, &served);
 
     let src = format!("s3://{BUCKET}/{prefix}/in.mov");
@@ -126,7 +102,7 @@ fn permanent_failures_are_dead_lettered_with_the_reason_and_the_worker_goes_on()
     let (b, s3) = (broker(), s3());
     let prefix = unique_prefix("poison");
     let topology = Topology::new(&prefix.replace('/', "-"));
-    let served = Served::start(&topology.prefix);
+    let served = serve(&topology.prefix);
     wait_declared(&b, &topology, &served);
 
     b.publish(&topology.tasks_exchange(), "normal", b"{not json").unwrap();
@@ -164,7 +140,7 @@ fn permanent_failures_are_dead_lettered_with_the_reason_and_the_worker_goes_on()
 fn an_idle_worker_stops_at_once_on_sigterm() {
     let b = broker();
     let topology = Topology::new(&unique_prefix("sigterm").replace('/', "-"));
-    let mut served = Served::start(&topology.prefix);
+    let mut served = serve(&topology.prefix);
     wait_declared(&b, &topology, &served);
     let started = std::time::Instant::now();
     let status = Command::new("kill").args(["-TERM", &served.child.id().to_string()]).status().unwrap();

@@ -182,3 +182,46 @@ pub fn small_ladder_file() -> PathBuf {
     }
     path
 }
+
+/// Benchmark source: 1080p25 ProRes 422 HQ with film grain and stereo PCM, `seconds` long
+/// (made once as 20 s, longer ones by looping it), under `target/bench-fixtures`.
+pub fn prores_1080p(seconds: u32) -> Result<PathBuf> {
+    let dir = target_dir().join("bench-fixtures");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("prores422hq-1080p25-{seconds}s.mov"));
+    if path.exists() {
+        return Ok(path);
+    }
+    let run = |args: &[&str], out: &Path| -> Result<()> {
+        let status = Command::new("ffmpeg").args(["-nostdin", "-v", "error", "-y"]).args(args).arg(out).status()?;
+        if !status.success() {
+            bail!("ffmpeg failed making {}", out.display());
+        }
+        Ok(())
+    };
+    let base = dir.join("prores422hq-1080p25-20s.mov");
+    if !base.exists() {
+        eprintln!("making a 20 s 1080p25 ProRes 422 HQ source with film grain (once)...");
+        let tmp = dir.join("tmp-base.mov");
+        run(
+            &[
+                "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=25:duration=20",
+                "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=20",
+                "-vf", "noise=alls=12:allf=t",
+                "-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le",
+                "-c:a", "pcm_s24le", "-ac", "2",
+            ],
+            &tmp,
+        )?;
+        std::fs::rename(&tmp, &base)?;
+    }
+    if seconds == 20 {
+        return Ok(base);
+    }
+    eprintln!("making a {seconds} s source by looping the 20 s one (once)...");
+    let tmp = dir.join("tmp-long.mov");
+    let loops = seconds.div_ceil(20).to_string();
+    run(&["-stream_loop", &loops, "-i", base.to_str().expect("utf-8"), "-t", &seconds.to_string(), "-c", "copy"], &tmp)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}

@@ -53,9 +53,30 @@ impl S3 {
     }
 
     pub fn put_file(&self, key: &str, file: &Path) -> Result<()> {
-        let data = std::fs::read(file)?;
-        self.rt.block_on(self.store.put(&ObjectPath::from(key), PutPayload::from(data)))?;
-        Ok(())
+        const PART: usize = 16 * 1024 * 1024;
+        if std::fs::metadata(file)?.len() <= PART as u64 {
+            let data = std::fs::read(file)?;
+            self.rt.block_on(self.store.put(&ObjectPath::from(key), PutPayload::from(data)))?;
+            return Ok(());
+        }
+        // Large sources (benchmarks) go up in parts, never whole in memory.
+        use std::io::Read;
+        let mut reader = std::fs::File::open(file)?;
+        self.rt.block_on(async {
+            let upload = self.store.put_multipart(&ObjectPath::from(key)).await?;
+            let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
+            let mut buf = vec![0u8; PART];
+            loop {
+                let n = reader.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                writer.wait_for_capacity(4).await?;
+                writer.write(&buf[..n]);
+            }
+            writer.finish().await?;
+            anyhow::Ok(())
+        })
     }
 
     pub fn keys(&self, prefix: &str) -> Result<Vec<String>> {

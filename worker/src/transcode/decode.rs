@@ -126,6 +126,22 @@ pub fn run(
         needs_reseek: false,
     };
 
+    // Streams this task does not use are not even read: the MOV and MXF demuxers skip the
+    // bytes of discarded streams, so an audio task does not pull every video frame of a
+    // long original through object storage, nor a video chunk the PCM.
+    let used: Vec<usize> = audio_decoders
+        .iter()
+        .map(|a| a.stream)
+        .chain(req.decode_video.then_some(info.video_index))
+        .collect();
+    for i in 0..source.input.nb_streams() as usize {
+        if !used.contains(&i) {
+            if let Some(mut stream) = source.input.stream_mut(i) {
+                unsafe { (*stream.as_mut_ptr()).discard = ffi::AVDiscard::AVDISCARD_ALL };
+            }
+        }
+    }
+
     if req.decode_video && req.first_frame > 0 {
         state.seek_margin = 2.0;
         seek_before(source, &info, req.first_frame, state.seek_margin)?;

@@ -1,0 +1,118 @@
+//! Farm benchmark: time from POST to a playable master playlist, and chunk scaling over
+//! workers, with real RabbitMQ, SeaweedFS (S3) and coordinator and worker processes.
+//!
+//! Reproduce with (from the repository root; starts SeaweedFS and RabbitMQ if needed):
+//!     cargo run --release -p farm-benches --bin farm-bench -- [--short 30] [--long 300] [--scale 60]
+//!
+//! 1. Baseline: `worker transcode SOURCE OUT --end 6`, the time one worker needs to open
+//!    the source and encode the first segment of every rendition.
+//! 2. Time to playable: a job on a `--short` and a `--long` 1080p25 ProRes 422 HQ source
+//!    (default ladder, 60 s chunks, two workers), from POST to the master playlist in S3
+//!    (every rendition has its first segment). The job is then cancelled.
+//! 3. Scaling: a `--scale` seconds source in 12 s chunks, one worker pinned to core 0
+//!    (`taskset`) versus two workers pinned to cores 0 and 1, POST to `succeeded`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Result};
+use farm_tests::farm::{Farm, Proc};
+use farm_tests::fixtures::prores_1080p;
+use farm_tests::s3::{s3, unique_prefix, BUCKET};
+use farm_tests::worker::worker_bin;
+
+fn arg(name: &str, default: u32) -> u32 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn submit(farm: &Farm, source_key: &str, out: &str) -> Result<(String, Instant)> {
+    let body = serde_json::json!({"source": format!("s3://{BUCKET}/{source_key}"), "output": format!("s3://{BUCKET}/{out}")});
+    let posted = Instant::now();
+    let (status, job) = farm.submit(&body.to_string());
+    ensure!(status == 201, "submit failed: {status} {job}");
+    Ok((job["id"].as_str().unwrap_or_default().to_string(), posted))
+}
+
+/// Seconds from POST to the master playlist in S3.
+/// The source in S3 under a fixed key, uploaded once.
+fn uploaded(seconds: u32) -> Result<String> {
+    let key = format!("bench/sources/prores422hq-1080p25-{seconds}s.mov");
+    if !s3().keys("bench/sources")?.contains(&key) {
+        let src = prores_1080p(seconds)?;
+        eprintln!("uploading the {seconds} s source to S3 (once) ...");
+        s3().put_file(&key, &src)?;
+    }
+    Ok(key)
+}
+
+fn time_to_playable(seconds: u32, db: &std::path::Path) -> Result<(f64, f64)> {
+    let source = uploaded(seconds)?;
+    let prefix = unique_prefix(&format!("bench-playable-{seconds}"));
+    let farm = Farm::start(&format!("sqlite://{}/farm-{seconds}.db?mode=rwc", db.display()), &prefix.replace('/', "-"), 2, 60.0);
+    let (id, posted) = submit(&farm, &source, &format!("{prefix}/out"))?;
+    let accepted = posted.elapsed().as_secs_f64();
+    let master = format!("{prefix}/out/index.m3u8");
+    while !s3().keys(&format!("{prefix}/out"))?.contains(&master) {
+        ensure!(posted.elapsed() < Duration::from_secs(600), "never playable: {}", farm.coordinator.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let playable = posted.elapsed().as_secs_f64();
+    let _ = farm.http.delete(format!("{}/v1/jobs/{id}", farm.base)).send();
+    Ok((accepted, playable))
+}
+
+fn scaling(seconds: u32, workers: usize, db: &std::path::Path) -> Result<f64> {
+    let source = uploaded(seconds)?;
+    let prefix = unique_prefix(&format!("bench-scale-{workers}"));
+    let farm = Farm::start(&format!("sqlite://{}/scale-{workers}.db?mode=rwc", db.display()), &prefix.replace('/', "-"), 0, 12.0);
+    let mut env: Vec<(&str, String)> = s3().env().into_iter().map(|(k, v)| (k, v.to_string())).collect();
+    env.push(("AMQP_URL", farm_tests::amqp::URL.to_string()));
+    env.push(("FARM_QUEUE_PREFIX", farm.prefix.clone()));
+    let bin = worker_bin();
+    let _pinned: Vec<Proc> = (0..workers)
+        .map(|core| Proc::spawn(PathBuf::from("taskset"), &["-c", &core.to_string(), bin.to_str().unwrap(), "serve"], &env))
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let (id, posted) = submit(&farm, &source, &format!("{prefix}/out"))?;
+    let done = farm.wait_final(&id, Duration::from_secs(1800));
+    ensure!(done["state"] == "succeeded", "{done}");
+    Ok(posted.elapsed().as_secs_f64())
+}
+
+fn main() -> Result<()> {
+    let (short, long, scale) = (arg("--short", 30), arg("--long", 300), arg("--scale", 60));
+    let db = tempfile::tempdir()?;
+    let _ = s3();
+    let _ = farm_tests::amqp::broker();
+
+    eprintln!("baseline: one worker, first segment of every rendition ...");
+    let base_src = prores_1080p(short)?;
+    let out = tempfile::tempdir()?;
+    let _ = worker_bin(); // built (if needed) before the clock starts
+    let started = Instant::now();
+    farm_tests::worker::worker(&["transcode", base_src.to_str().unwrap(), out.path().to_str().unwrap(), "--end", "6"])?.ok()?;
+    let baseline = started.elapsed().as_secs_f64();
+
+    let mut playable = Vec::new();
+    for seconds in [short, long] {
+        eprintln!("time to playable, {seconds} s source ...");
+        playable.push((seconds, time_to_playable(seconds, db.path())?));
+    }
+    eprintln!("scaling: {scale} s source in 12 s chunks, 1 worker on core 0 ...");
+    let one = scaling(scale, 1, db.path())?;
+    eprintln!("scaling: 2 workers on cores 0 and 1 ...");
+    let two = scaling(scale, 2, db.path())?;
+
+    println!("farm benchmark: 1080p25 ProRes 422 HQ (grain), default ladder, RabbitMQ + SeaweedFS on loopback");
+    println!("  baseline: one worker encodes the first segment of every rendition in {baseline:.2} s (worker transcode --end 6)");
+    for (seconds, (accepted, at)) in &playable {
+        println!("  {seconds:>4} s source: accepted in {accepted:.2} s, playable {at:.2} s after POST ({:+.2} s over the baseline; target <= +2 s)", at - baseline);
+    }
+    if let [(_, (_, a)), (_, (_, b))] = playable.as_slice() {
+        println!("  long / short time to playable: {:.3} (target within 10 %)", b / a);
+    }
+    println!("  scaling {scale} s in 12 s chunks: 1 worker {one:.1} s, 2 workers {two:.1} s, ratio {:.3} (target <= 0.55)", two / one);
+    println!("  reproduce: cargo run --release -p farm-benches --bin farm-bench -- --short {short} --long {long} --scale {scale}");
+    Ok(())
+}
