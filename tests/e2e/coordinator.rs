@@ -86,12 +86,7 @@ fn job_split_over_two_workers(database_url: &str, name: &str) {
     let check = check_ladder(local.path(), 450, 30000.0 / 1001.0, true).unwrap();
     let frames: Vec<u64> = check.renditions[0].segments.iter().map(|s| s.frames).collect();
     assert_eq!(frames, vec![180, 180, 90], "segments continuous across chunk joins");
-    broker().delete_queues(&[
-        Topology::new(&queue_prefix).queue(Priority::High),
-        Topology::new(&queue_prefix).queue(Priority::Normal),
-        Topology::new(&queue_prefix).dead_queue(),
-        format!("{queue_prefix}.coordinator.events"),
-    ]);
+    broker().delete_farm_queues(&queue_prefix);
 }
 
 #[test]
@@ -145,7 +140,7 @@ fn bad_requests_get_a_4xx_and_enqueue_nothing() {
     let openapi: serde_json::Value = get("/openapi.json").json().unwrap();
     assert!(openapi["paths"]["/v1/jobs/{id}"]["delete"].is_object());
     assert_eq!(get("/v1/jobs/nope").status(), 404);
-    b.delete_queues(&[t.queue(Priority::High), t.queue(Priority::Normal), t.dead_queue(), format!("{queue_prefix}.coordinator.events")]);
+    b.delete_farm_queues(&queue_prefix);
 }
 
 #[test]
@@ -189,12 +184,7 @@ fn the_master_playlist_is_playable_while_the_job_runs() {
     s3.download(&format!("{prefix}/out"), local.path()).unwrap();
     check_ladder(local.path(), 750, 25.0, true).unwrap();
     eprintln!("playable {after:?} after submission");
-    broker().delete_queues(&[
-        Topology::new(&queue_prefix).queue(Priority::High),
-        Topology::new(&queue_prefix).queue(Priority::Normal),
-        Topology::new(&queue_prefix).dead_queue(),
-        format!("{queue_prefix}.coordinator.events"),
-    ]);
+    broker().delete_farm_queues(&queue_prefix);
 }
 
 #[test]
@@ -230,7 +220,7 @@ fn a_cancelled_job_stops_and_publishes_nothing_more() {
     assert_eq!(farm.job(&id)["state"], "cancelled");
     // A second DELETE is a conflict; the job stays cancelled.
     assert_eq!(farm.http.delete(format!("{}/v1/jobs/{id}", farm.base)).send().unwrap().status(), 409);
-    b.delete_queues(&[t.queue(Priority::High), t.queue(Priority::Normal), t.dead_queue(), format!("{queue_prefix}.coordinator.events")]);
+    b.delete_farm_queues(&queue_prefix);
 }
 
 #[test]

@@ -43,9 +43,6 @@ fn publish_playlists(out: &str) {
     assert!(run.stdout().trim().ends_with("/index.m3u8"), "{}", run.stdout());
 }
 
-fn queues(t: &Topology) -> Vec<String> {
-    vec![t.queue(Priority::High), t.queue(Priority::Normal), t.dead_queue()]
-}
 
 /// Waits until the worker has declared the topology.
 fn wait_declared(b: &Broker, t: &Topology, served: &Proc) {
@@ -94,7 +91,7 @@ fn chunk_tasks_from_the_queue_make_a_ladder_in_s3() {
     let frames: Vec<u64> = check.renditions[0].segments.iter().map(|s| s.frames).collect();
     assert_eq!(frames, vec![150, 50]);
     drop(served);
-    b.delete_queues(&queues(&topology));
+    b.delete_farm_queues(&topology.prefix);
 }
 
 #[test]
@@ -133,7 +130,7 @@ fn permanent_failures_are_dead_lettered_with_the_reason_and_the_worker_goes_on()
     assert!(s3.keys(&format!("{prefix}/out")).unwrap().contains(&format!("{prefix}/out/index.m3u8")));
     assert_eq!(b.depth(&topology.dead_queue()).unwrap(), 0);
     drop(served);
-    b.delete_queues(&queues(&topology));
+    b.delete_farm_queues(&topology.prefix);
 }
 
 #[test]
@@ -154,5 +151,5 @@ fn an_idle_worker_stops_at_once_on_sigterm() {
     };
     assert!(code.success(), "{code:?}: {}", served.log());
     drop(served);
-    b.delete_queues(&queues(&topology));
+    b.delete_farm_queues(&topology.prefix);
 }

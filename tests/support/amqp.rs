@@ -99,6 +99,14 @@ impl Broker {
         });
     }
 
+    /// Removes the queues a farm with this prefix declared.
+    pub fn delete_farm_queues(&self, prefix: &str) {
+        let t = farm_shared::task::Topology::new(prefix);
+        let p = farm_shared::task::Priority::High;
+        let n = farm_shared::task::Priority::Normal;
+        self.delete_queues(&[t.queue(p), t.queue(n), t.dead_queue(), format!("{prefix}.coordinator.events")]);
+    }
+
     /// Waits until `ok()` holds, up to `limit`.
     pub fn wait_for(&self, limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
         let start = Instant::now();
