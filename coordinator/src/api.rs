@@ -240,11 +240,20 @@ async fn create(app: &Shared, body: &[u8]) -> Result<Response, ApiError> {
     Ok((StatusCode::CREATED, Json(view(&app.store, job).await?)).into_response())
 }
 
-/// Time-ordered, unique ids: milliseconds then a process-wide counter and the pid.
+/// Time-ordered, unique ids: milliseconds, then a per-process random value and a counter,
+/// so that coordinator replicas (often all pid 1 in containers) never collide.
 fn new_id(now: i64) -> String {
+    use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
     static SEQ: AtomicU32 = AtomicU32::new(0);
-    format!("j{now:012x}{:06x}{:05x}", SEQ.fetch_add(1, Ordering::Relaxed) & 0xff_ffff, std::process::id() & 0xf_ffff)
+    static PROCESS: OnceLock<u32> = OnceLock::new();
+    let process = *PROCESS.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.finish() as u32
+    });
+    format!("j{now:012x}{process:08x}{:06x}", SEQ.fetch_add(1, Ordering::Relaxed) & 0xff_ffff)
 }
 
 async fn get_job(AxState(app): AxState<Shared>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
@@ -308,4 +317,27 @@ async fn ready(AxState(app): AxState<Shared>) -> Response {
 
 async fn metrics(AxState(app): AxState<Shared>) -> Response {
     ([("content-type", "text/plain; version=0.0.4")], app.metrics.render()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_sort_by_time_and_do_not_repeat() {
+        let a = new_id(1_000);
+        let b = new_id(1_000);
+        let c = new_id(2_000);
+        assert!(a < b && b < c, "{a} {b} {c}");
+        assert_eq!(a.len(), b.len());
+        assert_eq!(a.len(), 1 + 12 + 8 + 6);
+    }
+
+    #[test]
+    fn job_requests_are_strict() {
+        assert!(serde_json::from_str::<JobRequest>(r#"{"source":"a","output":"b"}"#).is_ok());
+        assert!(serde_json::from_str::<JobRequest>(r#"{"source":"a","output":"b","colour":1}"#).is_err());
+        assert!(serde_json::from_str::<JobRequest>(r#"{"source":"a","output":"b","priority":"urgent"}"#).is_err());
+        assert!(serde_json::from_str::<JobRequest>(r#"{"source":"a"}"#).is_err());
+    }
 }
