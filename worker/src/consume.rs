@@ -2,8 +2,8 @@
 //! code), one at a time, rush queue first.
 //!
 //! A message in -> [`crate::job::run`] on a blocking thread -> [`crate::ack`] decides ack,
-//! requeue or dead-letter. The message is acknowledged only after every segment, part
-//! manifest and playlist the task writes has been written. The worker reconnects with
+//! requeue or dead-letter. The message is acknowledged only after every segment and the
+//! part manifest the task writes have been written. The worker reconnects with
 //! backoff when the broker goes away; an unacknowledged task is then redelivered (keys are
 //! deterministic, so a rerun overwrites). On shutdown it stops taking tasks and gives the
 //! task in hand `drain` to finish, else stops it and requeues it. A task whose job was
