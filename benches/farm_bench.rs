@@ -2,7 +2,7 @@
 //! workers, with real RabbitMQ, SeaweedFS (S3) and coordinator and worker processes.
 //!
 //! Reproduce with (from the repository root; starts SeaweedFS and RabbitMQ if needed):
-//!     cargo run --release -p farm-benches --bin farm-bench -- [--short 30] [--long 300] [--scale 60]
+//!     cargo run --release -p farm-benches --bin farm-bench -- [--short 30] [--long 300] [--scale 60 (0: skip)]
 //!
 //! 1. Baseline: `worker transcode SOURCE OUT --end 6`, the time one worker needs to open
 //!    the source and encode the first segment of every rendition.
@@ -99,10 +99,14 @@ fn main() -> Result<()> {
         eprintln!("time to playable, {seconds} s source ...");
         playable.push((seconds, time_to_playable(seconds, db.path())?));
     }
-    eprintln!("scaling: {scale} s source in 12 s chunks, 1 worker on core 0 ...");
-    let one = scaling(scale, 1, db.path())?;
-    eprintln!("scaling: 2 workers on cores 0 and 1 ...");
-    let two = scaling(scale, 2, db.path())?;
+    let scaled = if scale > 0 {
+        eprintln!("scaling: {scale} s source in 12 s chunks, 1 worker on core 0 ...");
+        let one = scaling(scale, 1, db.path())?;
+        eprintln!("scaling: 2 workers on cores 0 and 1 ...");
+        Some((one, scaling(scale, 2, db.path())?))
+    } else {
+        None
+    };
 
     println!("farm benchmark: 1080p25 ProRes 422 HQ (grain), default ladder, RabbitMQ + SeaweedFS on loopback");
     println!("  baseline: one worker encodes the first segment of every rendition in {baseline:.2} s (worker transcode --end 6)");
@@ -112,7 +116,9 @@ fn main() -> Result<()> {
     if let [(_, (_, a)), (_, (_, b))] = playable.as_slice() {
         println!("  long / short time to playable: {:.3} (target within 10 %)", b / a);
     }
-    println!("  scaling {scale} s in 12 s chunks: 1 worker {one:.1} s, 2 workers {two:.1} s, ratio {:.3} (target <= 0.55)", two / one);
+    if let Some((one, two)) = scaled {
+        println!("  scaling {scale} s in 12 s chunks: 1 worker {one:.1} s, 2 workers {two:.1} s, ratio {:.3} (target <= 0.55)", two / one);
+    }
     println!("  reproduce: cargo run --release -p farm-benches --bin farm-bench -- --short {short} --long {long} --scale {scale}");
     Ok(())
 }

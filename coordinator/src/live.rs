@@ -1,6 +1,6 @@
 //! Progressive publishing: EVENT playlists while a job runs, so review starts early.
 //!
-//! Every second, for each running job, the output's segment objects are listed; when every
+//! Every half second, for each running job, the output's segment objects are listed; when every
 //! rendition has its first segment the master and EVENT media playlists are written, and
 //! they are extended as contiguous segments land. The final VOD playlists are written by
 //! the tracker when the last task is done; both take the same lock so they never interleave.
@@ -50,7 +50,7 @@ impl Publisher {
         let mut seen: HashMap<String, Seen> = HashMap::new();
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = shutdown.cancelled() => return,
             }
             let jobs = match self.store.open_jobs().await {

@@ -244,8 +244,19 @@ async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown:
     let outcome = {
         let (config_, cancel_, task_, events_) = (config.clone(), cancel.clone(), task.clone(), events.clone());
         let rt = Handle::current();
-        let mut work =
-            tokio::task::spawn_blocking(move || run_task(&task_, &config_, &events_, &cancel_, rt));
+        // A thread of its own rather than the blocking pool: an audio task lowers its
+        // priority (threads it starts inherit it), and that must not outlive the task.
+        let (done, mut work) = tokio::sync::oneshot::channel();
+        let audio = task.part == TaskPart::Audio;
+        std::thread::Builder::new()
+            .name(format!("task-{}", task.task_id))
+            .spawn(move || {
+                if audio {
+                    lower_priority();
+                }
+                let _ = done.send(run_task(&task_, &config_, &events_, &cancel_, rt));
+            })
+            .context("starting the task thread")?;
         tokio::select! {
             joined = &mut work => joined,
             _ = shutdown.cancelled() => {
@@ -260,7 +271,7 @@ async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown:
             }
         }
     }
-    .unwrap_or_else(|panic| Err(TranscodeError::ffmpeg("running the task", "-", format!("worker thread panicked: {panic}"))));
+    .unwrap_or_else(|_| Err(TranscodeError::ffmpeg("running the task", "-", "the task thread panicked")));
     watcher.abort();
 
     if job_cancelled.load(Ordering::SeqCst) {
@@ -286,6 +297,16 @@ async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown:
         }
     }
     Ok(())
+}
+
+/// The audio task is small (seconds for hours of sound) but runs beside the first video
+/// chunk, whose first segment decides when review can start: it yields the CPU to it.
+fn lower_priority() {
+    // On Linux this applies to the calling thread only, and to the threads it starts.
+    let ret = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+    if ret != 0 {
+        tracing::debug!("could not lower the audio task's priority");
+    }
 }
 
 /// Sets both flags when the job's cancel marker appears (checked at once, then every 2 s).
