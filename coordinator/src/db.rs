@@ -168,16 +168,17 @@ impl Store {
     }
 
     pub async fn job(&self, id: &str) -> Result<Option<Job>, sqlx::Error> {
-        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| job_from(&r)).transpose()
+        self.job_where("id", id).await
     }
 
     pub async fn job_by_key(&self, key: &str) -> Result<Option<Job>, sqlx::Error> {
-        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = $1"))
-            .bind(key)
+        self.job_where("idempotency_key", key).await
+    }
+
+    /// The job whose unique `column` (a fixed name, never user input) equals `value`.
+    async fn job_where(&self, column: &'static str, value: &str) -> Result<Option<Job>, sqlx::Error> {
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {column} = $1"))
+            .bind(value)
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| job_from(&r)).transpose()
@@ -248,6 +249,15 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Marks a task done, all of its frames counted.
+    pub async fn complete_task(&self, id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE tasks SET state = 'succeeded', frames_done = COALESCE(frames_total, frames_done) WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

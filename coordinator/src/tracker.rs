@@ -52,8 +52,7 @@ impl Tracker {
                 }
             }
             TaskEventKind::Succeeded => {
-                let total = self.store.tasks(&job.id).await?.iter().find(|t| t.id == e.task_id).and_then(|t| t.frames_total);
-                self.store.update_task(&e.task_id, State::Succeeded, total.unwrap_or(0), total, None).await?;
+                self.store.complete_task(&e.task_id).await?;
                 self.finish_if_complete(&job.id).await?;
             }
         }
