@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use farm_shared::ladder::Ladder;
-use farm_shared::task::{Priority, TaskMessage, TaskPart, CANCEL_MARKER, TASK_SCHEMA};
+use farm_shared::task::{Priority, TaskPart, CANCEL_MARKER};
 use farm_worker::storage::{open_sink, open_source, Location};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -37,15 +37,42 @@ pub struct AppState {
 type Shared = Arc<AppState>;
 
 pub fn router(state: Shared) -> Router {
-    Router::new()
+    let guarded = Router::new()
         .route("/v1/jobs", get(list_jobs).post(create_job))
         .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
+        .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), authorise));
+    Router::new()
+        .merge(guarded)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
+}
+
+/// `Authorization: Bearer TOKEN` with the configured token (none configured: open).
+async fn authorise(
+    AxState(state): AxState<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    let Some(expected) = state.config.api_token.as_deref() else { return Ok(next.run(request).await) };
+    let given = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(token) if same(token.trim().as_bytes(), expected.trim().as_bytes()) => Ok(next.run(request).await),
+        Some(_) => Err(ApiError(StatusCode::UNAUTHORIZED, "the bearer token is not valid".into())),
+        None => Err(ApiError(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <token>` header".into())),
+    }
+}
+
+/// Compares in time independent of where the inputs differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[derive(Debug)]
@@ -217,20 +244,12 @@ async fn create(app: &Shared, body: &[u8]) -> Result<Response, ApiError> {
         return Err(internal(e));
     }
     for task in &tasks {
-        let message = TaskMessage {
-            schema: TASK_SCHEMA,
-            job_id: id.clone(),
-            task_id: task.id.clone(),
-            source: job.source.clone(),
-            output: job.output.clone(),
-            ladder: ladder.clone(),
-            part: task.part,
-        };
-        let payload = serde_json::to_vec(&message).expect("tasks serialise");
+        let payload = serde_json::to_vec(&split::message(&job, task, &ladder)).expect("tasks serialise");
         if let Err(e) = app.broker.publish_task(priority, &payload).await {
             let reason = format!("the broker did not take the job's tasks: {e:#}");
             app.store.set_job_state(&id, State::Failed, Some(&reason), None).await.map_err(internal)?;
-            return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, reason));
+            app.store.release_key(&id).await.map_err(internal)?;
+            return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}; nothing was accepted, retry later")));
         }
     }
     app.metrics.jobs_accepted.inc();

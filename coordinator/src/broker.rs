@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use farm_shared::task::{routing_key, Priority, TaskEvent, Topology};
+use farm_shared::task::{routing_key, Priority, TaskEvent, TaskMessage, Topology};
 use futures::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -167,21 +167,75 @@ impl Broker {
                 FieldTable::default(),
             )
             .await?;
+        // A copy of every dead letter: a task the broker dead-lettered by itself (its workers
+        // died on every delivery) must still fail its job. The dead queue keeps the
+        // originals for people to inspect.
+        let mut dead_args = FieldTable::default();
+        dead_args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        let dead = self.dead_copies_queue();
+        channel
+            .queue_declare(dead.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, dead_args)
+            .await?;
+        channel
+            .queue_bind(
+                dead.as_str().into(),
+                self.topology.dead_exchange().as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         let mut consumer = channel
             .basic_consume(queue.as_str().into(), "coordinator".into(), BasicConsumeOptions::default(), FieldTable::default())
             .await?;
+        let mut dead_letters = channel
+            .basic_consume(dead.as_str().into(), "coordinator-dead".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await?;
         loop {
-            let delivery = tokio::select! {
-                d = consumer.next() => d,
+            let (delivery, is_dead) = tokio::select! {
+                d = consumer.next() => (d, false),
+                d = dead_letters.next() => (d, true),
                 _ = shutdown.cancelled() => return Ok(()),
             };
             let Some(delivery) = delivery else { anyhow::bail!("the broker closed the event stream") };
             let delivery = delivery?;
-            match serde_json::from_slice::<TaskEvent>(&delivery.data) {
-                Ok(event) => tracker.apply(&event).await?,
-                Err(e) => tracing::warn!(error = %e, "ignoring an event that is not a task event"),
+            if is_dead {
+                if let Some(event) = dead_letter_event(&delivery) {
+                    tracker.apply(&event).await?;
+                }
+            } else {
+                match serde_json::from_slice::<TaskEvent>(&delivery.data) {
+                    Ok(event) => tracker.apply(&event).await?,
+                    Err(e) => tracing::warn!(error = %e, "ignoring an event that is not a task event"),
+                }
             }
             delivery.ack(BasicAckOptions::default()).await?;
         }
     }
+
+    fn dead_copies_queue(&self) -> String {
+        format!("{}.coordinator.dead", self.topology.prefix)
+    }
+}
+
+/// The failure a dead-lettered task message stands for: the reason its worker gave
+/// (`x-farm-error`), else the broker's delivery limit.
+fn dead_letter_event(delivery: &lapin::message::Delivery) -> Option<TaskEvent> {
+    let task: TaskMessage = serde_json::from_slice(&delivery.data).ok()?;
+    let headers = delivery.properties.headers().clone().unwrap_or_default();
+    let text = |name: &str| match headers.inner().get(name) {
+        Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        _ => None,
+    };
+    let reason = text(farm_worker::ack::HEADER_ERROR).unwrap_or_else(|| {
+        "the task was delivered too many times without finishing: the workers that took it died or were stopped each time".into()
+    });
+    Some(TaskEvent {
+        job_id: task.job_id,
+        task_id: task.task_id,
+        kind: farm_shared::task::TaskEventKind::Failed,
+        frames_done: 0,
+        frames_total: None,
+        error: Some(reason),
+    })
 }

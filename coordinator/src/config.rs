@@ -41,9 +41,30 @@ pub struct Config {
     /// S3 region (default: AWS_REGION)
     #[arg(long, env = "FARM_S3_REGION")]
     pub s3_region: Option<String>,
+    /// Seconds without a report from the worker running a task after which the task is
+    /// handed out again (workers report every 2 s while they work)
+    #[arg(long, env = "FARM_TASK_STALL_SECONDS", default_value_t = 300)]
+    pub task_stall_seconds: u64,
+    /// Bearer token every API request but /healthz, /readyz and /metrics must carry
+    /// (`Authorization: Bearer TOKEN`). Required with AMQP_URL; the embedded farm runs
+    /// without one, with a warning.
+    #[arg(long, env = "FARM_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
 }
 
 impl Config {
+    /// Settings that cannot work together, as a message for the operator.
+    pub fn check(&self) -> Result<(), String> {
+        let token = self.api_token.as_deref().map(str::trim).unwrap_or("");
+        if self.amqp_url.is_some() && token.is_empty() {
+            return Err("FARM_API_TOKEN (--api-token) is required when AMQP_URL is set: the distributed farm's API never runs unauthenticated".into());
+        }
+        if self.api_token.is_some() && token.len() < 16 {
+            return Err("FARM_API_TOKEN must be at least 16 characters".into());
+        }
+        Ok(())
+    }
+
     pub fn database_url(&self) -> String {
         self.database_url
             .clone()

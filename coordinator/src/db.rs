@@ -119,8 +119,10 @@ impl Store {
         for statement in SCHEMA {
             sqlx::query(statement).execute(&pool).await?;
         }
-        // Databases made before `plan` existed get the column (an error means it is there).
-        let _ = sqlx::query("ALTER TABLE jobs ADD COLUMN plan TEXT").execute(&pool).await;
+        // Databases made before these columns existed get them (an error means it is there).
+        for column in ["jobs ADD COLUMN plan TEXT", "tasks ADD COLUMN updated_ms BIGINT", "tasks ADD COLUMN reclaims BIGINT"] {
+            let _ = sqlx::query(&format!("ALTER TABLE {column}")).execute(&pool).await;
+        }
         Ok(Self { pool })
     }
 
@@ -151,8 +153,8 @@ impl Store {
         .await?;
         for t in tasks {
             sqlx::query(
-                "INSERT INTO tasks (id, job_id, part, state, frames_done, frames_total, error)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO tasks (id, job_id, part, state, frames_done, frames_total, error, updated_ms, reclaims)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0)",
             )
             .bind(&t.id)
             .bind(&t.job_id)
@@ -161,6 +163,7 @@ impl Store {
             .bind(t.frames_done)
             .bind(t.frames_total)
             .bind(&t.error)
+            .bind(job.created_ms)
             .execute(&mut *tx)
             .await?;
         }
@@ -199,26 +202,53 @@ impl Store {
     }
 
     pub async fn tasks(&self, job_id: &str) -> Result<Vec<Task>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT id, job_id, part, state, frames_done, frames_total, error FROM tasks WHERE job_id = $1 ORDER BY id",
-        )
-        .bind(job_id)
+        let rows = sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE job_id = $1 ORDER BY id"))
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(task_from).collect()
+    }
+
+    /// Running tasks no worker has reported on since `before_ms`, with their reclaim count.
+    pub async fn stalled_tasks(&self, before_ms: i64) -> Result<Vec<(Task, i64)>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS}, COALESCE(reclaims, 0) AS reclaims FROM tasks
+             WHERE state = 'running' AND COALESCE(updated_ms, 0) < $1 ORDER BY id"
+        ))
+        .bind(before_ms)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Task {
-                    id: r.try_get("id")?,
-                    job_id: r.try_get("job_id")?,
-                    part: serde_json::from_str(&r.try_get::<String, _>("part")?)
-                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                    state: state_of(r)?,
-                    frames_done: r.try_get("frames_done")?,
-                    frames_total: r.try_get("frames_total")?,
-                    error: r.try_get("error")?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| Ok((task_from(r)?, r.try_get::<i64, _>("reclaims")?))).collect()
+    }
+
+    /// A stalled task handed out again: queued, its clock restarted, one more reclaim.
+    pub async fn mark_reclaimed(&self, id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE tasks SET state = 'queued', updated_ms = $1, reclaims = COALESCE(reclaims, 0) + 1 WHERE id = $2 AND state = 'running'")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Open jobs whose every task succeeded: to complete (their last event found storage
+    /// down, or came while the coordinator was away).
+    pub async fn completable_jobs(&self) -> Result<Vec<String>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id FROM jobs j WHERE state IN ('queued', 'running')
+             AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = j.id)
+             AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = j.id AND t.state <> 'succeeded')",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| r.try_get("id")).collect()
+    }
+
+    /// A job whose tasks could not all be handed to the broker frees its idempotency key,
+    /// so that the client's retry makes a new job rather than finding the failed one.
+    pub async fn release_key(&self, id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE jobs SET idempotency_key = NULL WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(())
     }
 
     /// Sets a job's state unless it is already final; returns whether it changed.
@@ -239,13 +269,14 @@ impl Store {
 
     pub async fn update_task(&self, id: &str, state: State, frames_done: i64, frames_total: Option<i64>, error: Option<&str>) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "UPDATE tasks SET state = $1, frames_done = $2, frames_total = COALESCE($3, frames_total), error = COALESCE($4, error)
-             WHERE id = $5 AND state <> 'succeeded'",
+            "UPDATE tasks SET state = $1, frames_done = $2, frames_total = COALESCE($3, frames_total), error = COALESCE($4, error), updated_ms = $5
+             WHERE id = $6 AND state <> 'succeeded'",
         )
         .bind(state.as_str())
         .bind(frames_done)
         .bind(frames_total)
         .bind(error)
+        .bind(now_ms())
         .bind(id)
         .execute(&self.pool)
         .await?;
@@ -274,6 +305,20 @@ impl Store {
 
 const JOB_COLUMNS: &str =
     "id, idempotency_key, state, source, output, priority, ladder, error, master, plan, created_ms, updated_ms";
+
+const TASK_COLUMNS: &str = "id, job_id, part, state, frames_done, frames_total, error";
+
+fn task_from(r: &AnyRow) -> Result<Task, sqlx::Error> {
+    Ok(Task {
+        id: r.try_get("id")?,
+        job_id: r.try_get("job_id")?,
+        part: serde_json::from_str(&r.try_get::<String, _>("part")?).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        state: state_of(r)?,
+        frames_done: r.try_get("frames_done")?,
+        frames_total: r.try_get("frames_total")?,
+        error: r.try_get("error")?,
+    })
+}
 
 fn state_of(r: &AnyRow) -> Result<State, sqlx::Error> {
     let s: String = r.try_get("state")?;

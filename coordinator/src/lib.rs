@@ -6,6 +6,7 @@
 //! - [`broker`]: tasks out to RabbitMQ with publisher confirms, task events in;
 //! - [`tracker`]: task events -> job state; the last task done -> VOD playlists, job succeeded;
 //! - [`live`]: EVENT playlists while a job runs (review starts before the job ends);
+//! - [`reclaim`]: completes jobs whose last event was missed, hands stalled tasks out again;
 //! - [`metrics`], [`config`], [`openapi`].
 
 pub mod api;
@@ -16,6 +17,7 @@ pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod split;
+pub mod reclaim;
 pub mod tracker;
 
 use std::sync::Arc;
@@ -29,6 +31,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Serves the API on `listener` and follows task events until `shutdown`.
 pub async fn run(config: config::Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    config.check().map_err(anyhow::Error::msg)?;
+    if config.api_token.is_none() {
+        tracing::warn!("NO API AUTHENTICATION: FARM_API_TOKEN is not set, anyone who reaches {} can submit and cancel jobs (allowed only in the embedded farm)", config.listen);
+    }
     let store = db::Store::connect(&config.database_url()).await.context("opening the job database")?;
     let metrics = Arc::new(metrics::Metrics::new());
     let topology = Topology::new(&config.queue_prefix);
@@ -48,6 +54,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
                     decode_threads: 0,
                     drain: std::time::Duration::from_secs(30),
                     idle_poll: std::time::Duration::from_millis(200),
+                    task_deadline: std::time::Duration::from_secs(consume::DEFAULT_TASK_DEADLINE_SECONDS),
                 };
                 let shutdown = shutdown.clone();
                 embedded_workers.push(tokio::spawn(async move { consume::run(worker, shutdown).await }));
@@ -56,14 +63,16 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
         }
     });
     let lock = Arc::new(tokio::sync::Mutex::new(()));
+    let (segments, new_segments) = tokio::sync::mpsc::unbounded_channel();
     let tracker = tracker::Tracker {
         store: store.clone(),
         s3: config.s3(),
         metrics: metrics.clone(),
         broker: broker.clone(),
         lock: lock.clone(),
+        segments,
     };
-    let publisher = live::Publisher { store: store.clone(), s3: config.s3(), lock };
+    let publisher = live::Publisher { store: store.clone(), s3: config.s3(), lock, new_segments: tokio::sync::Mutex::new(new_segments) };
     if config.allowed_sources.iter().all(|s| s.trim().is_empty()) {
         tracing::warn!("FARM_ALLOWED_SOURCES is empty: jobs may read any location the coordinator can reach");
     }
@@ -83,6 +92,12 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
         let shutdown = shutdown.clone();
         tokio::spawn(async move { publisher.run(&app.broker, shutdown).await })
     };
+    let reclaim = {
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        let stall = std::time::Duration::from_secs(app.config.task_stall_seconds.max(1));
+        tokio::spawn(async move { reclaim::run(&app, stall, shutdown).await })
+    };
     tracing::info!(address = %listener.local_addr()?, "coordinator listening");
     let token = shutdown.clone();
     axum::serve(listener, api::router(app))
@@ -91,6 +106,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
     shutdown.cancel();
     let _ = events.await;
     let _ = live.await;
+    let _ = reclaim.await;
     for worker in embedded_workers {
         let _ = worker.await;
     }

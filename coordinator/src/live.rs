@@ -1,8 +1,9 @@
 //! Progressive publishing: EVENT playlists while a job runs, so review starts early.
 //!
-//! Every half second, for each running job, the output's segment objects are listed; when every
-//! rendition has its first segment the master and EVENT media playlists are written, and
-//! they are extended as contiguous segments land. The final VOD playlists are written by
+//! When a worker reports a new segment of a job (`task.segment`), and every second for every
+//! running job in case an event was missed, the output's segment objects are listed; when
+//! every rendition has its first segment the master and EVENT media playlists are written,
+//! and they are extended as contiguous segments land. The final VOD playlists are written by
 //! the tracker when the last task is done; both take the same lock so they never interleave.
 
 use std::collections::{BTreeSet, HashMap};
@@ -15,6 +16,7 @@ use farm_shared::timeline::Grid;
 use farm_worker::playlist::live::{live, LivePlan, LiveVideo};
 use farm_worker::storage::{open_sink, S3Settings};
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -43,16 +45,32 @@ pub struct Publisher {
     pub s3: S3Settings,
     /// Held while writing any playlist of any job.
     pub lock: Arc<Mutex<()>>,
+    /// Ids of jobs a worker wrote a segment for, from the tracker.
+    pub new_segments: Mutex<UnboundedReceiver<String>>,
 }
+
+/// Every running job is looked at this often even without segment events.
+const SWEEP: Duration = Duration::from_secs(1);
 
 impl Publisher {
     pub async fn run(&self, broker: &Broker, shutdown: CancellationToken) {
         let mut seen: HashMap<String, Seen> = HashMap::new();
+        let mut new_segments = self.new_segments.lock().await;
+        let mut sweep = tokio::time::interval(SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            // None: look at every running job; Some: only at these.
+            let only: Option<BTreeSet<String>> = tokio::select! {
+                _ = sweep.tick() => None,
+                Some(id) = new_segments.recv() => {
+                    let mut ids = BTreeSet::from([id]);
+                    while let Ok(id) = new_segments.try_recv() {
+                        ids.insert(id);
+                    }
+                    Some(ids)
+                }
                 _ = shutdown.cancelled() => return,
-            }
+            };
             let jobs = match self.store.open_jobs().await {
                 Ok(jobs) => jobs,
                 Err(e) => {
@@ -61,7 +79,7 @@ impl Publisher {
                 }
             };
             seen.retain(|id, _| jobs.iter().any(|j| &j.id == id));
-            for job in jobs {
+            for job in jobs.into_iter().filter(|j| only.as_ref().is_none_or(|ids| ids.contains(&j.id))) {
                 let Some(plan) = job.plan.as_deref().and_then(|p| serde_json::from_str::<JobPlan>(p).ok()) else { continue };
                 let state = seen.entry(job.id.clone()).or_default();
                 match self.refresh(&job.id, &job.output, &plan, state).await {

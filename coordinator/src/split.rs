@@ -2,23 +2,52 @@
 //! boundaries, plus one audio task when the source has audio. The audio task comes first:
 //! it writes its first segment within seconds, and the job is playable as soon as every
 //! rendition, audio included, has its first segment.
+//!
+//! The last full chunk is cut in two halves: a job ends when its last chunk does, and with
+//! equal chunks on several workers one worker often runs the last chunk alone while the
+//! others idle (5 equal chunks on 2 workers: one does 3). Halves at the tail let the
+//! workers finish closer together (60 s in 12 s chunks: 12, 12, 12, 12, 6, 6).
 
 use farm_shared::ladder::Ladder;
-use farm_shared::task::TaskPart;
+use farm_shared::task::{TaskMessage, TaskPart, TASK_SCHEMA};
+
+use crate::db::{Job, Task};
+
+/// The message that hands `task` of `job` to a worker.
+pub fn message(job: &Job, task: &Task, ladder: &Ladder) -> TaskMessage {
+    TaskMessage {
+        schema: TASK_SCHEMA,
+        job_id: job.id.clone(),
+        task_id: task.id.clone(),
+        source: job.source.clone(),
+        output: job.output.clone(),
+        ladder: ladder.clone(),
+        part: task.part,
+    }
+}
 
 /// Tasks for a source of `duration` seconds. Chunks are whole numbers of segments; the
 /// last chunk runs to the end of the source whatever its length.
 pub fn plan(duration: f64, has_audio: bool, ladder: &Ladder, chunk_seconds: f64) -> Vec<TaskPart> {
     let segment = ladder.segment_seconds;
     let per_chunk = (chunk_seconds / segment).round().max(1.0);
-    let chunk = per_chunk * segment;
     let segments = (duration / segment).ceil().max(1.0);
     let chunks = (segments / per_chunk).ceil().max(1.0) as u64;
+    // Chunk boundaries in segments; the last full chunk (not the only one) is halved.
+    let per_chunk = per_chunk as u64;
+    let mut bounds: Vec<u64> = (0..chunks).map(|i| i * per_chunk).collect();
+    let segments = segments as u64;
+    if chunks >= 2 && per_chunk >= 2 {
+        let last_full = if segments % per_chunk == 0 { chunks - 1 } else { chunks - 2 };
+        if last_full > 0 {
+            let start = last_full * per_chunk;
+            bounds.insert(last_full as usize + 1, start + per_chunk / 2);
+        }
+    }
     let audio = has_audio.then_some(TaskPart::Audio);
-    let video = (0..chunks).map(|i| {
-        let start = i as f64 * chunk;
-        let end = (i + 1 < chunks).then(|| (i + 1) as f64 * chunk);
-        TaskPart::Video { start, end }
+    let video = bounds.iter().enumerate().map(|(i, &first)| TaskPart::Video {
+        start: first as f64 * segment,
+        end: bounds.get(i + 1).map(|&next| next as f64 * segment),
     });
     audio.into_iter().chain(video).collect()
 }
@@ -47,13 +76,24 @@ mod tests {
 
     #[test]
     fn chunks_fall_on_segment_boundaries_and_the_last_runs_to_the_end() {
+        // 150 s: 60 + 60 + 30, and the last full chunk (the second) is halved
         let parts = plan(150.0, false, &Ladder::default(), 60.0);
-        assert_eq!(starts(&parts), vec![(0.0, Some(60.0)), (60.0, Some(120.0)), (120.0, None)]);
-        // 10 s chunks with 6 s segments round to 12 s
+        assert_eq!(starts(&parts), vec![(0.0, Some(60.0)), (60.0, Some(90.0)), (90.0, Some(120.0)), (120.0, None)]);
+        // 10 s chunks with 6 s segments round to 12 s; 30 s is 5 segments: 12 + 12 + 6
         let parts = plan(30.0, false, &Ladder::default(), 10.0);
-        assert_eq!(starts(&parts), vec![(0.0, Some(12.0)), (12.0, Some(24.0)), (24.0, None)]);
+        assert_eq!(starts(&parts), vec![(0.0, Some(12.0)), (12.0, Some(18.0)), (18.0, Some(24.0)), (24.0, None)]);
         // no empty last chunk when the duration is a whole number of chunks
         let parts = plan(120.0, false, &Ladder::default(), 60.0);
-        assert_eq!(starts(&parts), vec![(0.0, Some(60.0)), (60.0, None)]);
+        assert_eq!(starts(&parts), vec![(0.0, Some(60.0)), (60.0, Some(90.0)), (90.0, None)]);
+    }
+
+    #[test]
+    fn the_tail_is_halved_so_two_workers_share_five_chunks_evenly() {
+        let parts = plan(60.0, true, &Ladder::default(), 12.0);
+        let lengths: Vec<f64> = starts(&parts).iter().map(|(s, e)| e.unwrap_or(60.0) - s).collect();
+        assert_eq!(lengths, vec![12.0, 12.0, 12.0, 12.0, 6.0, 6.0]);
+        // a chunk of one segment cannot be halved
+        let parts = plan(18.0, false, &Ladder::default(), 6.0);
+        assert_eq!(starts(&parts), vec![(0.0, Some(6.0)), (6.0, Some(12.0)), (12.0, None)]);
     }
 }

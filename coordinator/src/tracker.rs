@@ -19,16 +19,23 @@ pub struct Tracker {
     pub broker: Arc<Broker>,
     /// Shared with the live publisher: playlists are written by one at a time.
     pub lock: Arc<Mutex<()>>,
+    /// Jobs with a new segment, for the live publisher.
+    pub segments: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
 impl Tracker {
     pub async fn apply(&self, e: &TaskEvent) -> anyhow::Result<()> {
+        if e.kind == TaskEventKind::Segment {
+            let _ = self.segments.send(e.job_id.clone());
+            return Ok(());
+        }
         let Some(job) = self.store.job(&e.job_id).await? else {
             tracing::debug!(job_id = %e.job_id, "event for an unknown job");
             return Ok(());
         };
         let frames_total = e.frames_total.map(|t| t as i64);
         match e.kind {
+            TaskEventKind::Segment => unreachable!("handled above"),
             TaskEventKind::Started | TaskEventKind::Progress => {
                 self.store.update_task(&e.task_id, State::Running, e.frames_done as i64, frames_total, None).await?;
                 if job.state == State::Queued {

@@ -84,6 +84,11 @@ pub fn routing_key(priority: Priority) -> &'static str {
     }
 }
 
+/// Runs of a task before a failure that may pass is taken as permanent: the worker on the
+/// last attempt dead-letters the task with the reason. The task queues' `x-delivery-limit`
+/// is one more, so the broker dead-letters only tasks whose worker died every time.
+pub const MAX_ATTEMPTS: u32 = 3;
+
 /// A task's progress or outcome, published on the events exchange as `task.<kind>`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskEvent {
@@ -100,6 +105,8 @@ pub struct TaskEvent {
 pub enum TaskEventKind {
     Started,
     Progress,
+    /// A segment was written: live playlists can be extended now.
+    Segment,
     Succeeded,
     Failed,
     Retrying,
@@ -110,6 +117,7 @@ impl TaskEventKind {
         match self {
             Self::Started => "task.started",
             Self::Progress => "task.progress",
+            Self::Segment => "task.segment",
             Self::Succeeded => "task.succeeded",
             Self::Failed => "task.failed",
             Self::Retrying => "task.retrying",

@@ -5,7 +5,7 @@ use std::time::Duration;
 use farm_shared::task::{Priority, Topology};
 use farm_tests::amqp::broker;
 use farm_tests::farm::Farm;
-use farm_tests::fixtures::{make, SMALL_LADDER};
+use farm_tests::fixtures::{clip_30s, make, SMALL_LADDER};
 use farm_tests::hls::check_ladder;
 use farm_tests::s3::{s3, unique_prefix, BUCKET};
 
@@ -19,19 +19,6 @@ fn source_15s() -> std::path::PathBuf {
             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=15",
             "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "48",
             "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", "-ac", "2",
-        ],
-    )
-    .unwrap()
-}
-
-/// 30 s at 25 fps, 640x360 H.264 with stereo PCM.
-fn source_30s() -> std::path::PathBuf {
-    make(
-        "live-30s.mov",
-        &[
-            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=30",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=30",
-            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", "-ac", "2",
         ],
     )
     .unwrap()
@@ -140,6 +127,26 @@ fn bad_requests_get_a_4xx_and_enqueue_nothing() {
     let openapi: serde_json::Value = get("/openapi.json").json().unwrap();
     assert!(openapi["paths"]["/v1/jobs/{id}"]["delete"].is_object());
     assert_eq!(get("/v1/jobs/nope").status(), 404);
+
+    // Without the bearer token only health, readiness and metrics answer.
+    let anonymous = reqwest::blocking::Client::new();
+    let job = serde_json::json!({"source": ok_source, "output": out}).to_string();
+    for token in [None, Some("Bearer not-the-token"), Some("Basic Zm9vOmJhcg==")] {
+        let mut post = anonymous.post(format!("{}/v1/jobs", farm.base)).body(job.clone());
+        let mut list = anonymous.get(format!("{}/v1/jobs", farm.base));
+        if let Some(t) = token {
+            post = post.header("authorization", t);
+            list = list.header("authorization", t);
+        }
+        for r in [post.send().unwrap(), list.send().unwrap()] {
+            assert_eq!(r.status(), 401, "{token:?}");
+            assert!(r.text().unwrap().contains("token"), "{token:?}");
+        }
+    }
+    for open in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(anonymous.get(format!("{}{open}", farm.base)).send().unwrap().status(), 200, "{open}");
+    }
+    assert_eq!(b.depth(&t.queue(Priority::Normal)).unwrap(), 0, "an unauthenticated POST enqueued work");
     b.delete_farm_queues(&queue_prefix);
 }
 
@@ -148,7 +155,7 @@ fn the_master_playlist_is_playable_while_the_job_runs() {
     let s3 = s3();
     let prefix = unique_prefix("live");
     let queue_prefix = prefix.replace('/', "-");
-    s3.put_file(&format!("{prefix}/in.mov"), &source_30s()).unwrap();
+    s3.put_file(&format!("{prefix}/in.mov"), &clip_30s()).unwrap();
     let db = tempfile::tempdir().unwrap();
     // One worker, 6 s chunks: five video tasks one after the other.
     let farm = Farm::start(&format!("sqlite://{}/farm.db?mode=rwc", db.path().display()), &queue_prefix, 1, 6.0);
@@ -192,7 +199,7 @@ fn a_cancelled_job_stops_and_publishes_nothing_more() {
     let s3 = s3();
     let prefix = unique_prefix("cancel");
     let queue_prefix = prefix.replace('/', "-");
-    s3.put_file(&format!("{prefix}/in.mov"), &source_30s()).unwrap();
+    s3.put_file(&format!("{prefix}/in.mov"), &clip_30s()).unwrap();
     let db = tempfile::tempdir().unwrap();
     let farm = Farm::start(&format!("sqlite://{}/farm.db?mode=rwc", db.path().display()), &queue_prefix, 1, 6.0);
     let id = submit_small(&farm, &prefix);

@@ -104,7 +104,7 @@ impl Broker {
         let t = farm_shared::task::Topology::new(prefix);
         let p = farm_shared::task::Priority::High;
         let n = farm_shared::task::Priority::Normal;
-        self.delete_queues(&[t.queue(p), t.queue(n), t.dead_queue(), format!("{prefix}.coordinator.events")]);
+        self.delete_queues(&[t.queue(p), t.queue(n), t.dead_queue(), format!("{prefix}.coordinator.events"), format!("{prefix}.coordinator.dead")]);
     }
 
     /// Waits until `ok()` holds, up to `limit`.

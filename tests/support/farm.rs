@@ -39,6 +39,9 @@ impl Drop for Proc {
     }
 }
 
+/// The API token of farms started by [`Farm::start`].
+pub const TOKEN: &str = "farm-test-token-0123456789";
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -50,20 +53,70 @@ pub struct Farm {
     pub coordinator: Proc,
     pub workers: Vec<Proc>,
     pub http: reqwest::blocking::Client,
+    coordinator_env: Vec<(&'static str, String)>,
+    worker_env: Vec<(&'static str, String)>,
+}
+
+/// Settings on top of [`Farm::start`]'s, for fault tests.
+#[derive(Default)]
+pub struct Extra {
+    pub coordinator: Vec<(&'static str, String)>,
+    pub worker: Vec<(&'static str, String)>,
+}
+
+fn auth_headers() -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {TOKEN}").parse().unwrap());
+    headers
 }
 
 impl Farm {
     pub fn start(database_url: &str, prefix: &str, workers: usize, chunk_seconds: f64) -> Self {
-        let mut env: Vec<(&str, String)> = s3().env().into_iter().map(|(k, v)| (k, v.to_string())).collect();
+        Self::start_with(database_url, prefix, workers, chunk_seconds, Extra::default())
+    }
+
+    pub fn start_with(database_url: &str, prefix: &str, workers: usize, chunk_seconds: f64, extra: Extra) -> Self {
+        let mut env: Vec<(&'static str, String)> = s3().env().into_iter().map(|(k, v)| (k, v.to_string())).collect();
         env.push(("AMQP_URL", URL.to_string()));
         env.push(("FARM_QUEUE_PREFIX", prefix.to_string()));
         let mut cenv = env.clone();
+        env.extend(extra.worker);
+        cenv.extend(extra.coordinator);
         cenv.push(("DATABASE_URL", database_url.to_string()));
         cenv.push(("FARM_CHUNK_SECONDS", chunk_seconds.to_string()));
         cenv.push(("FARM_ALLOWED_SOURCES", format!("s3://{BUCKET}/")));
         cenv.push(("FARM_ALLOWED_OUTPUTS", format!("s3://{BUCKET}/")));
+        cenv.push(("FARM_API_TOKEN", TOKEN.to_string()));
         let workers = (0..workers).map(|_| Proc::spawn(worker_bin(), &["serve"], &env)).collect();
-        Self::with_coordinator(cenv, workers)
+        Self::with_coordinator(cenv, env, workers)
+    }
+
+    /// One more worker process (the farm's worker settings plus `extra`); returns its index.
+    pub fn add_worker(&mut self, extra: &[(&'static str, String)]) -> usize {
+        let mut env = self.worker_env.clone();
+        env.extend(extra.iter().cloned());
+        self.workers.push(Proc::spawn(worker_bin(), &["serve"], &env));
+        self.workers.len() - 1
+    }
+
+    /// Kills the coordinator (SIGKILL).
+    pub fn stop_coordinator(&mut self) {
+        let _ = self.coordinator.child.kill();
+        let _ = self.coordinator.child.wait();
+    }
+
+    /// Starts a coordinator with the same settings (database, port) as the first.
+    pub fn start_coordinator(&mut self) {
+        self.coordinator = Proc::spawn(coordinator_bin(), &[], &self.coordinator_env);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let start = Instant::now();
+        while self.http.get(format!("{}/readyz", self.base)).send().map_or(true, |r| !r.status().is_success()) {
+            assert!(start.elapsed() < Duration::from_secs(30), "coordinator not ready: {}", self.coordinator.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// The embedded farm: no broker, no S3, no worker processes; everything under `data_dir`.
@@ -73,10 +126,10 @@ impl Farm {
             ("FARM_WORKERS", workers.to_string()),
             ("FARM_CHUNK_SECONDS", chunk_seconds.to_string()),
         ];
-        Self::with_coordinator(env, Vec::new())
+        Self::with_coordinator(env, Vec::new(), Vec::new())
     }
 
-    fn with_coordinator(mut cenv: Vec<(&str, String)>, workers: Vec<Proc>) -> Self {
+    fn with_coordinator(mut cenv: Vec<(&'static str, String)>, worker_env: Vec<(&'static str, String)>, workers: Vec<Proc>) -> Self {
         let port = free_port();
         cenv.push(("FARM_LISTEN", format!("127.0.0.1:{port}")));
         let prefix = cenv.iter().find(|(k, _)| *k == "FARM_QUEUE_PREFIX").map(|(_, v)| v.clone()).unwrap_or_default();
@@ -86,13 +139,15 @@ impl Farm {
             prefix,
             coordinator,
             workers,
-            http: reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .default_headers(auth_headers())
+                .build()
+                .unwrap(),
+            coordinator_env: cenv,
+            worker_env,
         };
-        let start = Instant::now();
-        while farm.http.get(format!("{}/readyz", farm.base)).send().map_or(true, |r| !r.status().is_success()) {
-            assert!(start.elapsed() < Duration::from_secs(30), "coordinator not ready: {}", farm.coordinator.log());
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        farm.wait_ready();
         farm
     }
 

@@ -225,3 +225,16 @@ pub fn prores_1080p(seconds: u32) -> Result<PathBuf> {
     std::fs::rename(&tmp, &path)?;
     Ok(path)
 }
+
+/// 30 s at 25 fps, 640x360 H.264 with stereo PCM: a short farm job.
+pub fn clip_30s() -> PathBuf {
+    make(
+        "live-30s.mov",
+        &[
+            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=30",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=30",
+            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", "-ac", "2",
+        ],
+    )
+    .unwrap()
+}

@@ -2,9 +2,11 @@
 //! binary, and independent checks of HLS output with `ffprobe`.
 
 pub mod amqp;
+pub mod corpus;
 pub mod farm;
 pub mod fixtures;
 pub mod hls;
 pub mod probe;
 pub mod s3;
+pub mod services;
 pub mod worker;

@@ -79,6 +79,11 @@ impl S3 {
         })
     }
 
+    pub fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let data = self.rt.block_on(async { self.store.get(&ObjectPath::from(key)).await?.bytes().await })?;
+        Ok(data.to_vec())
+    }
+
     pub fn keys(&self, prefix: &str) -> Result<Vec<String>> {
         use futures::TryStreamExt;
         let list: Vec<_> = self.rt.block_on(self.store.list(Some(&ObjectPath::from(prefix))).try_collect())?;

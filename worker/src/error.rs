@@ -38,12 +38,14 @@ pub enum TranscodeError {
     Range(String),
     #[error("cancelled")]
     Cancelled,
+    #[error("the task ran past its {seconds} s deadline and was stopped")]
+    Deadline { seconds: u64 },
 }
 
 impl TranscodeError {
     /// Network and storage trouble may pass; a bad source or a bad request will not.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::SourceIo { .. } | Self::Output { .. } | Self::Cancelled)
+        matches!(self, Self::SourceIo { .. } | Self::Output { .. } | Self::Cancelled | Self::Deadline { .. })
     }
 
     pub(crate) fn ffmpeg(stage: &'static str, rendition: &str, err: impl std::fmt::Display) -> Self {

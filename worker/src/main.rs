@@ -73,6 +73,10 @@ struct ServeArgs {
     /// Seconds a task in hand may run on after SIGTERM before it is stopped and requeued
     #[arg(long, env = "FARM_DRAIN_SECONDS", default_value_t = 120)]
     drain_seconds: u64,
+    /// Seconds after which a task is stopped and handed back for another try; keep it below
+    /// RabbitMQ's consumer_timeout (30 min by default)
+    #[arg(long, env = "FARM_TASK_DEADLINE_SECONDS", default_value_t = consume::DEFAULT_TASK_DEADLINE_SECONDS)]
+    task_deadline_seconds: u64,
     /// x264 threads per rendition (0: as many as cores, up to 4)
     #[arg(long, env = "FARM_X264_THREADS", default_value_t = 0)]
     x264_threads: usize,
@@ -154,6 +158,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 decode_threads: args.decode_threads,
                 drain: Duration::from_secs(args.drain_seconds),
                 idle_poll: Duration::from_millis(250),
+                task_deadline: Duration::from_secs(args.task_deadline_seconds.max(1)),
             };
             rt.block_on(consume::run(config, shutdown))
         }

@@ -10,7 +10,7 @@ use farm_shared::task::Priority;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 /// Deliveries after which a task that keeps failing is dead-lettered (as `x-delivery-limit`).
-pub const DELIVERY_LIMIT: u32 = 3;
+pub const DELIVERY_LIMIT: u32 = farm_shared::task::MAX_ATTEMPTS;
 
 #[derive(Debug, Clone)]
 pub struct Message {

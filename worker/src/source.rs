@@ -33,6 +33,8 @@ pub const ALLOWED_DEMUXERS: &[&str] = &[
 
 /// Pictures larger than 8K in either direction are refused before any decoding.
 pub const MAX_DIMENSION: u32 = 8192;
+/// Full-aperture 8K (8192x4320): the largest picture a camera original has.
+pub const MAX_PIXELS: i64 = 8192 * 4320;
 const MIN_DIMENSION: u32 = 16;
 
 /// Where a source is read from.
@@ -243,6 +245,14 @@ fn inspect(input: &Input, name: &str) -> Result<SourceInfo> {
     if !dims_ok(width) || !dims_ok(height) {
         return Err(unsupported(format!(
             "picture size {width}x{height} is outside {MIN_DIMENSION}..{MAX_DIMENSION} pixels"
+        )));
+    }
+    // A decompression bomb states a picture within both bounds but enormous in area.
+    if i64::from(width) * i64::from(height) > MAX_PIXELS {
+        return Err(unsupported(format!(
+            "picture size {width}x{height} is {:.1} Mpixels, more than the {:.1} Mpixels of 8K",
+            (i64::from(width) * i64::from(height)) as f64 / 1e6,
+            MAX_PIXELS as f64 / 1e6
         )));
     }
     let sar = if sar.num > 0 && sar.den > 0 && f64::from(sar.num) / f64::from(sar.den) < 4.0

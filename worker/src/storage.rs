@@ -89,8 +89,35 @@ pub struct S3Settings {
     pub region: Option<String>,
 }
 
+/// Storage trouble (connection refused or reset, 5xx, 429, timeouts) is retried with
+/// exponential backoff and full jitter (0.2 s growing to at most 20 s) for up to
+/// [`STORAGE_RETRY_FOR`] per request; after that the request fails and the task fails as
+/// retryable (requeued, up to the attempt limit). A request that hangs is cut off after
+/// [`STORAGE_REQUEST_TIMEOUT`] and retried.
+pub const STORAGE_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+pub const STORAGE_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn retry_policy() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: std::time::Duration::from_millis(200),
+            max_backoff: std::time::Duration::from_secs(20),
+            base: 2.0,
+        },
+        max_retries: 15,
+        retry_timeout: STORAGE_RETRY_FOR,
+    }
+}
+
 pub fn s3_store(bucket: &str, settings: &S3Settings) -> Result<Arc<dyn ObjectStore>, LocationError> {
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    use object_store::aws::AmazonS3ConfigKey;
+    use object_store::ClientConfigKey;
+    // Set as keys, not by replacing the client options `from_env` filled (AWS_ALLOW_HTTP...).
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(retry_policy())
+        .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), format!("{}s", STORAGE_REQUEST_TIMEOUT.as_secs()))
+        .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout), "5s");
     if let Some(endpoint) = &settings.endpoint {
         builder = builder
             .with_allow_http(endpoint.starts_with("http://"))

@@ -59,8 +59,12 @@ pub fn open_h264(
         (*enc.as_mut_ptr()).rc_buffer_size = (rendition.bufsize_kbits * 1000) as i32;
     }
     if threads > 0 {
+        // Sliced threads: the same input gives the same bytes whatever the thread timing.
+        // x264's frame threads with VBV do not (measured: two runs of one source differed
+        // in every video segment), and a task that runs twice (redelivered, reclaimed) must
+        // write identical segments, or a late writer would break the I-frame byte ranges.
         enc.set_threading(codec::threading::Config {
-            kind: codec::threading::Type::Frame,
+            kind: codec::threading::Type::Slice,
             count: threads,
             ..Default::default()
         });

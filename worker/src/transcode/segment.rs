@@ -109,7 +109,9 @@ impl<'a, C: SegmentClock> Segmenter<'a, C> {
         Ok(())
     }
 
-    fn close(&mut self) -> Result<()> {
+    /// Writes the open segment out now, when the caller knows it is complete (the encoder
+    /// was flushed at a segment boundary) instead of when the next segment's packet arrives.
+    pub fn close(&mut self) -> Result<()> {
         let Some(open) = self.open.take() else { return Ok(()) };
         let data = open
             .muxer

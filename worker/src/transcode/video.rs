@@ -4,6 +4,12 @@
 //! the rendition's size as 8-bit 4:2:0, forces keyframes where the grid wants them,
 //! encodes with x264 and hands the packets to the [`Segmenter`]. Hands on the rendition's
 //! part of the manifest.
+//!
+//! The task's first segment is closed as soon as its last frame is in: the encoder is
+//! flushed there and a fresh one (same settings, same SPS) takes the next segment, which
+//! opens on an IDR frame anyway. Otherwise x264's lookahead would hold the first segment
+//! back until some 40 more frames were encoded, and review of a job starts with its first
+//! segment of every rendition.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -53,6 +59,8 @@ struct Open<'a> {
     scaler_input: (format::Pixel, u32, u32),
     encoder: ffmpeg::encoder::Video,
     segmenter: Segmenter<'a, VideoClock>,
+    /// The frame that opens the task's second segment, where the encoder is restarted.
+    restart_at: u64,
 }
 
 pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPart> {
@@ -60,6 +68,7 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPar
     let mut open: Option<Open> = None;
     for src in frames {
         let input = (src.format(), src.width(), src.height());
+        let n = src.pts().unwrap_or(0);
         if open.is_none() {
             let encoder = encode::open_h264(r, job.x264, &job.grid, &src, job.threads)?;
             let segmenter = Segmenter::new(
@@ -75,6 +84,7 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPar
                 scaler_input: input,
                 encoder,
                 segmenter,
+                restart_at: job.grid.segment_start(job.grid.segment_of(n.max(0) as u64) + 1),
             });
         }
         let o = open.as_mut().expect("opened above");
@@ -86,10 +96,15 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPar
         // A new picture each time: smaller renditions may still be reading the last one.
         let mut scaled = frame::Video::new(format::Pixel::YUV420P, r.width, r.height);
         o.scaler.run(&src, &mut scaled).map_err(|e| TranscodeError::ffmpeg("scaling", &r.name, e))?;
-        let n = src.pts().unwrap_or(0);
         scaled.set_pts(Some(n));
         for tx in &job.forward {
             tx.send(share(&scaled)).map_err(|_| TranscodeError::Cancelled)?;
+        }
+        if n as u64 == o.restart_at {
+            o.encoder.send_eof().map_err(|e| TranscodeError::ffmpeg("encoding", &r.name, e))?;
+            drain(&mut o.encoder, &mut o.segmenter, &r.name)?;
+            o.segmenter.close()?;
+            o.encoder = encode::open_h264(r, job.x264, &job.grid, &src, job.threads)?;
         }
         scaled.set_kind(if job.grid.is_keyframe(n as u64) {
             picture::Type::I

@@ -1,0 +1,76 @@
+//! Nothing stays `running` forever. Every few seconds:
+//!
+//! - jobs whose every task succeeded are completed (their last event came while storage
+//!   was down, or while this coordinator was away);
+//! - a running task no worker has reported on for `stall` (workers report every 2 s while
+//!   they work) is handed out again: its worker hung, froze or lost its link in a way the
+//!   broker has not noticed yet. A redelivered copy is harmless (segment keys are
+//!   deterministic). After [`MAX_ATTEMPTS`] stalls the job fails, saying so.
+
+use std::time::Duration;
+
+use farm_shared::ladder::Ladder;
+use farm_shared::task::{TaskEvent, TaskEventKind, MAX_ATTEMPTS};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::AppState;
+use crate::db::now_ms;
+use crate::split;
+
+const EVERY: Duration = Duration::from_secs(2);
+
+pub async fn run(app: &AppState, stall: Duration, shutdown: CancellationToken) {
+    // After a restart, workers' reports queued meanwhile are read first: no task counts as
+    // stalled before this coordinator has listened for `stall` itself.
+    let started = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if let Err(e) = pass(app, stall, started.elapsed() >= stall).await {
+            tracing::warn!(error = format!("{e:#}"), "reconciliation pass failed");
+        }
+    }
+}
+
+async fn pass(app: &AppState, stall: Duration, reclaim: bool) -> anyhow::Result<()> {
+    for job_id in app.store.completable_jobs().await? {
+        app.tracker.finish_if_complete(&job_id).await?;
+    }
+    if !reclaim {
+        return Ok(());
+    }
+    let cutoff = now_ms() - stall.as_millis() as i64;
+    for (task, reclaims) in app.store.stalled_tasks(cutoff).await? {
+        let Some(job) = app.store.job(&task.job_id).await? else { continue };
+        if job.state.is_final() {
+            continue;
+        }
+        if reclaims + 1 >= i64::from(MAX_ATTEMPTS) {
+            let reason = format!(
+                "task {} made no progress for {} s on {} attempts (its workers hung or were lost)",
+                task.id,
+                stall.as_secs(),
+                reclaims + 1
+            );
+            tracing::warn!(job_id = %job.id, %reason, "failing the job");
+            let event = TaskEvent {
+                job_id: job.id.clone(),
+                task_id: task.id.clone(),
+                kind: TaskEventKind::Failed,
+                frames_done: task.frames_done.max(0) as u64,
+                frames_total: None,
+                error: Some(reason),
+            };
+            app.tracker.apply(&event).await?;
+            continue;
+        }
+        let ladder: Ladder = serde_json::from_str(&job.ladder)?;
+        let payload = serde_json::to_vec(&split::message(&job, &task, &ladder))?;
+        app.broker.publish_task(job.priority, &payload).await?;
+        app.store.mark_reclaimed(&task.id).await?;
+        tracing::warn!(job_id = %job.id, task_id = %task.id, stalled_for = ?stall, "stalled task handed out again");
+    }
+    Ok(())
+}

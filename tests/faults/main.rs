@@ -1,0 +1,504 @@
+//! Fault injection against the real services: real coordinator and worker processes,
+//! RabbitMQ, SeaweedFS and PostgreSQL. Kills are real signals; broker and storage outages
+//! stop and start the real server processes. Every test asserts the job's final state,
+//! checks the output with ffprobe, and that no playlist names a segment that is missing.
+//!
+//! These tests stop shared servers, so they run one at a time ([`serial`]) in a test binary
+//! of their own (cargo runs test binaries one after another).
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use farm_shared::task::Topology;
+use farm_tests::amqp::broker;
+use farm_tests::farm::{Extra, Farm, Proc};
+use farm_tests::fixtures::{clip_30s, SMALL_LADDER};
+use farm_tests::hls::check_ladder;
+use farm_tests::s3::{s3, unique_prefix, BUCKET};
+use farm_tests::services;
+
+const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// The 30 s clip: 750 frames at 25 fps, five 6 s segments of 150 frames per rendition.
+const FRAMES: u64 = 750;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A farm on PostgreSQL with the 30 s clip uploaded; `name` makes prefixes unique.
+struct Case {
+    farm: Farm,
+    prefix: String,
+}
+
+impl Case {
+    fn start(name: &str, workers: usize, chunk_seconds: f64, extra: Extra) -> Self {
+        let prefix = unique_prefix(name);
+        s3().put_file(&format!("{prefix}/in.mov"), &clip_30s()).unwrap();
+        let farm = Farm::start_with(PG_URL, &prefix.replace('/', "-"), workers, chunk_seconds, extra);
+        Self { farm, prefix }
+    }
+
+    fn submit(&self) -> String {
+        let body = serde_json::json!({
+            "source": format!("s3://{BUCKET}/{}/in.mov", self.prefix),
+            "output": format!("s3://{BUCKET}/{}/out", self.prefix),
+            "ladder": serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap(),
+        });
+        let (status, job) = self.farm.submit(&body.to_string());
+        assert_eq!(status, 201, "{job}\n{}", self.farm.coordinator.log());
+        job["id"].as_str().unwrap().to_string()
+    }
+
+    fn out(&self) -> String {
+        format!("{}/out", self.prefix)
+    }
+
+    /// Waits for the job to end, checking on the way that every playlist only names
+    /// segments that are fully written.
+    fn wait_final(&self, id: &str, limit: Duration) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let job = self.farm.job(id);
+            if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap_or("")) {
+                return job;
+            }
+            playlists_name_only_written_segments(&self.out());
+            if start.elapsed() > limit {
+                return self.farm.wait_final(id, Duration::from_secs(1)); // fails with the logs
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// The job succeeded and its output is whole: ffprobe checks of every rendition, exact
+    /// frame counts, and exactly the segments the playlists name, no more, no fewer.
+    fn assert_output_whole(&self) {
+        let local = tempfile::tempdir().unwrap();
+        s3().download(&self.out(), local.path()).unwrap();
+        let check = check_ladder(local.path(), FRAMES, 25.0, true).unwrap();
+        for r in &check.renditions {
+            let frames: Vec<u64> = r.segments.iter().map(|s| s.frames).collect();
+            assert_eq!(frames, vec![150; 5], "{}", r.name);
+        }
+        let named = named_segments(&self.out());
+        let stored: BTreeSet<String> = s3().keys(&self.out()).unwrap().into_iter().filter(|k| k.ends_with(".ts")).collect();
+        assert_eq!(named, stored, "segments in storage and segments in playlists differ");
+    }
+
+    fn cleanup(&self) {
+        broker().delete_farm_queues(&self.farm.prefix);
+    }
+}
+
+/// Keys of the segments the media playlists under `out` name.
+fn named_segments(out: &str) -> BTreeSet<String> {
+    let mut named = BTreeSet::new();
+    let master = format!("{out}/index.m3u8");
+    for key in s3().keys(out).unwrap().into_iter().filter(|k| k.ends_with(".m3u8") && *k != master) {
+        let Ok(text) = s3().get(&key) else { continue };
+        let Ok(media) = m3u8_rs::parse_media_playlist_res(&text) else { continue };
+        let dir = key.rsplit_once('/').map_or("", |(d, _)| d);
+        for seg in media.segments {
+            named.insert(format!("{dir}/{}", seg.uri));
+        }
+    }
+    named
+}
+
+/// Playlists are read first, then the listing: whatever a playlist names must be there.
+fn playlists_name_only_written_segments(out: &str) {
+    let named = named_segments(out);
+    let stored: BTreeSet<String> = s3().keys(out).unwrap().into_iter().collect();
+    let missing: Vec<&String> = named.iter().filter(|k| !stored.contains(*k)).collect();
+    assert!(missing.is_empty(), "playlists name segments not written yet: {missing:?}");
+}
+
+/// Strips terminal colour codes from a log.
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Waits until a log line holds every one of `needles`; returns that line.
+fn wait_line(proc: &Proc, needles: &[&str], limit: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let log = plain(&proc.log());
+        if let Some(line) = log.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+            return line.to_string();
+        }
+        assert!(start.elapsed() < limit, "no line with {needles:?} after {limit:?}:\n{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The `task_id=` of a log line.
+fn task_id(line: &str) -> String {
+    line.split_whitespace().find_map(|w| w.strip_prefix("task_id=")).expect("a task id").to_string()
+}
+
+fn signal(proc: &Proc, sig: &str) {
+    let status = Command::new("kill").args([&format!("-{sig}"), &proc.child.id().to_string()]).status().unwrap();
+    assert!(status.success(), "kill -{sig}");
+}
+
+/// Waits for a process to exit; returns its status and how long that took.
+fn wait_exit(proc: &mut Proc, limit: Duration) -> (std::process::ExitStatus, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = proc.child.try_wait().unwrap() {
+            return (status, start.elapsed());
+        }
+        assert!(start.elapsed() < limit, "still running after {limit:?}:\n{}", proc.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_worker_killed_mid_task_is_replaced_and_the_job_succeeds() {
+    let _serial = serial();
+    // One video task for the whole clip (and the audio task), two workers.
+    let case = Case::start("fault-sigkill", 2, 60.0, Extra::default());
+    let id = case.submit();
+    // Kill the worker on the video task as soon as it has written its first segments:
+    // it dies with part of its output in storage.
+    let line = {
+        let start = Instant::now();
+        loop {
+            let hit = case.farm.workers.iter().enumerate().find_map(|(i, w)| {
+                plain(&w.log()).lines().find(|l| l.contains("task started") && l.contains("Video")).map(|l| (i, l.to_string()))
+            });
+            if let Some(hit) = hit {
+                break hit;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "no video task started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let (victim, line) = line;
+    let task = task_id(&line);
+    let start = Instant::now();
+    while !s3().keys(&case.out()).unwrap().iter().any(|k| k.contains("/360p/seg_")) {
+        assert!(start.elapsed() < Duration::from_secs(60), "no segment written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let victim_pid = case.farm.workers[victim].child.id();
+    Command::new("kill").args(["-KILL", &victim_pid.to_string()]).status().unwrap();
+    let victim_log = plain(&case.farm.workers[victim].log());
+    assert!(!victim_log.contains(&format!("task succeeded task_id={task}")), "killed too late:\n{victim_log}");
+
+    let done = case.wait_final(&id, Duration::from_secs(300));
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let survivor_log = plain(&case.farm.workers[1 - victim].log());
+    assert!(
+        survivor_log.contains(&format!("task succeeded task_id={task}")),
+        "the killed worker's task {task} was not finished by the other worker:\n{survivor_log}"
+    );
+    case.assert_output_whole();
+    case.cleanup();
+}
+
+#[test]
+fn sigterm_hands_the_task_back_when_the_drain_time_runs_out_and_a_second_signal_exits_at_once() {
+    let _serial = serial();
+    // One worker that may drain for 1 s only; one video task of the whole clip.
+    let extra = Extra { worker: vec![("FARM_DRAIN_SECONDS", "1".into())], ..Default::default() };
+    let mut case = Case::start("fault-sigterm", 1, 60.0, extra);
+    let id = case.submit();
+    let line = wait_line(&case.farm.workers[0], &["task started", "Video"], Duration::from_secs(60));
+    let task = task_id(&line);
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&case.farm.workers[0], "TERM");
+    let (status, took) = wait_exit(&mut case.farm.workers[0], Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(10), "drain of 1 s took {took:?}");
+    let log = plain(&case.farm.workers[0].log());
+    assert!(log.contains("task handed back for another try"), "{log}");
+    // No partial result: the stopped chunk wrote no part manifest.
+    let parts: Vec<String> = s3().keys(&format!("{}/parts", case.out())).unwrap();
+    assert!(parts.iter().all(|k| !k.contains("/parts/video")), "a stopped task published its part: {parts:?}");
+
+    // A second worker takes the task back; two signals make it exit at once.
+    let second = case.farm.add_worker(&[]);
+    wait_line(&case.farm.workers[second], &["task started", &task], Duration::from_secs(60));
+    signal(&case.farm.workers[second], "TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&case.farm.workers[second], "TERM");
+    let (status, took) = wait_exit(&mut case.farm.workers[second], Duration::from_secs(30));
+    assert!(!status.success(), "a second signal exits with a failure status: {status:?}");
+    assert!(took < Duration::from_secs(3), "the second signal took {took:?}");
+
+    // A third finishes the job.
+    case.farm.add_worker(&[]);
+    let done = case.wait_final(&id, Duration::from_secs(300));
+    assert_eq!(done["state"], "succeeded", "{done}");
+    case.assert_output_whole();
+    case.cleanup();
+}
+
+#[test]
+fn the_farm_rides_out_a_broker_restart() {
+    let _serial = serial();
+    let case = Case::start("fault-broker", 2, 6.0, Extra::default());
+    let id = case.submit();
+    wait_line(&case.farm.workers[0], &["task started"], Duration::from_secs(60));
+    services::stop_rabbitmq();
+    // While the broker is away the API says so and accepts nothing.
+    let body = serde_json::json!({
+        "source": format!("s3://{BUCKET}/{}/in.mov", case.prefix),
+        "output": format!("s3://{BUCKET}/{}/other", case.prefix),
+    });
+    let (status, reply) = case.farm.submit(&body.to_string());
+    assert_eq!(status, 503, "{reply}");
+    assert!(reply["error"].as_str().unwrap_or("").contains("broker"), "{reply}");
+    let ready = case.farm.http.get(format!("{}/readyz", case.farm.base)).send().unwrap();
+    assert_eq!(ready.status(), 503);
+    std::thread::sleep(Duration::from_secs(2));
+    services::start_rabbitmq();
+
+    let done = case.wait_final(&id, Duration::from_secs(300));
+    assert_eq!(done["state"], "succeeded", "{done}\n{}", case.farm.coordinator.log());
+    case.assert_output_whole();
+    for w in &case.farm.workers {
+        assert!(plain(&w.log()).contains("broker connection lost"), "{}", w.log());
+    }
+    // The job refused during the outage left nothing behind.
+    assert!(s3().keys(&format!("{}/other", case.prefix)).unwrap().is_empty());
+    case.cleanup();
+}
+
+#[test]
+fn a_storage_outage_is_ridden_out_with_retries() {
+    let _serial = serial();
+    let case = Case::start("fault-storage", 2, 6.0, Extra::default());
+    let id = case.submit();
+    wait_line(&case.farm.workers[0], &["task started"], Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(1));
+    services::stop_s3();
+    std::thread::sleep(Duration::from_secs(8));
+    services::start_s3();
+    let done = case.wait_final(&id, Duration::from_secs(300));
+    assert_eq!(done["state"], "succeeded", "{done}");
+    case.assert_output_whole();
+    case.cleanup();
+}
+
+#[test]
+fn a_coordinator_down_while_the_tasks_finish_completes_the_job_on_restart() {
+    let _serial = serial();
+    let mut case = Case::start("fault-coordinator", 2, 6.0, Extra::default());
+    let id = case.submit();
+    wait_line(&case.farm.workers[0], &["task started"], Duration::from_secs(60));
+    case.farm.stop_coordinator();
+    // Every task (5 chunks and the audio) ends while the coordinator is away.
+    let start = Instant::now();
+    while case.farm.workers.iter().map(|w| plain(&w.log()).matches("task succeeded").count()).sum::<usize>() < 6 {
+        assert!(start.elapsed() < Duration::from_secs(300), "tasks did not finish");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    case.farm.start_coordinator();
+    let done = case.wait_final(&id, Duration::from_secs(60));
+    assert_eq!(done["state"], "succeeded", "{done}");
+    case.assert_output_whole();
+    case.cleanup();
+}
+
+#[test]
+fn a_frozen_worker_s_task_is_reclaimed_after_the_stall_time() {
+    let _serial = serial();
+    let extra = Extra { coordinator: vec![("FARM_TASK_STALL_SECONDS", "5".into())], ..Default::default() };
+    let mut case = Case::start("fault-frozen", 1, 60.0, extra);
+    let id = case.submit();
+    wait_line(&case.farm.workers[0], &["task started", "Video"], Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&case.farm.workers[0], "STOP");
+    case.farm.add_worker(&[]);
+    let done = case.wait_final(&id, Duration::from_secs(300));
+    signal(&case.farm.workers[0], "CONT");
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let log = plain(&case.farm.coordinator.log());
+    assert!(log.contains("stalled task handed out again"), "{log}");
+    case.assert_output_whole();
+    case.cleanup();
+}
+
+#[test]
+fn a_task_past_its_deadline_fails_its_job_after_the_last_attempt_and_is_dead_lettered() {
+    let _serial = serial();
+    let extra = Extra { worker: vec![("FARM_TASK_DEADLINE_SECONDS", "1".into())], ..Default::default() };
+    let case = Case::start("fault-deadline", 1, 60.0, extra);
+    let id = case.submit();
+    let done = case.farm.wait_final(&id, Duration::from_secs(120));
+    assert_eq!(done["state"], "failed", "{done}");
+    let error = done["error"].as_str().unwrap_or("");
+    assert!(error.contains("gave up after 3 attempts") && error.contains("1 s deadline"), "{done}");
+    let b = broker();
+    let dead = Topology::new(&case.farm.prefix).dead_queue();
+    let (body, headers) = b.take(&dead).unwrap().expect("a dead letter");
+    assert!(headers.contains("x-farm-error=gave up after 3 attempts"), "{headers}");
+    assert!(headers.contains(&format!("x-farm-job={id}")), "{headers}");
+    assert!(String::from_utf8_lossy(&body).contains(&id));
+    // The failed job is never presented as complete: no playlist is closed with ENDLIST
+    // (the live EVENT playlists name only segments fully written).
+    playlists_name_only_written_segments(&case.out());
+    for key in s3().keys(&case.out()).unwrap().iter().filter(|k| k.ends_with(".m3u8")) {
+        let text = String::from_utf8(s3().get(key).unwrap()).unwrap();
+        assert!(!text.contains("#EXT-X-ENDLIST"), "{key} of a failed job is closed:\n{text}");
+    }
+    case.cleanup();
+}
+
+#[test]
+fn a_task_whose_worker_dies_every_time_is_dead_lettered_and_fails_its_job() {
+    let _serial = serial();
+    let mut case = Case::start("fault-crashloop", 0, 60.0, Extra::default());
+    let id = case.submit();
+    // Four workers in turn, each killed a moment into the video task: the broker's
+    // delivery limit dead-letters it and the coordinator fails the job.
+    let mut kills = 0;
+    let start = Instant::now();
+    while case.farm.job(&id)["state"] != "failed" {
+        assert!(start.elapsed() < Duration::from_secs(240), "job not failed after {kills} kills: {}", case.farm.job(&id));
+        let w = case.farm.add_worker(&[]);
+        let waited = Instant::now();
+        let started = loop {
+            if plain(&case.farm.workers[w].log()).lines().any(|l| l.contains("task started") && l.contains("Video")) {
+                break true;
+            }
+            if case.farm.job(&id)["state"] == "failed" || waited.elapsed() > Duration::from_secs(30) {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if started {
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = case.farm.workers[w].child.kill();
+            let _ = case.farm.workers[w].child.wait();
+            kills += 1;
+        }
+    }
+    let done = case.farm.job(&id);
+    assert!(
+        done["error"].as_str().unwrap_or("").contains("delivered too many times"),
+        "{done}\n{}",
+        case.farm.coordinator.log()
+    );
+    assert!(kills >= 3, "{kills} kills");
+    case.cleanup();
+}
+
+/// Resident memory of a process, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+#[test]
+fn every_hostile_source_fails_its_job_and_the_worker_goes_on_to_the_next_good_job() {
+    let _serial = serial();
+    let mut case = Case::start("fault-hostile", 1, 60.0, Extra::default());
+    // A good job first: the worker's memory reaches its working size.
+    let good = case.submit();
+    assert_eq!(case.wait_final(&good, Duration::from_secs(300))["state"], "succeeded");
+    let worker_pid = case.farm.workers[0].child.id();
+    let rss_before = rss_mib(worker_pid);
+
+    let corpus = farm_tests::corpus::corpus();
+    let mut failures = Vec::new();
+    let keys: Vec<String> = (0..corpus.len()).map(|i| format!("{}/hostile/{i:02}.mov", case.prefix)).collect();
+    for (h, key) in corpus.iter().zip(&keys) {
+        s3().put_file(key, &h.path).unwrap();
+    }
+    // Through the API: refused with a 4xx naming the problem, or accepted and failed so.
+    for (i, (h, key)) in corpus.iter().zip(&keys).enumerate() {
+        let body = serde_json::json!({
+            "source": format!("s3://{BUCKET}/{key}"),
+            "output": format!("s3://{BUCKET}/{}/hostile-out/{i:02}", case.prefix),
+            "ladder": serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap(),
+        });
+        let started = Instant::now();
+        let (status, reply) = case.farm.submit(&body.to_string());
+        let (outcome, message) = if status == 201 {
+            let done = case.farm.wait_final(reply["id"].as_str().unwrap(), Duration::from_secs(90));
+            (done["state"].as_str().unwrap_or("").to_string(), done["error"].as_str().unwrap_or("").to_string())
+        } else {
+            (status.to_string(), reply["error"].as_str().unwrap_or("").to_string())
+        };
+        let refused = outcome == "failed" || (outcome.starts_with('4') && outcome.len() == 3);
+        if !refused || !message.contains(h.expected) || started.elapsed() > Duration::from_secs(90) {
+            failures.push(format!("API, {}: {outcome} after {:?}: {message:?}", h.name, started.elapsed()));
+        }
+    }
+    // Straight to the worker, past the coordinator's probe: every task is dead-lettered at
+    // once (one attempt) with the problem in its headers.
+    let ladder: farm_shared::ladder::Ladder = serde_json::from_str(SMALL_LADDER).unwrap();
+    let b = broker();
+    let topology = Topology::new(&case.farm.prefix);
+    let dead = topology.dead_queue();
+    while b.take(&dead).unwrap().is_some() {} // the API jobs' dead letters
+    for (i, key) in keys.iter().enumerate() {
+        let task = farm_shared::task::TaskMessage {
+            schema: farm_shared::task::TASK_SCHEMA,
+            job_id: format!("hostile-{i:02}"),
+            task_id: format!("hostile-{i:02}-v"),
+            source: format!("s3://{BUCKET}/{key}"),
+            output: format!("s3://{BUCKET}/{}/direct-out/{i:02}", case.prefix),
+            ladder: ladder.clone(),
+            part: farm_shared::task::TaskPart::Video { start: 0.0, end: None },
+        };
+        b.publish(&topology.tasks_exchange(), "normal", &serde_json::to_vec(&task).unwrap()).unwrap();
+    }
+    b.wait_for(Duration::from_secs(120), || b.depth(&dead).unwrap_or(0) as usize >= corpus.len());
+    let mut seen = BTreeSet::new();
+    while let Some((body, headers)) = b.take(&dead).unwrap() {
+        let task: farm_shared::task::TaskMessage = serde_json::from_slice(&body).unwrap();
+        let i: usize = task.job_id.trim_start_matches("hostile-").parse().unwrap();
+        seen.insert(i);
+        if !headers.contains(corpus[i].expected) || headers.contains("gave up after") {
+            failures.push(format!("worker, {}: {headers}", corpus[i].name));
+        }
+    }
+    for (i, h) in corpus.iter().enumerate().filter(|(i, _)| !seen.contains(i)) {
+        failures.push(format!("worker, {} (task hostile-{i:02}): not dead-lettered within 120 s", h.name));
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+
+    // The same worker process, alive, with its memory where it was, does the next job.
+    assert!(case.farm.workers[0].child.try_wait().unwrap().is_none(), "the worker exited");
+    let rss_after = rss_mib(worker_pid);
+    assert!(rss_after < rss_before + 100.0, "worker memory grew from {rss_before:.0} to {rss_after:.0} MiB");
+    let body = serde_json::json!({
+        "source": format!("s3://{BUCKET}/{}/in.mov", case.prefix),
+        "output": format!("s3://{BUCKET}/{}/after", case.prefix),
+        "ladder": serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap(),
+    });
+    let (status, job) = case.farm.submit(&body.to_string());
+    assert_eq!(status, 201, "{job}");
+    let done = case.farm.wait_final(job["id"].as_str().unwrap(), Duration::from_secs(300));
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(case.farm.workers[0].child.id(), worker_pid);
+    case.cleanup();
+}
