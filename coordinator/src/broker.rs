@@ -87,26 +87,38 @@ impl Broker {
             tracing::info!(routing_key, event = %body, "job event");
             return;
         }
-        let result = async {
-            let channel = self.channel().await?;
-            let payload = serde_json::to_vec(body)?;
-            let confirm = channel
-                .basic_publish(
-                    self.topology.events_exchange().as_str().into(),
-                    routing_key.into(),
-                    BasicPublishOptions::default(),
-                    &payload,
-                    BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into()),
-                )
-                .await?
-                .await?;
-            ensure!(confirm.is_ack(), "not confirmed");
-            anyhow::Ok(())
+        // Confirmed by the broker; retried twice (the job's state in the database is the
+        // reference, so a lost notification is logged, not fatal).
+        let mut result = Ok(());
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+            }
+            result = self.publish_event_once(routing_key, body).await;
+            if result.is_ok() {
+                return;
+            }
         }
-        .await;
         if let Err(e) = result {
-            tracing::warn!(routing_key, error = format!("{e:#}"), "could not publish a job event");
+            tracing::warn!(routing_key, event = %body, error = format!("{e:#}"), "job event not published after 3 attempts");
         }
+    }
+
+    async fn publish_event_once(&self, routing_key: &str, body: &serde_json::Value) -> anyhow::Result<()> {
+        let channel = self.channel().await?;
+        let payload = serde_json::to_vec(body)?;
+        let confirm = channel
+            .basic_publish(
+                self.topology.events_exchange().as_str().into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                &payload,
+                BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into()),
+            )
+            .await?
+            .await?;
+        ensure!(confirm.is_ack(), "not confirmed");
+        Ok(())
     }
 
     fn events_queue(&self) -> String {
@@ -152,39 +164,13 @@ impl Broker {
         let channel = conn.create_channel().await?;
         farm_worker::consume::declare(&channel, &self.topology).await?;
         channel.basic_qos(32, BasicQosOptions::default()).await?;
-        let mut args = FieldTable::default();
-        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
         let queue = self.events_queue();
-        channel
-            .queue_declare(queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args)
-            .await?;
-        channel
-            .queue_bind(
-                queue.as_str().into(),
-                self.topology.events_exchange().as_str().into(),
-                "task.#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        bound_quorum_queue(&channel, &queue, &self.topology.events_exchange(), "task.#").await?;
         // A copy of every dead letter: a task the broker dead-lettered by itself (its workers
         // died on every delivery) must still fail its job. The dead queue keeps the
         // originals for people to inspect.
-        let mut dead_args = FieldTable::default();
-        dead_args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
         let dead = self.dead_copies_queue();
-        channel
-            .queue_declare(dead.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, dead_args)
-            .await?;
-        channel
-            .queue_bind(
-                dead.as_str().into(),
-                self.topology.dead_exchange().as_str().into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        bound_quorum_queue(&channel, &dead, &self.topology.dead_exchange(), "").await?;
         let mut consumer = channel
             .basic_consume(queue.as_str().into(), "coordinator".into(), BasicConsumeOptions::default(), FieldTable::default())
             .await?;
@@ -216,6 +202,14 @@ impl Broker {
     fn dead_copies_queue(&self) -> String {
         format!("{}.coordinator.dead", self.topology.prefix)
     }
+}
+
+/// Declares a durable quorum queue bound to `exchange` with `key`.
+async fn bound_quorum_queue(channel: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    channel.queue_declare(queue.into(), QueueDeclareOptions { durable: true, ..Default::default() }, args).await?;
+    channel.queue_bind(queue.into(), exchange.into(), key.into(), QueueBindOptions::default(), FieldTable::default()).await
 }
 
 /// The failure a dead-lettered task message stands for: the reason its worker gave

@@ -41,6 +41,9 @@ pub struct Config {
     /// S3 region (default: AWS_REGION)
     #[arg(long, env = "FARM_S3_REGION")]
     pub s3_region: Option<String>,
+    /// Seconds one storage request is retried through errors before it fails
+    #[arg(long, env = "FARM_STORAGE_RETRY_SECONDS", default_value_t = farm_worker::storage::STORAGE_RETRY_FOR.as_secs())]
+    pub storage_retry_seconds: u64,
     /// Seconds without a report from the worker running a task after which the task is
     /// handed out again (workers report every 2 s while they work)
     #[arg(long, env = "FARM_TASK_STALL_SECONDS", default_value_t = 300)]
@@ -72,7 +75,11 @@ impl Config {
     }
 
     pub fn s3(&self) -> S3Settings {
-        S3Settings { endpoint: self.s3_endpoint.clone(), region: self.s3_region.clone() }
+        S3Settings {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            retry_for: Some(std::time::Duration::from_secs(self.storage_retry_seconds)),
+        }
     }
 }
 

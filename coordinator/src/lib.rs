@@ -29,6 +29,24 @@ use farm_worker::memqueue::MemoryQueue;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// The embedded farm's queue lives in memory: after a restart, every task of an open job
+/// that has not succeeded is queued again (a task that was running is simply rerun; its
+/// keys are deterministic).
+async fn requeue_unfinished(store: &db::Store, queue: &MemoryQueue) -> anyhow::Result<()> {
+    let mut requeued = 0;
+    for job in store.open_jobs().await? {
+        let ladder: farm_shared::ladder::Ladder = serde_json::from_str(&job.ladder)?;
+        for task in store.tasks(&job.id).await?.into_iter().filter(|t| t.state != db::State::Succeeded) {
+            queue.publish(job.priority, serde_json::to_vec(&split::message(&job, &task, &ladder))?);
+            requeued += 1;
+        }
+    }
+    if requeued > 0 {
+        tracing::info!(tasks = requeued, "embedded farm: unfinished tasks queued again after a restart");
+    }
+    Ok(())
+}
+
 /// Serves the API on `listener` and follows task events until `shutdown`.
 pub async fn run(config: config::Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     config.check().map_err(anyhow::Error::msg)?;
@@ -44,6 +62,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
         None => {
             // The embedded farm: the same worker code, on an in-process queue.
             let queue = Arc::new(MemoryQueue::default());
+            requeue_unfinished(&store, &queue).await?;
             tracing::warn!(workers = config.workers, "no AMQP_URL: running the embedded farm (in-process queue and workers)");
             for _ in 0..config.workers.max(1) {
                 let worker = ServeConfig {

@@ -252,3 +252,27 @@ fn the_embedded_farm_needs_no_broker_and_no_s3() {
     let frames: Vec<u64> = check.renditions[0].segments.iter().map(|s| s.frames).collect();
     assert_eq!(frames, vec![180, 180, 90]);
 }
+
+#[test]
+fn the_embedded_farm_finishes_its_jobs_after_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let mut farm = Farm::embedded(data.path(), 1, 60.0);
+    let out = data.path().join("out/clip");
+    let body = serde_json::json!({
+        "source": clip_30s().display().to_string(),
+        "output": out.display().to_string(),
+        "ladder": serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap(),
+    });
+    let (status, job) = farm.submit(&body.to_string());
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    // Killed while its in-process queue still holds work: the queue is gone with it.
+    std::thread::sleep(Duration::from_millis(300));
+    farm.stop_coordinator();
+    assert_ne!(farm.job_state_on_disk(&id), "succeeded", "the job finished before the kill; the test proves nothing");
+    farm.start_coordinator();
+    let done = farm.wait_final(&id, Duration::from_secs(240));
+    assert_eq!(done["state"], "succeeded", "{done}\n{}", farm.coordinator.log());
+    assert!(farm.coordinator.log().contains("unfinished tasks queued again"), "{}", farm.coordinator.log());
+    check_ladder(&out, 750, 25.0, true).unwrap();
+}

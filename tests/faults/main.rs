@@ -301,6 +301,30 @@ fn a_storage_outage_is_ridden_out_with_retries() {
 }
 
 #[test]
+fn a_storage_outage_longer_than_the_retry_bound_fails_the_job_as_retryable_after_three_attempts() {
+    let _serial = serial();
+    let bound = vec![("FARM_STORAGE_RETRY_SECONDS", "2".to_string())];
+    let extra = Extra { worker: bound.clone(), coordinator: bound };
+    let case = Case::start("fault-storage-long", 1, 60.0, extra);
+    let id = case.submit();
+    wait_line(&case.farm.workers[0], &["task started"], Duration::from_secs(60));
+    services::stop_s3();
+    let started = Instant::now();
+    // Each attempt gives up after about 2 s of retries; three attempts, then the job fails.
+    let done = case.farm.wait_final(&id, Duration::from_secs(120));
+    let took = started.elapsed();
+    services::start_s3();
+    assert_eq!(done["state"], "failed", "{done}");
+    let error = done["error"].as_str().unwrap_or("");
+    assert!(error.contains("gave up after 3 attempts"), "{done}");
+    assert!(error.contains("127.0.0.1:8333") || error.contains("connect"), "the reason names the storage trouble: {done}");
+    assert!(took < Duration::from_secs(90), "bounded: {took:?}");
+    let log = plain(&case.farm.workers[0].log());
+    assert_eq!(log.matches("task handed back for another try").count(), 2, "{log}");
+    case.cleanup();
+}
+
+#[test]
 fn a_coordinator_down_while_the_tasks_finish_completes_the_job_on_restart() {
     let _serial = serial();
     let mut case = Case::start("fault-coordinator", 2, 6.0, Extra::default());

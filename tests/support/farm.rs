@@ -111,6 +111,18 @@ impl Farm {
         self.wait_ready();
     }
 
+    /// A job's state read from the embedded farm's SQLite file (the coordinator may be down).
+    pub fn job_state_on_disk(&self, id: &str) -> String {
+        let dir = self.coordinator_env.iter().find(|(k, _)| *k == "FARM_DATA_DIR").map(|(_, v)| v.clone()).expect("an embedded farm");
+        let out = std::process::Command::new("python3")
+            .args(["-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select state from jobs where id=?', (sys.argv[2],)).fetchone()[0])"])
+            .arg(format!("{dir}/farm.db"))
+            .arg(id)
+            .output()
+            .expect("python3");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     fn wait_ready(&self) {
         let start = Instant::now();
         while self.http.get(format!("{}/readyz", self.base)).send().map_or(true, |r| !r.status().is_success()) {

@@ -54,11 +54,19 @@ struct S3Args {
     /// S3 region (default: AWS_REGION)
     #[arg(long, env = "FARM_S3_REGION")]
     s3_region: Option<String>,
+    /// Seconds one storage request is retried through errors (backoff with jitter) before
+    /// the task fails as retryable
+    #[arg(long, env = "FARM_STORAGE_RETRY_SECONDS", default_value_t = farm_worker::storage::STORAGE_RETRY_FOR.as_secs())]
+    storage_retry_seconds: u64,
 }
 
 impl S3Args {
     fn settings(&self) -> S3Settings {
-        S3Settings { endpoint: self.s3_endpoint.clone(), region: self.s3_region.clone() }
+        S3Settings {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            retry_for: Some(Duration::from_secs(self.storage_retry_seconds)),
+        }
     }
 }
 

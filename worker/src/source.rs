@@ -11,7 +11,7 @@ use std::fmt;
 use std::io::{Read, Seek};
 use std::path::PathBuf;
 use std::ptr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use farm_shared::timeline::FrameRate;
 use ffmpeg_next as ffmpeg;
@@ -112,11 +112,52 @@ pub struct Source {
     pub input: Input,
     pub info: SourceInfo,
     pub location: SourceLocation,
+    /// The last error our reader returned to FFmpeg: storage trouble, not a bad file.
+    io_error: Arc<Mutex<Option<std::io::Error>>>,
 }
 
 impl Source {
     pub fn name(&self) -> String {
         self.location.to_string()
+    }
+
+    /// When the demuxer stops on an error: the storage error behind it, if there was one
+    /// (FFmpeg only sees "I/O error" and would make it look like a damaged file).
+    pub fn take_io_error(&self) -> Option<TranscodeError> {
+        let error = self.io_error.lock().ok()?.take()?;
+        Some(TranscodeError::SourceIo { path: self.name(), source: error })
+    }
+}
+
+/// Passes reads and seeks through, keeping the last error for [`Source::take_io_error`].
+struct Recording {
+    inner: Box<dyn ReadSeek>,
+    error: Arc<Mutex<Option<std::io::Error>>>,
+}
+
+impl Recording {
+    fn keep<T>(&self, result: std::io::Result<T>) -> std::io::Result<T> {
+        result.map_err(|e| {
+            let copy = std::io::Error::new(e.kind(), e.to_string());
+            if let Ok(mut slot) = self.error.lock() {
+                *slot = Some(e);
+            }
+            copy
+        })
+    }
+}
+
+impl std::io::Read for Recording {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let result = self.inner.read(buf);
+        self.keep(result)
+    }
+}
+
+impl std::io::Seek for Recording {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let result = self.inner.seek(to);
+        self.keep(result)
     }
 }
 
@@ -158,9 +199,20 @@ pub fn open(location: &SourceLocation) -> Result<Source> {
             Box::new(reader)
         }
     };
-    let input = open_input(reader, &name)?;
+    let io_error = Arc::new(Mutex::new(None));
+    let reader: Box<dyn ReadSeek> = Box::new(Recording { inner: reader, error: io_error.clone() });
+    let input = open_input(reader, &name).map_err(|e| storage_error(&io_error, &name).unwrap_or(e))?;
     let info = inspect(&input, &name)?;
-    Ok(Source { input, info, location: location.clone() })
+    // An error FFmpeg met and got past while probing is not the one that stops it later.
+    if let Ok(mut slot) = io_error.lock() {
+        *slot = None;
+    }
+    Ok(Source { input, info, location: location.clone(), io_error })
+}
+
+fn storage_error(slot: &Mutex<Option<std::io::Error>>, name: &str) -> Option<TranscodeError> {
+    let error = slot.lock().ok()?.take()?;
+    Some(TranscodeError::SourceIo { path: name.into(), source: error })
 }
 
 fn open_input(reader: Box<dyn ReadSeek>, name: &str) -> Result<Input> {

@@ -87,17 +87,19 @@ impl std::fmt::Display for Location {
 pub struct S3Settings {
     pub endpoint: Option<String>,
     pub region: Option<String>,
+    /// How long one request is retried through storage trouble (default [`STORAGE_RETRY_FOR`]).
+    pub retry_for: Option<std::time::Duration>,
 }
 
 /// Storage trouble (connection refused or reset, 5xx, 429, timeouts) is retried with
 /// exponential backoff and full jitter (0.2 s growing to at most 20 s) for up to
 /// [`STORAGE_RETRY_FOR`] per request; after that the request fails and the task fails as
 /// retryable (requeued, up to the attempt limit). A request that hangs is cut off after
-/// [`STORAGE_REQUEST_TIMEOUT`] and retried.
+/// [`STORAGE_REQUEST_TIMEOUT`] and retried. `FARM_STORAGE_RETRY_SECONDS` sets the bound.
 pub const STORAGE_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(120);
 pub const STORAGE_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-fn retry_policy() -> object_store::RetryConfig {
+fn retry_policy(retry_for: std::time::Duration) -> object_store::RetryConfig {
     object_store::RetryConfig {
         backoff: object_store::BackoffConfig {
             init_backoff: std::time::Duration::from_millis(200),
@@ -105,7 +107,7 @@ fn retry_policy() -> object_store::RetryConfig {
             base: 2.0,
         },
         max_retries: 15,
-        retry_timeout: STORAGE_RETRY_FOR,
+        retry_timeout: retry_for,
     }
 }
 
@@ -115,7 +117,7 @@ pub fn s3_store(bucket: &str, settings: &S3Settings) -> Result<Arc<dyn ObjectSto
     // Set as keys, not by replacing the client options `from_env` filled (AWS_ALLOW_HTTP...).
     let mut builder = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
-        .with_retry(retry_policy())
+        .with_retry(retry_policy(settings.retry_for.unwrap_or(STORAGE_RETRY_FOR)))
         .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), format!("{}s", STORAGE_REQUEST_TIMEOUT.as_secs()))
         .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout), "5s");
     if let Some(endpoint) = &settings.endpoint {

@@ -162,6 +162,10 @@ pub fn run(
             Ok(()) => read_errors = 0,
             Err(ffmpeg::Error::Eof) => break,
             Err(e) => {
+                // Storage trouble (after the client's own retries) is not a damaged file.
+                if let Some(io) = source.take_io_error() {
+                    return Err(io);
+                }
                 read_errors += 1;
                 if read_errors > 32 {
                     return Err(damaged(format!("the container cannot be read any further: {e}")));
