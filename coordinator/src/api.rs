@@ -47,8 +47,27 @@ pub fn router(state: Shared) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), measure))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
+}
+
+/// Counts requests and their latency by route template (bounded: never a job id).
+async fn measure(
+    AxState(state): AxState<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let method = request.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state.metrics.request(&route, &method, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
 }
 
 /// `Authorization: Bearer TOKEN` with the configured token (none configured: open).
@@ -310,7 +329,7 @@ async fn cancel_job(AxState(app): AxState<Shared>, Path(id): Path<String>) -> Re
     // Under the playlist lock: once it is released no playlist of this job is written again.
     let guard = app.tracker.lock.lock().await;
     if app.store.set_job_state(&id, State::Cancelled, Some("cancelled by request"), None).await.map_err(internal)? {
-        app.metrics.finished("cancelled");
+        app.metrics.finished("cancelled", job.created_ms);
         app.broker.publish_event("job.cancelled", &json!({"job_id": id})).await;
     }
     drop(guard);
@@ -335,6 +354,8 @@ async fn ready(AxState(app): AxState<Shared>) -> Response {
 }
 
 async fn metrics(AxState(app): AxState<Shared>) -> Response {
+    let queues = app.broker.queue_stats().await;
+    app.metrics.refresh(&app.store, &queues).await;
     ([("content-type", "text/plain; version=0.0.4")], app.metrics.render()).into_response()
 }
 

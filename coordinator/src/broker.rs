@@ -53,6 +53,32 @@ impl Broker {
         Ok(channel)
     }
 
+    /// Ready messages in each task queue and the dead-letter queue (empty when the broker
+    /// is away). Workers take tasks with basic.get, so queues have no consumers to count.
+    pub async fn queue_stats(&self) -> Vec<(String, u32)> {
+        let queues: Vec<String> = [Priority::High, Priority::Normal]
+            .into_iter()
+            .map(|p| self.topology.queue(p))
+            .chain([self.topology.dead_queue()])
+            .collect();
+        if let Some(memory) = &self.memory {
+            return vec![(self.topology.queue(Priority::Normal), memory.depth() as u32)];
+        }
+        let Ok(channel) = self.channel().await else { return Vec::new() };
+        let mut stats = Vec::new();
+        for queue in queues {
+            let passive = QueueDeclareOptions { passive: true, durable: true, ..Default::default() };
+            match channel.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await {
+                Ok(q) => stats.push((queue, q.message_count())),
+                Err(e) => {
+                    tracing::debug!(%queue, error = %e, "no queue statistics");
+                    break; // a failed passive declare closes the channel
+                }
+            }
+        }
+        stats
+    }
+
     pub async fn connected(&self) -> bool {
         self.memory.is_some() || self.channel().await.is_ok()
     }
@@ -186,6 +212,7 @@ impl Broker {
             let Some(delivery) = delivery else { anyhow::bail!("the broker closed the event stream") };
             let delivery = delivery?;
             if is_dead {
+                tracker.metrics.dead_lettered.inc();
                 if let Some(event) = dead_letter_event(&delivery) {
                     tracker.apply(&event).await?;
                 }

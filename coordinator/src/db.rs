@@ -292,6 +292,12 @@ impl Store {
         Ok(())
     }
 
+    /// How many jobs are in each state.
+    pub async fn count_by_state(&self) -> Result<Vec<(State, i64)>, sqlx::Error> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((state_of(r)?, r.try_get::<i64, _>("n")?))).collect()
+    }
+
     /// Jobs not final yet (to finish after a restart).
     pub async fn open_jobs(&self) -> Result<Vec<Job>, sqlx::Error> {
         let rows = sqlx::query(&format!(

@@ -63,6 +63,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
             // The embedded farm: the same worker code, on an in-process queue.
             let queue = Arc::new(MemoryQueue::default());
             requeue_unfinished(&store, &queue).await?;
+            farm_worker::metrics::init();
             tracing::warn!(workers = config.workers, "no AMQP_URL: running the embedded farm (in-process queue and workers)");
             for _ in 0..config.workers.max(1) {
                 let worker = ServeConfig {
@@ -91,7 +92,13 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
         lock: lock.clone(),
         segments,
     };
-    let publisher = live::Publisher { store: store.clone(), s3: config.s3(), lock, new_segments: tokio::sync::Mutex::new(new_segments) };
+    let publisher = live::Publisher {
+        store: store.clone(),
+        s3: config.s3(),
+        lock,
+        metrics: metrics.clone(),
+        new_segments: tokio::sync::Mutex::new(new_segments),
+    };
     if config.allowed_sources.iter().all(|s| s.trim().is_empty()) {
         tracing::warn!("FARM_ALLOWED_SOURCES is empty: jobs may read any location the coordinator can reach");
     }

@@ -45,6 +45,7 @@ pub struct Publisher {
     pub s3: S3Settings,
     /// Held while writing any playlist of any job.
     pub lock: Arc<Mutex<()>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Ids of jobs a worker wrote a segment for, from the tracker.
     pub new_segments: Mutex<UnboundedReceiver<String>>,
 }
@@ -85,6 +86,7 @@ impl Publisher {
                 match self.refresh(&job.id, &job.output, &plan, state).await {
                     Ok(true) if !state.playable => {
                         state.playable = true;
+                        self.metrics.playable(job.created_ms);
                         tracing::info!(job_id = %job.id, "job playable");
                         broker.publish_event("job.playable", &serde_json::json!({"job_id": job.id, "output": job.output})).await;
                     }

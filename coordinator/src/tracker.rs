@@ -53,7 +53,7 @@ impl Tracker {
                 let reason = e.error.clone().unwrap_or_else(|| "task failed".into());
                 self.store.update_task(&e.task_id, State::Failed, e.frames_done as i64, frames_total, Some(&reason)).await?;
                 if self.store.set_job_state(&job.id, State::Failed, Some(&reason), None).await? {
-                    self.metrics.finished("failed");
+                    self.metrics.finished("failed", job.created_ms);
                     let body = serde_json::json!({"job_id": job.id, "error": reason});
                     self.broker.publish_event("job.failed", &body).await;
                 }
@@ -89,7 +89,7 @@ impl Tracker {
         match published {
             Ok(Some(master)) => {
                 if self.store.set_job_state(job_id, State::Succeeded, None, Some(&master)).await? {
-                    self.metrics.finished("succeeded");
+                    self.metrics.finished("succeeded", job.created_ms);
                     tracing::info!(job_id, %master, "job succeeded");
                     let body = serde_json::json!({"job_id": job_id, "master_playlist": master});
                     self.broker.publish_event("job.succeeded", &body).await;
@@ -97,8 +97,9 @@ impl Tracker {
             }
             Ok(None) => {
                 let reason = "every task finished but the parts do not cover the source";
-                self.store.set_job_state(job_id, State::Failed, Some(reason), None).await?;
-                self.metrics.finished("failed");
+                if self.store.set_job_state(job_id, State::Failed, Some(reason), None).await? {
+                    self.metrics.finished("failed", job.created_ms);
+                }
             }
             Err(e) => {
                 // Storage trouble: leave the job running; the next event or restart retries.

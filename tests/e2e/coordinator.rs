@@ -276,3 +276,54 @@ fn the_embedded_farm_finishes_its_jobs_after_a_restart() {
     assert!(farm.coordinator.log().contains("unfinished tasks queued again"), "{}", farm.coordinator.log());
     check_ladder(&out, 750, 25.0, true).unwrap();
 }
+
+/// The value of the sample of `name` with all of `labels`, from Prometheus' text format.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+        (metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))).then(|| value.parse().ok())?
+    })
+}
+
+#[test]
+fn coordinator_and_workers_report_metrics_of_a_job() {
+    let s3 = s3();
+    let prefix = unique_prefix("metrics");
+    let queue_prefix = prefix.replace('/', "-");
+    s3.put_file(&format!("{prefix}/in.mov"), &source_15s()).unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let mut farm = Farm::start(&format!("sqlite://{}/farm.db?mode=rwc", db.path().display()), &queue_prefix, 0, 6.0);
+    let port = farm_tests::farm::free_port();
+    farm.add_worker(&[("FARM_WORKER_LISTEN", format!("127.0.0.1:{port}"))]);
+    let id = submit_small(&farm, &prefix);
+    let done = farm.wait_final(&id, Duration::from_secs(240));
+    assert_eq!(done["state"], "succeeded", "{done}");
+
+    let worker: String = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics")).unwrap().text().unwrap();
+    let w = |name: &str, labels: &[(&str, &str)]| sample(&worker, name, labels).unwrap_or_else(|| panic!("{name} {labels:?} in\n{worker}"));
+    assert_eq!(w("farm_worker_tasks_total", &[("part", "video"), ("outcome", "succeeded")]), 3.0);
+    assert_eq!(w("farm_worker_tasks_total", &[("part", "audio"), ("outcome", "succeeded")]), 1.0);
+    assert_eq!(w("farm_worker_frames_encoded_total", &[("rendition", "360p")]), 450.0);
+    assert!((w("farm_worker_media_encoded_seconds_total", &[("rendition", "audio")]) - 15.0).abs() < 0.1);
+    assert!(w("farm_worker_storage_bytes_total", &[("direction", "written")]) > 100_000.0);
+    assert!(w("farm_worker_storage_bytes_total", &[("direction", "read")]) > 100_000.0);
+    assert_eq!(w("farm_worker_busy", &[]), 0.0);
+    assert_eq!(w("farm_worker_segment_seconds_count", &[("kind", "video")]), 9.0, "three segments of three renditions");
+    assert_eq!(w("farm_worker_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);
+    assert_eq!(reqwest::blocking::get(format!("http://127.0.0.1:{port}/healthz")).unwrap().status(), 200);
+
+    let coordinator = farm.http.get(format!("{}/metrics", farm.base)).send().unwrap().text().unwrap();
+    let c = |name: &str, labels: &[(&str, &str)]| sample(&coordinator, name, labels).unwrap_or_else(|| panic!("{name} {labels:?} in\n{coordinator}"));
+    assert_eq!(c("farm_jobs", &[("state", "succeeded")]), 1.0);
+    assert_eq!(c("farm_jobs", &[("state", "running")]), 0.0);
+    assert_eq!(c("farm_jobs_finished_total", &[("outcome", "succeeded")]), 1.0);
+    assert_eq!(c("farm_job_duration_seconds_count", &[("outcome", "succeeded")]), 1.0);
+    assert_eq!(c("farm_job_time_to_playable_seconds_count", &[]), 1.0);
+    assert_eq!(c("farm_http_requests_total", &[("route", "/v1/jobs"), ("method", "POST"), ("status", "201")]), 1.0);
+    assert!(c("farm_http_requests_total", &[("route", "/v1/jobs/{id}"), ("method", "GET"), ("status", "200")]) >= 1.0);
+    assert_eq!(c("farm_queue_messages", &[("queue", &format!("{queue_prefix}.tasks.normal"))]), 0.0);
+    assert_eq!(c("farm_queue_messages", &[("queue", &format!("{queue_prefix}.tasks.dead"))]), 0.0);
+    assert!(!coordinator.contains(&id), "a job id in a label");
+    broker().delete_farm_queues(&queue_prefix);
+}

@@ -42,7 +42,7 @@ impl Drop for Proc {
 /// The API token of farms started by [`Farm::start`].
 pub const TOKEN: &str = "farm-test-token-0123456789";
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 

@@ -268,6 +268,14 @@ async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown:
         }
     };
     let attempt = incoming.attempt();
+    let part = match task.part {
+        TaskPart::Video { .. } => "video",
+        TaskPart::Audio => "audio",
+        TaskPart::Whole => "whole",
+    };
+    crate::metrics::BUSY.set(1);
+    let _idle_again = IdleAgain;
+    let started = Instant::now();
     tracing::info!(job_id = %task.job_id, task_id = %task.task_id, part = ?task.part, attempt, "task started");
     let events = Events { link: link.clone(), topology: config.topology.clone(), task: task.clone(), rt: Handle::current() };
     events.publish(TaskEventKind::Started, 0, None, None);
@@ -310,6 +318,7 @@ async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown:
                 }
             }
             _ = shutdown.cancelled() => {
+                crate::metrics::DRAINING.set(1);
                 tracing::info!(drain = ?config.drain, "shutting down: letting the task in hand finish");
                 match tokio::time::timeout(config.drain, &mut work).await {
                     Ok(joined) => joined,
@@ -324,7 +333,14 @@ async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown:
     .unwrap_or_else(|_| Err(TranscodeError::ffmpeg("running the task", "-", "the task thread panicked")));
     watcher.abort();
 
+    crate::metrics::TASK_SECONDS.with_label_values(&[part]).observe(started.elapsed().as_secs_f64());
+    if let Err(e) = &outcome {
+        if !matches!(e, TranscodeError::Cancelled) {
+            crate::metrics::FAILURES.with_label_values(&[crate::metrics::failure_kind(e)]).inc();
+        }
+    }
     if job_cancelled.load(Ordering::SeqCst) {
+        crate::metrics::TASKS.with_label_values(&[part, "cancelled"]).inc();
         tracing::info!(job_id = %task.job_id, task_id = %task.task_id, "job cancelled: task dropped");
         link.ack(incoming).await?;
         return Ok(());
@@ -333,20 +349,32 @@ async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown:
         Disposition::Ack => {
             events.outcome(TaskEventKind::Succeeded, None).await?;
             link.ack(incoming).await?;
+            crate::metrics::TASKS.with_label_values(&[part, "succeeded"]).inc();
             tracing::info!(task_id = %task.task_id, "task succeeded");
         }
         Disposition::Requeue { reason } => {
             events.outcome(TaskEventKind::Retrying, Some(reason.clone())).await?;
             link.requeue(incoming).await?;
+            crate::metrics::TASKS.with_label_values(&[part, "requeued"]).inc();
             tracing::warn!(task_id = %task.task_id, %reason, "task handed back for another try");
         }
         Disposition::DeadLetter { reason } => {
             events.outcome(TaskEventKind::Failed, Some(reason.clone())).await?;
             link.dead_letter(&config.topology, incoming, &reason, &task.job_id).await?;
+            crate::metrics::TASKS.with_label_values(&[part, "dead_lettered"]).inc();
             tracing::warn!(task_id = %task.task_id, %reason, "task failed for good");
         }
     }
     Ok(())
+}
+
+/// Marks the worker idle when the task's handling ends, however it ends.
+struct IdleAgain;
+
+impl Drop for IdleAgain {
+    fn drop(&mut self) {
+        crate::metrics::BUSY.set(0);
+    }
 }
 
 /// Audio and later chunks run beside the first video chunk, whose first segment decides

@@ -13,6 +13,7 @@
 //! - [`storage`]: `s3://` locations: ranged reads of sources, object writes of output;
 //! - [`playlist`]: media, I-frame and master playlists from the part manifests;
 //! - [`progress`]: progress bar or log lines;
+//! - [`metrics`]: the worker's Prometheus metrics and its `/metrics` + `/healthz` endpoint;
 //! - [`error`]: what went wrong, and whether trying again could help.
 
 pub mod ack;
@@ -21,6 +22,7 @@ pub mod consume;
 pub mod error;
 pub mod job;
 pub mod memqueue;
+pub mod metrics;
 pub mod playlist;
 pub mod progress;
 pub mod sink;

@@ -91,6 +91,9 @@ struct ServeArgs {
     /// Decoder threads (0: FFmpeg decides)
     #[arg(long, env = "FARM_DECODE_THREADS", default_value_t = 0)]
     decode_threads: usize,
+    /// Address for /metrics (Prometheus) and /healthz, e.g. 0.0.0.0:9464 (default: none)
+    #[arg(long, env = "FARM_WORKER_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     s3: S3Args,
 }
@@ -158,6 +161,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = CancellationToken::new();
             let token = shutdown.clone();
             on_signals(&rt, move || token.cancel())?;
+            farm_worker::metrics::init();
+            let endpoint = match args.listen {
+                Some(addr) => {
+                    let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("listening on {addr}"))?;
+                    tracing::info!(address = %addr, "metrics and health on /metrics, /healthz");
+                    // Served until the process exits: a draining worker still answers scrapes.
+                    Some(rt.spawn(farm_worker::metrics::serve(listener, CancellationToken::new())))
+                }
+                None => None,
+            };
             let config = ServeConfig {
                 queue: QueueSource::Amqp(args.amqp_url),
                 topology: Topology::new(&args.queue_prefix),
@@ -168,7 +181,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 idle_poll: Duration::from_millis(250),
                 task_deadline: Duration::from_secs(args.task_deadline_seconds.max(1)),
             };
-            rt.block_on(consume::run(config, shutdown))
+            let served = rt.block_on(consume::run(config, shutdown));
+            drop(endpoint);
+            served
         }
         Command::Playlists { output, s3 } => {
             let sink = open_sink(&output, &s3.settings(), rt.handle()).with_context(|| format!("output {output}"))?;

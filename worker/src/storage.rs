@@ -195,6 +195,7 @@ impl ObjectReader {
 
     fn fetch(&mut self, range: Range<u64>) -> std::io::Result<()> {
         self.buf = self.rt.block_on(self.store.get_range(&self.path, range.clone())).map_err(to_io)?;
+        crate::metrics::STORAGE_BYTES.with_label_values(&["read"]).inc_by(self.buf.len() as u64);
         self.buf_start = range.start;
         Ok(())
     }
@@ -257,6 +258,8 @@ impl ObjectSink {
 impl Sink for ObjectSink {
     fn put(&self, key: &str, data: &[u8]) -> std::io::Result<()> {
         let path = self.path(key)?;
+        let _timer = crate::metrics::PUT_SECONDS.start_timer();
+        crate::metrics::STORAGE_BYTES.with_label_values(&["written"]).inc_by(data.len() as u64);
         self.rt.block_on(async {
             if data.len() <= MULTIPART_ABOVE {
                 self.store.put(&path, PutPayload::from(data.to_vec())).await.map(|_| ())

@@ -27,6 +27,7 @@ pub trait SegmentClock {
 
 struct Open {
     index: u64,
+    opened: std::time::Instant,
     muxer: TsMuxer,
     start_unit: i64,
     units: u64,
@@ -89,7 +90,7 @@ impl<'a, C: SegmentClock> Segmenter<'a, C> {
             self.close()?;
             let muxer = TsMuxer::new(&self.params, self.codec_tb)
                 .map_err(|e| TranscodeError::ffmpeg("muxing", &self.rendition, e))?;
-            self.open = Some(Open { index, muxer, start_unit: unit, units: 0, iframes: Vec::new() });
+            self.open = Some(Open { index, opened: std::time::Instant::now(), muxer, start_unit: unit, units: 0, iframes: Vec::new() });
         }
         if key && self.clock.needs_keyframe() && self.codecs.is_none() {
             self.codecs = packet.data().and_then(codecs::avc1_from_annexb);
@@ -130,6 +131,12 @@ impl<'a, C: SegmentClock> Segmenter<'a, C> {
             start_unit: open.start_unit.max(0) as u64,
             iframes: open.iframes,
         };
+        let kind = if self.clock.needs_keyframe() { "video" } else { "audio" };
+        crate::metrics::SEGMENT_SECONDS.with_label_values(&[kind]).observe(open.opened.elapsed().as_secs_f64());
+        crate::metrics::MEDIA_SECONDS.with_label_values(&[&self.rendition]).inc_by(record.duration);
+        if kind == "video" {
+            crate::metrics::FRAMES.with_label_values(&[&self.rendition]).inc_by(record.units);
+        }
         (self.on_segment)(&record);
         self.records.push(record);
         Ok(())
