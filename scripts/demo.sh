@@ -24,6 +24,9 @@ if [ -z "$src" ]; then
 fi
 src="$(cd "$(dirname "$src")" && pwd)/$(basename "$src")"
 listen="${FARM_LISTEN:-127.0.0.1:8080}"
+# The embedded farm runs without a token unless FARM_API_TOKEN is set; then send it.
+auth=()
+[ -n "${FARM_API_TOKEN:-}" ] && auth=(-H "Authorization: Bearer $FARM_API_TOKEN")
 api="http://$listen"
 
 FARM_DATA_DIR="$data" FARM_LISTEN="$listen" FARM_CHUNK_SECONDS="${FARM_CHUNK_SECONDS:-12}" \
@@ -39,14 +42,14 @@ echo "embedded farm up on $api (log: $data/coordinator.log)"
 
 name="$(basename "${src%.*}")-$(date +%s)"
 out="$data/output/$name"
-reply=$(curl -fsS -XPOST "$api/v1/jobs" -H 'content-type: application/json' \
+reply=$(curl -fsS "${auth[@]}" -XPOST "$api/v1/jobs" -H 'content-type: application/json' \
   -d "{\"source\": \"$src\", \"output\": \"$out\"}")
 id=$(printf '%s' "$reply" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 echo "job $id submitted: $src"
 
 playable=""
 while true; do
-  job=$(curl -fsS "$api/v1/jobs/$id")
+  job=$(curl -fsS "${auth[@]}" "$api/v1/jobs/$id")
   line=$(printf '%s' "$job" | python3 -c '
 import json, sys
 j = json.load(sys.stdin)
