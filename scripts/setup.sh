@@ -8,6 +8,7 @@ FARM_DEB_PACKAGES=(
   libswscale-dev libswresample-dev libavutil-dev
   clang libclang-dev pkg-config
   ffmpeg   # the CLI makes test fixtures and checks output; the product never calls it
+  prometheus   # the tests run a real Prometheus against the dashboard and promtool on the alert rules
 )
 
 farm_install_debs() {

@@ -4,6 +4,7 @@
 mod coordinator;
 mod hostile;
 mod inputs;
+mod observability;
 mod queue;
 mod ranges;
 mod storage;
