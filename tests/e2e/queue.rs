@@ -153,3 +153,31 @@ fn an_idle_worker_stops_at_once_on_sigterm() {
     drop(served);
     b.delete_farm_queues(&topology.prefix);
 }
+
+#[test]
+fn get_drain_starts_the_drain_like_a_first_sigterm() {
+    let b = broker();
+    let topology = Topology::new(&unique_prefix("drain-http").replace('/', "-"));
+    let port = farm_tests::farm::free_port();
+    let mut env: Vec<(&str, String)> = s3().env().into_iter().map(|(k, v)| (k, v.to_string())).collect();
+    env.push(("AMQP_URL", URL.to_string()));
+    env.push(("FARM_QUEUE_PREFIX", topology.prefix.clone()));
+    env.push(("FARM_WORKER_LISTEN", format!("127.0.0.1:{port}")));
+    let mut served = Proc::spawn(worker_bin(), &["serve"], &env);
+    wait_declared(&b, &topology, &served);
+    let health = reqwest::blocking::get(format!("http://127.0.0.1:{port}/healthz")).unwrap();
+    assert_eq!(health.status(), 200);
+    let reply = reqwest::blocking::get(format!("http://127.0.0.1:{port}/drain")).unwrap().text().unwrap();
+    assert_eq!(reply.trim(), "draining");
+    let started = std::time::Instant::now();
+    let code = loop {
+        if let Some(code) = served.child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still running: {}", served.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(code.success(), "an idle worker asked to drain exits cleanly: {code:?}\n{}", served.log());
+    drop(served);
+    b.delete_farm_queues(&topology.prefix);
+}

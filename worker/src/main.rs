@@ -167,7 +167,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("listening on {addr}"))?;
                     tracing::info!(address = %addr, "metrics and health on /metrics, /healthz");
                     // Served until the process exits: a draining worker still answers scrapes.
-                    Some(rt.spawn(farm_worker::metrics::serve(listener, CancellationToken::new())))
+                    Some(rt.spawn(farm_worker::metrics::serve(listener, shutdown.clone())))
                 }
                 None => None,
             };

@@ -117,13 +117,24 @@ pub fn render() -> String {
     String::from_utf8(out).expect("UTF-8")
 }
 
-/// Serves `/metrics` and `/healthz` on `listener` until `shutdown`.
-pub async fn serve(listener: tokio::net::TcpListener, shutdown: tokio_util::sync::CancellationToken) -> std::io::Result<()> {
+/// Serves `/metrics`, `/healthz` and `/drain` on `listener` until the process ends.
+/// `GET /drain` starts the same drain as a first SIGTERM (cancels `drain`): a Kubernetes
+/// `preStop` hook calls it, so the SIGTERM that follows is not taken as a second signal.
+pub async fn serve(listener: tokio::net::TcpListener, drain: tokio_util::sync::CancellationToken) -> std::io::Result<()> {
     use axum::routing::get;
     let app = axum::Router::new()
         .route("/metrics", get(|| async { ([("content-type", "text/plain; version=0.0.4")], render()) }))
-        .route("/healthz", get(|| async { "ok" }));
-    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/drain",
+            get(move || async move {
+                tracing::info!("drain asked for over HTTP: no new tasks; the task in hand finishes or is handed back");
+                DRAINING.set(1);
+                drain.cancel();
+                "draining\n"
+            }),
+        );
+    axum::serve(listener, app).await
 }
 
 /// The metric label of a failure.
