@@ -28,3 +28,16 @@ farm_install_debs() {
     exit 1
   fi
 }
+
+# The chart's offline validators: Helm SDK and Kubernetes schemas (PyPI), KEDA's schemas (npm).
+farm_install_chart_tools() {
+  if ! python3 -c "import helm_python, kubernetes_validate, yaml" 2>/dev/null; then
+    echo "installing chart validators (PyPI helm-python-sdk, kubernetes-validate)"
+    python3 -m pip install -q --disable-pip-version-check helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 PyYAML
+  fi
+  if [ ! -d tests/chart/node_modules/@kubernetes-models/keda ]; then
+    command -v npm >/dev/null || { echo "npm is missing (Node.js): needed to validate the chart's KEDA objects" >&2; exit 1; }
+    echo "installing @kubernetes-models/keda (npm)"
+    (cd tests/chart && npm ci --no-audit --no-fund --silent)
+  fi
+}

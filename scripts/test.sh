@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 farm_install_debs
+farm_install_chart_tools
 ./scripts/services.sh s3 rabbitmq postgres
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast

@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Validates the Helm chart offline: `helm lint --strict` (Helm SDK from PyPI
+helm-python-sdk) for default and non-default values, renders both, validates every core
+manifest strictly against the Kubernetes schemas (PyPI kubernetes-validate) and every
+KEDA object against KEDA's (npm @kubernetes-models/keda, through validate-keda.mjs).
+Exit 0 when all pass; a line per problem otherwise.
+
+    python3 tests/chart/validate.py
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import helm_python as helm
+import kubernetes_validate
+import yaml
+
+HERE = Path(__file__).resolve().parent
+CHART = HERE.parent.parent / "charts" / "hls-farm"
+KUBERNETES = "1.30.0"
+
+# The defaults, and a second set that turns every switch the other way.
+VALUE_SETS = {
+    "defaults": {},
+    "hpa-ingress-monitoring-existing-secret": {
+        "secrets": {"existingSecret": "farm-credentials"},
+        "autoscaling": {"keda": {"enabled": False}, "hpa": {"enabled": True, "minReplicas": 2, "maxReplicas": 8}},
+        "coordinator": {"replicas": 2, "ingress": {"enabled": True, "className": "nginx",
+                                                    "tls": [{"hosts": ["farm.example.com"], "secretName": "farm-tls"}]}},
+        "worker": {"drainSeconds": 1200, "deletionCost": {"enabled": False}, "scratchSize": "8Gi"},
+        "monitoring": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
+                       "grafanaDashboard": {"enabled": False}},
+    },
+    "no-autoscaling": {"autoscaling": {"keda": {"enabled": False}, "hpa": {"enabled": False}}, "worker": {"replicas": 3}},
+}
+
+# Custom resources without a schema available offline: checked for shape only.
+OPERATOR_KINDS = {("monitoring.coreos.com/v1", "PrometheusRule"), ("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+
+def main() -> int:
+    problems = []
+    keda_files = []
+    tmp = Path(tempfile.mkdtemp(prefix="chart-"))
+    seen_kinds = set()
+    for name, values in VALUE_SETS.items():
+        report = helm.lint(str(CHART), values, strict=True, kube_version=f"v{KUBERNETES}")
+        for m in report.get("messages", []):
+            if m["severity"] >= 2:
+                problems.append(f"{name}: helm lint: {m['path']}: {m['error']}")
+        problems += [f"{name}: helm lint: {e}" for e in report.get("errors", [])]
+        rendered = helm.Chart.load(str(CHART)).render(values, name="farm", namespace="media")
+        docs = [d for text in rendered.values() for d in yaml.safe_load_all(text) if d]
+        if not docs:
+            problems.append(f"{name}: nothing rendered")
+        for i, doc in enumerate(docs):
+            kind, api = doc.get("kind"), doc.get("apiVersion", "")
+            seen_kinds.add(kind)
+            where = f"{name}: {kind} {doc.get('metadata', {}).get('name')}"
+            if api.startswith("keda.sh/"):
+                path = tmp / f"{name}-{i}.json"
+                path.write_text(json.dumps(doc))
+                keda_files.append(str(path))
+            elif (api, kind) in OPERATOR_KINDS:
+                if not isinstance(doc.get("spec"), dict):
+                    problems.append(f"{where}: no spec")
+                if kind == "PrometheusRule" and not doc["spec"].get("groups"):
+                    problems.append(f"{where}: no rule groups")
+            else:
+                try:
+                    kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+                except kubernetes_validate.ValidationError as e:
+                    problems.append(f"{where}: {e.message} at {'/'.join(map(str, e.path))}")
+        checks(name, values, docs, problems)
+    if keda_files:
+        run = subprocess.run(["node", str(HERE / "validate-keda.mjs"), *keda_files], cwd=HERE, capture_output=True, text=True)
+        if run.returncode != 0:
+            problems.append(f"KEDA objects: {run.stderr.strip() or run.stdout.strip()}")
+    for p in problems:
+        print(p)
+    print(f"{len(VALUE_SETS)} value sets, kinds {sorted(seen_kinds)}, {len(keda_files)} KEDA objects: "
+          + ("OK" if not problems else f"{len(problems)} problems"))
+    return 1 if problems else 0
+
+
+def checks(name, values, docs, problems):
+    """What the chart promises beyond schemas: drain-safe scale-down, probes, security."""
+    by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    worker = by.get(("Deployment", "farm-hls-farm-worker"))
+    if worker is None:
+        problems.append(f"{name}: no worker Deployment")
+        return
+    pod = worker["spec"]["template"]["spec"]
+    main = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in main["env"]}
+    drain = int(env["FARM_DRAIN_SECONDS"])
+    if pod["terminationGracePeriodSeconds"] <= drain:
+        problems.append(f"{name}: grace period {pod['terminationGracePeriodSeconds']} s is not above the drain {drain} s")
+    if main.get("lifecycle", {}).get("preStop", {}).get("httpGet", {}).get("path") != "/drain":
+        problems.append(f"{name}: the worker has no preStop that starts the drain")
+    for c in pod["containers"] + by[("Deployment", "farm-hls-farm-coordinator")]["spec"]["template"]["spec"]["containers"]:
+        sc = c.get("securityContext", {})
+        if not (sc.get("readOnlyRootFilesystem") and sc.get("allowPrivilegeEscalation") is False):
+            problems.append(f"{name}: container {c['name']} is not read-only and unprivileged")
+        if "resources" not in c or "limits" not in c["resources"]:
+            problems.append(f"{name}: container {c['name']} has no resource limits")
+    if pod["securityContext"].get("runAsNonRoot") is not True:
+        problems.append(f"{name}: pods may run as root")
+    if not any(v.get("name") == "scratch" and "emptyDir" in v for v in pod["volumes"]):
+        problems.append(f"{name}: no scratch emptyDir")
+    keda = values.get("autoscaling", {}).get("keda", {}).get("enabled", True)
+    scaled = [d for d in docs if d["kind"] == "ScaledObject"]
+    if keda:
+        triggers = scaled[0]["spec"]["triggers"] if scaled else []
+        if not triggers or any(t["metadata"].get("protocol") != "http" or t["metadata"].get("mode") != "QueueLength" for t in triggers):
+            problems.append(f"{name}: KEDA triggers must use protocol http and mode QueueLength")
+        if scaled and scaled[0]["spec"].get("minReplicaCount") != 0:
+            problems.append(f"{name}: workers do not scale to zero by default")
+        if "replicas" in worker["spec"]:
+            problems.append(f"{name}: the worker Deployment sets replicas while KEDA scales it")
+    elif scaled:
+        problems.append(f"{name}: a ScaledObject although KEDA is off")
+    if values.get("monitoring", {}).get("grafanaDashboard", {}).get("enabled", True):
+        dash = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["labels"].get("grafana_dashboard") == "1"]
+        if not dash or not json.loads(next(iter(dash[0]["data"].values())))["panels"]:
+            problems.append(f"{name}: no dashboard ConfigMap for the Grafana sidecar")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
