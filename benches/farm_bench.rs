@@ -59,6 +59,7 @@ fn time_to_playable(seconds: u32, db: &std::path::Path) -> Result<(f64, f64)> {
     }
     let playable = posted.elapsed().as_secs_f64();
     let _ = farm.http.delete(format!("{}/v1/jobs/{id}", farm.base)).send();
+    farm_tests::amqp::broker().delete_farm_queues(&farm.prefix);
     Ok((accepted, playable))
 }
 
@@ -77,7 +78,9 @@ fn scaling(seconds: u32, workers: usize, db: &std::path::Path) -> Result<f64> {
     let (id, posted) = submit(&farm, &source, &format!("{prefix}/out"))?;
     let done = farm.wait_final(&id, Duration::from_secs(1800));
     ensure!(done["state"] == "succeeded", "{done}");
-    Ok(posted.elapsed().as_secs_f64())
+    let took = posted.elapsed().as_secs_f64();
+    farm_tests::amqp::broker().delete_farm_queues(&farm.prefix);
+    Ok(took)
 }
 
 fn main() -> Result<()> {

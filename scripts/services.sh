@@ -42,7 +42,7 @@ JSON
 }
 
 start_rabbitmq() {
-  port_open 5672 && return 0
+  port_open 5672 && { enable_rabbitmq_management; return 0; }
   if ! command -v rabbitmq-server >/dev/null; then
     echo "installing RabbitMQ (Debian package)"
     local sudo=""
@@ -54,6 +54,15 @@ start_rabbitmq() {
   RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 ERL_EPMD_ADDRESS=127.0.0.1 rabbitmq-server -detached
   # rabbitmq-diagnostics ping can succeed before the port accepts connections: wait for the port
   wait_port 5672 "RabbitMQ"
+  enable_rabbitmq_management
+}
+
+# The management API (15672) gives unacknowledged counts per queue (metrics, KEDA's http protocol).
+enable_rabbitmq_management() {
+  port_open 15672 && return 0
+  echo "enabling the RabbitMQ management plugin (port 15672; user guest is accepted from loopback only)"
+  rabbitmq-plugins enable --quiet rabbitmq_management >/dev/null
+  wait_port 15672 "RabbitMQ management"
 }
 
 start_postgres() {

@@ -355,7 +355,11 @@ async fn ready(AxState(app): AxState<Shared>) -> Response {
 
 async fn metrics(AxState(app): AxState<Shared>) -> Response {
     let queues = app.broker.queue_stats().await;
-    app.metrics.refresh(&app.store, &queues).await;
+    let unacked = match &app.config.rabbitmq_management_url {
+        Some(url) => app.broker.unacked(url).await,
+        None => Vec::new(),
+    };
+    app.metrics.refresh(&app.store, &queues, &unacked).await;
     ([("content-type", "text/plain; version=0.0.4")], app.metrics.render()).into_response()
 }
 

@@ -53,6 +53,37 @@ impl Broker {
         Ok(channel)
     }
 
+    /// Unacknowledged (in-flight) messages per task queue, from the management API at
+    /// `url` (`http://user:pass@host:15672/VHOST`); empty when it does not answer.
+    pub async fn unacked(&self, url: &str) -> Vec<(String, u64)> {
+        let Ok(base) = reqwest::Url::parse(url) else {
+            tracing::warn!("FARM_RABBITMQ_MANAGEMENT_URL is not a URL");
+            return Vec::new();
+        };
+        let vhost = match base.path().trim_start_matches('/') {
+            "" => "%2f".to_string(),
+            v => v.to_string(),
+        };
+        let (user, password) = (base.username().to_string(), base.password().unwrap_or("").to_string());
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("HTTP client");
+        let mut out = Vec::new();
+        for queue in [Priority::High, Priority::Normal].map(|p| self.topology.queue(p)) {
+            let mut api = base.clone();
+            api.set_path(&format!("/api/queues/{vhost}/{queue}"));
+            let _ = api.set_username("");
+            let _ = api.set_password(None);
+            let reply = client.get(api).basic_auth(&user, Some(&password)).send().await;
+            match reply.and_then(|r| r.error_for_status()) {
+                Ok(r) => match r.json::<serde_json::Value>().await {
+                    Ok(v) => out.push((queue, v["messages_unacknowledged"].as_u64().unwrap_or(0))),
+                    Err(e) => tracing::debug!(error = %e, "management API answer not understood"),
+                },
+                Err(e) => tracing::debug!(error = %e, "management API did not answer"),
+            }
+        }
+        out
+    }
+
     /// Ready messages in each task queue and the dead-letter queue (empty when the broker
     /// is away). Workers take tasks with basic.get, so queues have no consumers to count.
     pub async fn queue_stats(&self) -> Vec<(String, u32)> {

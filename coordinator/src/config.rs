@@ -41,6 +41,11 @@ pub struct Config {
     /// S3 region (default: AWS_REGION)
     #[arg(long, env = "FARM_S3_REGION")]
     pub s3_region: Option<String>,
+    /// RabbitMQ management API with credentials and vhost, e.g.
+    /// http://user:pass@rabbitmq:15672/%2f: adds unacknowledged (in-flight) tasks per queue
+    /// to the metrics
+    #[arg(long, env = "FARM_RABBITMQ_MANAGEMENT_URL", hide_env_values = true)]
+    pub rabbitmq_management_url: Option<String>,
     /// Seconds one storage request is retried through errors before it fails
     #[arg(long, env = "FARM_STORAGE_RETRY_SECONDS", default_value_t = farm_worker::storage::STORAGE_RETRY_FOR.as_secs())]
     pub storage_retry_seconds: u64,

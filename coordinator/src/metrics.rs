@@ -18,6 +18,7 @@ pub struct Metrics {
     job_seconds: HistogramVec,
     playable_seconds: Histogram,
     queue_messages: IntGaugeVec,
+    queue_unacked: IntGaugeVec,
     pub dead_lettered: IntCounter,
     requests: IntCounterVec,
     request_seconds: HistogramVec,
@@ -47,6 +48,11 @@ impl Metrics {
         .unwrap();
         let queue_messages =
             IntGaugeVec::new(Opts::new("farm_queue_messages", "Ready messages in a task queue"), &["queue"]).unwrap();
+        let queue_unacked = IntGaugeVec::new(
+            Opts::new("farm_queue_unacknowledged", "Tasks taken by workers and not yet acknowledged (management API)"),
+            &["queue"],
+        )
+        .unwrap();
         let dead_lettered = IntCounter::new("farm_tasks_dead_lettered_total", "Task messages dead-lettered").unwrap();
         let requests = IntCounterVec::new(
             Opts::new("farm_http_requests_total", "API requests, by route, method and status"),
@@ -73,6 +79,7 @@ impl Metrics {
             Box::new(job_seconds.clone()),
             Box::new(playable_seconds.clone()),
             Box::new(queue_messages.clone()),
+            Box::new(queue_unacked.clone()),
             Box::new(dead_lettered.clone()),
             Box::new(requests.clone()),
             Box::new(request_seconds.clone()),
@@ -90,6 +97,7 @@ impl Metrics {
             job_seconds,
             playable_seconds,
             queue_messages,
+            queue_unacked,
             dead_lettered,
             requests,
             request_seconds,
@@ -113,7 +121,10 @@ impl Metrics {
     }
 
     /// Reads the gauges that live elsewhere: jobs by state, queue depths.
-    pub async fn refresh(&self, store: &Store, queues: &[(String, u32)]) {
+    pub async fn refresh(&self, store: &Store, queues: &[(String, u32)], unacked: &[(String, u64)]) {
+        for (queue, n) in unacked {
+            self.queue_unacked.with_label_values(&[queue]).set(*n as i64);
+        }
         match store.count_by_state().await {
             Ok(counts) => {
                 for state in [State::Queued, State::Running, State::Succeeded, State::Failed, State::Cancelled] {

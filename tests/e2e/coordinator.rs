@@ -293,10 +293,16 @@ fn coordinator_and_workers_report_metrics_of_a_job() {
     let queue_prefix = prefix.replace('/', "-");
     s3.put_file(&format!("{prefix}/in.mov"), &source_15s()).unwrap();
     let db = tempfile::tempdir().unwrap();
-    let mut farm = Farm::start(&format!("sqlite://{}/farm.db?mode=rwc", db.path().display()), &queue_prefix, 0, 6.0);
+    let extra = farm_tests::farm::Extra {
+        coordinator: vec![("FARM_RABBITMQ_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672/%2f".into())],
+        ..Default::default()
+    };
+    let url = format!("sqlite://{}/farm.db?mode=rwc", db.path().display());
+    let mut farm = Farm::start_with(&url, &queue_prefix, 0, 6.0, extra);
     let port = farm_tests::farm::free_port();
     farm.add_worker(&[("FARM_WORKER_LISTEN", format!("127.0.0.1:{port}"))]);
     let id = submit_small(&farm, &prefix);
+    let normal = format!("{queue_prefix}.tasks.normal");
     let done = farm.wait_final(&id, Duration::from_secs(240));
     assert_eq!(done["state"], "succeeded", "{done}");
 
@@ -324,6 +330,28 @@ fn coordinator_and_workers_report_metrics_of_a_job() {
     assert!(c("farm_http_requests_total", &[("route", "/v1/jobs/{id}"), ("method", "GET"), ("status", "200")]) >= 1.0);
     assert_eq!(c("farm_queue_messages", &[("queue", &format!("{queue_prefix}.tasks.normal"))]), 0.0);
     assert_eq!(c("farm_queue_messages", &[("queue", &format!("{queue_prefix}.tasks.dead"))]), 0.0);
+    assert_eq!(c("farm_queue_unacknowledged", &[("queue", &normal)]), 0.0);
     assert!(!coordinator.contains(&id), "a job id in a label");
-    broker().delete_farm_queues(&queue_prefix);
+
+    // A task held unacknowledged (as a worker holds the one it runs) shows in the metrics
+    // once RabbitMQ's statistics catch up (every 5 s by default).
+    for w in &mut farm.workers {
+        let _ = w.child.kill();
+        let _ = w.child.wait();
+    }
+    let b = broker();
+    b.publish(&format!("{queue_prefix}.tasks"), "normal", b"held by the test").unwrap();
+    let held = b.rt.block_on(b.channel.basic_get(normal.as_str().into(), lapin::options::BasicGetOptions { no_ack: false })).unwrap();
+    assert!(held.is_some());
+    let started = std::time::Instant::now();
+    let in_flight = loop {
+        let text = farm.http.get(format!("{}/metrics", farm.base)).send().unwrap().text().unwrap();
+        let n = sample(&text, "farm_queue_unacknowledged", &[("queue", &normal)]).unwrap_or(0.0);
+        if n >= 1.0 || started.elapsed() > Duration::from_secs(30) {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(in_flight, 1.0, "the held task is not counted as unacknowledged");
+    b.delete_farm_queues(&queue_prefix);
 }
