@@ -293,12 +293,8 @@ fn coordinator_and_workers_report_metrics_of_a_job() {
     let queue_prefix = prefix.replace('/', "-");
     s3.put_file(&format!("{prefix}/in.mov"), &source_15s()).unwrap();
     let db = tempfile::tempdir().unwrap();
-    let extra = farm_tests::farm::Extra {
-        coordinator: vec![("FARM_RABBITMQ_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672/%2f".into())],
-        ..Default::default()
-    };
     let url = format!("sqlite://{}/farm.db?mode=rwc", db.path().display());
-    let mut farm = Farm::start_with(&url, &queue_prefix, 0, 6.0, extra);
+    let mut farm = Farm::start_with(&url, &queue_prefix, 0, 6.0, farm_tests::farm::Extra::rabbitmq_management());
     let port = farm_tests::farm::free_port();
     farm.add_worker(&[("FARM_WORKER_LISTEN", format!("127.0.0.1:{port}"))]);
     let id = submit_small(&farm, &prefix);

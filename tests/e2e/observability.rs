@@ -56,12 +56,8 @@ fn every_dashboard_panel_returns_data_from_a_real_prometheus_after_a_real_run() 
     let queue_prefix = prefix.replace('/', "-");
     s3().put_file(&format!("{prefix}/in.mov"), &source).unwrap();
     let db = tempfile::tempdir().unwrap();
-    let extra = farm_tests::farm::Extra {
-        coordinator: vec![("FARM_RABBITMQ_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672/%2f".into())],
-        ..Default::default()
-    };
     let url = format!("sqlite://{}/farm.db?mode=rwc", db.path().display());
-    let mut farm = Farm::start_with(&url, &queue_prefix, 0, 6.0, extra);
+    let mut farm = Farm::start_with(&url, &queue_prefix, 0, 6.0, farm_tests::farm::Extra::rabbitmq_management());
     let worker_ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
     for port in &worker_ports {
         farm.add_worker(&[("FARM_WORKER_LISTEN", format!("127.0.0.1:{port}"))]);

@@ -70,6 +70,16 @@ fn auth_headers() -> reqwest::header::HeaderMap {
     headers
 }
 
+impl Extra {
+    /// The coordinator reads in-flight counts from the test RabbitMQ's management API.
+    pub fn rabbitmq_management() -> Self {
+        Self {
+            coordinator: vec![("FARM_RABBITMQ_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672/%2f".into())],
+            ..Default::default()
+        }
+    }
+}
+
 impl Farm {
     pub fn start(database_url: &str, prefix: &str, workers: usize, chunk_seconds: f64) -> Self {
         Self::start_with(database_url, prefix, workers, chunk_seconds, Extra::default())
