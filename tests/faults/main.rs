@@ -287,7 +287,10 @@ fn the_farm_rides_out_a_broker_restart() {
 #[test]
 fn a_storage_outage_is_ridden_out_with_retries() {
     let _serial = serial();
-    let case = Case::start("fault-storage", 2, 6.0, Extra::default());
+    // One worker, with its metrics endpoint: the outage falls inside its task.
+    let mut case = Case::start("fault-storage", 0, 6.0, Extra::default());
+    let port = farm_tests::farm::free_port();
+    case.farm.add_worker(&[("FARM_WORKER_LISTEN", format!("127.0.0.1:{port}"))]);
     let id = case.submit();
     wait_line(&case.farm.workers[0], &["task started"], Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(1));
@@ -297,6 +300,13 @@ fn a_storage_outage_is_ridden_out_with_retries() {
     let done = case.wait_final(&id, Duration::from_secs(300));
     assert_eq!(done["state"], "succeeded", "{done}");
     case.assert_output_whole();
+    let metrics = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics")).unwrap().text().unwrap();
+    let retried: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("farm_worker_storage_request_retries_total{kind=\"transport\"}"))
+        .and_then(|l| l.rsplit_once(' ')?.1.parse().ok())
+        .unwrap_or(0.0);
+    assert!(retried >= 1.0, "the S3 client's retries are not counted:\n{metrics}");
     case.cleanup();
 }
 
@@ -304,7 +314,10 @@ fn a_storage_outage_is_ridden_out_with_retries() {
 fn a_storage_outage_longer_than_the_retry_bound_fails_the_job_as_retryable_after_three_attempts() {
     let _serial = serial();
     let bound = vec![("FARM_STORAGE_RETRY_SECONDS", "2".to_string())];
-    let extra = Extra { worker: bound.clone(), coordinator: bound };
+    let port = farm_tests::farm::free_port();
+    let mut worker = bound.clone();
+    worker.push(("FARM_WORKER_LISTEN", format!("127.0.0.1:{port}")));
+    let extra = Extra { worker, coordinator: bound };
     let case = Case::start("fault-storage-long", 1, 60.0, extra);
     let id = case.submit();
     wait_line(&case.farm.workers[0], &["task started"], Duration::from_secs(60));
@@ -321,6 +334,8 @@ fn a_storage_outage_longer_than_the_retry_bound_fails_the_job_as_retryable_after
     assert!(took < Duration::from_secs(90), "bounded: {took:?}");
     let log = plain(&case.farm.workers[0].log());
     assert_eq!(log.matches("task handed back for another try").count(), 2, "{log}");
+    let metrics = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics")).unwrap().text().unwrap();
+    assert!(metrics.contains("farm_worker_task_retries_total{kind=\"storage\"} 2"), "{metrics}");
     case.cleanup();
 }
 

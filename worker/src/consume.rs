@@ -356,6 +356,9 @@ async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown:
             events.outcome(TaskEventKind::Retrying, Some(reason.clone())).await?;
             link.requeue(incoming).await?;
             crate::metrics::TASKS.with_label_values(&[part, "requeued"]).inc();
+            if let Err(e) = &outcome {
+                crate::metrics::TASK_RETRIES.with_label_values(&[crate::metrics::retry_kind(e)]).inc();
+            }
             tracing::warn!(task_id = %task.task_id, %reason, "task handed back for another try");
         }
         Disposition::DeadLetter { reason } => {

@@ -130,12 +130,12 @@ struct TranscodeArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let retries = tracing_subscriber::filter::Targets::new().with_target("object_store::client::retry", tracing::Level::INFO);
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter))
+        .with(farm_worker::metrics::StorageRetryCounter.with_filter(retries))
         .init();
     // FFmpeg's own messages: warnings and worse only.
     ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);

@@ -75,6 +75,17 @@ pub static SEGMENT_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// Storage requests the S3 client retried, by kind: `transport` (connection refused or
+/// reset, timeout) or `server` (5xx, 429). Counted from the client's own retry events.
+pub static STORAGE_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("farm_worker_storage_request_retries_total", "Object storage requests retried by the S3 client, by kind", &["kind"]).unwrap()
+});
+
+/// Tasks handed back for another attempt, by kind: `storage`, `deadline`, `drain`, `other`.
+pub static TASK_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("farm_worker_task_retries_total", "Tasks handed back for another attempt, by kind", &["kind"]).unwrap()
+});
+
 /// Failures by kind: `storage`, `source`, `ffmpeg`, `deadline`, `other`.
 pub static FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("farm_worker_failures_total", "Task failures, by kind", &["kind"]).unwrap()
@@ -101,6 +112,12 @@ pub fn init() {
     }
     for kind in ["video", "audio"] {
         SEGMENT_SECONDS.with_label_values(&[kind]);
+    }
+    for kind in ["transport", "server"] {
+        STORAGE_RETRIES.with_label_values(&[kind]);
+    }
+    for kind in ["storage", "deadline", "drain", "other"] {
+        TASK_RETRIES.with_label_values(&[kind]);
     }
     LazyLock::force(&BUSY);
     LazyLock::force(&DRAINING);
@@ -135,6 +152,44 @@ pub async fn serve(listener: tokio::net::TcpListener, drain: tokio_util::sync::C
             }),
         );
     axum::serve(listener, app).await
+}
+
+/// The kind of a task handed back for another attempt.
+pub fn retry_kind(e: &crate::TranscodeError) -> &'static str {
+    use crate::TranscodeError as E;
+    match e {
+        E::SourceIo { .. } | E::Output { .. } => "storage",
+        E::Deadline { .. } => "deadline",
+        E::Cancelled => "drain",
+        _ => "other",
+    }
+}
+
+/// Counts the S3 client's retries: object_store retries inside its client and says so
+/// only in its log events (target `object_store::client::retry`), so this layer of the
+/// worker's tracing subscriber counts those events.
+pub struct StorageRetryCounter;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StorageRetryCounter {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if !event.metadata().target().starts_with("object_store::client::retry") {
+            return;
+        }
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        if message.0.contains("backing off") {
+            let kind = if message.0.contains("transport error") { "transport" } else { "server" };
+            STORAGE_RETRIES.with_label_values(&[kind]).inc();
+        }
+    }
 }
 
 /// The metric label of a failure.
