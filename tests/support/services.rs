@@ -34,14 +34,41 @@ pub fn start_rabbitmq() {
     services("rabbitmq");
 }
 
-/// Stops the test S3 server (SIGKILL to SeaweedFS) and waits until its port is closed.
+/// The command line of the S3 server that was stopped, to start the same one again (it may
+/// have been started from another checkout, with its data elsewhere).
+static STOPPED_S3: std::sync::Mutex<Option<Vec<String>>> = std::sync::Mutex::new(None);
+
+/// Stops the test S3 server (SIGKILL to the SeaweedFS process listening on 8333) and waits
+/// until its port is closed.
 pub fn stop_s3() {
-    let data = crate::fixtures::target_dir().join("seaweedfs/data");
-    let status = Command::new("pkill").args(["-KILL", "-f", &format!("weed mini -dir={}", data.display())]).status().unwrap();
-    assert!(status.success(), "no SeaweedFS process serving {}", data.display());
+    let pids = Command::new("pgrep").args(["-f", "weed mini"]).output().unwrap();
+    let pid = String::from_utf8_lossy(&pids.stdout).lines().next().map(str::to_string).expect("no SeaweedFS process running");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let args: Vec<String> = cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    *STOPPED_S3.lock().unwrap() = Some(args);
+    let status = Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+    assert!(status.success(), "could not stop SeaweedFS ({pid})");
     wait_closed(8333, "SeaweedFS");
 }
 
+/// Starts the S3 server stopped by [`stop_s3`] again, with the same command line.
 pub fn start_s3() {
-    services("s3");
+    let Some(args) = STOPPED_S3.lock().unwrap().take() else { return services("s3") };
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(crate::fixtures::target_dir().join("weed-restarted.log"))
+        .unwrap();
+    Command::new("setsid")
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("restart SeaweedFS");
+    let start = Instant::now();
+    while !port_open(8333) {
+        assert!(start.elapsed() < Duration::from_secs(60), "SeaweedFS did not come back");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
