@@ -4,14 +4,15 @@
 
 use std::time::Duration;
 
-use anyhow::{ensure, Context};
+use anyhow::Context;
 use farm_shared::task::{routing_key, Priority, TaskEvent, TaskMessage, Topology};
 use futures::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use std::sync::Arc;
 
+use farm_worker::consume::publish_confirmed;
 use farm_worker::memqueue::MemoryQueue;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -24,15 +25,17 @@ pub struct Broker {
     link: Mutex<Option<(Connection, Channel)>>,
     /// The embedded farm's in-process queue, used instead of RabbitMQ when set.
     memory: Option<Arc<MemoryQueue>>,
+    /// For RabbitMQ's management API (made once, on first use: connections are reused).
+    http: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl Broker {
     pub fn new(url: &str, topology: Topology) -> Self {
-        Self { url: url.into(), topology, link: Mutex::new(None), memory: None }
+        Self { url: url.into(), topology, link: Mutex::new(None), memory: None, http: Default::default() }
     }
 
     pub fn embedded(queue: Arc<MemoryQueue>, topology: Topology) -> Self {
-        Self { url: String::new(), topology, link: Mutex::new(None), memory: Some(queue) }
+        Self { url: String::new(), topology, link: Mutex::new(None), memory: Some(queue), http: Default::default() }
     }
 
     /// A confirming channel, connecting (and declaring the topology) when needed.
@@ -65,7 +68,9 @@ impl Broker {
             v => v.to_string(),
         };
         let (user, password) = (base.username().to_string(), base.password().unwrap_or("").to_string());
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("HTTP client");
+        let client = self
+            .http
+            .get_or_init(|| reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("HTTP client"));
         let mut out = Vec::new();
         for queue in [Priority::High, Priority::Normal].map(|p| self.topology.queue(p)) {
             let mut api = base.clone();
@@ -121,18 +126,9 @@ impl Broker {
             return Ok(());
         }
         let channel = self.channel().await?;
-        let confirm = channel
-            .basic_publish(
-                self.topology.tasks_exchange().as_str().into(),
-                routing_key(priority).into(),
-                BasicPublishOptions { mandatory: true, ..Default::default() },
-                payload,
-                BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into()),
-            )
-            .await?
-            .await?;
-        ensure!(confirm.is_ack() && confirm.take_message().is_none(), "the broker did not accept the task");
-        Ok(())
+        let properties = BasicProperties::default().with_content_type("application/json".into());
+        // Mandatory: a task that no queue takes (queues deleted by hand) is refused, not lost.
+        publish_confirmed(&channel, &self.topology.tasks_exchange(), routing_key(priority), true, payload, properties).await
     }
 
     /// Publishes a job event (`job.accepted`, `job.playable`, ...) on the events exchange
@@ -164,18 +160,8 @@ impl Broker {
     async fn publish_event_once(&self, routing_key: &str, body: &serde_json::Value) -> anyhow::Result<()> {
         let channel = self.channel().await?;
         let payload = serde_json::to_vec(body)?;
-        let confirm = channel
-            .basic_publish(
-                self.topology.events_exchange().as_str().into(),
-                routing_key.into(),
-                BasicPublishOptions::default(),
-                &payload,
-                BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into()),
-            )
-            .await?
-            .await?;
-        ensure!(confirm.is_ack(), "not confirmed");
-        Ok(())
+        let properties = BasicProperties::default().with_content_type("application/json".into());
+        publish_confirmed(&channel, &self.topology.events_exchange(), routing_key, false, &payload, properties).await
     }
 
     fn events_queue(&self) -> String {

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use farm_worker::storage::S3Settings;
+use farm_worker::storage::{S3Args, S3Settings};
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "coordinator", version, about = "Coordinator of the HLS review farm")]
@@ -35,20 +35,13 @@ pub struct Config {
     /// Comma-separated prefixes a job's output must start with; empty: any
     #[arg(long, env = "FARM_ALLOWED_OUTPUTS", default_value = "", value_delimiter = ',')]
     pub allowed_outputs: Vec<String>,
-    /// S3 endpoint for s3:// locations (default: AWS_ENDPOINT_URL, else AWS)
-    #[arg(long, env = "FARM_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// S3 region (default: AWS_REGION)
-    #[arg(long, env = "FARM_S3_REGION")]
-    pub s3_region: Option<String>,
+    #[command(flatten)]
+    pub storage: S3Args,
     /// RabbitMQ management API with credentials and vhost, e.g.
     /// http://user:pass@rabbitmq:15672/%2f: adds unacknowledged (in-flight) tasks per queue
     /// to the metrics
     #[arg(long, env = "FARM_RABBITMQ_MANAGEMENT_URL", hide_env_values = true)]
     pub rabbitmq_management_url: Option<String>,
-    /// Seconds one storage request is retried through errors before it fails
-    #[arg(long, env = "FARM_STORAGE_RETRY_SECONDS", default_value_t = farm_worker::storage::STORAGE_RETRY_FOR.as_secs())]
-    pub storage_retry_seconds: u64,
     /// Seconds without a report from the worker running a task after which the task is
     /// handed out again (workers report every 2 s while they work)
     #[arg(long, env = "FARM_TASK_STALL_SECONDS", default_value_t = 300)]
@@ -80,11 +73,7 @@ impl Config {
     }
 
     pub fn s3(&self) -> S3Settings {
-        S3Settings {
-            endpoint: self.s3_endpoint.clone(),
-            region: self.s3_region.clone(),
-            retry_for: Some(std::time::Duration::from_secs(self.storage_retry_seconds)),
-        }
+        self.storage.settings()
     }
 }
 

@@ -35,9 +35,8 @@ use tokio_util::sync::CancellationToken;
 async fn requeue_unfinished(store: &db::Store, queue: &MemoryQueue) -> anyhow::Result<()> {
     let mut requeued = 0;
     for job in store.open_jobs().await? {
-        let ladder: farm_shared::ladder::Ladder = serde_json::from_str(&job.ladder)?;
         for task in store.tasks(&job.id).await?.into_iter().filter(|t| t.state != db::State::Succeeded) {
-            queue.publish(job.priority, serde_json::to_vec(&split::message(&job, &task, &ladder))?);
+            queue.publish(job.priority, split::stored_message(&job, &task)?);
             requeued += 1;
         }
     }
@@ -97,7 +96,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
         s3: config.s3(),
         lock,
         metrics: metrics.clone(),
-        new_segments: tokio::sync::Mutex::new(new_segments),
+        new_segments,
     };
     if config.allowed_sources.iter().all(|s| s.trim().is_empty()) {
         tracing::warn!("FARM_ALLOWED_SOURCES is empty: jobs may read any location the coordinator can reach");

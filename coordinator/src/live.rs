@@ -6,7 +6,7 @@
 //! and they are extended as contiguous segments land. The final VOD playlists are written by
 //! the tracker when the last task is done; both take the same lock so they never interleave.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,40 +47,47 @@ pub struct Publisher {
     pub lock: Arc<Mutex<()>>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Ids of jobs a worker wrote a segment for, from the tracker.
-    pub new_segments: Mutex<UnboundedReceiver<String>>,
+    pub new_segments: UnboundedReceiver<String>,
 }
 
 /// Every running job is looked at this often even without segment events.
 const SWEEP: Duration = Duration::from_secs(1);
 
 impl Publisher {
-    pub async fn run(&self, broker: &Broker, shutdown: CancellationToken) {
+    pub async fn run(mut self, broker: &Broker, shutdown: CancellationToken) {
         let mut seen: HashMap<String, Seen> = HashMap::new();
-        let mut new_segments = self.new_segments.lock().await;
         let mut sweep = tokio::time::interval(SWEEP);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // None: look at every running job; Some: only at these.
             let only: Option<BTreeSet<String>> = tokio::select! {
                 _ = sweep.tick() => None,
-                Some(id) = new_segments.recv() => {
+                Some(id) = self.new_segments.recv() => {
                     let mut ids = BTreeSet::from([id]);
-                    while let Ok(id) = new_segments.try_recv() {
+                    while let Ok(id) = self.new_segments.try_recv() {
                         ids.insert(id);
                     }
                     Some(ids)
                 }
                 _ = shutdown.cancelled() => return,
             };
-            let jobs = match self.store.open_jobs().await {
+            // A sweep reads every open job; a segment event only the jobs it names.
+            let jobs = match &only {
+                None => self.store.open_jobs().await,
+                Some(ids) => self.jobs(ids).await,
+            };
+            let jobs = match jobs {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read open jobs");
                     continue;
                 }
             };
-            seen.retain(|id, _| jobs.iter().any(|j| &j.id == id));
-            for job in jobs.into_iter().filter(|j| only.as_ref().is_none_or(|ids| ids.contains(&j.id))) {
+            if only.is_none() {
+                let open: HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+                seen.retain(|id, _| open.contains(id.as_str()));
+            }
+            for job in jobs {
                 let Some(plan) = job.plan.as_deref().and_then(|p| serde_json::from_str::<JobPlan>(p).ok()) else { continue };
                 let state = seen.entry(job.id.clone()).or_default();
                 match self.refresh(&job.id, &job.output, &plan, state).await {
@@ -95,6 +102,17 @@ impl Publisher {
                 }
             }
         }
+    }
+
+    /// The jobs with these ids that are not final yet.
+    async fn jobs(&self, ids: &BTreeSet<String>) -> Result<Vec<crate::db::Job>, sqlx::Error> {
+        let mut jobs = Vec::new();
+        for id in ids {
+            if let Some(job) = self.store.job(id).await?.filter(|j| !j.state.is_final()) {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
     }
 
     /// Writes EVENT playlists when more segments are there; returns whether a master exists.

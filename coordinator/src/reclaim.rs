@@ -9,7 +9,6 @@
 
 use std::time::Duration;
 
-use farm_shared::ladder::Ladder;
 use farm_shared::task::{TaskEvent, TaskEventKind, MAX_ATTEMPTS};
 use tokio_util::sync::CancellationToken;
 
@@ -66,8 +65,7 @@ async fn pass(app: &AppState, stall: Duration, reclaim: bool) -> anyhow::Result<
             app.tracker.apply(&event).await?;
             continue;
         }
-        let ladder: Ladder = serde_json::from_str(&job.ladder)?;
-        let payload = serde_json::to_vec(&split::message(&job, &task, &ladder))?;
+        let payload = split::stored_message(&job, &task)?;
         app.broker.publish_task(job.priority, &payload).await?;
         app.store.mark_reclaimed(&task.id).await?;
         tracing::warn!(job_id = %job.id, task_id = %task.id, stalled_for = ?stall, "stalled task handed out again");

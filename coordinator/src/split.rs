@@ -13,6 +13,12 @@ use farm_shared::task::{TaskMessage, TaskPart, TASK_SCHEMA};
 
 use crate::db::{Job, Task};
 
+/// The message of a stored task, to hand it out again (its job's ladder is stored as JSON).
+pub fn stored_message(job: &Job, task: &Task) -> serde_json::Result<Vec<u8>> {
+    let ladder: Ladder = serde_json::from_str(&job.ladder)?;
+    serde_json::to_vec(&message(job, task, &ladder))
+}
+
 /// The message that hands `task` of `job` to a worker.
 pub fn message(job: &Job, task: &Task, ladder: &Ladder) -> TaskMessage {
     TaskMessage {

@@ -39,6 +39,17 @@ pub enum TaskPart {
     Audio,
 }
 
+impl TaskPart {
+    /// The part's `kind` as in the message: `whole`, `video` or `audio`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Whole => "whole",
+            Self::Video { .. } => "video",
+            Self::Audio => "audio",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
@@ -142,6 +153,10 @@ mod tests {
         };
         let text = serde_json::to_string(&task).unwrap();
         assert!(text.contains(r#""part":{"kind":"video","start":0.0,"end":60.0}"#), "{text}");
+        for part in [TaskPart::Whole, TaskPart::Audio, task.part] {
+            let json = serde_json::to_value(part).unwrap();
+            assert_eq!(json["kind"], part.kind());
+        }
         assert_eq!(serde_json::from_str::<TaskMessage>(&text).unwrap(), task);
         let extra = text.replacen("{", r#"{"colour":"red","#, 1);
         assert!(serde_json::from_str::<TaskMessage>(&extra).is_err());

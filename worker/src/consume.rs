@@ -268,11 +268,7 @@ async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown:
         }
     };
     let attempt = incoming.attempt();
-    let part = match task.part {
-        TaskPart::Video { .. } => "video",
-        TaskPart::Audio => "audio",
-        TaskPart::Whole => "whole",
-    };
+    let part = task.part.kind();
     crate::metrics::BUSY.set(1);
     let _idle_again = IdleAgain;
     let started = Instant::now();
@@ -441,23 +437,40 @@ fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &
     job::run(&job_task, sink.as_ref(), &progress, cancel).map(|_| ())
 }
 
+/// Publishes a persistent message and waits for the broker's confirm. With `mandatory`,
+/// a message no queue took (returned by the broker) counts as refused too.
+pub async fn publish_confirmed(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    mandatory: bool,
+    payload: &[u8],
+    properties: BasicProperties,
+) -> anyhow::Result<()> {
+    let confirm = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions { mandatory, ..Default::default() },
+            payload,
+            properties.with_delivery_mode(2),
+        )
+        .await?
+        .await?;
+    anyhow::ensure!(
+        confirm.is_ack() && confirm.take_message().is_none(),
+        "the broker did not accept the message for {exchange} ({routing_key})"
+    );
+    Ok(())
+}
+
 /// Copies a task message to the dead-letter exchange with the reason in its headers.
 async fn dead_letter(channel: &Channel, topology: &Topology, delivery: &Delivery, reason: &str, job: &str) -> anyhow::Result<()> {
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
     headers.insert(ack::HEADER_ERROR.into(), AMQPValue::LongString(LongString::from(reason)));
     headers.insert(ack::HEADER_JOB.into(), AMQPValue::LongString(LongString::from(job)));
-    let confirm = channel
-        .basic_publish(
-            topology.dead_exchange().as_str().into(),
-            "".into(),
-            BasicPublishOptions::default(),
-            &delivery.data,
-            BasicProperties::default().with_delivery_mode(2).with_headers(headers),
-        )
-        .await?
-        .await?;
-    anyhow::ensure!(confirm.is_ack(), "the broker did not confirm the dead letter");
-    Ok(())
+    let properties = BasicProperties::default().with_headers(headers);
+    publish_confirmed(channel, &topology.dead_exchange(), "", false, &delivery.data, properties).await
 }
 
 #[derive(Clone)]
@@ -516,18 +529,8 @@ impl Events {
             }
             Link::Amqp(channel) => channel,
         };
-        let confirm = channel
-            .basic_publish(
-                self.topology.events_exchange().as_str().into(),
-                kind.routing_key().into(),
-                BasicPublishOptions::default(),
-                &payload,
-                BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into()),
-            )
-            .await?
-            .await?;
-        anyhow::ensure!(confirm.is_ack(), "the broker did not confirm the task's {} event", kind.routing_key());
-        Ok(())
+        let properties = BasicProperties::default().with_content_type("application/json".into());
+        publish_confirmed(channel, &self.topology.events_exchange(), kind.routing_key(), false, &payload, properties).await
     }
 }
 

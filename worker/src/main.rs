@@ -13,7 +13,7 @@ use farm_worker::progress::Console;
 
 use farm_shared::task::Topology;
 use farm_worker::consume::{self, QueueSource, ServeConfig};
-use farm_worker::storage::{open_sink, open_source, S3Settings};
+use farm_worker::storage::{open_sink, open_source, S3Args};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -46,29 +46,6 @@ enum Command {
     },
 }
 
-#[derive(clap::Args)]
-struct S3Args {
-    /// S3 endpoint for s3:// locations (default: AWS_ENDPOINT_URL, else AWS)
-    #[arg(long, env = "FARM_S3_ENDPOINT")]
-    s3_endpoint: Option<String>,
-    /// S3 region (default: AWS_REGION)
-    #[arg(long, env = "FARM_S3_REGION")]
-    s3_region: Option<String>,
-    /// Seconds one storage request is retried through errors (backoff with jitter) before
-    /// the task fails as retryable
-    #[arg(long, env = "FARM_STORAGE_RETRY_SECONDS", default_value_t = farm_worker::storage::STORAGE_RETRY_FOR.as_secs())]
-    storage_retry_seconds: u64,
-}
-
-impl S3Args {
-    fn settings(&self) -> S3Settings {
-        S3Settings {
-            endpoint: self.s3_endpoint.clone(),
-            region: self.s3_region.clone(),
-            retry_for: Some(Duration::from_secs(self.storage_retry_seconds)),
-        }
-    }
-}
 
 #[derive(clap::Args)]
 struct ServeArgs {

@@ -113,7 +113,7 @@ pub struct Source {
     pub info: SourceInfo,
     pub location: SourceLocation,
     /// The last error our reader returned to FFmpeg: storage trouble, not a bad file.
-    io_error: Arc<Mutex<Option<std::io::Error>>>,
+    io_error: IoErrorSlot,
 }
 
 impl Source {
@@ -124,24 +124,39 @@ impl Source {
     /// When the demuxer stops on an error: the storage error behind it, if there was one
     /// (FFmpeg only sees "I/O error" and would make it look like a damaged file).
     pub fn take_io_error(&self) -> Option<TranscodeError> {
-        let error = self.io_error.lock().ok()?.take()?;
-        Some(TranscodeError::SourceIo { path: self.name(), source: error })
+        self.io_error.take(&self.name())
+    }
+}
+
+/// The last error a [`Recording`] reader returned, shared with the [`Source`].
+#[derive(Clone, Default)]
+struct IoErrorSlot(Arc<Mutex<Option<std::io::Error>>>);
+
+impl IoErrorSlot {
+    fn put(&self, e: std::io::Error) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(e);
+        }
+    }
+
+    /// The error as a (retryable) source I/O error, and the slot emptied.
+    fn take(&self, path: &str) -> Option<TranscodeError> {
+        let error = self.0.lock().ok()?.take()?;
+        Some(TranscodeError::SourceIo { path: path.into(), source: error })
     }
 }
 
 /// Passes reads and seeks through, keeping the last error for [`Source::take_io_error`].
 struct Recording {
     inner: Box<dyn ReadSeek>,
-    error: Arc<Mutex<Option<std::io::Error>>>,
+    error: IoErrorSlot,
 }
 
 impl Recording {
     fn keep<T>(&self, result: std::io::Result<T>) -> std::io::Result<T> {
         result.map_err(|e| {
             let copy = std::io::Error::new(e.kind(), e.to_string());
-            if let Ok(mut slot) = self.error.lock() {
-                *slot = Some(e);
-            }
+            self.error.put(e);
             copy
         })
     }
@@ -199,20 +214,13 @@ pub fn open(location: &SourceLocation) -> Result<Source> {
             Box::new(reader)
         }
     };
-    let io_error = Arc::new(Mutex::new(None));
+    let io_error = IoErrorSlot::default();
     let reader: Box<dyn ReadSeek> = Box::new(Recording { inner: reader, error: io_error.clone() });
-    let input = open_input(reader, &name).map_err(|e| storage_error(&io_error, &name).unwrap_or(e))?;
+    let input = open_input(reader, &name).map_err(|e| io_error.take(&name).unwrap_or(e))?;
     let info = inspect(&input, &name)?;
     // An error FFmpeg met and got past while probing is not the one that stops it later.
-    if let Ok(mut slot) = io_error.lock() {
-        *slot = None;
-    }
+    io_error.take(&name);
     Ok(Source { input, info, location: location.clone(), io_error })
-}
-
-fn storage_error(slot: &Mutex<Option<std::io::Error>>, name: &str) -> Option<TranscodeError> {
-    let error = slot.lock().ok()?.take()?;
-    Some(TranscodeError::SourceIo { path: name.into(), source: error })
 }
 
 fn open_input(reader: Box<dyn ReadSeek>, name: &str) -> Result<Input> {

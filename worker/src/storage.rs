@@ -111,6 +111,31 @@ fn retry_policy(retry_for: std::time::Duration) -> object_store::RetryConfig {
     }
 }
 
+/// The S3 flags both binaries take (each with an environment variable).
+#[derive(Debug, Clone, clap::Args)]
+pub struct S3Args {
+    /// S3 endpoint for s3:// locations (default: AWS_ENDPOINT_URL, else AWS)
+    #[arg(long, env = "FARM_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (default: AWS_REGION)
+    #[arg(long, env = "FARM_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Seconds one storage request is retried through errors (backoff with jitter) before
+    /// it fails (a task then fails as retryable)
+    #[arg(long, env = "FARM_STORAGE_RETRY_SECONDS", default_value_t = STORAGE_RETRY_FOR.as_secs())]
+    pub storage_retry_seconds: u64,
+}
+
+impl S3Args {
+    pub fn settings(&self) -> S3Settings {
+        S3Settings {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            retry_for: Some(std::time::Duration::from_secs(self.storage_retry_seconds)),
+        }
+    }
+}
+
 pub fn s3_store(bucket: &str, settings: &S3Settings) -> Result<Arc<dyn ObjectStore>, LocationError> {
     use object_store::aws::AmazonS3ConfigKey;
     use object_store::ClientConfigKey;
