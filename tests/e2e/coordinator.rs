@@ -79,7 +79,7 @@ fn job_split_over_two_workers(database_url: &str, name: &str) {
 #[test]
 fn a_job_split_over_two_workers_succeeds_with_sqlite() {
     let db = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/farm.db?mode=rwc", db.path().display());
+    let url = farm_tests::farm::sqlite_url(db.path());
     job_split_over_two_workers(&url, "farm-sqlite");
 }
 
@@ -94,7 +94,7 @@ fn bad_requests_get_a_4xx_and_enqueue_nothing() {
     let prefix = unique_prefix("bad-requests");
     let queue_prefix = prefix.replace('/', "-");
     let db = tempfile::tempdir().unwrap();
-    let farm = Farm::start(&format!("sqlite://{}/farm.db?mode=rwc", db.path().display()), &queue_prefix, 0, 60.0);
+    let farm = Farm::start(&farm_tests::farm::sqlite_url(db.path()), &queue_prefix, 0, 60.0);
     s3.put_file(&format!("{prefix}/in.mov"), &source_15s()).unwrap();
     let ok_source = format!("s3://{BUCKET}/{prefix}/in.mov");
     let out = format!("s3://{BUCKET}/{prefix}/out");
@@ -158,7 +158,7 @@ fn the_master_playlist_is_playable_while_the_job_runs() {
     s3.put_file(&format!("{prefix}/in.mov"), &clip_30s()).unwrap();
     let db = tempfile::tempdir().unwrap();
     // One worker, 6 s chunks: five video tasks one after the other.
-    let farm = Farm::start(&format!("sqlite://{}/farm.db?mode=rwc", db.path().display()), &queue_prefix, 1, 6.0);
+    let farm = Farm::start(&farm_tests::farm::sqlite_url(db.path()), &queue_prefix, 1, 6.0);
     let id = submit_small(&farm, &prefix);
 
     let started = std::time::Instant::now();
@@ -201,7 +201,7 @@ fn a_cancelled_job_stops_and_publishes_nothing_more() {
     let queue_prefix = prefix.replace('/', "-");
     s3.put_file(&format!("{prefix}/in.mov"), &clip_30s()).unwrap();
     let db = tempfile::tempdir().unwrap();
-    let farm = Farm::start(&format!("sqlite://{}/farm.db?mode=rwc", db.path().display()), &queue_prefix, 1, 6.0);
+    let farm = Farm::start(&farm_tests::farm::sqlite_url(db.path()), &queue_prefix, 1, 6.0);
     let id = submit_small(&farm, &prefix);
     let b = broker();
     assert!(b.wait_for(Duration::from_secs(60), || farm.job(&id)["state"] == "running"), "{}", farm.coordinator.log());
@@ -293,7 +293,7 @@ fn coordinator_and_workers_report_metrics_of_a_job() {
     let queue_prefix = prefix.replace('/', "-");
     s3.put_file(&format!("{prefix}/in.mov"), &source_15s()).unwrap();
     let db = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/farm.db?mode=rwc", db.path().display());
+    let url = farm_tests::farm::sqlite_url(db.path());
     let mut farm = Farm::start_with(&url, &queue_prefix, 0, 6.0, farm_tests::farm::Extra::rabbitmq_management());
     let port = farm_tests::farm::free_port();
     farm.add_worker(&[("FARM_WORKER_LISTEN", format!("127.0.0.1:{port}"))]);

@@ -56,7 +56,7 @@ fn every_dashboard_panel_returns_data_from_a_real_prometheus_after_a_real_run() 
     let queue_prefix = prefix.replace('/', "-");
     s3().put_file(&format!("{prefix}/in.mov"), &source).unwrap();
     let db = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/farm.db?mode=rwc", db.path().display());
+    let url = farm_tests::farm::sqlite_url(db.path());
     let mut farm = Farm::start_with(&url, &queue_prefix, 0, 6.0, farm_tests::farm::Extra::rabbitmq_management());
     let worker_ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
     for port in &worker_ports {

@@ -1,6 +1,5 @@
 //! Workers serving tasks from the real RabbitMQ, reading and writing the real S3 server.
 
-use std::process::Command;
 use std::time::Duration;
 
 use farm_shared::ladder::Ladder;
@@ -14,9 +13,15 @@ use farm_tests::worker::worker_bin;
 
 /// A `worker serve` process on the test broker and S3, killed when dropped.
 fn serve(prefix: &str) -> Proc {
+    serve_with(prefix, &[])
+}
+
+/// `worker serve` on the test services, with `extra` settings.
+fn serve_with(prefix: &str, extra: &[(&'static str, String)]) -> Proc {
     let mut env: Vec<(&str, String)> = s3().env().into_iter().map(|(k, v)| (k, v.to_string())).collect();
     env.push(("AMQP_URL", URL.to_string()));
     env.push(("FARM_QUEUE_PREFIX", prefix.to_string()));
+    env.extend(extra.iter().cloned());
     Proc::spawn(worker_bin(), &["serve"], &env)
 }
 
@@ -139,16 +144,8 @@ fn an_idle_worker_stops_at_once_on_sigterm() {
     let topology = Topology::new(&unique_prefix("sigterm").replace('/', "-"));
     let mut served = serve(&topology.prefix);
     wait_declared(&b, &topology, &served);
-    let started = std::time::Instant::now();
-    let status = Command::new("kill").args(["-TERM", &served.child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let code = loop {
-        if let Some(code) = served.child.try_wait().unwrap() {
-            break code;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "still running: {}", served.log());
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    served.signal("TERM");
+    let (code, _) = served.wait_exit(Duration::from_secs(10));
     assert!(code.success(), "{code:?}: {}", served.log());
     drop(served);
     b.delete_farm_queues(&topology.prefix);
@@ -159,24 +156,13 @@ fn get_drain_starts_the_drain_like_a_first_sigterm() {
     let b = broker();
     let topology = Topology::new(&unique_prefix("drain-http").replace('/', "-"));
     let port = farm_tests::farm::free_port();
-    let mut env: Vec<(&str, String)> = s3().env().into_iter().map(|(k, v)| (k, v.to_string())).collect();
-    env.push(("AMQP_URL", URL.to_string()));
-    env.push(("FARM_QUEUE_PREFIX", topology.prefix.clone()));
-    env.push(("FARM_WORKER_LISTEN", format!("127.0.0.1:{port}")));
-    let mut served = Proc::spawn(worker_bin(), &["serve"], &env);
+    let mut served = serve_with(&topology.prefix, &[("FARM_WORKER_LISTEN", format!("127.0.0.1:{port}"))]);
     wait_declared(&b, &topology, &served);
     let health = reqwest::blocking::get(format!("http://127.0.0.1:{port}/healthz")).unwrap();
     assert_eq!(health.status(), 200);
     let reply = reqwest::blocking::get(format!("http://127.0.0.1:{port}/drain")).unwrap().text().unwrap();
     assert_eq!(reply.trim(), "draining");
-    let started = std::time::Instant::now();
-    let code = loop {
-        if let Some(code) = served.child.try_wait().unwrap() {
-            break code;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "still running: {}", served.log());
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (code, _) = served.wait_exit(Duration::from_secs(10));
     assert!(code.success(), "an idle worker asked to drain exits cleanly: {code:?}\n{}", served.log());
     drop(served);
     b.delete_farm_queues(&topology.prefix);

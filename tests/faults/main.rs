@@ -7,7 +7,6 @@
 //! of their own (cargo runs test binaries one after another).
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -154,23 +153,6 @@ fn task_id(line: &str) -> String {
     line.split_whitespace().find_map(|w| w.strip_prefix("task_id=")).expect("a task id").to_string()
 }
 
-fn signal(proc: &Proc, sig: &str) {
-    let status = Command::new("kill").args([&format!("-{sig}"), &proc.child.id().to_string()]).status().unwrap();
-    assert!(status.success(), "kill -{sig}");
-}
-
-/// Waits for a process to exit; returns its status and how long that took.
-fn wait_exit(proc: &mut Proc, limit: Duration) -> (std::process::ExitStatus, Duration) {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = proc.child.try_wait().unwrap() {
-            return (status, start.elapsed());
-        }
-        assert!(start.elapsed() < limit, "still running after {limit:?}:\n{}", proc.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_worker_killed_mid_task_is_replaced_and_the_job_succeeds() {
     let _serial = serial();
@@ -199,8 +181,7 @@ fn a_worker_killed_mid_task_is_replaced_and_the_job_succeeds() {
         assert!(start.elapsed() < Duration::from_secs(60), "no segment written");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let victim_pid = case.farm.workers[victim].child.id();
-    Command::new("kill").args(["-KILL", &victim_pid.to_string()]).status().unwrap();
+    case.farm.workers[victim].signal("KILL");
     let victim_log = plain(&case.farm.workers[victim].log());
     assert!(!victim_log.contains(&format!("task succeeded task_id={task}")), "killed too late:\n{victim_log}");
 
@@ -225,8 +206,8 @@ fn sigterm_hands_the_task_back_when_the_drain_time_runs_out_and_a_second_signal_
     let line = wait_line(&case.farm.workers[0], &["task started", "Video"], Duration::from_secs(60));
     let task = task_id(&line);
     std::thread::sleep(Duration::from_millis(500));
-    signal(&case.farm.workers[0], "TERM");
-    let (status, took) = wait_exit(&mut case.farm.workers[0], Duration::from_secs(30));
+    case.farm.workers[0].signal("TERM");
+    let (status, took) = case.farm.workers[0].wait_exit(Duration::from_secs(30));
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(10), "drain of 1 s took {took:?}");
     let log = plain(&case.farm.workers[0].log());
@@ -238,10 +219,10 @@ fn sigterm_hands_the_task_back_when_the_drain_time_runs_out_and_a_second_signal_
     // A second worker takes the task back; two signals make it exit at once.
     let second = case.farm.add_worker(&[]);
     wait_line(&case.farm.workers[second], &["task started", &task], Duration::from_secs(60));
-    signal(&case.farm.workers[second], "TERM");
+    case.farm.workers[second].signal("TERM");
     std::thread::sleep(Duration::from_millis(300));
-    signal(&case.farm.workers[second], "TERM");
-    let (status, took) = wait_exit(&mut case.farm.workers[second], Duration::from_secs(30));
+    case.farm.workers[second].signal("TERM");
+    let (status, took) = case.farm.workers[second].wait_exit(Duration::from_secs(30));
     assert!(!status.success(), "a second signal exits with a failure status: {status:?}");
     assert!(took < Duration::from_secs(3), "the second signal took {took:?}");
 
@@ -367,10 +348,10 @@ fn a_frozen_worker_s_task_is_reclaimed_after_the_stall_time() {
     let id = case.submit();
     wait_line(&case.farm.workers[0], &["task started", "Video"], Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(500));
-    signal(&case.farm.workers[0], "STOP");
+    case.farm.workers[0].signal("STOP");
     case.farm.add_worker(&[]);
     let done = case.wait_final(&id, Duration::from_secs(300));
-    signal(&case.farm.workers[0], "CONT");
+    case.farm.workers[0].signal("CONT");
     assert_eq!(done["state"], "succeeded", "{done}");
     let log = plain(&case.farm.coordinator.log());
     assert!(log.contains("stalled task handed out again"), "{log}");

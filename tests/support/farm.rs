@@ -30,6 +30,24 @@ impl Proc {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
+
+    /// Sends `sig` (`TERM`, `KILL`, `STOP`, ...) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill -{sig}");
+    }
+
+    /// Waits for the process to exit; returns its status and how long that took.
+    pub fn wait_exit(&mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, start.elapsed());
+            }
+            assert!(start.elapsed() < limit, "still running after {limit:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for Proc {
@@ -37,6 +55,11 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A new SQLite job database in `dir`, as a `DATABASE_URL`.
+pub fn sqlite_url(dir: &std::path::Path) -> String {
+    format!("sqlite://{}/farm.db?mode=rwc", dir.display())
 }
 
 /// The API token of farms started by [`Farm::start`].
