@@ -2,7 +2,7 @@
 //! workers, with real RabbitMQ, SeaweedFS (S3) and coordinator and worker processes.
 //!
 //! Reproduce with (from the repository root; starts SeaweedFS and RabbitMQ if needed):
-//!     cargo run --release -p farm-benches --bin farm-bench -- [--short 30] [--long 300] [--scale 60 (0: skip)]
+//!     cargo run --release -p farm-benches --bin farm-bench -- [--short 30] [--long 300 (0: skip)] [--scale 60 (0: skip)]
 //!
 //! 1. Baseline: `worker transcode SOURCE OUT --end 6`, the time one worker needs to open
 //!    the source and encode the first segment of every rendition.
@@ -59,8 +59,20 @@ fn time_to_playable(seconds: u32, db: &std::path::Path) -> Result<(f64, f64)> {
     }
     let playable = posted.elapsed().as_secs_f64();
     let _ = farm.http.delete(format!("{}/v1/jobs/{id}", farm.base)).send();
+    keep_logs(&format!("playable-{seconds}s"), &farm);
     farm_tests::amqp::broker().delete_farm_queues(&farm.prefix);
     Ok((accepted, playable))
+}
+
+/// The coordinator's and workers' logs of a run, under target/farm-bench/NAME/.
+fn keep_logs(name: &str, farm: &Farm) {
+    let dir = farm_tests::fixtures::target_dir().join("farm-bench").join(name);
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::write(dir.join("coordinator.log"), farm.coordinator.log());
+        for (i, w) in farm.workers.iter().enumerate() {
+            let _ = std::fs::write(dir.join(format!("worker-{i}.log")), w.log());
+        }
+    }
 }
 
 fn scaling(seconds: u32, workers: usize, db: &std::path::Path) -> Result<f64> {
@@ -98,7 +110,7 @@ fn main() -> Result<()> {
     let baseline = started.elapsed().as_secs_f64();
 
     let mut playable = Vec::new();
-    for seconds in [short, long] {
+    for seconds in [short, long].into_iter().filter(|s| *s > 0) {
         eprintln!("time to playable, {seconds} s source ...");
         playable.push((seconds, time_to_playable(seconds, db.path())?));
     }

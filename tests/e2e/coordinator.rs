@@ -68,6 +68,10 @@ fn job_split_over_two_workers(database_url: &str, name: &str) {
     for (i, w) in farm.workers.iter().enumerate() {
         assert!(w.log().contains("task succeeded"), "worker {i} did no task:\n{}", w.log());
     }
+    // The audio task paused after its first segment while the other worker made the first
+    // video chunk's, and went on once the job was playable.
+    let logs: String = farm.workers.iter().map(|w| w.log()).collect();
+    assert!(logs.contains("job playable: audio goes on"), "{logs}");
     let local = tempfile::tempdir().unwrap();
     s3.download(&format!("{prefix}/out"), local.path()).unwrap();
     let check = check_ladder(local.path(), 450, 30000.0 / 1001.0, true).unwrap();
@@ -302,6 +306,8 @@ fn coordinator_and_workers_report_metrics_of_a_job() {
     let done = farm.wait_final(&id, Duration::from_secs(240));
     assert_eq!(done["state"], "succeeded", "{done}");
 
+    // A lone worker takes the audio first and has no one to wait for: it goes straight on.
+    assert!(!farm.workers[0].log().contains("audio goes on"), "{}", farm.workers[0].log());
     let worker: String = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics")).unwrap().text().unwrap();
     let w = |name: &str, labels: &[(&str, &str)]| sample(&worker, name, labels).unwrap_or_else(|| panic!("{name} {labels:?} in\n{worker}"));
     assert_eq!(w("farm_worker_tasks_total", &[("part", "video"), ("outcome", "succeeded")]), 3.0);
@@ -310,6 +316,7 @@ fn coordinator_and_workers_report_metrics_of_a_job() {
     assert!((w("farm_worker_media_encoded_seconds_total", &[("rendition", "audio")]) - 15.0).abs() < 0.1);
     assert!(w("farm_worker_storage_bytes_total", &[("direction", "written")]) > 100_000.0);
     assert!(w("farm_worker_storage_bytes_total", &[("direction", "read")]) > 100_000.0);
+    assert!(w("farm_worker_source_requests_total", &[]) >= 4.0, "at least one GET per task");
     assert_eq!(w("farm_worker_busy", &[]), 0.0);
     assert_eq!(w("farm_worker_segment_seconds_count", &[("kind", "video")]), 9.0, "three segments of three renditions");
     assert_eq!(w("farm_worker_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);

@@ -73,3 +73,71 @@ fn other_url_schemes_are_refused() {
         assert!(run.stderr().contains("is not a location this farm reads or writes"), "{}", run.stderr());
     }
 }
+
+/// A value `name=N` from the worker's log (colour codes removed).
+fn logged(log: &str, name: &str) -> u64 {
+    let mut plain = String::new();
+    let mut in_escape = false;
+    for c in log.chars() {
+        match (in_escape, c) {
+            (false, '\u{1b}') => in_escape = true,
+            (false, c) => plain.push(c),
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+        }
+    }
+    let log = plain;
+    let at = log.rfind(&format!("{name}=")).unwrap_or_else(|| panic!("no {name} in\n{log}"));
+    log[at + name.len() + 1..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
+}
+
+#[test]
+fn an_audio_task_fetches_little_more_than_the_audio_of_an_interleaved_original() {
+    // Uncompressed 8-bit 4:2:2 ('2vuy') 1080p makes large frames (4.1 MB, as ProRes 4K
+    // does) between small PCM chunks: the audio task must not pull the frames through S3.
+    // 4 fps keeps the file small.
+    let source = farm_tests::fixtures::make(
+        "uyvy422-1080p4-pcm-6s.mov",
+        &[
+            "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=4:duration=6",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=6",
+            "-c:v", "rawvideo", "-pix_fmt", "uyvy422", "-c:a", "pcm_s16le", "-ac", "2",
+        ],
+    )
+    .unwrap();
+    let size = std::fs::metadata(&source).unwrap().len();
+    let s3 = s3();
+    let prefix = unique_prefix("sparse-audio");
+    s3.put_file(&format!("{prefix}/in.mov"), &source).unwrap();
+    let src_url = format!("s3://{BUCKET}/{prefix}/in.mov");
+    let ladder = small_ladder_file();
+    let ladder = ladder.to_str().unwrap();
+
+    let audio = worker_with_env(
+        &["transcode", &src_url, &format!("s3://{BUCKET}/{prefix}/audio/"), "--ladder", ladder, "--audio-only"],
+        &s3.env(),
+    )
+    .unwrap()
+    .ok()
+    .unwrap();
+    let log = audio.stderr();
+    assert_eq!(logged(&log, "source_bytes"), size);
+    let fetched = logged(&log, "fetched_bytes");
+    // PCM is 0.5 % of the file; opening it reads the start and the index as well.
+    assert!(fetched * 3 < size, "the audio task fetched {fetched} of {size} bytes:\n{log}");
+    let keys = s3.keys(&format!("{prefix}/audio")).unwrap();
+    assert!(keys.iter().any(|k| k.ends_with("/audio/seg_00000.ts")), "{keys:?}");
+
+    // A video range reads in order: few, large GETs, the whole file once.
+    let video = worker_with_env(
+        &["transcode", &src_url, &format!("s3://{BUCKET}/{prefix}/video/"), "--ladder", ladder, "--start", "0"],
+        &s3.env(),
+    )
+    .unwrap()
+    .ok()
+    .unwrap();
+    let log = video.stderr();
+    let (requests, fetched) = (logged(&log, "fetched_requests"), logged(&log, "fetched_bytes"));
+    assert!(fetched >= size * 9 / 10 && fetched <= size * 11 / 10, "fetched {fetched} of {size}:\n{log}");
+    assert!(requests <= size / (4 << 20) + 12, "{requests} GETs for {size} bytes:\n{log}");
+}

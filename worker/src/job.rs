@@ -12,6 +12,7 @@ use crate::playlist;
 use crate::progress::Progress;
 use crate::sink::Sink;
 use crate::source::{self, SourceLocation};
+use crate::storage::ReadStats;
 use crate::transcode::{self, audio, PipelinePlan};
 
 /// Which part of a job a task encodes.
@@ -49,6 +50,9 @@ pub struct Outcome {
     pub master: Option<String>,
     pub repeated_frames: u64,
     pub dropped_frames: u64,
+    /// Size of the original, and what was fetched of it from object storage.
+    pub source_size: u64,
+    pub source_read: Option<ReadStats>,
 }
 
 pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &AtomicBool) -> Result<Outcome> {
@@ -155,6 +159,8 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
         master,
         repeated_frames: out.stats.repeated,
         dropped_frames: out.stats.dropped,
+        source_size: source.size,
+        source_read: source.read_stats(),
     })
 }
 

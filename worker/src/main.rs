@@ -62,6 +62,10 @@ struct ServeArgs {
     /// RabbitMQ's consumer_timeout (30 min by default)
     #[arg(long, env = "FARM_TASK_DEADLINE_SECONDS", default_value_t = consume::DEFAULT_TASK_DEADLINE_SECONDS)]
     task_deadline_seconds: u64,
+    /// Seconds an audio task pauses after its first segment until the job is playable, so
+    /// that its reads do not slow the first video chunk on shared machines (0: no pause)
+    #[arg(long, env = "FARM_AUDIO_HOLD_SECONDS", default_value_t = consume::DEFAULT_AUDIO_HOLD_SECONDS)]
+    audio_hold_seconds: u64,
     /// x264 threads per rendition (0: as many as cores, up to 4)
     #[arg(long, env = "FARM_X264_THREADS", default_value_t = 0)]
     x264_threads: usize,
@@ -157,6 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 drain: Duration::from_secs(args.drain_seconds),
                 idle_poll: Duration::from_millis(250),
                 task_deadline: Duration::from_secs(args.task_deadline_seconds.max(1)),
+                audio_hold: Duration::from_secs(args.audio_hold_seconds),
             };
             let served = rt.block_on(consume::run(config, shutdown));
             drop(endpoint);
@@ -255,8 +260,12 @@ fn transcode(args: TranscodeArgs, rt: &tokio::runtime::Runtime) -> anyhow::Resul
     let outcome = job::run(&task, sink.as_ref(), &progress, &cancel)
         .with_context(|| format!("transcoding {}", args.source))?;
     let secs = started.elapsed().as_secs_f64();
+    let fetched = outcome.source_read.unwrap_or_default();
     tracing::info!(
         frames = outcome.frames,
+        source_bytes = outcome.source_size,
+        fetched_requests = fetched.requests,
+        fetched_bytes = fetched.bytes,
         segments = outcome.segments,
         renditions = ?outcome.renditions,
         repeated_frames = outcome.repeated_frames,

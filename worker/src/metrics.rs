@@ -6,8 +6,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    register_histogram, register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
-    Histogram, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 /// Tasks finished, by part (`video`, `audio`, `whole`) and outcome (`succeeded`,
@@ -52,6 +52,11 @@ pub static FRAMES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 /// Bytes moved to and from object storage (`read`, `written`).
 pub static STORAGE_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("farm_worker_storage_bytes_total", "Bytes read from and written to object storage", &["direction"]).unwrap()
+});
+
+/// Ranged GETs that read sources (their size adapts to the access pattern).
+pub static SOURCE_REQUESTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("farm_worker_source_requests_total", "Ranged GET requests that read sources from object storage").unwrap()
 });
 
 /// Time to write one object (a segment, a manifest) to object storage, retries included.
@@ -120,6 +125,7 @@ pub fn init() {
         TASK_RETRIES.with_label_values(&[kind]);
     }
     LazyLock::force(&BUSY);
+    LazyLock::force(&SOURCE_REQUESTS);
     LazyLock::force(&DRAINING);
     LazyLock::force(&PUT_SECONDS);
     LazyLock::force(&MEDIA_SECONDS);

@@ -9,6 +9,7 @@
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::io::{Read, Seek};
+use std::ops::Range;
 use std::path::PathBuf;
 use std::ptr;
 use std::sync::{Arc, Mutex};
@@ -23,7 +24,7 @@ use object_store::ObjectStore;
 use tokio::runtime::Handle;
 
 use crate::error::{Result, TranscodeError};
-use crate::storage::ObjectReader;
+use crate::storage::{ObjectReader, ReadStats, ReaderHandle};
 
 /// Demuxers a camera original may come in (matched against FFmpeg's demuxer names).
 pub const ALLOWED_DEMUXERS: &[&str] = &[
@@ -114,6 +115,10 @@ pub struct Source {
     pub location: SourceLocation,
     /// The last error our reader returned to FFmpeg: storage trouble, not a bad file.
     io_error: IoErrorSlot,
+    /// The object reader inside FFmpeg's I/O context (none for a local file).
+    reader: Option<Arc<ReaderHandle>>,
+    /// Size of the original in bytes.
+    pub size: u64,
 }
 
 impl Source {
@@ -125,6 +130,42 @@ impl Source {
     /// (FFmpeg only sees "I/O error" and would make it look like a damaged file).
     pub fn take_io_error(&self) -> Option<TranscodeError> {
         self.io_error.take(&self.name())
+    }
+
+    /// Ranged GETs and bytes fetched so far, for a source in object storage.
+    pub fn read_stats(&self) -> Option<ReadStats> {
+        self.reader.as_ref().map(|r| r.stats())
+    }
+
+    /// For a source in object storage: tells the reader which byte ranges the demuxer is
+    /// going to read for `streams` (from the container's index, in reading order), so it
+    /// fetches them ahead, several at a time, and skips the bytes between them. Done only
+    /// when those ranges are a small part of the file (an audio task's PCM between video
+    /// frames); `false` when there is no plan to make.
+    pub fn plan_reads(&mut self, streams: &[usize]) -> bool {
+        let Some(reader) = self.reader.clone() else { return false };
+        let mut entries: Vec<(f64, Range<u64>)> = Vec::new();
+        for &i in streams {
+            let Some(mut stream) = self.input.stream_mut(i) else { continue };
+            let tb = f64::from(stream.time_base());
+            let st = unsafe { stream.as_mut_ptr() };
+            let count = unsafe { ffi::avformat_index_get_entries_count(st) };
+            for k in 0..count {
+                let e = unsafe { ffi::avformat_index_get_entry(st, k) };
+                let Some(e) = (unsafe { e.as_ref() }) else { break };
+                if e.pos >= 0 && e.size() > 0 {
+                    entries.push((e.timestamp as f64 * tb, e.pos as u64..e.pos as u64 + e.size() as u64));
+                }
+            }
+        }
+        let total: u64 = entries.iter().map(|(_, r)| r.end - r.start).sum();
+        if entries.is_empty() || total * 2 > self.size {
+            return false;
+        }
+        // The demuxer reads the streams' packets in time order.
+        entries.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.start.cmp(&b.1.start)));
+        reader.plan(entries.into_iter().map(|(_, r)| r).collect());
+        true
     }
 }
 
@@ -179,6 +220,8 @@ impl std::io::Seek for Recording {
 /// Opens and probes a source. Fails with a message that names the problem.
 pub fn open(location: &SourceLocation) -> Result<Source> {
     let name = location.to_string();
+    let mut handle = None;
+    let size;
     let reader: Box<dyn ReadSeek> = match location {
         SourceLocation::Local(path) => {
             let io_err = |source: std::io::Error| match source.kind() {
@@ -195,6 +238,7 @@ pub fn open(location: &SourceLocation) -> Result<Source> {
             if meta.len() == 0 {
                 return Err(TranscodeError::EmptySource(name));
             }
+            size = meta.len();
             Box::new(std::fs::File::open(path).map_err(|source| TranscodeError::SourceIo {
                 path: name.clone(),
                 source,
@@ -211,6 +255,8 @@ pub fn open(location: &SourceLocation) -> Result<Source> {
             if reader.size() == 0 {
                 return Err(TranscodeError::EmptySource(name));
             }
+            size = reader.size();
+            handle = Some(reader.handle());
             Box::new(reader)
         }
     };
@@ -220,16 +266,20 @@ pub fn open(location: &SourceLocation) -> Result<Source> {
     let info = inspect(&input, &name)?;
     // An error FFmpeg met and got past while probing is not the one that stops it later.
     io_error.take(&name);
-    Ok(Source { input, info, location: location.clone(), io_error })
+    Ok(Source { input, info, location: location.clone(), io_error, reader: handle, size })
 }
 
 fn open_input(reader: Box<dyn ReadSeek>, name: &str) -> Result<Input> {
     ffmpeg::init().map_err(|e| TranscodeError::ffmpeg("init", "-", e))?;
     let not_media = |detail: String| TranscodeError::NotMedia { path: name.into(), detail };
-    let mut io = StreamIo::from_read_seek_with_capacity(reader, 256 * 1024)
+    let mut io = StreamIo::from_read_seek_with_capacity(reader, 64 * 1024)
         .map_err(|e| TranscodeError::ffmpeg("open", "-", e))?;
-    // FFmpeg uses the name as a probing hint only: it never opens it.
-    let cname = CString::new(name.replace('\0', "")).expect("no NUL left");
+    // FFmpeg uses the name as a probing hint only (its extension): it never opens it. Only
+    // the file name goes in, without a scheme: for a URL whose protocol FFmpeg does not
+    // know (s3://), the MOV demuxer assumes a network stream and reconfigures the reader to
+    // read through every gap of up to half the interleave distance instead of seeking,
+    // which made an audio task pull every video frame of the original through storage.
+    let cname = CString::new(probe_hint(name)).expect("no NUL left");
     unsafe {
         let mut fmt: *const ffi::AVInputFormat = ptr::null();
         let score = ffi::av_probe_input_buffer2(
@@ -280,6 +330,13 @@ fn open_input(reader: Box<dyn ReadSeek>, name: &str) -> Result<Input> {
         }
         Ok(input)
     }
+}
+
+/// The last path segment of a source's name, as a plain file name (no scheme, no NUL).
+fn probe_hint(name: &str) -> String {
+    let file = name.rsplit('/').next().unwrap_or(name);
+    let file: String = file.chars().map(|c| if c == ':' || c == '\0' { '_' } else { c }).collect();
+    if file.is_empty() { "source".into() } else { file }
 }
 
 fn inspect(input: &Input, name: &str) -> Result<SourceInfo> {
@@ -398,4 +455,29 @@ fn rotation_of(stream: &ffmpeg::format::stream::Stream) -> u32 {
         }
     }
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// FFmpeg must see the hint as a local file name, or the MOV demuxer switches to
+    /// reading through gaps (see `open_input`).
+    #[test]
+    fn the_probe_hint_is_a_plain_file_name_ffmpeg_takes_for_a_local_file() {
+        for (name, hint) in [
+            ("s3://rushes/day1/A001_C002.mov", "A001_C002.mov"),
+            ("s3://rushes/odd:name.mxf", "odd_name.mxf"),
+            ("/mnt/a b/clip.mov", "clip.mov"),
+            ("clip.mov", "clip.mov"),
+            ("s3://rushes/dir/", "source"),
+        ] {
+            assert_eq!(probe_hint(name), hint);
+            let c = CString::new(probe_hint(name)).unwrap();
+            let protocol = unsafe { CStr::from_ptr(ffi::avio_find_protocol_name(c.as_ptr())) };
+            assert_eq!(protocol.to_str().unwrap(), "file", "{name}");
+        }
+        let c = CString::new("s3://rushes/day1/A001_C002.mov").unwrap();
+        assert!(unsafe { ffi::avio_find_protocol_name(c.as_ptr()) }.is_null(), "FFmpeg has no s3 protocol");
+    }
 }

@@ -142,6 +142,10 @@ pub fn run(
         }
     }
 
+    if !req.decode_video && source.plan_reads(&used) {
+        tracing::debug!(streams = ?used, "reading the audio by the container's index");
+    }
+
     if req.decode_video && req.first_frame > 0 {
         state.seek_margin = 2.0;
         seek_before(source, &info, req.first_frame, state.seek_margin)?;

@@ -8,24 +8,21 @@
 //! is written object by object through [`ObjectSink`]. The pipeline's threads are plain
 //! threads: they wait on the async client through a runtime [`Handle`].
 
-use std::io::{Read, Seek, SeekFrom};
-use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use tokio::runtime::Handle;
 
+mod reader;
+pub use reader::{ObjectReader, ReadStats, ReaderHandle};
+
 use crate::sink::{LocalDir, Sink};
 use crate::source::SourceLocation;
 
-/// Bytes fetched per ranged GET: large enough to keep requests few, small enough that
-/// memory stays flat whatever the original's size.
-const READ_CHUNK: u64 = 4 * 1024 * 1024;
 /// Objects above this are uploaded in parts.
 const MULTIPART_ABOVE: usize = 16 * 1024 * 1024;
 
@@ -193,70 +190,6 @@ pub fn open_sink(text: &str, s3: &S3Settings, rt: &Handle) -> Result<Box<dyn Sin
             Box::new(ObjectSink::new(s3_store(&bucket, s3)?, &bucket, &key, rt.clone()))
         }
     })
-}
-
-/// `Read + Seek` over one object, by ranged GETs of [`READ_CHUNK`] bytes.
-pub struct ObjectReader {
-    store: Arc<dyn ObjectStore>,
-    path: ObjectPath,
-    size: u64,
-    pos: u64,
-    buf: Bytes,
-    buf_start: u64,
-    rt: Handle,
-}
-
-impl ObjectReader {
-    /// Opens an object; fails with `NotFound` when it does not exist.
-    pub fn open(store: Arc<dyn ObjectStore>, key: &str, rt: Handle) -> std::io::Result<Self> {
-        let path = ObjectPath::from(key);
-        let meta = rt.block_on(store.head(&path)).map_err(to_io)?;
-        Ok(Self { store, path, size: meta.size, pos: 0, buf: Bytes::new(), buf_start: 0, rt })
-    }
-
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    fn fetch(&mut self, range: Range<u64>) -> std::io::Result<()> {
-        self.buf = self.rt.block_on(self.store.get_range(&self.path, range.clone())).map_err(to_io)?;
-        crate::metrics::STORAGE_BYTES.with_label_values(&["read"]).inc_by(self.buf.len() as u64);
-        self.buf_start = range.start;
-        Ok(())
-    }
-}
-
-impl Read for ObjectReader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        if self.pos >= self.size || out.is_empty() {
-            return Ok(0);
-        }
-        let buf_end = self.buf_start + self.buf.len() as u64;
-        if !(self.buf_start..buf_end).contains(&self.pos) {
-            let end = (self.pos + READ_CHUNK).min(self.size);
-            self.fetch(self.pos..end)?;
-        }
-        let offset = (self.pos - self.buf_start) as usize;
-        let n = out.len().min(self.buf.len() - offset);
-        out[..n].copy_from_slice(&self.buf[offset..offset + n]);
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl Seek for ObjectReader {
-    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
-        let target = match to {
-            SeekFrom::Start(p) => p as i128,
-            SeekFrom::End(d) => self.size as i128 + d as i128,
-            SeekFrom::Current(d) => self.pos as i128 + d as i128,
-        };
-        if target < 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start"));
-        }
-        self.pos = target as u64;
-        Ok(self.pos)
-    }
 }
 
 /// Output under a prefix of a bucket.
