@@ -132,7 +132,7 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let src = prores_1080p(seconds)?;
     let ladder = Ladder::default();
-    let grid = Grid::new(FrameRate { num: 25, den: 1 }, ladder.segment_ms(), ladder.gop_ms());
+    let grid = Grid::new(FrameRate { num: 25, den: 1 }, ladder.cuts(), ladder.gop_ms());
     let work = tempfile::tempdir_in(&dir)?;
 
     eprintln!("worker: transcoding {} ...", src.display());

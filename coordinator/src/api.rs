@@ -214,7 +214,7 @@ async fn create(app: &Shared, body: &[u8]) -> Result<Response, ApiError> {
     let parts = split::plan(duration, has_audio, &ladder, app.config.chunk_seconds);
     let (display_w, display_h) = info.display_size();
     let plan = JobPlan {
-        grid: Grid::new(info.rate, ladder.segment_ms(), ladder.gop_ms()),
+        grid: Grid::new(info.rate, ladder.cuts(), ladder.gop_ms()),
         total_frames: info.frames_expected().unwrap_or((duration * info.rate.as_f64()).round() as u64),
         renditions: ladder.fit(display_w, display_h),
         audio: has_audio.then(|| (ladder.audio.sample_rate, ladder.audio.channels, u64::from(ladder.audio.bitrate_kbps) * 1000)),

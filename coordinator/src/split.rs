@@ -15,7 +15,12 @@ use crate::db::{Job, Task};
 
 /// The message of a stored task, to hand it out again (its job's ladder is stored as JSON).
 pub fn stored_message(job: &Job, task: &Task) -> serde_json::Result<Vec<u8>> {
-    let ladder: Ladder = serde_json::from_str(&job.ladder)?;
+    let mut ladder: Ladder = serde_json::from_str(&job.ladder)?;
+    // Stored before ladders had leading segments: the job's grid has none.
+    let stored: serde_json::Value = serde_json::from_str(&job.ladder)?;
+    if stored.get("lead_segments").is_none() {
+        ladder.lead_segments = 0;
+    }
     serde_json::to_vec(&message(job, task, &ladder))
 }
 
@@ -33,27 +38,41 @@ pub fn message(job: &Job, task: &Task, ladder: &Ladder) -> TaskMessage {
 }
 
 /// Tasks for a source of `duration` seconds. Chunks are whole numbers of segments; the
-/// last chunk runs to the end of the source whatever its length.
+/// last chunk runs to the end of the source whatever its length. Chunk `i` ends at the
+/// segment boundary nearest `i x chunk`, where `chunk` is `chunk_seconds` rounded to whole
+/// segments (the short leading segments, when the ladder has them, fall inside the first).
 pub fn plan(duration: f64, has_audio: bool, ladder: &Ladder, chunk_seconds: f64) -> Vec<TaskPart> {
+    let cuts = ladder.cuts();
     let segment = ladder.segment_seconds;
-    let per_chunk = (chunk_seconds / segment).round().max(1.0);
-    let segments = (duration / segment).ceil().max(1.0);
-    let chunks = (segments / per_chunk).ceil().max(1.0) as u64;
-    // Chunk boundaries in segments; the last full chunk (not the only one) is halved.
-    let per_chunk = per_chunk as u64;
-    let mut bounds: Vec<u64> = (0..chunks).map(|i| i * per_chunk).collect();
-    let segments = segments as u64;
-    if chunks >= 2 && per_chunk >= 2 {
-        let last_full = if segments % per_chunk == 0 { chunks - 1 } else { chunks - 2 };
-        if last_full > 0 {
-            let start = last_full * per_chunk;
-            bounds.insert(last_full as usize + 1, start + per_chunk / 2);
+    let chunk = (chunk_seconds / segment).round().max(1.0) * segment;
+    let segments = cuts.count_in(duration);
+    // Chunk boundaries as segment indices; the last full chunk (not the only one) is halved.
+    let mut bounds: Vec<u64> = vec![0];
+    for i in 1.. {
+        let k = cuts.nearest_boundary(f64::from(i) * chunk);
+        if k >= segments {
+            break;
+        }
+        if k > *bounds.last().unwrap() {
+            bounds.push(k);
+        }
+    }
+    let seconds = |k: u64| cuts.start_ms(k) as f64 / 1000.0;
+    if bounds.len() >= 2 {
+        let end_of = |i: usize| bounds.get(i + 1).copied().unwrap_or(segments);
+        let whole = |i: usize| seconds(end_of(i)) - seconds(bounds[i]) >= chunk - 1e-9;
+        if let Some(i) = (1..bounds.len()).rev().find(|&i| whole(i)) {
+            let (start, end) = (bounds[i], end_of(i));
+            let middle = cuts.nearest_boundary((seconds(start) + seconds(end)) / 2.0);
+            if middle > start && middle < end {
+                bounds.insert(i + 1, middle);
+            }
         }
     }
     let audio = has_audio.then_some(TaskPart::Audio);
     let video = bounds.iter().enumerate().map(|(i, &first)| TaskPart::Video {
-        start: first as f64 * segment,
-        end: bounds.get(i + 1).map(|&next| next as f64 * segment),
+        start: seconds(first),
+        end: bounds.get(i + 1).map(|&next| seconds(next)),
     });
     audio.into_iter().chain(video).collect()
 }
@@ -101,5 +120,21 @@ mod tests {
         // a chunk of one segment cannot be halved
         let parts = plan(18.0, false, &Ladder::default(), 6.0);
         assert_eq!(starts(&parts), vec![(0.0, Some(6.0)), (6.0, Some(12.0)), (12.0, None)]);
+    }
+
+    #[test]
+    fn leading_segments_stay_inside_the_first_chunk() {
+        let mut ladder = Ladder::default();
+        ladder.lead_segments = 3;
+        ladder.lead_seconds = 2.0;
+        let parts = plan(60.0, false, &ladder, 12.0);
+        assert_eq!(starts(&parts), vec![(0.0, Some(12.0)), (12.0, Some(24.0)), (24.0, Some(36.0)), (36.0, Some(48.0)), (48.0, Some(54.0)), (54.0, None)]);
+        // leads that end off the even grid: boundaries 0, 5, 10, 16, 22, ...; chunks end at the nearest
+        ladder.lead_seconds = 5.0;
+        ladder.lead_segments = 2;
+        let parts = plan(40.0, false, &ladder, 12.0);
+        assert_eq!(starts(&parts), vec![(0.0, Some(10.0)), (10.0, Some(22.0)), (22.0, Some(28.0)), (28.0, Some(34.0)), (34.0, None)]);
+        // a source inside the leading segments is one task
+        assert_eq!(starts(&plan(3.0, true, &ladder, 12.0)), vec![(0.0, None)]);
     }
 }

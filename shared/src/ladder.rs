@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::timeline::Cuts;
+
 /// The ladder schema version this build reads and writes.
 pub const LADDER_VERSION: u32 = 1;
 
@@ -22,6 +24,8 @@ pub enum LadderError {
     SegmentSeconds(f64),
     #[error("gop_seconds must be between 0.5 and segment_seconds ({segment}) and divide it, got {gop}")]
     Gop { gop: f64, segment: f64 },
+    #[error("lead_segments must be at most 10 and lead_seconds between 1 and segment_seconds ({segment}), got {count} x {seconds}")]
+    Lead { count: u32, seconds: f64, segment: f64 },
     #[error("audio: {0}")]
     Audio(String),
     #[error("x264: {0}")]
@@ -41,6 +45,12 @@ pub struct Ladder {
     /// Keyframe interval inside a segment; must divide `segment_seconds`.
     #[serde(default = "default_gop_seconds")]
     pub gop_seconds: f64,
+    /// Shorter segments at the start, so that review starts sooner: the first
+    /// `lead_segments` are `lead_seconds` long, the rest `segment_seconds`. 0 turns it off.
+    #[serde(default = "default_lead_segments")]
+    pub lead_segments: u32,
+    #[serde(default = "default_lead_seconds")]
+    pub lead_seconds: f64,
     pub video: Vec<VideoRung>,
     #[serde(default)]
     pub audio: AudioSpec,
@@ -93,6 +103,12 @@ fn default_segment_seconds() -> f64 {
     6.0
 }
 fn default_gop_seconds() -> f64 {
+    2.0
+}
+fn default_lead_segments() -> u32 {
+    3
+}
+fn default_lead_seconds() -> f64 {
     2.0
 }
 fn default_audio_bitrate() -> u32 {
@@ -148,12 +164,15 @@ impl VideoRung {
 
 impl Default for Ladder {
     /// The review ladder: 1080p 5 Mb/s, 720p 3 Mb/s, 540p 1.5 Mb/s, 360p 0.8 Mb/s,
-    /// H.264 High, AAC-LC 128 kb/s stereo, 6 s segments with a keyframe every 2 s.
+    /// H.264 High, AAC-LC 128 kb/s stereo, 6 s segments after three of 2 s, a keyframe
+    /// every 2 s.
     fn default() -> Self {
         Self {
             version: LADDER_VERSION,
             segment_seconds: default_segment_seconds(),
             gop_seconds: default_gop_seconds(),
+            lead_segments: default_lead_segments(),
+            lead_seconds: default_lead_seconds(),
             video: vec![
                 VideoRung::new("1080p", 1920, 1080, 5000),
                 VideoRung::new("720p", 1280, 720, 3000),
@@ -228,6 +247,15 @@ impl Ladder {
         if self.gop_seconds < 0.5 || ratio < 1.0 || (ratio - ratio.round()).abs() > 1e-9 {
             return Err(LadderError::Gop { gop: self.gop_seconds, segment: self.segment_seconds });
         }
+        if self.lead_segments > 10
+            || (self.lead_segments > 0 && !(1.0..=self.segment_seconds).contains(&self.lead_seconds))
+        {
+            return Err(LadderError::Lead {
+                count: self.lead_segments,
+                seconds: self.lead_seconds,
+                segment: self.segment_seconds,
+            });
+        }
         if !(32..=512).contains(&self.audio.bitrate_kbps) {
             return Err(LadderError::Audio("bitrate_kbps must be between 32 and 512".into()));
         }
@@ -253,10 +281,11 @@ impl Ladder {
         Ok(())
     }
 
-    /// Segment length in milliseconds: the grid is kept in integers so that every worker
-    /// computes the same boundaries.
-    pub fn segment_ms(&self) -> u64 {
-        (self.segment_seconds * 1000.0).round() as u64
+    /// Segment boundaries in milliseconds: the grid is kept in integers so that every
+    /// worker computes the same boundaries.
+    pub fn cuts(&self) -> Cuts {
+        let ms = |s: f64| (s * 1000.0).round() as u64;
+        Cuts::with_lead(ms(self.segment_seconds), u64::from(self.lead_segments), ms(self.lead_seconds))
     }
 
     pub fn gop_ms(&self) -> u64 {
@@ -358,6 +387,7 @@ mod tests {
         let text = r#"{"video":[{"name":"small","width":320,"height":180,"bitrate_kbps":300}]}"#;
         let l = Ladder::from_json(text).unwrap();
         assert_eq!(l.segment_seconds, 6.0);
+        assert_eq!(l.cuts(), Cuts::with_lead(6000, 3, 2000));
         assert_eq!(l.audio, AudioSpec::default());
         assert_eq!(l.video[0].maxrate_kbps(), 330);
         let again = Ladder::from_json(&serde_json::to_string(&l).unwrap()).unwrap();
@@ -372,6 +402,11 @@ mod tests {
         let mut l = Ladder::default();
         l.gop_seconds = 4.0;
         assert!(matches!(l.validate(), Err(LadderError::Gop { .. })));
+        let mut l = Ladder::default();
+        l.lead_seconds = 0.5;
+        assert!(l.validate().unwrap_err().to_string().contains("lead_seconds"));
+        l.lead_segments = 0;
+        assert_eq!(l.validate(), Ok(()), "no leading segments: their length does not matter");
         let mut l = Ladder::default();
         l.video[1].name = "../x".into();
         assert!(matches!(l.validate(), Err(LadderError::Rendition { .. })));

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ladder::Ladder;
 
-pub const TASK_SCHEMA: u32 = 1;
+/// 2: ladders have leading segments (`lead_segments`, default 3). A version 1 message's
+/// ladder has none, whatever it says: see [`TaskMessage::from_json`].
+pub const TASK_SCHEMA: u32 = 2;
 
 /// Object the coordinator writes under a job's output when the job is cancelled; workers
 /// look for it before and while running a task of that job, and drop the task.
@@ -26,6 +28,21 @@ pub struct TaskMessage {
     pub output: String,
     pub ladder: Ladder,
     pub part: TaskPart,
+}
+
+impl TaskMessage {
+    /// Reads a message of this schema or of schema 1 (whose ladders had no leading
+    /// segments: a version 1 task of a job in flight during an upgrade cuts where the
+    /// job's other tasks cut). Other versions are refused.
+    pub fn from_json(data: &[u8]) -> Result<Self, String> {
+        let mut task: TaskMessage = serde_json::from_slice(data).map_err(|e| format!("invalid task message: {e}"))?;
+        match task.schema {
+            TASK_SCHEMA => {}
+            1 => task.ladder.lead_segments = 0,
+            other => return Err(format!("task schema {other} is not supported (this worker reads 1 and {TASK_SCHEMA})")),
+        }
+        Ok(task)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -160,6 +177,20 @@ mod tests {
         assert_eq!(serde_json::from_str::<TaskMessage>(&text).unwrap(), task);
         let extra = text.replacen("{", r#"{"colour":"red","#, 1);
         assert!(serde_json::from_str::<TaskMessage>(&extra).is_err());
+        assert!(TaskMessage::from_json(extra.as_bytes()).unwrap_err().contains("colour"));
+    }
+
+    #[test]
+    fn schema_1_tasks_keep_the_even_grid_and_unknown_schemas_are_refused() {
+        let v1 = r#"{"schema":1,"job_id":"j","task_id":"j-1","source":"a.mov","output":"out",
+            "ladder":{"video":[{"name":"360p","width":640,"height":360,"bitrate_kbps":800}]},
+            "part":{"kind":"audio"}}"#;
+        let task = TaskMessage::from_json(v1.as_bytes()).unwrap();
+        assert_eq!(task.ladder.lead_segments, 0);
+        let v2 = v1.replace(r#""schema":1"#, r#""schema":2"#);
+        assert_eq!(TaskMessage::from_json(v2.as_bytes()).unwrap().ladder.lead_segments, 3);
+        let v3 = v1.replace(r#""schema":1"#, r#""schema":3"#);
+        assert!(TaskMessage::from_json(v3.as_bytes()).unwrap_err().contains("task schema 3 is not supported"));
     }
 
     #[test]

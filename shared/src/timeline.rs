@@ -1,9 +1,11 @@
 //! The frame-exact timeline every rendition and every chunk agree on.
 //!
-//! Video time is counted in frames from the source's first frame. Segment `k` starts at
-//! the first frame at or after `k * segment_ms`; keyframes fall every `gop` frames from
-//! each segment start. All of it is integer arithmetic, so a worker encoding frames
-//! 1500..3000 cuts exactly where a worker encoding the whole source does.
+//! Video time is counted in frames from the source's first frame. Segment boundaries are
+//! times in milliseconds ([`Cuts`]: a few short leading segments, then segments of the
+//! ladder's length); segment `k` starts at the first frame (or audio sample) at or after
+//! its boundary, and keyframes fall every `gop` frames from each segment start. All of it
+//! is integer arithmetic, so a worker encoding frames 1500..3000 cuts exactly where a
+//! worker encoding the whole source does.
 
 use serde::{Deserialize, Serialize};
 
@@ -80,36 +82,114 @@ fn gcd(mut a: i64, mut b: i64) -> i64 {
     a.abs().max(1)
 }
 
+/// Segment boundaries in milliseconds: `lead_count` segments of `lead_ms`, then segments
+/// of `segment_ms`. Short leading segments let review start sooner: a player needs the
+/// first segment of every rendition, and a 2 s segment is ready three times sooner than a
+/// 6 s one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cuts {
+    pub segment_ms: u64,
+    #[serde(default)]
+    pub lead_ms: u64,
+    #[serde(default)]
+    pub lead_count: u64,
+}
+
+impl Cuts {
+    /// Every segment `segment_ms` long.
+    pub fn even(segment_ms: u64) -> Self {
+        Self { segment_ms, lead_ms: 0, lead_count: 0 }
+    }
+
+    pub fn with_lead(segment_ms: u64, lead_count: u64, lead_ms: u64) -> Self {
+        if lead_count == 0 || lead_ms == 0 {
+            return Self::even(segment_ms);
+        }
+        Self { segment_ms, lead_ms, lead_count }
+    }
+
+    fn lead_end_ms(&self) -> u64 {
+        self.lead_count * self.lead_ms
+    }
+
+    /// Time at which segment `k` starts.
+    pub fn start_ms(&self, k: u64) -> u64 {
+        let lead = k.min(self.lead_count);
+        lead * self.lead_ms + (k - lead) * self.segment_ms
+    }
+
+    /// First unit (frame, sample) at or after the start of segment `k`, on a clock of
+    /// `num / den` units per second.
+    pub fn start_unit(&self, k: u64, num: u64, den: u64) -> u64 {
+        let n = u128::from(self.start_ms(k)) * u128::from(num);
+        n.div_ceil(1000 * u128::from(den)) as u64
+    }
+
+    /// The segment that unit `u` belongs to, on a clock of `num / den` units per second.
+    pub fn segment_of_unit(&self, u: u64, num: u64, den: u64) -> u64 {
+        // Estimate from the unit's time, then correct: start_unit is monotonic in k.
+        let ms = (u128::from(u) * 1000 * u128::from(den) / u128::from(num)) as u64;
+        let mut k = if ms < self.lead_end_ms() {
+            ms / self.lead_ms
+        } else {
+            self.lead_count + (ms - self.lead_end_ms()) / self.segment_ms
+        };
+        while k > 0 && self.start_unit(k, num, den) > u {
+            k -= 1;
+        }
+        while self.start_unit(k + 1, num, den) <= u {
+            k += 1;
+        }
+        k
+    }
+
+    /// The boundary nearest to `seconds`.
+    pub fn nearest_boundary(&self, seconds: f64) -> u64 {
+        let ms = seconds.max(0.0) * 1000.0;
+        let lead_end = self.lead_end_ms() as f64;
+        if ms < lead_end {
+            (ms / self.lead_ms as f64).round() as u64
+        } else {
+            self.lead_count + ((ms - lead_end) / self.segment_ms as f64).round() as u64
+        }
+    }
+
+    /// Number of segments in `seconds` (the last may be short; at least one).
+    pub fn count_in(&self, seconds: f64) -> u64 {
+        let ms = (seconds.max(0.0) * 1000.0).round() as u64;
+        let lead_end = self.lead_end_ms();
+        let k = if ms <= lead_end {
+            ms.div_ceil(self.lead_ms.max(1))
+        } else {
+            self.lead_count + (ms - lead_end).div_ceil(self.segment_ms)
+        };
+        k.max(1)
+    }
+}
+
 /// The segment and keyframe grid of one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grid {
     pub rate: FrameRate,
-    pub segment_ms: u64,
+    #[serde(flatten)]
+    pub cuts: Cuts,
     /// Frames between keyframes inside a segment.
     pub gop_frames: u64,
 }
 
 impl Grid {
-    pub fn new(rate: FrameRate, segment_ms: u64, gop_ms: u64) -> Self {
-        Self { rate, segment_ms, gop_frames: rate.frames_in_ms(gop_ms) }
+    pub fn new(rate: FrameRate, cuts: Cuts, gop_ms: u64) -> Self {
+        Self { rate, cuts, gop_frames: rate.frames_in_ms(gop_ms) }
     }
 
     /// First frame of segment `k`.
     pub fn segment_start(&self, k: u64) -> u64 {
-        self.rate.frame_at_ms(k * self.segment_ms)
+        self.cuts.start_unit(k, u64::from(self.rate.num), u64::from(self.rate.den))
     }
 
     /// The segment that frame `f` belongs to.
     pub fn segment_of(&self, f: u64) -> u64 {
-        // Estimate, then correct: frame_at_ms is monotonic in k.
-        let mut k = (self.rate.frames_to_seconds(f) * 1000.0 / self.segment_ms as f64) as u64;
-        while k > 0 && self.segment_start(k) > f {
-            k -= 1;
-        }
-        while self.segment_start(k + 1) <= f {
-            k += 1;
-        }
-        k
+        self.cuts.segment_of_unit(f, u64::from(self.rate.num), u64::from(self.rate.den))
     }
 
     /// Whether frame `f` must be coded as an IDR frame.
@@ -130,9 +210,8 @@ impl Grid {
     /// Snaps a time range in seconds to whole segments: `[first, end)` segment indices.
     /// `start` rounds to the nearest boundary, and so does `end` (`None`: to the end).
     pub fn snap_range(&self, start_s: f64, end_s: Option<f64>) -> (u64, Option<u64>) {
-        let seg = self.segment_ms as f64 / 1000.0;
-        let first = (start_s.max(0.0) / seg).round() as u64;
-        let end = end_s.map(|e| ((e.max(0.0) / seg).round() as u64).max(first + 1));
+        let first = self.cuts.nearest_boundary(start_s);
+        let end = end_s.map(|e| self.cuts.nearest_boundary(e).max(first + 1));
         (first, end)
     }
 }
@@ -152,7 +231,7 @@ mod tests {
 
     #[test]
     fn integer_rates_give_even_segments() {
-        let g = Grid::new(FrameRate::new(25, 1).unwrap(), 6000, 2000);
+        let g = Grid::new(FrameRate::new(25, 1).unwrap(), Cuts::even(6000), 2000);
         assert_eq!(g.gop_frames, 50);
         assert_eq!((0..4).map(|k| g.segment_start(k)).collect::<Vec<_>>(), vec![0, 150, 300, 450]);
         assert!(g.is_keyframe(0) && g.is_keyframe(50) && g.is_keyframe(150));
@@ -163,12 +242,12 @@ mod tests {
 
     #[test]
     fn ntsc_rates_start_segments_on_the_first_frame_past_the_boundary() {
-        let g = Grid::new(FrameRate::new(30000, 1001).unwrap(), 6000, 2000);
+        let g = Grid::new(FrameRate::new(30000, 1001).unwrap(), Cuts::even(6000), 2000);
         assert_eq!(g.gop_frames, 60);
         // 6 s at 29.97 is 179.82 frames: segments alternate between 180 and 179 frames
         let starts: Vec<u64> = (0..5).map(|k| g.segment_start(k)).collect();
         assert_eq!(starts, vec![0, 180, 360, 540, 720]);
-        let g = Grid::new(FrameRate::new(24000, 1001).unwrap(), 6000, 2000);
+        let g = Grid::new(FrameRate::new(24000, 1001).unwrap(), Cuts::even(6000), 2000);
         let starts: Vec<u64> = (0..4).map(|k| g.segment_start(k)).collect();
         assert_eq!(starts, vec![0, 144, 288, 432]);
         assert_eq!(g.segment_start(1000), 143_857);
@@ -181,7 +260,7 @@ mod tests {
     #[test]
     fn keyframes_restart_at_every_segment() {
         // 5 s segments, 2 s GOP is rejected by the ladder; 4 s / 2 s at 29.97 is not exact
-        let g = Grid::new(FrameRate::new(30000, 1001).unwrap(), 4000, 2000);
+        let g = Grid::new(FrameRate::new(30000, 1001).unwrap(), Cuts::even(4000), 2000);
         let s1 = g.segment_start(1);
         assert_eq!(s1, 120);
         assert!(g.is_keyframe(s1) && g.is_keyframe(s1 + 60));
@@ -189,10 +268,44 @@ mod tests {
 
     #[test]
     fn ranges_snap_to_segment_boundaries() {
-        let g = Grid::new(FrameRate::new(25, 1).unwrap(), 6000, 2000);
+        let g = Grid::new(FrameRate::new(25, 1).unwrap(), Cuts::even(6000), 2000);
         assert_eq!(g.snap_range(0.0, Some(12.0)), (0, Some(2)));
         assert_eq!(g.snap_range(11.0, Some(20.0)), (2, Some(3)));
         assert_eq!(g.snap_range(13.0, None), (2, None));
         assert_eq!(g.snap_range(5.0, Some(5.5)), (1, Some(2)));
+    }
+
+    #[test]
+    fn leading_segments_are_short_then_the_grid_goes_on_evenly() {
+        // three 2 s segments, then 6 s: boundaries 0, 2, 4, 6, 12, 18 s
+        let cuts = Cuts::with_lead(6000, 3, 2000);
+        assert_eq!((0..6).map(|k| cuts.start_ms(k)).collect::<Vec<_>>(), vec![0, 2000, 4000, 6000, 12_000, 18_000]);
+        let g = Grid::new(FrameRate::new(25, 1).unwrap(), cuts, 2000);
+        assert_eq!((0..6).map(|k| g.segment_start(k)).collect::<Vec<_>>(), vec![0, 50, 100, 150, 300, 450]);
+        for f in [0, 49, 50, 149, 150, 151, 299, 300, 10_000] {
+            let k = g.segment_of(f);
+            assert!(g.segment_start(k) <= f && f < g.segment_start(k + 1), "frame {f}");
+        }
+        assert!(g.is_keyframe(50) && g.is_keyframe(100) && g.is_keyframe(200) && !g.is_keyframe(299));
+        assert_eq!(g.segment_count(200), 4);
+        // ranges snap to the nearest boundary on either side of the lead's end
+        assert_eq!(g.snap_range(0.0, Some(2.4)), (0, Some(1)));
+        assert_eq!(g.snap_range(5.0, Some(11.0)), (3, Some(4)));
+        assert_eq!(g.snap_range(60.0, None), (12, None));
+        assert_eq!((cuts.count_in(1.0), cuts.count_in(6.0), cuts.count_in(6.5), cuts.count_in(30.0)), (1, 3, 4, 7));
+        // samples follow the same boundaries: 48 kHz, segment 3 starts at 6 s
+        assert_eq!(cuts.start_unit(3, 48_000, 1), 288_000);
+        assert_eq!(cuts.segment_of_unit(287_999, 48_000, 1), 2);
+        // at 29.97 the boundaries fall on the first frame after the time
+        let ntsc = Grid::new(FrameRate::new(30000, 1001).unwrap(), cuts, 2000);
+        assert_eq!((0..5).map(|k| ntsc.segment_start(k)).collect::<Vec<_>>(), vec![0, 60, 120, 180, 360]);
+    }
+
+    #[test]
+    fn a_grid_stored_before_leading_segments_reads_as_even() {
+        let old = r#"{"rate":{"num":25,"den":1},"segment_ms":6000,"gop_frames":50}"#;
+        let g: Grid = serde_json::from_str(old).unwrap();
+        assert_eq!(g.cuts, Cuts::even(6000));
+        assert_eq!(g.segment_start(2), 300);
     }
 }

@@ -76,7 +76,8 @@ fn job_split_over_two_workers(database_url: &str, name: &str) {
     s3.download(&format!("{prefix}/out"), local.path()).unwrap();
     let check = check_ladder(local.path(), 450, 30000.0 / 1001.0, true).unwrap();
     let frames: Vec<u64> = check.renditions[0].segments.iter().map(|s| s.frames).collect();
-    assert_eq!(frames, vec![180, 180, 90], "segments continuous across chunk joins");
+    // three leading 2 s segments (60, 60, 60 frames at 29.97), then 6 s ones
+    assert_eq!(frames, vec![60, 60, 60, 180, 90], "segments continuous across chunk joins");
     broker().delete_farm_queues(&queue_prefix);
 }
 
@@ -254,7 +255,7 @@ fn the_embedded_farm_needs_no_broker_and_no_s3() {
     assert!(data.path().join("farm.db").exists(), "job state in the data folder's SQLite database");
     let check = check_ladder(&out, 450, 30000.0 / 1001.0, true).unwrap();
     let frames: Vec<u64> = check.renditions[0].segments.iter().map(|s| s.frames).collect();
-    assert_eq!(frames, vec![180, 180, 90]);
+    assert_eq!(frames, vec![60, 60, 60, 180, 90]);
 }
 
 #[test]
@@ -332,7 +333,7 @@ fn coordinator_and_workers_report_metrics_of_a_job() {
     assert!(w("farm_worker_storage_bytes_total", &[("direction", "read")]) > 100_000.0);
     assert!(w("farm_worker_source_requests_total", &[]) >= 4.0, "at least one GET per task");
     assert_eq!(w("farm_worker_busy", &[]), 0.0);
-    assert_eq!(w("farm_worker_segment_seconds_count", &[("kind", "video")]), 9.0, "three segments of three renditions");
+    assert_eq!(w("farm_worker_segment_seconds_count", &[("kind", "video")]), 15.0, "five segments (three leading 2 s ones) of three renditions");
     assert_eq!(w("farm_worker_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);
     assert_eq!(reqwest::blocking::get(format!("http://127.0.0.1:{port}/healthz")).unwrap().status(), 200);
 

@@ -32,15 +32,16 @@ fn sizes(check: &LadderCheck) -> Vec<(u32, u32)> {
 fn prores_422_hq_10_bit_with_stereo_pcm() {
     let check = transcode_and_check(Kind::ProRes422);
     assert_eq!(sizes(&check), vec![(640, 360), (426, 238), (256, 144)]);
-    // 8 s at 25 fps in 6 s segments: 150 + 50 frames, the last segment short
+    // 8 s at 25 fps: three leading 2 s segments (the ladder's default), then what is left
+    // of the first 6 s one
     let frames: Vec<u64> = check.renditions[0].segments.iter().map(|s| s.frames).collect();
-    assert_eq!(frames, vec![150, 50]);
+    assert_eq!(frames, vec![50, 50, 50, 50]);
     assert!(check.iframes_checked >= 4);
 }
 
 #[test]
 fn segment_length_is_configurable_and_progress_is_logged_off_a_terminal() {
-    let (check, stderr) = transcode_and_check_with(Kind::ProRes422, &["--segment-seconds", "4"]);
+    let (check, stderr) = transcode_and_check_with(Kind::ProRes422, &["--segment-seconds", "4", "--lead-segments", "0"]);
     let frames: Vec<u64> = check.renditions[0].segments.iter().map(|s| s.frames).collect();
     assert_eq!(frames, vec![100, 100]);
     // stderr is a pipe here: plain progress lines with a percentage, no bar
@@ -68,10 +69,12 @@ fn dnxhr_in_mxf_with_two_mono_tracks() {
 fn camera_h264_with_b_frames_and_5_1_audio() {
     let check = transcode_and_check(Kind::H264Mp4);
     assert_eq!(sizes(&check), vec![(480, 270), (426, 238), (256, 144)]);
-    // 5 s at 29.97 fps: one short segment of 150 frames lasting 5.005 s
-    let seg = &check.renditions[0].segments[0];
-    assert_eq!((seg.frames, check.renditions[0].segments.len()), (150, 1));
-    assert!((seg.extinf - 5.005).abs() < 1e-3, "{}", seg.extinf);
+    // 5 s at 29.97 fps: 2 s segments start on the first frame past each boundary (60,
+    // 60 frames, 2.002 s each), the last is short (30 frames, 1.001 s)
+    let segments = &check.renditions[0].segments;
+    assert_eq!(segments.iter().map(|s| s.frames).collect::<Vec<_>>(), vec![60, 60, 30]);
+    assert!((segments[0].extinf - 2.002).abs() < 1e-3, "{}", segments[0].extinf);
+    assert!((segments[2].extinf - 1.001).abs() < 1e-3, "{}", segments[2].extinf);
 }
 
 #[test]

@@ -7,7 +7,8 @@ use farm_tests::worker::transcode;
 
 #[test]
 fn three_ranges_give_the_same_ladder_as_one_pass() {
-    // 15 s at 29.97 fps: segment starts at frames 0, 180, 360 (6 s grid), 450 frames
+    // 15 s at 29.97 fps, 450 frames: three leading 2 s segments start at frames 0, 60,
+    // 120, then 6 s ones at 180 and 360
     let source = make(
         "ranges-h264.mov",
         &[
@@ -23,14 +24,15 @@ fn three_ranges_give_the_same_ladder_as_one_pass() {
     transcode(&source, one.path(), &ladder, &[]).unwrap().ok().unwrap();
 
     let split = tempfile::tempdir().unwrap();
-    // Out of order, and with boundaries that snap: 5.5 s -> 6 s, 12.2 s -> 12 s.
+    // Out of order, and with boundaries that snap: 3.1 s -> 4 s (a join inside the leading
+    // segments), 12.2 s -> 12 s.
     let run = transcode(&source, split.path(), &ladder, &["--start", "12.2"]).unwrap().ok().unwrap();
     assert!(run.stdout().contains("playlists follow"), "{}", run.stdout());
     assert!(!split.path().join("index.m3u8").exists(), "no master before every part is there");
-    transcode(&source, split.path(), &ladder, &["--start", "5.5", "--end", "12.2"]).unwrap().ok().unwrap();
+    transcode(&source, split.path(), &ladder, &["--start", "3.1", "--end", "12.2"]).unwrap().ok().unwrap();
     transcode(&source, split.path(), &ladder, &["--audio-only"]).unwrap().ok().unwrap();
     assert!(!split.path().join("index.m3u8").exists(), "first range still missing");
-    let last = transcode(&source, split.path(), &ladder, &["--end", "5.5"]).unwrap().ok().unwrap();
+    let last = transcode(&source, split.path(), &ladder, &["--end", "3.1"]).unwrap().ok().unwrap();
     assert!(last.stdout().trim().ends_with("index.m3u8"), "the last part publishes: {}", last.stdout());
 
     let frames = probe::video_frame_count(&source).unwrap();
@@ -44,7 +46,7 @@ fn three_ranges_give_the_same_ladder_as_one_pass() {
         let fx: Vec<(u64, f64)> = x.segments.iter().map(|s| (s.frames, s.first_pts)).collect();
         let fy: Vec<(u64, f64)> = y.segments.iter().map(|s| (s.frames, s.first_pts)).collect();
         assert_eq!(fx, fy, "{}: frames and start times per segment", x.name);
-        assert_eq!(fx.iter().map(|f| f.0).collect::<Vec<_>>(), vec![180, 180, 90]);
+        assert_eq!(fx.iter().map(|f| f.0).collect::<Vec<_>>(), vec![60, 60, 60, 180, 90]);
         // the media playlists are identical to the byte
         for file in ["index.m3u8"] {
             let p = format!("{}/{file}", x.name);

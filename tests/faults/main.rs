@@ -19,7 +19,8 @@ use farm_tests::s3::{s3, unique_prefix, BUCKET};
 use farm_tests::services;
 
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-/// The 30 s clip: 750 frames at 25 fps, five 6 s segments of 150 frames per rendition.
+/// The 30 s clip: 750 frames at 25 fps; per rendition three leading 2 s segments of 50
+/// frames, then four 6 s segments of 150.
 const FRAMES: u64 = 750;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -82,7 +83,7 @@ impl Case {
         let check = check_ladder(local.path(), FRAMES, 25.0, true).unwrap();
         for r in &check.renditions {
             let frames: Vec<u64> = r.segments.iter().map(|s| s.frames).collect();
-            assert_eq!(frames, vec![150; 5], "{}", r.name);
+            assert_eq!(frames, vec![50, 50, 50, 150, 150, 150, 150], "{}", r.name);
         }
         let named = named_segments(&self.out());
         let stored: BTreeSet<String> = s3().keys(&self.out()).unwrap().into_iter().filter(|k| k.ends_with(".ts")).collect();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use farm_shared::manifest::SegmentRecord;
-use farm_shared::task::{Priority, TaskEvent, TaskEventKind, TaskMessage, TaskPart, Topology, CANCEL_MARKER, TASK_SCHEMA};
+use farm_shared::task::{Priority, TaskEvent, TaskEventKind, TaskMessage, TaskPart, Topology, CANCEL_MARKER};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
@@ -412,10 +412,7 @@ async fn watch_cancellation(output: String, s3: S3Settings, cancel: Arc<AtomicBo
 }
 
 fn parse(data: &[u8]) -> Result<TaskMessage, String> {
-    let task: TaskMessage = serde_json::from_slice(data).map_err(|e| format!("invalid task message: {e}"))?;
-    if task.schema != TASK_SCHEMA {
-        return Err(format!("task schema {} is not supported (this worker reads {TASK_SCHEMA})", task.schema));
-    }
+    let task = TaskMessage::from_json(data)?;
     task.ladder.validate().map_err(|e| format!("invalid ladder: {e}"))?;
     Ok(task)
 }

@@ -59,7 +59,7 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
     task.ladder.validate()?;
     let mut source = source::open(&task.source)?;
     let info = source.info.clone();
-    let grid = Grid::new(info.rate, task.ladder.segment_ms(), task.ladder.gop_ms());
+    let grid = Grid::new(info.rate, task.ladder.cuts(), task.ladder.gop_ms());
     let (display_w, display_h) = info.display_size();
     let renditions = task.ladder.fit(display_w, display_h);
     let tracks = audio::select_tracks(&info.audio);

@@ -93,6 +93,10 @@ struct TranscodeArgs {
     /// Segment length in seconds (overrides the ladder's)
     #[arg(long, env = "FARM_SEGMENT_SECONDS")]
     segment_seconds: Option<f64>,
+    /// Number of short leading segments (overrides the ladder's; 0: every segment is
+    /// --segment-seconds long)
+    #[arg(long, env = "FARM_LEAD_SEGMENTS")]
+    lead_segments: Option<u32>,
     /// Encode video from this time (seconds, snapped to a segment boundary)
     #[arg(long)]
     start: Option<f64>,
@@ -229,7 +233,13 @@ fn transcode(args: TranscodeArgs, rt: &tokio::runtime::Runtime) -> anyhow::Resul
         if (seconds / ladder.gop_seconds).fract().abs() > 1e-9 {
             ladder.gop_seconds = seconds;
         }
+        // Leading segments are never longer than the others.
+        ladder.lead_seconds = ladder.lead_seconds.min(seconds);
         ladder.validate().context("--segment-seconds")?;
+    }
+    if let Some(count) = args.lead_segments {
+        ladder.lead_segments = count;
+        ladder.validate().context("--lead-segments")?;
     }
     let part = if args.audio_only {
         Part::Audio

@@ -49,7 +49,7 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>) -> Option<Playlists> {
         .collect();
     let contiguous = |name: &str| (0..segments).take_while(|k| present.contains(&segment_uri(name, *k))).count();
     // The same rule as the final VOD playlist, so the target duration never changes.
-    let seg_target = (g.segment_ms as f64 / 1000.0).round() as u64;
+    let seg_target = (g.cuts.segment_ms.max(g.cuts.lead_ms) as f64 / 1000.0).round() as u64;
 
     let mut files = Vec::new();
     let mut master = MasterPlaylist { independent_segments: true, ..Default::default() };
@@ -59,9 +59,11 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>) -> Option<Playlists> {
         if n == 0 {
             return None;
         }
-        let sr = f64::from(sample_rate);
-        let at = |k: u64| (k * g.segment_ms) as f64 * sr / 1000.0;
-        let list: Vec<(String, f64)> = (0..n as u64).map(|k| (segment_uri(AUDIO, k), (at(k + 1) - at(k)) / sr)).collect();
+        // Audio is cut at the end of the picture, as the worker cuts it.
+        let end = (g.rate.frames_to_seconds(plan.total_frames) * f64::from(sample_rate)).round() as u64;
+        let at = |k: u64| g.cuts.start_unit(k, u64::from(sample_rate), 1).min(end);
+        let list: Vec<(String, f64)> =
+            (0..n as u64).map(|k| (segment_uri(AUDIO, k), (at(k + 1) - at(k)) as f64 / f64::from(sample_rate))).collect();
         files.push((format!("{AUDIO}/index.m3u8"), media_text(&list, AUDIO, Some(seg_target))));
         master.alternatives.push(AlternativeMedia {
             media_type: AlternativeMediaType::Audio,
@@ -101,13 +103,13 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>) -> Option<Playlists> {
 
 #[cfg(test)]
 mod tests {
-    use farm_shared::timeline::FrameRate;
+    use farm_shared::timeline::{Cuts, FrameRate};
 
     use super::*;
 
     fn plan() -> LivePlan {
         LivePlan {
-            grid: Grid::new(FrameRate { num: 25, den: 1 }, 6000, 2000),
+            grid: Grid::new(FrameRate { num: 25, den: 1 }, Cuts::even(6000), 2000),
             total_frames: 400, // 16 s: segments of 150, 150, 100 frames
             video: vec![
                 LiveVideo { name: "720p".into(), width: 1280, height: 720, bandwidth: 3_300_000, codecs: Some("avc1.64001f".into()) },
@@ -144,5 +146,23 @@ mod tests {
         let master = text(MASTER);
         assert!(master.contains("BANDWIDTH=3428000,CODECS=\"avc1.64001f,mp4a.40.2\""), "{master}");
         assert!(master.contains("AUDIO=\"audio\""));
+    }
+
+    #[test]
+    fn leading_segments_are_listed_with_their_own_durations() {
+        let mut plan = plan();
+        plan.grid = Grid::new(FrameRate { num: 25, den: 1 }, Cuts::with_lead(6000, 3, 2000), 2000);
+        let keys: Vec<String> = ["720p", "360p", "audio"]
+            .iter()
+            .flat_map(|r| (0..5).map(move |k| segment_uri(r, k)))
+            .collect();
+        let p = live(&plan, &keys.into_iter().collect()).unwrap();
+        let text = |k: &str| p.files.iter().find(|(key, _)| key == k).unwrap().1.clone();
+        // 400 frames: 50, 50, 50, 150, 100
+        let hd = text("720p/index.m3u8");
+        assert!(hd.contains("#EXTINF:2,\nseg_00000.ts\n#EXTINF:2,\nseg_00001.ts\n#EXTINF:2,\nseg_00002.ts\n#EXTINF:6,\nseg_00003.ts\n#EXTINF:4,\nseg_00004.ts"), "{hd}");
+        assert!(hd.contains("#EXT-X-TARGETDURATION:6"), "{hd}");
+        let audio = text("audio/index.m3u8");
+        assert!(audio.contains("#EXTINF:2,\nseg_00000.ts\n#EXTINF:2,\nseg_00001.ts\n#EXTINF:2,\nseg_00002.ts\n#EXTINF:6,\nseg_00003.ts\n#EXTINF:4,\nseg_00004.ts"), "{audio}");
     }
 }

@@ -1,12 +1,12 @@
 use farm_shared::manifest::{IFrame, PartKind, PartManifest, RenditionPart, SegmentRecord, MANIFEST_VERSION};
-use farm_shared::timeline::{FrameRate, Grid};
+use farm_shared::timeline::{Cuts, FrameRate, Grid};
 
 use super::*;
 
 const RATE: FrameRate = FrameRate { num: 25, den: 1 };
 
 fn grid() -> Grid {
-    Grid::new(RATE, 6000, 2000)
+    Grid::new(RATE, Cuts::even(6000), 2000)
 }
 
 fn video_segment(name: &str, index: u64, frames: u64, bytes: u64) -> SegmentRecord {

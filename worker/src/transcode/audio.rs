@@ -9,6 +9,7 @@ use std::sync::mpsc::Receiver;
 
 use farm_shared::ladder::AudioSpec;
 use farm_shared::manifest::{RenditionPart, SegmentRecord};
+use farm_shared::timeline::Cuts;
 use ffmpeg_next as ffmpeg;
 use ffmpeg::{codec, ffi, Packet, Rational};
 
@@ -36,16 +37,10 @@ pub fn select_tracks(tracks: &[AudioTrack]) -> Vec<usize> {
     }
 }
 
-/// Audio segments follow the same wall-clock grid as video, in samples.
+/// Audio segments follow the same wall-clock boundaries as video, in samples.
 pub struct AudioClock {
     pub sample_rate: u32,
-    pub segment_ms: u64,
-}
-
-impl AudioClock {
-    fn start(&self, k: u64) -> i64 {
-        (u128::from(k * self.segment_ms) * u128::from(self.sample_rate)).div_ceil(1000) as i64
-    }
+    pub cuts: Cuts,
 }
 
 impl SegmentClock for AudioClock {
@@ -53,14 +48,7 @@ impl SegmentClock for AudioClock {
         if unit <= 0 {
             return 0;
         }
-        let mut k = (unit as u128 * 1000 / (u128::from(self.segment_ms) * u128::from(self.sample_rate))) as u64;
-        while k > 0 && self.start(k) > unit {
-            k -= 1;
-        }
-        while self.start(k + 1) <= unit {
-            k += 1;
-        }
-        k
+        self.cuts.segment_of_unit(unit as u64, u64::from(self.sample_rate), 1)
     }
     fn units_per_second(&self) -> f64 {
         f64::from(self.sample_rate)
@@ -73,7 +61,7 @@ impl SegmentClock for AudioClock {
 pub struct AudioJob<'a> {
     pub spec: &'a AudioSpec,
     pub inputs: Vec<AudioInput>,
-    pub segment_ms: u64,
+    pub cuts: Cuts,
     /// Samples after which audio is cut (the end of the picture), when known.
     pub end_sample: Option<i64>,
     pub sink: &'a dyn Sink,
@@ -88,7 +76,7 @@ pub fn run(job: AudioJob, frames: Receiver<AudioFrame>) -> Result<RenditionPart>
     let frame_size = encoder.frame_size().max(1);
     let mut mix = AudioMix::new(&job.inputs, job.spec.sample_rate, job.spec.channels, frame_size)
         .map_err(fail("building the audio mix"))?;
-    let clock = AudioClock { sample_rate: job.spec.sample_rate, segment_ms: job.segment_ms };
+    let clock = AudioClock { sample_rate: job.spec.sample_rate, cuts: job.cuts };
     let mut segmenter = Segmenter::new(
         RENDITION,
         clock,
@@ -162,13 +150,17 @@ mod tests {
 
     #[test]
     fn audio_segments_follow_the_wall_clock_grid() {
-        let c = AudioClock { sample_rate: 48_000, segment_ms: 6000 };
+        let c = AudioClock { sample_rate: 48_000, cuts: Cuts::even(6000) };
         assert_eq!(c.segment_of(-1024), 0);
         assert_eq!(c.segment_of(287_999), 0);
         assert_eq!(c.segment_of(288_000), 1);
         assert_eq!(c.segment_of(288_000 * 10 + 5), 10);
-        let c = AudioClock { sample_rate: 44_100, segment_ms: 6000 };
+        let c = AudioClock { sample_rate: 44_100, cuts: Cuts::even(6000) };
         assert_eq!(c.segment_of(264_599), 0);
         assert_eq!(c.segment_of(264_600), 1);
+        // leading 2 s segments: the same boundaries as the video's
+        let c = AudioClock { sample_rate: 48_000, cuts: Cuts::with_lead(6000, 3, 2000) };
+        assert_eq!((c.segment_of(95_999), c.segment_of(96_000)), (0, 1));
+        assert_eq!((c.segment_of(287_999), c.segment_of(288_000), c.segment_of(575_999), c.segment_of(576_000)), (2, 3, 3, 4));
     }
 }

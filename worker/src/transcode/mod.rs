@@ -117,7 +117,7 @@ pub fn run(
             let job = audio::AudioJob {
                 spec: plan.audio,
                 inputs: audio_inputs,
-                segment_ms: plan.grid.segment_ms,
+                cuts: plan.grid.cuts,
                 end_sample: plan.audio_end_sample,
                 sink,
                 encoded: &audio_samples,
