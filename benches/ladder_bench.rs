@@ -131,12 +131,15 @@ fn main() -> Result<()> {
     let dir = target_dir().join("bench-fixtures");
     std::fs::create_dir_all(&dir)?;
     let src = prores_1080p(seconds)?;
-    let ladder = Ladder::default();
+    // Like for like: the CLI's hls muxer cuts every segment the same length, so the worker
+    // runs without its short leading segments here.
+    let mut ladder = Ladder::default();
+    ladder.lead_segments = 0;
     let grid = Grid::new(FrameRate { num: 25, den: 1 }, ladder.cuts(), ladder.gop_ms());
     let work = tempfile::tempdir_in(&dir)?;
 
     eprintln!("worker: transcoding {} ...", src.display());
-    let w = measure(Command::new(&worker).args(["transcode", src.to_str().unwrap()]).arg(work.path().join("worker")))?;
+    let w = measure(Command::new(&worker).args(["transcode", src.to_str().unwrap(), "--lead-segments", "0"]).arg(work.path().join("worker")))?;
     eprintln!("ffmpeg CLI: same ladder, one decode-once command ...");
     let c = measure(&mut cli_ladder(&src, &work.path().join("cli"), &ladder, &grid))?;
 
@@ -161,7 +164,7 @@ fn main() -> Result<()> {
         let long_src = prores_1080p(long_seconds)?;
         eprintln!("worker: {long_seconds} s source, for memory ...");
         let out = work.path().join("worker-long");
-        let m = measure(Command::new(&worker).args(["transcode", long_src.to_str().unwrap()]).arg(&out))?;
+        let m = measure(Command::new(&worker).args(["transcode", long_src.to_str().unwrap(), "--lead-segments", "0"]).arg(&out))?;
         Some(m)
     } else {
         None
