@@ -15,10 +15,11 @@ use crate::db::{Job, Task};
 
 /// The message of a stored task, to hand it out again (its job's ladder is stored as JSON).
 pub fn stored_message(job: &Job, task: &Task) -> serde_json::Result<Vec<u8>> {
-    let mut ladder: Ladder = serde_json::from_str(&job.ladder)?;
-    // Stored before ladders had leading segments: the job's grid has none.
     let stored: serde_json::Value = serde_json::from_str(&job.ladder)?;
-    if stored.get("lead_segments").is_none() {
+    // Stored before ladders had leading segments: the job's grid has none.
+    let before_leads = stored.get("lead_segments").is_none();
+    let mut ladder: Ladder = serde_json::from_value(stored)?;
+    if before_leads {
         ladder.lead_segments = 0;
     }
     serde_json::to_vec(&message(job, task, &ladder))
@@ -136,5 +137,30 @@ mod tests {
         assert_eq!(starts(&parts), vec![(0.0, Some(10.0)), (10.0, Some(22.0)), (22.0, Some(28.0)), (28.0, Some(34.0)), (34.0, None)]);
         // a source inside the leading segments is one task
         assert_eq!(starts(&plan(3.0, true, &ladder, 12.0)), vec![(0.0, None)]);
+    }
+
+    #[test]
+    fn a_job_stored_before_leading_segments_is_handed_out_without_them() {
+        use crate::db::State;
+        use farm_shared::task::Priority;
+        let job = |ladder: &str| Job {
+            id: "j".into(),
+            state: State::Running,
+            source: "s3://rushes/a.mov".into(),
+            output: "s3://review/j".into(),
+            priority: Priority::Normal,
+            ladder: ladder.into(),
+            idempotency_key: None,
+            error: None,
+            master_playlist: None,
+            plan: None,
+            created_ms: 0,
+            updated_ms: 0,
+        };
+        let task = Task { id: "j-1".into(), job_id: "j".into(), part: TaskPart::Audio, state: State::Queued, frames_done: 0, frames_total: None, error: None };
+        let sent = |ladder: &str| -> TaskMessage { serde_json::from_slice(&stored_message(&job(ladder), &task).unwrap()).unwrap() };
+        let old = r#"{"video":[{"name":"360p","width":640,"height":360,"bitrate_kbps":800}]}"#;
+        assert_eq!(sent(old).ladder.lead_segments, 0);
+        assert_eq!(sent(&serde_json::to_string(&Ladder::default()).unwrap()).ladder.lead_segments, 3);
     }
 }

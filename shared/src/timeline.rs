@@ -192,6 +192,11 @@ impl Grid {
         self.cuts.segment_of_unit(f, u64::from(self.rate.num), u64::from(self.rate.den))
     }
 
+    /// The audio sample at which `frames` frames of picture end: audio is cut there.
+    pub fn samples_at_frame(&self, frames: u64, sample_rate: u32) -> u64 {
+        (self.rate.frames_to_seconds(frames) * f64::from(sample_rate)).round() as u64
+    }
+
     /// Whether frame `f` must be coded as an IDR frame.
     pub fn is_keyframe(&self, f: u64) -> bool {
         let start = self.segment_start(self.segment_of(f));
@@ -296,6 +301,7 @@ mod tests {
         // samples follow the same boundaries: 48 kHz, segment 3 starts at 6 s
         assert_eq!(cuts.start_unit(3, 48_000, 1), 288_000);
         assert_eq!(cuts.segment_of_unit(287_999, 48_000, 1), 2);
+        assert_eq!(g.samples_at_frame(400, 48_000), 768_000);
         // at 29.97 the boundaries fall on the first frame after the time
         let ntsc = Grid::new(FrameRate::new(30000, 1001).unwrap(), cuts, 2000);
         assert_eq!((0..5).map(|k| ntsc.segment_start(k)).collect::<Vec<_>>(), vec![0, 60, 120, 180, 360]);

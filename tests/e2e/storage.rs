@@ -76,17 +76,7 @@ fn other_url_schemes_are_refused() {
 
 /// A value `name=N` from the worker's log (colour codes removed).
 fn logged(log: &str, name: &str) -> u64 {
-    let mut plain = String::new();
-    let mut in_escape = false;
-    for c in log.chars() {
-        match (in_escape, c) {
-            (false, '\u{1b}') => in_escape = true,
-            (false, c) => plain.push(c),
-            (true, 'm') => in_escape = false,
-            (true, _) => {}
-        }
-    }
-    let log = plain;
+    let log = farm_tests::farm::plain(log);
     let at = log.rfind(&format!("{name}=")).unwrap_or_else(|| panic!("no {name} in\n{log}"));
     log[at + name.len() + 1..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use farm_shared::task::Topology;
 use farm_tests::amqp::broker;
-use farm_tests::farm::{Extra, Farm, Proc};
+use farm_tests::farm::{plain, Extra, Farm, Proc};
 use farm_tests::fixtures::{clip_30s, SMALL_LADDER};
 use farm_tests::hls::check_ladder;
 use farm_tests::s3::{s3, unique_prefix, BUCKET};
@@ -116,24 +116,6 @@ fn playlists_name_only_written_segments(out: &str) {
     let stored: BTreeSet<String> = s3().keys(out).unwrap().into_iter().collect();
     let missing: Vec<&String> = named.iter().filter(|k| !stored.contains(*k)).collect();
     assert!(missing.is_empty(), "playlists name segments not written yet: {missing:?}");
-}
-
-/// Strips terminal colour codes from a log.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Waits until a log line holds every one of `needles`; returns that line.

@@ -8,6 +8,24 @@ use crate::amqp::URL;
 use crate::s3::{s3, BUCKET};
 use crate::worker::{coordinator_bin, worker_bin};
 
+/// Strips terminal colour codes from a log.
+pub fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A child process, killed when dropped, its stderr kept in a file.
 pub struct Proc {
     pub child: Child,

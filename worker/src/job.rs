@@ -98,7 +98,6 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
     let with_video = task.part != Part::Audio;
     let with_audio = !matches!(task.part, Part::Video { .. });
     let audio_tracks: &[usize] = if with_audio { &tracks } else { &[] };
-    let sample_rate = f64::from(task.ladder.audio.sample_rate);
     let plan = PipelinePlan {
         grid,
         renditions: if with_video { &renditions } else { &[] },
@@ -107,7 +106,7 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
         end_frame,
         audio_tracks,
         audio: &task.ladder.audio,
-        audio_end_sample: expected.map(|f| (grid.rate.frames_to_seconds(f) * sample_rate).round() as i64),
+        audio_end_sample: expected.map(|f| grid.samples_at_frame(f, task.ladder.audio.sample_rate) as i64),
         x264_threads: task.x264_threads,
         decode_threads: task.decode_threads,
         frames_total: match (end_frame, expected) {

@@ -60,7 +60,7 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>) -> Option<Playlists> {
             return None;
         }
         // Audio is cut at the end of the picture, as the worker cuts it.
-        let end = (g.rate.frames_to_seconds(plan.total_frames) * f64::from(sample_rate)).round() as u64;
+        let end = g.samples_at_frame(plan.total_frames, sample_rate);
         let at = |k: u64| g.cuts.start_unit(k, u64::from(sample_rate), 1).min(end);
         let list: Vec<(String, f64)> =
             (0..n as u64).map(|k| (segment_uri(AUDIO, k), (at(k + 1) - at(k)) as f64 / f64::from(sample_rate))).collect();

@@ -198,12 +198,18 @@ impl ObjectReader {
 
     fn fetch(&mut self, range: Range<u64>) -> std::io::Result<()> {
         self.handle.requested();
-        self.buf = self.rt.block_on(self.store.get_range(&self.path, range.clone())).map_err(to_io)?;
-        self.handle.received(self.buf.len());
-        self.buf_start = range.start;
-        self.served = 0;
-        self.buf_planned = false;
+        let bytes = self.rt.block_on(self.store.get_range(&self.path, range.clone())).map_err(to_io)?;
+        self.hold(range.start, bytes, false);
         Ok(())
+    }
+
+    /// Makes fetched bytes, starting at offset `start` of the object, the buffer.
+    fn hold(&mut self, start: u64, bytes: Bytes, planned: bool) {
+        self.handle.received(bytes.len());
+        self.buf = bytes;
+        self.buf_start = start;
+        self.served = 0;
+        self.buf_planned = planned;
     }
 
     /// Requests planned ranges until the limits of what may be in flight.
@@ -241,11 +247,7 @@ impl ObjectReader {
             Ok(result) => result.map_err(to_io)?,
             Err(e) => return Err(std::io::Error::other(format!("planned read: {e}"))),
         };
-        self.handle.received(bytes.len());
-        self.buf = bytes;
-        self.buf_start = range.start;
-        self.served = 0;
-        self.buf_planned = true;
+        self.hold(range.start, bytes, true);
         self.top_up();
         Ok(true)
     }
