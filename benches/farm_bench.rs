@@ -12,7 +12,9 @@
 //!    (every rendition has its first segment). The job is then cancelled. Baseline and
 //!    both jobs are run `--runs` times, interleaved; medians are reported.
 //! 3. Scaling: a `--scale` seconds source in 12 s chunks, one worker pinned to core 0
-//!    (`taskset`) versus two workers pinned to cores 0 and 1, POST to `succeeded`.
+//!    (`taskset`) versus two workers pinned to cores 0 and 1, POST to `succeeded`; also
+//!    `--runs` times, one worker and two alternating, medians reported, with the CPU time
+//!    SeaweedFS spent in each run (it shares the machine's two cores with the workers).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -81,7 +83,28 @@ fn keep_logs_of(name: &str, farm: &Farm, workers: &[Proc]) {
     }
 }
 
-fn scaling(seconds: u32, workers: usize, db: &std::path::Path) -> Result<f64> {
+/// CPU seconds the local SeaweedFS server has used so far (utime + stime from /proc), when
+/// it runs on this machine.
+fn seaweedfs_cpu() -> Option<f64> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_weed = args.first().is_some_and(|a| a.ends_with(b"weed")) && args.get(1) == Some(&&b"mini"[..]);
+        if !is_weed {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+        // Fields after the command name (which is in parentheses): utime and stime are the
+        // 12th and 13th of them.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        return Some(ticks / 100.0);
+    }
+    None
+}
+
+/// Seconds from POST to `succeeded`, and SeaweedFS CPU seconds over that time.
+fn scaling(seconds: u32, workers: usize, db: &std::path::Path) -> Result<(f64, Option<f64>)> {
     let source = uploaded(seconds)?;
     let prefix = unique_prefix(&format!("bench-scale-{workers}"));
     let farm = Farm::start(&format!("sqlite://{}/scale-{workers}.db?mode=rwc", db.display()), &prefix.replace('/', "-"), 0, 12.0);
@@ -93,19 +116,26 @@ fn scaling(seconds: u32, workers: usize, db: &std::path::Path) -> Result<f64> {
         .map(|core| Proc::spawn(PathBuf::from("taskset"), &["-c", &core.to_string(), bin.to_str().unwrap(), "serve"], &env))
         .collect();
     std::thread::sleep(Duration::from_secs(1));
+    let weed_before = seaweedfs_cpu();
     let (id, posted) = submit(&farm, &source, &format!("{prefix}/out"))?;
     let done = farm.wait_final(&id, Duration::from_secs(1800));
     ensure!(done["state"] == "succeeded", "{done}");
     let took = posted.elapsed().as_secs_f64();
+    let weed = weed_before.zip(seaweedfs_cpu()).map(|(a, b)| b - a);
     keep_logs_of(&format!("scale-{workers}"), &farm, &pinned);
     farm_tests::amqp::broker().delete_farm_queues(&farm.prefix);
-    Ok(took)
+    Ok((took, weed))
 }
 
-/// Median and the sorted values, for a line of the report.
-fn median(mut values: Vec<f64>) -> (f64, String) {
+/// Median and the sorted values (to two decimals), for a line of the report.
+fn median(values: Vec<f64>) -> (f64, String) {
+    median_to(values, 2)
+}
+
+/// Median and the sorted values to `decimals` decimals.
+fn median_to(mut values: Vec<f64>, decimals: usize) -> (f64, String) {
     values.sort_by(f64::total_cmp);
-    let list = values.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>().join(", ");
+    let list = values.iter().map(|v| format!("{v:.decimals$}")).collect::<Vec<_>>().join(", ");
     (values[values.len() / 2], list)
 }
 
@@ -134,14 +164,17 @@ fn main() -> Result<()> {
             times.push(time_to_playable(*seconds, db.path())?);
         }
     }
-    let scaled = if scale > 0 {
-        eprintln!("scaling: {scale} s source in 12 s chunks, 1 worker on core 0 ...");
-        let one = scaling(scale, 1, db.path())?;
-        eprintln!("scaling: 2 workers on cores 0 and 1 ...");
-        Some((one, scaling(scale, 2, db.path())?))
-    } else {
-        None
-    };
+    // (seconds, SeaweedFS CPU seconds) of each run, one worker and two.
+    let mut scaled: [Vec<(f64, Option<f64>)>; 2] = [Vec::new(), Vec::new()];
+    for run in 1..=runs {
+        if scale == 0 {
+            break;
+        }
+        eprintln!("run {run}/{runs}: scaling, {scale} s source in 12 s chunks, 1 worker on core 0 ...");
+        scaled[0].push(scaling(scale, 1, db.path())?);
+        eprintln!("run {run}/{runs}: scaling, 2 workers on cores 0 and 1 ...");
+        scaled[1].push(scaling(scale, 2, db.path())?);
+    }
 
     println!("farm benchmark: 1080p25 ProRes 422 HQ (grain), default ladder, RabbitMQ + SeaweedFS on loopback, {runs} run(s), medians");
     let (baseline, list) = if baselines.is_empty() { (0.0, String::new()) } else { median(baselines) };
@@ -158,8 +191,18 @@ fn main() -> Result<()> {
     if let [a, b] = medians.as_slice() {
         println!("  long / short time to playable: {:.3} (target within 10 %)", b / a);
     }
-    if let Some((one, two)) = scaled {
-        println!("  scaling {scale} s in 12 s chunks: 1 worker {one:.1} s, 2 workers {two:.1} s, ratio {:.3} (target <= 0.55)", two / one);
+    if !scaled[0].is_empty() {
+        let [one, two] = &scaled;
+        let (one_median, one_list) = median(one.iter().map(|r| r.0).collect());
+        let (two_median, two_list) = median(two.iter().map(|r| r.0).collect());
+        let (ratio, ratios) = median_to(one.iter().zip(two).map(|(a, b)| b.0 / a.0).collect(), 3);
+        println!(
+            "  scaling {scale} s in 12 s chunks: 1 worker {one_median:.1} s, 2 workers {two_median:.1} s, ratio of medians {:.3} (target <= 0.55)",
+            two_median / one_median
+        );
+        println!("    runs: 1 worker {one_list} s; 2 workers {two_list} s; ratios of the runs {ratios} (median {ratio:.3})");
+        let weed = |runs: &[(f64, Option<f64>)]| runs.iter().filter_map(|r| r.1).map(|c| format!("{c:.1}")).collect::<Vec<_>>().join(", ");
+        println!("    SeaweedFS CPU seconds per run: 1 worker {}; 2 workers {}", weed(one), weed(two));
     }
     println!("  reproduce: cargo run --release -p farm-benches --bin farm-bench -- --short {short} --long {long} --scale {scale} --runs {runs}");
     Ok(())
