@@ -174,27 +174,36 @@ fn the_master_playlist_is_playable_while_the_job_runs() {
         if s3.download(&format!("{prefix}/out"), local.path()).is_ok() && local.path().join("index.m3u8").exists() {
             let master = farm_tests::hls::read_master(local.path()).unwrap();
             let mut all_event = !master.variants.is_empty();
+            let mut targets = Vec::new();
             for v in &master.variants {
                 let media = farm_tests::hls::read_media(&local.path().join(&v.uri)).unwrap();
                 all_event &= matches!(media.playlist_type, Some(m3u8_rs::MediaPlaylistType::Event))
                     && !media.end_list
                     && !media.segments.is_empty();
+                targets.push((v.uri.clone(), media.target_duration));
             }
             // Only count it if the job was still running after we read the playlists.
             let still_running = farm.job(&id)["state"] == "running" || state == "queued";
             if all_event && still_running {
-                live_seen = Some((master.variants.len(), started.elapsed()));
+                live_seen = Some((master.variants.len(), started.elapsed(), targets));
             }
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (variants, after) = live_seen.unwrap_or_else(|| panic!("never saw EVENT playlists while the job ran:\n{}", farm.coordinator.log()));
+    let (variants, after, live_targets) =
+        live_seen.unwrap_or_else(|| panic!("never saw EVENT playlists while the job ran:\n{}", farm.coordinator.log()));
     assert_eq!(variants, 3);
     let done = farm.wait_final(&id, Duration::from_secs(240));
     assert_eq!(done["state"], "succeeded", "{done}");
     let local = tempfile::tempdir().unwrap();
     s3.download(&format!("{prefix}/out"), local.path()).unwrap();
     check_ladder(local.path(), 750, 25.0, true).unwrap();
+    // The EVENT playlists became VOD ones with the same target duration (RFC 8216 6.2.1).
+    for (uri, target) in live_targets {
+        let vod = farm_tests::hls::read_media(&local.path().join(&uri)).unwrap();
+        assert!(vod.end_list, "{uri}");
+        assert_eq!(vod.target_duration, target, "{uri}: the target duration changed when the job ended");
+    }
     eprintln!("playable {after:?} after submission");
     broker().delete_farm_queues(&queue_prefix);
 }

@@ -12,7 +12,7 @@ use farm_shared::manifest::segment_uri;
 use farm_shared::timeline::Grid;
 use m3u8_rs::{AlternativeMedia, AlternativeMediaType, MasterPlaylist, Resolution, VariantStream};
 
-use super::{media_text, Playlists, AUDIO_GROUP, MASTER};
+use super::{media_text, target_duration, Playlists, AUDIO_GROUP, MASTER};
 use crate::codecs::AAC_LC;
 use crate::transcode::audio::RENDITION as AUDIO;
 
@@ -47,23 +47,27 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>) -> Option<Playlists> {
             g.rate.frames_to_seconds(end - g.segment_start(k))
         })
         .collect();
+    // Audio is cut at the end of the picture, as the worker cuts it.
+    let audio_durations: Vec<f64> = plan.audio.map_or_else(Vec::new, |(sample_rate, ..)| {
+        let end = g.samples_at_frame(plan.total_frames, sample_rate);
+        let at = |k: u64| g.cuts.start_unit(k, u64::from(sample_rate), 1).min(end);
+        (0..segments).map(|k| (at(k + 1) - at(k)) as f64 / f64::from(sample_rate)).collect()
+    });
     let contiguous = |name: &str| (0..segments).take_while(|k| present.contains(&segment_uri(name, *k))).count();
-    // The same rule as the final VOD playlist, so the target duration never changes.
-    let seg_target = (g.cuts.segment_ms.max(g.cuts.lead_ms) as f64 / 1000.0).round() as u64;
+    // The final VOD playlist's rule (its longest segment, rounded) over every segment the
+    // job will have, so the target duration never changes (RFC 8216 6.2.1), also for a
+    // source too short to reach a full-length segment.
+    let seg_target = target_duration(video_durations.iter().chain(&audio_durations).copied());
 
     let mut files = Vec::new();
     let mut master = MasterPlaylist { independent_segments: true, ..Default::default() };
     let mut audio_rate = 0;
-    if let Some((sample_rate, channels, bandwidth)) = plan.audio {
+    if let Some((_, channels, bandwidth)) = plan.audio {
         let n = contiguous(AUDIO);
         if n == 0 {
             return None;
         }
-        // Audio is cut at the end of the picture, as the worker cuts it.
-        let end = g.samples_at_frame(plan.total_frames, sample_rate);
-        let at = |k: u64| g.cuts.start_unit(k, u64::from(sample_rate), 1).min(end);
-        let list: Vec<(String, f64)> =
-            (0..n as u64).map(|k| (segment_uri(AUDIO, k), (at(k + 1) - at(k)) as f64 / f64::from(sample_rate))).collect();
+        let list: Vec<(String, f64)> = (0..n).map(|k| (segment_uri(AUDIO, k as u64), audio_durations[k])).collect();
         files.push((format!("{AUDIO}/index.m3u8"), media_text(&list, AUDIO, Some(seg_target))));
         master.alternatives.push(AlternativeMedia {
             media_type: AlternativeMediaType::Audio,
@@ -164,5 +168,25 @@ mod tests {
         assert!(hd.contains("#EXT-X-TARGETDURATION:6"), "{hd}");
         let audio = text("audio/index.m3u8");
         assert!(audio.contains("#EXTINF:2,\nseg_00000.ts\n#EXTINF:2,\nseg_00001.ts\n#EXTINF:2,\nseg_00002.ts\n#EXTINF:6,\nseg_00003.ts\n#EXTINF:4,\nseg_00004.ts"), "{audio}");
+    }
+
+    #[test]
+    fn a_source_shorter_than_a_full_segment_keeps_its_target_duration_when_it_ends() {
+        // 8 s with three 2 s leading segments: 2, 2, 2, 2 s. The EVENT playlists must
+        // already declare the target the final VOD playlists will have (2, not 6).
+        let mut plan = plan();
+        plan.grid = Grid::new(FrameRate { num: 25, den: 1 }, Cuts::with_lead(6000, 3, 2000), 2000);
+        plan.total_frames = 200;
+        let first = live(&plan, &present(&["720p/seg_00000.ts", "360p/seg_00000.ts", "audio/seg_00000.ts"])).unwrap();
+        let all: Vec<String> = ["720p", "360p", "audio"].iter().flat_map(|r| (0..4).map(move |k| segment_uri(r, k))).collect();
+        let whole = live(&plan, &all.into_iter().collect()).unwrap();
+        for rendition in ["720p", "360p", "audio"] {
+            let key = format!("{rendition}/index.m3u8");
+            let text = |p: &Playlists| p.files.iter().find(|(k, _)| *k == key).unwrap().1.clone();
+            assert!(text(&first).contains("#EXT-X-TARGETDURATION:2\n"), "{}", text(&first));
+            let listed: Vec<(String, f64)> = (0..4).map(|k| (segment_uri(rendition, k), 2.0)).collect();
+            let vod = media_text(&listed, rendition, None);
+            assert!(vod.contains("#EXT-X-TARGETDURATION:2\n") && text(&whole).contains("#EXT-X-TARGETDURATION:2\n"), "{vod}");
+        }
     }
 }
