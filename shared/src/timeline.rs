@@ -129,11 +129,7 @@ impl Cuts {
     pub fn segment_of_unit(&self, u: u64, num: u64, den: u64) -> u64 {
         // Estimate from the unit's time, then correct: start_unit is monotonic in k.
         let ms = (u128::from(u) * 1000 * u128::from(den) / u128::from(num)) as u64;
-        let mut k = if ms < self.lead_end_ms() {
-            ms / self.lead_ms
-        } else {
-            self.lead_count + (ms - self.lead_end_ms()) / self.segment_ms
-        };
+        let mut k = self.position(ms as f64) as u64;
         while k > 0 && self.start_unit(k, num, den) > u {
             k -= 1;
         }
@@ -145,25 +141,24 @@ impl Cuts {
 
     /// The boundary nearest to `seconds`.
     pub fn nearest_boundary(&self, seconds: f64) -> u64 {
-        let ms = seconds.max(0.0) * 1000.0;
-        let lead_end = self.lead_end_ms() as f64;
-        if ms < lead_end {
-            (ms / self.lead_ms as f64).round() as u64
-        } else {
-            self.lead_count + ((ms - lead_end) / self.segment_ms as f64).round() as u64
-        }
+        self.position(seconds.max(0.0) * 1000.0).round() as u64
     }
 
     /// Number of segments in `seconds` (the last may be short; at least one).
     pub fn count_in(&self, seconds: f64) -> u64 {
-        let ms = (seconds.max(0.0) * 1000.0).round() as u64;
-        let lead_end = self.lead_end_ms();
-        let k = if ms <= lead_end {
-            ms.div_ceil(self.lead_ms.max(1))
+        // Whole milliseconds, as the boundaries are: 6.0004 s is 6 s.
+        let ms = (seconds.max(0.0) * 1000.0).round();
+        (self.position(ms).ceil() as u64).max(1)
+    }
+
+    /// Where time `ms` falls, in segments: 2.5 is halfway through segment 2.
+    fn position(&self, ms: f64) -> f64 {
+        let lead_end = self.lead_end_ms() as f64;
+        if ms < lead_end {
+            ms / self.lead_ms as f64
         } else {
-            self.lead_count + (ms - lead_end).div_ceil(self.segment_ms)
-        };
-        k.max(1)
+            self.lead_count as f64 + (ms - lead_end) / self.segment_ms as f64
+        }
     }
 }
 
