@@ -247,7 +247,7 @@ async fn create(app: &Shared, body: &[u8]) -> Result<Response, ApiError> {
             state: State::Queued,
             frames_done: 0,
             frames_total: match part {
-                TaskPart::Video { start, end } => Some(((end.unwrap_or(duration) - start) * info.rate.as_f64()) as i64),
+                TaskPart::Video { start, end, .. } => Some(((end.unwrap_or(duration) - start) * info.rate.as_f64()) as i64),
                 _ => frames_total,
             },
             error: None,

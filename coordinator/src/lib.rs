@@ -1,7 +1,7 @@
 //! The coordinator of the HLS review farm.
 //!
 //! - [`api`]: the HTTP API (jobs in, state out, health, metrics, OpenAPI document);
-//! - [`split`]: a job becomes chunk tasks on segment boundaries plus an audio task;
+//! - [`split`]: a job becomes chunk tasks on segment boundaries (each with its audio);
 //! - [`db`]: job and task state in SQLite or PostgreSQL;
 //! - [`broker`]: tasks out to RabbitMQ with publisher confirms, task events in;
 //! - [`tracker`]: task events -> job state; the last task done -> VOD playlists, job succeeded;
@@ -74,7 +74,6 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
                     drain: std::time::Duration::from_secs(30),
                     idle_poll: std::time::Duration::from_millis(200),
                     task_deadline: std::time::Duration::from_secs(consume::DEFAULT_TASK_DEADLINE_SECONDS),
-                    audio_hold: std::time::Duration::from_secs(consume::DEFAULT_AUDIO_HOLD_SECONDS),
                 };
                 let shutdown = shutdown.clone();
                 embedded_workers.push(tokio::spawn(async move { consume::run(worker, shutdown).await }));

@@ -18,7 +18,7 @@ pub fn document() -> Value {
             "eta_seconds": {"type": ["number", "null"]},
             "created_ms": {"type": "integer"}, "updated_ms": {"type": "integer"},
             "tasks": {"type": "array", "items": {"type": "object", "properties": {
-                "id": {"type": "string"}, "part": {"type": "object"}, "state": {"type": "string"},
+                "id": {"type": "string"}, "part": {"type": "object", "description": "kind video: a chunk {start, end (null: to the end), audio (it writes the audio segments of its range too)}; kind audio: the whole-source audio task of jobs split before task schema 3"}, "state": {"type": "string"},
                 "frames_done": {"type": "integer"}, "frames_total": {"type": ["integer", "null"]},
                 "progress": {"type": "number"}, "error": {"type": ["string", "null"]}}}}
         }

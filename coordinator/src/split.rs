@@ -1,7 +1,8 @@
-//! Cutting a job into chunk tasks: video ranges of about `chunk_seconds` on segment
-//! boundaries, plus one audio task when the source has audio. The audio task comes first:
-//! it writes its first segment within seconds, and the job is playable as soon as every
-//! rendition, audio included, has its first segment.
+//! Cutting a job into chunk tasks: ranges of about `chunk_seconds` on segment boundaries.
+//! Each chunk encodes every rendition of its range, the audio's segments included (with a
+//! few AAC frames of overlap so that the joins are not heard: see the worker's
+//! `transcode::audio`), so a chunk reads its stretch of the original once and the first
+//! chunk alone makes the job playable.
 //!
 //! The last full chunk is cut in two halves: a job ends when its last chunk does, and with
 //! equal chunks on several workers one worker often runs the last chunk alone while the
@@ -70,12 +71,15 @@ pub fn plan(duration: f64, has_audio: bool, ladder: &Ladder, chunk_seconds: f64)
             }
         }
     }
-    let audio = has_audio.then_some(TaskPart::Audio);
-    let video = bounds.iter().enumerate().map(|(i, &first)| TaskPart::Video {
-        start: seconds(first),
-        end: bounds.get(i + 1).map(|&next| seconds(next)),
-    });
-    audio.into_iter().chain(video).collect()
+    bounds
+        .iter()
+        .enumerate()
+        .map(|(i, &first)| TaskPart::Video {
+            start: seconds(first),
+            end: bounds.get(i + 1).map(|&next| seconds(next)),
+            audio: has_audio,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -86,18 +90,19 @@ mod tests {
         parts
             .iter()
             .filter_map(|p| match p {
-                TaskPart::Video { start, end } => Some((*start, *end)),
+                TaskPart::Video { start, end, .. } => Some((*start, *end)),
                 _ => None,
             })
             .collect()
     }
 
     #[test]
-    fn a_short_source_is_one_task_plus_audio() {
+    fn a_short_source_is_one_task_and_chunks_carry_the_audio() {
         let parts = plan(20.0, true, &Ladder::default(), 60.0);
-        assert_eq!(starts(&parts), vec![(0.0, None)]);
-        assert_eq!(parts.first(), Some(&TaskPart::Audio));
-        assert_eq!(parts.len(), 2);
+        assert_eq!(parts, vec![TaskPart::Video { start: 0.0, end: None, audio: true }]);
+        let parts = plan(150.0, true, &Ladder::default(), 60.0);
+        assert!(parts.len() > 1 && parts.iter().all(|p| matches!(p, TaskPart::Video { audio: true, .. })));
+        assert!(plan(150.0, false, &Ladder::default(), 60.0).iter().all(|p| matches!(p, TaskPart::Video { audio: false, .. })));
     }
 
     #[test]

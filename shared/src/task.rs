@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::ladder::Ladder;
 
-/// 2: ladders have leading segments (`lead_segments`, default 3). A version 1 message's
-/// ladder has none, whatever it says: see [`TaskMessage::from_json`].
-pub const TASK_SCHEMA: u32 = 2;
+/// 3: a video chunk encodes the audio of its range too (`audio` in [`TaskPart::Video`]);
+/// jobs split before that have one audio task over the whole source, which workers still
+/// run. 2: ladders have leading segments (`lead_segments`, default 3). A version 1
+/// message's ladder has none, whatever it says: see [`TaskMessage::from_json`].
+pub const TASK_SCHEMA: u32 = 3;
 
 /// Object the coordinator writes under a job's output when the job is cancelled; workers
 /// look for it before and while running a task of that job, and drop the task.
@@ -31,15 +33,16 @@ pub struct TaskMessage {
 }
 
 impl TaskMessage {
-    /// Reads a message of this schema or of schema 1 (whose ladders had no leading
-    /// segments: a version 1 task of a job in flight during an upgrade cuts where the
-    /// job's other tasks cut). Other versions are refused.
+    /// Reads a message of this schema or an earlier one, so that the tasks of jobs in
+    /// flight during an upgrade finish as they were split: schema 2 and 1 video chunks have
+    /// no `audio` (their job has an audio task), and schema 1 ladders have no leading
+    /// segments (its task cuts where the job's other tasks cut). Later versions are refused.
     pub fn from_json(data: &[u8]) -> Result<Self, String> {
         let mut task: TaskMessage = serde_json::from_slice(data).map_err(|e| format!("invalid task message: {e}"))?;
         match task.schema {
-            TASK_SCHEMA => {}
+            TASK_SCHEMA | 2 => {}
             1 => task.ladder.lead_segments = 0,
-            other => return Err(format!("task schema {other} is not supported (this worker reads 1 and {TASK_SCHEMA})")),
+            other => return Err(format!("task schema {other} is not supported (this worker reads 1 to {TASK_SCHEMA})")),
         }
         Ok(task)
     }
@@ -50,9 +53,16 @@ impl TaskMessage {
 pub enum TaskPart {
     /// Every rendition in one pass.
     Whole,
-    /// Video renditions of `[start, end)` seconds (snapped to segment boundaries).
-    Video { start: f64, end: Option<f64> },
-    /// The audio rendition over the whole source.
+    /// Video renditions of `[start, end)` seconds (snapped to segment boundaries) and,
+    /// with `audio`, the audio rendition's segments of the same range.
+    Video {
+        start: f64,
+        end: Option<f64>,
+        /// Absent in schema 2 and 1 messages: their jobs have an audio task.
+        #[serde(default)]
+        audio: bool,
+    },
+    /// The audio rendition over the whole source (jobs split before schema 3).
     Audio,
 }
 
@@ -166,10 +176,10 @@ mod tests {
             source: "s3://rushes/A001.mov".into(),
             output: "s3://review/j1".into(),
             ladder: Ladder::default(),
-            part: TaskPart::Video { start: 0.0, end: Some(60.0) },
+            part: TaskPart::Video { start: 0.0, end: Some(60.0), audio: true },
         };
         let text = serde_json::to_string(&task).unwrap();
-        assert!(text.contains(r#""part":{"kind":"video","start":0.0,"end":60.0}"#), "{text}");
+        assert!(text.contains(r#""part":{"kind":"video","start":0.0,"end":60.0,"audio":true}"#), "{text}");
         for part in [TaskPart::Whole, TaskPart::Audio, task.part] {
             let json = serde_json::to_value(part).unwrap();
             assert_eq!(json["kind"], part.kind());
@@ -181,7 +191,7 @@ mod tests {
     }
 
     #[test]
-    fn schema_1_tasks_keep_the_even_grid_and_unknown_schemas_are_refused() {
+    fn earlier_schemas_are_read_as_they_were_split_and_later_ones_are_refused() {
         let v1 = r#"{"schema":1,"job_id":"j","task_id":"j-1","source":"a.mov","output":"out",
             "ladder":{"video":[{"name":"360p","width":640,"height":360,"bitrate_kbps":800}]},
             "part":{"kind":"audio"}}"#;
@@ -189,8 +199,12 @@ mod tests {
         assert_eq!(task.ladder.lead_segments, 0);
         let v2 = v1.replace(r#""schema":1"#, r#""schema":2"#);
         assert_eq!(TaskMessage::from_json(v2.as_bytes()).unwrap().ladder.lead_segments, 3);
-        let v3 = v1.replace(r#""schema":1"#, r#""schema":3"#);
-        assert!(TaskMessage::from_json(v3.as_bytes()).unwrap_err().contains("task schema 3 is not supported"));
+        // a schema 2 chunk is video only: its job has an audio task
+        let v2_chunk = v2.replace(r#"{"kind":"audio"}"#, r#"{"kind":"video","start":12.0,"end":null}"#);
+        let chunk = TaskMessage::from_json(v2_chunk.as_bytes()).unwrap();
+        assert_eq!(chunk.part, TaskPart::Video { start: 12.0, end: None, audio: false });
+        let v4 = v1.replace(r#""schema":1"#, r#""schema":4"#);
+        assert!(TaskMessage::from_json(v4.as_bytes()).unwrap_err().contains("task schema 4 is not supported"));
     }
 
     #[test]

@@ -69,33 +69,44 @@ fn chunk_tasks_from_the_queue_make_a_ladder_in_s3() {
     wait_declared(&b, &topology, &served);
 
     let src = format!("s3://{BUCKET}/{prefix}/in.mov");
+    // Two chunks, each with the audio of its range; and the same job as a coordinator
+    // before task schema 3 split it (video-only chunks and an audio task over the whole
+    // source, in schema 2 messages), as jobs in flight during an upgrade are.
+    let chunks = [TaskPart::Video { start: 0.0, end: Some(6.0), audio: true }, TaskPart::Video { start: 6.0, end: None, audio: true }];
     let out = format!("s3://{BUCKET}/{prefix}/out");
-    let parts = [
-        TaskPart::Video { start: 0.0, end: Some(6.0) },
-        TaskPart::Video { start: 6.0, end: None },
-        TaskPart::Audio,
-    ];
-    for (n, part) in parts.into_iter().enumerate() {
+    for (n, part) in chunks.into_iter().enumerate() {
         b.publish(&topology.tasks_exchange(), "normal", &task("job-a", n, &src, &out, part)).unwrap();
     }
+    let old = format!("s3://{BUCKET}/{prefix}/old");
+    for (n, part) in [r#"{"kind":"video","start":0.0,"end":6.0}"#, r#"{"kind":"video","start":6.0,"end":null}"#, r#"{"kind":"audio"}"#].iter().enumerate() {
+        let mut message: serde_json::Value = serde_json::from_slice(&task("job-old", n, &src, &old, TaskPart::Whole)).unwrap();
+        message["schema"] = 2.into();
+        message["part"] = serde_json::from_str(part).unwrap();
+        b.publish(&topology.tasks_exchange(), "normal", &serde_json::to_vec(&message).unwrap()).unwrap();
+    }
     // In the farm the coordinator writes playlists; here `worker playlists` does, from the parts.
-    assert!(
-        b.wait_for(Duration::from_secs(180), || part_count(&format!("{prefix}/out")) == 3),
-        "parts: {:?}\n{}",
-        s3.keys(&format!("{prefix}/out/parts")),
-        served.log()
-    );
-    assert!(!s3.keys(&format!("{prefix}/out")).unwrap().iter().any(|k| k.ends_with(".m3u8")), "serving workers write no playlist");
-    publish_playlists(&out);
+    for (output, parts) in [("out", 4), ("old", 3)] {
+        assert!(
+            b.wait_for(Duration::from_secs(180), || part_count(&format!("{prefix}/{output}")) == parts),
+            "parts: {:?}\n{}",
+            s3.keys(&format!("{prefix}/{output}/parts")),
+            served.log()
+        );
+    }
+    assert!(!s3.keys(&prefix).unwrap().iter().any(|k| k.ends_with(".m3u8")), "serving workers write no playlist");
     // every task acknowledged, none dead
     assert!(b.wait_for(Duration::from_secs(10), || b.depth(&topology.queue(Priority::Normal)).unwrap() == 0));
     assert_eq!(b.depth(&topology.dead_queue()).unwrap(), 0, "{}", served.log());
-    let local = tempfile::tempdir().unwrap();
-    s3.download(&format!("{prefix}/out"), local.path()).unwrap();
-    let check = check_ladder(local.path(), 200, 25.0, true).unwrap();
-    let frames: Vec<u64> = check.renditions[0].segments.iter().map(|s| s.frames).collect();
-    // three leading 2 s segments, then what is left of the first 6 s one
-    assert_eq!(frames, vec![50, 50, 50, 50]);
+    for output in [&out, &old] {
+        publish_playlists(output);
+        let local = tempfile::tempdir().unwrap();
+        s3.download(output.trim_start_matches(&format!("s3://{BUCKET}/")), local.path()).unwrap();
+        let check = check_ladder(local.path(), 200, 25.0, true).unwrap();
+        let frames: Vec<u64> = check.renditions[0].segments.iter().map(|s| s.frames).collect();
+        // three leading 2 s segments, then what is left of the first 6 s one
+        assert_eq!(frames, vec![50, 50, 50, 50], "{output}");
+        assert!((check.audio_seconds.unwrap() - 8.0).abs() < 0.1, "{output}: {:?}", check.audio_seconds);
+    }
     drop(served);
     b.delete_farm_queues(&topology.prefix);
 }

@@ -8,5 +8,6 @@ pub mod fixtures;
 pub mod hls;
 pub mod probe;
 pub mod s3;
+pub mod sound;
 pub mod services;
 pub mod worker;

@@ -28,7 +28,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ack::{self, Disposition, MAX_ATTEMPTS};
 use crate::error::TranscodeError;
-use crate::hold;
 use crate::job::{self, Part, Task};
 use crate::progress::Progress;
 use crate::memqueue::{self, MemoryQueue};
@@ -60,12 +59,7 @@ pub struct ServeConfig {
     /// it below RabbitMQ's `consumer_timeout` (30 min by default), which would otherwise
     /// close the channel under the task.
     pub task_deadline: Duration,
-    /// An audio task pauses after its first segment until the job is playable (its master
-    /// playlist exists), at most this long; zero: never. See [`crate::hold`].
-    pub audio_hold: Duration,
 }
-
-pub use crate::hold::DEFAULT_AUDIO_HOLD_SECONDS;
 
 /// Serves tasks until `shutdown` is cancelled.
 pub async fn run(config: ServeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -429,19 +423,14 @@ fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &
         ladder: task.ladder.clone(),
         part: match task.part {
             TaskPart::Whole => Part::Whole,
-            TaskPart::Video { start, end } => Part::Video { start, end },
+            TaskPart::Video { start, end, audio } => Part::Video { start, end, audio },
             TaskPart::Audio => Part::Audio,
         },
         x264_threads: config.x264_threads,
         decode_threads: config.decode_threads,
         publish: false,
     };
-    if matches!(task.part, TaskPart::Video { start, .. } if start == 0.0) {
-        hold::mark_first_video(sink.as_ref());
-    }
-    let hold = (task.part == TaskPart::Audio && !config.audio_hold.is_zero())
-        .then(|| hold::PlayableGate { sink: sink.as_ref(), cancel, limit: config.audio_hold });
-    let progress = EventProgress { events: events.clone(), last: Mutex::new(None), hold };
+    let progress = EventProgress { events: events.clone(), last: Mutex::new(None) };
     let outcome = job::run(&job_task, sink.as_ref(), &progress, cancel)?;
     let fetched = outcome.source_read.unwrap_or_default();
     tracing::info!(
@@ -554,13 +543,12 @@ impl Events {
 }
 
 /// Publishes `task.progress` every 2 s at most, and `task.segment` for every segment.
-struct EventProgress<'a> {
+struct EventProgress {
     events: Events,
     last: Mutex<Option<Instant>>,
-    hold: Option<hold::PlayableGate<'a>>,
 }
 
-impl Progress for EventProgress<'_> {
+impl Progress for EventProgress {
     fn frames(&self, done: u64, total: Option<u64>) {
         let mut last = self.last.lock().expect("progress lock");
         if last.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
@@ -570,10 +558,7 @@ impl Progress for EventProgress<'_> {
         self.events.publish(TaskEventKind::Progress, done, total, None);
     }
 
-    fn segment(&self, record: &SegmentRecord) {
+    fn segment(&self, _record: &SegmentRecord) {
         self.events.publish(TaskEventKind::Segment, 0, None, None);
-        if let (Some(gate), 0) = (&self.hold, record.index) {
-            gate.wait();
-        }
     }
 }

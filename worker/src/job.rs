@@ -20,9 +20,10 @@ use crate::transcode::{self, audio, PipelinePlan};
 pub enum Part {
     /// Every video rendition and the audio rendition, in one pass.
     Whole,
-    /// Video renditions for `[start, end)` seconds, snapped to segment boundaries.
-    Video { start: f64, end: Option<f64> },
-    /// The audio rendition over the whole source.
+    /// Video renditions for `[start, end)` seconds, snapped to segment boundaries, and
+    /// with `audio` the audio rendition's segments of the same range.
+    Video { start: f64, end: Option<f64>, audio: bool },
+    /// The audio rendition over the whole source (jobs split before chunks had audio).
     Audio,
 }
 
@@ -79,7 +80,7 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
     let expected = info.frames_expected();
     let (first_segment, end_segment) = match task.part {
         Part::Whole | Part::Audio => (0, None),
-        Part::Video { start, end } => {
+        Part::Video { start, end, .. } => {
             if end.is_some_and(|e| e <= start) || start < 0.0 {
                 return Err(TranscodeError::Range(format!("[{start}, {end:?}) is empty")));
             }
@@ -96,8 +97,12 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
         }
     }
     let with_video = task.part != Part::Audio;
-    let with_audio = !matches!(task.part, Part::Video { .. });
+    let with_audio = match task.part {
+        Part::Whole | Part::Audio => true,
+        Part::Video { audio, .. } => audio,
+    };
     let audio_tracks: &[usize] = if with_audio { &tracks } else { &[] };
+    let audio_end = expected.map(|f| grid.samples_at_frame(f, task.ladder.audio.sample_rate));
     let plan = PipelinePlan {
         grid,
         renditions: if with_video { &renditions } else { &[] },
@@ -106,7 +111,7 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
         end_frame,
         audio_tracks,
         audio: &task.ladder.audio,
-        audio_end_sample: expected.map(|f| grid.samples_at_frame(f, task.ladder.audio.sample_rate) as i64),
+        audio_range: audio::AudioRange::new(grid.cuts, task.ladder.audio.sample_rate, first_segment, end_segment, audio_end),
         x264_threads: task.x264_threads,
         decode_threads: task.decode_threads,
         frames_total: match (end_frame, expected) {
@@ -119,36 +124,43 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
     progress.finish();
 
     let mut segments = 0;
+    // The range this task covers: its video segments, or for the audio over the whole
+    // source, its audio segments. A chunk's audio part covers the chunk's range.
+    let (mut covered, mut is_last) = (first_segment..first_segment, true);
     if with_video {
         let written = out.video.iter().map(|r| r.segments.len() as u64).max().unwrap_or(0);
         segments += written * out.video.len() as u64;
-        let end = first_segment + written;
+        covered = first_segment..first_segment + written;
+        is_last = end_segment.is_none() || out.stats.hit_end_of_source;
         let part = PartManifest {
             version: MANIFEST_VERSION,
             kind: PartKind::Video,
             grid,
             first_segment,
-            end_segment: end,
-            is_last: end_segment.is_none() || out.stats.hit_end_of_source,
+            end_segment: covered.end,
+            is_last,
             audio_expected: !tracks.is_empty(),
             renditions: out.video.clone(),
         };
-        put_json(sink, &PartManifest::key(PartKind::Video, first_segment, end), &part)?;
+        put_json(sink, &PartManifest::key(PartKind::Video, first_segment, covered.end), &part)?;
     }
     if let Some(audio) = &out.audio {
         let count = audio.segments.len() as u64;
         segments += count;
+        if !with_video {
+            covered = 0..count;
+        }
         let part = PartManifest {
             version: MANIFEST_VERSION,
             kind: PartKind::Audio,
             grid,
-            first_segment: 0,
-            end_segment: count,
-            is_last: true,
+            first_segment: covered.start,
+            end_segment: covered.end,
+            is_last,
             audio_expected: true,
             renditions: vec![audio.clone()],
         };
-        put_json(sink, &PartManifest::key(PartKind::Audio, 0, count), &part)?;
+        put_json(sink, &PartManifest::key(PartKind::Audio, covered.start, covered.end), &part)?;
     }
     let master = if task.publish { publish(sink)? } else { None };
     Ok(Outcome {

@@ -62,10 +62,6 @@ struct ServeArgs {
     /// RabbitMQ's consumer_timeout (30 min by default)
     #[arg(long, env = "FARM_TASK_DEADLINE_SECONDS", default_value_t = consume::DEFAULT_TASK_DEADLINE_SECONDS)]
     task_deadline_seconds: u64,
-    /// Seconds an audio task pauses after its first segment until the job is playable, so
-    /// that its reads do not slow the first video chunk on shared machines (0: no pause)
-    #[arg(long, env = "FARM_AUDIO_HOLD_SECONDS", default_value_t = consume::DEFAULT_AUDIO_HOLD_SECONDS)]
-    audio_hold_seconds: u64,
     /// x264 threads per rendition (0: as many as cores, up to 4)
     #[arg(long, env = "FARM_X264_THREADS", default_value_t = 0)]
     x264_threads: usize,
@@ -97,13 +93,15 @@ struct TranscodeArgs {
     /// --segment-seconds long)
     #[arg(long, env = "FARM_LEAD_SEGMENTS")]
     lead_segments: Option<u32>,
-    /// Encode video from this time (seconds, snapped to a segment boundary)
+    /// Encode from this time (seconds, snapped to a segment boundary): the video renditions
+    /// and the audio rendition's segments of the range, as a farm's chunk task does
     #[arg(long)]
     start: Option<f64>,
-    /// Encode video up to this time (seconds, snapped to a segment boundary)
+    /// Encode up to this time (seconds, snapped to a segment boundary)
     #[arg(long)]
     end: Option<f64>,
-    /// Encode only the audio rendition (for jobs split into video ranges)
+    /// Encode only the audio rendition, over the whole source (as the audio task of jobs
+    /// split before chunks had audio)
     #[arg(long, conflicts_with_all = ["start", "end"])]
     audio_only: bool,
     /// x264 threads per rendition (0: as many as cores, up to 4)
@@ -165,7 +163,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 drain: Duration::from_secs(args.drain_seconds),
                 idle_poll: Duration::from_millis(250),
                 task_deadline: Duration::from_secs(args.task_deadline_seconds.max(1)),
-                audio_hold: Duration::from_secs(args.audio_hold_seconds),
             };
             let served = rt.block_on(consume::run(config, shutdown));
             drop(endpoint);
@@ -244,7 +241,7 @@ fn transcode(args: TranscodeArgs, rt: &tokio::runtime::Runtime) -> anyhow::Resul
     let part = if args.audio_only {
         Part::Audio
     } else if args.start.is_some() || args.end.is_some() {
-        Part::Video { start: args.start.unwrap_or(0.0), end: args.end }
+        Part::Video { start: args.start.unwrap_or(0.0), end: args.end, audio: true }
     } else {
         Part::Whole
     };

@@ -74,8 +74,21 @@ pub fn assemble(parts: &[PartManifest]) -> Result<Option<Playlists>, String> {
     if !video.last().expect("non-empty").is_last {
         return Ok(None);
     }
-    let audio = parts.iter().find(|p| p.kind == PartKind::Audio && p.is_last);
-    if first.audio_expected && audio.is_none() {
+    // Audio: from each chunk (its range), or from one part over the whole source.
+    let mut audio_parts: Vec<&PartManifest> = parts.iter().filter(|p| p.kind == PartKind::Audio).collect();
+    audio_parts.sort_by_key(|p| p.first_segment);
+    let mut next = 0;
+    for p in &audio_parts {
+        if p.first_segment > next {
+            return Ok(None); // a chunk's audio is not there yet
+        }
+        if p.first_segment < next {
+            return Err(format!("audio parts overlap at segment {}", p.first_segment));
+        }
+        next = p.end_segment;
+    }
+    let audio_complete = audio_parts.last().is_some_and(|p| p.is_last);
+    if first.audio_expected && !audio_complete {
         return Ok(None);
     }
     // Concatenate each rendition's segments over the parts.
@@ -103,7 +116,18 @@ pub fn assemble(parts: &[PartManifest]) -> Result<Option<Playlists>, String> {
             return Err(format!("rendition {} has missing or repeated segments", t.part.name));
         }
     }
-    let audio = audio.and_then(|p| p.renditions.first()).map(|r| Track { part: r.clone() });
+    let audio = match audio_parts.first().and_then(|p| p.renditions.first()) {
+        Some(r) if audio_complete => {
+            let segments = audio_parts.iter().flat_map(|p| p.renditions.iter().flat_map(|r| r.segments.iter().cloned()));
+            let track = Track { part: RenditionPart { segments: segments.collect(), ..r.clone() } };
+            let contiguous = track.part.segments.iter().enumerate().all(|(i, s)| s.index == i as u64);
+            if !contiguous || track.part.segments.is_empty() {
+                return Err("the audio rendition has missing or repeated segments".into());
+            }
+            Some(track)
+        }
+        _ => None,
+    };
 
     let mut files = Vec::new();
     let mut master = MasterPlaylist { independent_segments: true, ..Default::default() };

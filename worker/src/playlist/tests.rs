@@ -51,14 +51,20 @@ fn video_part(first: u64, end: u64, last_frames: u64, is_last: bool) -> PartMani
     }
 }
 
+/// The audio over the whole source, as one part.
 fn audio_part(segments: u64) -> PartManifest {
+    audio_range(0, segments, true)
+}
+
+/// The audio of a chunk's segments `[first, end)`.
+fn audio_range(first: u64, end: u64, is_last: bool) -> PartManifest {
     PartManifest {
         version: MANIFEST_VERSION,
         kind: PartKind::Audio,
         grid: grid(),
-        first_segment: 0,
-        end_segment: segments,
-        is_last: true,
+        first_segment: first,
+        end_segment: end,
+        is_last,
         audio_expected: true,
         renditions: vec![RenditionPart {
             name: "audio".into(),
@@ -67,7 +73,7 @@ fn audio_part(segments: u64) -> PartManifest {
             height: None,
             frame_rate: None,
             channels: Some(2),
-            segments: (0..segments)
+            segments: (first..end)
                 .map(|i| SegmentRecord {
                     index: i,
                     uri: format!("audio/seg_{i:05}.ts"),
@@ -98,6 +104,19 @@ fn split_parts_give_the_same_playlists_as_one_part() {
     .unwrap()
     .unwrap();
     assert_eq!(whole, split);
+}
+
+#[test]
+fn the_chunks_audio_parts_are_joined_in_order() {
+    let whole = assemble(&[video_part(0, 5, 60, true), audio_part(5)]).unwrap().unwrap();
+    let chunks = [video_part(3, 5, 60, true), audio_range(3, 5, true), video_part(0, 3, 0, false), audio_range(0, 3, false)];
+    assert_eq!(assemble(&chunks).unwrap().unwrap(), whole);
+    // a chunk's audio is not there yet
+    assert_eq!(assemble(&[video_part(0, 5, 60, true), audio_range(3, 5, true)]).unwrap(), None);
+    assert_eq!(assemble(&[video_part(0, 5, 60, true), audio_range(0, 3, false)]).unwrap(), None);
+    // audio parts that overlap contradict each other
+    let overlap = assemble(&[video_part(0, 5, 60, true), audio_part(5), audio_range(3, 5, true)]);
+    assert!(overlap.unwrap_err().contains("overlap"));
 }
 
 #[test]

@@ -34,6 +34,11 @@ pub struct DecodeRequest {
     pub end_frame: Option<u64>,
     pub decode_video: bool,
     pub threads: usize,
+    /// Time (seconds from the video's zero) of the first audio sample wanted, when audio
+    /// is decoded: a chunk's audio starts a little before its first frame (pre-roll).
+    pub audio_from: Option<f64>,
+    /// Time after which no audio is wanted (`None`: to the source's end).
+    pub audio_until: Option<f64>,
 }
 
 /// An opened decoder for one audio track of the mix.
@@ -43,6 +48,14 @@ pub struct AudioDecoder {
     decoder: ffmpeg::decoder::Audio,
     /// The video's first timestamp in this stream's time base.
     origin: i64,
+    time_base: Rational,
+    /// Where the next frame starts (time base, from `origin`): after seeking back again,
+    /// frames already handed on are not handed on twice.
+    next: i64,
+    /// No frame is wanted from here on (time base, from `origin`).
+    until: Option<i64>,
+    /// Every wanted frame was handed on.
+    done: bool,
 }
 
 /// Opens the decoders of the audio tracks (stream indices in mix order) and describes
@@ -66,7 +79,16 @@ pub fn open_audio(source: &Source, tracks: &[usize]) -> Result<(Vec<AudioDecoder
             time_base: s.time_base(),
         });
         let origin = rescale(info.start_ts, tb(info.time_base), s.time_base());
-        decoders.push(AudioDecoder { stream: index, slot, decoder, origin });
+        decoders.push(AudioDecoder {
+            stream: index,
+            slot,
+            decoder,
+            origin,
+            time_base: s.time_base(),
+            next: i64::MIN,
+            until: None,
+            done: false,
+        });
     }
     Ok((decoders, inputs))
 }
@@ -146,12 +168,19 @@ pub fn run(
         tracing::debug!(streams = ?used, "reading the audio by the container's index");
     }
 
+    for a in audio_decoders.iter_mut() {
+        let tb = a.time_base;
+        a.until = req.audio_until.map(|t| (t * f64::from(tb.denominator()) / f64::from(tb.numerator())).ceil() as i64);
+    }
+    // Every frame of an intra-only codec (ProRes, DNxHR, ...) decodes on its own.
+    let intra = intra_only(video.id());
     if req.decode_video && req.first_frame > 0 {
-        // Long-GOP sources need a run-up before the range; every frame of an intra-only one
-        // (ProRes, DNxHR, ...) is a keyframe, so a few frames of slack will do. Frames
-        // before the range are decoded and dropped: for 1080p ProRes, 2 s of them cost a
-        // chunk about a second of CPU and 55 MB of reads.
-        state.seek_margin = if intra_only(video.id()) { 0.1 } else { 2.0 };
+        // Long-GOP sources need a run-up before the range; for an intra-only one a few
+        // frames of slack will do, and the frames before the range are not even decoded.
+        // The audio's pre-roll starts a little earlier still.
+        let start = info.rate.frames_to_seconds(req.first_frame);
+        let pre_roll = req.audio_from.map_or(0.0, |from| start - from);
+        state.seek_margin = f64::max(if intra { 0.1 } else { 2.0 }, pre_roll + 0.1);
         seek_before(source, &info, req.first_frame, state.seek_margin)?;
     }
 
@@ -163,7 +192,7 @@ pub fn run(
         if cancel.load(Ordering::Relaxed) {
             return Err(TranscodeError::Cancelled);
         }
-        if state.reached_end && audio_decoders.is_empty() {
+        if (state.reached_end || !req.decode_video) && audio_decoders.iter().all(|a| a.done) {
             break;
         }
         match packet.read(&mut source.input) {
@@ -183,6 +212,10 @@ pub fn run(
         }
         let index = packet.stream();
         if index == info.video_index && req.decode_video && !state.reached_end {
+            let before_range = |pts: i64| state.frame_number(pts) < req.first_frame as i64;
+            if intra && state.last.is_none() && packet.pts().is_some_and(before_range) {
+                continue;
+            }
             if video.send_packet(&packet).is_err() {
                 state.stats.decode_errors += 1;
             }
@@ -191,6 +224,9 @@ pub fn run(
                 state.needs_reseek = false;
                 state.seek_margin *= 4.0;
                 video.flush();
+                for a in audio_decoders.iter_mut() {
+                    a.decoder.flush();
+                }
                 seek_before(source, &info, req.first_frame, state.seek_margin)?;
             }
         } else if let Some(a) = audio_decoders.iter_mut().find(|a| a.stream == index) {
@@ -385,8 +421,18 @@ fn drain_audio(a: &mut AudioDecoder, out: &Outputs) -> Result<()> {
         let mut frame = frame::Audio::empty();
         match a.decoder.receive_frame(&mut frame) {
             Ok(()) => {
-                let ts = frame.timestamp().or(frame.pts());
-                frame.set_pts(ts.map(|t| t - a.origin));
+                let ts = frame.timestamp().or(frame.pts()).map(|t| t - a.origin);
+                frame.set_pts(ts);
+                if let Some(pts) = ts {
+                    let length = unsafe {
+                        ffi::av_rescale_q(frame.samples() as i64, Rational(1, frame.rate() as i32).into(), a.time_base.into())
+                    };
+                    if a.done || pts.saturating_add(length / 2) < a.next {
+                        continue; // not wanted, or read again after seeking back
+                    }
+                    a.next = pts + length;
+                    a.done = a.until.is_some_and(|until| a.next >= until);
+                }
                 if let Some(tx) = &out.audio {
                     tx.send(AudioFrame { slot: a.slot, frame }).map_err(|_| TranscodeError::Cancelled)?;
                 }

@@ -97,6 +97,16 @@ pub fn open_aac(audio: &AudioSpec) -> Result<encoder::Audio> {
     enc.open().map_err(fail)
 }
 
+/// `samples` of silence in the AAC encoder's input format.
+pub fn silence(audio: &AudioSpec, samples: usize) -> frame::Audio {
+    let mut silence = frame::Audio::new(format::Sample::F32(format::sample::Type::Planar), samples, channel_layout(audio.channels));
+    silence.set_rate(audio.sample_rate);
+    for plane in 0..silence.planes() {
+        silence.data_mut(plane).fill(0);
+    }
+    silence
+}
+
 pub fn channel_layout(channels: u32) -> ffmpeg::ChannelLayout {
     if channels == 1 {
         ffmpeg::ChannelLayout::MONO

@@ -95,6 +95,7 @@ impl AudioMix {
         sample_rate: u32,
         channels: u32,
         frame_size: u32,
+        first_pts: i64,
     ) -> Result<Self, ffmpeg::Error> {
         let mut graph = filter::Graph::new();
         let abuffer = filter::find("abuffer").ok_or(ffmpeg::Error::FilterNotFound)?;
@@ -111,17 +112,30 @@ impl AudioMix {
         }
         graph.add(&filter::find("abuffersink").ok_or(ffmpeg::Error::FilterNotFound)?, "out", "")?;
         let layout = if channels == 1 { "mono" } else { "stereo" };
-        // Hard-pad or trim only real gaps (>100 ms) and the start, never stretch: review
-        // audio must stay in sync with picture over hours.
+        // Hard-pad or trim only real gaps (>100 ms) and the start (to `first_pts`), never
+        // stretch: review audio must stay in sync with picture over hours.
         let tail = format!(
-            "aresample={sample_rate}:min_comp=0.001:min_hard_comp=0.100:first_pts=0,\
+            "aresample={sample_rate}:min_comp=0.001:min_hard_comp=0.100:first_pts={first_pts},\
              aformat=sample_fmts=fltp:sample_rates={sample_rate}:channel_layouts={layout}"
         );
-        let labels: String = (0..inputs.len()).map(|i| format!("[in{i}]")).collect();
+        // Each input starts exactly at `first_pts` (sample-exact cut in its own time base),
+        // so that a chunk's audio lies on the same samples as a whole-source encode's.
+        let trims: String = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| {
+                let tb = input.time_base;
+                let start = unsafe {
+                    ffi::av_rescale_q(first_pts, Rational(1, sample_rate as i32).into(), tb.into())
+                };
+                format!("[in{i}]atrim=start_pts={start}[t{i}];")
+            })
+            .collect();
+        let labels: String = (0..inputs.len()).map(|i| format!("[t{i}]")).collect();
         let spec = if inputs.len() > 1 {
-            format!("{labels}amerge=inputs={},{tail}[out]", inputs.len())
+            format!("{trims}{labels}amerge=inputs={},{tail}[out]", inputs.len())
         } else {
-            format!("{labels}{tail}[out]")
+            format!("{trims}{labels}{tail}[out]")
         };
         let mut parser = graph.output("in0", 0)?;
         for i in 1..inputs.len() {

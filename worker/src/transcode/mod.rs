@@ -44,8 +44,8 @@ pub struct PipelinePlan<'a> {
     /// Stream indices of the audio tracks to mix; empty for no audio rendition.
     pub audio_tracks: &'a [usize],
     pub audio: &'a AudioSpec,
-    /// Audio is cut here (samples), at the end of the picture.
-    pub audio_end_sample: Option<i64>,
+    /// The audio samples this task encodes and the audio segments it writes.
+    pub audio_range: audio::AudioRange,
     pub x264_threads: usize,
     pub decode_threads: usize,
     /// Frames this task will produce, for progress (estimate).
@@ -118,7 +118,7 @@ pub fn run(
                 spec: plan.audio,
                 inputs: audio_inputs,
                 cuts: plan.grid.cuts,
-                end_sample: plan.audio_end_sample,
+                range: plan.audio_range,
                 sink,
                 encoded: &audio_samples,
                 on_segment: &on_segment,
@@ -156,6 +156,9 @@ pub fn run(
             end_frame: plan.end_frame,
             decode_video,
             threads: plan.decode_threads,
+            audio_from: (!plan.audio_tracks.is_empty())
+                .then(|| plan.audio_range.feed_start as f64 / f64::from(plan.audio.sample_rate)),
+            audio_until: plan.audio_range.feed_end.map(|end| end as f64 / f64::from(plan.audio.sample_rate)),
         };
         let outputs = decode::Outputs { video: video_tx, audio: audio_tx };
         let decoded = decode::run(source, &request, audio_decoders, outputs, cancel);

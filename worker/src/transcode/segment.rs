@@ -68,6 +68,10 @@ impl<'a, C: SegmentClock> Segmenter<'a, C> {
         }
     }
 
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
     /// Codec string read from the first keyframe (video only).
     pub fn codecs(&self) -> Option<&str> {
         self.codecs.as_deref()
