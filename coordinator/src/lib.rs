@@ -74,6 +74,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
                     drain: std::time::Duration::from_secs(30),
                     idle_poll: std::time::Duration::from_millis(200),
                     task_deadline: std::time::Duration::from_secs(consume::DEFAULT_TASK_DEADLINE_SECONDS),
+                    hold: std::time::Duration::from_secs(consume::DEFAULT_HOLD_SECONDS),
                 };
                 let shutdown = shutdown.clone();
                 embedded_workers.push(tokio::spawn(async move { consume::run(worker, shutdown).await }));

@@ -77,3 +77,33 @@ fn three_ranges_give_the_same_ladder_as_one_pass() {
     let original = sound::first_channel(&source).unwrap();
     sound::join_errors(&joined, &original, &[4.0, 12.0]).unwrap().check(3.0).unwrap();
 }
+
+#[test]
+fn sound_that_stops_before_the_picture_is_filled_with_silence_also_in_a_range_past_its_end() {
+    // 10 s of picture, 3 s of sound; the second range (from 6 s) has no sound at all
+    let source = make(
+        "short-sound.mov",
+        &[
+            "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=10",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=3",
+            "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p",
+            "-c:a", "pcm_s16le", "-ac", "2",
+        ],
+    )
+    .unwrap();
+    let ladder = small_ladder_file();
+    let split = tempfile::tempdir().unwrap();
+    transcode(&source, split.path(), &ladder, &["--start", "6"]).unwrap().ok().unwrap();
+    transcode(&source, split.path(), &ladder, &["--end", "6"]).unwrap().ok().unwrap();
+    let check = check_ladder(split.path(), 250, 25.0, true).unwrap();
+    let audio = read_media(&split.path().join("audio/index.m3u8")).unwrap();
+    // 2 + 2 + 2 + 4 s, as the video (plus the AAC priming in the first)
+    let durations: Vec<f64> = audio.segments.iter().map(|s| f64::from(s.duration)).collect();
+    assert_eq!(durations.iter().map(|d| d.round() as u64).collect::<Vec<_>>(), vec![2, 2, 2, 4], "{durations:?}");
+    assert!((check.audio_seconds.unwrap() - 10.0).abs() < 0.1, "{:?}", check.audio_seconds);
+    let decoded = sound::first_channel(&split.path().join("audio/index.m3u8")).unwrap();
+    let rate = sound::RATE as usize;
+    let loud = |from: f64, to: f64| decoded[(from * rate as f64) as usize..(to * rate as f64) as usize].iter().fold(0.0f32, |m, s| m.max(s.abs()));
+    assert!(loud(0.5, 2.5) > 0.05, "the sine is there: {}", loud(0.5, 2.5));
+    assert!(loud(3.2, 9.9) < 0.001, "silence after the sound's end: {}", loud(3.2, 9.9));
+}

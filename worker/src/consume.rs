@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ack::{self, Disposition, MAX_ATTEMPTS};
 use crate::error::TranscodeError;
+use crate::hold;
 use crate::job::{self, Part, Task};
 use crate::progress::Progress;
 use crate::memqueue::{self, MemoryQueue};
@@ -59,7 +60,13 @@ pub struct ServeConfig {
     /// it below RabbitMQ's `consumer_timeout` (30 min by default), which would otherwise
     /// close the channel under the task.
     pub task_deadline: Duration,
+    /// A later chunk of a job waits before it starts until the job is playable, when the
+    /// job's first chunk runs on the same CPUs, at most this long; zero: never. See
+    /// [`crate::hold`].
+    pub hold: Duration,
 }
+
+pub use crate::hold::DEFAULT_HOLD_SECONDS;
 
 /// Serves tasks until `shutdown` is cancelled.
 pub async fn run(config: ServeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -430,6 +437,13 @@ fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &
         decode_threads: config.decode_threads,
         publish: false,
     };
+    match task.part {
+        TaskPart::Video { start, .. } if start == 0.0 => hold::mark_first_chunk(sink.as_ref()),
+        TaskPart::Video { .. } if !config.hold.is_zero() => {
+            hold::PlayableGate { sink: sink.as_ref(), cancel, limit: config.hold }.wait();
+        }
+        _ => {}
+    }
     let progress = EventProgress { events: events.clone(), last: Mutex::new(None) };
     let outcome = job::run(&job_task, sink.as_ref(), &progress, cancel)?;
     let fetched = outcome.source_read.unwrap_or_default();

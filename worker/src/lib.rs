@@ -20,6 +20,7 @@ pub mod ack;
 pub mod codecs;
 pub mod consume;
 pub mod error;
+pub mod hold;
 pub mod job;
 pub mod memqueue;
 pub mod metrics;

@@ -62,6 +62,11 @@ struct ServeArgs {
     /// RabbitMQ's consumer_timeout (30 min by default)
     #[arg(long, env = "FARM_TASK_DEADLINE_SECONDS", default_value_t = consume::DEFAULT_TASK_DEADLINE_SECONDS)]
     task_deadline_seconds: u64,
+    /// Seconds a later chunk of a job waits before starting until the job is playable, when
+    /// the job's first chunk runs on the same CPUs of the same host, so that it does not
+    /// slow the chunk that makes the job playable (0: never)
+    #[arg(long, env = "FARM_HOLD_SECONDS", default_value_t = consume::DEFAULT_HOLD_SECONDS)]
+    hold_seconds: u64,
     /// x264 threads per rendition (0: as many as cores, up to 4)
     #[arg(long, env = "FARM_X264_THREADS", default_value_t = 0)]
     x264_threads: usize,
@@ -163,6 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 drain: Duration::from_secs(args.drain_seconds),
                 idle_poll: Duration::from_millis(250),
                 task_deadline: Duration::from_secs(args.task_deadline_seconds.max(1)),
+                hold: Duration::from_secs(args.hold_seconds),
             };
             let served = rt.block_on(consume::run(config, shutdown));
             drop(endpoint);
