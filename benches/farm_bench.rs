@@ -38,7 +38,6 @@ fn submit(farm: &Farm, source_key: &str, out: &str) -> Result<(String, Instant)>
     Ok((job["id"].as_str().unwrap_or_default().to_string(), posted))
 }
 
-/// Seconds from POST to the master playlist in S3.
 /// The source in S3 under a fixed key, uploaded once.
 fn uploaded(seconds: u32) -> Result<String> {
     let key = format!("bench/sources/prores422hq-1080p25-{seconds}s.mov");
@@ -50,6 +49,7 @@ fn uploaded(seconds: u32) -> Result<String> {
     Ok(key)
 }
 
+/// Seconds from POST to accepted and from POST to the master playlist in S3.
 fn time_to_playable(seconds: u32, db: &std::path::Path) -> Result<(f64, f64)> {
     let source = uploaded(seconds)?;
     let prefix = unique_prefix(&format!("bench-playable-{seconds}"));

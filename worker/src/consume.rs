@@ -289,13 +289,14 @@ async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown:
     let outcome = {
         let (config_, cancel_, task_, events_) = (config.clone(), cancel.clone(), task.clone(), events.clone());
         let rt = Handle::current();
-        // A thread of its own rather than the blocking pool: an audio task lowers its
+        // A thread of its own rather than the blocking pool: a later chunk lowers its
         // priority (threads it starts inherit it), and that must not outlive the task.
         let (done, mut work) = tokio::sync::oneshot::channel();
         // Review starts with the job's first segments: the task that opens the timeline
-        // runs at normal priority; the audio task and later chunks yield the CPU to it when
-        // they share a machine (measured: giving the audio task normal priority made a
-        // 300 s job playable 2.7 s later). Total work is unchanged.
+        // runs at normal priority; later chunks (and the audio task of jobs split before
+        // schema 3) yield the CPU to it when they share a machine (measured: an audio task
+        // at normal priority made a 300 s job playable 2.7 s later), and wait for the job
+        // to be playable before they start (see `hold`). Total work is unchanged.
         let background = match task.part {
             TaskPart::Whole => false,
             TaskPart::Video { start, .. } => start > 0.0,
