@@ -439,7 +439,7 @@ fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &
         publish: false,
     };
     match task.part {
-        TaskPart::Video { start, .. } if start == 0.0 => hold::mark_first_chunk(sink.as_ref()),
+        TaskPart::Video { start: 0.0, .. } => hold::mark_first_chunk(sink.as_ref()),
         TaskPart::Video { .. } if !config.hold.is_zero() => {
             hold::PlayableGate { sink: sink.as_ref(), cancel, limit: config.hold }.wait();
         }

@@ -111,8 +111,7 @@ pub fn assemble(parts: &[PartManifest]) -> Result<Option<Playlists>, String> {
     tracks.sort_by_key(|(order, _)| *order);
     let tracks: Vec<Track> = tracks.into_iter().map(|(_, t)| t).collect();
     for t in &tracks {
-        let contiguous = t.part.segments.iter().enumerate().all(|(i, s)| s.index == i as u64);
-        if !contiguous || t.part.segments.is_empty() {
+        if !numbered_from_zero(&t.part.segments) {
             return Err(format!("rendition {} has missing or repeated segments", t.part.name));
         }
     }
@@ -120,8 +119,7 @@ pub fn assemble(parts: &[PartManifest]) -> Result<Option<Playlists>, String> {
         Some(r) if audio_complete => {
             let segments = audio_parts.iter().flat_map(|p| p.renditions.iter().flat_map(|r| r.segments.iter().cloned()));
             let track = Track { part: RenditionPart { segments: segments.collect(), ..r.clone() } };
-            let contiguous = track.part.segments.iter().enumerate().all(|(i, s)| s.index == i as u64);
-            if !contiguous || track.part.segments.is_empty() {
+            if !numbered_from_zero(&track.part.segments) {
                 return Err("the audio rendition has missing or repeated segments".into());
             }
             Some(track)
@@ -190,6 +188,11 @@ pub fn assemble(parts: &[PartManifest]) -> Result<Option<Playlists>, String> {
     master.write_to(&mut text).map_err(|e| e.to_string())?;
     files.push((MASTER.into(), String::from_utf8(text).expect("m3u8-rs writes UTF-8")));
     Ok(Some(Playlists { files }))
+}
+
+/// Segments 0, 1, 2, ... with none missing or repeated, and at least one.
+fn numbered_from_zero(segments: &[SegmentRecord]) -> bool {
+    !segments.is_empty() && segments.iter().enumerate().all(|(i, s)| s.index == i as u64)
 }
 
 /// Segment URIs are relative to the playlist, which sits in the rendition's folder.

@@ -117,6 +117,11 @@ fn the_chunks_audio_parts_are_joined_in_order() {
     // audio parts that overlap contradict each other
     let overlap = assemble(&[video_part(0, 5, 60, true), audio_part(5), audio_range(3, 5, true)]);
     assert!(overlap.unwrap_err().contains("overlap"));
+    // a chunk that wrote fewer audio segments than its range leaves a hole
+    let mut short = audio_range(0, 3, false);
+    short.renditions[0].segments.pop();
+    let hole = assemble(&[video_part(0, 5, 60, true), short, audio_range(3, 5, true)]);
+    assert!(hole.unwrap_err().contains("audio rendition has missing"));
 }
 
 #[test]
