@@ -10,7 +10,7 @@
 //! player decodes the joined segments as one stream (the e2e tests compare a split job's
 //! decoded audio with a one-pass job's around every join).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 
 use farm_shared::ladder::AudioSpec;
@@ -117,6 +117,8 @@ pub struct AudioJob<'a> {
     /// Samples encoded so far, for progress.
     pub encoded: &'a AtomicU64,
     pub on_segment: &'a (dyn Fn(&SegmentRecord) + Sync),
+    /// Set when the input ended because the range was decoded to its end.
+    pub input_complete: &'a AtomicBool,
 }
 
 pub fn run(job: AudioJob, frames: Receiver<AudioFrame>) -> Result<RenditionPart> {
@@ -144,6 +146,10 @@ pub fn run(job: AudioJob, frames: Receiver<AudioFrame>) -> Result<RenditionPart>
         while let Some(mixed) = mix.pull() {
             feed.encode(&mixed, &mut encoder, &mut segmenter)?;
         }
+    }
+    if !job.input_complete.load(Ordering::SeqCst) {
+        // Stopped, not finished: neither the partial last segment nor silence is written.
+        return Err(TranscodeError::Cancelled);
     }
     mix.flush().map_err(fail("mixing audio"))?;
     while let Some(mixed) = mix.pull() {

@@ -111,7 +111,7 @@ pub fn run(
     source: &mut Source,
     req: &DecodeRequest,
     mut audio_decoders: Vec<AudioDecoder>,
-    out: Outputs,
+    out: &Outputs,
     cancel: &AtomicBool,
 ) -> Result<DecodeStats> {
     let name = source.name();
@@ -143,7 +143,7 @@ pub fn run(
         filter_checked: false,
         stats: DecodeStats::default(),
         reached_end: false,
-        out: &out,
+        out,
         seek_margin: 0.0,
         needs_reseek: false,
     };
@@ -233,7 +233,7 @@ pub fn run(
             if a.decoder.send_packet(&packet).is_err() {
                 state.stats.decode_errors += 1;
             }
-            drain_audio(a, &out)?;
+            drain_audio(a, out)?;
         }
         let limit = 16 + state.stats.frames / 50;
         if state.stats.decode_errors > limit {
@@ -257,7 +257,7 @@ pub fn run(
     }
     for a in audio_decoders.iter_mut() {
         let _ = a.decoder.send_eof();
-        drain_audio(a, &out)?;
+        drain_audio(a, out)?;
     }
 
     if req.decode_video {

@@ -81,6 +81,9 @@ pub fn run(
     let counters: Vec<AtomicU64> = plan.renditions.iter().map(|_| AtomicU64::new(0)).collect();
     let audio_samples = AtomicU64::new(0);
     let finished = AtomicBool::new(false);
+    // Set before the stages see the end of their input when it is the end of the range:
+    // a stage whose input stops otherwise writes no partial last segment.
+    let input_complete = AtomicBool::new(false);
     let on_segment = |record: &SegmentRecord| progress.segment(record);
 
     std::thread::scope(|scope| {
@@ -103,6 +106,7 @@ pub fn run(
                 sink,
                 encoded,
                 on_segment: &on_segment,
+                input_complete: &input_complete,
             };
             let handle = std::thread::Builder::new()
                 .name(format!("encode-{}", rendition.name))
@@ -122,6 +126,7 @@ pub fn run(
                 sink,
                 encoded: &audio_samples,
                 on_segment: &on_segment,
+                input_complete: &input_complete,
             };
             std::thread::Builder::new()
                 .name("encode-audio".into())
@@ -161,8 +166,9 @@ pub fn run(
             audio_until: plan.audio_range.feed_end.map(|end| end as f64 / f64::from(plan.audio.sample_rate)),
         };
         let outputs = decode::Outputs { video: video_tx, audio: audio_tx };
-        let decoded = decode::run(source, &request, audio_decoders, outputs, cancel);
-        // `outputs` was moved into `run` and is dropped: the encoders see the end of input.
+        let decoded = decode::run(source, &request, audio_decoders, &outputs, cancel);
+        input_complete.store(decoded.is_ok(), Ordering::SeqCst);
+        drop(outputs); // the encoders see the end of their input
 
         // A stage that stopped because another failed reports `Cancelled`: report the cause.
         let mut errors: Vec<TranscodeError> = Vec::new();

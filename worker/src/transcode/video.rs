@@ -11,7 +11,7 @@
 //! back until some 40 more frames were encoded, and review of a job starts with its first
 //! segment of every rendition.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use farm_shared::ladder::{FittedRendition, X264Settings};
@@ -52,6 +52,9 @@ pub struct VideoJob<'a> {
     pub sink: &'a dyn Sink,
     pub encoded: &'a AtomicU64,
     pub on_segment: &'a (dyn Fn(&SegmentRecord) + Sync),
+    /// Set when the input ended because the range was decoded to its end; an input that
+    /// stops otherwise (cancelled, failed) leaves the last segment unwritten.
+    pub input_complete: &'a AtomicBool,
 }
 
 struct Open<'a> {
@@ -116,6 +119,10 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPar
             .map_err(|e| TranscodeError::ffmpeg("encoding", &r.name, e))?;
         drain(&mut o.encoder, &mut o.segmenter, &r.name)?;
         job.encoded.fetch_add(1, Ordering::Relaxed);
+    }
+    if !job.input_complete.load(Ordering::SeqCst) {
+        // Stopped, not finished: a partial last segment must not be written under its key.
+        return Err(TranscodeError::Cancelled);
     }
     drop(job.forward); // the smaller renditions see the end of input
     let Some(mut o) = open else {
