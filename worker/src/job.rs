@@ -4,7 +4,7 @@
 use std::sync::atomic::AtomicBool;
 
 use farm_shared::ladder::Ladder;
-use farm_shared::manifest::{PartKind, PartManifest, MANIFEST_VERSION};
+use farm_shared::manifest::{PartKind, PartManifest, RenditionPart, MANIFEST_VERSION};
 use farm_shared::timeline::Grid;
 
 use crate::error::{Result, TranscodeError};
@@ -123,44 +123,34 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
     let out = transcode::run(&mut source, &plan, sink, progress, cancel)?;
     progress.finish();
 
-    let mut segments = 0;
-    // The range this task covers: its video segments, or for the audio over the whole
-    // source, its audio segments. A chunk's audio part covers the chunk's range.
-    let (mut covered, mut is_last) = (first_segment..first_segment, true);
-    if with_video {
-        let written = out.video.iter().map(|r| r.segments.len() as u64).max().unwrap_or(0);
-        segments += written * out.video.len() as u64;
-        covered = first_segment..first_segment + written;
-        is_last = end_segment.is_none() || out.stats.hit_end_of_source;
+    let written = out.video.iter().map(|r| r.segments.len() as u64).max().unwrap_or(0);
+    // The range this task covers: its video segments (a chunk's audio part covers the same
+    // range), or for the audio over the whole source, its audio segments.
+    let (covered, is_last) = match &out.audio {
+        Some(audio) if !with_video => (0..audio.segments.len() as u64, true),
+        _ => (first_segment..first_segment + written, end_segment.is_none() || out.stats.hit_end_of_source),
+    };
+    let write_part = |kind: PartKind, audio_expected: bool, renditions: Vec<RenditionPart>| {
         let part = PartManifest {
             version: MANIFEST_VERSION,
-            kind: PartKind::Video,
-            grid,
-            first_segment,
-            end_segment: covered.end,
-            is_last,
-            audio_expected: !tracks.is_empty(),
-            renditions: out.video.clone(),
-        };
-        put_json(sink, &PartManifest::key(PartKind::Video, first_segment, covered.end), &part)?;
-    }
-    if let Some(audio) = &out.audio {
-        let count = audio.segments.len() as u64;
-        segments += count;
-        if !with_video {
-            covered = 0..count;
-        }
-        let part = PartManifest {
-            version: MANIFEST_VERSION,
-            kind: PartKind::Audio,
+            kind,
             grid,
             first_segment: covered.start,
             end_segment: covered.end,
             is_last,
-            audio_expected: true,
-            renditions: vec![audio.clone()],
+            audio_expected,
+            renditions,
         };
-        put_json(sink, &PartManifest::key(PartKind::Audio, covered.start, covered.end), &part)?;
+        put_json(sink, &PartManifest::key(kind, covered.start, covered.end), &part)
+    };
+    let mut segments = 0;
+    if with_video {
+        segments += written * out.video.len() as u64;
+        write_part(PartKind::Video, !tracks.is_empty(), out.video.clone())?;
+    }
+    if let Some(audio) = &out.audio {
+        segments += audio.segments.len() as u64;
+        write_part(PartKind::Audio, true, vec![audio.clone()])?;
     }
     let master = if task.publish { publish(sink)? } else { None };
     Ok(Outcome {
