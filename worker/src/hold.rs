@@ -10,8 +10,9 @@
 //! So the task of a job's first chunk leaves a marker when it starts, saying where it runs
 //! (host and CPUs), and a later chunk's task that shares those CPUs waits before it starts
 //! until the master playlist exists, at most `limit`. A worker on other CPUs or another
-//! machine (a cluster, pods, or workers pinned to cores) never waits, nor does a lone
-//! worker (it takes the first chunk first, and the job is playable when it is done).
+//! machine (a cluster, pods, or workers pinned to cores) never waits; a lone worker takes
+//! the first chunk first, so it waits at most for the coordinator to write the master
+//! playlist after that chunk's first segments.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
