@@ -147,7 +147,7 @@ fn main() -> Result<()> {
     let _ = farm_tests::amqp::broker();
 
     let _ = worker_bin(); // built (if needed) before the clock starts
-    let first = (farm_shared::ladder::Ladder::default().cuts().start_ms(1) as f64 / 1000.0).to_string();
+    let first = (farm_contract::ladder::Ladder::default().cuts().start_ms(1) as f64 / 1000.0).to_string();
     let mut baselines = Vec::new();
     let mut playable: Vec<(u32, Vec<(f64, f64)>)> = [short, long].into_iter().filter(|s| *s > 0).map(|s| (s, Vec::new())).collect();
     // Runs interleave the measures, so a slow spell of the machine touches all of them.

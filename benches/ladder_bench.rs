@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use farm_shared::ladder::Ladder;
-use farm_shared::timeline::{FrameRate, Grid};
+use farm_contract::ladder::Ladder;
+use farm_contract::timeline::{FrameRate, Grid};
 use farm_tests::fixtures::{prores_1080p, target_dir};
 
 struct Measured {
@@ -108,7 +108,7 @@ fn cli_ladder(src: &Path, out: &Path, ladder: &Ladder, grid: &Grid) -> Command {
 
 /// The x264 options of the worker itself, spelled for the CLI.
 fn farm_worker_x264_options(ladder: &Ladder, grid: &Grid) -> Vec<(String, String)> {
-    farm_worker::transcode::encode::x264_options(&ladder.x264, grid)
+    farm_media::transcode::encode::x264_options(&ladder.x264, grid)
         .into_iter()
         .map(|(k, v)| (if k == "profile" { "profile:v".to_string() } else { k }, v))
         .collect()

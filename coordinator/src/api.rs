@@ -11,9 +11,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use farm_shared::ladder::Ladder;
-use farm_shared::task::{Priority, TaskPart, CANCEL_MARKER};
-use farm_worker::storage::{open_sink, open_source, Location};
+use farm_contract::ladder::Ladder;
+use farm_contract::task::{Priority, TaskPart, CANCEL_MARKER};
+use farm_storage::{open_sink, open_source, Location};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -21,7 +21,7 @@ use crate::broker::Broker;
 use crate::config::{allowed, Config};
 use crate::db::{now_ms, Job, State, Store, Task};
 use crate::live::JobPlan;
-use farm_shared::timeline::Grid;
+use farm_contract::timeline::Grid;
 use crate::metrics::Metrics;
 use crate::split;
 use crate::tracker::Tracker;
@@ -200,7 +200,7 @@ async fn create(app: &Shared, body: &[u8]) -> Result<Response, ApiError> {
     let rt = tokio::runtime::Handle::current();
     let probed = tokio::task::spawn_blocking(move || {
         let location = open_source(&source, &s3, &rt).map_err(|e| e.to_string())?;
-        farm_worker::source::open(&location).map(|s| s.info).map_err(|e| e.to_string())
+        farm_media::source::open(&location).map(|s| s.info).map_err(|e| e.to_string())
     })
     .await
     .map_err(internal)?;
@@ -210,7 +210,7 @@ async fn create(app: &Shared, body: &[u8]) -> Result<Response, ApiError> {
         .map(|f| info.rate.frames_to_seconds(f))
         .or(info.duration_seconds)
         .ok_or_else(|| ApiError(StatusCode::UNPROCESSABLE_ENTITY, "the source states no duration".into()))?;
-    let has_audio = !farm_worker::transcode::audio::select_tracks(&info.audio).is_empty();
+    let has_audio = !farm_media::transcode::audio::select_tracks(&info.audio).is_empty();
     let parts = split::plan(duration, has_audio, &ladder, app.config.chunk_seconds);
     let (display_w, display_h) = info.display_size();
     let plan = JobPlan {

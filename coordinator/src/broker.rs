@@ -5,15 +5,16 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use farm_shared::task::{routing_key, Priority, TaskEvent, TaskMessage, Topology};
+use farm_contract::task::{Priority, TaskEvent, TaskMessage};
+use farm_queue::{routing_key, Topology};
 use futures::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use std::sync::Arc;
 
-use farm_worker::consume::publish_confirmed;
-use farm_worker::memqueue::MemoryQueue;
+use farm_queue::{declare, publish_confirmed};
+use farm_queue::MemoryQueue;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +52,7 @@ impl Broker {
             .context("connecting to the broker")?;
         let channel = conn.create_channel().await?;
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        farm_worker::consume::declare(&channel, &self.topology).await?;
+        declare(&channel, &self.topology).await?;
         *link = Some((conn, channel.clone()));
         Ok(channel)
     }
@@ -128,7 +129,7 @@ impl Broker {
         let channel = self.channel().await?;
         let properties = BasicProperties::default().with_content_type("application/json".into());
         // Mandatory: a task that no queue takes (queues deleted by hand) is refused, not lost.
-        publish_confirmed(&channel, &self.topology.tasks_exchange(), routing_key(priority), true, payload, properties).await
+        Ok(publish_confirmed(&channel, &self.topology.tasks_exchange(), routing_key(priority), true, payload, properties).await?)
     }
 
     /// Publishes a job event (`job.accepted`, `job.playable`, ...) on the events exchange
@@ -161,7 +162,7 @@ impl Broker {
         let channel = self.channel().await?;
         let payload = serde_json::to_vec(body)?;
         let properties = BasicProperties::default().with_content_type("application/json".into());
-        publish_confirmed(&channel, &self.topology.events_exchange(), routing_key, false, &payload, properties).await
+        Ok(publish_confirmed(&channel, &self.topology.events_exchange(), routing_key, false, &payload, properties).await?)
     }
 
     fn events_queue(&self) -> String {
@@ -205,7 +206,7 @@ impl Broker {
     async fn events_session(&self, tracker: &Tracker, shutdown: &CancellationToken) -> anyhow::Result<()> {
         let conn = Connection::connect(&self.url, ConnectionProperties::default()).await?;
         let channel = conn.create_channel().await?;
-        farm_worker::consume::declare(&channel, &self.topology).await?;
+        declare(&channel, &self.topology).await?;
         channel.basic_qos(32, BasicQosOptions::default()).await?;
         let queue = self.events_queue();
         bound_quorum_queue(&channel, &queue, &self.topology.events_exchange(), "task.#").await?;
@@ -265,13 +266,13 @@ fn dead_letter_event(delivery: &lapin::message::Delivery) -> Option<TaskEvent> {
         Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         _ => None,
     };
-    let reason = text(farm_worker::ack::HEADER_ERROR).unwrap_or_else(|| {
+    let reason = text(farm_contract::task::HEADER_ERROR).unwrap_or_else(|| {
         "the task was delivered too many times without finishing: the workers that took it died or were stopped each time".into()
     });
     Some(TaskEvent {
         job_id: task.job_id,
         task_id: task.task_id,
-        kind: farm_shared::task::TaskEventKind::Failed,
+        kind: farm_contract::task::TaskEventKind::Failed,
         frames_done: 0,
         frames_total: None,
         error: Some(reason),

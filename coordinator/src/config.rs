@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use farm_worker::storage::{S3Args, S3Settings};
+use farm_storage::{S3Args, S3Settings};
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "coordinator", version, about = "Coordinator of the HLS review farm")]

@@ -1,7 +1,7 @@
 //! Job state in a real database: SQLite by default, PostgreSQL when `DATABASE_URL` names
 //! one. Plain SQL both understand, through sqlx's `Any` driver.
 
-use farm_shared::task::{Priority, TaskPart};
+use farm_contract::task::{Priority, TaskPart};
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -101,7 +101,7 @@ pub fn now_ms() -> i64 {
 }
 
 fn priority_str(p: Priority) -> &'static str {
-    farm_shared::task::routing_key(p)
+    farm_queue::routing_key(p)
 }
 
 impl Store {

@@ -13,6 +13,7 @@ pub mod api;
 pub mod broker;
 pub mod config;
 pub mod db;
+mod embedded;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
@@ -23,9 +24,7 @@ pub mod tracker;
 use std::sync::Arc;
 
 use anyhow::Context;
-use farm_shared::task::Topology;
-use farm_worker::consume::{self, QueueSource, ServeConfig};
-use farm_worker::memqueue::MemoryQueue;
+use farm_queue::{MemoryQueue, Topology};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -55,30 +54,13 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
     let store = db::Store::connect(&config.database_url()).await.context("opening the job database")?;
     let metrics = Arc::new(metrics::Metrics::new());
     let topology = Topology::new(&config.queue_prefix);
-    let mut embedded_workers = Vec::new();
+    let mut embedded_workers: embedded::Workers = Vec::new();
     let broker = Arc::new(match &config.amqp_url {
         Some(url) => broker::Broker::new(url, topology),
         None => {
-            // The embedded farm: the same worker code, on an in-process queue.
             let queue = Arc::new(MemoryQueue::default());
             requeue_unfinished(&store, &queue).await?;
-            farm_worker::metrics::init();
-            tracing::warn!(workers = config.workers, "no AMQP_URL: running the embedded farm (in-process queue and workers)");
-            for _ in 0..config.workers.max(1) {
-                let worker = ServeConfig {
-                    queue: QueueSource::Memory(queue.clone()),
-                    topology: topology.clone(),
-                    s3: config.s3(),
-                    x264_threads: 0,
-                    decode_threads: 0,
-                    drain: std::time::Duration::from_secs(30),
-                    idle_poll: std::time::Duration::from_millis(200),
-                    task_deadline: std::time::Duration::from_secs(consume::DEFAULT_TASK_DEADLINE_SECONDS),
-                    hold: std::time::Duration::from_secs(consume::DEFAULT_HOLD_SECONDS),
-                };
-                let shutdown = shutdown.clone();
-                embedded_workers.push(tokio::spawn(async move { consume::run(worker, shutdown).await }));
-            }
+            embedded_workers = embedded::start(&config, &queue, &topology, &shutdown)?;
             broker::Broker::embedded(queue, topology)
         }
     });

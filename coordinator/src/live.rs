@@ -10,11 +10,11 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use farm_shared::ladder::FittedRendition;
-use farm_shared::manifest::segment_uri;
-use farm_shared::timeline::Grid;
-use farm_worker::playlist::live::{live, LivePlan, LiveVideo};
-use farm_worker::storage::{open_sink, S3Settings};
+use farm_contract::ladder::FittedRendition;
+use farm_contract::manifest::segment_uri;
+use farm_contract::timeline::Grid;
+use farm_hls::playlist::live::{live, LivePlan, LiveVideo};
+use farm_storage::{open_sink, S3Settings};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Mutex;
@@ -134,7 +134,7 @@ impl Publisher {
             for r in &plan.renditions {
                 let first = segment_uri(&r.name, 0);
                 if !codecs.contains_key(&r.name) && present.contains(&first) {
-                    if let Some(c) = farm_worker::codecs::avc1_from_annexb(&sink.get(&first)?) {
+                    if let Some(c) = farm_hls::codecs::avc1_from_annexb(&sink.get(&first)?) {
                         codecs.insert(r.name.clone(), c);
                     }
                 }
@@ -149,7 +149,7 @@ impl Publisher {
             let live_plan = LivePlan { grid: plan.grid, total_frames: plan.total_frames, video, audio: plan.audio };
             let Some(playlists) = live(&live_plan, &present) else { return Ok((present.len(), codecs, Some(false))) };
             // Media playlists first: a player that finds the master finds what it names.
-            let (master, media): (Vec<_>, Vec<_>) = playlists.files.iter().partition(|(k, _)| k == farm_worker::playlist::MASTER);
+            let (master, media): (Vec<_>, Vec<_>) = playlists.files.iter().partition(|(k, _)| k == farm_hls::MASTER);
             for (key, text) in media.into_iter().chain(master) {
                 sink.put(key, text.as_bytes())?;
             }

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use farm_shared::task::{TaskEvent, TaskEventKind, MAX_ATTEMPTS};
+use farm_contract::task::{TaskEvent, TaskEventKind, MAX_ATTEMPTS};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::AppState;

@@ -9,8 +9,8 @@
 //! others idle (5 equal chunks on 2 workers: one does 3). Halves at the tail let the
 //! workers finish closer together (60 s in 12 s chunks: 12, 12, 12, 12, 6, 6).
 
-use farm_shared::ladder::Ladder;
-use farm_shared::task::{TaskMessage, TaskPart, TASK_SCHEMA};
+use farm_contract::ladder::Ladder;
+use farm_contract::task::{TaskMessage, TaskPart, TASK_SCHEMA};
 
 use crate::db::{Job, Task};
 
@@ -147,7 +147,7 @@ mod tests {
     #[test]
     fn a_job_stored_before_leading_segments_is_handed_out_without_them() {
         use crate::db::State;
-        use farm_shared::task::Priority;
+        use farm_contract::task::Priority;
         let job = |ladder: &str| Job {
             id: "j".into(),
             state: State::Running,

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use farm_shared::task::{TaskEvent, TaskEventKind};
-use farm_worker::storage::{open_sink, S3Settings};
+use farm_contract::task::{TaskEvent, TaskEventKind};
+use farm_storage::{open_sink, S3Settings};
 use tokio::runtime::Handle;
 
 use crate::broker::Broker;
@@ -83,7 +83,7 @@ impl Tracker {
         let rt = Handle::current();
         let published = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<String>> {
             let sink = open_sink(&output, &s3, &rt)?;
-            Ok(farm_worker::job::publish(sink.as_ref())?.map(|key| sink.locate(&key)))
+            Ok(farm_media::job::publish(sink.as_ref())?.map(|key| sink.locate(&key)))
         })
         .await?;
         match published {

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use farm_shared::task::{Priority, Topology};
+use farm_contract::task::Priority;
+use farm_queue::Topology;
 use farm_tests::amqp::broker;
 use farm_tests::farm::Farm;
 use farm_tests::fixtures::{clip_30s, make, SMALL_LADDER};

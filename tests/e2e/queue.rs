@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use farm_shared::ladder::Ladder;
-use farm_shared::task::{Priority, TaskMessage, TaskPart, Topology, TASK_SCHEMA};
+use farm_contract::ladder::Ladder;
+use farm_contract::task::{Priority, TaskMessage, TaskPart, TASK_SCHEMA};
+use farm_queue::Topology;
 use farm_tests::amqp::{broker, Broker, URL};
 use farm_tests::farm::Proc;
 use farm_tests::fixtures::{Kind, SMALL_LADDER};

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use farm_shared::task::Topology;
+use farm_queue::Topology;
 use farm_tests::amqp::broker;
 use farm_tests::farm::{plain, Extra, Farm, Proc};
 use farm_tests::fixtures::{clip_30s, SMALL_LADDER};
@@ -457,27 +457,27 @@ fn every_hostile_source_fails_its_job_and_the_worker_goes_on_to_the_next_good_jo
     }
     // Straight to the worker, past the coordinator's probe: every task is dead-lettered at
     // once (one attempt) with the problem in its headers.
-    let ladder: farm_shared::ladder::Ladder = serde_json::from_str(SMALL_LADDER).unwrap();
+    let ladder: farm_contract::ladder::Ladder = serde_json::from_str(SMALL_LADDER).unwrap();
     let b = broker();
     let topology = Topology::new(&case.farm.prefix);
     let dead = topology.dead_queue();
     while b.take(&dead).unwrap().is_some() {} // the API jobs' dead letters
     for (i, key) in keys.iter().enumerate() {
-        let task = farm_shared::task::TaskMessage {
-            schema: farm_shared::task::TASK_SCHEMA,
+        let task = farm_contract::task::TaskMessage {
+            schema: farm_contract::task::TASK_SCHEMA,
             job_id: format!("hostile-{i:02}"),
             task_id: format!("hostile-{i:02}-v"),
             source: format!("s3://{BUCKET}/{key}"),
             output: format!("s3://{BUCKET}/{}/direct-out/{i:02}", case.prefix),
             ladder: ladder.clone(),
-            part: farm_shared::task::TaskPart::Video { start: 0.0, end: None, audio: true },
+            part: farm_contract::task::TaskPart::Video { start: 0.0, end: None, audio: true },
         };
         b.publish(&topology.tasks_exchange(), "normal", &serde_json::to_vec(&task).unwrap()).unwrap();
     }
     b.wait_for(Duration::from_secs(120), || b.depth(&dead).unwrap_or(0) as usize >= corpus.len());
     let mut seen = BTreeSet::new();
     while let Some((body, headers)) = b.take(&dead).unwrap() {
-        let task: farm_shared::task::TaskMessage = serde_json::from_slice(&body).unwrap();
+        let task: farm_contract::task::TaskMessage = serde_json::from_slice(&body).unwrap();
         let i: usize = task.job_id.trim_start_matches("hostile-").parse().unwrap();
         seen.insert(i);
         if !headers.contains(corpus[i].expected) || headers.contains("gave up after") {

@@ -101,9 +101,9 @@ impl Broker {
 
     /// Removes the queues a farm with this prefix declared.
     pub fn delete_farm_queues(&self, prefix: &str) {
-        let t = farm_shared::task::Topology::new(prefix);
-        let p = farm_shared::task::Priority::High;
-        let n = farm_shared::task::Priority::Normal;
+        let t = farm_queue::Topology::new(prefix);
+        let p = farm_contract::task::Priority::High;
+        let n = farm_contract::task::Priority::Normal;
         self.delete_queues(&[t.queue(p), t.queue(n), t.dead_queue(), format!("{prefix}.coordinator.events"), format!("{prefix}.coordinator.dead")]);
     }
 

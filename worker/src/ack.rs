@@ -9,8 +9,8 @@
 //! with a message. (The queue's own delivery limit, one above, only catches tasks whose
 //! worker dies every time and cannot say why; the coordinator fails their job.)
 
-use crate::error::TranscodeError;
-pub use farm_shared::task::MAX_ATTEMPTS;
+use farm_media::TranscodeError;
+pub use farm_contract::task::MAX_ATTEMPTS;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
@@ -43,9 +43,6 @@ fn reason(e: &TranscodeError) -> String {
     text
 }
 
-/// Header names on dead-lettered task messages.
-pub const HEADER_ERROR: &str = "x-farm-error";
-pub const HEADER_JOB: &str = "x-farm-job";
 
 #[cfg(test)]
 mod tests {

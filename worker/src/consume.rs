@@ -1,7 +1,7 @@
 //! Taking tasks from RabbitMQ (or the embedded farm's in-process queue, through the same
 //! code), one at a time, rush queue first.
 //!
-//! A message in -> [`crate::job::run`] on a blocking thread -> [`crate::ack`] decides ack,
+//! A message in -> `farm_media::job::run` on a blocking thread -> [`crate::ack`] decides ack,
 //! requeue or dead-letter. The message is acknowledged only after every segment and the
 //! part manifest the task writes have been written. The worker reconnects with
 //! backoff when the broker goes away; an unacknowledged task is then redelivered (keys are
@@ -14,25 +14,26 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use farm_shared::manifest::SegmentRecord;
-use farm_shared::task::{Priority, TaskEvent, TaskEventKind, TaskMessage, TaskPart, Topology, CANCEL_MARKER};
+use farm_contract::manifest::SegmentRecord;
+use farm_contract::task::{Priority, TaskEvent, TaskEventKind, TaskMessage, TaskPart, CANCEL_MARKER};
+use farm_queue::memory::{self as memqueue, MemoryQueue};
+use farm_queue::{dead_letter, declare, publish_confirmed, Topology};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    ConfirmSelectOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::types::AMQPValue;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
-use crate::ack::{self, Disposition, MAX_ATTEMPTS};
-use crate::error::TranscodeError;
+use crate::ack::{self, Disposition};
+use farm_media::TranscodeError;
 use crate::hold;
-use crate::job::{self, Part, Task};
-use crate::progress::Progress;
-use crate::memqueue::{self, MemoryQueue};
-use crate::storage::{self, S3Settings};
+use farm_media::job::{self, Part, Task};
+use farm_media::progress::Progress;
+use farm_storage::{self as storage, S3Settings};
 
 /// Where tasks come from: RabbitMQ, or the embedded farm's in-process queue.
 #[derive(Clone)]
@@ -91,54 +92,6 @@ pub async fn run(config: ServeConfig, shutdown: CancellationToken) -> anyhow::Re
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
     }
-}
-
-/// Declares exchanges and queues (idempotent; the coordinator declares the same).
-pub async fn declare(channel: &Channel, topology: &Topology) -> lapin::Result<()> {
-    let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
-    let queue_opts = QueueDeclareOptions { durable: true, ..Default::default() };
-    channel
-        .exchange_declare(topology.tasks_exchange().as_str().into(), ExchangeKind::Direct, durable, FieldTable::default())
-        .await?;
-    channel
-        .exchange_declare(topology.dead_exchange().as_str().into(), ExchangeKind::Fanout, durable, FieldTable::default())
-        .await?;
-    channel
-        .exchange_declare(topology.events_exchange().as_str().into(), ExchangeKind::Topic, durable, FieldTable::default())
-        .await?;
-    let mut dead_args = FieldTable::default();
-    dead_args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
-    channel.queue_declare(topology.dead_queue().as_str().into(), queue_opts, dead_args).await?;
-    channel
-        .queue_bind(
-            topology.dead_queue().as_str().into(),
-            topology.dead_exchange().as_str().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    for priority in [Priority::High, Priority::Normal] {
-        let mut args = FieldTable::default();
-        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
-        // A task that keeps failing (or killing its worker) is dead-lettered, not looped.
-        args.insert("x-delivery-limit".into(), AMQPValue::LongInt(MAX_ATTEMPTS as i32));
-        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(topology.dead_exchange().into()));
-        args.insert("x-dead-letter-strategy".into(), AMQPValue::LongString("at-least-once".into()));
-        args.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
-        let queue = topology.queue(priority);
-        channel.queue_declare(queue.as_str().into(), queue_opts, args).await?;
-        channel
-            .queue_bind(
-                queue.as_str().into(),
-                topology.tasks_exchange().as_str().into(),
-                farm_shared::task::routing_key(priority).into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-    }
-    Ok(())
 }
 
 async fn session(config: &ServeConfig, shutdown: &CancellationToken) -> anyhow::Result<()> {
@@ -460,42 +413,6 @@ fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &
     Ok(())
 }
 
-/// Publishes a persistent message and waits for the broker's confirm. With `mandatory`,
-/// a message no queue took (returned by the broker) counts as refused too.
-pub async fn publish_confirmed(
-    channel: &Channel,
-    exchange: &str,
-    routing_key: &str,
-    mandatory: bool,
-    payload: &[u8],
-    properties: BasicProperties,
-) -> anyhow::Result<()> {
-    let confirm = channel
-        .basic_publish(
-            exchange.into(),
-            routing_key.into(),
-            BasicPublishOptions { mandatory, ..Default::default() },
-            payload,
-            properties.with_delivery_mode(2),
-        )
-        .await?
-        .await?;
-    anyhow::ensure!(
-        confirm.is_ack() && confirm.take_message().is_none(),
-        "the broker did not accept the message for {exchange} ({routing_key})"
-    );
-    Ok(())
-}
-
-/// Copies a task message to the dead-letter exchange with the reason in its headers.
-async fn dead_letter(channel: &Channel, topology: &Topology, delivery: &Delivery, reason: &str, job: &str) -> anyhow::Result<()> {
-    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-    headers.insert(ack::HEADER_ERROR.into(), AMQPValue::LongString(LongString::from(reason)));
-    headers.insert(ack::HEADER_JOB.into(), AMQPValue::LongString(LongString::from(job)));
-    let properties = BasicProperties::default().with_headers(headers);
-    publish_confirmed(channel, &topology.dead_exchange(), "", false, &delivery.data, properties).await
-}
-
 #[derive(Clone)]
 struct Events {
     link: Link,
@@ -553,7 +470,7 @@ impl Events {
             Link::Amqp(channel) => channel,
         };
         let properties = BasicProperties::default().with_content_type("application/json".into());
-        publish_confirmed(channel, &self.topology.events_exchange(), kind.routing_key(), false, &payload, properties).await
+        Ok(publish_confirmed(channel, &self.topology.events_exchange(), kind.routing_key(), false, &payload, properties).await?)
     }
 }
 

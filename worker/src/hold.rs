@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sink::Sink;
+use farm_storage::Sink;
 
 /// 30 s: a first segment of 1080p takes a few seconds on a 2-core machine.
 pub const DEFAULT_HOLD_SECONDS: u64 = 30;
 
 /// Left in a job's output by the task of its first chunk when it starts.
-pub const FIRST_CHUNK_STARTED: &str = "parts/first-chunk.started";
+pub use farm_contract::task::FIRST_CHUNK_STARTED;
 
 /// How long a later chunk looks for the first chunk's marker: both tasks are handed out
 /// at once, and the first one's worker writes it as it starts.
@@ -82,7 +82,7 @@ impl PlayableGate<'_> {
     /// the first chunk does not run on these CPUs.
     pub fn wait(&self) {
         let started = Instant::now();
-        let playable = || self.sink.get(crate::playlist::MASTER).is_ok();
+        let playable = || self.sink.get(farm_hls::MASTER).is_ok();
         let stop = |bound: Duration| started.elapsed() >= bound.min(self.limit) || self.cancel.load(Ordering::SeqCst);
         let first: Placement = loop {
             if playable() || stop(MARKER_WAIT) {

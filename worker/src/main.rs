@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use farm_shared::ladder::Ladder;
-use farm_worker::job::{self, Part, Task};
-use farm_worker::progress::Console;
+use farm_contract::ladder::Ladder;
+use farm_media::job::{self, Part, Task};
+use farm_media::progress::Console;
 
-use farm_shared::task::Topology;
+use farm_queue::Topology;
 use farm_worker::consume::{self, QueueSource, ServeConfig};
-use farm_worker::storage::{open_sink, open_source, S3Args};
+use farm_storage::{open_sink, open_source, S3Args};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -123,7 +123,7 @@ fn main() -> ExitCode {
     let retries = tracing_subscriber::filter::Targets::new().with_target("object_store::client::retry", tracing::Level::INFO);
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter))
-        .with(farm_worker::metrics::StorageRetryCounter.with_filter(retries))
+        .with(farm_storage::metrics::StorageRetryCounter.with_filter(retries))
         .init();
     // FFmpeg's own messages: warnings and worse only.
     ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
@@ -183,7 +183,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Probe { source, s3 } => {
-            let s = farm_worker::source::open(&open_source(&source, &s3.settings(), rt.handle())?)?;
+            let s = farm_media::source::open(&open_source(&source, &s3.settings(), rt.handle())?)?;
             let i = &s.info;
             let json = serde_json::json!({
                 "container": i.container, "codec": i.codec, "width": i.width, "height": i.height,

@@ -6,8 +6,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
-    register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram_vec, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 /// Tasks finished, by part (`video`, `audio`, `whole`) and outcome (`succeeded`,
@@ -34,57 +34,12 @@ pub static BUSY: LazyLock<IntGauge> =
 pub static DRAINING: LazyLock<IntGauge> =
     LazyLock::new(|| register_int_gauge!("farm_worker_draining", "1 while the worker drains before exiting").unwrap());
 
-/// Seconds of media encoded, by rendition: its rate is the realtime factor.
-pub static MEDIA_SECONDS: LazyLock<prometheus::CounterVec> = LazyLock::new(|| {
-    prometheus::register_counter_vec!(
-        "farm_worker_media_encoded_seconds_total",
-        "Seconds of media encoded, by rendition (rate() of it is the realtime factor)",
-        &["rendition"]
-    )
-    .unwrap()
-});
 
-/// Frames encoded, by rendition: its rate is the encode speed in frames per second.
-pub static FRAMES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("farm_worker_frames_encoded_total", "Video frames encoded, by rendition", &["rendition"]).unwrap()
-});
 
-/// Bytes moved to and from object storage (`read`, `written`).
-pub static STORAGE_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("farm_worker_storage_bytes_total", "Bytes read from and written to object storage", &["direction"]).unwrap()
-});
 
-/// Ranged GETs that read sources (their size adapts to the access pattern).
-pub static SOURCE_REQUESTS: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!("farm_worker_source_requests_total", "Ranged GET requests that read sources from object storage").unwrap()
-});
 
-/// Time to write one object (a segment, a manifest) to object storage, retries included.
-pub static PUT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
-    register_histogram!(
-        "farm_worker_storage_put_seconds",
-        "Time to write one object to object storage, retries included",
-        vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
-    )
-    .unwrap()
-});
 
-/// Time to encode one segment's worth of a rendition (from its first frame in to the segment written).
-pub static SEGMENT_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
-    register_histogram_vec!(
-        "farm_worker_segment_seconds",
-        "Wall time from a segment's first packet to the segment written, by kind (video, audio)",
-        &["kind"],
-        vec![0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
-    )
-    .unwrap()
-});
 
-/// Storage requests the S3 client retried, by kind: `transport` (connection refused or
-/// reset, timeout) or `server` (5xx, 429). Counted from the client's own retry events.
-pub static STORAGE_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("farm_worker_storage_request_retries_total", "Object storage requests retried by the S3 client, by kind", &["kind"]).unwrap()
-});
 
 /// Tasks handed back for another attempt, by kind: `storage`, `deadline`, `drain`, `other`.
 pub static TASK_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -103,33 +58,22 @@ pub static BUILD: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 /// Registers every metric, so that a scrape sees them at 0 before any task.
 pub fn init() {
     BUILD.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    farm_storage::metrics::init();
+    farm_media::metrics::init();
     for part in ["video", "audio", "whole"] {
         for outcome in ["succeeded", "requeued", "dead_lettered", "cancelled"] {
             TASKS.with_label_values(&[part, outcome]);
         }
         TASK_SECONDS.with_label_values(&[part]);
     }
-    for direction in ["read", "written"] {
-        STORAGE_BYTES.with_label_values(&[direction]);
-    }
     for kind in ["storage", "source", "ffmpeg", "deadline", "other"] {
         FAILURES.with_label_values(&[kind]);
-    }
-    for kind in ["video", "audio"] {
-        SEGMENT_SECONDS.with_label_values(&[kind]);
-    }
-    for kind in ["transport", "server"] {
-        STORAGE_RETRIES.with_label_values(&[kind]);
     }
     for kind in ["storage", "deadline", "drain", "other"] {
         TASK_RETRIES.with_label_values(&[kind]);
     }
     LazyLock::force(&BUSY);
-    LazyLock::force(&SOURCE_REQUESTS);
     LazyLock::force(&DRAINING);
-    LazyLock::force(&PUT_SECONDS);
-    LazyLock::force(&MEDIA_SECONDS);
-    LazyLock::force(&FRAMES);
 }
 
 /// The default registry in Prometheus' text format.
@@ -161,8 +105,8 @@ pub async fn serve(listener: tokio::net::TcpListener, drain: tokio_util::sync::C
 }
 
 /// The kind of a task handed back for another attempt.
-pub fn retry_kind(e: &crate::TranscodeError) -> &'static str {
-    use crate::TranscodeError as E;
+pub fn retry_kind(e: &farm_media::TranscodeError) -> &'static str {
+    use farm_media::TranscodeError as E;
     match e {
         E::SourceIo { .. } | E::Output { .. } => "storage",
         E::Deadline { .. } => "deadline",
@@ -171,36 +115,9 @@ pub fn retry_kind(e: &crate::TranscodeError) -> &'static str {
     }
 }
 
-/// Counts the S3 client's retries: object_store retries inside its client and says so
-/// only in its log events (target `object_store::client::retry`), so this layer of the
-/// worker's tracing subscriber counts those events.
-pub struct StorageRetryCounter;
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StorageRetryCounter {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if !event.metadata().target().starts_with("object_store::client::retry") {
-            return;
-        }
-        struct Message(String);
-        impl tracing::field::Visit for Message {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                if field.name() == "message" {
-                    self.0 = format!("{value:?}");
-                }
-            }
-        }
-        let mut message = Message(String::new());
-        event.record(&mut message);
-        if message.0.contains("backing off") {
-            let kind = if message.0.contains("transport error") { "transport" } else { "server" };
-            STORAGE_RETRIES.with_label_values(&[kind]).inc();
-        }
-    }
-}
-
 /// The metric label of a failure.
-pub fn failure_kind(e: &crate::TranscodeError) -> &'static str {
-    use crate::TranscodeError as E;
+pub fn failure_kind(e: &farm_media::TranscodeError) -> &'static str {
+    use farm_media::TranscodeError as E;
     match e {
         E::SourceIo { .. } | E::Output { .. } => "storage",
         E::SourceMissing(_) | E::EmptySource(_) | E::NotMedia { .. } | E::NoVideo(_) | E::Unsupported { .. } | E::Damaged { .. } => "source",

@@ -1,0 +1,90 @@
+//! What a worker hands on after encoding a range of a source: a part manifest.
+//!
+//! Each part lists, per rendition, the segments it wrote (global index, frames, bytes)
+//! and the byte ranges of the I-frames inside them. Playlists are assembled from the
+//! parts alone, so a job encoded in one pass and a job split over several workers give
+//! the same playlists.
+
+use serde::{Deserialize, Serialize};
+
+use crate::timeline::{FrameRate, Grid};
+
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// The audio rendition's name: its folder and its name in part manifests.
+pub const AUDIO_RENDITION: &str = "audio";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartKind {
+    Video,
+    Audio,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartManifest {
+    pub version: u32,
+    pub kind: PartKind,
+    pub grid: Grid,
+    /// Segment indices `[first_segment, end_segment)` this part covers.
+    pub first_segment: u64,
+    pub end_segment: u64,
+    /// True when this part holds the source's last segment.
+    pub is_last: bool,
+    /// True when the job has an audio rendition (encoded by another part).
+    pub audio_expected: bool,
+    pub renditions: Vec<RenditionPart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenditionPart {
+    pub name: String,
+    /// e.g. `avc1.640028` or `mp4a.40.2`, read from the written bitstream.
+    pub codecs: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub frame_rate: Option<FrameRate>,
+    /// Audio only.
+    pub channels: Option<u32>,
+    pub segments: Vec<SegmentRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentRecord {
+    pub index: u64,
+    /// Path relative to the output root, e.g. `720p/seg_00003.ts`.
+    pub uri: String,
+    pub bytes: u64,
+    /// Exact duration in seconds (frames / rate for video, samples / rate for audio).
+    pub duration: f64,
+    /// Video frames or audio samples in the segment.
+    pub units: u64,
+    /// Start, in frames (video) or samples (audio) from the source's first frame.
+    pub start_unit: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub iframes: Vec<IFrame>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IFrame {
+    /// Frame number from the source's first frame.
+    pub frame: u64,
+    pub offset: u64,
+    pub length: u64,
+}
+
+impl PartManifest {
+    /// Object key for a part: sorted listing order is segment order.
+    pub fn key(kind: PartKind, first_segment: u64, end_segment: u64) -> String {
+        let kind = match kind {
+            PartKind::Video => "video",
+            PartKind::Audio => "audio",
+        };
+        format!("parts/{kind}-{first_segment:06}-{end_segment:06}.json")
+    }
+}
+
+/// Segment file name inside a rendition folder.
+pub fn segment_uri(rendition: &str, index: u64) -> String {
+    format!("{rendition}/seg_{index:05}.ts")
+}

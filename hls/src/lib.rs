@@ -1,0 +1,12 @@
+//! HLS playlists of the farm, with no FFmpeg: testable alone.
+//!
+//! - [`playlist`]: VOD media, I-frame and master playlists assembled from part manifests;
+//!   [`playlist::live`]: the EVENT playlists of a job still running;
+//! - [`codecs`]: CODECS strings from the bitstream (H.264 SPS in Annex B);
+//! - [`publish`]: the playlists of a finished job written to its output, master last.
+
+pub mod codecs;
+pub mod playlist;
+pub mod publish;
+
+pub use playlist::MASTER;

@@ -1,0 +1,278 @@
+//! Playlists, assembled from part manifests with `m3u8-rs`.
+//!
+//! Takes every part of a job (one pass or many chunks). When the parts cover the whole
+//! source it hands on the media playlists (VOD), one I-frame playlist per video rendition
+//! (byte ranges into the TS segments), the audio playlist and the master playlist, whose
+//! BANDWIDTH and AVERAGE-BANDWIDTH are measured on the written segments and whose CODECS
+//! come from the bitstream. Incomplete parts hand on nothing.
+
+use std::collections::BTreeMap;
+
+use farm_contract::manifest::{PartKind, PartManifest, RenditionPart, SegmentRecord, MANIFEST_VERSION};
+use m3u8_rs::{
+    AlternativeMedia, AlternativeMediaType, ByteRange, MasterPlaylist, MediaPlaylist,
+    MediaPlaylistType, MediaSegment, Resolution, VariantStream,
+};
+
+pub const MASTER: &str = "index.m3u8";
+pub(crate) const AUDIO_GROUP: &str = "audio";
+
+/// Playlist files by object key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Playlists {
+    pub files: Vec<(String, String)>,
+}
+
+/// One rendition with all its segments in order.
+struct Track {
+    part: RenditionPart,
+}
+
+impl Track {
+    fn duration(&self) -> f64 {
+        self.part.segments.iter().map(|s| s.duration).sum()
+    }
+    fn bytes(&self) -> u64 {
+        self.part.segments.iter().map(|s| s.bytes).sum()
+    }
+    /// Peak segment bit rate (Apple's BANDWIDTH definition) and average bit rate.
+    fn bitrates(&self) -> (u64, u64) {
+        let peak = self
+            .part
+            .segments
+            .iter()
+            .map(|s| (s.bytes as f64 * 8.0 / s.duration).ceil() as u64)
+            .max()
+            .unwrap_or(0);
+        let avg = (self.bytes() as f64 * 8.0 / self.duration()).ceil() as u64;
+        (peak, avg)
+    }
+    fn end_unit(&self) -> u64 {
+        self.part.segments.last().map_or(0, |s| s.start_unit + s.units)
+    }
+}
+
+/// Assembles playlists when the parts cover the whole source; `Ok(None)` while parts are
+/// missing; `Err` when parts contradict each other.
+pub fn assemble(parts: &[PartManifest]) -> Result<Option<Playlists>, String> {
+    if let Some(p) = parts.iter().find(|p| p.version != MANIFEST_VERSION) {
+        return Err(format!("part manifest version {} is not supported", p.version));
+    }
+    let mut video: Vec<&PartManifest> = parts.iter().filter(|p| p.kind == PartKind::Video).collect();
+    video.sort_by_key(|p| p.first_segment);
+    let Some(first) = video.first() else { return Ok(None) };
+    let mut next = 0;
+    for p in &video {
+        if p.first_segment != next {
+            return Ok(None); // a hole: some chunk is not done yet
+        }
+        if p.grid != first.grid {
+            return Err("parts were encoded on different grids".into());
+        }
+        next = p.end_segment;
+    }
+    if !video.last().expect("non-empty").is_last {
+        return Ok(None);
+    }
+    // Audio: from each chunk (its range), or from one part over the whole source.
+    let mut audio_parts: Vec<&PartManifest> = parts.iter().filter(|p| p.kind == PartKind::Audio).collect();
+    audio_parts.sort_by_key(|p| p.first_segment);
+    let mut next = 0;
+    for p in &audio_parts {
+        if p.first_segment > next {
+            return Ok(None); // a chunk's audio is not there yet
+        }
+        if p.first_segment < next {
+            return Err(format!("audio parts overlap at segment {}", p.first_segment));
+        }
+        next = p.end_segment;
+    }
+    let audio_complete = audio_parts.last().is_some_and(|p| p.is_last);
+    if first.audio_expected && !audio_complete {
+        return Ok(None);
+    }
+    // Concatenate each rendition's segments over the parts.
+    let mut tracks: BTreeMap<String, (usize, Track)> = BTreeMap::new();
+    for (order, r) in first.renditions.iter().enumerate() {
+        tracks.insert(r.name.clone(), (order, Track { part: RenditionPart { segments: vec![], ..r.clone() } }));
+    }
+    for p in &video {
+        if p.renditions.len() != tracks.len() {
+            return Err(format!("part at segment {} has other renditions", p.first_segment));
+        }
+        for r in &p.renditions {
+            let (_, t) = tracks
+                .get_mut(&r.name)
+                .ok_or_else(|| format!("rendition {} is not in every part", r.name))?;
+            t.part.segments.extend(r.segments.iter().cloned());
+        }
+    }
+    let mut tracks: Vec<(usize, Track)> = tracks.into_values().collect();
+    tracks.sort_by_key(|(order, _)| *order);
+    let tracks: Vec<Track> = tracks.into_iter().map(|(_, t)| t).collect();
+    for t in &tracks {
+        if !numbered_from_zero(&t.part.segments) {
+            return Err(format!("rendition {} has missing or repeated segments", t.part.name));
+        }
+    }
+    let audio = match audio_parts.first().and_then(|p| p.renditions.first()) {
+        Some(r) if audio_complete => {
+            let segments = audio_parts.iter().flat_map(|p| p.renditions.iter().flat_map(|r| r.segments.iter().cloned()));
+            let track = Track { part: RenditionPart { segments: segments.collect(), ..r.clone() } };
+            if !numbered_from_zero(&track.part.segments) {
+                return Err("the audio rendition has missing or repeated segments".into());
+            }
+            Some(track)
+        }
+        _ => None,
+    };
+
+    let mut files = Vec::new();
+    let mut master = MasterPlaylist { independent_segments: true, ..Default::default() };
+    let (audio_peak, audio_avg, audio_codecs) = match &audio {
+        Some(a) => {
+            files.push((format!("{}/index.m3u8", a.part.name), media_playlist(&a.part.segments, &a.part.name)));
+            let (peak, avg) = a.bitrates();
+            master.alternatives.push(AlternativeMedia {
+                media_type: AlternativeMediaType::Audio,
+                uri: Some(format!("{}/index.m3u8", a.part.name)),
+                group_id: AUDIO_GROUP.into(),
+                name: "Main".into(),
+                default: true,
+                autoselect: true,
+                channels: a.part.channels.map(|c| c.to_string()),
+                ..Default::default()
+            });
+            (peak, avg, Some(a.part.codecs.clone()))
+        }
+        None => (0, 0, None),
+    };
+    let mut iframe_variants = Vec::new();
+    for t in &tracks {
+        let name = &t.part.name;
+        files.push((format!("{name}/index.m3u8"), media_playlist(&t.part.segments, name)));
+        let (iframes_text, iframe_peak, iframe_avg) = iframe_playlist(t, name, first.grid.rate.as_f64());
+        files.push((format!("{name}/iframes.m3u8"), iframes_text));
+        let (peak, avg) = t.bitrates();
+        let codecs = match &audio_codecs {
+            Some(a) => format!("{},{a}", t.part.codecs),
+            None => t.part.codecs.clone(),
+        };
+        let resolution = t.part.width.zip(t.part.height).map(|(w, h)| Resolution {
+            width: u64::from(w),
+            height: u64::from(h),
+        });
+        let frame_rate = t.part.frame_rate.map(|r| (r.as_f64() * 1000.0).round() / 1000.0);
+        master.variants.push(VariantStream {
+            uri: format!("{name}/index.m3u8"),
+            bandwidth: peak + audio_peak,
+            average_bandwidth: Some(avg + audio_avg),
+            codecs: Some(codecs),
+            resolution,
+            frame_rate,
+            audio: audio.as_ref().map(|_| AUDIO_GROUP.to_string()),
+            ..Default::default()
+        });
+        iframe_variants.push(VariantStream {
+            is_i_frame: true,
+            uri: format!("{name}/iframes.m3u8"),
+            bandwidth: iframe_peak,
+            average_bandwidth: Some(iframe_avg),
+            codecs: Some(t.part.codecs.clone()),
+            resolution,
+            ..Default::default()
+        });
+    }
+    master.variants.extend(iframe_variants);
+    let mut text = Vec::new();
+    master.write_to(&mut text).map_err(|e| e.to_string())?;
+    files.push((MASTER.into(), String::from_utf8(text).expect("m3u8-rs writes UTF-8")));
+    Ok(Some(Playlists { files }))
+}
+
+/// Segments 0, 1, 2, ... with none missing or repeated, and at least one.
+fn numbered_from_zero(segments: &[SegmentRecord]) -> bool {
+    !segments.is_empty() && segments.iter().enumerate().all(|(i, s)| s.index == i as u64)
+}
+
+/// Segment URIs are relative to the playlist, which sits in the rendition's folder.
+fn relative(uri: &str, folder: &str) -> String {
+    uri.strip_prefix(&format!("{folder}/")).unwrap_or(uri).to_string()
+}
+
+fn media_playlist(segments: &[SegmentRecord], folder: &str) -> String {
+    let segments: Vec<(String, f64)> = segments.iter().map(|s| (s.uri.clone(), s.duration)).collect();
+    media_text(&segments, folder, None)
+}
+
+/// A media playlist: VOD with ENDLIST, or (with `live_target`) an EVENT playlist still
+/// growing, whose target duration is the longest segment the job can have.
+fn media_text(segments: &[(String, f64)], folder: &str, live_target: Option<u64>) -> String {
+    let longest = target_duration(segments.iter().map(|s| s.1));
+    let playlist = MediaPlaylist {
+        version: Some(3),
+        target_duration: live_target.map_or(longest, |t| t.max(longest)),
+        media_sequence: 0,
+        playlist_type: Some(if live_target.is_some() { MediaPlaylistType::Event } else { MediaPlaylistType::Vod }),
+        independent_segments: true,
+        end_list: live_target.is_none(),
+        segments: segments
+            .iter()
+            .map(|(uri, duration)| MediaSegment {
+                uri: relative(uri, folder),
+                duration: *duration as f32,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    write_media(&playlist)
+}
+
+/// The I-frame playlist, with its peak and average bit rates.
+fn iframe_playlist(t: &Track, folder: &str, rate: f64) -> (String, u64, u64) {
+    let end = t.end_unit();
+    let frames: Vec<(&SegmentRecord, &farm_contract::manifest::IFrame)> =
+        t.part.segments.iter().flat_map(|s| s.iframes.iter().map(move |i| (s, i))).collect();
+    let mut segments = Vec::with_capacity(frames.len());
+    let (mut peak, mut bytes) = (0u64, 0u64);
+    for (i, (seg, iframe)) in frames.iter().enumerate() {
+        let next = frames.get(i + 1).map_or(end, |(_, n)| n.frame);
+        let duration = (next - iframe.frame) as f64 / rate;
+        peak = peak.max((iframe.length as f64 * 8.0 / duration).ceil() as u64);
+        bytes += iframe.length;
+        segments.push(MediaSegment {
+            uri: relative(&seg.uri, folder),
+            duration: duration as f32,
+            byte_range: Some(ByteRange { length: iframe.length, offset: Some(iframe.offset) }),
+            ..Default::default()
+        });
+    }
+    let total = t.duration();
+    let playlist = MediaPlaylist {
+        version: Some(4),
+        target_duration: target_duration(segments.iter().map(|s| f64::from(s.duration))),
+        playlist_type: Some(MediaPlaylistType::Vod),
+        i_frames_only: true,
+        independent_segments: true,
+        end_list: true,
+        segments,
+        ..Default::default()
+    };
+    (write_media(&playlist), peak, (bytes as f64 * 8.0 / total).ceil() as u64)
+}
+
+/// RFC 8216: every EXTINF rounded to the nearest integer is at most the target duration.
+fn target_duration(durations: impl Iterator<Item = f64>) -> u64 {
+    durations.map(|d| d.round() as u64).max().unwrap_or(1).max(1)
+}
+
+fn write_media(playlist: &MediaPlaylist) -> String {
+    let mut text = Vec::new();
+    playlist.write_to(&mut text).expect("writing to a Vec cannot fail");
+    String::from_utf8(text).expect("m3u8-rs writes UTF-8")
+}
+
+pub mod live;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,192 @@
+//! EVENT playlists while a job runs: review starts before the job ends.
+//!
+//! Takes the job's plan (grid, frame count, fitted renditions) and the set of segment
+//! objects that exist (each is written whole, atomically). Every rendition's playlist lists
+//! its segments contiguous from the first; durations come from the frame grid, which every
+//! worker shares. The master appears once every rendition has its first segment; it
+//! declares the ladder's peak rates (the measured ones replace them in the final VOD master).
+
+use std::collections::BTreeSet;
+
+use farm_contract::manifest::segment_uri;
+use farm_contract::timeline::Grid;
+use m3u8_rs::{AlternativeMedia, AlternativeMediaType, MasterPlaylist, Resolution, VariantStream};
+
+use super::{media_text, target_duration, Playlists, AUDIO_GROUP, MASTER};
+use crate::codecs::AAC_LC;
+use farm_contract::manifest::AUDIO_RENDITION as AUDIO;
+
+#[derive(Debug, Clone)]
+pub struct LiveVideo {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    /// Peak rate to declare, bits per second.
+    pub bandwidth: u64,
+    /// From the first segment's SPS, once it exists.
+    pub codecs: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LivePlan {
+    pub grid: Grid,
+    pub total_frames: u64,
+    pub video: Vec<LiveVideo>,
+    /// Audio: (sample rate, channels, declared bits per second).
+    pub audio: Option<(u32, u32, u64)>,
+}
+
+/// Segments of each rendition present from the first on, or `None` until every rendition
+/// has its first segment.
+pub fn live(plan: &LivePlan, present: &BTreeSet<String>) -> Option<Playlists> {
+    let g = &plan.grid;
+    let segments = g.segment_count(plan.total_frames);
+    let video_durations: Vec<f64> = (0..segments)
+        .map(|k| {
+            let end = g.segment_start(k + 1).min(plan.total_frames);
+            g.rate.frames_to_seconds(end - g.segment_start(k))
+        })
+        .collect();
+    // Audio is cut at the end of the picture, as the worker cuts it.
+    let audio_durations: Vec<f64> = plan.audio.map_or_else(Vec::new, |(sample_rate, ..)| {
+        let end = g.samples_at_frame(plan.total_frames, sample_rate);
+        let at = |k: u64| g.cuts.start_unit(k, u64::from(sample_rate), 1).min(end);
+        (0..segments).map(|k| (at(k + 1) - at(k)) as f64 / f64::from(sample_rate)).collect()
+    });
+    let contiguous = |name: &str| (0..segments).take_while(|k| present.contains(&segment_uri(name, *k))).count();
+    // The final VOD playlist's rule (its longest segment, rounded) over every segment the
+    // job will have, so the target duration never changes (RFC 8216 6.2.1), also for a
+    // source too short to reach a full-length segment.
+    let seg_target = target_duration(video_durations.iter().chain(&audio_durations).copied());
+
+    let mut files = Vec::new();
+    let mut master = MasterPlaylist { independent_segments: true, ..Default::default() };
+    let mut audio_rate = 0;
+    if let Some((_, channels, bandwidth)) = plan.audio {
+        let n = contiguous(AUDIO);
+        if n == 0 {
+            return None;
+        }
+        let list: Vec<(String, f64)> = (0..n).map(|k| (segment_uri(AUDIO, k as u64), audio_durations[k])).collect();
+        files.push((format!("{AUDIO}/index.m3u8"), media_text(&list, AUDIO, Some(seg_target))));
+        master.alternatives.push(AlternativeMedia {
+            media_type: AlternativeMediaType::Audio,
+            uri: Some(format!("{AUDIO}/index.m3u8")),
+            group_id: AUDIO_GROUP.into(),
+            name: "Main".into(),
+            default: true,
+            autoselect: true,
+            channels: Some(channels.to_string()),
+            ..Default::default()
+        });
+        audio_rate = bandwidth;
+    }
+    for v in &plan.video {
+        let n = contiguous(&v.name);
+        if n == 0 {
+            return None;
+        }
+        let list: Vec<(String, f64)> = (0..n).map(|k| (segment_uri(&v.name, k as u64), video_durations[k])).collect();
+        files.push((format!("{}/index.m3u8", v.name), media_text(&list, &v.name, Some(seg_target))));
+        let codecs = v.codecs.clone().map(|c| if plan.audio.is_some() { format!("{c},{AAC_LC}") } else { c });
+        master.variants.push(VariantStream {
+            uri: format!("{}/index.m3u8", v.name),
+            bandwidth: v.bandwidth + audio_rate,
+            codecs,
+            resolution: Some(Resolution { width: u64::from(v.width), height: u64::from(v.height) }),
+            frame_rate: Some((g.rate.as_f64() * 1000.0).round() / 1000.0),
+            audio: plan.audio.map(|_| AUDIO_GROUP.to_string()),
+            ..Default::default()
+        });
+    }
+    let mut text = Vec::new();
+    master.write_to(&mut text).expect("writing to a Vec cannot fail");
+    files.push((MASTER.into(), String::from_utf8(text).expect("UTF-8")));
+    Some(Playlists { files })
+}
+
+#[cfg(test)]
+mod tests {
+    use farm_contract::timeline::{Cuts, FrameRate};
+
+    use super::*;
+
+    fn plan() -> LivePlan {
+        LivePlan {
+            grid: Grid::new(FrameRate { num: 25, den: 1 }, Cuts::even(6000), 2000),
+            total_frames: 400, // 16 s: segments of 150, 150, 100 frames
+            video: vec![
+                LiveVideo { name: "720p".into(), width: 1280, height: 720, bandwidth: 3_300_000, codecs: Some("avc1.64001f".into()) },
+                LiveVideo { name: "360p".into(), width: 640, height: 360, bandwidth: 880_000, codecs: None },
+            ],
+            audio: Some((48_000, 2, 128_000)),
+        }
+    }
+
+    fn present(keys: &[&str]) -> BTreeSet<String> {
+        keys.iter().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn nothing_until_every_rendition_has_its_first_segment() {
+        assert!(live(&plan(), &present(&["720p/seg_00000.ts", "audio/seg_00000.ts"])).is_none());
+        assert!(live(&plan(), &present(&["720p/seg_00000.ts", "360p/seg_00000.ts"])).is_none());
+    }
+
+    #[test]
+    fn event_playlists_list_contiguous_segments_only() {
+        let keys = present(&[
+            "720p/seg_00000.ts", "720p/seg_00002.ts", "360p/seg_00000.ts", "360p/seg_00001.ts",
+            "360p/seg_00002.ts", "audio/seg_00000.ts",
+        ]);
+        let p = live(&plan(), &keys).unwrap();
+        let text = |k: &str| p.files.iter().find(|(key, _)| key == k).unwrap().1.clone();
+        let hd = text("720p/index.m3u8");
+        assert!(hd.contains("#EXT-X-PLAYLIST-TYPE:EVENT") && !hd.contains("ENDLIST"), "{hd}");
+        assert_eq!(hd.matches("#EXTINF").count(), 1, "segment 1 is missing, so 2 is not listed yet");
+        let sd = text("360p/index.m3u8");
+        assert!(sd.contains("#EXTINF:6,\nseg_00001.ts\n#EXTINF:4,\nseg_00002.ts"), "{sd}");
+        assert!(sd.contains("#EXT-X-TARGETDURATION:6"), "{sd}");
+        let master = text(MASTER);
+        assert!(master.contains("BANDWIDTH=3428000,CODECS=\"avc1.64001f,mp4a.40.2\""), "{master}");
+        assert!(master.contains("AUDIO=\"audio\""));
+    }
+
+    #[test]
+    fn leading_segments_are_listed_with_their_own_durations() {
+        let mut plan = plan();
+        plan.grid = Grid::new(FrameRate { num: 25, den: 1 }, Cuts::with_lead(6000, 3, 2000), 2000);
+        let keys: Vec<String> = ["720p", "360p", "audio"]
+            .iter()
+            .flat_map(|r| (0..5).map(move |k| segment_uri(r, k)))
+            .collect();
+        let p = live(&plan, &keys.into_iter().collect()).unwrap();
+        let text = |k: &str| p.files.iter().find(|(key, _)| key == k).unwrap().1.clone();
+        // 400 frames: 50, 50, 50, 150, 100
+        let hd = text("720p/index.m3u8");
+        assert!(hd.contains("#EXTINF:2,\nseg_00000.ts\n#EXTINF:2,\nseg_00001.ts\n#EXTINF:2,\nseg_00002.ts\n#EXTINF:6,\nseg_00003.ts\n#EXTINF:4,\nseg_00004.ts"), "{hd}");
+        assert!(hd.contains("#EXT-X-TARGETDURATION:6"), "{hd}");
+        let audio = text("audio/index.m3u8");
+        assert!(audio.contains("#EXTINF:2,\nseg_00000.ts\n#EXTINF:2,\nseg_00001.ts\n#EXTINF:2,\nseg_00002.ts\n#EXTINF:6,\nseg_00003.ts\n#EXTINF:4,\nseg_00004.ts"), "{audio}");
+    }
+
+    #[test]
+    fn a_source_shorter_than_a_full_segment_keeps_its_target_duration_when_it_ends() {
+        // 8 s with three 2 s leading segments: 2, 2, 2, 2 s. The EVENT playlists must
+        // already declare the target the final VOD playlists will have (2, not 6).
+        let mut plan = plan();
+        plan.grid = Grid::new(FrameRate { num: 25, den: 1 }, Cuts::with_lead(6000, 3, 2000), 2000);
+        plan.total_frames = 200;
+        let first = live(&plan, &present(&["720p/seg_00000.ts", "360p/seg_00000.ts", "audio/seg_00000.ts"])).unwrap();
+        let all: Vec<String> = ["720p", "360p", "audio"].iter().flat_map(|r| (0..4).map(move |k| segment_uri(r, k))).collect();
+        let whole = live(&plan, &all.into_iter().collect()).unwrap();
+        for rendition in ["720p", "360p", "audio"] {
+            let key = format!("{rendition}/index.m3u8");
+            let text = |p: &Playlists| p.files.iter().find(|(k, _)| *k == key).unwrap().1.clone();
+            assert!(text(&first).contains("#EXT-X-TARGETDURATION:2\n"), "{}", text(&first));
+            let listed: Vec<(String, f64)> = (0..4).map(|k| (segment_uri(rendition, k), 2.0)).collect();
+            let vod = media_text(&listed, rendition, None);
+            assert!(vod.contains("#EXT-X-TARGETDURATION:2\n") && text(&whole).contains("#EXT-X-TARGETDURATION:2\n"), "{vod}");
+        }
+    }
+}

@@ -1,0 +1,178 @@
+use farm_contract::manifest::{IFrame, PartKind, PartManifest, RenditionPart, SegmentRecord, MANIFEST_VERSION};
+use farm_contract::timeline::{Cuts, FrameRate, Grid};
+
+use super::*;
+
+const RATE: FrameRate = FrameRate { num: 25, den: 1 };
+
+fn grid() -> Grid {
+    Grid::new(RATE, Cuts::even(6000), 2000)
+}
+
+fn video_segment(name: &str, index: u64, frames: u64, bytes: u64) -> SegmentRecord {
+    let start = index * 150;
+    SegmentRecord {
+        index,
+        uri: format!("{name}/seg_{index:05}.ts"),
+        bytes,
+        duration: frames as f64 / 25.0,
+        units: frames,
+        start_unit: start,
+        iframes: (0..frames.div_ceil(50))
+            .map(|g| IFrame { frame: start + g * 50, offset: g * 10_000, length: 5_000 })
+            .collect(),
+    }
+}
+
+fn video_part(first: u64, end: u64, last_frames: u64, is_last: bool) -> PartManifest {
+    let rendition = |name: &str, w, h, size| RenditionPart {
+        name: name.into(),
+        codecs: "avc1.64001f".into(),
+        width: Some(w),
+        height: Some(h),
+        frame_rate: Some(RATE),
+        channels: None,
+        segments: (first..end)
+            .map(|i| {
+                let frames = if is_last && i + 1 == end { last_frames } else { 150 };
+                video_segment(name, i, frames, size * frames / 150)
+            })
+            .collect(),
+    };
+    PartManifest {
+        version: MANIFEST_VERSION,
+        kind: PartKind::Video,
+        grid: grid(),
+        first_segment: first,
+        end_segment: end,
+        is_last,
+        audio_expected: true,
+        renditions: vec![rendition("720p", 1280, 720, 750_000), rendition("360p", 640, 360, 300_000)],
+    }
+}
+
+/// The audio over the whole source, as one part.
+fn audio_part(segments: u64) -> PartManifest {
+    audio_range(0, segments, true)
+}
+
+/// The audio of a chunk's segments `[first, end)`.
+fn audio_range(first: u64, end: u64, is_last: bool) -> PartManifest {
+    PartManifest {
+        version: MANIFEST_VERSION,
+        kind: PartKind::Audio,
+        grid: grid(),
+        first_segment: first,
+        end_segment: end,
+        is_last,
+        audio_expected: true,
+        renditions: vec![RenditionPart {
+            name: "audio".into(),
+            codecs: "mp4a.40.2".into(),
+            width: None,
+            height: None,
+            frame_rate: None,
+            channels: Some(2),
+            segments: (first..end)
+                .map(|i| SegmentRecord {
+                    index: i,
+                    uri: format!("audio/seg_{i:05}.ts"),
+                    bytes: 96_000,
+                    duration: 6.0,
+                    units: 288_000,
+                    start_unit: i * 288_000,
+                    iframes: vec![],
+                })
+                .collect(),
+        }],
+    }
+}
+
+fn file<'a>(p: &'a Playlists, key: &str) -> &'a str {
+    &p.files.iter().find(|(k, _)| k == key).unwrap_or_else(|| panic!("no {key}")).1
+}
+
+#[test]
+fn split_parts_give_the_same_playlists_as_one_part() {
+    let whole = assemble(&[video_part(0, 5, 60, true), audio_part(5)]).unwrap().unwrap();
+    let split = assemble(&[
+        video_part(3, 5, 60, true),
+        audio_part(5),
+        video_part(0, 2, 0, false),
+        video_part(2, 3, 0, false),
+    ])
+    .unwrap()
+    .unwrap();
+    assert_eq!(whole, split);
+}
+
+#[test]
+fn the_chunks_audio_parts_are_joined_in_order() {
+    let whole = assemble(&[video_part(0, 5, 60, true), audio_part(5)]).unwrap().unwrap();
+    let chunks = [video_part(3, 5, 60, true), audio_range(3, 5, true), video_part(0, 3, 0, false), audio_range(0, 3, false)];
+    assert_eq!(assemble(&chunks).unwrap().unwrap(), whole);
+    // a chunk's audio is not there yet
+    assert_eq!(assemble(&[video_part(0, 5, 60, true), audio_range(3, 5, true)]).unwrap(), None);
+    assert_eq!(assemble(&[video_part(0, 5, 60, true), audio_range(0, 3, false)]).unwrap(), None);
+    // audio parts that overlap contradict each other
+    let overlap = assemble(&[video_part(0, 5, 60, true), audio_part(5), audio_range(3, 5, true)]);
+    assert!(overlap.unwrap_err().contains("overlap"));
+    // a chunk that wrote fewer audio segments than its range leaves a hole
+    let mut short = audio_range(0, 3, false);
+    short.renditions[0].segments.pop();
+    let hole = assemble(&[video_part(0, 5, 60, true), short, audio_range(3, 5, true)]);
+    assert!(hole.unwrap_err().contains("audio rendition has missing"));
+}
+
+#[test]
+fn incomplete_parts_give_no_playlists() {
+    assert_eq!(assemble(&[video_part(0, 2, 0, false), audio_part(5)]).unwrap(), None);
+    assert_eq!(assemble(&[video_part(0, 2, 0, false), video_part(3, 5, 60, true), audio_part(5)]).unwrap(), None);
+    assert_eq!(assemble(&[video_part(0, 5, 60, true)]).unwrap(), None, "audio still missing");
+    assert_eq!(assemble(&[audio_part(5)]).unwrap(), None);
+}
+
+#[test]
+fn media_playlist_is_vod_with_a_rounded_target_duration() {
+    let p = assemble(&[video_part(0, 3, 60, true), audio_part(3)]).unwrap().unwrap();
+    let text = file(&p, "720p/index.m3u8");
+    assert!(text.contains("#EXT-X-TARGETDURATION:6\n"), "{text}");
+    assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD"));
+    assert!(text.contains("#EXT-X-ENDLIST"));
+    assert!(text.contains("#EXTINF:6,\nseg_00000.ts"), "{text}");
+    assert!(text.contains("#EXTINF:2.4,\nseg_00002.ts"), "{text}");
+}
+
+#[test]
+fn master_declares_measured_bandwidth_codecs_and_audio_group() {
+    let p = assemble(&[video_part(0, 3, 60, true), audio_part(3)]).unwrap().unwrap();
+    let master = file(&p, MASTER);
+    // 720p: 750 000 bytes per 6 s = 1 000 000 b/s (the short last segment has the same
+    // rate); audio 96 000 bytes per 6 s = 128 000 b/s.
+    assert!(master.contains("BANDWIDTH=1128000,AVERAGE-BANDWIDTH=1128000"), "{master}");
+    assert!(master.contains("CODECS=\"avc1.64001f,mp4a.40.2\""), "{master}");
+    assert!(master.contains("RESOLUTION=1280x720,FRAME-RATE=25"), "{master}");
+    assert!(master.contains("AUDIO=\"audio\""));
+    assert!(master.contains("#EXT-X-MEDIA:TYPE=AUDIO,URI=\"audio/index.m3u8\",GROUP-ID=\"audio\""), "{master}");
+    assert!(master.contains("#EXT-X-INDEPENDENT-SEGMENTS"));
+    assert!(master.contains("#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH="), "{master}");
+    assert!(master.contains("URI=\"360p/iframes.m3u8\""));
+}
+
+#[test]
+fn iframe_playlist_points_at_every_keyframe() {
+    let p = assemble(&[video_part(0, 2, 100, true), audio_part(2)]).unwrap().unwrap();
+    let text = file(&p, "720p/iframes.m3u8");
+    assert!(text.contains("#EXT-X-I-FRAMES-ONLY"));
+    // 150 frames + 100 frames: keyframes at 0, 50, 100, 150, 200; each lasts 2 s
+    assert_eq!(text.matches("#EXT-X-BYTERANGE:5000@").count(), 5, "{text}");
+    assert!(text.contains("#EXT-X-BYTERANGE:5000@10000\n#EXTINF:2,\nseg_00000.ts"), "{text}");
+    assert!(text.contains("#EXT-X-BYTERANGE:5000@0\n#EXTINF:2,\nseg_00001.ts"), "{text}");
+}
+
+#[test]
+fn contradicting_parts_are_an_error() {
+    let mut odd = video_part(2, 5, 60, true);
+    odd.renditions.pop();
+    assert!(assemble(&[video_part(0, 2, 0, false), odd, audio_part(5)]).is_err());
+}

@@ -1,0 +1,72 @@
+//! The worker's error type. Which errors are worth retrying is decided here, once.
+
+use farm_contract::ladder::LadderError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TranscodeError {
+    #[error("cannot read source {path}")]
+    SourceIo {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("source {0} does not exist")]
+    SourceMissing(String),
+    #[error("source {0} is empty (0 bytes)")]
+    EmptySource(String),
+    #[error("source {path} is not a media file this farm accepts: {detail}")]
+    NotMedia { path: String, detail: String },
+    #[error("source {0} has no video stream")]
+    NoVideo(String),
+    #[error("source {path} is not supported: {detail}")]
+    Unsupported { path: String, detail: String },
+    #[error("source {path} is damaged: {detail}")]
+    Damaged { path: String, detail: String },
+    #[error("{stage} failed for rendition {rendition}: {message}")]
+    Ffmpeg { stage: &'static str, rendition: String, message: String },
+    #[error("cannot write {key}")]
+    Output {
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot assemble playlists: {0}")]
+    Assemble(String),
+    #[error("invalid ladder: {0}")]
+    Ladder(#[from] LadderError),
+    #[error("invalid range: {0}")]
+    Range(String),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("the task ran past its {seconds} s deadline and was stopped")]
+    Deadline { seconds: u64 },
+}
+
+impl TranscodeError {
+    /// Network and storage trouble may pass; a bad source or a bad request will not.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::SourceIo { .. } | Self::Output { .. } | Self::Cancelled | Self::Deadline { .. })
+    }
+
+    pub fn ffmpeg(stage: &'static str, rendition: &str, err: impl std::fmt::Display) -> Self {
+        Self::Ffmpeg { stage, rendition: rendition.into(), message: err.to_string() }
+    }
+}
+
+pub type Result<T, E = TranscodeError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_errors_are_retryable() {
+        let io = || std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(TranscodeError::SourceIo { path: "a".into(), source: io() }.is_retryable());
+        assert!(TranscodeError::Output { key: "k".into(), source: io() }.is_retryable());
+        assert!(!TranscodeError::EmptySource("a".into()).is_retryable());
+        assert!(!TranscodeError::SourceMissing("s3://b/k".into()).is_retryable());
+        assert!(!TranscodeError::NoVideo("a".into()).is_retryable());
+        assert!(!TranscodeError::Damaged { path: "a".into(), detail: "x".into() }.is_retryable());
+    }
+}

@@ -1,0 +1,179 @@
+//! One task, top to bottom: open the source, fit the ladder, run the pipeline, record the
+//! part, publish playlists when the job's parts are complete.
+
+use std::sync::atomic::AtomicBool;
+
+use farm_contract::ladder::Ladder;
+use farm_contract::manifest::{PartKind, PartManifest, RenditionPart, MANIFEST_VERSION};
+use farm_contract::timeline::Grid;
+
+use crate::error::{Result, TranscodeError};
+use crate::progress::Progress;
+use farm_storage::Sink;
+use crate::source;
+use farm_storage::SourceLocation;
+use farm_storage::ReadStats;
+use crate::transcode::{self, audio, PipelinePlan};
+
+/// Which part of a job a task encodes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Part {
+    /// Every video rendition and the audio rendition, in one pass.
+    Whole,
+    /// Video renditions for `[start, end)` seconds, snapped to segment boundaries, and
+    /// with `audio` the audio rendition's segments of the same range.
+    Video { start: f64, end: Option<f64>, audio: bool },
+    /// The audio rendition over the whole source (jobs split before chunks had audio).
+    Audio,
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub source: SourceLocation,
+    pub ladder: Ladder,
+    pub part: Part,
+    /// x264 threads per rendition; 0: as many as cores, up to 4.
+    pub x264_threads: usize,
+    /// Decoder threads; 0 lets FFmpeg choose.
+    pub decode_threads: usize,
+    /// Write the playlists when this task completes the job's parts. The one-shot command
+    /// does; in the farm the coordinator alone writes playlists (EVENT while the job runs,
+    /// VOD at the end), so that they never go back and forth.
+    pub publish: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub renditions: Vec<String>,
+    pub frames: u64,
+    pub segments: u64,
+    /// Key of the master playlist, once every part of the job is there.
+    pub master: Option<String>,
+    pub repeated_frames: u64,
+    pub dropped_frames: u64,
+    /// Size of the original, and what was fetched of it from object storage.
+    pub source_size: u64,
+    pub source_read: Option<ReadStats>,
+}
+
+pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &AtomicBool) -> Result<Outcome> {
+    task.ladder.validate()?;
+    let mut source = source::open(&task.source)?;
+    let info = source.info.clone();
+    let grid = Grid::new(info.rate, task.ladder.cuts(), task.ladder.gop_ms());
+    let (display_w, display_h) = info.display_size();
+    let renditions = task.ladder.fit(display_w, display_h);
+    let tracks = audio::select_tracks(&info.audio);
+    tracing::info!(
+        source = %task.source,
+        container = %info.container,
+        codec = %info.codec,
+        size = format!("{}x{}", info.width, info.height),
+        display = format!("{display_w}x{display_h}"),
+        fps = format!("{}/{}", info.rate.num, info.rate.den),
+        interlaced = info.interlaced,
+        rotation = info.rotation,
+        audio_tracks = tracks.len(),
+        renditions = ?renditions.iter().map(|r| format!("{} {}x{}", r.name, r.width, r.height)).collect::<Vec<_>>(),
+        "source opened"
+    );
+    let expected = info.frames_expected();
+    let (first_segment, end_segment) = match task.part {
+        Part::Whole | Part::Audio => (0, None),
+        Part::Video { start, end, .. } => {
+            if end.is_some_and(|e| e <= start) || start < 0.0 {
+                return Err(TranscodeError::Range(format!("[{start}, {end:?}) is empty")));
+            }
+            grid.snap_range(start, end)
+        }
+    };
+    let first_frame = grid.segment_start(first_segment);
+    let end_frame = end_segment.map(|k| grid.segment_start(k));
+    if let Some(total) = expected {
+        if first_segment > 0 && first_frame >= total {
+            return Err(TranscodeError::Range(format!(
+                "the range starts at frame {first_frame}, after the source's end ({total} frames)"
+            )));
+        }
+    }
+    let with_video = task.part != Part::Audio;
+    let with_audio = match task.part {
+        Part::Whole | Part::Audio => true,
+        Part::Video { audio, .. } => audio,
+    };
+    let audio_tracks: &[usize] = if with_audio { &tracks } else { &[] };
+    let audio_end = expected.map(|f| grid.samples_at_frame(f, task.ladder.audio.sample_rate));
+    let plan = PipelinePlan {
+        grid,
+        renditions: if with_video { &renditions } else { &[] },
+        x264: &task.ladder.x264,
+        first_frame,
+        end_frame,
+        audio_tracks,
+        audio: &task.ladder.audio,
+        audio_range: audio::AudioRange::new(grid.cuts, task.ladder.audio.sample_rate, first_segment, end_segment, audio_end),
+        x264_threads: task.x264_threads,
+        decode_threads: task.decode_threads,
+        frames_total: match (end_frame, expected) {
+            (Some(end), _) => Some(end - first_frame),
+            (None, Some(total)) => Some(total.saturating_sub(first_frame)),
+            (None, None) => None,
+        },
+    };
+    let out = transcode::run(&mut source, &plan, sink, progress, cancel)?;
+    progress.finish();
+
+    let written = out.video.iter().map(|r| r.segments.len() as u64).max().unwrap_or(0);
+    // The range this task covers: its video segments (a chunk's audio part covers the same
+    // range), or for the audio over the whole source, its audio segments.
+    let (covered, is_last) = match &out.audio {
+        Some(audio) if !with_video => (0..audio.segments.len() as u64, true),
+        _ => (first_segment..first_segment + written, end_segment.is_none() || out.stats.hit_end_of_source),
+    };
+    let write_part = |kind: PartKind, audio_expected: bool, renditions: Vec<RenditionPart>| {
+        let part = PartManifest {
+            version: MANIFEST_VERSION,
+            kind,
+            grid,
+            first_segment: covered.start,
+            end_segment: covered.end,
+            is_last,
+            audio_expected,
+            renditions,
+        };
+        put_json(sink, &PartManifest::key(kind, covered.start, covered.end), &part)
+    };
+    let mut segments = 0;
+    if with_video {
+        segments += written * out.video.len() as u64;
+        write_part(PartKind::Video, !tracks.is_empty(), out.video.clone())?;
+    }
+    if let Some(audio) = &out.audio {
+        segments += audio.segments.len() as u64;
+        write_part(PartKind::Audio, true, vec![audio.clone()])?;
+    }
+    let master = if task.publish { publish(sink)? } else { None };
+    Ok(Outcome {
+        renditions: out.video.iter().map(|r| r.name.clone()).chain(out.audio.iter().map(|a| a.name.clone())).collect(),
+        frames: out.stats.frames,
+        segments,
+        master,
+        repeated_frames: out.stats.repeated,
+        dropped_frames: out.stats.dropped,
+        source_size: source.size,
+        source_read: source.read_stats(),
+    })
+}
+
+/// Writes the playlists if the parts in `sink` cover the whole job; returns the master's key.
+pub fn publish(sink: &dyn Sink) -> Result<Option<String>> {
+    farm_hls::publish::publish(sink).map_err(|e| match e {
+        farm_hls::publish::PublishError::Storage { key, source } => TranscodeError::Output { key, source },
+        farm_hls::publish::PublishError::Assemble(m) => TranscodeError::Assemble(m),
+    })
+}
+
+fn put_json(sink: &dyn Sink, key: &str, value: &PartManifest) -> Result<()> {
+    let data = serde_json::to_vec_pretty(value).expect("manifests serialise");
+    sink.put(key, &data).map_err(|source| TranscodeError::Output { key: key.into(), source })
+}

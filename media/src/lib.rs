@@ -1,0 +1,20 @@
+//! Media: untrusted camera originals opened, probed and transcoded through FFmpeg.
+//!
+//! - [`source`]: open a source through our own reader, refuse what is not media, probe it;
+//! - [`job`]: run one task top to bottom (fit the ladder, pipeline, part manifest, playlists);
+//! - [`transcode`]: decode once ([`transcode::decode`]), fix pictures
+//!   ([`transcode::filter`]), scale and encode each rendition on its own thread
+//!   ([`transcode::video`], [`transcode::audio`], [`transcode::encode`]), cut segments
+//!   ([`transcode::segment`], [`transcode::mux`]);
+//! - [`progress`]: progress bar or log lines;
+//! - [`metrics`]: frames, media seconds and segment times;
+//! - [`error`]: what went wrong, and whether trying again could help.
+
+pub mod error;
+pub mod job;
+pub mod metrics;
+pub mod progress;
+pub mod source;
+pub mod transcode;
+
+pub use error::TranscodeError;

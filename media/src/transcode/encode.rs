@@ -1,0 +1,116 @@
+//! Opening the encoders: libx264 per video rendition, FFmpeg's AAC for audio.
+//!
+//! The x264 settings are the ladder's (preset, profile, VBV) plus what segmenting needs:
+//! no scene-cut keyframes, closed GOPs, and forced keyframes coded as IDR frames, so that
+//! keyframes fall only where the grid puts them. No global header: in MPEG-TS every IDR
+//! must carry its own SPS/PPS (see ../shared/NOTES.md).
+
+use farm_contract::ladder::{AudioSpec, FittedRendition, X264Settings};
+use farm_contract::timeline::Grid;
+use ffmpeg_next as ffmpeg;
+use ffmpeg::{codec, encoder, ffi, format, frame, Dictionary, Rational};
+
+use crate::error::{Result, TranscodeError};
+
+/// Time base of video encoders: one tick per frame, so a timestamp is a frame number.
+pub fn video_time_base(grid: &Grid) -> Rational {
+    Rational(grid.rate.den as i32, grid.rate.num as i32)
+}
+
+/// x264 options shared with the benchmark's CLI command, so both encode alike.
+pub fn x264_options(x264: &X264Settings, grid: &Grid) -> Vec<(String, String)> {
+    vec![
+        ("preset".into(), x264.preset.clone()),
+        ("profile".into(), x264.profile.clone()),
+        ("forced-idr".into(), "1".into()),
+        (
+            "x264-params".into(),
+            format!("scenecut=0:open-gop=0:keyint={0}:min-keyint={0}", grid.gop_frames),
+        ),
+    ]
+}
+
+pub fn open_h264(
+    rendition: &FittedRendition,
+    x264: &X264Settings,
+    grid: &Grid,
+    like: &frame::Video,
+    threads: usize,
+) -> Result<encoder::Video> {
+    let fail = |e: ffmpeg::Error| TranscodeError::ffmpeg("opening the H.264 encoder", &rendition.name, e);
+    let codec = encoder::find_by_name("libx264").ok_or_else(|| {
+        TranscodeError::ffmpeg("opening the H.264 encoder", &rendition.name, "FFmpeg has no libx264")
+    })?;
+    let mut enc = codec::context::Context::new_with_codec(codec).encoder().video().map_err(fail)?;
+    enc.set_width(rendition.width);
+    enc.set_height(rendition.height);
+    enc.set_format(format::Pixel::YUV420P);
+    enc.set_time_base(video_time_base(grid));
+    enc.set_frame_rate(Some(Rational(grid.rate.num as i32, grid.rate.den as i32)));
+    enc.set_aspect_ratio(Rational(1, 1));
+    enc.set_bit_rate(rendition.bitrate_kbps as usize * 1000);
+    enc.set_max_bit_rate(rendition.maxrate_kbps as usize * 1000);
+    enc.set_gop(grid.gop_frames as u32);
+    enc.set_colorspace(like.color_space());
+    enc.set_color_primaries(like.color_primaries());
+    enc.set_color_transfer_characteristic(like.color_transfer_characteristic());
+    enc.set_color_range(ffmpeg::color::Range::MPEG);
+    unsafe {
+        (*enc.as_mut_ptr()).rc_buffer_size = (rendition.bufsize_kbits * 1000) as i32;
+    }
+    if threads > 0 {
+        // Sliced threads: the same input gives the same bytes whatever the thread timing.
+        // x264's frame threads with VBV do not (measured: two runs of one source differed
+        // in every video segment), and a task that runs twice (redelivered, reclaimed) must
+        // write identical segments, or a late writer would break the I-frame byte ranges.
+        enc.set_threading(codec::threading::Config {
+            kind: codec::threading::Type::Slice,
+            count: threads,
+            ..Default::default()
+        });
+    }
+    let mut opts = Dictionary::new();
+    for (k, v) in x264_options(x264, grid) {
+        opts.set(&k, &v);
+    }
+    enc.open_with(opts).map_err(fail)
+}
+
+pub fn open_aac(audio: &AudioSpec) -> Result<encoder::Audio> {
+    let fail = |e: ffmpeg::Error| TranscodeError::ffmpeg("opening the AAC encoder", "audio", e);
+    let codec = encoder::find(codec::Id::AAC)
+        .ok_or_else(|| TranscodeError::ffmpeg("opening the AAC encoder", "audio", "no AAC encoder"))?;
+    let mut enc = codec::context::Context::new_with_codec(codec).encoder().audio().map_err(fail)?;
+    enc.set_rate(audio.sample_rate as i32);
+    enc.set_format(format::Sample::F32(format::sample::Type::Planar));
+    enc.set_bit_rate(audio.bitrate_kbps as usize * 1000);
+    enc.set_time_base(Rational(1, audio.sample_rate as i32));
+    enc.set_channel_layout(channel_layout(audio.channels));
+    unsafe {
+        let ctx = enc.as_mut_ptr();
+        (*ctx).channels = audio.channels as i32;
+        ffi::av_channel_layout_default(&mut (*ctx).ch_layout, audio.channels as i32);
+        (*ctx).profile = ffi::FF_PROFILE_AAC_LOW as i32;
+    }
+    // The TS muxer builds ADTS headers from the AudioSpecificConfig in extradata.
+    enc.set_flags(codec::Flags::GLOBAL_HEADER);
+    enc.open().map_err(fail)
+}
+
+/// `samples` of silence in the AAC encoder's input format.
+pub fn silence(audio: &AudioSpec, samples: usize) -> frame::Audio {
+    let mut silence = frame::Audio::new(format::Sample::F32(format::sample::Type::Planar), samples, channel_layout(audio.channels));
+    silence.set_rate(audio.sample_rate);
+    for plane in 0..silence.planes() {
+        silence.data_mut(plane).fill(0);
+    }
+    silence
+}
+
+pub fn channel_layout(channels: u32) -> ffmpeg::ChannelLayout {
+    if channels == 1 {
+        ffmpeg::ChannelLayout::MONO
+    } else {
+        ffmpeg::ChannelLayout::STEREO
+    }
+}

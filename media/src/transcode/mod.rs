@@ -1,0 +1,207 @@
+//! The transcoding pipeline of one task: decode once, fan out to every rendition.
+//!
+//! ```text
+//! source -> decode (this thread) -+-> video rendition 1 thread: scale -> x264 -> segment -> sink
+//!                                 +-> video rendition N thread: ...
+//!                                 +-> audio thread: mix -> AAC -> segment -> sink
+//! ```
+//! Channels between the stages are bounded, so memory stays flat whatever the source's
+//! length; each rendition encoder runs on its own thread, so the cores stay busy even
+//! where one encoder would leave them idle.
+
+pub mod audio;
+pub mod decode;
+pub mod encode;
+pub mod filter;
+pub mod mux;
+pub mod segment;
+pub mod video;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::time::Duration;
+
+use farm_contract::ladder::{AudioSpec, FittedRendition, X264Settings};
+use farm_contract::manifest::{RenditionPart, SegmentRecord};
+use farm_contract::timeline::Grid;
+
+use crate::error::{Result, TranscodeError};
+use crate::progress::Progress;
+use farm_storage::Sink;
+use crate::source::Source;
+
+/// Pictures in flight per rendition. Small: decoded 4:2:2 10-bit 1080p frames are 8 MB,
+/// and they are shared between renditions, not copied.
+const VIDEO_QUEUE: usize = 4;
+const AUDIO_QUEUE: usize = 256;
+
+pub struct PipelinePlan<'a> {
+    pub grid: Grid,
+    pub renditions: &'a [FittedRendition],
+    pub x264: &'a X264Settings,
+    pub first_frame: u64,
+    pub end_frame: Option<u64>,
+    /// Stream indices of the audio tracks to mix; empty for no audio rendition.
+    pub audio_tracks: &'a [usize],
+    pub audio: &'a AudioSpec,
+    /// The audio samples this task encodes and the audio segments it writes.
+    pub audio_range: audio::AudioRange,
+    pub x264_threads: usize,
+    pub decode_threads: usize,
+    /// Frames this task will produce, for progress (estimate).
+    pub frames_total: Option<u64>,
+}
+
+/// x264 threads per rendition. An explicit setting applies to every rendition. By default
+/// each encoder gets as many threads as there are cores, up to 4: the renditions already
+/// run side by side, and x264's own default (1.5 x cores, plus lookahead threads, for
+/// every encoder) measured 6 % slower on 2 cores (see the README's benchmark notes).
+fn x264_threads(plan: &PipelinePlan) -> usize {
+    if plan.x264_threads > 0 {
+        return plan.x264_threads;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
+}
+
+pub struct PipelineOutput {
+    pub video: Vec<RenditionPart>,
+    pub audio: Option<RenditionPart>,
+    pub stats: decode::DecodeStats,
+}
+
+pub fn run(
+    source: &mut Source,
+    plan: &PipelinePlan,
+    sink: &dyn Sink,
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<PipelineOutput> {
+    let (audio_decoders, audio_inputs) = decode::open_audio(source, plan.audio_tracks)?;
+    let decode_video = !plan.renditions.is_empty();
+    let counters: Vec<AtomicU64> = plan.renditions.iter().map(|_| AtomicU64::new(0)).collect();
+    let audio_samples = AtomicU64::new(0);
+    let finished = AtomicBool::new(false);
+    // Set before the stages see the end of their input when it is the end of the range:
+    // a stage whose input stops otherwise writes no partial last segment.
+    let input_complete = AtomicBool::new(false);
+    let on_segment = |record: &SegmentRecord| progress.segment(record);
+
+    std::thread::scope(|scope| {
+        // The largest rendition scales from the decoded picture and hands its 8-bit 4:2:0
+        // picture on to the smaller ones, which scale from that: cheaper than scaling every
+        // rung from 10-bit 4:2:2 (about 1.3 CPU-s less per 20 s of 1080p, measured).
+        let (mut video_tx, mut video_rx): (Vec<_>, Vec<_>) =
+            plan.renditions.iter().map(|_| sync_channel(VIDEO_QUEUE)).unzip();
+        let cascade = video_tx.split_off(1.min(video_tx.len()));
+        let mut forward = Some(cascade);
+        let mut video_threads = Vec::new();
+        for (rendition, encoded) in plan.renditions.iter().zip(&counters) {
+            let rx = video_rx.remove(0);
+            let job = video::VideoJob {
+                forward: forward.take().unwrap_or_default(),
+                rendition,
+                x264: plan.x264,
+                grid: plan.grid,
+                threads: x264_threads(plan),
+                sink,
+                encoded,
+                on_segment: &on_segment,
+                input_complete: &input_complete,
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("encode-{}", rendition.name))
+                .spawn_scoped(scope, move || video::run(job, rx))
+                .expect("spawn encoder thread");
+            video_threads.push(handle);
+        }
+        let mut audio_tx = None;
+        let audio_thread = (!audio_inputs.is_empty()).then(|| {
+            let (tx, rx) = sync_channel(AUDIO_QUEUE);
+            audio_tx = Some(tx);
+            let job = audio::AudioJob {
+                spec: plan.audio,
+                inputs: audio_inputs,
+                cuts: plan.grid.cuts,
+                range: plan.audio_range,
+                sink,
+                encoded: &audio_samples,
+                on_segment: &on_segment,
+                input_complete: &input_complete,
+            };
+            std::thread::Builder::new()
+                .name("encode-audio".into())
+                .spawn_scoped(scope, move || audio::run(job, rx))
+                .expect("spawn audio thread")
+        });
+        // Progress: the slowest rendition decides, audio counted in frames.
+        scope.spawn(|| {
+            let rate = plan.grid.rate.as_f64();
+            let sample_rate = f64::from(plan.audio.sample_rate);
+            loop {
+                let video_done = counters.iter().map(|c| c.load(Ordering::Relaxed)).min();
+                let audio_done = (!plan.audio_tracks.is_empty()).then(|| {
+                    (audio_samples.load(Ordering::Relaxed) as f64 / sample_rate * rate) as u64
+                });
+                let done = match (video_done, audio_done) {
+                    (Some(v), Some(a)) if plan.first_frame == 0 => v.min(a),
+                    (Some(v), _) => v,
+                    (None, Some(a)) => a,
+                    (None, None) => 0,
+                };
+                progress.frames(done, plan.frames_total);
+                if finished.load(Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+
+        let request = decode::DecodeRequest {
+            first_frame: plan.first_frame,
+            end_frame: plan.end_frame,
+            decode_video,
+            threads: plan.decode_threads,
+            audio_from: (!plan.audio_tracks.is_empty())
+                .then(|| plan.audio_range.feed_start as f64 / f64::from(plan.audio.sample_rate)),
+            audio_until: plan.audio_range.feed_end.map(|end| end as f64 / f64::from(plan.audio.sample_rate)),
+        };
+        let outputs = decode::Outputs { video: video_tx, audio: audio_tx };
+        let decoded = decode::run(source, &request, audio_decoders, &outputs, cancel);
+        input_complete.store(decoded.is_ok(), Ordering::SeqCst);
+        drop(outputs); // the encoders see the end of their input
+
+        // A stage that stopped because another failed reports `Cancelled`: report the cause.
+        let mut errors: Vec<TranscodeError> = Vec::new();
+        let mut video_parts = Vec::new();
+        for handle in video_threads {
+            match handle.join().expect("encoder thread panicked") {
+                Ok(part) => video_parts.push(part),
+                Err(e) => errors.push(e),
+            }
+        }
+        let audio_part = match audio_thread.map(|h| h.join().expect("audio thread panicked")) {
+            Some(Ok(part)) => Some(part),
+            Some(Err(e)) => {
+                errors.push(e);
+                None
+            }
+            None => None,
+        };
+        let cause = errors.iter().position(|e| !matches!(e, TranscodeError::Cancelled)).unwrap_or(0);
+        let mut first_error = (!errors.is_empty()).then(|| errors.swap_remove(cause));
+        finished.store(true, Ordering::Relaxed);
+        // A decode error caused by a failed encoder (closed channel) is reported as the
+        // encoder's error; a real decode error wins otherwise.
+        let stats = match decoded {
+            Ok(stats) => stats,
+            Err(TranscodeError::Cancelled) if first_error.is_some() && !cancel.load(Ordering::Relaxed) => {
+                return Err(first_error.take().expect("checked"));
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        Ok(PipelineOutput { video: video_parts, audio: audio_part, stats })
+    })
+}

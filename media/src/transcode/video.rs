@@ -1,0 +1,181 @@
+//! One video rendition: scale, encode, segment. Runs on its own thread.
+//!
+//! Takes shared references to the decoded pictures (pts = frame number), scales each to
+//! the rendition's size as 8-bit 4:2:0, forces keyframes where the grid wants them,
+//! encodes with x264 and hands the packets to the [`Segmenter`]. Hands on the rendition's
+//! part of the manifest.
+//!
+//! The task's first segment is closed as soon as its last frame is in: the encoder is
+//! flushed there and a fresh one (same settings, same SPS) takes the next segment, which
+//! opens on an IDR frame anyway. Otherwise x264's lookahead would hold the first segment
+//! back until some 40 more frames were encoded, and review of a job starts with its first
+//! segment of every rendition.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+
+use farm_contract::ladder::{FittedRendition, X264Settings};
+use farm_contract::manifest::{RenditionPart, SegmentRecord};
+use farm_contract::timeline::Grid;
+use ffmpeg_next as ffmpeg;
+use ffmpeg::software::scaling;
+use ffmpeg::{codec, ffi, format, frame, picture, Packet};
+
+use super::decode::share;
+use super::encode;
+use super::segment::{SegmentClock, Segmenter};
+use crate::error::{Result, TranscodeError};
+use farm_storage::Sink;
+
+/// Segments of the frame grid; a video segment must open on a keyframe.
+pub struct VideoClock(pub Grid);
+
+impl SegmentClock for VideoClock {
+    fn segment_of(&self, unit: i64) -> u64 {
+        self.0.segment_of(unit.max(0) as u64)
+    }
+    fn units_per_second(&self) -> f64 {
+        self.0.rate.as_f64()
+    }
+    fn needs_keyframe(&self) -> bool {
+        true
+    }
+}
+
+pub struct VideoJob<'a> {
+    /// Smaller renditions that scale from this one's pictures.
+    pub forward: Vec<SyncSender<frame::Video>>,
+    pub rendition: &'a FittedRendition,
+    pub x264: &'a X264Settings,
+    pub grid: Grid,
+    pub threads: usize,
+    pub sink: &'a dyn Sink,
+    pub encoded: &'a AtomicU64,
+    pub on_segment: &'a (dyn Fn(&SegmentRecord) + Sync),
+    /// Set when the input ended because the range was decoded to its end; an input that
+    /// stops otherwise (cancelled, failed) leaves the last segment unwritten.
+    pub input_complete: &'a AtomicBool,
+}
+
+struct Open<'a> {
+    scaler: scaling::Context,
+    scaler_input: (format::Pixel, u32, u32),
+    encoder: ffmpeg::encoder::Video,
+    segmenter: Segmenter<'a, VideoClock>,
+    /// The frame that opens the task's second segment, where the encoder is restarted.
+    restart_at: u64,
+}
+
+pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPart> {
+    let r = job.rendition;
+    let mut open: Option<Open> = None;
+    for src in frames {
+        let input = (src.format(), src.width(), src.height());
+        let n = src.pts().unwrap_or(0);
+        if open.is_none() {
+            let encoder = encode::open_h264(r, job.x264, &job.grid, &src, job.threads)?;
+            let segmenter = Segmenter::new(
+                &r.name,
+                VideoClock(job.grid),
+                codec::Parameters::from(&*encoder),
+                encode::video_time_base(&job.grid),
+                job.sink,
+                job.on_segment,
+            );
+            open = Some(Open {
+                scaler: scaler(input, r)?,
+                scaler_input: input,
+                encoder,
+                segmenter,
+                restart_at: job.grid.segment_start(job.grid.segment_of(n.max(0) as u64) + 1),
+            });
+        }
+        let o = open.as_mut().expect("opened above");
+        if o.scaler_input != input {
+            // Mid-stream format or size change (it happens in camera files): new scaler.
+            o.scaler = scaler(input, r)?;
+            o.scaler_input = input;
+        }
+        // A new picture each time: smaller renditions may still be reading the last one.
+        let mut scaled = frame::Video::new(format::Pixel::YUV420P, r.width, r.height);
+        o.scaler.run(&src, &mut scaled).map_err(|e| TranscodeError::ffmpeg("scaling", &r.name, e))?;
+        scaled.set_pts(Some(n));
+        for tx in &job.forward {
+            tx.send(share(&scaled)).map_err(|_| TranscodeError::Cancelled)?;
+        }
+        if n as u64 == o.restart_at {
+            o.encoder.send_eof().map_err(|e| TranscodeError::ffmpeg("encoding", &r.name, e))?;
+            drain(&mut o.encoder, &mut o.segmenter, &r.name)?;
+            o.segmenter.close()?;
+            o.encoder = encode::open_h264(r, job.x264, &job.grid, &src, job.threads)?;
+        }
+        scaled.set_kind(if job.grid.is_keyframe(n as u64) {
+            picture::Type::I
+        } else {
+            picture::Type::None
+        });
+        o.encoder
+            .send_frame(&scaled)
+            .map_err(|e| TranscodeError::ffmpeg("encoding", &r.name, e))?;
+        drain(&mut o.encoder, &mut o.segmenter, &r.name)?;
+        job.encoded.fetch_add(1, Ordering::Relaxed);
+    }
+    if !job.input_complete.load(Ordering::SeqCst) {
+        // Stopped, not finished: a partial last segment must not be written under its key.
+        return Err(TranscodeError::Cancelled);
+    }
+    drop(job.forward); // the smaller renditions see the end of input
+    let Some(mut o) = open else {
+        return Ok(part(r, &job.grid, None, Vec::new()));
+    };
+    o.encoder.send_eof().map_err(|e| TranscodeError::ffmpeg("encoding", &r.name, e))?;
+    drain(&mut o.encoder, &mut o.segmenter, &r.name)?;
+    let codecs = o.segmenter.codecs().map(str::to_owned);
+    let segments = o.segmenter.finish()?;
+    Ok(part(r, &job.grid, codecs, segments))
+}
+
+fn part(r: &FittedRendition, grid: &Grid, codecs: Option<String>, segments: Vec<SegmentRecord>) -> RenditionPart {
+    RenditionPart {
+        name: r.name.clone(),
+        codecs: codecs.unwrap_or_else(|| "avc1.640028".into()),
+        width: Some(r.width),
+        height: Some(r.height),
+        frame_rate: Some(grid.rate),
+        channels: None,
+        segments,
+    }
+}
+
+fn scaler(input: (format::Pixel, u32, u32), r: &FittedRendition) -> Result<scaling::Context> {
+    scaling::Context::get(
+        input.0,
+        input.1,
+        input.2,
+        format::Pixel::YUV420P,
+        r.width,
+        r.height,
+        scaling::Flags::BICUBIC,
+    )
+    .map_err(|e| TranscodeError::ffmpeg("creating the scaler", &r.name, e))
+}
+
+/// Moves every packet the encoder has ready into the segmenter.
+fn drain<C: SegmentClock>(
+    encoder: &mut ffmpeg::encoder::Video,
+    segmenter: &mut Segmenter<C>,
+    name: &str,
+) -> Result<()> {
+    loop {
+        let mut packet = Packet::empty();
+        match encoder.receive_packet(&mut packet) {
+            Ok(()) => {
+                // FFmpeg 5.1's libx264 wrapper leaves durations at 0: one frame each.
+                packet.set_duration(1);
+                segmenter.push(&packet)?;
+            }
+            Err(ffmpeg::Error::Other { errno: ffi::EAGAIN }) | Err(ffmpeg::Error::Eof) => return Ok(()),
+            Err(e) => return Err(TranscodeError::ffmpeg("encoding", name, e)),
+        }
+    }
+}
