@@ -34,6 +34,10 @@ pub struct PartManifest {
     /// True when the job has an audio rendition (encoded by another part).
     pub audio_expected: bool,
     pub renditions: Vec<RenditionPart>,
+    /// The farm job that wrote this part (none for the one-shot command): playlists are
+    /// assembled from one job's parts only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,4 +91,33 @@ impl PartManifest {
 /// Segment file name inside a rendition folder.
 pub fn segment_uri(rendition: &str, index: u64) -> String {
     format!("{rendition}/seg_{index:05}.ts")
+}
+
+/// Whether `key` (relative to an output prefix) is one the farm writes: part manifests and
+/// markers under `parts/`, the master playlist, and a rendition's playlists and segments.
+/// Only these are removed when an ended job's prefix is used again; anything else a user
+/// keeps beside them is left alone.
+pub fn is_output_key(key: &str) -> bool {
+    let parts: Vec<&str> = key.split('/').collect();
+    match parts.as_slice() {
+        ["parts", _] | ["index.m3u8"] => true,
+        [_, "index.m3u8" | "iframes.m3u8"] => true,
+        [_, file] => file.strip_prefix("seg_").and_then(|f| f.strip_suffix(".ts")).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_farms_own_keys_count_as_output() {
+        for key in ["parts/video-000000-000003.json", "parts/first-chunk.started", "index.m3u8", "720p/index.m3u8", "720p/iframes.m3u8", "720p/seg_00012.ts", "audio/seg_00000.ts"] {
+            assert!(is_output_key(key), "{key}");
+        }
+        for key in ["CANCELLED.j1", "notes.txt", "other/clip.mov", "720p/seg_.ts", "720p/seg_12a.ts", "a/b/seg_00001.ts", "parts/x/y.json"] {
+            assert!(!is_output_key(key), "{key}");
+        }
+    }
 }

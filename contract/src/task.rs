@@ -18,6 +18,12 @@ pub const TASK_SCHEMA: u32 = 3;
 /// look for it before and while running a task of that job, and drop the task.
 pub const CANCEL_MARKER: &str = "CANCELLED";
 
+/// The cancel marker of one job: `CANCELLED.<job id>` beside its output. A marker names
+/// its job, so a later job writing the same prefix is not stopped by an old cancellation.
+pub fn cancel_marker(job_id: &str) -> String {
+    format!("{CANCEL_MARKER}.{job_id}")
+}
+
 /// Marker a job's first chunk writes when it starts (with where it runs), so that later
 /// chunks on the same CPUs can wait until the job is playable.
 pub const FIRST_CHUNK_STARTED: &str = "parts/first-chunk.started";

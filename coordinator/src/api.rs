@@ -11,23 +11,24 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use farm_contract::ladder::Ladder;
-use farm_contract::task::{Priority, TaskPart, CANCEL_MARKER};
-use farm_storage::{open_sink, open_source, Location};
+use farm_contract::task::cancel_marker;
+use farm_storage::open_sink;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::accept;
 use crate::broker::Broker;
-use crate::config::{allowed, Config};
+use crate::config::{Allowed, Config};
 use crate::db::{now_ms, Job, State, Store, Task};
-use crate::live::JobPlan;
-use farm_contract::timeline::Grid;
+use crate::dispatch::{self, Dispatched};
 use crate::metrics::Metrics;
-use crate::split;
+use crate::probe::Prober;
 use crate::tracker::Tracker;
 
 pub struct AppState {
     pub config: Config,
+    pub allowed: Allowed,
+    pub prober: Prober,
     pub store: Store,
     pub broker: Arc<Broker>,
     pub metrics: Arc<Metrics>,
@@ -63,11 +64,22 @@ async fn measure(
         .get::<axum::extract::MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_string();
-    let method = request.method().as_str().to_string();
+    // Bounded label: a client can send any method name.
+    let method = bounded_method(request.method());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
-    state.metrics.request(&route, &method, response.status().as_u16(), started.elapsed().as_secs_f64());
+    state.metrics.request(&route, method, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
+}
+
+/// The method as a metric label: a client can send any method name, the label stays bounded.
+fn bounded_method(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::HEAD, Method::OPTIONS, Method::PATCH]
+        .into_iter()
+        .zip(["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"])
+        .find_map(|(m, name)| (m == method).then_some(name))
+        .unwrap_or("other")
 }
 
 /// `Authorization: Bearer TOKEN` with the configured token (none configured: open).
@@ -95,7 +107,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -103,26 +115,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn bad(msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "request failed");
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JobRequest {
-    pub source: String,
-    pub output: String,
-    #[serde(default)]
-    pub ladder: Option<Ladder>,
-    #[serde(default)]
-    pub priority: Option<Priority>,
-    #[serde(default)]
-    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -164,118 +163,35 @@ async fn view(store: &Store, job: Job) -> Result<JobView, ApiError> {
     Ok(JobView { job, progress, eta_seconds, tasks })
 }
 
-async fn create_job(AxState(app): AxState<Shared>, body: Bytes) -> Result<Response, ApiError> {
-    let result = create(&app, &body).await;
+async fn create_job(AxState(app): AxState<Shared>, headers: axum::http::HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let content_type = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let result = create(&app, content_type, &body).await;
     if matches!(&result, Err(ApiError(code, _)) if code.is_client_error()) {
         app.metrics.jobs_rejected.inc();
     }
     result
 }
 
-async fn create(app: &Shared, body: &[u8]) -> Result<Response, ApiError> {
-    let req: JobRequest = serde_json::from_slice(body).map_err(|e| bad(format!("invalid job request: {e}")))?;
+async fn create(app: &Shared, content_type: Option<&str>, body: &[u8]) -> Result<Response, ApiError> {
+    let req = accept::parse(content_type, body)?;
     if let Some(key) = &req.idempotency_key {
-        if key.is_empty() || key.len() > 200 {
-            return Err(bad("idempotency_key must be 1-200 characters"));
-        }
         if let Some(job) = app.store.job_by_key(key).await.map_err(internal)? {
             return Ok((StatusCode::OK, Json(view(&app.store, job).await?)).into_response());
         }
     }
-    Location::parse(&req.source).map_err(|e| bad(format!("source: {e}")))?;
-    Location::parse(&req.output).map_err(|e| bad(format!("output: {e}")))?;
-    if !allowed(&req.source, &app.config.allowed_sources) {
-        return Err(ApiError(StatusCode::FORBIDDEN, format!("source {} is outside the allowed locations", req.source)));
+    let locations = accept::locations(&app.allowed, &req)?;
+    let ladder = accept::ladder(&app.config.limits, &req)?;
+    let output = locations.1.to_string();
+    if let Some(other) = app.store.live_job_on(output.trim_end_matches('/')).await.map_err(internal)? {
+        return Err(dispatch::busy_output(&other));
     }
-    if !allowed(&req.output, &app.config.allowed_outputs) {
-        return Err(ApiError(StatusCode::FORBIDDEN, format!("output {} is outside the allowed locations", req.output)));
-    }
-    let ladder = req.ladder.clone().unwrap_or_default();
-    ladder.validate().map_err(|e| bad(format!("ladder: {e}")))?;
-    let priority = req.priority.unwrap_or(Priority::Normal);
-
-    // Probe the source: what it is decides how it is split, and a bad source fails here.
-    let s3 = app.config.s3();
-    let source = req.source.clone();
-    let rt = tokio::runtime::Handle::current();
-    let probed = tokio::task::spawn_blocking(move || {
-        let location = open_source(&source, &s3, &rt).map_err(|e| e.to_string())?;
-        farm_media::source::open(&location).map(|s| s.info).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(internal)?;
-    let info = probed.map_err(|reason| ApiError(StatusCode::UNPROCESSABLE_ENTITY, reason))?;
-    let duration = info
-        .frames_expected()
-        .map(|f| info.rate.frames_to_seconds(f))
-        .or(info.duration_seconds)
-        .ok_or_else(|| ApiError(StatusCode::UNPROCESSABLE_ENTITY, "the source states no duration".into()))?;
-    let has_audio = !farm_media::transcode::audio::select_tracks(&info.audio).is_empty();
-    let parts = split::plan(duration, has_audio, &ladder, app.config.chunk_seconds);
-    let (display_w, display_h) = info.display_size();
-    let plan = JobPlan {
-        grid: Grid::new(info.rate, ladder.cuts(), ladder.gop_ms()),
-        total_frames: info.frames_expected().unwrap_or((duration * info.rate.as_f64()).round() as u64),
-        renditions: ladder.fit(display_w, display_h),
-        audio: has_audio.then(|| (ladder.audio.sample_rate, ladder.audio.channels, u64::from(ladder.audio.bitrate_kbps) * 1000)),
-    };
-
+    let info = accept::probe(app, &locations.0).await?;
     let now = now_ms();
-    let id = new_id(now);
-    let job = Job {
-        id: id.clone(),
-        state: State::Queued,
-        source: req.source.clone(),
-        output: req.output.trim_end_matches('/').to_string(),
-        priority,
-        ladder: serde_json::to_string(&ladder).expect("ladders serialise"),
-        idempotency_key: req.idempotency_key.clone(),
-        error: None,
-        master_playlist: None,
-        plan: Some(serde_json::to_string(&plan).expect("plans serialise")),
-        created_ms: now,
-        updated_ms: now,
-    };
-    let frames_total = info.frames_expected().map(|f| f as i64);
-    let tasks: Vec<Task> = parts
-        .iter()
-        .enumerate()
-        .map(|(i, part)| Task {
-            id: format!("{id}-{i:04}"),
-            job_id: id.clone(),
-            part: *part,
-            state: State::Queued,
-            frames_done: 0,
-            frames_total: match part {
-                TaskPart::Video { start, end, .. } => Some(((end.unwrap_or(duration) - start) * info.rate.as_f64()) as i64),
-                _ => frames_total,
-            },
-            error: None,
-        })
-        .collect();
-    if let Err(e) = app.store.insert(&job, &tasks).await {
-        // Two requests with the same key at once: the database keeps one.
-        if let Some(key) = &req.idempotency_key {
-            if let Some(existing) = app.store.job_by_key(key).await.map_err(internal)? {
-                return Ok((StatusCode::OK, Json(view(&app.store, existing).await?)).into_response());
-            }
-        }
-        return Err(internal(e));
-    }
-    for task in &tasks {
-        let payload = serde_json::to_vec(&split::message(&job, task, &ladder)).expect("tasks serialise");
-        if let Err(e) = app.broker.publish_task(priority, &payload).await {
-            let reason = format!("the broker did not take the job's tasks: {e:#}");
-            app.store.set_job_state(&id, State::Failed, Some(&reason), None).await.map_err(internal)?;
-            app.store.release_key(&id).await.map_err(internal)?;
-            return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}; nothing was accepted, retry later")));
-        }
-    }
-    app.metrics.jobs_accepted.inc();
-    let event = json!({"job_id": id, "source": job.source, "output": job.output, "tasks": tasks.len()});
-    app.broker.publish_event("job.accepted", &event).await;
-    tracing::info!(job_id = %id, tasks = tasks.len(), source = %job.source, "job accepted");
-    Ok((StatusCode::CREATED, Json(view(&app.store, job).await?)).into_response())
+    let new = accept::plan(app, &req, &locations, ladder, &info, new_id(now), now)?;
+    Ok(match dispatch::dispatch(app, new).await? {
+        Dispatched::New(job) => (StatusCode::CREATED, Json(view(&app.store, job).await?)).into_response(),
+        Dispatched::Existing(job) => (StatusCode::OK, Json(view(&app.store, job).await?)).into_response(),
+    })
 }
 
 /// Time-ordered, unique ids: milliseconds, then a per-process random value and a counter,
@@ -335,8 +251,9 @@ async fn cancel_job(AxState(app): AxState<Shared>, Path(id): Path<String>) -> Re
     drop(guard);
     // Workers drop the job's tasks when they see the marker (before or while running them).
     let (output, s3, rt) = (job.output.clone(), app.config.s3(), tokio::runtime::Handle::current());
+    let marker = cancel_marker(&id);
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        open_sink(&output, &s3, &rt)?.put(CANCEL_MARKER, b"cancelled by request\n")?;
+        open_sink(&output, &s3, &rt)?.put(&marker, b"cancelled by request\n")?;
         Ok(())
     })
     .await
@@ -377,8 +294,17 @@ mod tests {
         assert_eq!(a.len(), 1 + 12 + 8 + 6);
     }
 
+    /// Issue 14, defect 7: the method label took any method a client sent.
+    #[test]
+    fn method_labels_are_bounded() {
+        assert_eq!(bounded_method(&axum::http::Method::POST), "POST");
+        let odd = axum::http::Method::from_bytes(b"X-ANYTHING-12345").unwrap();
+        assert_eq!(bounded_method(&odd), "other");
+    }
+
     #[test]
     fn job_requests_are_strict() {
+        use crate::accept::JobRequest;
         assert!(serde_json::from_str::<JobRequest>(r#"{"source":"a","output":"b"}"#).is_ok());
         assert!(serde_json::from_str::<JobRequest>(r#"{"source":"a","output":"b","colour":1}"#).is_err());
         assert!(serde_json::from_str::<JobRequest>(r#"{"source":"a","output":"b","priority":"urgent"}"#).is_err());

@@ -2,11 +2,13 @@
 
 use std::net::SocketAddr;
 
-use farm_storage::{S3Args, S3Settings};
+use farm_storage::{AllowList, S3Args, S3Settings};
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "coordinator", version, about = "Coordinator of the HLS review farm")]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Address of the HTTP API
     #[arg(long, env = "FARM_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -14,11 +16,11 @@ pub struct Config {
     #[arg(long, env = "FARM_DATA_DIR", default_value = "farm-data")]
     pub data_dir: std::path::PathBuf,
     /// Job database: sqlite://PATH or postgres://... (default: SQLite in the data folder)
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// RabbitMQ URL; without one the coordinator runs the embedded farm: an in-process
     /// queue and `--workers` in-process workers
-    #[arg(long, env = "AMQP_URL")]
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
     pub amqp_url: Option<String>,
     /// In-process workers of the embedded farm
     #[arg(long, env = "FARM_WORKERS", default_value_t = 2)]
@@ -29,12 +31,15 @@ pub struct Config {
     /// Seconds of source per video chunk task (snapped to segment boundaries)
     #[arg(long, env = "FARM_CHUNK_SECONDS", default_value_t = 60.0)]
     pub chunk_seconds: f64,
-    /// Comma-separated prefixes a job's source must start with (s3://bucket/ or /path/); empty: any
+    /// Comma-separated locations a job's source must lie inside (s3://bucket/prefix or
+    /// /path), compared component by component with symlinks resolved; empty: any
     #[arg(long, env = "FARM_ALLOWED_SOURCES", default_value = "", value_delimiter = ',')]
     pub allowed_sources: Vec<String>,
-    /// Comma-separated prefixes a job's output must start with; empty: any
+    /// Comma-separated locations a job's output must lie inside; empty: any
     #[arg(long, env = "FARM_ALLOWED_OUTPUTS", default_value = "", value_delimiter = ',')]
     pub allowed_outputs: Vec<String>,
+    #[command(flatten)]
+    pub limits: Limits,
     #[command(flatten)]
     pub storage: S3Args,
     /// RabbitMQ management API with credentials and vhost, e.g.
@@ -53,10 +58,27 @@ pub struct Config {
     pub api_token: Option<String>,
 }
 
+/// What the binary does besides serving (which it does with no command).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Internal: probe one source and print what was found as JSON (the coordinator runs
+    /// this as a child process with limits, never on its own media)
+    #[command(hide = true)]
+    ProbeSource { location: String },
+}
+
 impl Config {
     /// Settings that cannot work together, as a message for the operator.
     pub fn check(&self) -> Result<(), String> {
         let token = self.api_token.as_deref().map(str::trim).unwrap_or("");
+        if self.amqp_url.is_none() && token.is_empty() && !self.listen.ip().is_loopback() {
+            return Err(format!(
+                "the embedded farm without FARM_API_TOKEN listens on loopback only (FARM_LISTEN is {}): set a token or listen on 127.0.0.1",
+                self.listen
+            ));
+        }
+        self.allowed().map_err(|e| e.to_string())?;
+        self.limits.check()?;
         if self.amqp_url.is_some() && token.is_empty() {
             return Err("FARM_API_TOKEN (--api-token) is required when AMQP_URL is set: the distributed farm's API never runs unauthenticated".into());
         }
@@ -75,26 +97,91 @@ impl Config {
     pub fn s3(&self) -> S3Settings {
         self.storage.settings()
     }
+
+    /// The source and output allow-lists, parsed.
+    pub fn allowed(&self) -> Result<Allowed, farm_storage::AllowError> {
+        Ok(Allowed { sources: AllowList::parse(&self.allowed_sources)?, outputs: AllowList::parse(&self.allowed_outputs)? })
+    }
 }
 
-/// Whether `location` starts with one of `allowed` (an empty list allows everything).
-pub fn allowed(location: &str, allowed: &[String]) -> bool {
-    let allowed: Vec<&String> = allowed.iter().filter(|a| !a.trim().is_empty()).collect();
-    allowed.is_empty() || allowed.iter().any(|a| location.starts_with(a.trim()))
+/// Where jobs may read and write.
+#[derive(Debug, Clone, Default)]
+pub struct Allowed {
+    pub sources: AllowList,
+    pub outputs: AllowList,
+}
+
+/// Bounds on the work one request may ask for.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Limits {
+    /// Longest source a job may have, in seconds
+    #[arg(long, env = "FARM_MAX_SOURCE_SECONDS", default_value_t = 4.0 * 3600.0)]
+    pub max_source_seconds: f64,
+    /// Most tasks one job may be split into (the chunk length grows to stay under it)
+    #[arg(long, env = "FARM_MAX_TASKS_PER_JOB", default_value_t = 400)]
+    pub max_tasks_per_job: usize,
+    /// Most video renditions a job's ladder may have
+    #[arg(long, env = "FARM_MAX_RUNGS", default_value_t = 8)]
+    pub max_rungs: usize,
+    /// x264 presets a job's ladder may name (slower ones cost many times the CPU)
+    #[arg(long, env = "FARM_ALLOWED_PRESETS", value_delimiter = ',',
+          default_value = "ultrafast,superfast,veryfast,faster,fast,medium")]
+    pub allowed_presets: Vec<String>,
+    /// Sources probed at once (each in its own process)
+    #[arg(long, env = "FARM_PROBE_CONCURRENCY", default_value_t = 4)]
+    pub probe_concurrency: usize,
+    /// Seconds a probe may take before it is stopped and the job refused
+    #[arg(long, env = "FARM_PROBE_SECONDS", default_value_t = 30)]
+    pub probe_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_source_seconds: 4.0 * 3600.0,
+            max_tasks_per_job: 400,
+            max_rungs: 8,
+            allowed_presets: ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"].map(String::from).to_vec(),
+            probe_concurrency: 4,
+            probe_seconds: 30,
+        }
+    }
+}
+
+impl Limits {
+    fn check(&self) -> Result<(), String> {
+        if !(self.max_source_seconds > 0.0) || self.max_tasks_per_job == 0 || self.max_rungs == 0 {
+            return Err("FARM_MAX_SOURCE_SECONDS, FARM_MAX_TASKS_PER_JOB and FARM_MAX_RUNGS must be positive".into());
+        }
+        if self.probe_concurrency == 0 || self.probe_seconds == 0 {
+            return Err("FARM_PROBE_CONCURRENCY and FARM_PROBE_SECONDS must be positive".into());
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    fn config(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("coordinator").chain(args.iter().copied())).unwrap()
+    }
+
+    /// Issue 14, defect 7: the embedded farm answered on every interface with no token.
+    #[test]
+    fn the_embedded_farm_without_a_token_stays_on_loopback() {
+        assert!(config(&["--listen", "127.0.0.1:8080"]).check().is_ok());
+        let open = config(&["--listen", "0.0.0.0:8080"]).check().unwrap_err();
+        assert!(open.contains("loopback"), "{open}");
+        assert!(config(&["--listen", "0.0.0.0:8080", "--api-token", "0123456789abcdef"]).check().is_ok());
+    }
 
     #[test]
-    fn locations_must_start_with_an_allowed_prefix() {
-        let list = vec!["s3://rushes/".to_string(), "/mnt/ingest/".to_string()];
-        assert!(allowed("s3://rushes/day1/A001.mov", &list));
-        assert!(allowed("/mnt/ingest/A001.mov", &list));
-        assert!(!allowed("s3://rushes-other/A001.mov", &list));
-        assert!(!allowed("s3://finance/report.mov", &list));
-        assert!(allowed("anything", &[]));
-        assert!(allowed("anything", &["".to_string()]));
+    fn allow_lists_are_parsed_once_and_bad_entries_refused() {
+        assert!(config(&["--allowed-sources", "s3://rushes/,/mnt/ingest"]).check().is_ok());
+        assert!(config(&["--allowed-sources", "http://x/"]).check().is_err());
+        assert!(config(&["--allowed-outputs", "/x/../y"]).check().is_err());
     }
 }

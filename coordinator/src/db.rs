@@ -71,30 +71,8 @@ pub struct Store {
     pool: AnyPool,
 }
 
-const SCHEMA: [&str; 3] = [
-    "CREATE TABLE IF NOT EXISTS jobs (
-        id TEXT PRIMARY KEY,
-        idempotency_key TEXT UNIQUE,
-        state TEXT NOT NULL,
-        source TEXT NOT NULL,
-        output TEXT NOT NULL,
-        priority TEXT NOT NULL,
-        ladder TEXT NOT NULL,
-        error TEXT,
-        master TEXT,
-        plan TEXT,
-        created_ms BIGINT NOT NULL,
-        updated_ms BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS tasks (
-        id TEXT PRIMARY KEY,
-        job_id TEXT NOT NULL,
-        part TEXT NOT NULL,
-        state TEXT NOT NULL,
-        frames_done BIGINT NOT NULL,
-        frames_total BIGINT,
-        error TEXT)",
-    "CREATE INDEX IF NOT EXISTS tasks_by_job ON tasks (job_id)",
-];
+/// The schema, in `coordinator/migrations/`, applied in order at start-up.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -116,13 +94,7 @@ impl Store {
         // SQLite takes one writer at a time: one connection avoids "database is locked".
         let max = if url.starts_with("sqlite:") { 1 } else { 8 };
         let pool = AnyPoolOptions::new().max_connections(max).connect(url).await?;
-        for statement in SCHEMA {
-            sqlx::query(statement).execute(&pool).await?;
-        }
-        // Databases made before these columns existed get them (an error means it is there).
-        for column in ["jobs ADD COLUMN plan TEXT", "tasks ADD COLUMN updated_ms BIGINT", "tasks ADD COLUMN reclaims BIGINT"] {
-            let _ = sqlx::query(&format!("ALTER TABLE {column}")).execute(&pool).await;
-        }
+        MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }
 
@@ -172,6 +144,15 @@ impl Store {
 
     pub async fn job(&self, id: &str) -> Result<Option<Job>, sqlx::Error> {
         self.job_where("id", id).await
+    }
+
+    /// The job still queued or running that writes `output`, if any.
+    pub async fn live_job_on(&self, output: &str) -> Result<Option<Job>, sqlx::Error> {
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE output = $1 AND state IN ('queued', 'running')"))
+            .bind(output)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| job_from(&r)).transpose()
     }
 
     pub async fn job_by_key(&self, key: &str) -> Result<Option<Job>, sqlx::Error> {

@@ -9,14 +9,17 @@
 //! - [`reclaim`]: completes jobs whose last event was missed, hands stalled tasks out again;
 //! - [`metrics`], [`config`], [`openapi`].
 
+pub mod accept;
 pub mod api;
 pub mod broker;
 pub mod config;
 pub mod db;
+pub mod dispatch;
 mod embedded;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
+pub mod probe;
 pub mod split;
 pub mod reclaim;
 pub mod tracker;
@@ -81,10 +84,13 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
         metrics: metrics.clone(),
         new_segments,
     };
-    if config.allowed_sources.iter().all(|s| s.trim().is_empty()) {
+    let allowed = config.allowed()?;
+    if allowed.sources.is_empty() {
         tracing::warn!("FARM_ALLOWED_SOURCES is empty: jobs may read any location the coordinator can reach");
     }
-    let app = Arc::new(api::AppState { config, store: store.clone(), broker, metrics, tracker: tracker.clone() });
+    let limits = &config.limits;
+    let prober = probe::Prober::new(limits.probe_concurrency, std::time::Duration::from_secs(limits.probe_seconds), config.s3());
+    let app = Arc::new(api::AppState { config, allowed, prober, store: store.clone(), broker, metrics, tracker: tracker.clone() });
 
     // Jobs whose tasks all finished while we were down are completed now.
     for job in store.open_jobs().await? {

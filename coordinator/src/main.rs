@@ -1,17 +1,33 @@
-//! `coordinator`: parses its configuration and runs the API.
+//! `coordinator`: parses its configuration, starts logging and runs the API until a signal.
 
 use clap::Parser;
-use farm_coordinator::config::Config;
-use tokio_util::sync::CancellationToken;
+use farm_coordinator::config::{Command, Config};
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    let config = Config::parse();
+    if let Some(Command::ProbeSource { location }) = &config.command {
+        // The child of a probe: no runtime of ours around it, its report on stdout.
+        let report = farm_coordinator::probe::run_child(location, &config.s3());
+        println!("{}", serde_json::to_string(&report).expect("reports serialise"));
+        return std::process::ExitCode::SUCCESS;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let config = Config::parse();
-    let shutdown = CancellationToken::new();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = runtime.block_on(serve(config));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let shutdown = tokio_util::sync::CancellationToken::new();
     let token = shutdown.clone();
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
@@ -21,16 +37,6 @@ async fn main() -> std::process::ExitCode {
         }
         token.cancel();
     });
-    let result = async {
-        let listener = tokio::net::TcpListener::bind(config.listen).await?;
-        farm_coordinator::run(config, listener, shutdown).await
-    }
-    .await;
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    farm_coordinator::run(config, listener, shutdown).await
 }

@@ -79,11 +79,11 @@ impl Tracker {
             return Ok(());
         }
         let s3 = self.s3.clone();
-        let output = job.output.clone();
+        let (output, id) = (job.output.clone(), job.id.clone());
         let rt = Handle::current();
         let published = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<String>> {
             let sink = open_sink(&output, &s3, &rt)?;
-            Ok(farm_media::job::publish(sink.as_ref())?.map(|key| sink.locate(&key)))
+            Ok(farm_hls::publish::publish(sink.as_ref(), Some(&id))?.map(|key| sink.locate(&key)))
         })
         .await?;
         match published {

@@ -275,4 +275,4 @@ fn write_media(playlist: &MediaPlaylist) -> String {
 
 pub mod live;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

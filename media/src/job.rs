@@ -40,6 +40,8 @@ pub struct Task {
     /// does; in the farm the coordinator alone writes playlists (EVENT while the job runs,
     /// VOD at the end), so that they never go back and forth.
     pub publish: bool,
+    /// The farm job this task belongs to, recorded in its part manifests.
+    pub job_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +142,7 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
             is_last,
             audio_expected,
             renditions,
+            job_id: task.job_id.clone(),
         };
         put_json(sink, &PartManifest::key(kind, covered.start, covered.end), &part)
     };
@@ -152,7 +155,7 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
         segments += audio.segments.len() as u64;
         write_part(PartKind::Audio, true, vec![audio.clone()])?;
     }
-    let master = if task.publish { publish(sink)? } else { None };
+    let master = if task.publish { publish(sink, task.job_id.as_deref())? } else { None };
     Ok(Outcome {
         renditions: out.video.iter().map(|r| r.name.clone()).chain(out.audio.iter().map(|a| a.name.clone())).collect(),
         frames: out.stats.frames,
@@ -166,8 +169,8 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
 }
 
 /// Writes the playlists if the parts in `sink` cover the whole job; returns the master's key.
-pub fn publish(sink: &dyn Sink) -> Result<Option<String>> {
-    farm_hls::publish::publish(sink).map_err(|e| match e {
+pub fn publish(sink: &dyn Sink, job_id: Option<&str>) -> Result<Option<String>> {
+    farm_hls::publish::publish(sink, job_id).map_err(|e| match e {
         farm_hls::publish::PublishError::Storage { key, source } => TranscodeError::Output { key, source },
         farm_hls::publish::PublishError::Assemble(m) => TranscodeError::Assemble(m),
     })

@@ -37,7 +37,7 @@ const MIN_DIMENSION: u32 = 16;
 trait ReadSeek: Read + Seek + Send {}
 impl<T: Read + Seek + Send> ReadSeek for T {}
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AudioTrack {
     pub index: usize,
     pub channels: u32,
@@ -45,7 +45,7 @@ pub struct AudioTrack {
     pub codec: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SourceInfo {
     pub container: String,
     pub video_index: usize,

@@ -27,6 +27,8 @@ pub trait Sink: Send + Sync {
     fn get(&self, key: &str) -> std::io::Result<Vec<u8>>;
     /// Keys that start with `prefix`, sorted.
     fn list(&self, prefix: &str) -> std::io::Result<Vec<String>>;
+    /// Removes `key`; a key that is not there is not an error.
+    fn delete(&self, key: &str) -> std::io::Result<()>;
     /// Where a key can be found, for messages (a path or a URL).
     fn locate(&self, key: &str) -> String;
 }
@@ -86,6 +88,13 @@ impl Sink for LocalDir {
         out.retain(|k| k.starts_with(prefix) && !k.contains("/.tmp-"));
         out.sort();
         Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> std::io::Result<()> {
+        match std::fs::remove_file(self.path(key)?) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
     }
 
     fn locate(&self, key: &str) -> String {
@@ -211,6 +220,14 @@ impl Sink for ObjectSink {
             .collect();
         keys.sort();
         Ok(keys)
+    }
+
+    fn delete(&self, key: &str) -> std::io::Result<()> {
+        let path = self.path(key)?;
+        match self.rt.block_on(self.store.delete(&path)) {
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            other => other.map_err(to_io),
+        }
     }
 
     fn locate(&self, key: &str) -> String {

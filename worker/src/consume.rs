@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use farm_contract::manifest::SegmentRecord;
-use farm_contract::task::{Priority, TaskEvent, TaskEventKind, TaskMessage, TaskPart, CANCEL_MARKER};
+use farm_contract::task::{Priority, TaskEvent, TaskEventKind, TaskMessage, TaskPart, cancel_marker};
 use farm_queue::memory::{self as memqueue, MemoryQueue};
 use farm_queue::{dead_letter, declare, publish_confirmed, Topology};
 use lapin::message::Delivery;
@@ -238,7 +238,7 @@ async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown:
 
     let cancel = Arc::new(AtomicBool::new(false));
     let job_cancelled = Arc::new(AtomicBool::new(false));
-    let watcher = tokio::spawn(watch_cancellation(task.output.clone(), config.s3.clone(), cancel.clone(), job_cancelled.clone()));
+    let watcher = tokio::spawn(watch_cancellation(task.output.clone(), cancel_marker(&task.job_id), config.s3.clone(), cancel.clone(), job_cancelled.clone()));
     let outcome = {
         let (config_, cancel_, task_, events_) = (config.clone(), cancel.clone(), task.clone(), events.clone());
         let rt = Handle::current();
@@ -348,15 +348,15 @@ fn lower_priority() {
 }
 
 /// Sets both flags when the job's cancel marker appears (checked at once, then every 2 s).
-async fn watch_cancellation(output: String, s3: S3Settings, cancel: Arc<AtomicBool>, job_cancelled: Arc<AtomicBool>) {
+async fn watch_cancellation(output: String, marker: String, s3: S3Settings, cancel: Arc<AtomicBool>, job_cancelled: Arc<AtomicBool>) {
     let rt = Handle::current();
     let sink = match tokio::task::spawn_blocking(move || storage::open_sink(&output, &s3, &rt)).await {
         Ok(Ok(sink)) => Arc::new(sink),
         _ => return, // the task itself will report the bad output
     };
     loop {
-        let probe = sink.clone();
-        let marked = tokio::task::spawn_blocking(move || probe.get(CANCEL_MARKER).is_ok()).await.unwrap_or(false);
+        let (probe, key) = (sink.clone(), marker.clone());
+        let marked = tokio::task::spawn_blocking(move || probe.get(&key).is_ok()).await.unwrap_or(false);
         if marked {
             job_cancelled.store(true, Ordering::SeqCst);
             cancel.store(true, Ordering::SeqCst);
@@ -390,6 +390,7 @@ fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &
         x264_threads: config.x264_threads,
         decode_threads: config.decode_threads,
         publish: false,
+        job_id: Some(task.job_id.clone()),
     };
     match task.part {
         TaskPart::Video { start: 0.0, .. } => hold::mark_first_chunk(sink.as_ref()),

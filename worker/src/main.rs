@@ -176,7 +176,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Playlists { output, s3 } => {
             let sink = open_sink(&output, &s3.settings(), rt.handle()).with_context(|| format!("output {output}"))?;
-            match job::publish(sink.as_ref())? {
+            match job::publish(sink.as_ref(), None)? {
                 Some(master) => println!("{}", sink.locate(&master)),
                 None => anyhow::bail!("the parts in {output} do not cover the whole source yet"),
             }
@@ -258,6 +258,7 @@ fn transcode(args: TranscodeArgs, rt: &tokio::runtime::Runtime) -> anyhow::Resul
         x264_threads: args.x264_threads,
         decode_threads: args.decode_threads,
         publish: true,
+        job_id: None,
     };
     let sink = open_sink(&args.output, &args.s3.settings(), rt.handle())
         .with_context(|| format!("output {}", args.output))?;

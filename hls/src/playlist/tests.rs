@@ -24,7 +24,7 @@ fn video_segment(name: &str, index: u64, frames: u64, bytes: u64) -> SegmentReco
     }
 }
 
-fn video_part(first: u64, end: u64, last_frames: u64, is_last: bool) -> PartManifest {
+pub(crate) fn video_part(first: u64, end: u64, last_frames: u64, is_last: bool) -> PartManifest {
     let rendition = |name: &str, w, h, size| RenditionPart {
         name: name.into(),
         codecs: "avc1.64001f".into(),
@@ -48,11 +48,12 @@ fn video_part(first: u64, end: u64, last_frames: u64, is_last: bool) -> PartMani
         is_last,
         audio_expected: true,
         renditions: vec![rendition("720p", 1280, 720, 750_000), rendition("360p", 640, 360, 300_000)],
+        job_id: None,
     }
 }
 
 /// The audio over the whole source, as one part.
-fn audio_part(segments: u64) -> PartManifest {
+pub(crate) fn audio_part(segments: u64) -> PartManifest {
     audio_range(0, segments, true)
 }
 
@@ -85,6 +86,7 @@ fn audio_range(first: u64, end: u64, is_last: bool) -> PartManifest {
                 })
                 .collect(),
         }],
+        job_id: None,
     }
 }
 

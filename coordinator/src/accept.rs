@@ -1,0 +1,158 @@
+//! Accepting a job: the request checked at the boundary, its source probed, its tasks planned.
+//!
+//! Takes the raw request (content type and body); hands on a [`NewJob`] (the job row, its
+//! tasks and ladder) for [`crate::dispatch`], or an [`ApiError`] that names the problem:
+//! 415 for a body that is not JSON (a web page cannot POST a job as a "simple" request),
+//! 400 for a malformed request or location (`..` included), 403 for a location outside the
+//! allow-lists (the same answer whether a path outside exists or not), 409 when a live job
+//! already writes the output, 422 for a source that is not usable media or a request over
+//! the limits, 503 when storage cannot be reached.
+
+use axum::http::StatusCode;
+use farm_contract::ladder::Ladder;
+use farm_contract::task::{Priority, TaskPart};
+use farm_contract::timeline::Grid;
+use farm_media::source::SourceInfo;
+use farm_storage::Location;
+use serde::Deserialize;
+
+use crate::api::{bad, internal, ApiError, AppState};
+use crate::config::{Allowed, Limits};
+use crate::db::{Job, State, Task};
+use crate::live::JobPlan;
+use crate::probe::ProbeError;
+use crate::split;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    pub source: String,
+    pub output: String,
+    #[serde(default)]
+    pub ladder: Option<Ladder>,
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// A job ready to be stored and dispatched.
+pub struct NewJob {
+    pub job: Job,
+    pub tasks: Vec<Task>,
+    pub ladder: Ladder,
+}
+
+/// The request body, if it is JSON and well formed.
+pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<JobRequest, ApiError> {
+    let json = content_type
+        .and_then(|c| c.split(';').next())
+        .is_some_and(|c| c.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(ApiError(StatusCode::UNSUPPORTED_MEDIA_TYPE, "job requests must be sent as Content-Type: application/json".into()));
+    }
+    let req: JobRequest = serde_json::from_slice(body).map_err(|e| bad(format!("invalid job request: {e}")))?;
+    if let Some(key) = &req.idempotency_key {
+        if key.is_empty() || key.len() > 200 {
+            return Err(bad("idempotency_key must be 1-200 characters"));
+        }
+    }
+    Ok(req)
+}
+
+/// The source and output, parsed, normalised and inside the allow-lists.
+pub fn locations(allowed: &Allowed, req: &JobRequest) -> Result<(Location, Location), ApiError> {
+    let source = Location::parse(&req.source).map_err(|e| bad(format!("source: {e}")))?;
+    let output = Location::parse(&req.output).map_err(|e| bad(format!("output: {e}")))?;
+    let forbidden = |e: farm_storage::AllowError| ApiError(StatusCode::FORBIDDEN, e.to_string());
+    allowed.sources.check("source", &source).map_err(forbidden)?;
+    allowed.outputs.check("output", &output).map_err(forbidden)?;
+    Ok((source, output))
+}
+
+/// The ladder, valid and within the configured limits.
+pub fn ladder(limits: &Limits, req: &JobRequest) -> Result<Ladder, ApiError> {
+    let ladder = req.ladder.clone().unwrap_or_default();
+    ladder.validate().map_err(|e| bad(format!("ladder: {e}")))?;
+    let over = |m: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, m);
+    if ladder.video.len() > limits.max_rungs {
+        return Err(over(format!("ladder: {} video renditions, at most {} allowed (FARM_MAX_RUNGS)", ladder.video.len(), limits.max_rungs)));
+    }
+    if !limits.allowed_presets.iter().any(|p| p.trim() == ladder.x264.preset) {
+        return Err(over(format!("ladder: x264 preset {:?} is not allowed here (FARM_ALLOWED_PRESETS: {})", ladder.x264.preset, limits.allowed_presets.join(","))));
+    }
+    Ok(ladder)
+}
+
+/// What the source is, probed in a child process.
+pub async fn probe(app: &AppState, source: &Location) -> Result<SourceInfo, ApiError> {
+    app.prober.probe(&source.to_string()).await.map_err(|e| match e {
+        ProbeError::Refused(m) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, m),
+        ProbeError::Timeout(_) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        ProbeError::Unavailable(_) => ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{e}; retry later")),
+        ProbeError::Crashed(_) => {
+            tracing::warn!(error = %e, source = %source, "probe failed");
+            ApiError(StatusCode::UNPROCESSABLE_ENTITY, "the source could not be probed: it is not media this farm can read".into())
+        }
+    })
+}
+
+/// The job and its chunk tasks, from the probe's facts.
+pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Location), ladder: Ladder, info: &SourceInfo, id: String, now: i64) -> Result<NewJob, ApiError> {
+    let limits = &app.config.limits;
+    let unprocessable = |m: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, m);
+    let duration = info
+        .frames_expected()
+        .map(|f| info.rate.frames_to_seconds(f))
+        .or(info.duration_seconds)
+        .ok_or_else(|| unprocessable("the source states no duration".into()))?;
+    if duration > limits.max_source_seconds {
+        return Err(unprocessable(format!("the source lasts {duration:.0} s, at most {:.0} s allowed (FARM_MAX_SOURCE_SECONDS)", limits.max_source_seconds)));
+    }
+    let has_audio = !farm_media::transcode::audio::select_tracks(&info.audio).is_empty();
+    // Long sources get longer chunks rather than more tasks than the limit.
+    let chunk_seconds = app.config.chunk_seconds.max(duration / limits.max_tasks_per_job as f64);
+    let parts = split::plan(duration, has_audio, &ladder, chunk_seconds);
+    if parts.len() > limits.max_tasks_per_job {
+        return Err(unprocessable(format!("the job would need {} tasks, at most {} allowed (FARM_MAX_TASKS_PER_JOB)", parts.len(), limits.max_tasks_per_job)));
+    }
+    let (display_w, display_h) = info.display_size();
+    let plan = JobPlan {
+        grid: Grid::new(info.rate, ladder.cuts(), ladder.gop_ms()),
+        total_frames: info.frames_expected().unwrap_or((duration * info.rate.as_f64()).round() as u64),
+        renditions: ladder.fit(display_w, display_h),
+        audio: has_audio.then(|| (ladder.audio.sample_rate, ladder.audio.channels, u64::from(ladder.audio.bitrate_kbps) * 1000)),
+    };
+    let job = Job {
+        id: id.clone(),
+        state: State::Queued,
+        source: source.to_string(),
+        output: output.to_string().trim_end_matches('/').to_string(),
+        priority: req.priority.unwrap_or(Priority::Normal),
+        ladder: serde_json::to_string(&ladder).map_err(internal)?,
+        idempotency_key: req.idempotency_key.clone(),
+        error: None,
+        master_playlist: None,
+        plan: Some(serde_json::to_string(&plan).map_err(internal)?),
+        created_ms: now,
+        updated_ms: now,
+    };
+    let frames_total = info.frames_expected().map(|f| f as i64);
+    let tasks = parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| Task {
+            id: format!("{id}-{i:04}"),
+            job_id: id.clone(),
+            part: *part,
+            state: State::Queued,
+            frames_done: 0,
+            frames_total: match part {
+                TaskPart::Video { start, end, .. } => Some(((end.unwrap_or(duration) - start) * info.rate.as_f64()) as i64),
+                _ => frames_total,
+            },
+            error: None,
+        })
+        .collect();
+    Ok(NewJob { job, tasks, ladder })
+}
