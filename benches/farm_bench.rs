@@ -111,6 +111,7 @@ fn scaling(seconds: u32, workers: usize, db: &std::path::Path) -> Result<(f64, O
     let mut env: Vec<(&str, String)> = s3().env().into_iter().map(|(k, v)| (k, v.to_string())).collect();
     env.push(("AMQP_URL", farm_tests::amqp::URL.to_string()));
     env.push(("FARM_QUEUE_PREFIX", farm.prefix.clone()));
+    env.push(farm_tests::keys::task_key_env());
     let bin = worker_bin();
     let pinned: Vec<Proc> = (0..workers)
         .map(|core| Proc::spawn(PathBuf::from("taskset"), &["-c", &core.to_string(), bin.to_str().unwrap(), "serve"], &env))

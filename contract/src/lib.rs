@@ -1,4 +1,5 @@
-//! Types shared by the coordinator and the workers.
+//! The contract between the coordinator and the workers: what they send each other and
+//! what they leave in storage for each other.
 //!
 //! - [`ladder`]: the review ladder (renditions, segment length, encoder settings) as
 //!   versioned serde data, with the built-in default and the rules that fit it to a source.
@@ -6,9 +7,11 @@
 //!   rendition and every chunk of a job agree on.
 //! - [`manifest`]: what a worker hands on after encoding a range: the segments it wrote,
 //!   their sizes, durations and I-frame byte ranges, from which playlists are assembled.
-//! - [`task`]: task messages, events and the queue topology on RabbitMQ.
+//! - [`task`]: task messages and events, their header and marker names.
+//! - [`signature`]: the coordinator's signature on task messages, which workers verify.
 
 pub mod ladder;
 pub mod manifest;
+pub mod signature;
 pub mod task;
 pub mod timeline;

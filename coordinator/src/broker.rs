@@ -18,6 +18,8 @@ use farm_queue::MemoryQueue;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use farm_contract::signature::{TaskKey, HEADER_SIGNATURE};
+
 use crate::tracker::Tracker;
 
 pub struct Broker {
@@ -28,15 +30,17 @@ pub struct Broker {
     memory: Option<Arc<MemoryQueue>>,
     /// For RabbitMQ's management API (made once, on first use: connections are reused).
     http: std::sync::OnceLock<reqwest::Client>,
+    /// Signs every task sent to RabbitMQ (workers refuse unsigned ones).
+    key: Option<TaskKey>,
 }
 
 impl Broker {
-    pub fn new(url: &str, topology: Topology) -> Self {
-        Self { url: url.into(), topology, link: Mutex::new(None), memory: None, http: Default::default() }
+    pub fn new(url: &str, topology: Topology, key: TaskKey) -> Self {
+        Self { url: url.into(), topology, link: Mutex::new(None), memory: None, http: Default::default(), key: Some(key) }
     }
 
     pub fn embedded(queue: Arc<MemoryQueue>, topology: Topology) -> Self {
-        Self { url: String::new(), topology, link: Mutex::new(None), memory: Some(queue), http: Default::default() }
+        Self { url: String::new(), topology, link: Mutex::new(None), memory: Some(queue), http: Default::default(), key: None }
     }
 
     /// A confirming channel, connecting (and declaring the topology) when needed.
@@ -127,7 +131,11 @@ impl Broker {
             return Ok(());
         }
         let channel = self.channel().await?;
-        let properties = BasicProperties::default().with_content_type("application/json".into());
+        let mut headers = lapin::types::FieldTable::default();
+        if let Some(key) = &self.key {
+            headers.insert(HEADER_SIGNATURE.into(), lapin::types::AMQPValue::LongString(key.sign(payload).into()));
+        }
+        let properties = BasicProperties::default().with_content_type("application/json".into()).with_headers(headers);
         // Mandatory: a task that no queue takes (queues deleted by hand) is refused, not lost.
         Ok(publish_confirmed(&channel, &self.topology.tasks_exchange(), routing_key(priority), true, payload, properties).await?)
     }

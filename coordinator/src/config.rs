@@ -40,6 +40,10 @@ pub struct Config {
     pub allowed_outputs: Vec<String>,
     #[command(flatten)]
     pub limits: Limits,
+    /// File holding the key task messages are signed with (at least 32 bytes; the workers
+    /// have the same). Required with AMQP_URL
+    #[arg(long, env = "FARM_TASK_KEY_FILE")]
+    pub task_key_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub storage: S3Args,
     /// RabbitMQ management API with credentials and vhost, e.g.
@@ -78,6 +82,9 @@ impl Config {
             ));
         }
         self.allowed().map_err(|e| e.to_string())?;
+        if self.amqp_url.is_some() {
+            self.task_key()?;
+        }
         self.limits.check()?;
         if self.amqp_url.is_some() && token.is_empty() {
             return Err("FARM_API_TOKEN (--api-token) is required when AMQP_URL is set: the distributed farm's API never runs unauthenticated".into());
@@ -96,6 +103,12 @@ impl Config {
 
     pub fn s3(&self) -> S3Settings {
         self.storage.settings()
+    }
+
+    /// The key tasks are signed with (the distributed farm only).
+    pub fn task_key(&self) -> Result<farm_contract::signature::TaskKey, String> {
+        let path = self.task_key_file.as_deref().ok_or("FARM_TASK_KEY_FILE (--task-key-file) is required when AMQP_URL is set: workers run only signed tasks")?;
+        farm_contract::signature::TaskKey::from_file(path)
     }
 
     /// The source and output allow-lists, parsed.

@@ -14,6 +14,7 @@ pub type Workers = Vec<JoinHandle<anyhow::Result<()>>>;
 
 #[cfg(feature = "embedded")]
 pub fn start(config: &Config, queue: &Arc<MemoryQueue>, topology: &Topology, shutdown: &CancellationToken) -> anyhow::Result<Workers> {
+    let allowed = config.allowed()?;
     use farm_worker::consume::{self, QueueSource, ServeConfig};
     farm_worker::metrics::init();
     tracing::warn!(workers = config.workers, "no AMQP_URL: running the embedded farm (in-process queue and workers)");
@@ -29,6 +30,9 @@ pub fn start(config: &Config, queue: &Arc<MemoryQueue>, topology: &Topology, shu
             idle_poll: std::time::Duration::from_millis(200),
             task_deadline: std::time::Duration::from_secs(consume::DEFAULT_TASK_DEADLINE_SECONDS),
             hold: std::time::Duration::from_secs(consume::DEFAULT_HOLD_SECONDS),
+            stall: std::time::Duration::from_secs(farm_worker::watchdog::DEFAULT_STALL_SECONDS),
+            heartbeat: Default::default(),
+            admission: farm_worker::admit::Admission { key: None, sources: allowed.sources.clone(), outputs: allowed.outputs.clone() },
         };
         let shutdown = shutdown.clone();
         workers.push(tokio::spawn(async move { consume::run(worker, shutdown).await }));

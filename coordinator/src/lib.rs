@@ -59,7 +59,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
     let topology = Topology::new(&config.queue_prefix);
     let mut embedded_workers: embedded::Workers = Vec::new();
     let broker = Arc::new(match &config.amqp_url {
-        Some(url) => broker::Broker::new(url, topology),
+        Some(url) => broker::Broker::new(url, topology, config.task_key().map_err(anyhow::Error::msg)?),
         None => {
             let queue = Arc::new(MemoryQueue::default());
             requeue_unfinished(&store, &queue).await?;

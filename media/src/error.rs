@@ -38,6 +38,12 @@ pub enum TranscodeError {
     Range(String),
     #[error("cancelled")]
     Cancelled,
+    /// A pipeline thread panicked: a bug or a corrupt frame; another worker may get past it.
+    #[error("the {stage} stage crashed: {message}")]
+    Panicked { stage: String, message: String },
+    /// No frame advanced for this long: the task was stopped and handed back.
+    #[error("no frame was encoded for {seconds} s: the task was stopped as stalled")]
+    Stalled { seconds: u64 },
     #[error("the task ran past its {seconds} s deadline and was stopped")]
     Deadline { seconds: u64 },
 }
@@ -45,11 +51,26 @@ pub enum TranscodeError {
 impl TranscodeError {
     /// Network and storage trouble may pass; a bad source or a bad request will not.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::SourceIo { .. } | Self::Output { .. } | Self::Cancelled | Self::Deadline { .. })
+        matches!(
+            self,
+            Self::SourceIo { .. } | Self::Output { .. } | Self::Cancelled | Self::Deadline { .. } | Self::Panicked { .. } | Self::Stalled { .. }
+        )
     }
 
     pub fn ffmpeg(stage: &'static str, rendition: &str, err: impl std::fmt::Display) -> Self {
         Self::Ffmpeg { stage, rendition: rendition.into(), message: err.to_string() }
+    }
+}
+
+impl TranscodeError {
+    /// A thread's panic payload as an error of `stage`.
+    pub fn panicked(stage: &str, payload: Box<dyn std::any::Any + Send>) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        Self::Panicked { stage: stage.into(), message }
     }
 }
 

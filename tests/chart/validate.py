@@ -99,7 +99,7 @@ def checks(name, values, docs, problems):
     drain = int(env["FARM_DRAIN_SECONDS"])
     if pod["terminationGracePeriodSeconds"] <= drain:
         problems.append(f"{name}: grace period {pod['terminationGracePeriodSeconds']} s is not above the drain {drain} s")
-    if main.get("lifecycle", {}).get("preStop", {}).get("httpGet", {}).get("path") != "/drain":
+    if main.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])[-1:] != ["drain"]:
         problems.append(f"{name}: the worker has no preStop that starts the drain")
     for c in pod["containers"] + by[("Deployment", "farm-hls-farm-coordinator")]["spec"]["template"]["spec"]["containers"]:
         sc = c.get("securityContext", {})

@@ -22,6 +22,7 @@ fn serve_with(prefix: &str, extra: &[(&'static str, String)]) -> Proc {
     let mut env: Vec<(&str, String)> = s3().env().into_iter().map(|(k, v)| (k, v.to_string())).collect();
     env.push(("AMQP_URL", URL.to_string()));
     env.push(("FARM_QUEUE_PREFIX", prefix.to_string()));
+    env.push(farm_tests::keys::task_key_env());
     env.extend(extra.iter().cloned());
     Proc::spawn(worker_bin(), &["serve"], &env)
 }

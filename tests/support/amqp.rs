@@ -31,8 +31,19 @@ pub fn broker() -> Broker {
 }
 
 impl Broker {
-    /// Publishes persistently and waits for the broker's confirm.
+    /// Publishes persistently, signed with the test farms' task key, and waits for the
+    /// broker's confirm.
     pub fn publish(&self, exchange: &str, routing_key: &str, payload: &[u8]) -> Result<()> {
+        let signature = crate::keys::task_key().sign(payload);
+        self.publish_with_signature(exchange, routing_key, payload, Some(&signature))
+    }
+
+    /// Publishes with the given signature header (or none), as a stranger on the broker could.
+    pub fn publish_with_signature(&self, exchange: &str, routing_key: &str, payload: &[u8], signature: Option<&str>) -> Result<()> {
+        let mut headers = lapin::types::FieldTable::default();
+        if let Some(s) = signature {
+            headers.insert(farm_contract::signature::HEADER_SIGNATURE.into(), lapin::types::AMQPValue::LongString(s.into()));
+        }
         self.rt.block_on(async {
             let confirm = self
                 .channel
@@ -41,7 +52,7 @@ impl Broker {
                     routing_key.into(),
                     BasicPublishOptions { mandatory: true, ..Default::default() },
                     payload,
-                    BasicProperties::default().with_delivery_mode(2),
+                    BasicProperties::default().with_delivery_mode(2).with_headers(headers),
                 )
                 .await?
                 .await?;

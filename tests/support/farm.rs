@@ -130,6 +130,7 @@ impl Farm {
         let mut env: Vec<(&'static str, String)> = s3().env().into_iter().map(|(k, v)| (k, v.to_string())).collect();
         env.push(("AMQP_URL", URL.to_string()));
         env.push(("FARM_QUEUE_PREFIX", prefix.to_string()));
+        env.push(crate::keys::task_key_env());
         let mut cenv = env.clone();
         env.extend(extra.worker);
         cenv.extend(extra.coordinator);

@@ -6,6 +6,7 @@ pub mod corpus;
 pub mod farm;
 pub mod fixtures;
 pub mod hls;
+pub mod keys;
 pub mod probe;
 pub mod s3;
 pub mod sound;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use farm_contract::manifest::SegmentRecord;
+use farm_contract::signature::HEADER_SIGNATURE;
 use farm_contract::task::{Priority, TaskEvent, TaskEventKind, TaskMessage, TaskPart, cancel_marker};
 use farm_queue::memory::{self as memqueue, MemoryQueue};
 use farm_queue::{dead_letter, declare, publish_confirmed, Topology};
@@ -65,6 +66,12 @@ pub struct ServeConfig {
     /// job's first chunk runs on the same CPUs, at most this long; zero: never. See
     /// [`crate::hold`].
     pub hold: Duration,
+    /// The task key and allow-lists every task is checked against.
+    pub admission: crate::admit::Admission,
+    /// A task whose frames do not advance for this long is stopped and handed back (0: never).
+    pub stall: Duration,
+    /// When the task in hand last advanced (shared with the `/healthz` endpoint).
+    pub heartbeat: Arc<crate::watchdog::Heartbeat>,
 }
 
 pub use crate::hold::DEFAULT_HOLD_SECONDS;
@@ -120,6 +127,20 @@ enum Incoming {
 }
 
 impl Incoming {
+    /// The signature header's value, if the message has one.
+    fn signature(&self) -> Option<String> {
+        let Self::Amqp(d) = self else { return None };
+        d.properties.headers().as_ref()?.inner().get(HEADER_SIGNATURE).and_then(|v| match v {
+            AMQPValue::LongString(s) => Some(s.to_string()),
+            _ => None,
+        })
+    }
+
+    /// Whether the message came over the broker, where tasks must be signed.
+    fn is_signed(&self) -> bool {
+        matches!(self, Self::Amqp(_))
+    }
+
     fn data(&self) -> &[u8] {
         match self {
             Self::Amqp(d) => &d.data,
@@ -219,7 +240,7 @@ async fn serve(link: &Link, config: &ServeConfig, shutdown: &CancellationToken) 
 }
 
 async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown: &CancellationToken) -> anyhow::Result<()> {
-    let task: TaskMessage = match parse(incoming.data()) {
+    let task: TaskMessage = match config.admission.admit(incoming.data(), incoming.signature().as_deref(), incoming.is_signed()) {
         Ok(task) => task,
         Err(reason) => {
             tracing::warn!(%reason, "dead-lettering an invalid task message");
@@ -234,6 +255,7 @@ async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown:
     let started = Instant::now();
     tracing::info!(job_id = %task.job_id, task_id = %task.task_id, part = ?task.part, attempt, "task started");
     let events = Events { link: link.clone(), topology: config.topology.clone(), task: task.clone(), rt: Handle::current() };
+    config.heartbeat.start();
     events.publish(TaskEventKind::Started, 0, None, None);
 
     let cancel = Arc::new(AtomicBool::new(false));
@@ -266,6 +288,14 @@ async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown:
             .context("starting the task thread")?;
         tokio::select! {
             joined = &mut work => joined,
+            idle = config.heartbeat.stall(config.stall), if !config.stall.is_zero() => {
+                tracing::warn!(task_id = %task.task_id, idle = ?idle, "task stalled: no frame advanced; stopping it");
+                cancel.store(true, Ordering::SeqCst);
+                match work.await {
+                    Ok(Ok(())) => Ok(Ok(())),
+                    _ => Ok(Err(TranscodeError::Stalled { seconds: idle.as_secs() })),
+                }
+            }
             _ = tokio::time::sleep(config.task_deadline) => {
                 tracing::warn!(task_id = %task.task_id, deadline = ?config.task_deadline, "task past its deadline: stopping it");
                 cancel.store(true, Ordering::SeqCst);
@@ -287,8 +317,9 @@ async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown:
             }
         }
     }
-    .unwrap_or_else(|_| Err(TranscodeError::ffmpeg("running the task", "-", "the task thread panicked")));
+    .unwrap_or_else(|_| Err(TranscodeError::Panicked { stage: "task".into(), message: "the task thread ended without a result".into() }));
     watcher.abort();
+    config.heartbeat.stop();
 
     crate::metrics::TASK_SECONDS.with_label_values(&[part]).observe(started.elapsed().as_secs_f64());
     if let Err(e) = &outcome {
@@ -366,12 +397,6 @@ async fn watch_cancellation(output: String, marker: String, s3: S3Settings, canc
     }
 }
 
-fn parse(data: &[u8]) -> Result<TaskMessage, String> {
-    let task = TaskMessage::from_json(data)?;
-    task.ladder.validate().map_err(|e| format!("invalid ladder: {e}"))?;
-    Ok(task)
-}
-
 fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &AtomicBool, rt: Handle) -> Result<(), TranscodeError> {
     let bad_location = |e: storage::LocationError| TranscodeError::Unsupported { path: task.source.clone(), detail: e.to_string() };
     let source = storage::open_source(&task.source, &config.s3, &rt).map_err(bad_location)?;
@@ -399,7 +424,7 @@ fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &
         }
         _ => {}
     }
-    let progress = EventProgress { events: events.clone(), last: Mutex::new(None) };
+    let progress = EventProgress { events: events.clone(), last: Mutex::new(None), heartbeat: config.heartbeat.clone() };
     let outcome = job::run(&job_task, sink.as_ref(), &progress, cancel)?;
     let fetched = outcome.source_read.unwrap_or_default();
     tracing::info!(
@@ -479,10 +504,16 @@ impl Events {
 struct EventProgress {
     events: Events,
     last: Mutex<Option<Instant>>,
+    heartbeat: Arc<crate::watchdog::Heartbeat>,
 }
 
 impl Progress for EventProgress {
     fn frames(&self, done: u64, total: Option<u64>) {
+        // Only progress that advances is reported: the coordinator takes a task without
+        // reports for stalled, and a stuck pipeline repeats its last count.
+        if !self.heartbeat.frames(done) {
+            return;
+        }
         let mut last = self.last.lock().expect("progress lock");
         if last.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
             return;
@@ -492,6 +523,7 @@ impl Progress for EventProgress {
     }
 
     fn segment(&self, _record: &SegmentRecord) {
+        self.heartbeat.beat();
         self.events.publish(TaskEventKind::Segment, 0, None, None);
     }
 }

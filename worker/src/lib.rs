@@ -3,12 +3,16 @@
 //! Data flow of one task, one module per stage:
 //! - [`consume`]: take tasks from RabbitMQ (rush queue first) or the embedded farm's
 //!   in-process queue, run them, [`ack`] the outcome;
+//! - [`admit`]: verify the coordinator's signature and the allow-lists before running anything;
 //! - [`hold`]: a later chunk waits until its job is playable when it shares CPUs with the first;
 //! - the task itself runs in `farm_media::job` (open the source, transcode, part manifest),
 //!   writing through `farm_storage`'s sinks;
+//! - [`watchdog`]: a task whose frames stop advancing is stopped, `/healthz` says so;
 //! - [`metrics`]: the worker's Prometheus metrics and its `/metrics` + `/healthz` endpoint.
 
 pub mod ack;
+pub mod admit;
 pub mod consume;
 pub mod hold;
 pub mod metrics;
+pub mod watchdog;

@@ -26,6 +26,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Ask the worker serving in this pod to drain (the Kubernetes preStop hook): no new
+    /// tasks; the task in hand finishes or is handed back
+    Drain {
+        /// The worker's FARM_WORKER_LISTEN address (its port is asked on loopback)
+        #[arg(long, env = "FARM_WORKER_LISTEN")]
+        listen: std::net::SocketAddr,
+    },
     /// Transcode a source into an HLS ladder in OUTPUT_DIR (one shot).
     Transcode(TranscodeArgs),
     /// Write the playlists of OUTPUT from its part manifests (after chunked runs).
@@ -50,8 +57,18 @@ enum Command {
 #[derive(clap::Args)]
 struct ServeArgs {
     /// RabbitMQ URL
-    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", hide_env_values = true, hide_default_value = true)]
     amqp_url: String,
+    /// File holding the key the coordinator signs tasks with (tasks without a valid
+    /// signature are dead-lettered)
+    #[arg(long, env = "FARM_TASK_KEY_FILE")]
+    task_key_file: PathBuf,
+    /// Comma-separated locations a task's source must lie inside (as the coordinator's); empty: any
+    #[arg(long, env = "FARM_ALLOWED_SOURCES", default_value = "", value_delimiter = ',')]
+    allowed_sources: Vec<String>,
+    /// Comma-separated locations a task's output must lie inside; empty: any
+    #[arg(long, env = "FARM_ALLOWED_OUTPUTS", default_value = "", value_delimiter = ',')]
+    allowed_outputs: Vec<String>,
     /// Prefix of the farm's exchanges and queues
     #[arg(long, env = "FARM_QUEUE_PREFIX", default_value = "farm")]
     queue_prefix: String,
@@ -76,6 +93,14 @@ struct ServeArgs {
     /// Address for /metrics (Prometheus) and /healthz, e.g. 0.0.0.0:9464 (default: none)
     #[arg(long, env = "FARM_WORKER_LISTEN")]
     listen: Option<std::net::SocketAddr>,
+    /// Seconds without a new frame after which the task in hand is stopped and handed
+    /// back, and /healthz answers 503 (0: never)
+    #[arg(long, env = "FARM_STALL_SECONDS", default_value_t = farm_worker::watchdog::DEFAULT_STALL_SECONDS)]
+    stall_seconds: u64,
+    /// Token that lets GET /drain come from outside the pod (`Authorization: Bearer`);
+    /// without it only the pod itself (`worker drain`) can start a drain
+    #[arg(long, env = "FARM_DRAIN_TOKEN", hide_env_values = true)]
+    drain_token: Option<String>,
     #[command(flatten)]
     s3: S3Args,
 }
@@ -150,12 +175,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let token = shutdown.clone();
             on_signals(&rt, move || token.cancel())?;
             farm_worker::metrics::init();
+            let heartbeat = std::sync::Arc::new(farm_worker::watchdog::Heartbeat::default());
+            let stall = Duration::from_secs(args.stall_seconds);
             let endpoint = match args.listen {
                 Some(addr) => {
                     let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("listening on {addr}"))?;
                     tracing::info!(address = %addr, "metrics and health on /metrics, /healthz");
                     // Served until the process exits: a draining worker still answers scrapes.
-                    Some(rt.spawn(farm_worker::metrics::serve(listener, shutdown.clone())))
+                    let endpoint = farm_worker::metrics::Endpoint {
+                        drain: shutdown.clone(),
+                        heartbeat: heartbeat.clone(),
+                        stall,
+                        drain_token: args.drain_token.clone(),
+                    };
+                    Some(rt.spawn(farm_worker::metrics::serve(listener, endpoint)))
                 }
                 None => None,
             };
@@ -169,6 +202,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 idle_poll: Duration::from_millis(250),
                 task_deadline: Duration::from_secs(args.task_deadline_seconds.max(1)),
                 hold: Duration::from_secs(args.hold_seconds),
+                stall,
+                heartbeat,
+                admission: farm_worker::admit::Admission {
+                    key: Some(farm_contract::signature::TaskKey::from_file(&args.task_key_file).map_err(anyhow::Error::msg)?),
+                    sources: farm_storage::AllowList::parse(&args.allowed_sources)?,
+                    outputs: farm_storage::AllowList::parse(&args.allowed_outputs)?,
+                },
             };
             let served = rt.block_on(consume::run(config, shutdown));
             drop(endpoint);
@@ -180,6 +220,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(master) => println!("{}", sink.locate(&master)),
                 None => anyhow::bail!("the parts in {output} do not cover the whole source yet"),
             }
+            Ok(())
+        }
+        Command::Drain { listen } => {
+            let url = format!("http://127.0.0.1:{}/drain", listen.port());
+            let reply = reqwest::blocking::get(&url).with_context(|| format!("asking {url}"))?;
+            anyhow::ensure!(reply.status().is_success(), "{url} answered {}", reply.status());
+            print!("{}", reply.text()?);
             Ok(())
         }
         Command::Probe { source, s3 } => {

@@ -84,24 +84,65 @@ pub fn render() -> String {
     String::from_utf8(out).expect("UTF-8")
 }
 
+/// What the worker's HTTP endpoint reports on and acts for.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// Cancelled by `GET /drain`: the same drain as a first SIGTERM.
+    pub drain: tokio_util::sync::CancellationToken,
+    pub heartbeat: std::sync::Arc<crate::watchdog::Heartbeat>,
+    pub stall: std::time::Duration,
+    /// A token that lets `/drain` be asked for from outside the pod; without one, only
+    /// from the pod itself (loopback).
+    pub drain_token: Option<String>,
+}
+
 /// Serves `/metrics`, `/healthz` and `/drain` on `listener` until the process ends.
-/// `GET /drain` starts the same drain as a first SIGTERM (cancels `drain`): a Kubernetes
-/// `preStop` hook calls it, so the SIGTERM that follows is not taken as a second signal.
-pub async fn serve(listener: tokio::net::TcpListener, drain: tokio_util::sync::CancellationToken) -> std::io::Result<()> {
+/// `GET /drain` starts the same drain as a first SIGTERM: the Kubernetes `preStop` hook
+/// runs `worker drain`, which asks for it over loopback, so the SIGTERM that follows is not
+/// taken as a second signal. `/healthz` answers 503 while the task in hand is stuck.
+pub async fn serve(listener: tokio::net::TcpListener, endpoint: Endpoint) -> std::io::Result<()> {
     use axum::routing::get;
+    let health = endpoint.clone();
     let app = axum::Router::new()
         .route("/metrics", get(|| async { ([("content-type", "text/plain; version=0.0.4")], render()) }))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(move || async move { healthz(&health) }))
         .route(
             "/drain",
-            get(move || async move {
-                tracing::info!("drain asked for over HTTP: no new tasks; the task in hand finishes or is handed back");
-                DRAINING.set(1);
-                drain.cancel();
-                "draining\n"
+            get(move |peer: axum::extract::ConnectInfo<std::net::SocketAddr>, headers: axum::http::HeaderMap| async move {
+                drain(&endpoint, peer.0, &headers)
             }),
         );
-    axum::serve(listener, app).await
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await
+}
+
+fn healthz(endpoint: &Endpoint) -> (axum::http::StatusCode, String) {
+    match endpoint.heartbeat.stalled(endpoint.stall) {
+        Some(idle) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("stuck: the task in hand has not advanced for {} s\n", idle.as_secs())),
+        None => (axum::http::StatusCode::OK, "ok".into()),
+    }
+}
+
+fn drain(endpoint: &Endpoint, peer: std::net::SocketAddr, headers: &axum::http::HeaderMap) -> (axum::http::StatusCode, &'static str) {
+    if !may_drain(peer, headers, endpoint.drain_token.as_deref()) {
+        tracing::warn!(%peer, "drain refused: not from the pod itself and without the drain token");
+        return (axum::http::StatusCode::FORBIDDEN, "drain is asked for from the pod itself (worker drain) or with the drain token\n");
+    }
+    tracing::info!("drain asked for over HTTP: no new tasks; the task in hand finishes or is handed back");
+    DRAINING.set(1);
+    endpoint.drain.cancel();
+    (axum::http::StatusCode::OK, "draining\n")
+}
+
+/// Whether a `/drain` request may act: from loopback, or with the configured token.
+fn may_drain(peer: std::net::SocketAddr, headers: &axum::http::HeaderMap, token: Option<&str>) -> bool {
+    if peer.ip().is_loopback() {
+        return true;
+    }
+    let given = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match (token, given) {
+        (Some(t), Some(g)) => t.len() == g.len() && t.bytes().zip(g.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0,
+        _ => false,
+    }
 }
 
 /// The kind of a task handed back for another attempt.
@@ -124,5 +165,25 @@ pub fn failure_kind(e: &farm_media::TranscodeError) -> &'static str {
         E::Ffmpeg { .. } => "ffmpeg",
         E::Deadline { .. } => "deadline",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 14, defect 7: anyone who reached the metrics port could drain a worker.
+    #[test]
+    fn drain_comes_from_the_pod_or_with_the_token() {
+        let outside: std::net::SocketAddr = "10.1.2.3:5555".parse().unwrap();
+        let inside: std::net::SocketAddr = "127.0.0.1:5555".parse().unwrap();
+        let none = axum::http::HeaderMap::new();
+        let mut with = axum::http::HeaderMap::new();
+        with.insert(axum::http::header::AUTHORIZATION, "Bearer drain-secret".parse().unwrap());
+        assert!(may_drain(inside, &none, None));
+        assert!(!may_drain(outside, &none, None));
+        assert!(!may_drain(outside, &with, None), "no token configured: outside never");
+        assert!(may_drain(outside, &with, Some("drain-secret")));
+        assert!(!may_drain(outside, &with, Some("other-secret")));
     }
 }
