@@ -197,17 +197,19 @@ impl Broker {
                 }
             }
         }
-        let mut backoff = Duration::from_millis(500);
+        let mut backoff = farm_service::retry::Backoff::default();
         while !shutdown.is_cancelled() {
-            match self.events_session(&tracker, &shutdown).await {
+            let started = std::time::Instant::now();
+            let error = match self.events_session(&tracker, &shutdown).await {
                 Ok(()) => return,
-                Err(e) => tracing::warn!(error = format!("{e:#}"), retry_in = ?backoff, "event stream lost"),
-            }
+                Err(e) => e,
+            };
+            let wait = backoff.next(started);
+            tracing::warn!(error = format!("{error:#}"), retry_in = ?wait, "event stream lost");
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => return,
             }
-            backoff = (backoff * 2).min(Duration::from_secs(30));
         }
     }
 

@@ -9,6 +9,8 @@ use farm_storage::{AllowList, S3Args, S3Settings};
 pub struct Config {
     #[command(subcommand)]
     pub command: Option<Command>,
+    #[command(flatten)]
+    pub log: farm_service::logging::LogArgs,
     /// Address of the HTTP API
     #[arg(long, env = "FARM_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

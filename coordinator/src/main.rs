@@ -11,10 +11,7 @@ fn main() -> std::process::ExitCode {
         println!("{}", serde_json::to_string(&report).expect("reports serialise"));
         return std::process::ExitCode::SUCCESS;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    farm_service::logging::init(config.log.log_format);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(serve(config));
     match result {
@@ -27,16 +24,9 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let token = shutdown.clone();
-    tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        token.cancel();
-    });
+    // Before binding: a refused setting (a public address without a token) never listens.
+    config.check().map_err(anyhow::Error::msg)?;
+    let shutdown = farm_service::shutdown::on_signals()?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     farm_coordinator::run(config, listener, shutdown).await
 }

@@ -33,6 +33,16 @@ impl Tracker {
             tracing::debug!(job_id = %e.job_id, "event for an unknown job");
             return Ok(());
         };
+        // Events are not signed (workers publish them): one must name a task of the job
+        // it names, and a job that ended takes no more.
+        if !self.store.tasks(&job.id).await?.iter().any(|t| t.id == e.task_id) {
+            tracing::warn!(job_id = %e.job_id, task_id = %e.task_id, "ignored an event whose task is not the job's");
+            return Ok(());
+        }
+        if job.state.is_final() {
+            tracing::debug!(job_id = %e.job_id, state = job.state.as_str(), "event for an ended job");
+            return Ok(());
+        }
         let frames_total = e.frames_total.map(|t| t as i64);
         match e.kind {
             TaskEventKind::Segment => unreachable!("handled above"),
@@ -107,5 +117,50 @@ impl Tracker {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{Job, Task};
+    use farm_contract::task::{Priority, TaskPart};
+
+    fn job(id: &str) -> (Job, Task) {
+        let job = Job {
+            id: id.into(), state: State::Running, source: "s".into(), output: format!("o/{id}"), priority: Priority::Normal,
+            ladder: "{}".into(), idempotency_key: None, error: None, master_playlist: None, plan: None, created_ms: 0, updated_ms: 0,
+        };
+        let task = Task { id: format!("{id}-0000"), job_id: id.into(), part: TaskPart::Whole, state: State::Running, frames_done: 0, frames_total: None, error: None };
+        (job, task)
+    }
+
+    /// Issue 14, defect 3: an event naming one job and another job's task changed both.
+    #[tokio::test]
+    async fn events_must_name_a_task_of_their_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}/t.db?mode=rwc", dir.path().display())).await.unwrap();
+        for id in ["a", "b"] {
+            let (j, t) = job(id);
+            store.insert(&j, &[t]).await.unwrap();
+        }
+        let topology = farm_queue::Topology::new("t");
+        let tracker = Tracker {
+            store: store.clone(),
+            s3: S3Settings::default(),
+            metrics: Arc::new(Metrics::new()),
+            broker: Arc::new(Broker::embedded(Arc::new(farm_queue::MemoryQueue::default()), topology)),
+            lock: Default::default(),
+            segments: tokio::sync::mpsc::unbounded_channel().0,
+        };
+        let forged = TaskEvent { job_id: "a".into(), task_id: "b-0000".into(), kind: TaskEventKind::Failed, frames_done: 0, frames_total: None, error: Some("forged".into()) };
+        tracker.apply(&forged).await.unwrap();
+        for id in ["a", "b"] {
+            assert_eq!(store.job(id).await.unwrap().unwrap().state, State::Running, "job {id}");
+            assert_eq!(store.tasks(id).await.unwrap()[0].state, State::Running, "task of {id}");
+        }
+        let real = TaskEvent { task_id: "a-0000".into(), ..forged };
+        tracker.apply(&real).await.unwrap();
+        assert_eq!(store.job("a").await.unwrap().unwrap().state, State::Failed);
     }
 }

@@ -127,13 +127,16 @@ impl Source {
         for &i in streams {
             let Some(mut stream) = self.input.stream_mut(i) else { continue };
             let tb = f64::from(stream.time_base());
-            let st = unsafe { stream.as_mut_ptr() };
-            let count = unsafe { ffi::avformat_index_get_entries_count(st) };
-            for k in 0..count {
-                let e = unsafe { ffi::avformat_index_get_entry(st, k) };
-                let Some(e) = (unsafe { e.as_ref() }) else { break };
-                if e.pos >= 0 && e.size() > 0 {
-                    entries.push((e.timestamp as f64 * tb, e.pos as u64..e.pos as u64 + e.size() as u64));
+            // SAFETY: `stream` borrows the open input, so its index lives and stays unchanged;
+            // a null entry (past the end) is checked, each one copied out before the next call.
+            unsafe {
+                let st = stream.as_mut_ptr();
+                let count = ffi::avformat_index_get_entries_count(st);
+                for k in 0..count {
+                    let Some(e) = ffi::avformat_index_get_entry(st, k).as_ref() else { break };
+                    if e.pos >= 0 && e.size() > 0 {
+                        entries.push((e.timestamp as f64 * tb, e.pos as u64..e.pos as u64 + e.size() as u64));
+                    }
                 }
             }
         }
@@ -259,6 +262,8 @@ fn open_input(reader: Box<dyn ReadSeek>, name: &str) -> Result<Input> {
     // read through every gap of up to half the interleave distance instead of seeking,
     // which made an audio task pull every video frame of the original through storage.
     let cname = CString::new(probe_hint(name)).expect("no NUL left");
+    // SAFETY: `io` owns a valid AVIOContext for the whole block, `cname` outlives the calls,
+    // and the format pointer FFmpeg fills in points to a static demuxer description.
     unsafe {
         let mut fmt: *const ffi::AVInputFormat = ptr::null();
         let score = ffi::av_probe_input_buffer2(
@@ -326,6 +331,7 @@ fn inspect(input: &Input, name: &str) -> Result<SourceInfo> {
         .streams()
         .filter(|s| s.parameters().medium() == Type::Video)
         .filter(|s| !s.disposition().contains(ffmpeg::format::stream::Disposition::ATTACHED_PIC))
+        // SAFETY: codec parameters of an open input's stream are valid while it is borrowed.
         .max_by_key(|s| unsafe { (*s.parameters().as_ptr()).width })
         .ok_or_else(|| TranscodeError::NoVideo(name.into()))?;
     let params = video.parameters();
@@ -333,6 +339,7 @@ fn inspect(input: &Input, name: &str) -> Result<SourceInfo> {
     if ffmpeg::decoder::find(codec_id).is_none() {
         return Err(unsupported(format!("no decoder for video codec {codec_id:?}")));
     }
+    // SAFETY: `params` borrows the stream's codec parameters, valid while `input` lives.
     let (width, height, sar, field_order) = unsafe {
         let p = &*params.as_ptr();
         (p.width, p.height, p.sample_aspect_ratio, p.field_order)
@@ -390,6 +397,7 @@ fn inspect(input: &Input, name: &str) -> Result<SourceInfo> {
         .streams()
         .filter(|s| s.parameters().medium() == Type::Audio)
         .filter_map(|s| {
+            // SAFETY: as above, read while the input is borrowed.
             let p = unsafe { &*s.parameters().as_ptr() };
             let channels = p.ch_layout.nb_channels;
             (channels > 0 && p.sample_rate > 0 && ffmpeg::decoder::find(s.parameters().id()).is_some())
@@ -425,6 +433,7 @@ fn rotation_of(stream: &ffmpeg::format::stream::Stream) -> u32 {
         if side.kind() == ffmpeg::codec::packet::side_data::Type::DisplayMatrix
             && side.data().len() >= 36
         {
+            // SAFETY: a display matrix is nine 32-bit values; the length was checked (36 bytes).
             let theta = -unsafe { ffi::av_display_rotation_get(side.data().as_ptr() as *const i32) };
             if theta.is_nan() {
                 return 0;
@@ -453,10 +462,12 @@ mod tests {
         ] {
             assert_eq!(probe_hint(name), hint);
             let c = CString::new(probe_hint(name)).unwrap();
+            // SAFETY: `c` is NUL-terminated; a known protocol's name is a static C string.
             let protocol = unsafe { CStr::from_ptr(ffi::avio_find_protocol_name(c.as_ptr())) };
             assert_eq!(protocol.to_str().unwrap(), "file", "{name}");
         }
         let c = CString::new("s3://rushes/day1/A001_C002.mov").unwrap();
+        // SAFETY: `c` is NUL-terminated and outlives the call.
         assert!(unsafe { ffi::avio_find_protocol_name(c.as_ptr()) }.is_null(), "FFmpeg has no s3 protocol");
     }
 }

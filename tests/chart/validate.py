@@ -22,11 +22,21 @@ HERE = Path(__file__).resolve().parent
 CHART = HERE.parent.parent / "charts" / "hls-farm"
 KUBERNETES = "1.30.0"
 
-# The defaults, and a second set that turns every switch the other way.
+# Credentials a site gives (the chart has none of its own): test values, not secrets.
+SECRETS = {
+    "coordinator": {"amqpUrl": "amqp://farm-coordinator:pw-c@rabbitmq:5672/%2f", "databaseUrl": "postgres://farm:pw-d@postgresql:5432/farm",
+                    "apiToken": "a-test-token-of-32-characters-xx", "rabbitmqManagementUrl": "http://farm-monitor:pw-m@rabbitmq:15672/%2f"},
+    "worker": {"amqpUrl": "amqp://farm-worker:pw-w@rabbitmq:5672/%2f"},
+    "taskKey": {"value": "a-test-task-key-of-at-least-32-characters"},
+}
+
+# The defaults (with credentials), and a second set that turns every switch the other way.
 VALUE_SETS = {
-    "defaults": {},
+    "defaults": {"secrets": SECRETS},
     "hpa-ingress-monitoring-existing-secret": {
-        "secrets": {"existingSecret": "farm-credentials"},
+        "secrets": {"coordinator": {"existingSecret": "farm-coordinator"}, "worker": {"existingSecret": "farm-worker"},
+                    "taskKey": {"existingSecret": "farm-task-key"}},
+        "networkPolicy": {"enabled": False},
         "autoscaling": {"keda": {"enabled": False}, "hpa": {"enabled": True, "minReplicas": 2, "maxReplicas": 8}},
         "coordinator": {"replicas": 2, "ingress": {"enabled": True, "className": "nginx",
                                                     "tls": [{"hosts": ["farm.example.com"], "secretName": "farm-tls"}]}},
@@ -34,7 +44,14 @@ VALUE_SETS = {
         "monitoring": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
                        "grafanaDashboard": {"enabled": False}},
     },
-    "no-autoscaling": {"autoscaling": {"keda": {"enabled": False}, "hpa": {"enabled": False}}, "worker": {"replicas": 3}},
+    "no-autoscaling": {"secrets": SECRETS, "autoscaling": {"keda": {"enabled": False}, "hpa": {"enabled": False}}, "worker": {"replicas": 3}},
+}
+
+# Values the chart must refuse to render: no credentials, or placeholders left in.
+REFUSED = {
+    "no-credentials": {},
+    "placeholder-token": {"secrets": {**SECRETS, "coordinator": {**SECRETS["coordinator"], "apiToken": "change-me-to-a-long-random-token"}}},
+    "no-task-key": {"secrets": {**SECRETS, "taskKey": {"value": ""}}},
 }
 
 # Custom resources without a schema available offline: checked for shape only.
@@ -75,6 +92,13 @@ def main() -> int:
                 except kubernetes_validate.ValidationError as e:
                     problems.append(f"{where}: {e.message} at {'/'.join(map(str, e.path))}")
         checks(name, values, docs, problems)
+    for name, values in REFUSED.items():
+        try:
+            helm.Chart.load(str(CHART)).render(values, name="farm", namespace="media")
+            problems.append(f"{name}: rendered although a credential is missing or a placeholder")
+        except Exception as e:  # the SDK raises Helm's own error type
+            if "must be set" not in str(e):
+                problems.append(f"{name}: refused for another reason: {e}")
     if keda_files:
         run = subprocess.run(["node", str(HERE / "validate-keda.mjs"), *keda_files], cwd=HERE, capture_output=True, text=True)
         if run.returncode != 0:
@@ -107,6 +131,21 @@ def checks(name, values, docs, problems):
             problems.append(f"{name}: container {c['name']} is not read-only and unprivileged")
         if "resources" not in c or "limits" not in c["resources"]:
             problems.append(f"{name}: container {c['name']} has no resource limits")
+    coordinator_pod = by[("Deployment", "farm-hls-farm-coordinator")]["spec"]["template"]["spec"]
+    for who, p in (("worker", pod), ("coordinator", coordinator_pod)):
+        if p.get("automountServiceAccountToken") is not False:
+            problems.append(f"{name}: the {who} pod mounts the Kubernetes API token into every container")
+        envs = {e["name"] for c in p["containers"][:1] for e in c["env"]}
+        if "FARM_TASK_KEY_FILE" not in envs:
+            problems.append(f"{name}: the {who} has no task key")
+    token_mounts = [c["name"] for c in pod["containers"] for m in c.get("volumeMounts", []) if m["mountPath"].startswith("/var/run/secrets/kubernetes.io")]
+    if token_mounts not in ([], ["deletion-cost"]):
+        problems.append(f"{name}: the Kubernetes API token is mounted into {token_mounts}, not the deletion-cost sidecar alone")
+    secret_of = lambda p: {e["valueFrom"]["secretKeyRef"]["name"] for e in p["containers"][0]["env"] if e["name"] == "AMQP_URL"}
+    if secret_of(pod) == secret_of(coordinator_pod):
+        problems.append(f"{name}: coordinator and workers share broker credentials")
+    if values.get("networkPolicy", {}).get("enabled", True) and not [d for d in docs if d["kind"] == "NetworkPolicy"]:
+        problems.append(f"{name}: no NetworkPolicy")
     if pod["securityContext"].get("runAsNonRoot") is not True:
         problems.append(f"{name}: pods may run as root")
     if not any(v.get("name") == "scratch" and "emptyDir" in v for v in pod["volumes"]):

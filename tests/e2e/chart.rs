@@ -13,7 +13,7 @@ fn the_chart_lints_renders_and_validates_for_default_and_other_values() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
     assert!(text.contains("3 value sets") && text.trim_end().ends_with("OK"), "{text}");
-    for kind in ["ScaledObject", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress", "PrometheusRule"] {
+    for kind in ["ScaledObject", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress", "PrometheusRule", "NetworkPolicy"] {
         assert!(text.contains(&format!("'{kind}'")), "{kind} never rendered: {text}");
     }
 }

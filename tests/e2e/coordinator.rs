@@ -128,7 +128,7 @@ fn bad_requests_get_a_4xx_and_enqueue_nothing() {
     let cases = [
         ("{not json".to_string(), 400, "invalid job request"),
         (serde_json::json!({"source": ok_source, "output": out, "colour": "red"}).to_string(), 400, "unknown field"),
-        (serde_json::json!({"source": "s3://elsewhere/clip.mov", "output": out}).to_string(), 403, "outside the allowed locations"),
+        (serde_json::json!({"source": "s3://elsewhere/clip.mov", "output": out}).to_string(), 403, "not inside an allowed location"),
         (serde_json::json!({"source": ok_source, "output": format!("s3://{BUCKET}/{prefix}/../x")}).to_string(), 400, "'..'"),
         (serde_json::json!({"source": "http://example.com/clip.mov", "output": out}).to_string(), 400, "not a location"),
         (serde_json::json!({"source": format!("s3://{BUCKET}/{prefix}/missing.mov"), "output": out}).to_string(), 422, "does not exist"),

@@ -9,3 +9,4 @@ mod observability;
 mod queue;
 mod ranges;
 mod storage;
+mod trust;

@@ -133,12 +133,13 @@ impl Farm {
         env.push(crate::keys::task_key_env());
         let mut cenv = env.clone();
         env.extend(extra.worker);
-        cenv.extend(extra.coordinator);
         cenv.push(("DATABASE_URL", database_url.to_string()));
         cenv.push(("FARM_CHUNK_SECONDS", chunk_seconds.to_string()));
         cenv.push(("FARM_ALLOWED_SOURCES", format!("s3://{BUCKET}/")));
         cenv.push(("FARM_ALLOWED_OUTPUTS", format!("s3://{BUCKET}/")));
         cenv.push(("FARM_API_TOKEN", TOKEN.to_string()));
+        // Last, so that a test's settings win.
+        cenv.extend(extra.coordinator);
         let workers = (0..workers).map(|_| Proc::spawn(worker_bin(), &["serve"], &env)).collect();
         Self::with_coordinator(cenv, env, workers)
     }
@@ -185,12 +186,30 @@ impl Farm {
 
     /// The embedded farm: no broker, no S3, no worker processes; everything under `data_dir`.
     pub fn embedded(data_dir: &std::path::Path, workers: usize, chunk_seconds: f64) -> Self {
-        let env = vec![
+        Self::embedded_with(data_dir, workers, chunk_seconds, &[])
+    }
+
+    /// The embedded farm with `extra` coordinator settings.
+    pub fn embedded_with(data_dir: &std::path::Path, workers: usize, chunk_seconds: f64, extra: &[(&'static str, String)]) -> Self {
+        let mut env = vec![
             ("FARM_DATA_DIR", data_dir.display().to_string()),
             ("FARM_WORKERS", workers.to_string()),
             ("FARM_CHUNK_SECONDS", chunk_seconds.to_string()),
         ];
+        env.extend(extra.iter().cloned());
         Self::with_coordinator(env, Vec::new(), Vec::new())
+    }
+
+    /// POSTs `body` with the given content type; returns the status and the JSON body.
+    pub fn submit_as(&self, content_type: &str, body: &str) -> (u16, serde_json::Value) {
+        let r = self.http.post(format!("{}/v1/jobs", self.base)).header("content-type", content_type).body(body.to_string()).send().unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(serde_json::Value::Null))
+    }
+
+    /// DELETEs (cancels) a job; returns the status.
+    pub fn cancel(&self, id: &str) -> u16 {
+        self.http.delete(format!("{}/v1/jobs/{id}", self.base)).send().unwrap().status().as_u16()
     }
 
     fn with_coordinator(mut cenv: Vec<(&'static str, String)>, worker_env: Vec<(&'static str, String)>, workers: Vec<Proc>) -> Self {

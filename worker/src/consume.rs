@@ -81,23 +81,19 @@ pub async fn run(config: ServeConfig, shutdown: CancellationToken) -> anyhow::Re
     if let QueueSource::Memory(queue) = &config.queue {
         return serve(&Link::Memory(queue.clone()), &config, &shutdown).await;
     }
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = farm_service::retry::Backoff::default();
     loop {
         let started = Instant::now();
-        match session(&config, &shutdown).await {
+        let error = match session(&config, &shutdown).await {
             Ok(()) => return Ok(()),
-            Err(e) => {
-                if started.elapsed() > Duration::from_secs(30) {
-                    backoff = Duration::from_millis(500);
-                }
-                tracing::warn!(error = format!("{e:#}"), retry_in = ?backoff, "broker connection lost");
-            }
-        }
+            Err(e) => e,
+        };
+        let wait = backoff.next(started);
+        tracing::warn!(error = format!("{error:#}"), retry_in = ?wait, "broker connection lost");
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.cancelled() => return Ok(()),
         }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 
@@ -372,6 +368,7 @@ impl Drop for IdleAgain {
 /// when review can start: they yield the CPU to it (nice 10).
 fn lower_priority() {
     // On Linux this applies to the calling thread only, and to the threads it starts.
+    // SAFETY: setpriority takes plain integers and changes only this thread's nice value.
     let ret = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
     if ret != 0 {
         tracing::debug!("could not lower the audio task's priority");

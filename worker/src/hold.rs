@@ -54,11 +54,15 @@ impl Placement {
 }
 
 fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data for which all zeros is the empty set; the kernel writes
+    // at most its size into it.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above: `set` is ours and of the size passed.
     let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0;
     if !ok {
         return Vec::new();
     }
+    // SAFETY: `c` stays below CPU_SETSIZE, the set's capacity.
     (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
 }
 

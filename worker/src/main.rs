@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: farm_service::logging::LogArgs,
 }
 
 #[derive(Subcommand)]
@@ -143,16 +145,11 @@ struct TranscodeArgs {
 }
 
 fn main() -> ExitCode {
-    use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let retries = tracing_subscriber::filter::Targets::new().with_target("object_store::client::retry", tracing::Level::INFO);
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter))
-        .with(farm_storage::metrics::StorageRetryCounter.with_filter(retries))
-        .init();
+    let cli = Cli::parse();
+    farm_service::logging::init(cli.log.log_format);
     // FFmpeg's own messages: warnings and worse only.
     ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -248,22 +245,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Calls `first` on the first SIGINT/SIGTERM; exits at once on the second.
-fn on_signals(rt: &tokio::runtime::Runtime, first: impl Fn() + Send + 'static) -> anyhow::Result<()> {
-    let _guard = rt.enter();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+/// The one shutdown path (`farm_service::shutdown`), on `rt`; `first` runs on the first signal.
+fn on_signals(rt: &tokio::runtime::Runtime, first: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
+    let token = rt.block_on(async { farm_service::shutdown::on_signals() })?;
     rt.spawn(async move {
-        for round in 0..2 {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            if round == 1 {
-                eprintln!("second signal: exiting now");
-                std::process::exit(130);
-            }
-            eprintln!("stopping (signal again to exit now)");
-            first();
-        }
+        token.cancelled().await;
+        first();
     });
     Ok(())
 }

@@ -16,8 +16,24 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
-{{- define "farm.secretName" -}}
-{{- default (printf "%s-secrets" (include "farm.fullname" .)) .Values.secrets.existingSecret -}}
+{{/* Secret names: the given existing Secret, or the one the chart makes. */}}
+{{- define "farm.coordinatorSecret" -}}
+{{- default (printf "%s-coordinator" (include "farm.fullname" .)) .Values.secrets.coordinator.existingSecret -}}
+{{- end -}}
+{{- define "farm.workerSecret" -}}
+{{- default (printf "%s-worker" (include "farm.fullname" .)) .Values.secrets.worker.existingSecret -}}
+{{- end -}}
+{{- define "farm.taskKeySecret" -}}
+{{- default (printf "%s-task-key" (include "farm.fullname" .)) .Values.secrets.taskKey.existingSecret -}}
+{{- end -}}
+
+{{/* A secret value: refuses to render when it is empty or still a placeholder. */}}
+{{- define "farm.secretValue" -}}
+{{- $value := index . 0 -}}{{- $name := index . 1 -}}
+{{- if or (not $value) (contains "change-me" $value) -}}
+{{- fail (printf "%s must be set: the chart has no usable default for a credential" $name) -}}
+{{- end -}}
+{{- $value | quote -}}
 {{- end -}}
 
 {{/* Settings both binaries read, from the ConfigMap and the Secret. */}}
@@ -30,12 +46,18 @@ app.kubernetes.io/component: {{ .component }}
   valueFrom: {configMapKeyRef: {name: {{ include "farm.fullname" . }}-settings, key: FARM_S3_REGION}}
 - name: FARM_STORAGE_RETRY_SECONDS
   valueFrom: {configMapKeyRef: {name: {{ include "farm.fullname" . }}-settings, key: FARM_STORAGE_RETRY_SECONDS}}
-- name: AMQP_URL
-  valueFrom: {secretKeyRef: {name: {{ include "farm.secretName" . }}, key: AMQP_URL}}
-- name: AWS_ACCESS_KEY_ID
-  valueFrom: {secretKeyRef: {name: {{ include "farm.secretName" . }}, key: AWS_ACCESS_KEY_ID, optional: true}}
-- name: AWS_SECRET_ACCESS_KEY
-  valueFrom: {secretKeyRef: {name: {{ include "farm.secretName" . }}, key: AWS_SECRET_ACCESS_KEY, optional: true}}
+- name: FARM_TASK_KEY_FILE
+  value: /etc/farm/task-key/task-key
 - name: TMPDIR
   value: /scratch
+{{- end -}}
+
+{{/* A component's own broker and storage credentials; `.secret` names its Secret. */}}
+{{- define "farm.credentials" -}}
+- name: AMQP_URL
+  valueFrom: {secretKeyRef: {name: {{ .secret }}, key: AMQP_URL}}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom: {secretKeyRef: {name: {{ .secret }}, key: AWS_ACCESS_KEY_ID, optional: true}}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom: {secretKeyRef: {name: {{ .secret }}, key: AWS_SECRET_ACCESS_KEY, optional: true}}
 {{- end -}}

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 
 use ffmpeg_next as ffmpeg;
-use ffmpeg::{codec, ffi, frame, Packet, Rational};
+use ffmpeg::{codec, ffi, frame, Packet, Rational, Rescale};
 
 use super::filter::{AudioInput, PictureFilter};
 use crate::error::{Result, TranscodeError};
@@ -68,6 +68,7 @@ pub fn open_audio(source: &Source, tracks: &[usize]) -> Result<(Vec<AudioDecoder
         let fail = |e: ffmpeg::Error| TranscodeError::ffmpeg("opening the audio decoder", "audio", e);
         let s = source.input.stream(index).expect("audio stream");
         let mut ctx = codec::context::Context::from_parameters(s.parameters()).map_err(fail)?;
+        // SAFETY: `ctx` owns its codec context, not yet opened; a plain field write.
         unsafe {
             (*ctx.as_mut_ptr()).pkt_timebase = s.time_base().into();
         }
@@ -127,6 +128,7 @@ pub fn run(
             count: req.threads,
             ..Default::default()
         });
+        // SAFETY: as for the audio decoders above.
         unsafe {
             (*ctx.as_mut_ptr()).pkt_timebase = stream.time_base().into();
         }
@@ -159,6 +161,7 @@ pub fn run(
     for i in 0..source.input.nb_streams() as usize {
         if !used.contains(&i) {
             if let Some(mut stream) = source.input.stream_mut(i) {
+                // SAFETY: `stream` borrows the input mutably; a plain field write before reading.
                 unsafe { (*stream.as_mut_ptr()).discard = ffi::AVDiscard::AVDISCARD_ALL };
             }
         }
@@ -424,9 +427,7 @@ fn drain_audio(a: &mut AudioDecoder, out: &Outputs) -> Result<()> {
                 let ts = frame.timestamp().or(frame.pts()).map(|t| t - a.origin);
                 frame.set_pts(ts);
                 if let Some(pts) = ts {
-                    let length = unsafe {
-                        ffi::av_rescale_q(frame.samples() as i64, Rational(1, frame.rate() as i32).into(), a.time_base.into())
-                    };
+                    let length = (frame.samples() as i64).rescale(Rational(1, frame.rate() as i32), a.time_base);
                     if a.done || pts.saturating_add(length / 2) < a.next {
                         continue; // not wanted, or read again after seeking back
                     }
@@ -445,8 +446,11 @@ fn drain_audio(a: &mut AudioDecoder, out: &Outputs) -> Result<()> {
 
 /// Whether every frame of the codec is a keyframe (FFmpeg's codec descriptor says so).
 fn intra_only(id: codec::Id) -> bool {
-    let descriptor = unsafe { ffi::avcodec_descriptor_get(id.into()) };
-    !descriptor.is_null() && unsafe { (*descriptor).props } & ffi::AV_CODEC_PROP_INTRA_ONLY as i32 != 0
+    // SAFETY: codec descriptors are static; null (unknown codec) is checked before reading.
+    unsafe {
+        let descriptor = ffi::avcodec_descriptor_get(id.into());
+        !descriptor.is_null() && (*descriptor).props & ffi::AV_CODEC_PROP_INTRA_ONLY as i32 != 0
+    }
 }
 
 /// Seeks to a keyframe at least `margin` seconds before `frame`.
@@ -465,6 +469,8 @@ fn seek_before(source: &mut Source, info: &crate::source::SourceInfo, frame: u64
 
 /// A new reference to the same picture buffers (no copy).
 pub fn share(frame: &frame::Video) -> frame::Video {
+    // SAFETY: the new frame is checked for null; av_frame_ref adds a reference to the same
+    // buffers (checked), and `wrap` takes ownership of the new frame, freeing it on drop.
     unsafe {
         let f = ffi::av_frame_alloc();
         assert!(!f.is_null(), "out of memory");
@@ -479,7 +485,7 @@ fn tb(t: (i32, i32)) -> Rational {
 }
 
 fn rescale(v: i64, from: Rational, to: Rational) -> i64 {
-    unsafe { ffi::av_rescale_q(v, from.into(), to.into()) }
+    v.rescale(from, to)
 }
 
 #[cfg(test)]

@@ -55,6 +55,7 @@ pub fn open_h264(
     enc.set_color_primaries(like.color_primaries());
     enc.set_color_transfer_characteristic(like.color_transfer_characteristic());
     enc.set_color_range(ffmpeg::color::Range::MPEG);
+    // SAFETY: `enc` owns its codec context, not yet opened; a plain field write.
     unsafe {
         (*enc.as_mut_ptr()).rc_buffer_size = (rendition.bufsize_kbits * 1000) as i32;
     }
@@ -86,6 +87,8 @@ pub fn open_aac(audio: &AudioSpec) -> Result<encoder::Audio> {
     enc.set_bit_rate(audio.bitrate_kbps as usize * 1000);
     enc.set_time_base(Rational(1, audio.sample_rate as i32));
     enc.set_channel_layout(channel_layout(audio.channels));
+    // SAFETY: `enc` owns its codec context, not yet opened; `ch_layout` is a field of it,
+    // which av_channel_layout_default overwrites whole.
     unsafe {
         let ctx = enc.as_mut_ptr();
         (*ctx).channels = audio.channels as i32;

@@ -7,7 +7,7 @@
 //! ladder's layout and hands on frames of exactly the AAC encoder's frame size.
 
 use ffmpeg_next as ffmpeg;
-use ffmpeg::{ffi, filter, frame, Rational};
+use ffmpeg::{ffi, filter, frame, Rational, Rescale};
 
 use crate::source::SourceInfo;
 
@@ -70,7 +70,7 @@ impl PictureFilter {
         sink.frame(&mut out).ok()?;
         let sink_tb = sink.time_base();
         if let Some(pts) = out.pts() {
-            out.set_pts(Some(unsafe { ffi::av_rescale_q(pts, sink_tb.into(), self.time_base.into()) }));
+            out.set_pts(Some(pts.rescale(sink_tb, self.time_base)));
         }
         Some(out)
     }
@@ -125,9 +125,7 @@ impl AudioMix {
             .enumerate()
             .map(|(i, input)| {
                 let tb = input.time_base;
-                let start = unsafe {
-                    ffi::av_rescale_q(first_pts, Rational(1, sample_rate as i32).into(), tb.into())
-                };
+                let start = first_pts.rescale(Rational(1, sample_rate as i32), tb);
                 format!("[in{i}]atrim=start_pts={start}[t{i}];")
             })
             .collect();
@@ -167,6 +165,8 @@ impl AudioMix {
 }
 
 fn default_layout_name(channels: u32) -> String {
+    // SAFETY: the layout is a local, zeroed as FFmpeg expects before av_channel_layout_default,
+    // freed before return; describe writes at most `buf.len()` bytes, NUL-terminated.
     unsafe {
         let mut layout: ffi::AVChannelLayout = std::mem::zeroed();
         ffi::av_channel_layout_default(&mut layout, channels as i32);
@@ -180,6 +180,8 @@ fn default_layout_name(channels: u32) -> String {
 /// PCM in MOV/MXF often states no channel layout: give it the default for its channel
 /// count, as the filter input was configured.
 fn normalise_layout(frame: &mut frame::Audio) {
+    // SAFETY: `frame` is borrowed mutably, so its AVFrame is ours for the block; the layout is
+    // freed before it is set again.
     unsafe {
         let f = frame.as_mut_ptr();
         let n = (*f).ch_layout.nb_channels;

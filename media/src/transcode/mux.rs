@@ -44,6 +44,7 @@ impl TsMuxer {
             let mut stream = octx.add_stream(ffmpeg::encoder::find(codec::Id::None))?;
             stream.set_parameters(params.clone());
             stream.set_time_base(codec_tb);
+            // SAFETY: the stream was just added to `octx`, which owns it and its codecpar.
             unsafe {
                 // Encoder-side tags mean nothing to the muxer.
                 (*(*stream.as_mut_ptr()).codecpar).codec_tag = 0;
@@ -56,6 +57,8 @@ impl TsMuxer {
 
     /// Bytes muxed so far, counting what is still in FFmpeg's I/O buffer.
     pub fn position(&mut self) -> u64 {
+        // SAFETY: the header is written, so `pb` is the open custom I/O context; seeking by 0
+        // from the current position only reports it.
         unsafe { ffi::avio_seek((*self.octx.as_mut_ptr()).pb, 0, libc_seek_cur()).max(0) as u64 }
     }
 

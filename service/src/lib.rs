@@ -1,0 +1,9 @@
+//! What every farm binary does at start and stop.
+//!
+//! - [`logging`]: plain text on a terminal, no colour codes in files, JSON for Kubernetes;
+//! - [`shutdown`]: the first SIGTERM or Ctrl-C starts a graceful stop, a second exits at once;
+//! - [`retry`]: the one backoff for reconnecting loops (broker sessions, event streams).
+
+pub mod logging;
+pub mod retry;
+pub mod shutdown;
