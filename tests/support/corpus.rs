@@ -39,6 +39,15 @@ fn cut(name: &'static str, data: &[u8], fraction: f64, expected: &'static str) -
     Hostile { name, path: write(name, &data[..len]), expected }
 }
 
+/// A small H.264 stream whose pictures become 8192x4400 (over the 8192x4320 limit) after
+/// 2 s: the header the probe reads says 320x180, so only the decoder's own limit stops it.
+fn grows_mid_stream() -> Hostile {
+    let small = make("grow-small.ts", &["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "mpegts"]).unwrap();
+    let big = make("grow-big.ts", &["-f", "lavfi", "-i", "color=size=8192x4400:rate=25:duration=1", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-output_ts_offset", "2", "-f", "mpegts"]).unwrap();
+    let data = [std::fs::read(small).unwrap(), std::fs::read(big).unwrap()].concat();
+    Hostile { name: "picture grows past 8K mid-stream", path: write("grows.ts", &data), expected: "could not be decoded" }
+}
+
 /// With `overwrite` bytes of noise laid over the middle of the file.
 fn corrupt(name: &'static str, data: &[u8], at: f64, overwrite: usize, expected: &'static str) -> Hostile {
     let mut data = data.to_vec();
@@ -124,6 +133,7 @@ pub fn corpus() -> Vec<Hostile> {
             &["-f", "lavfi", "-i", "color=size=8192x8192:rate=25:duration=0.2", "-c:v", "mjpeg", "-q:v", "31", "-pix_fmt", "yuvj420p", "-f", "mov"],
             "more than the",
         ),
+        grows_mid_stream(),
         made("1000 fps", "1000fps.mov", &["-f", "lavfi", "-i", "testsrc2=size=64x64:rate=1000:duration=0.1", "-c:v", "libx264", "-preset", "ultrafast", "-f", "mov"], "is outside 1..240 fps"),
         made("one frame every 10 s", "slow.mov", &["-f", "lavfi", "-i", "testsrc2=size=64x64:rate=1/10:duration=30", "-c:v", "libx264", "-preset", "ultrafast", "-f", "mov"], "is outside 1..240 fps"),
     ];

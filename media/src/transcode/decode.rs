@@ -128,9 +128,12 @@ pub fn run(
             count: req.threads,
             ..Default::default()
         });
-        // SAFETY: as for the audio decoders above.
+        // SAFETY: as for the audio decoders above. `max_pixels` makes the decoder refuse a
+        // picture over the probe's limit before allocating it: a stream may change size
+        // mid-way (new SPS), past what its header declared.
         unsafe {
             (*ctx.as_mut_ptr()).pkt_timebase = stream.time_base().into();
+            (*ctx.as_mut_ptr()).max_pixels = crate::source::MAX_PIXELS;
         }
         ctx.decoder().video().map_err(decoder_err)?
     };
