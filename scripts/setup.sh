@@ -41,3 +41,11 @@ farm_install_chart_tools() {
     (cd tests/chart && npm ci --no-audit --no-fund --silent)
   fi
 }
+
+# The API's contract checks: the OpenAPI validator and the property-based tester (PyPI).
+farm_install_api_tools() {
+  if ! command -v schemathesis >/dev/null || ! command -v openapi-spec-validator >/dev/null; then
+    echo "installing API checkers (PyPI openapi-spec-validator, schemathesis)"
+    python3 -m pip install -q --disable-pip-version-check openapi-spec-validator==0.9.0 schemathesis==4.32.5
+  fi
+}

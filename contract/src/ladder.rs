@@ -34,23 +34,30 @@ pub enum LadderError {
     Parse(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A review ladder; everything but `video` has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ladder {
     #[serde(default = "default_version")]
+    #[schema(minimum = 1, maximum = 1)]
     pub version: u32,
     /// Target segment length. Apple's authoring spec recommends 6 s.
     #[serde(default = "default_segment_seconds")]
+    #[schema(minimum = 1.0, maximum = 60.0)]
     pub segment_seconds: f64,
     /// Keyframe interval inside a segment; must divide `segment_seconds`.
     #[serde(default = "default_gop_seconds")]
+    #[schema(minimum = 0.5, maximum = 60.0)]
     pub gop_seconds: f64,
     /// Shorter segments at the start, so that review starts sooner: the first
     /// `lead_segments` are `lead_seconds` long, the rest `segment_seconds`. 0 turns it off.
     #[serde(default = "default_lead_segments")]
+    #[schema(minimum = 0, maximum = 10)]
     pub lead_segments: u32,
     #[serde(default = "default_lead_seconds")]
+    #[schema(minimum = 1.0, maximum = 60.0)]
     pub lead_seconds: f64,
+    #[schema(min_items = 1)]
     pub video: Vec<VideoRung>,
     #[serde(default)]
     pub audio: AudioSpec,
@@ -58,14 +65,18 @@ pub struct Ladder {
     pub x264: X264Settings,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VideoRung {
-    /// Used as the rendition's folder name: letters, digits, `-` and `_` only.
+    /// Used as the rendition's folder name: letters, digits, `-` and `_` only, not `audio`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,32}$")]
     pub name: String,
     /// Bounding box for landscape sources; portrait sources use it turned by 90 degrees.
+    #[schema(minimum = 16, maximum = 8192)]
     pub width: u32,
+    #[schema(minimum = 16, maximum = 8192)]
     pub height: u32,
+    #[schema(minimum = 50, maximum = 100000)]
     pub bitrate_kbps: u32,
     /// VBV peak rate; default 110 % of `bitrate_kbps`.
     #[serde(default)]
@@ -75,24 +86,31 @@ pub struct VideoRung {
     pub bufsize_kbits: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AudioSpec {
     #[serde(default = "default_audio_bitrate")]
+    #[schema(minimum = 32, maximum = 512)]
     pub bitrate_kbps: u32,
+    /// 32000, 44100 or 48000.
     #[serde(default = "default_sample_rate")]
+    #[schema(minimum = 32000, maximum = 48000)]
     pub sample_rate: u32,
     /// Output channels: 1 or 2. Sources with more are down-mixed.
     #[serde(default = "default_channels")]
+    #[schema(minimum = 1, maximum = 2)]
     pub channels: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct X264Settings {
+    /// An x264 preset the farm allows (`FARM_ALLOWED_PRESETS`).
     #[serde(default = "default_preset")]
+    #[schema(pattern = "^(ultrafast|superfast|veryfast|faster|fast|medium|slow|slower|veryslow|placebo)$")]
     pub preset: String,
     #[serde(default = "default_profile")]
+    #[schema(pattern = "^(baseline|main|high)$")]
     pub profile: String,
 }
 

@@ -23,16 +23,21 @@ use crate::live::JobPlan;
 use crate::probe::ProbeError;
 use crate::split;
 
-#[derive(Debug, Deserialize)]
+/// A job: a source, where its ladder goes, and how.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
+    /// `s3://bucket/key` or a path the workers can read, inside `FARM_ALLOWED_SOURCES`.
     pub source: String,
+    /// `s3://bucket/prefix` or a folder, inside `FARM_ALLOWED_OUTPUTS`.
     pub output: String,
     #[serde(default)]
     pub ladder: Option<Ladder>,
     #[serde(default)]
     pub priority: Option<Priority>,
+    /// The same key again answers the job it made (1 to 200 characters).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     pub idempotency_key: Option<String>,
 }
 

@@ -45,7 +45,7 @@ pub fn router(state: Shared) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), authorise));
     Router::new()
         .merge(guarded)
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(state.clone(), measure))
@@ -111,8 +111,20 @@ pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
     }
+}
+
+/// Every error answer: what was wrong, with which input.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// An extractor's refusal (a body over 64 KiB, a malformed query) as a JSON error.
+fn rejected(r: impl IntoResponse + std::fmt::Display) -> ApiError {
+    let message = r.to_string();
+    ApiError(r.into_response().status(), message)
 }
 
 pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
@@ -124,16 +136,18 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     #[serde(flatten)]
     pub job: Job,
+    /// 0 to 1.
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub progress: f64,
     pub eta_seconds: Option<f64>,
     pub tasks: Vec<TaskView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TaskView {
     #[serde(flatten)]
     pub task: Task,
@@ -163,7 +177,22 @@ async fn view(store: &Store, job: Job) -> Result<JobView, ApiError> {
     Ok(JobView { job, progress, eta_seconds, tasks })
 }
 
-async fn create_job(AxState(app): AxState<Shared>, headers: axum::http::HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+/// Submits a job: stored and its tasks confirmed by the broker before the answer.
+#[utoipa::path(post, path = "/v1/jobs", request_body(content = crate::accept::JobRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "accepted", body = JobView),
+        (status = 200, description = "the job of a repeated idempotency key", body = JobView),
+        (status = 400, description = "malformed request, ladder or location", body = ErrorBody),
+        (status = 401, description = "no or a wrong bearer token", body = ErrorBody),
+        (status = 403, description = "source or output outside the allowed locations", body = ErrorBody),
+        (status = 409, description = "a live job writes the same output", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "not application/json", body = ErrorBody),
+        (status = 422, description = "source not usable media, or over a limit", body = ErrorBody),
+        (status = 503, description = "storage or broker unavailable: nothing accepted", body = ErrorBody),
+    ), security(("bearer" = [])))]
+async fn create_job(AxState(app): AxState<Shared>, headers: axum::http::HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<Response, ApiError> {
+    let body = body.map_err(rejected)?;
     let content_type = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let result = create(&app, content_type, &body).await;
     if matches!(&result, Err(ApiError(code, _)) if code.is_client_error()) {
@@ -210,20 +239,41 @@ fn new_id(now: i64) -> String {
     format!("j{now:012x}{process:08x}{:06x}", SEQ.fetch_add(1, Ordering::Relaxed) & 0xff_ffff)
 }
 
+/// A job's state, progress, tasks and master playlist.
+#[utoipa::path(get, path = "/v1/jobs/{id}", params(("id" = String, Path, description = "job id")),
+    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
 async fn get_job(AxState(app): AxState<Shared>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
     let job = app.store.job(&id).await.map_err(internal)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id}")))?;
     Ok(Json(view(&app.store, job).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only jobs in this state: queued, running, succeeded, failed, cancelled.
     state: Option<String>,
+    /// Jobs per page, 1 to 500 (50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// `next_cursor` of the page before.
     cursor: Option<String>,
 }
 
-async fn list_jobs(AxState(app): AxState<Shared>, Query(q): Query<ListQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+/// A page of jobs, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<Job>,
+    pub next_cursor: Option<String>,
+}
+
+/// Jobs, a page at a time.
+#[utoipa::path(get, path = "/v1/jobs", params(ListQuery),
+    responses((status = 200, body = JobList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_jobs(AxState(app): AxState<Shared>, q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<JobList>, ApiError> {
+    let Query(q) = q.map_err(rejected)?;
     let state = match q.state.as_deref() {
         None | Some("") => None,
         Some(s) => Some(State::parse(s).ok_or_else(|| bad(format!("unknown state {s:?}")))?),
@@ -234,9 +284,15 @@ async fn list_jobs(AxState(app): AxState<Shared>, Query(q): Query<ListQuery>) ->
     }
     let jobs = app.store.jobs(state, q.cursor.as_deref(), limit).await.map_err(internal)?;
     let next = (jobs.len() as i64 == limit).then(|| jobs.last().map(|j| j.id.clone())).flatten();
-    Ok(Json(json!({ "jobs": jobs, "next_cursor": next })))
+    Ok(Json(JobList { jobs, next_cursor: next }))
 }
 
+/// Cancels a job: its tasks are dropped, no playlist is written after.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", params(("id" = String, Path, description = "job id")),
+    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "the job has already ended", body = ErrorBody),
+        (status = 503, description = "cancelled, but workers cannot be told yet", body = ErrorBody)),
+    security(("bearer" = [])))]
 async fn cancel_job(AxState(app): AxState<Shared>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
     let job = app.store.job(&id).await.map_err(internal)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id}")))?;
     if job.state.is_final() {
@@ -263,13 +319,29 @@ async fn cancel_job(AxState(app): AxState<Shared>, Path(id): Path<String>) -> Re
     Ok(Json(view(&app.store, job).await?))
 }
 
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, content_type = "text/plain", body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when the database and the broker answer.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 async fn ready(AxState(app): AxState<Shared>) -> Response {
     let db = app.store.ping().await.is_ok();
     let broker = app.broker.connected().await;
     let code = if db && broker { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(json!({ "database": db, "broker": broker }))).into_response()
+    (code, Json(Readiness { database: db, broker })).into_response()
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    pub database: bool,
+    pub broker: bool,
+}
+
+/// Prometheus metrics, text format.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics(AxState(app): AxState<Shared>) -> Response {
     let queues = app.broker.queue_stats().await;
     let unacked = match &app.config.rabbitmq_management_url {

@@ -1,75 +1,52 @@
-//! The OpenAPI document served at `/openapi.json`.
+//! The OpenAPI document served at `/openapi.json`, derived from the request and response
+//! types and the handlers' `#[utoipa::path]` annotations (OpenAPI 3.1), so it cannot drift
+//! from what the API does. It is validated and property-tested against the running
+//! coordinator in the test suite (`tests/e2e/api_contract.rs`).
 
-use serde_json::{json, Value};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
-pub fn document() -> Value {
-    let error = json!({"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]});
-    let job = json!({
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
-            "source": {"type": "string"}, "output": {"type": "string"},
-            "priority": {"type": "string", "enum": ["high", "normal"]},
-            "idempotency_key": {"type": ["string", "null"]},
-            "error": {"type": ["string", "null"], "description": "what was wrong with which input"},
-            "master_playlist": {"type": ["string", "null"]},
-            "progress": {"type": "number", "minimum": 0, "maximum": 1},
-            "eta_seconds": {"type": ["number", "null"]},
-            "created_ms": {"type": "integer"}, "updated_ms": {"type": "integer"},
-            "tasks": {"type": "array", "items": {"type": "object", "properties": {
-                "id": {"type": "string"}, "part": {"type": "object", "description": "kind video: a chunk {start, end (null: to the end), audio (it writes the audio segments of its range too)}; kind audio: the whole-source audio task of jobs split before task schema 3"}, "state": {"type": "string"},
-                "frames_done": {"type": "integer"}, "frames_total": {"type": ["integer", "null"]},
-                "progress": {"type": "number"}, "error": {"type": ["string", "null"]}}}}
+use crate::api;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "HLS review farm coordinator",
+        description = "Jobs in (camera originals to an HLS review ladder), job state out. Every route but /healthz, /readyz and /metrics needs `Authorization: Bearer <FARM_API_TOKEN>`."
+    ),
+    paths(api::create_job, api::list_jobs, api::get_job, api::cancel_job, api::healthz, api::ready, api::metrics),
+    components(schemas(crate::accept::JobRequest, api::JobView, api::TaskView, api::JobList, api::ErrorBody, api::Readiness)),
+    modifiers(&BearerToken)
+)]
+struct ApiDoc;
+
+/// The `bearer` security scheme the paths name.
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_names_every_route_and_its_security() {
+        let doc = serde_json::to_value(document()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        for (path, method) in [("/v1/jobs", "post"), ("/v1/jobs", "get"), ("/v1/jobs/{id}", "get"), ("/v1/jobs/{id}", "delete"), ("/readyz", "get")] {
+            assert!(doc["paths"][path][method].is_object(), "{method} {path}");
         }
-    });
-    let request = json!({
-        "type": "object", "additionalProperties": false, "required": ["source", "output"],
-        "properties": {
-            "source": {"type": "string", "description": "s3://bucket/key or a path the workers can read"},
-            "output": {"type": "string", "description": "s3://bucket/prefix or a folder"},
-            "ladder": {"type": "object", "description": "a ladder (see the README); default: the review ladder"},
-            "priority": {"type": "string", "enum": ["high", "normal"], "default": "normal"},
-            "idempotency_key": {"type": "string", "maxLength": 200}
-        }
-    });
-    let err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
-    let job_ok = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}});
-    json!({
-        "openapi": "3.0.3",
-        "info": {"title": "HLS review farm coordinator", "version": env!("CARGO_PKG_VERSION")},
-        "paths": {
-            "/v1/jobs": {
-                "post": {
-                    "summary": "Submit a transcode job",
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
-                    "responses": {
-                        "201": job_ok("accepted: stored, and every task confirmed by the broker"),
-                        "200": job_ok("the job already submitted with this idempotency key"),
-                        "400": err("malformed request"), "403": err("source or output outside the allowed locations"),
-                        "413": err("request body too large"), "422": err("the source cannot be used (missing, not media...)"),
-                        "503": err("the broker is unavailable")
-                    }
-                },
-                "get": {
-                    "summary": "List jobs",
-                    "parameters": [
-                        {"name": "state", "in": "query", "schema": {"type": "string"}},
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
-                        {"name": "cursor", "in": "query", "schema": {"type": "string"}}
-                    ],
-                    "responses": {"200": {"description": "a page of jobs and next_cursor"}, "400": err("bad query")}
-                }
-            },
-            "/v1/jobs/{id}": {
-                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
-                "get": {"summary": "A job's state, progress and tasks", "responses": {"200": job_ok("the job"), "404": err("no such job")}},
-                "delete": {"summary": "Cancel a job", "responses": {"200": job_ok("cancelled"), "404": err("no such job"), "409": err("already final")}}
-            },
-            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
-            "/readyz": {"get": {"summary": "Database and broker reachable", "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}}
-        },
-        "components": {"schemas": {"Job": job, "JobRequest": request, "Error": error}}
-    })
+        assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+        assert_eq!(doc["paths"]["/v1/jobs"]["post"]["security"][0]["bearer"], serde_json::json!([]));
+        assert!(doc["components"]["schemas"]["Ladder"].is_object());
+    }
 }
