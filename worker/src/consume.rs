@@ -10,31 +10,29 @@
 //! cancelled (the coordinator's marker under the output) is stopped and dropped.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use farm_contract::manifest::SegmentRecord;
 use farm_contract::signature::HEADER_SIGNATURE;
-use farm_contract::task::{Priority, TaskEvent, TaskEventKind, TaskMessage, TaskPart, cancel_marker};
+use farm_contract::task::{cancel_marker, Priority, TaskEventKind, TaskMessage};
 use farm_queue::memory::{self as memqueue, MemoryQueue};
-use farm_queue::{dead_letter, declare, publish_confirmed, Topology};
+use farm_queue::{dead_letter, declare, Topology};
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicQosOptions,
     ConfirmSelectOptions,
 };
 use lapin::types::AMQPValue;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::ack::{self, Disposition};
 use farm_media::TranscodeError;
-use crate::hold;
-use farm_media::job::{self, Part, Task};
-use farm_media::progress::Progress;
-use farm_storage::{self as storage, S3Settings};
+use crate::events::Events;
+use crate::run::watch_cancellation;
+use farm_storage::S3Settings;
 
 /// Where tasks come from: RabbitMQ, or the embedded farm's in-process queue.
 #[derive(Clone)]
@@ -111,7 +109,7 @@ async fn session(config: &ServeConfig, shutdown: &CancellationToken) -> anyhow::
 
 /// A live link to the queue: a RabbitMQ channel or the in-process queue.
 #[derive(Clone)]
-enum Link {
+pub(crate) enum Link {
     Amqp(Channel),
     Memory(Arc<MemoryQueue>),
 }
@@ -245,7 +243,6 @@ async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown:
         }
     };
     let attempt = incoming.attempt();
-    let part = task.part.kind();
     crate::metrics::BUSY.set(1);
     let _idle_again = IdleAgain;
     let started = Instant::now();
@@ -257,79 +254,35 @@ async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown:
     let cancel = Arc::new(AtomicBool::new(false));
     let job_cancelled = Arc::new(AtomicBool::new(false));
     let watcher = tokio::spawn(watch_cancellation(task.output.clone(), cancel_marker(&task.job_id), config.s3.clone(), cancel.clone(), job_cancelled.clone()));
-    let outcome = {
-        let (config_, cancel_, task_, events_) = (config.clone(), cancel.clone(), task.clone(), events.clone());
-        let rt = Handle::current();
-        // A thread of its own rather than the blocking pool: a later chunk lowers its
-        // priority (threads it starts inherit it), and that must not outlive the task.
-        let (done, mut work) = tokio::sync::oneshot::channel();
-        // Review starts with the job's first segments: the task that opens the timeline
-        // runs at normal priority; later chunks (and the audio task of jobs split before
-        // schema 3) yield the CPU to it when they share a machine (measured: an audio task
-        // at normal priority made a 300 s job playable 2.7 s later), and wait for the job
-        // to be playable before they start (see `hold`). Total work is unchanged.
-        let background = match task.part {
-            TaskPart::Whole => false,
-            TaskPart::Video { start, .. } => start > 0.0,
-            TaskPart::Audio => true,
-        };
-        std::thread::Builder::new()
-            .name(format!("task-{}", task.task_id))
-            .spawn(move || {
-                if background {
-                    lower_priority();
-                }
-                let _ = done.send(run_task(&task_, &config_, &events_, &cancel_, rt));
-            })
-            .context("starting the task thread")?;
-        tokio::select! {
-            joined = &mut work => joined,
-            idle = config.heartbeat.stall(config.stall), if !config.stall.is_zero() => {
-                tracing::warn!(task_id = %task.task_id, idle = ?idle, "task stalled: no frame advanced; stopping it");
-                cancel.store(true, Ordering::SeqCst);
-                match work.await {
-                    Ok(Ok(())) => Ok(Ok(())),
-                    _ => Ok(Err(TranscodeError::Stalled { seconds: idle.as_secs() })),
-                }
-            }
-            _ = tokio::time::sleep(config.task_deadline) => {
-                tracing::warn!(task_id = %task.task_id, deadline = ?config.task_deadline, "task past its deadline: stopping it");
-                cancel.store(true, Ordering::SeqCst);
-                match work.await {
-                    Ok(Ok(())) => Ok(Ok(())), // it finished as it was being stopped
-                    _ => Ok(Err(TranscodeError::Deadline { seconds: config.task_deadline.as_secs() })),
-                }
-            }
-            _ = shutdown.cancelled() => {
-                crate::metrics::DRAINING.set(1);
-                tracing::info!(drain = ?config.drain, "shutting down: letting the task in hand finish");
-                match tokio::time::timeout(config.drain, &mut work).await {
-                    Ok(joined) => joined,
-                    Err(_) => {
-                        cancel.store(true, Ordering::SeqCst);
-                        work.await
-                    }
-                }
-            }
-        }
-    }
-    .unwrap_or_else(|_| Err(TranscodeError::Panicked { stage: "task".into(), message: "the task thread ended without a result".into() }));
+    let outcome = crate::run::supervise(&task, config, &events, &cancel, shutdown).await?;
     watcher.abort();
     config.heartbeat.stop();
+    settle(link, incoming, config, &task, &events, outcome, Settle { attempt, started, job_cancelled: job_cancelled.load(Ordering::SeqCst) }).await
+}
 
-    crate::metrics::TASK_SECONDS.with_label_values(&[part]).observe(started.elapsed().as_secs_f64());
+/// What is known of a task once it ran.
+struct Settle {
+    attempt: u32,
+    started: Instant,
+    job_cancelled: bool,
+}
+
+/// Counts the outcome and does what [`ack::decide`] says with the message.
+async fn settle(link: &Link, incoming: Incoming, config: &ServeConfig, task: &TaskMessage, events: &Events, outcome: Result<(), TranscodeError>, done: Settle) -> anyhow::Result<()> {
+    let part = task.part.kind();
+    crate::metrics::TASK_SECONDS.with_label_values(&[part]).observe(done.started.elapsed().as_secs_f64());
     if let Err(e) = &outcome {
         if !matches!(e, TranscodeError::Cancelled) {
             crate::metrics::FAILURES.with_label_values(&[crate::metrics::failure_kind(e)]).inc();
         }
     }
-    if job_cancelled.load(Ordering::SeqCst) {
+    if done.job_cancelled {
         crate::metrics::TASKS.with_label_values(&[part, "cancelled"]).inc();
         tracing::info!(job_id = %task.job_id, task_id = %task.task_id, "job cancelled: task dropped");
         link.ack(incoming).await?;
         return Ok(());
     }
-    match ack::decide(&outcome, attempt) {
+    match ack::decide(&outcome, done.attempt) {
         Disposition::Ack => {
             events.outcome(TaskEventKind::Succeeded, None).await?;
             link.ack(incoming).await?;
@@ -364,163 +317,3 @@ impl Drop for IdleAgain {
     }
 }
 
-/// Audio and later chunks run beside the first video chunk, whose first segment decides
-/// when review can start: they yield the CPU to it (nice 10).
-fn lower_priority() {
-    // On Linux this applies to the calling thread only, and to the threads it starts.
-    // SAFETY: setpriority takes plain integers and changes only this thread's nice value.
-    let ret = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
-    if ret != 0 {
-        tracing::debug!("could not lower the audio task's priority");
-    }
-}
-
-/// Sets both flags when the job's cancel marker appears (checked at once, then every 2 s).
-async fn watch_cancellation(output: String, marker: String, s3: S3Settings, cancel: Arc<AtomicBool>, job_cancelled: Arc<AtomicBool>) {
-    let rt = Handle::current();
-    let sink = match tokio::task::spawn_blocking(move || storage::open_sink(&output, &s3, &rt)).await {
-        Ok(Ok(sink)) => Arc::new(sink),
-        _ => return, // the task itself will report the bad output
-    };
-    loop {
-        let (probe, key) = (sink.clone(), marker.clone());
-        let marked = tokio::task::spawn_blocking(move || probe.get(&key).is_ok()).await.unwrap_or(false);
-        if marked {
-            job_cancelled.store(true, Ordering::SeqCst);
-            cancel.store(true, Ordering::SeqCst);
-            return;
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-}
-
-fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &AtomicBool, rt: Handle) -> Result<(), TranscodeError> {
-    let bad_location = |e: storage::LocationError| TranscodeError::Unsupported { path: task.source.clone(), detail: e.to_string() };
-    let source = storage::open_source(&task.source, &config.s3, &rt).map_err(bad_location)?;
-    let sink = storage::open_sink(&task.output, &config.s3, &rt).map_err(|e| match e {
-        storage::OpenError::Location(e) => TranscodeError::Unsupported { path: task.output.clone(), detail: e.to_string() },
-        storage::OpenError::Io(source) => TranscodeError::Output { key: task.output.clone(), source },
-    })?;
-    let job_task = Task {
-        source,
-        ladder: task.ladder.clone(),
-        part: match task.part {
-            TaskPart::Whole => Part::Whole,
-            TaskPart::Video { start, end, audio } => Part::Video { start, end, audio },
-            TaskPart::Audio => Part::Audio,
-        },
-        x264_threads: config.x264_threads,
-        decode_threads: config.decode_threads,
-        publish: false,
-        job_id: Some(task.job_id.clone()),
-    };
-    match task.part {
-        TaskPart::Video { start: 0.0, .. } => hold::mark_first_chunk(sink.as_ref()),
-        TaskPart::Video { .. } if !config.hold.is_zero() => {
-            hold::PlayableGate { sink: sink.as_ref(), cancel, limit: config.hold }.wait();
-        }
-        _ => {}
-    }
-    let progress = EventProgress { events: events.clone(), last: Mutex::new(None), heartbeat: config.heartbeat.clone() };
-    let outcome = job::run(&job_task, sink.as_ref(), &progress, cancel)?;
-    let fetched = outcome.source_read.unwrap_or_default();
-    tracing::info!(
-        task_id = %task.task_id,
-        frames = outcome.frames,
-        segments = outcome.segments,
-        source_bytes = outcome.source_size,
-        fetched_requests = fetched.requests,
-        fetched_bytes = fetched.bytes,
-        "task encoded"
-    );
-    Ok(())
-}
-
-#[derive(Clone)]
-struct Events {
-    link: Link,
-    topology: Topology,
-    task: TaskMessage,
-    rt: Handle,
-}
-
-impl Events {
-    fn payload(&self, kind: TaskEventKind, frames_done: u64, frames_total: Option<u64>, error: Option<String>) -> Vec<u8> {
-        let event = TaskEvent {
-            job_id: self.task.job_id.clone(),
-            task_id: self.task.task_id.clone(),
-            kind,
-            frames_done,
-            frames_total,
-            error,
-        };
-        serde_json::to_vec(&event).expect("events serialise")
-    }
-
-    /// Progress is for watchers (the coordinator, dashboards): sent without waiting.
-    fn publish(&self, kind: TaskEventKind, frames_done: u64, frames_total: Option<u64>, error: Option<String>) {
-        let payload = self.payload(kind, frames_done, frames_total, error);
-        let channel = match &self.link {
-            Link::Memory(q) => return q.event(kind.routing_key(), payload),
-            Link::Amqp(channel) => channel.clone(),
-        };
-        let exchange = self.topology.events_exchange();
-        self.rt.spawn(async move {
-            let published = channel
-                .basic_publish(
-                    exchange.as_str().into(),
-                    kind.routing_key().into(),
-                    BasicPublishOptions::default(),
-                    &payload,
-                    BasicProperties::default().with_content_type("application/json".into()),
-                )
-                .await;
-            if let Err(e) = published {
-                tracing::debug!(error = %e, "could not publish a task event");
-            }
-        });
-    }
-
-    /// An outcome must reach the coordinator before the task is acknowledged: waits for
-    /// the broker's confirm. If it fails, the task is not acknowledged and runs again.
-    async fn outcome(&self, kind: TaskEventKind, error: Option<String>) -> anyhow::Result<()> {
-        let payload = self.payload(kind, 0, None, error);
-        let channel = match &self.link {
-            Link::Memory(q) => {
-                q.event(kind.routing_key(), payload);
-                return Ok(());
-            }
-            Link::Amqp(channel) => channel,
-        };
-        let properties = BasicProperties::default().with_content_type("application/json".into());
-        Ok(publish_confirmed(channel, &self.topology.events_exchange(), kind.routing_key(), false, &payload, properties).await?)
-    }
-}
-
-/// Publishes `task.progress` every 2 s at most, and `task.segment` for every segment.
-struct EventProgress {
-    events: Events,
-    last: Mutex<Option<Instant>>,
-    heartbeat: Arc<crate::watchdog::Heartbeat>,
-}
-
-impl Progress for EventProgress {
-    fn frames(&self, done: u64, total: Option<u64>) {
-        // Only progress that advances is reported: the coordinator takes a task without
-        // reports for stalled, and a stuck pipeline repeats its last count.
-        if !self.heartbeat.frames(done) {
-            return;
-        }
-        let mut last = self.last.lock().expect("progress lock");
-        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
-            return;
-        }
-        *last = Some(Instant::now());
-        self.events.publish(TaskEventKind::Progress, done, total, None);
-    }
-
-    fn segment(&self, _record: &SegmentRecord) {
-        self.heartbeat.beat();
-        self.events.publish(TaskEventKind::Segment, 0, None, None);
-    }
-}

@@ -4,6 +4,8 @@
 //! - [`consume`]: take tasks from RabbitMQ (rush queue first) or the embedded farm's
 //!   in-process queue, run them, [`ack`] the outcome;
 //! - [`admit`]: verify the coordinator's signature and the allow-lists before running anything;
+//! - [`run`]: the task on its own thread, stopped on a stall, its deadline or a drain;
+//!   [`events`]: `task.*` events and progress for the coordinator;
 //! - [`hold`]: a later chunk waits until its job is playable when it shares CPUs with the first;
 //! - the task itself runs in `farm_media::job` (open the source, transcode, part manifest),
 //!   writing through `farm_storage`'s sinks;
@@ -13,6 +15,8 @@
 pub mod ack;
 pub mod admit;
 pub mod consume;
+pub mod events;
 pub mod hold;
 pub mod metrics;
+pub mod run;
 pub mod watchdog;

@@ -1,0 +1,155 @@
+//! Running one admitted task: on a thread of its own (a later chunk lowers its priority,
+//! which must not outlive the task), watched for its job's cancel marker, and stopped when
+//! it stalls, passes its deadline or outlives the drain after shutdown.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use farm_contract::task::{TaskMessage, TaskPart};
+use farm_media::job::{self, Part, Task};
+use farm_media::TranscodeError;
+use farm_storage::{self as storage, S3Settings};
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use crate::consume::ServeConfig;
+use crate::events::{EventProgress, Events};
+use crate::hold;
+
+/// Runs `task` on a thread of its own and waits for it, stopping it (the pipeline's own
+/// cancellation flag) when it stalls, passes its deadline, or outlives the drain after
+/// `shutdown`.
+pub(crate) async fn supervise(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &Arc<AtomicBool>, shutdown: &CancellationToken) -> anyhow::Result<Result<(), TranscodeError>> {
+    let outcome = {
+        let (config_, cancel_, task_, events_) = (config.clone(), cancel.clone(), task.clone(), events.clone());
+        let rt = Handle::current();
+        // A thread of its own rather than the blocking pool: a later chunk lowers its
+        // priority (threads it starts inherit it), and that must not outlive the task.
+        let (done, mut work) = tokio::sync::oneshot::channel();
+        // Review starts with the job's first segments: the task that opens the timeline
+        // runs at normal priority; later chunks (and the audio task of jobs split before
+        // schema 3) yield the CPU to it when they share a machine (measured: an audio task
+        // at normal priority made a 300 s job playable 2.7 s later), and wait for the job
+        // to be playable before they start (see `hold`). Total work is unchanged.
+        let background = match task.part {
+            TaskPart::Whole => false,
+            TaskPart::Video { start, .. } => start > 0.0,
+            TaskPart::Audio => true,
+        };
+        std::thread::Builder::new()
+            .name(format!("task-{}", task.task_id))
+            .spawn(move || {
+                if background {
+                    lower_priority();
+                }
+                let _ = done.send(run_task(&task_, &config_, &events_, &cancel_, rt));
+            })
+            .context("starting the task thread")?;
+        tokio::select! {
+            joined = &mut work => joined,
+            idle = config.heartbeat.stall(config.stall), if !config.stall.is_zero() => {
+                tracing::warn!(task_id = %task.task_id, idle = ?idle, "task stalled: no frame advanced; stopping it");
+                cancel.store(true, Ordering::SeqCst);
+                match work.await {
+                    Ok(Ok(())) => Ok(Ok(())),
+                    _ => Ok(Err(TranscodeError::Stalled { seconds: idle.as_secs() })),
+                }
+            }
+            _ = tokio::time::sleep(config.task_deadline) => {
+                tracing::warn!(task_id = %task.task_id, deadline = ?config.task_deadline, "task past its deadline: stopping it");
+                cancel.store(true, Ordering::SeqCst);
+                match work.await {
+                    Ok(Ok(())) => Ok(Ok(())), // it finished as it was being stopped
+                    _ => Ok(Err(TranscodeError::Deadline { seconds: config.task_deadline.as_secs() })),
+                }
+            }
+            _ = shutdown.cancelled() => {
+                crate::metrics::DRAINING.set(1);
+                tracing::info!(drain = ?config.drain, "shutting down: letting the task in hand finish");
+                match tokio::time::timeout(config.drain, &mut work).await {
+                    Ok(joined) => joined,
+                    Err(_) => {
+                        cancel.store(true, Ordering::SeqCst);
+                        work.await
+                    }
+                }
+            }
+        }
+    };
+    Ok(outcome.unwrap_or_else(|_| Err(TranscodeError::Panicked { stage: "task".into(), message: "the task thread ended without a result".into() })))
+}
+
+/// Audio and later chunks run beside the first video chunk, whose first segment decides
+/// when review can start: they yield the CPU to it (nice 10).
+fn lower_priority() {
+    // On Linux this applies to the calling thread only, and to the threads it starts.
+    // SAFETY: setpriority takes plain integers and changes only this thread's nice value.
+    let ret = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+    if ret != 0 {
+        tracing::debug!("could not lower the audio task's priority");
+    }
+}
+
+/// Sets both flags when the job's cancel marker appears (checked at once, then every 2 s).
+pub(crate) async fn watch_cancellation(output: String, marker: String, s3: S3Settings, cancel: Arc<AtomicBool>, job_cancelled: Arc<AtomicBool>) {
+    let rt = Handle::current();
+    let sink = match tokio::task::spawn_blocking(move || storage::open_sink(&output, &s3, &rt)).await {
+        Ok(Ok(sink)) => Arc::new(sink),
+        _ => return, // the task itself will report the bad output
+    };
+    loop {
+        let (probe, key) = (sink.clone(), marker.clone());
+        let marked = tokio::task::spawn_blocking(move || probe.get(&key).is_ok()).await.unwrap_or(false);
+        if marked {
+            job_cancelled.store(true, Ordering::SeqCst);
+            cancel.store(true, Ordering::SeqCst);
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &AtomicBool, rt: Handle) -> Result<(), TranscodeError> {
+    let bad_location = |e: storage::LocationError| TranscodeError::Unsupported { path: task.source.clone(), detail: e.to_string() };
+    let source = storage::open_source(&task.source, &config.s3, &rt).map_err(bad_location)?;
+    let sink = storage::open_sink(&task.output, &config.s3, &rt).map_err(|e| match e {
+        storage::OpenError::Location(e) => TranscodeError::Unsupported { path: task.output.clone(), detail: e.to_string() },
+        storage::OpenError::Io(source) => TranscodeError::Output { key: task.output.clone(), source },
+    })?;
+    let job_task = Task {
+        source,
+        ladder: task.ladder.clone(),
+        part: match task.part {
+            TaskPart::Whole => Part::Whole,
+            TaskPart::Video { start, end, audio } => Part::Video { start, end, audio },
+            TaskPart::Audio => Part::Audio,
+        },
+        x264_threads: config.x264_threads,
+        decode_threads: config.decode_threads,
+        publish: false,
+        job_id: Some(task.job_id.clone()),
+    };
+    match task.part {
+        TaskPart::Video { start: 0.0, .. } => hold::mark_first_chunk(sink.as_ref()),
+        TaskPart::Video { .. } if !config.hold.is_zero() => {
+            hold::PlayableGate { sink: sink.as_ref(), cancel, limit: config.hold }.wait();
+        }
+        _ => {}
+    }
+    let progress = EventProgress { events: events.clone(), last: Mutex::new(None), heartbeat: config.heartbeat.clone() };
+    let outcome = job::run(&job_task, sink.as_ref(), &progress, cancel)?;
+    let fetched = outcome.source_read.unwrap_or_default();
+    tracing::info!(
+        task_id = %task.task_id,
+        frames = outcome.frames,
+        segments = outcome.segments,
+        source_bytes = outcome.source_size,
+        fetched_requests = fetched.requests,
+        fetched_bytes = fetched.bytes,
+        "task encoded"
+    );
+    Ok(())
+}
+
