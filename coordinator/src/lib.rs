@@ -1,13 +1,16 @@
-//! The coordinator of the HLS review farm.
+//! The coordinator of the HLS review farm. A job's life, one module per step:
 //!
-//! - [`api`]: the HTTP API (jobs in, state out, health, metrics, OpenAPI document);
-//! - [`split`]: a job becomes chunk tasks on segment boundaries (each with its audio);
-//! - [`db`]: job and task state in SQLite or PostgreSQL;
-//! - [`broker`]: tasks out to RabbitMQ with publisher confirms, task events in;
-//! - [`tracker`]: task events -> job state; the last task done -> VOD playlists, job succeeded;
+//! - [`api`]: the HTTP routes (jobs in, state out, health, metrics, [`openapi`] document);
+//! - [`accept`]: the request checked (content type, locations, allow-lists, limits), the
+//!   source probed in a child process ([`probe`]);
+//! - [`split`]: the job cut into chunk tasks on segment boundaries (each with its audio);
+//! - [`dispatch`]: job and tasks stored ([`db`]), tasks signed and published with the
+//!   broker's confirm ([`broker`]);
+//! - [`follow`]: task events and dead letters in -> [`tracker`]: job state; the last task
+//!   done -> VOD playlists, job succeeded;
 //! - [`live`]: EVENT playlists while a job runs (review starts before the job ends);
 //! - [`reclaim`]: completes jobs whose last event was missed, hands stalled tasks out again;
-//! - [`metrics`], [`config`], [`openapi`].
+//! - [`metrics`], [`config`]; `embedded`: the in-process workers of the embedded farm.
 
 pub mod accept;
 pub mod api;
@@ -16,6 +19,7 @@ pub mod config;
 pub mod db;
 pub mod dispatch;
 mod embedded;
+pub mod follow;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
@@ -99,7 +103,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
     let events = {
         let app = app.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move { app.broker.follow_events(app.tracker.clone(), shutdown).await })
+        tokio::spawn(async move { follow::run(&app.broker, app.tracker.clone(), shutdown).await })
     };
     let live = {
         let app = app.clone();

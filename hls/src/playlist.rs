@@ -58,6 +58,21 @@ pub fn assemble(parts: &[PartManifest]) -> Result<Option<Playlists>, String> {
     if let Some(p) = parts.iter().find(|p| p.version != MANIFEST_VERSION) {
         return Err(format!("part manifest version {} is not supported", p.version));
     }
+    let Some(video) = contiguous_video(parts)? else { return Ok(None) };
+    let first = video[0];
+    let Some(audio_parts) = contiguous_audio(parts)? else { return Ok(None) };
+    let audio_complete = audio_parts.last().is_some_and(|p| p.is_last);
+    if first.audio_expected && !audio_complete {
+        return Ok(None);
+    }
+    let tracks = video_tracks(&video)?;
+    let audio = if audio_complete { audio_track(&audio_parts)? } else { None };
+    write_all(&tracks, audio.as_ref(), first.grid.rate.as_f64()).map(Some)
+}
+
+/// The video parts in order, when they cover the source from its start to its end with no
+/// hole (`None`: some chunk is not done yet), all on one grid.
+fn contiguous_video(parts: &[PartManifest]) -> Result<Option<Vec<&PartManifest>>, String> {
     let mut video: Vec<&PartManifest> = parts.iter().filter(|p| p.kind == PartKind::Video).collect();
     video.sort_by_key(|p| p.first_segment);
     let Some(first) = video.first() else { return Ok(None) };
@@ -71,14 +86,16 @@ pub fn assemble(parts: &[PartManifest]) -> Result<Option<Playlists>, String> {
         }
         next = p.end_segment;
     }
-    if !video.last().expect("non-empty").is_last {
-        return Ok(None);
-    }
-    // Audio: from each chunk (its range), or from one part over the whole source.
-    let mut audio_parts: Vec<&PartManifest> = parts.iter().filter(|p| p.kind == PartKind::Audio).collect();
-    audio_parts.sort_by_key(|p| p.first_segment);
+    Ok(video.last().expect("non-empty").is_last.then_some(video))
+}
+
+/// Audio parts in order: from each chunk (its range), or one part over the whole source.
+/// Unlike video parts, overlapping audio parts are an error (`None`: a hole, not yet).
+fn contiguous_audio(parts: &[PartManifest]) -> Result<Option<Vec<&PartManifest>>, String> {
+    let mut audio: Vec<&PartManifest> = parts.iter().filter(|p| p.kind == PartKind::Audio).collect();
+    audio.sort_by_key(|p| p.first_segment);
     let mut next = 0;
-    for p in &audio_parts {
+    for p in &audio {
         if p.first_segment > next {
             return Ok(None); // a chunk's audio is not there yet
         }
@@ -87,16 +104,16 @@ pub fn assemble(parts: &[PartManifest]) -> Result<Option<Playlists>, String> {
         }
         next = p.end_segment;
     }
-    let audio_complete = audio_parts.last().is_some_and(|p| p.is_last);
-    if first.audio_expected && !audio_complete {
-        return Ok(None);
-    }
-    // Concatenate each rendition's segments over the parts.
+    Ok(Some(audio))
+}
+
+/// Each video rendition's segments over the parts, in the first part's rendition order.
+fn video_tracks(video: &[&PartManifest]) -> Result<Vec<Track>, String> {
     let mut tracks: BTreeMap<String, (usize, Track)> = BTreeMap::new();
-    for (order, r) in first.renditions.iter().enumerate() {
+    for (order, r) in video[0].renditions.iter().enumerate() {
         tracks.insert(r.name.clone(), (order, Track { part: RenditionPart { segments: vec![], ..r.clone() } }));
     }
-    for p in &video {
+    for p in video {
         if p.renditions.len() != tracks.len() {
             return Err(format!("part at segment {} has other renditions", p.first_segment));
         }
@@ -115,21 +132,25 @@ pub fn assemble(parts: &[PartManifest]) -> Result<Option<Playlists>, String> {
             return Err(format!("rendition {} has missing or repeated segments", t.part.name));
         }
     }
-    let audio = match audio_parts.first().and_then(|p| p.renditions.first()) {
-        Some(r) if audio_complete => {
-            let segments = audio_parts.iter().flat_map(|p| p.renditions.iter().flat_map(|r| r.segments.iter().cloned()));
-            let track = Track { part: RenditionPart { segments: segments.collect(), ..r.clone() } };
-            if !numbered_from_zero(&track.part.segments) {
-                return Err("the audio rendition has missing or repeated segments".into());
-            }
-            Some(track)
-        }
-        _ => None,
-    };
+    Ok(tracks)
+}
 
+/// The audio rendition joined over its parts.
+fn audio_track(audio_parts: &[&PartManifest]) -> Result<Option<Track>, String> {
+    let Some(r) = audio_parts.first().and_then(|p| p.renditions.first()) else { return Ok(None) };
+    let segments = audio_parts.iter().flat_map(|p| p.renditions.iter().flat_map(|r| r.segments.iter().cloned()));
+    let track = Track { part: RenditionPart { segments: segments.collect(), ..r.clone() } };
+    if !numbered_from_zero(&track.part.segments) {
+        return Err("the audio rendition has missing or repeated segments".into());
+    }
+    Ok(Some(track))
+}
+
+/// Media and I-frame playlists of every track, and the master, last.
+fn write_all(tracks: &[Track], audio: Option<&Track>, rate: f64) -> Result<Playlists, String> {
     let mut files = Vec::new();
     let mut master = MasterPlaylist { independent_segments: true, ..Default::default() };
-    let (audio_peak, audio_avg, audio_codecs) = match &audio {
+    let (audio_peak, audio_avg, audio_codecs) = match audio {
         Some(a) => {
             files.push((format!("{}/index.m3u8", a.part.name), media_playlist(&a.part.segments, &a.part.name)));
             let (peak, avg) = a.bitrates();
@@ -148,10 +169,10 @@ pub fn assemble(parts: &[PartManifest]) -> Result<Option<Playlists>, String> {
         None => (0, 0, None),
     };
     let mut iframe_variants = Vec::new();
-    for t in &tracks {
+    for t in tracks {
         let name = &t.part.name;
         files.push((format!("{name}/index.m3u8"), media_playlist(&t.part.segments, name)));
-        let (iframes_text, iframe_peak, iframe_avg) = iframe_playlist(t, name, first.grid.rate.as_f64());
+        let (iframes_text, iframe_peak, iframe_avg) = iframe_playlist(t, name, rate);
         files.push((format!("{name}/iframes.m3u8"), iframes_text));
         let (peak, avg) = t.bitrates();
         let codecs = match &audio_codecs {
@@ -170,7 +191,7 @@ pub fn assemble(parts: &[PartManifest]) -> Result<Option<Playlists>, String> {
             codecs: Some(codecs),
             resolution,
             frame_rate,
-            audio: audio.as_ref().map(|_| AUDIO_GROUP.to_string()),
+            audio: audio.map(|_| AUDIO_GROUP.to_string()),
             ..Default::default()
         });
         iframe_variants.push(VariantStream {
@@ -187,7 +208,7 @@ pub fn assemble(parts: &[PartManifest]) -> Result<Option<Playlists>, String> {
     let mut text = Vec::new();
     master.write_to(&mut text).map_err(|e| e.to_string())?;
     files.push((MASTER.into(), String::from_utf8(text).expect("m3u8-rs writes UTF-8")));
-    Ok(Some(Playlists { files }))
+    Ok(Playlists { files })
 }
 
 /// Segments 0, 1, 2, ... with none missing or repeated, and at least one.

@@ -1,0 +1,132 @@
+//! Following task events: what workers report (`task.*` on the events exchange, or the
+//! embedded farm's in-process queue) and a copy of every dead letter, applied in order to
+//! the job state by the [`Tracker`]. Durable quorum queues of its own keep events while
+//! the coordinator is down.
+
+use futures::StreamExt;
+use farm_contract::task::{TaskEvent, TaskMessage};
+use farm_queue::declare;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection, ConnectionProperties};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::tracker::Tracker;
+
+fn events_queue(broker: &Broker) -> String {
+    format!("{}.coordinator.events", broker.topology.prefix)
+}
+
+/// Reads task events until shutdown, reconnecting with backoff.
+pub async fn run(broker: &Broker, tracker: Tracker, shutdown: CancellationToken) {
+        if let Some(queue) = broker.memory() {
+            let Some(mut events) = queue.take_events() else { return };
+            loop {
+                let next = tokio::select! {
+                    e = events.recv() => e,
+                    _ = shutdown.cancelled() => return,
+                };
+                let Some((_, payload)) = next else { return };
+                match serde_json::from_slice::<TaskEvent>(&payload) {
+                    Ok(event) => {
+                        if let Err(e) = tracker.apply(&event).await {
+                            tracing::warn!(error = format!("{e:#}"), "task event not applied");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "ignoring an event that is not a task event"),
+                }
+            }
+        }
+        let mut backoff = farm_service::retry::Backoff::default();
+        while !shutdown.is_cancelled() {
+            let started = std::time::Instant::now();
+            let error = match session(broker, &tracker, &shutdown).await {
+                Ok(()) => return,
+                Err(e) => e,
+            };
+            let wait = backoff.next(started);
+            tracing::warn!(error = format!("{error:#}"), retry_in = ?wait, "event stream lost");
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+/// One connection's worth of events and dead letters, applied in order.
+async fn session(broker: &Broker, tracker: &Tracker, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let conn = Connection::connect(broker.url(), ConnectionProperties::default()).await?;
+        let channel = conn.create_channel().await?;
+        declare(&channel, &broker.topology).await?;
+        channel.basic_qos(32, BasicQosOptions::default()).await?;
+        let queue = events_queue(broker);
+        bound_quorum_queue(&channel, &queue, &broker.topology.events_exchange(), "task.#").await?;
+        // A copy of every dead letter: a task the broker dead-lettered by itself (its workers
+        // died on every delivery) must still fail its job. The dead queue keeps the
+        // originals for people to inspect.
+        let dead = dead_copies_queue(broker);
+        bound_quorum_queue(&channel, &dead, &broker.topology.dead_exchange(), "").await?;
+        let mut consumer = channel
+            .basic_consume(queue.as_str().into(), "coordinator".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await?;
+        let mut dead_letters = channel
+            .basic_consume(dead.as_str().into(), "coordinator-dead".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await?;
+        loop {
+            let (delivery, is_dead) = tokio::select! {
+                d = consumer.next() => (d, false),
+                d = dead_letters.next() => (d, true),
+                _ = shutdown.cancelled() => return Ok(()),
+            };
+            let Some(delivery) = delivery else { anyhow::bail!("the broker closed the event stream") };
+            let delivery = delivery?;
+            if is_dead {
+                tracker.metrics.dead_lettered.inc();
+                if let Some(event) = dead_letter_event(&delivery) {
+                    tracker.apply(&event).await?;
+                }
+            } else {
+                match serde_json::from_slice::<TaskEvent>(&delivery.data) {
+                    Ok(event) => tracker.apply(&event).await?,
+                    Err(e) => tracing::warn!(error = %e, "ignoring an event that is not a task event"),
+                }
+            }
+            delivery.ack(BasicAckOptions::default()).await?;
+        }
+    }
+
+fn dead_copies_queue(broker: &Broker) -> String {
+    format!("{}.coordinator.dead", broker.topology.prefix)
+}
+
+
+/// Declares a durable quorum queue bound to `exchange` with `key`.
+async fn bound_quorum_queue(channel: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    channel.queue_declare(queue.into(), QueueDeclareOptions { durable: true, ..Default::default() }, args).await?;
+    channel.queue_bind(queue.into(), exchange.into(), key.into(), QueueBindOptions::default(), FieldTable::default()).await
+}
+
+/// The failure a dead-lettered task message stands for: the reason its worker gave
+/// (`x-farm-error`), else the broker's delivery limit.
+fn dead_letter_event(delivery: &lapin::message::Delivery) -> Option<TaskEvent> {
+    let task: TaskMessage = serde_json::from_slice(&delivery.data).ok()?;
+    let headers = delivery.properties.headers().clone().unwrap_or_default();
+    let text = |name: &str| match headers.inner().get(name) {
+        Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        _ => None,
+    };
+    let reason = text(farm_contract::task::HEADER_ERROR).unwrap_or_else(|| {
+        "the task was delivered too many times without finishing: the workers that took it died or were stopped each time".into()
+    });
+    Some(TaskEvent {
+        job_id: task.job_id,
+        task_id: task.task_id,
+        kind: farm_contract::task::TaskEventKind::Failed,
+        frames_done: 0,
+        frames_total: None,
+        error: Some(reason),
+    })
+}
