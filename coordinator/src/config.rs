@@ -70,7 +70,10 @@ pub enum Command {
     /// Internal: probe one source and print what was found as JSON (the coordinator runs
     /// this as a child process with limits, never on its own media)
     #[command(hide = true)]
-    ProbeSource { location: String },
+    ProbeSource {
+        /// The source; without it, the first line of stdin
+        location: Option<String>,
+    },
 }
 
 impl Config {

@@ -3,7 +3,7 @@
 //! The x264 settings are the ladder's (preset, profile, VBV) plus what segmenting needs:
 //! no scene-cut keyframes, closed GOPs, and forced keyframes coded as IDR frames, so that
 //! keyframes fall only where the grid puts them. No global header: in MPEG-TS every IDR
-//! must carry its own SPS/PPS (see ../shared/NOTES.md).
+//! must carry its own SPS/PPS (see the verified notes).
 
 use farm_contract::ladder::{AudioSpec, FittedRendition, X264Settings};
 use farm_contract::timeline::Grid;
