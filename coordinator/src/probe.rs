@@ -59,8 +59,9 @@ pub struct Prober {
 impl Prober {
     /// Must be called inside the runtime: it starts the first children.
     pub fn new(concurrency: usize, deadline: Duration, s3: S3Settings) -> Self {
-        let spares = concurrency.max(1);
-        let prober = Self { slots: Semaphore::new(spares), deadline, s3, ready: Mutex::new(Vec::new()), spares };
+        // Two waiting children cover a burst of two jobs; more would only cost memory.
+        let spares = concurrency.clamp(1, 2);
+        let prober = Self { slots: Semaphore::new(concurrency.max(1)), deadline, s3, ready: Mutex::new(Vec::new()), spares };
         prober.refill();
         prober
     }
