@@ -93,16 +93,19 @@ pub fn segment_uri(rendition: &str, index: u64) -> String {
     format!("{rendition}/seg_{index:05}.ts")
 }
 
-/// Whether `key` (relative to an output prefix) is one the farm writes: part manifests and
-/// markers under `parts/`, the master playlist, and a rendition's playlists and segments.
-/// Only these are removed when an ended job's prefix is used again; anything else a user
-/// keeps beside them is left alone.
-pub fn is_output_key(key: &str) -> bool {
+/// Whether `key` (relative to an output prefix) is one the farm wrote there: part manifests
+/// and markers under `parts/`, the master playlist, and the playlists and segments of one of
+/// `renditions` (the folders the prefix's own part manifests name). Only these are removed
+/// when an ended job's prefix is used again: anything else under it stays, another job's
+/// output in a sub-folder included.
+pub fn is_output_key(key: &str, renditions: &[String]) -> bool {
     let parts: Vec<&str> = key.split('/').collect();
     match parts.as_slice() {
         ["parts", _] | ["index.m3u8"] => true,
-        [_, "index.m3u8" | "iframes.m3u8"] => true,
-        [_, file] => file.strip_prefix("seg_").and_then(|f| f.strip_suffix(".ts")).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+        [folder, file] if renditions.iter().any(|r| r == folder) => {
+            matches!(*file, "index.m3u8" | "iframes.m3u8")
+                || file.strip_prefix("seg_").and_then(|f| f.strip_suffix(".ts")).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        }
         _ => false,
     }
 }
@@ -113,11 +116,16 @@ mod tests {
 
     #[test]
     fn only_the_farms_own_keys_count_as_output() {
+        let renditions = ["720p".to_string(), AUDIO_RENDITION.to_string()];
         for key in ["parts/video-000000-000003.json", "parts/first-chunk.started", "index.m3u8", "720p/index.m3u8", "720p/iframes.m3u8", "720p/seg_00012.ts", "audio/seg_00000.ts"] {
-            assert!(is_output_key(key), "{key}");
+            assert!(is_output_key(key, &renditions), "{key}");
         }
         for key in ["CANCELLED.j1", "notes.txt", "other/clip.mov", "720p/seg_.ts", "720p/seg_12a.ts", "a/b/seg_00001.ts", "parts/x/y.json"] {
-            assert!(!is_output_key(key), "{key}");
+            assert!(!is_output_key(key, &renditions), "{key}");
+        }
+        // Another job's output in a sub-folder is not this prefix's.
+        for key in ["A001/index.m3u8", "A001/iframes.m3u8", "A001/seg_00000.ts", "A001/720p/seg_00000.ts"] {
+            assert!(!is_output_key(key, &renditions), "{key}");
         }
     }
 }

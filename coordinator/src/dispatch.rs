@@ -63,7 +63,9 @@ async fn clear_output(app: &AppState, job: &Job) -> anyhow::Result<()> {
     let (output, s3, rt) = (job.output.clone(), app.config.s3(), tokio::runtime::Handle::current());
     let removed = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
         let sink = farm_storage::open_sink(&output, &s3, &rt)?;
-        let stale: Vec<String> = sink.list("")?.into_iter().filter(|k| is_output_key(k)).collect();
+        let keys = sink.list("")?;
+        let renditions = rendition_folders(sink.as_ref(), &keys);
+        let stale: Vec<String> = keys.into_iter().filter(|k| is_output_key(k, &renditions)).collect();
         for key in &stale {
             sink.delete(key)?;
         }
@@ -74,6 +76,19 @@ async fn clear_output(app: &AppState, job: &Job) -> anyhow::Result<()> {
         tracing::info!(job_id = %job.id, output = %job.output, removed, "output used before: the earlier job's objects removed");
     }
     Ok(())
+}
+
+/// The rendition folders the prefix's part manifests name (a video part and an audio part
+/// are enough: every part of a job has the same renditions).
+fn rendition_folders(sink: &dyn farm_storage::Sink, keys: &[String]) -> Vec<String> {
+    let first = |kind: &str| keys.iter().find(|k| k.starts_with(&format!("parts/{kind}-")) && k.ends_with(".json"));
+    [first("video"), first("audio")]
+        .into_iter()
+        .flatten()
+        .filter_map(|k| sink.get(k).ok())
+        .filter_map(|data| serde_json::from_slice::<farm_contract::manifest::PartManifest>(&data).ok())
+        .flat_map(|part| part.renditions.into_iter().map(|r| r.name))
+        .collect()
 }
 
 /// The job stored under the same idempotency key (two requests with it at once: the

@@ -131,10 +131,7 @@ fn permanent_failures_are_dead_lettered_with_the_reason_and_the_worker_goes_on()
         b.depth(&topology.dead_queue()),
         served.log()
     );
-    let mut reasons = Vec::new();
-    while let Some((_, headers)) = b.take(&topology.dead_queue()).unwrap() {
-        reasons.push(headers);
-    }
+    let reasons = b.take_all_headers(&topology.dead_queue());
     assert_eq!(reasons.len(), 2);
     assert!(reasons.iter().any(|h| h.contains("invalid task message")), "{reasons:?}");
     assert!(reasons.iter().any(|h| h.contains(&format!("source {missing} does not exist")) && h.contains("job-b")), "{reasons:?}");

@@ -110,6 +110,55 @@ fn an_output_belongs_to_one_live_job_and_can_be_used_again() {
     assert_eq!(farm.job(&first)["state"], "cancelled");
 }
 
+/// Defect 2, continued: a job taking an ended job's output must not be mixed with what that
+/// job left (its live playlists list the segments they find), and must not touch anything
+/// else under the prefix, another job's output in a sub-folder included.
+#[test]
+fn a_reused_output_is_replaced_and_nothing_else_is_touched() {
+    let prefix = unique_prefix("replace");
+    let long = make(
+        "trust-8s.mov",
+        &["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=8", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"],
+    )
+    .unwrap();
+    s3().put_file(&format!("{prefix}/long.mov"), &long).unwrap();
+    s3().put_file(&format!("{prefix}/short.mov"), &short_clip()).unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let farm = Farm::start(&sqlite_url(db.path()), &prefix.replace('/', "-"), 1, 60.0);
+    let output = format!("s3://{BUCKET}/{prefix}/out");
+    let run = |source: &str| {
+        let (status, job) = farm.submit(&job(&format!("s3://{BUCKET}/{prefix}/{source}"), &output));
+        assert_eq!(status, 201, "{job}");
+        let done = farm.wait_final(job["id"].as_str().unwrap(), Duration::from_secs(120));
+        assert_eq!(done["state"], "succeeded", "{done}");
+    };
+    run("long.mov");
+    let segments = |keys: &[String]| keys.iter().filter(|k| k.ends_with(".ts")).count();
+    let before = s3().keys(&format!("{prefix}/out")).unwrap();
+    for (key, data) in [("out/notes.txt", "the editor's notes"), ("out/A001/index.m3u8", "#EXTM3U\n")] {
+        s3().put_file(&format!("{prefix}/{key}"), &write_temp(data)).unwrap();
+    }
+    run("short.mov");
+    let after = s3().keys(&format!("{prefix}/out")).unwrap();
+    assert!(segments(&after) < segments(&before), "the long job's extra segments are gone: {} then {}", segments(&before), segments(&after));
+    let master = String::from_utf8(s3().get(&format!("{prefix}/out/index.m3u8")).unwrap()).unwrap();
+    let first = master.lines().find(|l| l.ends_with("/index.m3u8") && !l.starts_with('#')).unwrap();
+    let media = String::from_utf8(s3().get(&format!("{prefix}/out/{first}")).unwrap()).unwrap();
+    let listed = media.matches("#EXTINF").count();
+    let folder = first.split('/').next().unwrap();
+    let stored = after.iter().filter(|k| k.contains(&format!("/out/{folder}/seg_"))).count();
+    assert_eq!(listed, stored, "every stored segment is the short job's: {media}");
+    for key in ["out/notes.txt", "out/A001/index.m3u8"] {
+        assert!(after.contains(&format!("{prefix}/{key}")), "{key} was removed: {after:?}");
+    }
+}
+
+fn write_temp(data: &str) -> std::path::PathBuf {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), data).unwrap();
+    file.into_temp_path().keep().unwrap()
+}
+
 fn task(job: &str, source: &str, output: &str) -> Vec<u8> {
     serde_json::to_vec(&TaskMessage {
         schema: TASK_SCHEMA,
@@ -156,10 +205,7 @@ fn unsigned_altered_or_misdirected_tasks_are_dead_lettered_with_the_reason() {
         b.depth(&topology.dead_queue()),
         served.log()
     );
-    let mut reasons = Vec::new();
-    while let Some((_, headers)) = b.take(&topology.dead_queue()).unwrap() {
-        reasons.push(headers);
-    }
+    let reasons = b.take_all_headers(&topology.dead_queue());
     assert!(reasons.iter().any(|h| h.contains("carries no signature")), "{reasons:?}");
     assert!(reasons.iter().any(|h| h.contains("does not match its content")), "{reasons:?}");
     assert!(reasons.iter().any(|h| h.contains("output s3://") && h.contains("not inside an allowed location")), "{reasons:?}");

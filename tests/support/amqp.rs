@@ -76,6 +76,11 @@ impl Broker {
         })
     }
 
+    /// Takes every message of `queue`, returning their headers as text.
+    pub fn take_all_headers(&self, queue: &str) -> Vec<String> {
+        std::iter::from_fn(|| self.take(queue).unwrap().map(|(_, headers)| headers)).collect()
+    }
+
     /// Takes one message (acknowledged) with its headers rendered as text.
     pub fn take(&self, queue: &str) -> Result<Option<(Vec<u8>, String)>> {
         self.rt.block_on(async {
