@@ -66,38 +66,11 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
     let (display_w, display_h) = info.display_size();
     let renditions = task.ladder.fit(display_w, display_h);
     let tracks = audio::select_tracks(&info.audio);
-    tracing::info!(
-        source = %task.source,
-        container = %info.container,
-        codec = %info.codec,
-        size = format!("{}x{}", info.width, info.height),
-        display = format!("{display_w}x{display_h}"),
-        fps = format!("{}/{}", info.rate.num, info.rate.den),
-        interlaced = info.interlaced,
-        rotation = info.rotation,
-        audio_tracks = tracks.len(),
-        renditions = ?renditions.iter().map(|r| format!("{} {}x{}", r.name, r.width, r.height)).collect::<Vec<_>>(),
-        "source opened"
-    );
+    log_opened(task, &info, &renditions, tracks.len());
     let expected = info.frames_expected();
-    let (first_segment, end_segment) = match task.part {
-        Part::Whole | Part::Audio => (0, None),
-        Part::Video { start, end, .. } => {
-            if end.is_some_and(|e| e <= start) || start < 0.0 {
-                return Err(TranscodeError::Range(format!("[{start}, {end:?}) is empty")));
-            }
-            grid.snap_range(start, end)
-        }
-    };
+    let (first_segment, end_segment) = segment_range(&task.part, &grid, expected)?;
     let first_frame = grid.segment_start(first_segment);
     let end_frame = end_segment.map(|k| grid.segment_start(k));
-    if let Some(total) = expected {
-        if first_segment > 0 && first_frame >= total {
-            return Err(TranscodeError::Range(format!(
-                "the range starts at frame {first_frame}, after the source's end ({total} frames)"
-            )));
-        }
-    }
     let with_video = task.part != Part::Audio;
     let with_audio = match task.part {
         Part::Whole | Part::Audio => true,
@@ -133,17 +106,7 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
         _ => (first_segment..first_segment + written, end_segment.is_none() || out.stats.hit_end_of_source),
     };
     let write_part = |kind: PartKind, audio_expected: bool, renditions: Vec<RenditionPart>| {
-        let part = PartManifest {
-            version: MANIFEST_VERSION,
-            kind,
-            grid,
-            first_segment: covered.start,
-            end_segment: covered.end,
-            is_last,
-            audio_expected,
-            renditions,
-            job_id: task.job_id.clone(),
-        };
+        let part = PartManifest { version: MANIFEST_VERSION, kind, grid, first_segment: covered.start, end_segment: covered.end, is_last, audio_expected, renditions, job_id: task.job_id.clone() };
         put_json(sink, &PartManifest::key(kind, covered.start, covered.end), &part)
     };
     let mut segments = 0;
@@ -166,6 +129,46 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
         source_size: source.size,
         source_read: source.read_stats(),
     })
+}
+
+fn log_opened(task: &Task, info: &source::SourceInfo, renditions: &[farm_contract::ladder::FittedRendition], audio_tracks: usize) {
+    let (display_w, display_h) = info.display_size();
+    tracing::info!(
+        source = %task.source,
+        container = %info.container,
+        codec = %info.codec,
+        size = format!("{}x{}", info.width, info.height),
+        display = format!("{display_w}x{display_h}"),
+        fps = format!("{}/{}", info.rate.num, info.rate.den),
+        interlaced = info.interlaced,
+        rotation = info.rotation,
+        audio_tracks,
+        renditions = ?renditions.iter().map(|r| format!("{} {}x{}", r.name, r.width, r.height)).collect::<Vec<_>>(),
+        "source opened"
+    );
+}
+
+/// The segments `[first, end)` the task covers (end `None`: to the source's end), snapped
+/// to the grid; an empty range, or one starting past the source's end, is refused.
+fn segment_range(part: &Part, grid: &Grid, expected: Option<u64>) -> Result<(u64, Option<u64>)> {
+    let (first_segment, end_segment) = match *part {
+        Part::Whole | Part::Audio => (0, None),
+        Part::Video { start, end, .. } => {
+            if end.is_some_and(|e| e <= start) || start < 0.0 {
+                return Err(TranscodeError::Range(format!("[{start}, {end:?}) is empty")));
+            }
+            grid.snap_range(start, end)
+        }
+    };
+    let first_frame = grid.segment_start(first_segment);
+    if let Some(total) = expected {
+        if first_segment > 0 && first_frame >= total {
+            return Err(TranscodeError::Range(format!(
+                "the range starts at frame {first_frame}, after the source's end ({total} frames)"
+            )));
+        }
+    }
+    Ok((first_segment, end_segment))
 }
 
 /// Writes the playlists if the parts in `sink` cover the whole job; returns the master's key.

@@ -344,20 +344,7 @@ fn inspect(input: &Input, name: &str) -> Result<SourceInfo> {
         let p = &*params.as_ptr();
         (p.width, p.height, p.sample_aspect_ratio, p.field_order)
     };
-    let dims_ok = |v: i32| (MIN_DIMENSION as i32..=MAX_DIMENSION as i32).contains(&v);
-    if !dims_ok(width) || !dims_ok(height) {
-        return Err(unsupported(format!(
-            "picture size {width}x{height} is outside {MIN_DIMENSION}..{MAX_DIMENSION} pixels"
-        )));
-    }
-    // A decompression bomb states a picture within both bounds but enormous in area.
-    if i64::from(width) * i64::from(height) > MAX_PIXELS {
-        return Err(unsupported(format!(
-            "picture size {width}x{height} is {:.1} Mpixels, more than the {:.1} Mpixels of 8K",
-            (i64::from(width) * i64::from(height)) as f64 / 1e6,
-            MAX_PIXELS as f64 / 1e6
-        )));
-    }
+    check_picture_size(width, height).map_err(unsupported)?;
     let sar = if sar.num > 0 && sar.den > 0 && f64::from(sar.num) / f64::from(sar.den) < 4.0
         && f64::from(sar.den) / f64::from(sar.num) < 4.0
     {
@@ -393,22 +380,7 @@ fn inspect(input: &Input, name: &str) -> Result<SourceInfo> {
         field_order,
         ffi::AVFieldOrder::AV_FIELD_PROGRESSIVE | ffi::AVFieldOrder::AV_FIELD_UNKNOWN
     );
-    let audio = input
-        .streams()
-        .filter(|s| s.parameters().medium() == Type::Audio)
-        .filter_map(|s| {
-            // SAFETY: as above, read while the input is borrowed.
-            let p = unsafe { &*s.parameters().as_ptr() };
-            let channels = p.ch_layout.nb_channels;
-            (channels > 0 && p.sample_rate > 0 && ffmpeg::decoder::find(s.parameters().id()).is_some())
-                .then(|| AudioTrack {
-                    index: s.index(),
-                    channels: channels as u32,
-                    sample_rate: p.sample_rate as u32,
-                    codec: format!("{:?}", s.parameters().id()).to_lowercase(),
-                })
-        })
-        .collect();
+    let audio = audio_tracks(input);
     Ok(SourceInfo {
         container,
         video_index: video.index(),
@@ -428,6 +400,43 @@ fn inspect(input: &Input, name: &str) -> Result<SourceInfo> {
 }
 
 /// Clockwise display rotation from the stream's display matrix, as FFmpeg's CLI reads it.
+/// Pictures between 16 and 8192 pixels on each side and at most 8K in area; a
+/// decompression bomb states a picture within both side bounds but enormous in area.
+fn check_picture_size(width: i32, height: i32) -> std::result::Result<(), String> {
+    let dims_ok = |v: i32| (MIN_DIMENSION as i32..=MAX_DIMENSION as i32).contains(&v);
+    if !dims_ok(width) || !dims_ok(height) {
+        return Err(format!("picture size {width}x{height} is outside {MIN_DIMENSION}..{MAX_DIMENSION} pixels"));
+    }
+    if i64::from(width) * i64::from(height) > MAX_PIXELS {
+        return Err(format!(
+            "picture size {width}x{height} is {:.1} Mpixels, more than the {:.1} Mpixels of 8K",
+            (i64::from(width) * i64::from(height)) as f64 / 1e6,
+            MAX_PIXELS as f64 / 1e6
+        ));
+    }
+    Ok(())
+}
+
+/// The audio streams a decoder exists for, with their channels and sample rate.
+fn audio_tracks(input: &Input) -> Vec<AudioTrack> {
+    input
+        .streams()
+        .filter(|s| s.parameters().medium() == Type::Audio)
+        .filter_map(|s| {
+            // SAFETY: codec parameters of an open input's stream are valid while it is borrowed.
+            let p = unsafe { &*s.parameters().as_ptr() };
+            let channels = p.ch_layout.nb_channels;
+            (channels > 0 && p.sample_rate > 0 && ffmpeg::decoder::find(s.parameters().id()).is_some())
+                .then(|| AudioTrack {
+                    index: s.index(),
+                    channels: channels as u32,
+                    sample_rate: p.sample_rate as u32,
+                    codec: format!("{:?}", s.parameters().id()).to_lowercase(),
+                })
+        })
+        .collect()
+}
+
 fn rotation_of(stream: &ffmpeg::format::stream::Stream) -> u32 {
     for side in stream.side_data() {
         if side.kind() == ffmpeg::codec::packet::side_data::Type::DisplayMatrix

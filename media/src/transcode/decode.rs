@@ -14,15 +14,11 @@ use std::sync::mpsc::SyncSender;
 use ffmpeg_next as ffmpeg;
 use ffmpeg::{codec, ffi, frame, Packet, Rational, Rescale};
 
-use super::filter::{AudioInput, PictureFilter};
+use super::filter::PictureFilter;
+pub use super::audio_in::{open_audio, AudioDecoder, AudioFrame};
+use super::audio_in::drain_audio;
 use crate::error::{Result, TranscodeError};
 use crate::source::Source;
-
-/// A decoded audio frame of one selected track, timestamps rebased on the video's zero.
-pub struct AudioFrame {
-    pub slot: usize,
-    pub frame: frame::Audio,
-}
 
 pub struct Outputs {
     pub video: Vec<SyncSender<frame::Video>>,
@@ -39,59 +35,6 @@ pub struct DecodeRequest {
     pub audio_from: Option<f64>,
     /// Time after which no audio is wanted (`None`: to the source's end).
     pub audio_until: Option<f64>,
-}
-
-/// An opened decoder for one audio track of the mix.
-pub struct AudioDecoder {
-    stream: usize,
-    slot: usize,
-    decoder: ffmpeg::decoder::Audio,
-    /// The video's first timestamp in this stream's time base.
-    origin: i64,
-    time_base: Rational,
-    /// Where the next frame starts (time base, from `origin`): after seeking back again,
-    /// frames already handed on are not handed on twice.
-    next: i64,
-    /// No frame is wanted from here on (time base, from `origin`).
-    until: Option<i64>,
-    /// Every wanted frame was handed on.
-    done: bool,
-}
-
-/// Opens the decoders of the audio tracks (stream indices in mix order) and describes
-/// what they will put out, for the mix's inputs.
-pub fn open_audio(source: &Source, tracks: &[usize]) -> Result<(Vec<AudioDecoder>, Vec<AudioInput>)> {
-    let info = &source.info;
-    let mut decoders = Vec::new();
-    let mut inputs = Vec::new();
-    for (slot, &index) in tracks.iter().enumerate() {
-        let fail = |e: ffmpeg::Error| TranscodeError::ffmpeg("opening the audio decoder", "audio", e);
-        let s = source.input.stream(index).expect("audio stream");
-        let mut ctx = codec::context::Context::from_parameters(s.parameters()).map_err(fail)?;
-        // SAFETY: `ctx` owns its codec context, not yet opened; a plain field write.
-        unsafe {
-            (*ctx.as_mut_ptr()).pkt_timebase = s.time_base().into();
-        }
-        let decoder = ctx.decoder().audio().map_err(fail)?;
-        inputs.push(AudioInput {
-            sample_rate: decoder.rate(),
-            format: decoder.format(),
-            channels: u32::from(decoder.channels()),
-            time_base: s.time_base(),
-        });
-        let origin = rescale(info.start_ts, tb(info.time_base), s.time_base());
-        decoders.push(AudioDecoder {
-            stream: index,
-            slot,
-            decoder,
-            origin,
-            time_base: s.time_base(),
-            next: i64::MIN,
-            until: None,
-            done: false,
-        });
-    }
-    Ok((decoders, inputs))
 }
 
 #[derive(Debug, Default, Clone)]
@@ -118,25 +61,7 @@ pub fn run(
     let name = source.name();
     let info = source.info.clone();
     let damaged = |detail: String| TranscodeError::Damaged { path: name.clone(), detail };
-    let decoder_err = |e: ffmpeg::Error| TranscodeError::ffmpeg("opening the decoder", "-", e);
-
-    let stream = source.input.stream(info.video_index).expect("video stream");
-    let mut video = {
-        let mut ctx = codec::context::Context::from_parameters(stream.parameters()).map_err(decoder_err)?;
-        ctx.set_threading(codec::threading::Config {
-            kind: codec::threading::Type::Frame,
-            count: req.threads,
-            ..Default::default()
-        });
-        // SAFETY: as for the audio decoders above. `max_pixels` makes the decoder refuse a
-        // picture over the probe's limit before allocating it: a stream may change size
-        // mid-way (new SPS), past what its header declared.
-        unsafe {
-            (*ctx.as_mut_ptr()).pkt_timebase = stream.time_base().into();
-            (*ctx.as_mut_ptr()).max_pixels = crate::source::MAX_PIXELS;
-        }
-        ctx.decoder().video().map_err(decoder_err)?
-    };
+    let mut video = open_video(source, info.video_index, req.threads)?;
     let mut state = VideoState {
         name: &name,
         tb: tb(info.time_base),
@@ -161,14 +86,7 @@ pub fn run(
         .map(|a| a.stream)
         .chain(req.decode_video.then_some(info.video_index))
         .collect();
-    for i in 0..source.input.nb_streams() as usize {
-        if !used.contains(&i) {
-            if let Some(mut stream) = source.input.stream_mut(i) {
-                // SAFETY: `stream` borrows the input mutably; a plain field write before reading.
-                unsafe { (*stream.as_mut_ptr()).discard = ffi::AVDiscard::AVDISCARD_ALL };
-            }
-        }
-    }
+    discard_others(source, &used);
 
     if !req.decode_video && source.plan_reads(&used) {
         tracing::debug!(streams = ?used, "reading the audio by the container's index");
@@ -190,82 +108,8 @@ pub fn run(
         seek_before(source, &info, req.first_frame, state.seek_margin)?;
     }
 
-    let mut read_errors = 0u32;
-    loop {
-        // A fresh packet each time: av_read_frame does not release what a packet holds,
-        // so reusing one would leak every compressed frame of the source.
-        let mut packet = Packet::empty();
-        if cancel.load(Ordering::Relaxed) {
-            return Err(TranscodeError::Cancelled);
-        }
-        if (state.reached_end || !req.decode_video) && audio_decoders.iter().all(|a| a.done) {
-            break;
-        }
-        match packet.read(&mut source.input) {
-            Ok(()) => read_errors = 0,
-            Err(ffmpeg::Error::Eof) => break,
-            Err(e) => {
-                // Storage trouble (after the client's own retries) is not a damaged file.
-                if let Some(io) = source.take_io_error() {
-                    return Err(io);
-                }
-                read_errors += 1;
-                if read_errors > 32 {
-                    return Err(damaged(format!("the container cannot be read any further: {e}")));
-                }
-                continue;
-            }
-        }
-        let index = packet.stream();
-        if index == info.video_index && req.decode_video && !state.reached_end {
-            let before_range = |pts: i64| state.frame_number(pts) < req.first_frame as i64;
-            if intra && state.last.is_none() && packet.pts().is_some_and(before_range) {
-                continue;
-            }
-            if video.send_packet(&packet).is_err() {
-                state.stats.decode_errors += 1;
-            }
-            drain_video(&mut video, &mut state)?;
-            if state.needs_reseek {
-                state.needs_reseek = false;
-                state.seek_margin *= 4.0;
-                video.flush();
-                for a in audio_decoders.iter_mut() {
-                    a.decoder.flush();
-                }
-                seek_before(source, &info, req.first_frame, state.seek_margin)?;
-            }
-        } else if let Some(a) = audio_decoders.iter_mut().find(|a| a.stream == index) {
-            if a.decoder.send_packet(&packet).is_err() {
-                state.stats.decode_errors += 1;
-            }
-            drain_audio(a, out)?;
-        }
-        let limit = 16 + state.stats.frames / 50;
-        if state.stats.decode_errors > limit {
-            return Err(damaged(format!(
-                "{} packets could not be decoded (after {} good frames)",
-                state.stats.decode_errors, state.stats.frames
-            )));
-        }
-    }
-
-    if req.decode_video && !state.reached_end {
-        let _ = video.send_eof();
-        drain_video(&mut video, &mut state)?;
-        if let Some(filter) = state.filter.as_mut() {
-            filter.flush().map_err(|e| TranscodeError::ffmpeg("filtering", "-", e))?;
-            while let Some(f) = state.filter.as_mut().and_then(|f| f.pull()) {
-                state.send(f)?;
-            }
-        }
-        state.stats.hit_end_of_source = true;
-    }
-    for a in audio_decoders.iter_mut() {
-        let _ = a.decoder.send_eof();
-        drain_audio(a, out)?;
-    }
-
+    read_packets(source, req, &mut video, &mut state, &mut audio_decoders, intra, cancel)?;
+    flush_at_end(&mut video, &mut state, &mut audio_decoders, req.decode_video)?;
     if req.decode_video {
         check_complete(&state, &info, req, &damaged)?;
     }
@@ -422,29 +266,129 @@ fn drain_video(decoder: &mut ffmpeg::decoder::Video, state: &mut VideoState) -> 
     }
 }
 
-fn drain_audio(a: &mut AudioDecoder, out: &Outputs) -> Result<()> {
+/// Reads and decodes packets until the range is done (or the input ends): pictures to
+/// the renditions, audio to the mix; a long run of unreadable or undecodable packets fails
+/// the task as damaged, storage trouble as storage trouble.
+fn read_packets(
+    source: &mut Source,
+    req: &DecodeRequest,
+    video: &mut ffmpeg::decoder::Video,
+    state: &mut VideoState,
+    audio_decoders: &mut [AudioDecoder],
+    intra: bool,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    let (info, name) = (state.info, state.name);
+    let damaged = |detail: String| TranscodeError::Damaged { path: name.to_string(), detail };
+    let mut read_errors = 0u32;
     loop {
-        let mut frame = frame::Audio::empty();
-        match a.decoder.receive_frame(&mut frame) {
-            Ok(()) => {
-                let ts = frame.timestamp().or(frame.pts()).map(|t| t - a.origin);
-                frame.set_pts(ts);
-                if let Some(pts) = ts {
-                    let length = (frame.samples() as i64).rescale(Rational(1, frame.rate() as i32), a.time_base);
-                    if a.done || pts.saturating_add(length / 2) < a.next {
-                        continue; // not wanted, or read again after seeking back
-                    }
-                    a.next = pts + length;
-                    a.done = a.until.is_some_and(|until| a.next >= until);
+        // A fresh packet each time: av_read_frame does not release what a packet holds,
+        // so reusing one would leak every compressed frame of the source.
+        let mut packet = Packet::empty();
+        if cancel.load(Ordering::Relaxed) {
+            return Err(TranscodeError::Cancelled);
+        }
+        if (state.reached_end || !req.decode_video) && audio_decoders.iter().all(|a| a.done) {
+            break;
+        }
+        match packet.read(&mut source.input) {
+            Ok(()) => read_errors = 0,
+            Err(ffmpeg::Error::Eof) => break,
+            Err(e) => {
+                // Storage trouble (after the client's own retries) is not a damaged file.
+                if let Some(io) = source.take_io_error() {
+                    return Err(io);
                 }
-                if let Some(tx) = &out.audio {
-                    tx.send(AudioFrame { slot: a.slot, frame }).map_err(|_| TranscodeError::Cancelled)?;
+                read_errors += 1;
+                if read_errors > 32 {
+                    return Err(damaged(format!("the container cannot be read any further: {e}")));
                 }
+                continue;
             }
-            Err(ffmpeg::Error::Other { errno: ffi::EAGAIN }) | Err(ffmpeg::Error::Eof) => return Ok(()),
-            Err(_) => return Ok(()),
+        }
+        let index = packet.stream();
+        if index == info.video_index && req.decode_video && !state.reached_end {
+            let before_range = |pts: i64| state.frame_number(pts) < req.first_frame as i64;
+            if intra && state.last.is_none() && packet.pts().is_some_and(before_range) {
+                continue;
+            }
+            if video.send_packet(&packet).is_err() {
+                state.stats.decode_errors += 1;
+            }
+            drain_video(video, state)?;
+            if state.needs_reseek {
+                state.needs_reseek = false;
+                state.seek_margin *= 4.0;
+                video.flush();
+                for a in audio_decoders.iter_mut() {
+                    a.decoder.flush();
+                }
+                seek_before(source, info, req.first_frame, state.seek_margin)?;
+            }
+        } else if let Some(a) = audio_decoders.iter_mut().find(|a| a.stream == index) {
+            if a.decoder.send_packet(&packet).is_err() {
+                state.stats.decode_errors += 1;
+            }
+            drain_audio(a, state.out)?;
+        }
+        let limit = 16 + state.stats.frames / 50;
+        if state.stats.decode_errors > limit {
+            return Err(damaged(format!(
+                "{} packets could not be decoded (after {} good frames)",
+                state.stats.decode_errors, state.stats.frames
+            )));
         }
     }
+    Ok(())
+}
+
+/// The video decoder, frame-threaded, refusing pictures over the pixel limit.
+fn open_video(source: &Source, index: usize, threads: usize) -> Result<ffmpeg::decoder::Video> {
+    let decoder_err = |e: ffmpeg::Error| TranscodeError::ffmpeg("opening the decoder", "-", e);
+    let stream = source.input.stream(index).expect("video stream");
+    let mut ctx = codec::context::Context::from_parameters(stream.parameters()).map_err(decoder_err)?;
+    ctx.set_threading(codec::threading::Config { kind: codec::threading::Type::Frame, count: threads, ..Default::default() });
+    // SAFETY: as for the audio decoders above. `max_pixels` makes the decoder refuse a
+    // picture over the probe's limit before allocating it: a stream may change size
+    // mid-way (new SPS), past what its header declared.
+    unsafe {
+        (*ctx.as_mut_ptr()).pkt_timebase = stream.time_base().into();
+        (*ctx.as_mut_ptr()).max_pixels = crate::source::MAX_PIXELS;
+    }
+    ctx.decoder().video().map_err(decoder_err)
+}
+
+/// Streams a task does not use are not even read: the MOV and MXF demuxers skip the bytes
+/// of discarded streams.
+fn discard_others(source: &mut Source, used: &[usize]) {
+    for i in 0..source.input.nb_streams() as usize {
+        if !used.contains(&i) {
+            if let Some(mut stream) = source.input.stream_mut(i) {
+                // SAFETY: `stream` borrows the input mutably; a plain field write before reading.
+                unsafe { (*stream.as_mut_ptr()).discard = ffi::AVDiscard::AVDISCARD_ALL };
+            }
+        }
+    }
+}
+
+/// The end of the input: what the decoders (and the picture filter) still hold goes out.
+fn flush_at_end(video: &mut ffmpeg::decoder::Video, state: &mut VideoState, audio: &mut [AudioDecoder], decode_video: bool) -> Result<()> {
+    if decode_video && !state.reached_end {
+        let _ = video.send_eof();
+        drain_video(video, state)?;
+        if let Some(filter) = state.filter.as_mut() {
+            filter.flush().map_err(|e| TranscodeError::ffmpeg("filtering", "-", e))?;
+            while let Some(f) = state.filter.as_mut().and_then(|f| f.pull()) {
+                state.send(f)?;
+            }
+        }
+        state.stats.hit_end_of_source = true;
+    }
+    for a in audio.iter_mut() {
+        let _ = a.decoder.send_eof();
+        drain_audio(a, state.out)?;
+    }
+    Ok(())
 }
 
 /// Whether every frame of the codec is a keyframe (FFmpeg's codec descriptor says so).
@@ -483,11 +427,11 @@ pub fn share(frame: &frame::Video) -> frame::Video {
     }
 }
 
-fn tb(t: (i32, i32)) -> Rational {
+pub(super) fn tb(t: (i32, i32)) -> Rational {
     Rational(t.0, t.1)
 }
 
-fn rescale(v: i64, from: Rational, to: Rational) -> i64 {
+pub(super) fn rescale(v: i64, from: Rational, to: Rational) -> i64 {
     v.rescale(from, to)
 }
 

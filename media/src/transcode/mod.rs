@@ -10,6 +10,7 @@
 //! where one encoder would leave them idle.
 
 pub mod audio;
+pub mod audio_in;
 pub mod decode;
 pub mod encode;
 pub mod filter;
@@ -18,7 +19,7 @@ pub mod segment;
 pub mod video;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::Duration;
 
 use farm_contract::ladder::{AudioSpec, FittedRendition, X264Settings};
@@ -90,29 +91,12 @@ pub fn run(
         // However this closure ends (a stage's panic included), the progress thread stops,
         // so the scope can end: before, a panicking encoder left it reporting forever.
         let _finished = SetOnDrop(&finished);
-        // The largest rendition scales from the decoded picture and hands its 8-bit 4:2:0
-        // picture on to the smaller ones, which scale from that: cheaper than scaling every
-        // rung from 10-bit 4:2:2 (about 1.3 CPU-s less per 20 s of 1080p, measured).
-        let (mut video_tx, mut video_rx): (Vec<_>, Vec<_>) =
-            plan.renditions.iter().map(|_| sync_channel(VIDEO_QUEUE)).unzip();
-        let cascade = video_tx.split_off(1.min(video_tx.len()));
-        let mut forward = Some(cascade);
+        let (video_tx, jobs) = video_jobs(plan, sink, &counters, &on_segment, &input_complete);
         let mut video_threads = Vec::new();
-        for (rendition, encoded) in plan.renditions.iter().zip(&counters) {
-            let rx = video_rx.remove(0);
-            let job = video::VideoJob {
-                forward: forward.take().unwrap_or_default(),
-                rendition,
-                x264: plan.x264,
-                grid: plan.grid,
-                threads: x264_threads(plan),
-                sink,
-                encoded,
-                on_segment: &on_segment,
-                input_complete: &input_complete,
-            };
+        for (job, rx) in jobs {
+            let name = job.rendition.name.clone();
             let handle = std::thread::Builder::new()
-                .name(format!("encode-{}", rendition.name))
+                .name(format!("encode-{name}"))
                 .spawn_scoped(scope, move || video::run(job, rx))
                 .expect("spawn encoder thread");
             video_threads.push(handle);
@@ -121,43 +105,15 @@ pub fn run(
         let audio_thread = (!audio_inputs.is_empty()).then(|| {
             let (tx, rx) = sync_channel(AUDIO_QUEUE);
             audio_tx = Some(tx);
-            let job = audio::AudioJob {
-                spec: plan.audio,
-                inputs: audio_inputs,
-                cuts: plan.grid.cuts,
-                range: plan.audio_range,
-                sink,
-                encoded: &audio_samples,
-                on_segment: &on_segment,
-                input_complete: &input_complete,
-            };
+            let (encoded, on_segment, input_complete) = (&audio_samples, &on_segment, &input_complete);
+            let job = audio::AudioJob { spec: plan.audio, inputs: audio_inputs, cuts: plan.grid.cuts, range: plan.audio_range, sink, encoded, on_segment, input_complete };
             std::thread::Builder::new()
                 .name("encode-audio".into())
                 .spawn_scoped(scope, move || audio::run(job, rx))
                 .expect("spawn audio thread")
         });
         // Progress: the slowest rendition decides, audio counted in frames.
-        scope.spawn(|| {
-            let rate = plan.grid.rate.as_f64();
-            let sample_rate = f64::from(plan.audio.sample_rate);
-            loop {
-                let video_done = counters.iter().map(|c| c.load(Ordering::Relaxed)).min();
-                let audio_done = (!plan.audio_tracks.is_empty()).then(|| {
-                    (audio_samples.load(Ordering::Relaxed) as f64 / sample_rate * rate) as u64
-                });
-                let done = match (video_done, audio_done) {
-                    (Some(v), Some(a)) if plan.first_frame == 0 => v.min(a),
-                    (Some(v), _) => v,
-                    (None, Some(a)) => a,
-                    (None, None) => 0,
-                };
-                progress.frames(done, plan.frames_total);
-                if finished.load(Ordering::Relaxed) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(250));
-            }
-        });
+        scope.spawn(|| report_progress(plan, &counters, &audio_samples, &finished, progress));
 
         let request = decode::DecodeRequest {
             first_frame: plan.first_frame,
@@ -174,25 +130,7 @@ pub fn run(
         drop(outputs); // the encoders see the end of their input
 
         // A stage that stopped because another failed reports `Cancelled`: report the cause.
-        let mut errors: Vec<TranscodeError> = Vec::new();
-        let mut video_parts = Vec::new();
-        for handle in video_threads {
-            match join(handle, "video encoding") {
-                Ok(part) => video_parts.push(part),
-                Err(e) => errors.push(e),
-            }
-        }
-        let audio_part = match audio_thread.map(|h| join(h, "audio encoding")) {
-            Some(Ok(part)) => Some(part),
-            Some(Err(e)) => {
-                errors.push(e);
-                None
-            }
-            None => None,
-        };
-        // The first error that is not a stage stopping because another one failed.
-        let cause = errors.iter().position(|e| !matches!(e, TranscodeError::Cancelled)).unwrap_or(0);
-        let mut first_error = (!errors.is_empty()).then(|| errors.swap_remove(cause));
+        let (video_parts, audio_part, mut first_error) = collect(video_threads, audio_thread);
         finished.store(true, Ordering::Relaxed);
         // A decode error caused by a failed encoder (closed channel) is reported as the
         // encoder's error; a real decode error wins otherwise.
@@ -208,6 +146,94 @@ pub fn run(
         }
         Ok(PipelineOutput { video: video_parts, audio: audio_part, stats })
     })
+}
+
+/// One encoder job per rendition with its input. The largest rendition scales from the
+/// decoded picture and hands its 8-bit 4:2:0 picture on to the smaller ones, which scale
+/// from that: cheaper than scaling every rung from 10-bit 4:2:2 (about 1.3 CPU-s less per
+/// 20 s of 1080p, measured). Returns the decoder's senders (to the largest) and the jobs.
+#[allow(clippy::type_complexity)]
+fn video_jobs<'a>(
+    plan: &'a PipelinePlan,
+    sink: &'a dyn Sink,
+    counters: &'a [AtomicU64],
+    on_segment: &'a (dyn Fn(&SegmentRecord) + Sync),
+    input_complete: &'a AtomicBool,
+) -> (Vec<SyncSender<ffmpeg_next::frame::Video>>, Vec<(video::VideoJob<'a>, Receiver<ffmpeg_next::frame::Video>)>) {
+    let (mut video_tx, mut video_rx): (Vec<_>, Vec<_>) = plan.renditions.iter().map(|_| sync_channel(VIDEO_QUEUE)).unzip();
+    let cascade = video_tx.split_off(1.min(video_tx.len()));
+    let mut forward = Some(cascade);
+    let mut jobs = Vec::new();
+    for (rendition, encoded) in plan.renditions.iter().zip(counters) {
+        let job = video::VideoJob {
+            forward: forward.take().unwrap_or_default(),
+            rendition,
+            x264: plan.x264,
+            grid: plan.grid,
+            threads: x264_threads(plan),
+            sink,
+            encoded,
+            on_segment,
+            input_complete,
+        };
+        jobs.push((job, video_rx.remove(0)));
+    }
+    (video_tx, jobs)
+}
+
+/// Reports frames done every 250 ms until `finished`: the slowest rendition's count (with
+/// the audio's, in frames, for a task that opens the timeline).
+fn report_progress(plan: &PipelinePlan, counters: &[AtomicU64], audio_samples: &AtomicU64, finished: &AtomicBool, progress: &dyn Progress) {
+    let rate = plan.grid.rate.as_f64();
+    let sample_rate = f64::from(plan.audio.sample_rate);
+    loop {
+        let video_done = counters.iter().map(|c| c.load(Ordering::Relaxed)).min();
+        let audio_done = (!plan.audio_tracks.is_empty())
+            .then(|| (audio_samples.load(Ordering::Relaxed) as f64 / sample_rate * rate) as u64);
+        let done = match (video_done, audio_done) {
+            (Some(v), Some(a)) if plan.first_frame == 0 => v.min(a),
+            (Some(v), _) => v,
+            (None, Some(a)) => a,
+            (None, None) => 0,
+        };
+        progress.frames(done, plan.frames_total);
+        if finished.load(Ordering::Relaxed) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The encoders' parts, and the first error that is not a stage stopping because another
+/// one failed.
+#[allow(clippy::type_complexity)]
+fn collect(
+    video: Vec<std::thread::ScopedJoinHandle<'_, Result<RenditionPart>>>,
+    audio: Option<std::thread::ScopedJoinHandle<'_, Result<RenditionPart>>>,
+) -> (Vec<RenditionPart>, Option<RenditionPart>, Option<TranscodeError>) {
+    let mut errors: Vec<TranscodeError> = Vec::new();
+    let mut video_parts = Vec::new();
+    for handle in video {
+        match join(handle, "video encoding") {
+            Ok(part) => video_parts.push(part),
+            Err(e) => errors.push(e),
+        }
+    }
+    let audio_part = match audio.map(|h| join(h, "audio encoding")) {
+        Some(Ok(part)) => Some(part),
+        Some(Err(e)) => {
+            errors.push(e);
+            None
+        }
+        None => None,
+    };
+    (video_parts, audio_part, first_cause(errors))
+}
+
+/// The first error that is not a stage stopping because another one failed.
+fn first_cause(mut errors: Vec<TranscodeError>) -> Option<TranscodeError> {
+    let cause = errors.iter().position(|e| !matches!(e, TranscodeError::Cancelled)).unwrap_or(0);
+    (!errors.is_empty()).then(|| errors.swap_remove(cause))
 }
 
 /// Sets its flag when dropped, on return and on unwinding alike.
