@@ -1,7 +1,7 @@
 //! Accepting a job: the request checked at the boundary, its source probed, its tasks planned.
 //!
 //! Takes the raw request (content type and body); hands on a [`NewJob`] (the job row, its
-//! tasks and ladder) for [`crate::dispatch`], or an [`ApiError`] that names the problem:
+//! tasks and ladder) for dispatching (`dispatch.rs`), or an [`ApiError`] that names the problem:
 //! 415 for a body that is not JSON (a web page cannot POST a job as a "simple" request),
 //! 400 for a malformed request or location (`..` included), 403 for a location outside the
 //! allow-lists (the same answer whether a path outside exists or not), 409 when a live job
@@ -16,7 +16,7 @@ use farm_media::source::SourceInfo;
 use farm_storage::Location;
 use serde::Deserialize;
 
-use crate::api::{bad, internal, ApiError, AppState};
+use crate::app::{bad, internal, ApiError, AppState};
 use crate::config::{Allowed, Limits};
 use crate::db::{Job, State, Task};
 use crate::live::JobPlan;

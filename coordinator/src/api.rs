@@ -17,31 +17,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::accept;
-use crate::broker::Broker;
-use crate::config::{Allowed, Config};
+pub use crate::app::{ApiError, AppState, ErrorBody};
+use crate::app::{bad, internal, rejected};
 use crate::db::{now_ms, Job, State, Store, Task};
 use crate::dispatch::{self, Dispatched};
-use crate::metrics::Metrics;
-use crate::probe::Prober;
-use crate::tracker::Tracker;
-
-pub struct AppState {
-    pub config: Config,
-    pub allowed: Allowed,
-    pub prober: Prober,
-    pub store: Store,
-    pub broker: Arc<Broker>,
-    pub metrics: Arc<Metrics>,
-    pub tracker: Tracker,
-}
 
 type Shared = Arc<AppState>;
 
-pub fn router(state: Shared) -> Router {
+/// The routes; `document` is the OpenAPI document served at `/openapi.json`.
+pub fn router(state: Shared, document: utoipa::openapi::OpenApi) -> Router {
     let guarded = Router::new()
         .route("/v1/jobs", get(list_jobs).post(create_job))
         .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
-        .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
+        .route("/openapi.json", get(move || async move { Json(document) }))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), authorise));
     Router::new()
         .merge(guarded)
@@ -104,36 +92,6 @@ async fn authorise(
 /// Compares in time independent of where the inputs differ.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[derive(Debug)]
-pub struct ApiError(pub StatusCode, pub String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(ErrorBody { error: self.1 })).into_response()
-    }
-}
-
-/// Every error answer: what was wrong, with which input.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub error: String,
-}
-
-/// An extractor's refusal (a body over 64 KiB, a malformed query) as a JSON error.
-fn rejected(r: impl IntoResponse + std::fmt::Display) -> ApiError {
-    let message = r.to_string();
-    ApiError(r.into_response().status(), message)
-}
-
-pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, msg.into())
-}
-
-pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
-    tracing::error!(error = %e, "request failed");
-    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

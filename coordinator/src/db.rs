@@ -48,7 +48,7 @@ pub struct Job {
     pub idempotency_key: Option<String>,
     pub error: Option<String>,
     pub master_playlist: Option<String>,
-    /// What the probe found, for live playlists (JSON of [`crate::live::JobPlan`]).
+    /// What the probe found, for live playlists (JSON of the live publisher's `JobPlan`).
     #[serde(skip)]
     pub plan: Option<String>,
     pub created_ms: i64,

@@ -12,7 +12,7 @@ use farm_contract::task::Priority;
 use serde_json::json;
 
 use crate::accept::NewJob;
-use crate::api::{internal, ApiError, AppState};
+use crate::app::{internal, ApiError, AppState};
 use crate::db::{Job, State};
 use crate::split;
 

@@ -14,6 +14,7 @@
 
 pub mod accept;
 pub mod api;
+pub mod app;
 pub mod broker;
 pub mod config;
 pub mod db;
@@ -94,7 +95,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
     }
     let limits = &config.limits;
     let prober = probe::Prober::new(limits.probe_concurrency, std::time::Duration::from_secs(limits.probe_seconds), config.s3());
-    let app = Arc::new(api::AppState { config, allowed, prober, store: store.clone(), broker, metrics, tracker: tracker.clone() });
+    let app = Arc::new(app::AppState { config, allowed, prober, store: store.clone(), broker, metrics, tracker: tracker.clone() });
 
     // Jobs whose tasks all finished while we were down are completed now.
     for job in store.open_jobs().await? {
@@ -118,7 +119,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
     };
     tracing::info!(address = %listener.local_addr()?, "coordinator listening");
     let token = shutdown.clone();
-    axum::serve(listener, api::router(app))
+    axum::serve(listener, api::router(app, openapi::document()))
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await?;
     shutdown.cancel();

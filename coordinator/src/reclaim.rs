@@ -12,7 +12,7 @@ use std::time::Duration;
 use farm_contract::task::{TaskEvent, TaskEventKind, MAX_ATTEMPTS};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::db::now_ms;
 use crate::split;
 

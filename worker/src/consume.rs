@@ -11,68 +11,22 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
-use farm_contract::signature::HEADER_SIGNATURE;
-use farm_contract::task::{cancel_marker, Priority, TaskEventKind, TaskMessage};
-use farm_queue::memory::{self as memqueue, MemoryQueue};
-use farm_queue::{dead_letter, declare, Topology};
-use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicQosOptions,
-    ConfirmSelectOptions,
-};
-use lapin::types::AMQPValue;
-use lapin::{Channel, Connection, ConnectionProperties};
+use farm_contract::task::{cancel_marker, TaskEventKind, TaskMessage};
+use farm_media::TranscodeError;
+use farm_queue::declare;
+use lapin::options::{BasicQosOptions, ConfirmSelectOptions};
+use lapin::{Connection, ConnectionProperties};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::ack::{self, Disposition};
-use farm_media::TranscodeError;
 use crate::events::Events;
+use crate::link::{Incoming, Link};
 use crate::run::watch_cancellation;
-use farm_storage::S3Settings;
-
-/// Where tasks come from: RabbitMQ, or the embedded farm's in-process queue.
-#[derive(Clone)]
-pub enum QueueSource {
-    Amqp(String),
-    Memory(Arc<MemoryQueue>),
-}
-
-/// 25 min: under RabbitMQ's default `consumer_timeout` of 30 min. A 60 s chunk of 4K
-/// takes a few minutes on one core; an hour of audio well under one.
-pub const DEFAULT_TASK_DEADLINE_SECONDS: u64 = 1500;
-
-#[derive(Clone)]
-pub struct ServeConfig {
-    pub queue: QueueSource,
-    pub topology: Topology,
-    pub s3: S3Settings,
-    pub x264_threads: usize,
-    pub decode_threads: usize,
-    /// How long a task in hand may run on after shutdown is asked for.
-    pub drain: Duration,
-    /// Pause between polls of empty queues.
-    pub idle_poll: Duration,
-    /// A task still running after this long is stopped and handed back (retryable). Keep
-    /// it below RabbitMQ's `consumer_timeout` (30 min by default), which would otherwise
-    /// close the channel under the task.
-    pub task_deadline: Duration,
-    /// A later chunk of a job waits before it starts until the job is playable, when the
-    /// job's first chunk runs on the same CPUs, at most this long; zero: never. See
-    /// [`crate::hold`].
-    pub hold: Duration,
-    /// The task key and allow-lists every task is checked against.
-    pub admission: crate::admit::Admission,
-    /// A task whose frames do not advance for this long is stopped and handed back (0: never).
-    pub stall: Duration,
-    /// When the task in hand last advanced (shared with the `/healthz` endpoint).
-    pub heartbeat: Arc<crate::watchdog::Heartbeat>,
-}
-
-pub use crate::hold::DEFAULT_HOLD_SECONDS;
+pub use crate::serve_config::{QueueSource, ServeConfig, DEFAULT_HOLD_SECONDS, DEFAULT_TASK_DEADLINE_SECONDS};
 
 /// Serves tasks until `shutdown` is cancelled.
 pub async fn run(config: ServeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -108,113 +62,6 @@ async fn session(config: &ServeConfig, shutdown: &CancellationToken) -> anyhow::
 }
 
 /// A live link to the queue: a RabbitMQ channel or the in-process queue.
-#[derive(Clone)]
-pub(crate) enum Link {
-    Amqp(Channel),
-    Memory(Arc<MemoryQueue>),
-}
-
-/// A task taken from the queue, to be acknowledged, requeued or dead-lettered.
-enum Incoming {
-    Amqp(Delivery),
-    Memory(memqueue::Message),
-}
-
-impl Incoming {
-    /// The signature header's value, if the message has one.
-    fn signature(&self) -> Option<String> {
-        let Self::Amqp(d) = self else { return None };
-        d.properties.headers().as_ref()?.inner().get(HEADER_SIGNATURE).and_then(|v| match v {
-            AMQPValue::LongString(s) => Some(s.to_string()),
-            _ => None,
-        })
-    }
-
-    /// Whether the message came over the broker, where tasks must be signed.
-    fn is_signed(&self) -> bool {
-        matches!(self, Self::Amqp(_))
-    }
-
-    fn data(&self) -> &[u8] {
-        match self {
-            Self::Amqp(d) => &d.data,
-            Self::Memory(m) => &m.payload,
-        }
-    }
-
-    /// 1 on the first delivery; quorum queues count earlier returns in `x-delivery-count`.
-    fn attempt(&self) -> u32 {
-        match self {
-            Self::Memory(m) => m.deliveries,
-            Self::Amqp(d) => {
-                let count = d.properties.headers().as_ref().and_then(|h| {
-                    h.inner().get("x-delivery-count").and_then(|v| match v {
-                        AMQPValue::LongLongInt(n) => Some(*n as i64),
-                        AMQPValue::LongInt(n) => Some(i64::from(*n)),
-                        AMQPValue::LongUInt(n) => Some(i64::from(*n)),
-                        AMQPValue::ShortInt(n) => Some(i64::from(*n)),
-                        AMQPValue::ShortShortInt(n) => Some(i64::from(*n)),
-                        _ => None,
-                    })
-                });
-                match count {
-                    Some(n) => (n.max(0) as u32).saturating_add(1),
-                    None if d.redelivered => 2,
-                    None => 1,
-                }
-            }
-        }
-    }
-}
-
-impl Link {
-    async fn next(&self, topology: &Topology) -> anyhow::Result<Option<Incoming>> {
-        match self {
-            Self::Memory(q) => Ok(q.take().map(Incoming::Memory)),
-            Self::Amqp(channel) => {
-                for priority in [Priority::High, Priority::Normal] {
-                    let queue = topology.queue(priority);
-                    if let Some(message) = channel.basic_get(queue.as_str().into(), BasicGetOptions::default()).await? {
-                        return Ok(Some(Incoming::Amqp(message.delivery)));
-                    }
-                }
-                Ok(None)
-            }
-        }
-    }
-
-    async fn ack(&self, incoming: Incoming) -> anyhow::Result<()> {
-        if let Incoming::Amqp(d) = incoming {
-            d.ack(BasicAckOptions::default()).await?;
-        }
-        Ok(())
-    }
-
-    async fn requeue(&self, incoming: Incoming) -> anyhow::Result<()> {
-        match (self, incoming) {
-            (_, Incoming::Amqp(d)) => {
-                d.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
-            }
-            (Self::Memory(q), Incoming::Memory(m)) => q.requeue(m),
-            (Self::Amqp(_), Incoming::Memory(_)) => unreachable!("a memory task on an AMQP link"),
-        }
-        Ok(())
-    }
-
-    /// Dead-letters a task with the reason, then acknowledges it.
-    async fn dead_letter(&self, topology: &Topology, incoming: Incoming, reason: &str, job: &str) -> anyhow::Result<()> {
-        match (self, incoming) {
-            (Self::Amqp(channel), Incoming::Amqp(d)) => {
-                dead_letter(channel, topology, &d, reason, job).await?;
-                d.ack(BasicAckOptions::default()).await?;
-            }
-            (Self::Memory(q), Incoming::Memory(m)) => q.dead_letter(m.payload, reason),
-            _ => unreachable!("a task on another queue's link"),
-        }
-        Ok(())
-    }
-}
-
 async fn serve(link: &Link, config: &ServeConfig, shutdown: &CancellationToken) -> anyhow::Result<()> {
     tracing::info!(prefix = %config.topology.prefix, "waiting for tasks");
     loop {

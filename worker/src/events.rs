@@ -13,7 +13,7 @@ use lapin::options::BasicPublishOptions;
 use lapin::BasicProperties;
 use tokio::runtime::Handle;
 
-use crate::consume::Link;
+use crate::link::Link;
 
 #[derive(Clone)]
 pub(crate) struct Events {

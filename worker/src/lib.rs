@@ -17,6 +17,8 @@ pub mod admit;
 pub mod consume;
 pub mod events;
 pub mod hold;
+pub mod link;
 pub mod metrics;
 pub mod run;
+pub mod serve_config;
 pub mod watchdog;

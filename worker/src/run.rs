@@ -14,7 +14,7 @@ use farm_storage::{self as storage, S3Settings};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
-use crate::consume::ServeConfig;
+use crate::serve_config::ServeConfig;
 use crate::events::{EventProgress, Events};
 use crate::hold;
 
