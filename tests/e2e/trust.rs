@@ -193,7 +193,7 @@ fn unsigned_altered_or_misdirected_tasks_are_dead_lettered_with_the_reason() {
     let source = format!("s3://{BUCKET}/{prefix}/in/clip.mov");
     let exchange = topology.tasks_exchange();
     let unsigned = task("unsigned", &source, &format!("s3://{BUCKET}/{prefix}/review/a"));
-    b.publish_with_signature(&exchange, "normal", &unsigned, None).unwrap();
+    b.publish_when_routed(&exchange, "normal", &unsigned, None).unwrap();
     let original = task("altered", &source, &format!("s3://{BUCKET}/{prefix}/review/b"));
     let signature = task_key().sign(&original);
     let altered = task("altered", &source, &format!("s3://{BUCKET}/{prefix}/stolen/b"));

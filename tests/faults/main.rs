@@ -18,6 +18,8 @@ use farm_tests::hls::check_ladder;
 use farm_tests::s3::{s3, unique_prefix, BUCKET};
 use farm_tests::services;
 
+mod stall;
+
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// The 30 s clip: 750 frames at 25 fps; per rendition three leading 2 s segments of 50
 /// frames, then four 6 s segments of 150.

@@ -76,6 +76,21 @@ impl Broker {
         })
     }
 
+    /// Publishes once the exchange routes to a queue: a worker declares a queue before it
+    /// binds it, so a queue that exists may not take messages yet. A mandatory message that
+    /// no queue took comes back and is not queued, so trying again is safe.
+    pub fn publish_when_routed(&self, exchange: &str, routing_key: &str, payload: &[u8], signature: Option<&str>) -> Result<()> {
+        let start = std::time::Instant::now();
+        loop {
+            match self.publish_with_signature(exchange, routing_key, payload, signature) {
+                Err(e) if e.to_string().contains("not routed") && start.elapsed() < Duration::from_secs(20) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Takes every message of `queue`, returning their headers as text.
     pub fn take_all_headers(&self, queue: &str) -> Vec<String> {
         std::iter::from_fn(|| self.take(queue).unwrap().map(|(_, headers)| headers)).collect()
