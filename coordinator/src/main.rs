@@ -7,8 +7,7 @@ fn main() -> std::process::ExitCode {
     let config = Config::parse();
     if let Some(Command::ProbeSource { location }) = &config.command {
         // The child of a probe: no runtime of ours around it, its report on stdout.
-        let report = farm_coordinator::probe::run_child(location.as_deref(), &config.s3());
-        println!("{}", serde_json::to_string(&report).expect("reports serialise"));
+        farm_coordinator::probe::run_child(location.as_deref(), &config.s3());
         return std::process::ExitCode::SUCCESS;
     }
     farm_service::logging::init(config.log.log_format);
