@@ -75,6 +75,11 @@ pub fn locations(allowed: &Allowed, req: &JobRequest) -> Result<(Location, Locat
     Ok((source, output))
 }
 
+/// How an output is stored with its job (and compared with other live jobs' outputs).
+pub fn stored_output(output: &Location) -> String {
+    output.to_string().trim_end_matches('/').to_string()
+}
+
 /// The ladder, valid and within the configured limits.
 pub fn ladder(limits: &Limits, req: &JobRequest) -> Result<Ladder, ApiError> {
     let ladder = req.ladder.clone().unwrap_or_default();
@@ -132,7 +137,7 @@ pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Loca
         id: id.clone(),
         state: State::Queued,
         source: source.to_string(),
-        output: output.to_string().trim_end_matches('/').to_string(),
+        output: stored_output(output),
         priority: req.priority.unwrap_or(Priority::Normal),
         ladder: serde_json::to_string(&ladder).map_err(internal)?,
         idempotency_key: req.idempotency_key.clone(),

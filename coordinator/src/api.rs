@@ -83,15 +83,10 @@ async fn authorise(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(token) if same(token.trim().as_bytes(), expected.trim().as_bytes()) => Ok(next.run(request).await),
+        Some(token) if farm_service::secret::same(token.trim().as_bytes(), expected.trim().as_bytes()) => Ok(next.run(request).await),
         Some(_) => Err(ApiError(StatusCode::UNAUTHORIZED, "the bearer token is not valid".into())),
         None => Err(ApiError(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <token>` header".into())),
     }
-}
-
-/// Compares in time independent of where the inputs differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -168,8 +163,7 @@ async fn create(app: &Shared, content_type: Option<&str>, body: &[u8]) -> Result
     }
     let locations = accept::locations(&app.allowed, &req)?;
     let ladder = accept::ladder(&app.config.limits, &req)?;
-    let output = locations.1.to_string();
-    if let Some(other) = app.store.live_job_on(output.trim_end_matches('/')).await.map_err(internal)? {
+    if let Some(other) = app.store.live_job_on(&accept::stored_output(&locations.1)).await.map_err(internal)? {
         return Err(dispatch::busy_output(&other));
     }
     let info = accept::probe(app, &locations.0).await?;

@@ -8,13 +8,12 @@ use farm_queue::{MemoryQueue, Topology};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Allowed, Config};
 
 pub type Workers = Vec<JoinHandle<anyhow::Result<()>>>;
 
 #[cfg(feature = "embedded")]
-pub fn start(config: &Config, queue: &Arc<MemoryQueue>, topology: &Topology, shutdown: &CancellationToken) -> anyhow::Result<Workers> {
-    let allowed = config.allowed()?;
+pub fn start(config: &Config, allowed: &Allowed, queue: &Arc<MemoryQueue>, topology: &Topology, shutdown: &CancellationToken) -> anyhow::Result<Workers> {
     use farm_worker::consume::{self, QueueSource, ServeConfig};
     farm_worker::metrics::init();
     tracing::warn!(workers = config.workers, "no AMQP_URL: running the embedded farm (in-process queue and workers)");
@@ -41,6 +40,6 @@ pub fn start(config: &Config, queue: &Arc<MemoryQueue>, topology: &Topology, shu
 }
 
 #[cfg(not(feature = "embedded"))]
-pub fn start(_: &Config, _: &Arc<MemoryQueue>, _: &Topology, _: &CancellationToken) -> anyhow::Result<Workers> {
+pub fn start(_: &Config, _: &Allowed, _: &Arc<MemoryQueue>, _: &Topology, _: &CancellationToken) -> anyhow::Result<Workers> {
     anyhow::bail!("AMQP_URL is not set and this coordinator was built without the embedded farm (cargo feature `embedded`)")
 }

@@ -59,6 +59,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
     if config.api_token.is_none() {
         tracing::warn!("NO API AUTHENTICATION: FARM_API_TOKEN is not set, anyone who reaches {} can submit and cancel jobs (allowed only in the embedded farm)", config.listen);
     }
+    let allowed = config.allowed()?;
     let store = db::Store::connect(&config.database_url()).await.context("opening the job database")?;
     let metrics = Arc::new(metrics::Metrics::new());
     let topology = Topology::new(&config.queue_prefix);
@@ -68,7 +69,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
         None => {
             let queue = Arc::new(MemoryQueue::default());
             requeue_unfinished(&store, &queue).await?;
-            embedded_workers = embedded::start(&config, &queue, &topology, &shutdown)?;
+            embedded_workers = embedded::start(&config, &allowed, &queue, &topology, &shutdown)?;
             broker::Broker::embedded(queue, topology)
         }
     });
@@ -89,7 +90,6 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
         metrics: metrics.clone(),
         new_segments,
     };
-    let allowed = config.allowed()?;
     if allowed.sources.is_empty() {
         tracing::warn!("FARM_ALLOWED_SOURCES is empty: jobs may read any location the coordinator can reach");
     }

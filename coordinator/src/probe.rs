@@ -214,20 +214,10 @@ fn probe_one(location: &str, s3: &S3Settings, rt: &tokio::runtime::Runtime) -> P
                 .and_then(|s| s.downcast_ref::<std::io::Error>())
                 .map(farm_storage::error::kind_of);
             match kind {
-                Some(k) if k.is_transient() => ProbeReport::Unavailable { message: format!("{e}: {}", chain(&e)) },
-                _ => ProbeReport::Refused { message: format!("{e}: {}", chain(&e)) },
+                Some(k) if k.is_transient() => ProbeReport::Unavailable { message: farm_service::report::with_causes(&e) },
+                _ => ProbeReport::Refused { message: farm_service::report::with_causes(&e) },
             }
         }
         Err(e) => ProbeReport::Refused { message: e.to_string() },
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts = Vec::new();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        parts.push(c.to_string());
-        cause = c.source();
-    }
-    parts.join(": ")
 }

@@ -2,12 +2,11 @@
 
 use std::time::Duration;
 
-use farm_contract::ladder::Ladder;
-use farm_contract::task::{Priority, TaskMessage, TaskPart, TASK_SCHEMA};
+use farm_contract::task::{Priority, TaskPart};
 use farm_queue::Topology;
 use farm_tests::amqp::{broker, Broker, URL};
 use farm_tests::farm::Proc;
-use farm_tests::fixtures::{Kind, SMALL_LADDER};
+use farm_tests::fixtures::Kind;
 use farm_tests::hls::check_ladder;
 use farm_tests::s3::{s3, unique_prefix, BUCKET};
 use farm_tests::worker::worker_bin;
@@ -28,16 +27,7 @@ fn serve_with(prefix: &str, extra: &[(&'static str, String)]) -> Proc {
 }
 
 fn task(job: &str, n: usize, source: &str, output: &str, part: TaskPart) -> Vec<u8> {
-    serde_json::to_vec(&TaskMessage {
-        schema: TASK_SCHEMA,
-        job_id: job.into(),
-        task_id: format!("{job}-{n}"),
-        source: source.into(),
-        output: output.into(),
-        ladder: Ladder::from_json(SMALL_LADDER).unwrap(),
-        part,
-    })
-    .unwrap()
+    farm_tests::fixtures::task_message(job, n, source, output, part)
 }
 
 /// Part manifests written under an output prefix.

@@ -4,8 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use farm_contract::ladder::Ladder;
-use farm_contract::task::{Priority, TaskMessage, TaskPart, TASK_SCHEMA};
+use farm_contract::task::{Priority, TaskPart};
 use farm_queue::Topology;
 use farm_tests::amqp::broker;
 use farm_tests::farm::{free_port, plain, sqlite_url, Extra, Farm, Proc};
@@ -160,16 +159,7 @@ fn write_temp(data: &str) -> std::path::PathBuf {
 }
 
 fn task(job: &str, source: &str, output: &str) -> Vec<u8> {
-    serde_json::to_vec(&TaskMessage {
-        schema: TASK_SCHEMA,
-        job_id: job.into(),
-        task_id: format!("{job}-0"),
-        source: source.into(),
-        output: output.into(),
-        ladder: Ladder::from_json(SMALL_LADDER).unwrap(),
-        part: TaskPart::Whole,
-    })
-    .unwrap()
+    farm_tests::fixtures::task_message(job, 0, source, output, TaskPart::Whole)
 }
 
 /// Defect 3: whoever could publish to the broker could make a worker read any object and

@@ -238,3 +238,17 @@ pub fn clip_30s() -> PathBuf {
     )
     .unwrap()
 }
+
+/// A task message (current schema, the small ladder) as a coordinator would publish it.
+pub fn task_message(job: &str, n: usize, source: &str, output: &str, part: farm_contract::task::TaskPart) -> Vec<u8> {
+    serde_json::to_vec(&farm_contract::task::TaskMessage {
+        schema: farm_contract::task::TASK_SCHEMA,
+        job_id: job.into(),
+        task_id: format!("{job}-{n}"),
+        source: source.into(),
+        output: output.into(),
+        ladder: farm_contract::ladder::Ladder::from_json(SMALL_LADDER).unwrap(),
+        part,
+    })
+    .unwrap()
+}

@@ -33,16 +33,8 @@ pub fn decide(outcome: &Result<(), TranscodeError>, attempt: u32) -> Disposition
 
 /// The error with its causes (a storage error names the object and what the server said).
 fn reason(e: &TranscodeError) -> String {
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
+    farm_service::report::with_causes(e)
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -348,9 +348,8 @@ fn open_video(source: &Source, index: usize, threads: usize) -> Result<ffmpeg::d
     let stream = source.input.stream(index).expect("video stream");
     let mut ctx = codec::context::Context::from_parameters(stream.parameters()).map_err(decoder_err)?;
     ctx.set_threading(codec::threading::Config { kind: codec::threading::Type::Frame, count: threads, ..Default::default() });
-    // SAFETY: as for the audio decoders above. `max_pixels` makes the decoder refuse a
-    // picture over the probe's limit before allocating it: a stream may change size
-    // mid-way (new SPS), past what its header declared.
+    // `max_pixels`: a stream may change size mid-way (new SPS), past what its header declared.
+    // SAFETY: `ctx` owns its codec context, not yet opened; plain field writes.
     unsafe {
         (*ctx.as_mut_ptr()).pkt_timebase = stream.time_base().into();
         (*ctx.as_mut_ptr()).max_pixels = crate::source::MAX_PIXELS;
