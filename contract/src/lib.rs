@@ -8,10 +8,16 @@
 //! - [`manifest`]: what a worker hands on after encoding a range: the segments it wrote,
 //!   their sizes, durations and I-frame byte ranges, from which playlists are assembled.
 //! - [`task`]: task messages and events, their header and marker names.
+//! - [`review`]: what makes a ladder a review copy (LUT, tone mapping, burn-ins), fixed
+//!   once per job; [`timecode`]: SMPTE timecode and its frame arithmetic.
+//! - [`thumbnails`]: scrubbing thumbnails, their sprites, and the files beside the master.
 //! - [`signature`]: the coordinator's signature on task messages, which workers verify.
 
 pub mod ladder;
 pub mod manifest;
+pub mod review;
 pub mod signature;
 pub mod task;
+pub mod thumbnails;
+pub mod timecode;
 pub mod timeline;

@@ -11,7 +11,8 @@ use crate::timeline::{FrameRate, Grid};
 
 pub const MANIFEST_VERSION: u32 = 1;
 
-/// The audio rendition's name: its folder and its name in part manifests.
+/// The review mix's rendition name (its folder and its name in part manifests), and its
+/// group's: a source's own tracks are `audio_1`, `audio_2`...
 pub const AUDIO_RENDITION: &str = "audio";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +39,14 @@ pub struct PartManifest {
     /// assembled from one job's parts only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
+    /// Video parts of a review copy: the job's review settings, what the colour stage did,
+    /// and the thumbnail sprites written (keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<crate::review::Review>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colour: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sprites: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +60,15 @@ pub struct RenditionPart {
     /// Audio only.
     pub channels: Option<u32>,
     pub segments: Vec<SegmentRecord>,
+    /// Audio only: the playlist's NAME (the track's title, `Track N`, or the mix's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Audio only: ISO 639-2 language, when the source states one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// Audio only: the source's stream indices this rendition is made of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_streams: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +120,8 @@ pub fn is_output_key(key: &str, renditions: &[String]) -> bool {
     let parts: Vec<&str> = key.split('/').collect();
     match parts.as_slice() {
         ["parts", _] | ["index.m3u8"] => true,
+        [file] => [crate::thumbnails::REVIEW_JSON, crate::thumbnails::THUMBNAILS_VTT, crate::thumbnails::POSTER].contains(file),
+        [crate::thumbnails::SPRITE_FOLDER, _] => crate::thumbnails::Thumbnails::parse_sprite_key(key).is_some(),
         [folder, file] if renditions.iter().any(|r| r == folder) => {
             matches!(*file, "index.m3u8" | "iframes.m3u8")
                 || file.strip_prefix("seg_").and_then(|f| f.strip_suffix(".ts")).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
@@ -117,10 +137,10 @@ mod tests {
     #[test]
     fn only_the_farms_own_keys_count_as_output() {
         let renditions = ["720p".to_string(), AUDIO_RENDITION.to_string()];
-        for key in ["parts/video-000000-000003.json", "parts/first-chunk.started", "index.m3u8", "720p/index.m3u8", "720p/iframes.m3u8", "720p/seg_00012.ts", "audio/seg_00000.ts"] {
+        for key in ["parts/video-000000-000003.json", "parts/first-chunk.started", "index.m3u8", "720p/index.m3u8", "720p/iframes.m3u8", "720p/seg_00012.ts", "audio/seg_00000.ts", "review.json", "thumbnails.vtt", "poster.jpg", "thumbnails/sprite_000000_010.jpg"] {
             assert!(is_output_key(key, &renditions), "{key}");
         }
-        for key in ["CANCELLED.j1", "notes.txt", "other/clip.mov", "720p/seg_.ts", "720p/seg_12a.ts", "a/b/seg_00001.ts", "parts/x/y.json"] {
+        for key in ["CANCELLED.j1", "notes.txt", "other/clip.mov", "720p/seg_.ts", "720p/seg_12a.ts", "a/b/seg_00001.ts", "parts/x/y.json", "review.txt", "thumbnails/notes.jpg"] {
             assert!(!is_output_key(key, &renditions), "{key}");
         }
         // Another job's output in a sub-folder is not this prefix's.

@@ -7,12 +7,15 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ladder::Ladder;
+use crate::review::Review;
 
+/// 4: tasks carry the job's [`Review`] (colour, LUT, burn-ins, start timecode); earlier
+/// tasks have none and render as before, so a job split before an upgrade stays alike.
 /// 3: a video chunk encodes the audio of its range too (`audio` in [`TaskPart::Video`]);
 /// jobs split before that have one audio task over the whole source, which workers still
 /// run. 2: ladders have leading segments (`lead_segments`, default 3). A version 1
 /// message's ladder has none, whatever it says: see [`TaskMessage::from_json`].
-pub const TASK_SCHEMA: u32 = 3;
+pub const TASK_SCHEMA: u32 = 4;
 
 /// Object the coordinator writes under a job's output when the job is cancelled; workers
 /// look for it before and while running a task of that job, and drop the task.
@@ -44,6 +47,9 @@ pub struct TaskMessage {
     pub output: String,
     pub ladder: Ladder,
     pub part: TaskPart,
+    /// Absent before schema 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
 }
 
 impl TaskMessage {
@@ -54,7 +60,7 @@ impl TaskMessage {
     pub fn from_json(data: &[u8]) -> Result<Self, String> {
         let mut task: TaskMessage = serde_json::from_slice(data).map_err(|e| format!("invalid task message: {e}"))?;
         match task.schema {
-            TASK_SCHEMA | 2 => {}
+            TASK_SCHEMA | 3 | 2 => {}
             1 => task.ladder.lead_segments = 0,
             other => return Err(format!("task schema {other} is not supported (this worker reads 1 to {TASK_SCHEMA})")),
         }
@@ -153,6 +159,7 @@ mod tests {
             output: "s3://review/j1".into(),
             ladder: Ladder::default(),
             part: TaskPart::Video { start: 0.0, end: Some(60.0), audio: true },
+            review: None,
         };
         let text = serde_json::to_string(&task).unwrap();
         assert!(text.contains(r#""part":{"kind":"video","start":0.0,"end":60.0,"audio":true}"#), "{text}");
@@ -179,7 +186,9 @@ mod tests {
         let v2_chunk = v2.replace(r#"{"kind":"audio"}"#, r#"{"kind":"video","start":12.0,"end":null}"#);
         let chunk = TaskMessage::from_json(v2_chunk.as_bytes()).unwrap();
         assert_eq!(chunk.part, TaskPart::Video { start: 12.0, end: None, audio: false });
-        let v4 = v1.replace(r#""schema":1"#, r#""schema":4"#);
-        assert!(TaskMessage::from_json(v4.as_bytes()).unwrap_err().contains("task schema 4 is not supported"));
+        let v3 = v1.replace(r#""schema":1"#, r#""schema":3"#);
+        assert_eq!(TaskMessage::from_json(v3.as_bytes()).unwrap().review, None);
+        let v5 = v1.replace(r#""schema":1"#, r#""schema":5"#);
+        assert!(TaskMessage::from_json(v5.as_bytes()).unwrap_err().contains("task schema 5 is not supported"));
     }
 }

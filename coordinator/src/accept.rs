@@ -10,6 +10,7 @@
 
 use axum::http::StatusCode;
 use farm_contract::ladder::Ladder;
+use farm_contract::review::{BurnIn, Review, ReviewRequest, ToneMap};
 use farm_contract::task::{Priority, TaskPart};
 use farm_contract::timeline::Grid;
 use farm_media::source::SourceInfo;
@@ -20,6 +21,7 @@ use crate::app::{bad, internal, ApiError, AppState};
 use crate::config::{Allowed, Limits};
 use crate::db::{Job, State, Task};
 use crate::live::JobPlan;
+use farm_hls::playlist::live::LiveAudio;
 use crate::probe::ProbeError;
 use crate::split;
 
@@ -39,6 +41,25 @@ pub struct JobRequest {
     #[serde(default)]
     #[schema(min_length = 1, max_length = 200)]
     pub idempotency_key: Option<String>,
+    /// Burnt into the picture: SMPTE timecode, the clip's name, the frame number.
+    #[serde(default)]
+    pub burn_in: Vec<BurnIn>,
+    /// Visible watermark text, centred and semi-transparent (1 to 120 characters).
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 120)]
+    pub watermark: Option<String>,
+    /// A `.cube` 3D LUT (`s3://bucket/key` or a path), inside `FARM_ALLOWED_SOURCES`,
+    /// applied before scaling; a malformed LUT is refused naming the line.
+    #[serde(default)]
+    pub lut: Option<String>,
+    /// HDR (PQ, HLG) to SDR: `auto` tone-maps (default), `off` converts without.
+    #[serde(default)]
+    pub tone_map: Option<ToneMap>,
+    /// Timecode of the first frame, `HH:MM:SS:FF` or `HH:MM:SS;FF` (drop-frame);
+    /// default: the source's own, else 00:00:00:00.
+    #[serde(default)]
+    #[schema(pattern = r"^[0-9]{2}:[0-5][0-9]:[0-5][0-9][:;][0-9]{2}$")]
+    pub start_timecode: Option<String>,
 }
 
 /// A job ready to be stored and dispatched.
@@ -46,6 +67,37 @@ pub struct NewJob {
     pub job: Job,
     pub tasks: Vec<Task>,
     pub ladder: Ladder,
+}
+
+/// The review settings checked against the source: the LUT (allowed, readable, well
+/// formed: 403, 422 naming the line, 503), burn-in text, start timecode at the source's rate.
+pub async fn review(app: &AppState, req: &JobRequest, info: &SourceInfo) -> Result<Review, ApiError> {
+    let unprocessable = |m: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, m);
+    let lut = match &req.lut {
+        Some(text) => {
+            let location = Location::parse(text).map_err(|e| bad(format!("lut: {e}")))?;
+            app.allowed.sources.check("LUT", &location).map_err(|e| ApiError(StatusCode::FORBIDDEN, e.to_string()))?;
+            let opened = farm_storage::open_source(text, &app.config.s3(), &tokio::runtime::Handle::current()).map_err(|e| bad(format!("lut: {e}")))?;
+            let data = tokio::task::spawn_blocking(move || farm_storage::read_whole(&opened, farm_media::lut::MAX_BYTES as u64))
+                .await
+                .map_err(internal)?
+                .map_err(|e| match farm_storage::error::kind_of(&e) {
+                    kind if kind.is_transient() => ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("lut {text}: storage unavailable; retry later")),
+                    _ => unprocessable(format!("lut {text}: {e}")),
+                })?;
+            Some((text.as_str(), data))
+        }
+        None => None,
+    };
+    let request = ReviewRequest {
+        burn_in: req.burn_in.clone(),
+        watermark: req.watermark.clone(),
+        lut: req.lut.clone(),
+        tone_map: req.tone_map.unwrap_or_default(),
+        start_timecode: req.start_timecode.clone(),
+    };
+    let lut = lut.as_ref().map(|(t, d)| (*t, d.as_slice()));
+    farm_media::review::resolve(&request, &req.source, info, lut).map(|(review, _)| review).map_err(unprocessable)
 }
 
 /// The request body, if it is JSON and well formed.
@@ -108,7 +160,8 @@ pub async fn probe(app: &AppState, source: &Location) -> Result<SourceInfo, ApiE
 }
 
 /// The job and its chunk tasks, from the probe's facts.
-pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Location), ladder: Ladder, info: &SourceInfo, id: String, now: i64) -> Result<NewJob, ApiError> {
+#[allow(clippy::too_many_arguments)]
+pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Location), ladder: Ladder, info: &SourceInfo, review: &Review, id: String, now: i64) -> Result<NewJob, ApiError> {
     let limits = &app.config.limits;
     let unprocessable = |m: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, m);
     let duration = info
@@ -119,7 +172,8 @@ pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Loca
     if duration > limits.max_source_seconds {
         return Err(unprocessable(format!("the source lasts {duration:.0} s, at most {:.0} s allowed (FARM_MAX_SOURCE_SECONDS)", limits.max_source_seconds)));
     }
-    let has_audio = !farm_media::transcode::audio::select_tracks(&info.audio).is_empty();
+    let (_, audio_renditions) = farm_media::transcode::audio::plan(&info.audio, &ladder.audio, true);
+    let has_audio = !audio_renditions.is_empty();
     // Long sources get longer chunks rather than more tasks than the limit.
     let chunk_seconds = app.config.chunk_seconds.max(duration / limits.max_tasks_per_job as f64);
     let parts = split::plan(duration, has_audio, &ladder, chunk_seconds);
@@ -132,6 +186,10 @@ pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Loca
         total_frames: info.frames_expected().unwrap_or((duration * info.rate.as_f64()).round() as u64),
         renditions: ladder.fit(display_w, display_h),
         audio: has_audio.then(|| (ladder.audio.sample_rate, ladder.audio.channels, u64::from(ladder.audio.bitrate_kbps) * 1000)),
+        audio_renditions: audio_renditions
+            .iter()
+            .map(|r| LiveAudio { name: r.name.clone(), label: Some(r.label.clone()), language: r.language.clone(), channels: r.spec.channels, bandwidth: u64::from(r.spec.bitrate_kbps) * 1000, source_streams: r.source_streams.clone() })
+            .collect(),
     };
     let job = Job {
         id: id.clone(),
@@ -144,6 +202,7 @@ pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Loca
         error: None,
         master_playlist: None,
         plan: Some(serde_json::to_string(&plan).map_err(internal)?),
+        review: Some(serde_json::to_string(review).map_err(internal)?),
         created_ms: now,
         updated_ms: now,
     };

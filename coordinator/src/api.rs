@@ -167,8 +167,9 @@ async fn create(app: &Shared, content_type: Option<&str>, body: &[u8]) -> Result
         return Err(dispatch::busy_output(&other));
     }
     let info = accept::probe(app, &locations.0).await?;
+    let review = accept::review(app, &req, &info).await?;
     let now = now_ms();
-    let new = accept::plan(app, &req, &locations, ladder, &info, new_id(now), now)?;
+    let new = accept::plan(app, &req, &locations, ladder, &info, &review, new_id(now), now)?;
     Ok(match dispatch::dispatch(app, new).await? {
         Dispatched::New(job) => (StatusCode::CREATED, Json(view(&app.store, job).await?)).into_response(),
         Dispatched::Existing(job) => (StatusCode::OK, Json(view(&app.store, job).await?)).into_response(),

@@ -51,6 +51,9 @@ pub struct Job {
     /// What the probe found, for live playlists (JSON of the live publisher's `JobPlan`).
     #[serde(skip)]
     pub plan: Option<String>,
+    /// The job's checked review settings (JSON of `farm_contract::review::Review`).
+    #[serde(skip)]
+    pub review: Option<String>,
     pub created_ms: i64,
     pub updated_ms: i64,
 }
@@ -106,8 +109,8 @@ impl Store {
     pub async fn insert(&self, job: &Job, tasks: &[Task]) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO jobs (id, idempotency_key, state, source, output, priority, ladder, error, master, plan, created_ms, updated_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "INSERT INTO jobs (id, idempotency_key, state, source, output, priority, ladder, error, master, plan, created_ms, updated_ms, review)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&job.id)
         .bind(&job.idempotency_key)
@@ -121,6 +124,7 @@ impl Store {
         .bind(&job.plan)
         .bind(job.created_ms)
         .bind(job.updated_ms)
+        .bind(&job.review)
         .execute(&mut *tx)
         .await?;
         for t in tasks {
@@ -291,7 +295,7 @@ impl Store {
 }
 
 const JOB_COLUMNS: &str =
-    "id, idempotency_key, state, source, output, priority, ladder, error, master, plan, created_ms, updated_ms";
+    "id, idempotency_key, state, source, output, priority, ladder, error, master, plan, created_ms, updated_ms, review";
 
 const TASK_COLUMNS: &str = "id, job_id, part, state, frames_done, frames_total, error";
 
@@ -325,6 +329,7 @@ fn job_from(r: &AnyRow) -> Result<Job, sqlx::Error> {
         error: r.try_get("error")?,
         master_playlist: r.try_get("master")?,
         plan: r.try_get("plan")?,
+        review: r.try_get("review")?,
         created_ms: r.try_get("created_ms")?,
         updated_ms: r.try_get("updated_ms")?,
     })

@@ -31,6 +31,7 @@ pub fn start(config: &Config, allowed: &Allowed, queue: &Arc<MemoryQueue>, topol
             hold: std::time::Duration::from_secs(consume::DEFAULT_HOLD_SECONDS),
             stall: std::time::Duration::from_secs(farm_worker::watchdog::DEFAULT_STALL_SECONDS),
             heartbeat: Default::default(),
+            font: farm_media::transcode::picture::DEFAULT_FONT.into(),
             admission: farm_worker::admit::Admission { key: None, sources: allowed.sources.clone(), outputs: allowed.outputs.clone() },
         };
         let shutdown = shutdown.clone();

@@ -13,7 +13,10 @@ use std::time::Duration;
 use farm_contract::ladder::FittedRendition;
 use farm_contract::manifest::segment_uri;
 use farm_contract::timeline::Grid;
-use farm_hls::playlist::live::{live, LivePlan, LiveVideo};
+use farm_contract::manifest::RenditionPart;
+use farm_contract::review::Review;
+use farm_contract::thumbnails::{Thumbnails, REVIEW_JSON, THUMBNAILS_VTT};
+use farm_hls::playlist::live::{live, LiveAudio, LivePlan, LiveVideo};
 use farm_storage::{open_sink, S3Settings};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -29,8 +32,23 @@ pub struct JobPlan {
     pub grid: Grid,
     pub total_frames: u64,
     pub renditions: Vec<FittedRendition>,
-    /// Sample rate, channels and bit rate of the audio rendition.
+    /// Sample rate, channels and bit rate of the mix (the only audio rendition of jobs
+    /// planned before per-track renditions).
     pub audio: Option<(u32, u32, u64)>,
+    /// Every audio rendition, the mix first (empty in plans stored before them).
+    #[serde(default)]
+    pub audio_renditions: Vec<LiveAudio>,
+}
+
+impl JobPlan {
+    fn live_audio(&self) -> Vec<LiveAudio> {
+        match (&self.audio_renditions[..], self.audio) {
+            ([], Some((_, channels, bandwidth))) => {
+                vec![LiveAudio { name: farm_contract::manifest::AUDIO_RENDITION.into(), label: None, language: None, channels, bandwidth, source_streams: vec![] }]
+            }
+            (renditions, _) => renditions.to_vec(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -90,7 +108,8 @@ impl Publisher {
             for job in jobs {
                 let Some(plan) = job.plan.as_deref().and_then(|p| serde_json::from_str::<JobPlan>(p).ok()) else { continue };
                 let state = seen.entry(job.id.clone()).or_default();
-                match self.refresh(&job.id, &job.output, &plan, state).await {
+                let review = job.review.as_deref().and_then(|r| serde_json::from_str::<Review>(r).ok());
+                match self.refresh(&job.id, &job.output, &plan, review, state).await {
                     Ok(true) if !state.playable => {
                         state.playable = true;
                         self.metrics.playable(job.created_ms);
@@ -116,7 +135,7 @@ impl Publisher {
     }
 
     /// Writes EVENT playlists when more segments are there; returns whether a master exists.
-    async fn refresh(&self, id: &str, output: &str, plan: &JobPlan, seen: &mut Seen) -> anyhow::Result<bool> {
+    async fn refresh(&self, id: &str, output: &str, plan: &JobPlan, review: Option<Review>, seen: &mut Seen) -> anyhow::Result<bool> {
         let (s3, output, plan, mut codecs, before) = (self.s3.clone(), output.to_string(), plan.clone(), seen.codecs.clone(), seen.segments);
         let _guard = self.lock.lock().await;
         // The job may have finished while we waited for the lock: never overwrite VOD.
@@ -126,8 +145,11 @@ impl Publisher {
         let rt = tokio::runtime::Handle::current();
         let (count, codecs, playable) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let sink = open_sink(&output, &s3, &rt)?;
-            let present: BTreeSet<String> = sink.list("")?.into_iter().filter(|k| k.ends_with(".ts")).collect();
-            if present.len() == before {
+            let keys = sink.list("")?;
+            let present: BTreeSet<String> = keys.iter().filter(|k| k.ends_with(".ts")).cloned().collect();
+            let sprites: Vec<&str> = keys.iter().map(String::as_str).filter(|k| Thumbnails::parse_sprite_key(k).is_some()).collect();
+            let seen_now = present.len() + sprites.len();
+            if seen_now == before {
                 return Ok((before, codecs, None));
             }
             let mut video = Vec::new();
@@ -146,18 +168,48 @@ impl Publisher {
                     codecs: codecs.get(&r.name).cloned(),
                 });
             }
-            let live_plan = LivePlan { grid: plan.grid, total_frames: plan.total_frames, video, audio: plan.audio };
-            let Some(playlists) = live(&live_plan, &present) else { return Ok((present.len(), codecs, Some(false))) };
+            let sample_rate = plan.audio.map_or(48_000, |(rate, ..)| rate);
+            let live_plan = LivePlan { grid: plan.grid, total_frames: plan.total_frames, video, sample_rate, audio: plan.live_audio() };
+            let Some(mut playlists) = live(&live_plan, &present) else { return Ok((seen_now, codecs, Some(false))) };
+            if let Some(review) = &review {
+                playlists.files.extend(review_files(review, &live_plan, &sprites));
+            }
             // Media playlists first: a player that finds the master finds what it names.
             let (master, media): (Vec<_>, Vec<_>) = playlists.files.iter().partition(|(k, _)| k == farm_hls::MASTER);
             for (key, text) in media.into_iter().chain(master) {
                 sink.put(key, text.as_bytes())?;
             }
-            Ok((present.len(), codecs, Some(true)))
+            Ok((seen_now, codecs, Some(true)))
         })
         .await??;
         seen.segments = count;
         seen.codecs = codecs;
         Ok(playable.unwrap_or(seen.playable))
     }
+}
+
+/// `review.json` and the thumbnail track as far as the sprites written so far go.
+fn review_files(review: &Review, plan: &LivePlan, sprites: &[&str]) -> Vec<(String, String)> {
+    let audio: Vec<RenditionPart> = plan
+        .audio
+        .iter()
+        .map(|a| RenditionPart {
+            name: a.name.clone(),
+            codecs: farm_hls::codecs::AAC_LC.into(),
+            width: None,
+            height: None,
+            frame_rate: None,
+            channels: Some(a.channels),
+            segments: vec![],
+            label: a.label.clone(),
+            language: a.language.clone(),
+            source_streams: a.source_streams.clone(),
+        })
+        .collect();
+    let mut files = vec![(REVIEW_JSON.to_string(), farm_hls::review::document(review, None, plan.grid.rate, plan.total_frames, &audio))];
+    let duration = plan.grid.rate.frames_to_seconds(plan.total_frames);
+    if let Some(text) = review.thumbnails.and_then(|spec| farm_hls::review::vtt(&spec, sprites.iter().copied(), duration)) {
+        files.push((THUMBNAILS_VTT.to_string(), text));
+    }
+    files
 }

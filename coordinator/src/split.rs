@@ -36,6 +36,8 @@ pub fn message(job: &Job, task: &Task, ladder: &Ladder) -> TaskMessage {
         output: job.output.clone(),
         ladder: ladder.clone(),
         part: task.part,
+        // Stored as the coordinator wrote it; a job from before review settings has none.
+        review: job.review.as_deref().and_then(|r| serde_json::from_str(r).ok()),
     }
 }
 
@@ -159,6 +161,7 @@ mod tests {
             error: None,
             master_playlist: None,
             plan: None,
+            review: None,
             created_ms: 0,
             updated_ms: 0,
         };

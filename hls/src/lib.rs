@@ -3,10 +3,12 @@
 //! - [`playlist`]: VOD media, I-frame and master playlists assembled from part manifests;
 //!   [`playlist::live`]: the EVENT playlists of a job still running;
 //! - [`codecs`]: CODECS strings from the bitstream (H.264 SPS in Annex B);
+//! - [`review`]: `review.json` and the `thumbnails.vtt` track beside the master;
 //! - [`publish`]: the playlists of a finished job written to its output, master last.
 
 pub mod codecs;
 pub mod playlist;
 pub mod publish;
+pub mod review;
 
 pub use playlist::MASTER;

@@ -9,6 +9,9 @@
 use std::collections::BTreeMap;
 
 use farm_contract::manifest::{PartKind, PartManifest, RenditionPart, SegmentRecord, MANIFEST_VERSION};
+use farm_contract::thumbnails::{REVIEW_JSON, THUMBNAILS_VTT};
+
+use crate::review;
 use m3u8_rs::{
     AlternativeMedia, AlternativeMediaType, ByteRange, MasterPlaylist, MediaPlaylist,
     MediaPlaylistType, MediaSegment, Resolution, VariantStream,
@@ -66,8 +69,22 @@ pub fn assemble(parts: &[PartManifest]) -> Result<Option<Playlists>, String> {
         return Ok(None);
     }
     let tracks = video_tracks(&video)?;
-    let audio = if audio_complete { audio_track(&audio_parts)? } else { None };
-    write_all(&tracks, audio.as_ref(), first.grid.rate.as_f64()).map(Some)
+    let audio = if audio_complete { audio_tracks(&audio_parts)? } else { Vec::new() };
+    let mut playlists = write_all(&tracks, &audio, first.grid.rate.as_f64())?;
+    if let Some(review) = &first.review {
+        // Beside the master, before it: a player that finds the master finds these too.
+        let master = playlists.files.pop().expect("the master is written last");
+        let rate = first.grid.rate;
+        let frames = tracks.first().map_or(0, Track::end_unit);
+        let audio_parts: Vec<RenditionPart> = audio.iter().map(|a| a.part.clone()).collect();
+        playlists.files.push((REVIEW_JSON.into(), review::document(review, first.colour.as_deref(), rate, frames, &audio_parts)));
+        let sprites = video.iter().flat_map(|p| p.sprites.iter().map(String::as_str));
+        if let Some(text) = review.thumbnails.and_then(|spec| review::vtt(&spec, sprites, rate.frames_to_seconds(frames))) {
+            playlists.files.push((THUMBNAILS_VTT.into(), text));
+        }
+        playlists.files.push(master);
+    }
+    Ok(Some(playlists))
 }
 
 /// The video parts in order, when they cover the source from its start to its end with no
@@ -135,39 +152,55 @@ fn video_tracks(video: &[&PartManifest]) -> Result<Vec<Track>, String> {
     Ok(tracks)
 }
 
-/// The audio rendition joined over its parts.
-fn audio_track(audio_parts: &[&PartManifest]) -> Result<Option<Track>, String> {
-    let Some(r) = audio_parts.first().and_then(|p| p.renditions.first()) else { return Ok(None) };
-    let segments = audio_parts.iter().flat_map(|p| p.renditions.iter().flat_map(|r| r.segments.iter().cloned()));
-    let track = Track { part: RenditionPart { segments: segments.collect(), ..r.clone() } };
-    if !numbered_from_zero(&track.part.segments) {
-        return Err("the audio rendition has missing or repeated segments".into());
+/// Each audio rendition (the mix, then the source's tracks) joined over its parts.
+fn audio_tracks(audio_parts: &[&PartManifest]) -> Result<Vec<Track>, String> {
+    let Some(first) = audio_parts.first() else { return Ok(Vec::new()) };
+    let mut tracks = Vec::new();
+    for r in &first.renditions {
+        let mut segments = Vec::new();
+        for p in audio_parts {
+            let own = p.renditions.iter().find(|o| o.name == r.name).ok_or_else(|| format!("audio rendition {} is not in every part", r.name))?;
+            segments.extend(own.segments.iter().cloned());
+        }
+        if !numbered_from_zero(&segments) {
+            return Err(format!("audio rendition {} has missing or repeated segments", r.name));
+        }
+        tracks.push(Track { part: RenditionPart { segments, ..r.clone() } });
     }
-    Ok(Some(track))
+    Ok(tracks)
+}
+
+/// The `EXT-X-MEDIA` entry of an audio rendition: the mix is the default; a source's own
+/// tracks are there to be chosen, not picked by a player's language preference.
+pub(crate) fn audio_media(name: &str, label: Option<&str>, language: Option<&str>, channels: Option<u32>) -> AlternativeMedia {
+    let default = name == farm_contract::manifest::AUDIO_RENDITION;
+    AlternativeMedia {
+        media_type: AlternativeMediaType::Audio,
+        uri: Some(format!("{name}/index.m3u8")),
+        group_id: AUDIO_GROUP.into(),
+        name: label.unwrap_or("Main").into(),
+        language: language.map(str::to_owned),
+        default,
+        autoselect: default,
+        channels: channels.map(|c| c.to_string()),
+        ..Default::default()
+    }
 }
 
 /// Media and I-frame playlists of every track, and the master, last.
-fn write_all(tracks: &[Track], audio: Option<&Track>, rate: f64) -> Result<Playlists, String> {
+fn write_all(tracks: &[Track], audio: &[Track], rate: f64) -> Result<Playlists, String> {
     let mut files = Vec::new();
     let mut master = MasterPlaylist { independent_segments: true, ..Default::default() };
-    let (audio_peak, audio_avg, audio_codecs) = match audio {
-        Some(a) => {
-            files.push((format!("{}/index.m3u8", a.part.name), media_playlist(&a.part.segments, &a.part.name)));
-            let (peak, avg) = a.bitrates();
-            master.alternatives.push(AlternativeMedia {
-                media_type: AlternativeMediaType::Audio,
-                uri: Some(format!("{}/index.m3u8", a.part.name)),
-                group_id: AUDIO_GROUP.into(),
-                name: "Main".into(),
-                default: true,
-                autoselect: true,
-                channels: a.part.channels.map(|c| c.to_string()),
-                ..Default::default()
-            });
-            (peak, avg, Some(a.part.codecs.clone()))
-        }
-        None => (0, 0, None),
-    };
+    // A variant's rates count the group's largest audio rendition (RFC 8216 4.3.4.2).
+    let (mut audio_peak, mut audio_avg) = (0, 0);
+    for a in audio {
+        let name = &a.part.name;
+        files.push((format!("{name}/index.m3u8"), media_playlist(&a.part.segments, name)));
+        let (peak, avg) = a.bitrates();
+        (audio_peak, audio_avg) = (audio_peak.max(peak), audio_avg.max(avg));
+        master.alternatives.push(audio_media(name, a.part.label.as_deref(), a.part.language.as_deref(), a.part.channels));
+    }
+    let audio_codecs = audio.first().map(|a| a.part.codecs.clone());
     let mut iframe_variants = Vec::new();
     for t in tracks {
         let name = &t.part.name;
@@ -191,7 +224,7 @@ fn write_all(tracks: &[Track], audio: Option<&Track>, rate: f64) -> Result<Playl
             codecs: Some(codecs),
             resolution,
             frame_rate,
-            audio: audio.map(|_| AUDIO_GROUP.to_string()),
+            audio: (!audio.is_empty()).then(|| AUDIO_GROUP.to_string()),
             ..Default::default()
         });
         iframe_variants.push(VariantStream {

@@ -24,6 +24,17 @@ pub enum TranscodeError {
     Damaged { path: String, detail: String },
     #[error("{stage} failed for rendition {rendition}: {message}")]
     Ffmpeg { stage: &'static str, rendition: String, message: String },
+    #[error("cannot read the LUT {path}")]
+    LutIo {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not the LUT the job was checked with (changed since), or not a LUT at all.
+    #[error("LUT {path}: {detail}")]
+    Lut { path: String, detail: String },
+    #[error("cannot prepare the picture chain: {0}")]
+    Picture(String),
     #[error("cannot write {key}")]
     Output {
         key: String,
@@ -53,7 +64,7 @@ impl TranscodeError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::SourceIo { .. } | Self::Output { .. } | Self::Cancelled | Self::Deadline { .. } | Self::Panicked { .. } | Self::Stalled { .. }
+            Self::SourceIo { .. } | Self::LutIo { .. } | Self::Output { .. } | Self::Cancelled | Self::Deadline { .. } | Self::Panicked { .. } | Self::Stalled { .. }
         )
     }
 

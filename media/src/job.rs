@@ -1,9 +1,11 @@
 //! One task, top to bottom: open the source, fit the ladder, run the pipeline, record the
 //! part, publish playlists when the job's parts are complete.
 
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use farm_contract::ladder::Ladder;
+use farm_contract::review::Review;
 use farm_contract::manifest::{PartKind, PartManifest, RenditionPart, MANIFEST_VERSION};
 use farm_contract::timeline::Grid;
 
@@ -13,7 +15,9 @@ use farm_storage::Sink;
 use crate::source;
 use farm_storage::SourceLocation;
 use farm_storage::ReadStats;
-use crate::transcode::{self, audio, PipelinePlan};
+use crate::lut::{self, Cube};
+use crate::transcode::picture::PictureSetup;
+use crate::transcode::{self, audio, PipelinePlan, ThumbnailPlan};
 
 /// Which part of a job a task encodes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,6 +46,12 @@ pub struct Task {
     pub publish: bool,
     /// The farm job this task belongs to, recorded in its part manifests.
     pub job_id: Option<String>,
+    /// Colour, LUT and burn-ins; `None` for tasks split before review settings existed.
+    pub review: Option<Review>,
+    /// Where the review's LUT is, opened like the source.
+    pub lut: Option<SourceLocation>,
+    /// The font burn-ins are drawn with.
+    pub font: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -65,7 +75,7 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
     let grid = Grid::new(info.rate, task.ladder.cuts(), task.ladder.gop_ms());
     let (display_w, display_h) = info.display_size();
     let renditions = task.ladder.fit(display_w, display_h);
-    let tracks = audio::select_tracks(&info.audio);
+    let (tracks, audio_renditions) = audio::plan(&info.audio, &task.ladder.audio, task.review.is_some());
     log_opened(task, &info, &renditions, tracks.len());
     let expected = info.frames_expected();
     let (first_segment, end_segment) = segment_range(&task.part, &grid, expected)?;
@@ -78,6 +88,12 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
     };
     let audio_tracks: &[usize] = if with_audio { &tracks } else { &[] };
     let audio_end = expected.map(|f| grid.samples_at_frame(f, task.ladder.audio.sample_rate));
+    let cube = read_lut(task)?;
+    let mut picture = PictureSetup::prepare(task.review.clone(), cube.as_ref(), task.font.clone())
+        .map_err(|e| TranscodeError::Picture(e.to_string()))?;
+    picture.first_frame = first_frame;
+    picture.rate = Some(grid.rate);
+    picture.smallest_height = renditions.iter().map(|r| r.height).min().unwrap_or(display_h);
     let plan = PipelinePlan {
         grid,
         renditions: if with_video { &renditions } else { &[] },
@@ -85,9 +101,12 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
         first_frame,
         end_frame,
         audio_tracks,
+        audio_renditions: &audio_renditions,
         audio: &task.ladder.audio,
         audio_range: audio::AudioRange::new(grid.cuts, task.ladder.audio.sample_rate, first_segment, end_segment, audio_end),
         x264_threads: task.x264_threads,
+        picture: &picture,
+        thumbnails: thumbnail_plan(task, &grid, first_frame, end_frame, (display_w, display_h)),
         decode_threads: task.decode_threads,
         frames_total: match (end_frame, expected) {
             (Some(end), _) => Some(end - first_frame),
@@ -101,12 +120,26 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
     let written = out.video.iter().map(|r| r.segments.len() as u64).max().unwrap_or(0);
     // The range this task covers: its video segments (a chunk's audio part covers the same
     // range), or for the audio over the whole source, its audio segments.
-    let (covered, is_last) = match &out.audio {
+    let (covered, is_last) = match out.audio.first() {
         Some(audio) if !with_video => (0..audio.segments.len() as u64, true),
         _ => (first_segment..first_segment + written, end_segment.is_none() || out.stats.hit_end_of_source),
     };
     let write_part = |kind: PartKind, audio_expected: bool, renditions: Vec<RenditionPart>| {
-        let part = PartManifest { version: MANIFEST_VERSION, kind, grid, first_segment: covered.start, end_segment: covered.end, is_last, audio_expected, renditions, job_id: task.job_id.clone() };
+        let video = kind == PartKind::Video;
+        let part = PartManifest {
+            version: MANIFEST_VERSION,
+            kind,
+            grid,
+            first_segment: covered.start,
+            end_segment: covered.end,
+            is_last,
+            audio_expected,
+            renditions,
+            job_id: task.job_id.clone(),
+            review: task.review.clone().filter(|_| video),
+            colour: out.stats.colour.clone().filter(|_| video),
+            sprites: if video { out.sprites.clone() } else { Vec::new() },
+        };
         put_json(sink, &PartManifest::key(kind, covered.start, covered.end), &part)
     };
     let mut segments = 0;
@@ -114,9 +147,9 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
         segments += written * out.video.len() as u64;
         write_part(PartKind::Video, !tracks.is_empty(), out.video.clone())?;
     }
-    if let Some(audio) = &out.audio {
-        segments += audio.segments.len() as u64;
-        write_part(PartKind::Audio, true, vec![audio.clone()])?;
+    if !out.audio.is_empty() {
+        segments += out.audio.iter().map(|a| a.segments.len() as u64).sum::<u64>();
+        write_part(PartKind::Audio, true, out.audio.clone())?;
     }
     let master = if task.publish { publish(sink, task.job_id.as_deref())? } else { None };
     Ok(Outcome {
@@ -169,6 +202,40 @@ fn segment_range(part: &Part, grid: &Grid, expected: Option<u64>) -> Result<(u64
         }
     }
     Ok((first_segment, end_segment))
+}
+
+/// The thumbnails whose frames lie in this task's range, and the poster if it does.
+fn thumbnail_plan(task: &Task, grid: &Grid, first: u64, end: Option<u64>, display: (u32, u32)) -> Option<ThumbnailPlan> {
+    let review = task.review.as_ref()?;
+    let spec = review.thumbnails?;
+    let end = end.unwrap_or(u64::MAX / 4);
+    let poster = (first..end).contains(&review.poster_frame).then(|| {
+        let (w, h) = transcode::thumbnails::poster_size(display.0, display.1);
+        (review.poster_frame, w, h)
+    });
+    Some(ThumbnailPlan { spec, wanted: spec.in_frames(first, end, grid.rate), poster })
+}
+
+/// The job's LUT, if it names one: the bytes the coordinator checked (same SHA-256), parsed.
+fn read_lut(task: &Task) -> Result<Option<Cube>> {
+    let (Some(lut_ref), Some(location)) = (task.review.as_ref().and_then(|r| r.lut.as_ref()), task.lut.as_ref()) else {
+        return Ok(None);
+    };
+    let path = location.to_string();
+    let data = farm_storage::read_whole(location, lut::MAX_BYTES as u64).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => {
+            TranscodeError::Lut { path: path.clone(), detail: source.to_string() }
+        }
+        _ => TranscodeError::LutIo { path: path.clone(), source },
+    })?;
+    let digest = lut::sha256_hex(&data);
+    if digest != lut_ref.sha256 {
+        return Err(TranscodeError::Lut {
+            path,
+            detail: format!("changed since the job was submitted (SHA-256 {digest}, the job's is {}): every chunk must apply the same LUT", lut_ref.sha256),
+        });
+    }
+    Cube::parse(&data).map(Some).map_err(|e| TranscodeError::Lut { path, detail: e.to_string() })
 }
 
 /// Writes the playlists if the parts in `sink` cover the whole job; returns the master's key.

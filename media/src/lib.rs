@@ -6,14 +6,18 @@
 //!   ([`transcode::filter`]), scale and encode each rendition on its own thread
 //!   ([`transcode::video`], [`transcode::audio`], [`transcode::encode`]), cut segments
 //!   ([`transcode::segment`], [`transcode::mux`]);
+//! - [`lut`]: `.cube` 3D LUTs, parsed and checked line by line;
+//! - [`review`]: a job's review options checked against its source;
 //! - [`progress`]: progress bar or log lines;
 //! - [`metrics`]: frames, media seconds and segment times;
 //! - [`error`]: what went wrong, and whether trying again could help.
 
 pub mod error;
 pub mod job;
+pub mod lut;
 pub mod metrics;
 pub mod progress;
+pub mod review;
 pub mod source;
 pub mod transcode;
 

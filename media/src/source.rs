@@ -19,6 +19,8 @@ use ffmpeg::format::context::{Input, StreamIo};
 use ffmpeg::media::Type;
 
 
+mod tracks;
+
 use crate::error::{Result, TranscodeError};
 use farm_storage::{ObjectReader, ReadStats, ReaderHandle, SourceLocation};
 
@@ -43,6 +45,12 @@ pub struct AudioTrack {
     pub channels: u32,
     pub sample_rate: u32,
     pub codec: String,
+    /// The track's title (or its handler name), for the audio rendition's NAME.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// ISO 639 language code, when the container states one.
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -66,6 +74,9 @@ pub struct SourceInfo {
     pub frames_declared: Option<u64>,
     pub duration_seconds: Option<f64>,
     pub audio: Vec<AudioTrack>,
+    /// Timecode of the first frame (MOV `tmcd` track, MXF timecode), as the container says it.
+    #[serde(default)]
+    pub timecode: Option<String>,
 }
 
 impl SourceInfo {
@@ -380,7 +391,7 @@ fn inspect(input: &Input, name: &str) -> Result<SourceInfo> {
         field_order,
         ffi::AVFieldOrder::AV_FIELD_PROGRESSIVE | ffi::AVFieldOrder::AV_FIELD_UNKNOWN
     );
-    let audio = audio_tracks(input);
+    let audio = tracks::audio_tracks(input);
     Ok(SourceInfo {
         container,
         video_index: video.index(),
@@ -396,6 +407,7 @@ fn inspect(input: &Input, name: &str) -> Result<SourceInfo> {
         frames_declared,
         duration_seconds,
         audio,
+        timecode: tracks::timecode(input),
     })
 }
 
@@ -415,26 +427,6 @@ fn check_picture_size(width: i32, height: i32) -> std::result::Result<(), String
         ));
     }
     Ok(())
-}
-
-/// The audio streams a decoder exists for, with their channels and sample rate.
-fn audio_tracks(input: &Input) -> Vec<AudioTrack> {
-    input
-        .streams()
-        .filter(|s| s.parameters().medium() == Type::Audio)
-        .filter_map(|s| {
-            // SAFETY: codec parameters of an open input's stream are valid while it is borrowed.
-            let p = unsafe { &*s.parameters().as_ptr() };
-            let channels = p.ch_layout.nb_channels;
-            (channels > 0 && p.sample_rate > 0 && ffmpeg::decoder::find(s.parameters().id()).is_some())
-                .then(|| AudioTrack {
-                    index: s.index(),
-                    channels: channels as u32,
-                    sample_rate: p.sample_rate as u32,
-                    codec: format!("{:?}", s.parameters().id()).to_lowercase(),
-                })
-        })
-        .collect()
 }
 
 fn rotation_of(stream: &ffmpeg::format::stream::Stream) -> u32 {

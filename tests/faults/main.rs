@@ -473,6 +473,7 @@ fn every_hostile_source_fails_its_job_and_the_worker_goes_on_to_the_next_good_jo
             output: format!("s3://{BUCKET}/{}/direct-out/{i:02}", case.prefix),
             ladder: ladder.clone(),
             part: farm_contract::task::TaskPart::Video { start: 0.0, end: None, audio: true },
+            review: None,
         };
         b.publish(&topology.tasks_exchange(), "normal", &serde_json::to_vec(&task).unwrap()).unwrap();
     }

@@ -33,6 +33,11 @@ impl Admission {
         let output = Location::parse(&task.output).map_err(|e| format!("output: {e}"))?;
         self.sources.check("source", &source).map_err(|e| e.to_string())?;
         self.outputs.check("output", &output).map_err(|e| e.to_string())?;
+        if let Some(lut) = task.review.as_ref().and_then(|r| r.lut.as_ref()) {
+            // A LUT is read like a source, so it must lie where sources may.
+            let lut = Location::parse(&lut.location).map_err(|e| format!("LUT: {e}"))?;
+            self.sources.check("LUT", &lut).map_err(|e| e.to_string())?;
+        }
         Ok(task)
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use farm_contract::ladder::Ladder;
+use farm_contract::review::{BurnIn, ReviewRequest, ToneMap};
 use farm_media::job::{self, Part, Task};
 use farm_media::progress::Console;
 
@@ -103,6 +104,9 @@ struct ServeArgs {
     /// without it only the pod itself (`worker drain`) can start a drain
     #[arg(long, env = "FARM_DRAIN_TOKEN", hide_env_values = true)]
     drain_token: Option<String>,
+    /// TrueType font for burn-ins (Debian package fonts-dejavu-core)
+    #[arg(long, env = "FARM_FONT_FILE", default_value = farm_media::transcode::picture::DEFAULT_FONT)]
+    font: PathBuf,
     #[command(flatten)]
     s3: S3Args,
 }
@@ -142,6 +146,42 @@ struct TranscodeArgs {
     /// Decoder threads (0: FFmpeg decides)
     #[arg(long, env = "FARM_DECODE_THREADS", default_value_t = 0)]
     decode_threads: usize,
+    #[command(flatten)]
+    review: ReviewArgs,
+}
+
+/// What makes the ladder a review copy (see the transcoding docs).
+#[derive(clap::Args)]
+struct ReviewArgs {
+    /// Burn into the picture, comma-separated: timecode, clip_name, frame_number
+    #[arg(long, value_delimiter = ',', value_parser = parse_burn_in)]
+    burn_in: Vec<BurnIn>,
+    /// Visible watermark text, centred and semi-transparent (e.g. "CONFIDENTIAL - SHOW - VENDOR")
+    #[arg(long)]
+    watermark: Option<String>,
+    /// 3D LUT in .cube format (local path or s3://bucket/key), applied before scaling
+    #[arg(long)]
+    lut: Option<String>,
+    /// HDR (PQ, HLG) to SDR: auto tone-maps, off converts by the transfer functions alone
+    #[arg(long, value_enum, default_value = "auto")]
+    tone_map: ToneMapArg,
+    /// Timecode of the first frame, HH:MM:SS:FF (HH:MM:SS;FF for drop-frame); default: the
+    /// source's own, else 00:00:00:00
+    #[arg(long)]
+    start_timecode: Option<String>,
+    /// TrueType font for burn-ins (Debian package fonts-dejavu-core)
+    #[arg(long, env = "FARM_FONT_FILE", default_value = farm_media::transcode::picture::DEFAULT_FONT)]
+    font: PathBuf,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ToneMapArg {
+    Auto,
+    Off,
+}
+
+fn parse_burn_in(text: &str) -> Result<BurnIn, String> {
+    BurnIn::parse(text).ok_or_else(|| format!("{text:?} is not one of timecode, clip_name, frame_number"))
 }
 
 fn main() -> ExitCode {
@@ -201,6 +241,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 hold: Duration::from_secs(args.hold_seconds),
                 stall,
                 heartbeat,
+                font: args.font,
                 admission: farm_worker::admit::Admission {
                     key: Some(farm_contract::signature::TaskKey::from_file(&args.task_key_file).map_err(anyhow::Error::msg)?),
                     sources: farm_storage::AllowList::parse(&args.allowed_sources)?,
@@ -255,6 +296,33 @@ fn on_signals(rt: &tokio::runtime::Runtime, first: impl FnOnce() + Send + 'stati
     Ok(())
 }
 
+/// The review settings checked against the source (as the coordinator checks a job's).
+fn review(args: &TranscodeArgs, source: &farm_storage::SourceLocation, rt: &tokio::runtime::Runtime) -> anyhow::Result<(farm_contract::review::Review, Option<farm_storage::SourceLocation>)> {
+    let r = &args.review;
+    let request = ReviewRequest {
+        burn_in: r.burn_in.clone(),
+        watermark: r.watermark.clone(),
+        lut: r.lut.clone(),
+        tone_map: match r.tone_map {
+            ToneMapArg::Auto => ToneMap::Auto,
+            ToneMapArg::Off => ToneMap::Off,
+        },
+        start_timecode: r.start_timecode.clone(),
+    };
+    let info = farm_media::source::open(source).with_context(|| format!("opening {}", args.source))?.info;
+    let lut = match &r.lut {
+        Some(text) => {
+            let location = open_source(text, &args.s3.settings(), rt.handle()).with_context(|| format!("--lut {text}"))?;
+            let data = farm_storage::read_whole(&location, farm_media::lut::MAX_BYTES as u64).with_context(|| format!("reading the LUT {text}"))?;
+            Some((text.as_str(), location, data))
+        }
+        None => None,
+    };
+    let (review, _) = farm_media::review::resolve(&request, &args.source, &info, lut.as_ref().map(|(t, _, d)| (*t, d.as_slice())))
+        .map_err(anyhow::Error::msg)?;
+    Ok((review, lut.map(|(_, location, _)| location)))
+}
+
 fn transcode(args: TranscodeArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let mut ladder = match &args.ladder {
         Some(path) => {
@@ -285,14 +353,19 @@ fn transcode(args: TranscodeArgs, rt: &tokio::runtime::Runtime) -> anyhow::Resul
     } else {
         Part::Whole
     };
+    let source = open_source(&args.source, &args.s3.settings(), rt.handle())?;
+    let (review, lut) = review(&args, &source, rt)?;
     let task = Task {
-        source: open_source(&args.source, &args.s3.settings(), rt.handle())?,
+        source,
         ladder,
         part,
         x264_threads: args.x264_threads,
         decode_threads: args.decode_threads,
         publish: true,
         job_id: None,
+        review: Some(review),
+        lut,
+        font: args.review.font.clone(),
     };
     let sink = open_sink(&args.output, &args.s3.settings(), rt.handle())
         .with_context(|| format!("output {}", args.output))?;

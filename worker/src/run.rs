@@ -118,7 +118,14 @@ fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &
         storage::OpenError::Location(e) => TranscodeError::Unsupported { path: task.output.clone(), detail: e.to_string() },
         storage::OpenError::Io(source) => TranscodeError::Output { key: task.output.clone(), source },
     })?;
+    let lut = match task.review.as_ref().and_then(|r| r.lut.as_ref()) {
+        Some(lut) => Some(storage::open_source(&lut.location, &config.s3, &rt).map_err(|e| TranscodeError::Lut { path: lut.location.clone(), detail: e.to_string() })?),
+        None => None,
+    };
     let job_task = Task {
+        review: task.review.clone(),
+        lut,
+        font: config.font.clone(),
         source,
         ladder: task.ladder.clone(),
         part: match task.part {

@@ -42,6 +42,8 @@ pub struct ServeConfig {
     pub stall: Duration,
     /// When the task in hand last advanced (shared with the `/healthz` endpoint).
     pub heartbeat: Arc<crate::watchdog::Heartbeat>,
+    /// The font burn-ins are drawn with.
+    pub font: std::path::PathBuf,
 }
 
 pub use crate::hold::DEFAULT_HOLD_SECONDS;

@@ -10,11 +10,11 @@ use std::collections::BTreeSet;
 
 use farm_contract::manifest::segment_uri;
 use farm_contract::timeline::Grid;
-use m3u8_rs::{AlternativeMedia, AlternativeMediaType, MasterPlaylist, Resolution, VariantStream};
+use m3u8_rs::{MasterPlaylist, Resolution, VariantStream};
 
-use super::{media_text, target_duration, Playlists, AUDIO_GROUP, MASTER};
+use super::{audio_media, media_text, target_duration, Playlists, AUDIO_GROUP, MASTER};
 use crate::codecs::AAC_LC;
-use farm_contract::manifest::AUDIO_RENDITION as AUDIO;
+
 
 #[derive(Debug, Clone)]
 pub struct LiveVideo {
@@ -27,13 +27,28 @@ pub struct LiveVideo {
     pub codecs: Option<String>,
 }
 
+/// One audio rendition of the job's group.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LiveAudio {
+    pub name: String,
+    pub label: Option<String>,
+    pub language: Option<String>,
+    pub channels: u32,
+    /// Declared bits per second.
+    pub bandwidth: u64,
+    /// The source's stream indices behind it.
+    #[serde(default)]
+    pub source_streams: Vec<usize>,
+}
+
 #[derive(Debug, Clone)]
 pub struct LivePlan {
     pub grid: Grid,
     pub total_frames: u64,
     pub video: Vec<LiveVideo>,
-    /// Audio: (sample rate, channels, declared bits per second).
-    pub audio: Option<(u32, u32, u64)>,
+    pub sample_rate: u32,
+    /// The audio renditions, the mix first; empty for a source without sound.
+    pub audio: Vec<LiveAudio>,
 }
 
 /// Segments of each rendition present from the first on, or `None` until every rendition
@@ -48,11 +63,12 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>) -> Option<Playlists> {
         })
         .collect();
     // Audio is cut at the end of the picture, as the worker cuts it.
-    let audio_durations: Vec<f64> = plan.audio.map_or_else(Vec::new, |(sample_rate, ..)| {
+    let audio_durations: Vec<f64> = if plan.audio.is_empty() { Vec::new() } else {
+        let sample_rate = plan.sample_rate;
         let end = g.samples_at_frame(plan.total_frames, sample_rate);
         let at = |k: u64| g.cuts.start_unit(k, u64::from(sample_rate), 1).min(end);
         (0..segments).map(|k| (at(k + 1) - at(k)) as f64 / f64::from(sample_rate)).collect()
-    });
+    };
     let contiguous = |name: &str| (0..segments).take_while(|k| present.contains(&segment_uri(name, *k))).count();
     // The final VOD playlist's rule (its longest segment, rounded) over every segment the
     // job will have, so the target duration never changes (RFC 8216 6.2.1), also for a
@@ -62,24 +78,15 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>) -> Option<Playlists> {
     let mut files = Vec::new();
     let mut master = MasterPlaylist { independent_segments: true, ..Default::default() };
     let mut audio_rate = 0;
-    if let Some((_, channels, bandwidth)) = plan.audio {
-        let n = contiguous(AUDIO);
+    for a in &plan.audio {
+        let n = contiguous(&a.name);
         if n == 0 {
             return None;
         }
-        let list: Vec<(String, f64)> = (0..n).map(|k| (segment_uri(AUDIO, k as u64), audio_durations[k])).collect();
-        files.push((format!("{AUDIO}/index.m3u8"), media_text(&list, AUDIO, Some(seg_target))));
-        master.alternatives.push(AlternativeMedia {
-            media_type: AlternativeMediaType::Audio,
-            uri: Some(format!("{AUDIO}/index.m3u8")),
-            group_id: AUDIO_GROUP.into(),
-            name: "Main".into(),
-            default: true,
-            autoselect: true,
-            channels: Some(channels.to_string()),
-            ..Default::default()
-        });
-        audio_rate = bandwidth;
+        let list: Vec<(String, f64)> = (0..n).map(|k| (segment_uri(&a.name, k as u64), audio_durations[k])).collect();
+        files.push((format!("{}/index.m3u8", a.name), media_text(&list, &a.name, Some(seg_target))));
+        master.alternatives.push(audio_media(&a.name, a.label.as_deref(), a.language.as_deref(), Some(a.channels)));
+        audio_rate = audio_rate.max(a.bandwidth);
     }
     for v in &plan.video {
         let n = contiguous(&v.name);
@@ -88,14 +95,14 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>) -> Option<Playlists> {
         }
         let list: Vec<(String, f64)> = (0..n).map(|k| (segment_uri(&v.name, k as u64), video_durations[k])).collect();
         files.push((format!("{}/index.m3u8", v.name), media_text(&list, &v.name, Some(seg_target))));
-        let codecs = v.codecs.clone().map(|c| if plan.audio.is_some() { format!("{c},{AAC_LC}") } else { c });
+        let codecs = v.codecs.clone().map(|c| if plan.audio.is_empty() { c } else { format!("{c},{AAC_LC}") });
         master.variants.push(VariantStream {
             uri: format!("{}/index.m3u8", v.name),
             bandwidth: v.bandwidth + audio_rate,
             codecs,
             resolution: Some(Resolution { width: u64::from(v.width), height: u64::from(v.height) }),
             frame_rate: Some((g.rate.as_f64() * 1000.0).round() / 1000.0),
-            audio: plan.audio.map(|_| AUDIO_GROUP.to_string()),
+            audio: (!plan.audio.is_empty()).then(|| AUDIO_GROUP.to_string()),
             ..Default::default()
         });
     }
@@ -107,6 +114,7 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>) -> Option<Playlists> {
 
 #[cfg(test)]
 mod tests {
+    use farm_contract::manifest::AUDIO_RENDITION as AUDIO;
     use farm_contract::timeline::{Cuts, FrameRate};
 
     use super::*;
@@ -119,7 +127,8 @@ mod tests {
                 LiveVideo { name: "720p".into(), width: 1280, height: 720, bandwidth: 3_300_000, codecs: Some("avc1.64001f".into()) },
                 LiveVideo { name: "360p".into(), width: 640, height: 360, bandwidth: 880_000, codecs: None },
             ],
-            audio: Some((48_000, 2, 128_000)),
+            sample_rate: 48_000,
+            audio: vec![LiveAudio { name: AUDIO.into(), label: Some("Stereo mix".into()), language: None, channels: 2, bandwidth: 128_000, source_streams: vec![1] }],
         }
     }
 

@@ -38,6 +38,9 @@ pub(crate) fn video_part(first: u64, end: u64, last_frames: u64, is_last: bool) 
                 video_segment(name, i, frames, size * frames / 150)
             })
             .collect(),
+        label: None,
+        language: None,
+        source_streams: vec![],
     };
     PartManifest {
         version: MANIFEST_VERSION,
@@ -49,6 +52,9 @@ pub(crate) fn video_part(first: u64, end: u64, last_frames: u64, is_last: bool) 
         audio_expected: true,
         renditions: vec![rendition("720p", 1280, 720, 750_000), rendition("360p", 640, 360, 300_000)],
         job_id: None,
+        review: None,
+        colour: None,
+        sprites: vec![],
     }
 }
 
@@ -74,6 +80,9 @@ fn audio_range(first: u64, end: u64, is_last: bool) -> PartManifest {
             height: None,
             frame_rate: None,
             channels: Some(2),
+            label: Some("Stereo mix".into()),
+            language: None,
+            source_streams: vec![1, 2],
             segments: (first..end)
                 .map(|i| SegmentRecord {
                     index: i,
@@ -87,6 +96,9 @@ fn audio_range(first: u64, end: u64, is_last: bool) -> PartManifest {
                 .collect(),
         }],
         job_id: None,
+        review: None,
+        colour: None,
+        sprites: vec![],
     }
 }
 
@@ -123,7 +135,7 @@ fn the_chunks_audio_parts_are_joined_in_order() {
     let mut short = audio_range(0, 3, false);
     short.renditions[0].segments.pop();
     let hole = assemble(&[video_part(0, 5, 60, true), short, audio_range(3, 5, true)]);
-    assert!(hole.unwrap_err().contains("audio rendition has missing"));
+    assert!(hole.unwrap_err().contains("audio rendition audio has missing"));
 }
 
 #[test]
@@ -159,6 +171,43 @@ fn master_declares_measured_bandwidth_codecs_and_audio_group() {
     assert!(master.contains("#EXT-X-INDEPENDENT-SEGMENTS"));
     assert!(master.contains("#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH="), "{master}");
     assert!(master.contains("URI=\"360p/iframes.m3u8\""));
+}
+
+/// Issue 15: every source track is a rendition of the one audio group beside the mix.
+#[test]
+fn every_audio_rendition_is_in_the_group_and_the_mix_is_the_default() {
+    let with_tracks = |mut part: PartManifest| {
+        let mix = part.renditions[0].clone();
+        let track = |n: usize, label: &str, language: Option<&str>| RenditionPart {
+            name: format!("audio_{n}"),
+            channels: Some(1),
+            label: Some(label.into()),
+            language: language.map(str::to_owned),
+            source_streams: vec![n],
+            segments: mix.segments.iter().map(|s| SegmentRecord { uri: s.uri.replace("audio/", &format!("audio_{n}/")), bytes: 48_000, ..s.clone() }).collect(),
+            ..mix.clone()
+        };
+        part.renditions.push(track(1, "Boom", Some("eng")));
+        part.renditions.push(track(2, "Track 2", None));
+        part
+    };
+    let p = assemble(&[video_part(0, 3, 60, true), with_tracks(audio_range(0, 2, false)), with_tracks(audio_range(2, 3, true))]).unwrap().unwrap();
+    let master = file(&p, MASTER);
+    let media: Vec<&str> = master.lines().filter(|l| l.starts_with("#EXT-X-MEDIA:TYPE=AUDIO")).collect();
+    assert_eq!(media.len(), 3, "{master}");
+    assert!(media[0].contains("NAME=\"Stereo mix\",DEFAULT=YES,AUTOSELECT=YES"), "{master}");
+    assert!(media[1].contains("URI=\"audio_1/index.m3u8\",GROUP-ID=\"audio\",LANGUAGE=\"eng\",NAME=\"Boom\",CHANNELS=\"1\""), "{master}");
+    assert_eq!(master.matches("DEFAULT=YES").count(), 1, "{master}");
+    assert!(!media[2].contains("LANGUAGE") && media[2].contains("NAME=\"Track 2\""), "{master}");
+    let track = file(&p, "audio_1/index.m3u8");
+    assert_eq!(track.matches("#EXTINF").count(), 3, "{track}");
+    // the variants count the group's largest audio rendition: the mix at 128 kb/s
+    assert!(master.contains("BANDWIDTH=1128000"), "{master}");
+    // a part missing a track's rendition contradicts the others
+    let mut partial = with_tracks(audio_range(2, 3, true));
+    partial.renditions.pop();
+    let err = assemble(&[video_part(0, 3, 60, true), with_tracks(audio_range(0, 2, false)), partial]).unwrap_err();
+    assert!(err.contains("audio_2 is not in every part"), "{err}");
 }
 
 #[test]

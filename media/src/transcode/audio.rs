@@ -1,4 +1,5 @@
-//! The audio rendition: mix the selected tracks down, encode AAC-LC, segment.
+//! One audio rendition (the review mix, or one source track): mix its tracks down, encode
+//! AAC-LC, segment. Runs on its own thread; [`plan`] says which renditions a source gets.
 //!
 //! Takes decoded frames of the selected tracks; hands on the audio part of the manifest.
 //! A chunk encodes the audio segments of its own range, and the joins between chunks must
@@ -13,7 +14,6 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 
-use farm_contract::ladder::AudioSpec;
 use farm_contract::manifest::{RenditionPart, SegmentRecord};
 use farm_contract::timeline::Cuts;
 use ffmpeg_next as ffmpeg;
@@ -26,9 +26,8 @@ use super::segment::{SegmentClock, Segmenter};
 use farm_hls::codecs;
 use crate::error::{Result, TranscodeError};
 use farm_storage::Sink;
-use crate::source::AudioTrack;
 
-pub use farm_contract::manifest::AUDIO_RENDITION as RENDITION;
+pub use super::audio_plan::{plan, select_tracks, AudioRendition};
 
 /// Samples per AAC-LC frame.
 pub const AAC_FRAME: u64 = 1024;
@@ -74,19 +73,6 @@ impl AudioRange {
     }
 }
 
-/// Which tracks make the review mix: a multichannel first track on its own; two or more
-/// mono tracks (the usual camera or recorder layout) give left and right from the first
-/// two; a single mono track is used alone. Returns stream indices in mix order.
-pub fn select_tracks(tracks: &[AudioTrack]) -> Vec<usize> {
-    match tracks {
-        [] => vec![],
-        [first, second, ..] if first.channels == 1 && second.channels == 1 => {
-            vec![first.index, second.index]
-        }
-        [first, ..] => vec![first.index],
-    }
-}
-
 /// Audio segments follow the same wall-clock boundaries as video, in samples.
 pub struct AudioClock {
     pub sample_rate: u32,
@@ -109,7 +95,7 @@ impl SegmentClock for AudioClock {
 }
 
 pub struct AudioJob<'a> {
-    pub spec: &'a AudioSpec,
+    pub rendition: &'a AudioRendition,
     pub inputs: Vec<AudioInput>,
     pub cuts: Cuts,
     pub range: AudioRange,
@@ -122,25 +108,26 @@ pub struct AudioJob<'a> {
 }
 
 pub fn run(job: AudioJob, frames: Receiver<AudioFrame>) -> Result<RenditionPart> {
-    let fail = |stage: &'static str| move |e: ffmpeg::Error| TranscodeError::ffmpeg(stage, RENDITION, e);
-    let mut encoder = encode::open_aac(job.spec)?;
+    let (name, spec) = (job.rendition.name.as_str(), &job.rendition.spec);
+    let fail = |stage: &'static str| move |e: ffmpeg::Error| TranscodeError::ffmpeg(stage, name, e);
+    let mut encoder = encode::open_aac(spec, name)?;
     if u64::from(encoder.frame_size()) != AAC_FRAME {
         let detail = format!("the AAC encoder's frame is {} samples, not {AAC_FRAME}", encoder.frame_size());
-        return Err(TranscodeError::ffmpeg("opening the AAC encoder", RENDITION, detail));
+        return Err(TranscodeError::ffmpeg("opening the AAC encoder", name, detail));
     }
     let range = job.range;
-    let mut mix = AudioMix::new(&job.inputs, job.spec.sample_rate, job.spec.channels, AAC_FRAME as u32, range.feed_start)
+    let mut mix = AudioMix::new(&job.inputs, spec.sample_rate, spec.channels, AAC_FRAME as u32, range.feed_start)
         .map_err(fail("building the audio mix"))?;
-    let clock = AudioClock { sample_rate: job.spec.sample_rate, cuts: job.cuts };
+    let clock = AudioClock { sample_rate: spec.sample_rate, cuts: job.cuts };
     let mut segmenter = Segmenter::new(
-        RENDITION,
+        name,
         clock,
         codec::Parameters::from(&*encoder),
-        Rational(1, job.spec.sample_rate as i32),
+        Rational(1, spec.sample_rate as i32),
         job.sink,
         job.on_segment,
     );
-    let mut feed = Feed { range, next: range.feed_start, encoded: job.encoded };
+    let mut feed = Feed { name, range, next: range.feed_start, encoded: job.encoded };
     for AudioFrame { slot, mut frame } in frames {
         mix.push(slot, &mut frame).map_err(fail("mixing audio"))?;
         while let Some(mixed) = mix.pull() {
@@ -159,27 +146,32 @@ pub fn run(job: AudioJob, frames: Receiver<AudioFrame>) -> Result<RenditionPart>
     // silence up to there: the rendition covers the picture, and a chunk past the sound's
     // end still writes its segments, so the audio playlist has no hole.
     if let Some(end) = range.feed_end {
-        let mut silence = encode::silence(job.spec, AAC_FRAME as usize);
+        let mut silence = encode::silence(spec, AAC_FRAME as usize);
         while feed.next < end {
             silence.set_pts(Some(feed.next));
             feed.encode(&silence, &mut encoder, &mut segmenter)?;
         }
     }
     encoder.send_eof().map_err(fail("encoding"))?;
-    drain(&mut encoder, &mut segmenter, &range)?;
+    drain(&mut encoder, &mut segmenter, &range, name)?;
+    let r = job.rendition;
     Ok(RenditionPart {
-        name: RENDITION.into(),
+        name: r.name.clone(),
         codecs: codecs::AAC_LC.into(),
         width: None,
         height: None,
         frame_rate: None,
-        channels: Some(job.spec.channels),
+        channels: Some(spec.channels),
         segments: segmenter.finish()?,
+        label: Some(r.label.clone()),
+        language: r.language.clone(),
+        source_streams: r.source_streams.clone(),
     })
 }
 
 /// Feeds mixed frames to the encoder, up to the range's end.
 struct Feed<'a> {
+    name: &'a str,
     range: AudioRange,
     /// Where the next frame starts: the mix's frames follow each other without gaps.
     next: i64,
@@ -200,8 +192,8 @@ impl Feed<'_> {
         }
         encoder
             .send_frame(frame)
-            .map_err(|e| TranscodeError::ffmpeg("encoding", RENDITION, e))?;
-        drain(encoder, segmenter, &self.range)?;
+            .map_err(|e| TranscodeError::ffmpeg("encoding", self.name, e))?;
+        drain(encoder, segmenter, &self.range, self.name)?;
         self.next = pts + frame.samples() as i64;
         self.encoded.store(self.next.max(0) as u64, Ordering::Relaxed);
         Ok(())
@@ -210,7 +202,7 @@ impl Feed<'_> {
 
 /// Hands the encoded packets that start inside the range to the segmenter; the pre- and
 /// post-roll's are dropped.
-fn drain(encoder: &mut ffmpeg::encoder::Audio, segmenter: &mut Segmenter<AudioClock>, range: &AudioRange) -> Result<()> {
+fn drain(encoder: &mut ffmpeg::encoder::Audio, segmenter: &mut Segmenter<AudioClock>, range: &AudioRange, name: &str) -> Result<()> {
     loop {
         let mut packet = Packet::empty();
         match encoder.receive_packet(&mut packet) {
@@ -221,7 +213,7 @@ fn drain(encoder: &mut ffmpeg::encoder::Audio, segmenter: &mut Segmenter<AudioCl
                 }
             }
             Err(ffmpeg::Error::Other { errno: ffi::EAGAIN }) | Err(ffmpeg::Error::Eof) => return Ok(()),
-            Err(e) => return Err(TranscodeError::ffmpeg("encoding", RENDITION, e)),
+            Err(e) => return Err(TranscodeError::ffmpeg("encoding", name, e)),
         }
     }
 }
@@ -229,20 +221,6 @@ fn drain(encoder: &mut ffmpeg::encoder::Audio, segmenter: &mut Segmenter<AudioCl
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn track(index: usize, channels: u32) -> AudioTrack {
-        AudioTrack { index, channels, sample_rate: 48_000, codec: "pcm_s24le".into() }
-    }
-
-    #[test]
-    fn picks_the_tracks_of_the_review_mix() {
-        assert!(select_tracks(&[]).is_empty());
-        assert_eq!(select_tracks(&[track(1, 2)]), vec![1]);
-        assert_eq!(select_tracks(&[track(1, 6), track(2, 1)]), vec![1]);
-        assert_eq!(select_tracks(&[track(1, 1)]), vec![1]);
-        assert_eq!(select_tracks(&[track(1, 1), track(2, 1), track(3, 1), track(4, 1)]), vec![1, 2]);
-        assert_eq!(select_tracks(&[track(1, 1), track(2, 2)]), vec![1]);
-    }
 
     #[test]
     fn a_chunk_feeds_its_encoder_from_before_to_after_its_range_on_the_whole_source_s_frames() {

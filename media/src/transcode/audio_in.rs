@@ -1,6 +1,7 @@
-//! The source's audio tracks decoded for the mix: each track's decoder, its frames
-//! rebased on the video's first timestamp, handed on once (not again after seeking back),
-//! and none past the range.
+//! The source's audio tracks decoded once for every audio rendition: each track's decoder,
+//! its frames rebased on the video's first timestamp, handed on once (not again after
+//! seeking back), none past the range, to each rendition that takes the track (the mix and
+//! the track's own rendition).
 
 use ffmpeg_next as ffmpeg;
 use ffmpeg::{codec, ffi, frame, Rational, Rescale};
@@ -70,6 +71,25 @@ pub fn open_audio(source: &Source, tracks: &[usize]) -> Result<(Vec<AudioDecoder
 }
 
 
+/// Where one audio rendition takes its input: the decoder slots it mixes, in its order.
+pub struct AudioRoute {
+    pub tx: std::sync::mpsc::SyncSender<AudioFrame>,
+    pub inputs: Vec<usize>,
+}
+
+/// A new reference to the same samples (no copy), for every rendition that takes a track.
+fn share_audio(frame: &frame::Audio) -> frame::Audio {
+    // SAFETY: the new frame is checked for null; av_frame_ref adds a reference to the same
+    // buffers (checked), and `wrap` takes ownership of the new frame, freeing it on drop.
+    unsafe {
+        let f = ffi::av_frame_alloc();
+        assert!(!f.is_null(), "out of memory");
+        let ret = ffi::av_frame_ref(f, frame.as_ptr());
+        assert!(ret >= 0, "av_frame_ref failed");
+        frame::Audio::wrap(f)
+    }
+}
+
 pub(super) fn drain_audio(a: &mut AudioDecoder, out: &Outputs) -> Result<()> {
     loop {
         let mut frame = frame::Audio::empty();
@@ -85,8 +105,12 @@ pub(super) fn drain_audio(a: &mut AudioDecoder, out: &Outputs) -> Result<()> {
                     a.next = pts + length;
                     a.done = a.until.is_some_and(|until| a.next >= until);
                 }
-                if let Some(tx) = &out.audio {
-                    tx.send(AudioFrame { slot: a.slot, frame }).map_err(|_| TranscodeError::Cancelled)?;
+                for route in &out.audio {
+                    // Each rendition that takes this track gets it as its own input number.
+                    if let Some(input) = route.inputs.iter().position(|&slot| slot == a.slot) {
+                        let frame = share_audio(&frame);
+                        route.tx.send(AudioFrame { slot: input, frame }).map_err(|_| TranscodeError::Cancelled)?;
+                    }
                 }
             }
             Err(ffmpeg::Error::Other { errno: ffi::EAGAIN }) | Err(ffmpeg::Error::Eof) => return Ok(()),

@@ -15,17 +15,21 @@ use ffmpeg_next as ffmpeg;
 use ffmpeg::{codec, ffi, frame, Packet, Rational, Rescale};
 
 use super::filter::PictureFilter;
-pub use super::audio_in::{open_audio, AudioDecoder, AudioFrame};
+use super::picture::PictureSetup;
+pub use super::audio_in::{open_audio, AudioDecoder, AudioFrame, AudioRoute};
 use super::audio_in::drain_audio;
 use crate::error::{Result, TranscodeError};
 use crate::source::Source;
 
 pub struct Outputs {
     pub video: Vec<SyncSender<frame::Video>>,
-    pub audio: Option<SyncSender<AudioFrame>>,
+    /// One route per audio rendition.
+    pub audio: Vec<AudioRoute>,
 }
 
-pub struct DecodeRequest {
+pub struct DecodeRequest<'a> {
+    /// The picture chain's settings (colour, LUT, burn-ins).
+    pub picture: &'a PictureSetup,
     pub first_frame: u64,
     pub end_frame: Option<u64>,
     pub decode_video: bool,
@@ -46,6 +50,8 @@ pub struct DecodeStats {
     pub decode_errors: u64,
     /// The source ended before `end_frame`.
     pub hit_end_of_source: bool,
+    /// What the colour stage did (review copies).
+    pub colour: Option<String>,
 }
 
 /// Longest hole in the timestamps we paper over by repeating a picture.
@@ -71,6 +77,7 @@ pub fn run(
         last: None,
         filter: None,
         filter_checked: false,
+        picture: req.picture,
         stats: DecodeStats::default(),
         reached_end: false,
         out,
@@ -149,6 +156,7 @@ struct VideoState<'a> {
     last: Option<(u64, frame::Video)>,
     filter: Option<PictureFilter>,
     filter_checked: bool,
+    picture: &'a PictureSetup,
     stats: DecodeStats,
     reached_end: bool,
     out: &'a Outputs,
@@ -220,7 +228,10 @@ impl VideoState<'_> {
         frame.set_pts(Some(n as i64));
         if !self.filter_checked {
             self.filter_checked = true;
-            if let Some(spec) = PictureFilter::spec(self.info, frame.is_interlaced()) {
+            let (spec, colour) = self.picture.chain(self.info, &frame);
+            tracing::debug!(chain = spec.as_deref().unwrap_or("-"), colour = colour.describe(), "picture chain");
+            self.stats.colour = self.picture.review.is_some().then(|| colour.describe().to_string());
+            if let Some(spec) = spec {
                 let rate = self.info.rate;
                 let filter = PictureFilter::new(&spec, &frame, Rational(rate.den as i32, rate.num as i32))
                     .map_err(|e| TranscodeError::ffmpeg("building the picture filter", "-", e))?;

@@ -36,6 +36,7 @@ pub fn open_h264(
     grid: &Grid,
     like: &frame::Video,
     threads: usize,
+    bt709: bool,
 ) -> Result<encoder::Video> {
     let fail = |e: ffmpeg::Error| TranscodeError::ffmpeg("opening the H.264 encoder", &rendition.name, e);
     let codec = encoder::find_by_name("libx264").ok_or_else(|| {
@@ -51,9 +52,16 @@ pub fn open_h264(
     enc.set_bit_rate(rendition.bitrate_kbps as usize * 1000);
     enc.set_max_bit_rate(rendition.maxrate_kbps as usize * 1000);
     enc.set_gop(grid.gop_frames as u32);
-    enc.set_colorspace(like.color_space());
-    enc.set_color_primaries(like.color_primaries());
-    enc.set_color_transfer_characteristic(like.color_transfer_characteristic());
+    if bt709 {
+        // The VUI says what the picture chain made: BT.709 SDR, limited range.
+        enc.set_colorspace(ffmpeg::color::Space::BT709);
+        enc.set_color_primaries(ffmpeg::color::Primaries::BT709);
+        enc.set_color_transfer_characteristic(ffmpeg::color::TransferCharacteristic::BT709);
+    } else {
+        enc.set_colorspace(like.color_space());
+        enc.set_color_primaries(like.color_primaries());
+        enc.set_color_transfer_characteristic(like.color_transfer_characteristic());
+    }
     enc.set_color_range(ffmpeg::color::Range::MPEG);
     // SAFETY: `enc` owns its codec context, not yet opened; a plain field write.
     unsafe {
@@ -77,10 +85,10 @@ pub fn open_h264(
     enc.open_with(opts).map_err(fail)
 }
 
-pub fn open_aac(audio: &AudioSpec) -> Result<encoder::Audio> {
-    let fail = |e: ffmpeg::Error| TranscodeError::ffmpeg("opening the AAC encoder", "audio", e);
+pub fn open_aac(audio: &AudioSpec, name: &str) -> Result<encoder::Audio> {
+    let fail = |e: ffmpeg::Error| TranscodeError::ffmpeg("opening the AAC encoder", name, e);
     let codec = encoder::find(codec::Id::AAC)
-        .ok_or_else(|| TranscodeError::ffmpeg("opening the AAC encoder", "audio", "no AAC encoder"))?;
+        .ok_or_else(|| TranscodeError::ffmpeg("opening the AAC encoder", name, "no AAC encoder"))?;
     let mut enc = codec::context::Context::new_with_codec(codec).encoder().audio().map_err(fail)?;
     enc.set_rate(audio.sample_rate as i32);
     enc.set_format(format::Sample::F32(format::sample::Type::Planar));

@@ -1,15 +1,13 @@
 //! Filter graphs: picture fixes before scaling, and the audio mix-down.
 //!
-//! [`PictureFilter`] deinterlaces (bwdif, one frame out per frame in, so the frame rate
-//! stays the source's) and applies display rotation; it is built only when a source needs
-//! it. [`AudioMix`] takes one or two decoded tracks, merges them, places the first sample
+//! [`PictureFilter`] runs the picture chain of [`super::picture`] (deinterlacing with bwdif,
+//! one frame out per frame in, so the frame rate stays the source's; rotation; colour;
+//! burn-ins); it is built only when a source needs it. [`AudioMix`] takes one or two decoded tracks, merges them, places the first sample
 //! on the video's time zero (padding or trimming), resamples and down-mixes to the
 //! ladder's layout and hands on frames of exactly the AAC encoder's frame size.
 
 use ffmpeg_next as ffmpeg;
 use ffmpeg::{ffi, filter, frame, Rational, Rescale};
-
-use crate::source::SourceInfo;
 
 pub struct PictureFilter {
     graph: filter::Graph,
@@ -17,21 +15,6 @@ pub struct PictureFilter {
 }
 
 impl PictureFilter {
-    /// The filter chain a source needs, or `None` when frames can go straight to the scalers.
-    pub fn spec(info: &SourceInfo, first_frame_interlaced: bool) -> Option<String> {
-        let mut parts = Vec::new();
-        if info.interlaced || first_frame_interlaced {
-            parts.push("bwdif=mode=send_frame:parity=auto:deint=interlaced");
-        }
-        match info.rotation {
-            90 => parts.push("transpose=clock"),
-            180 => parts.push("hflip,vflip"),
-            270 => parts.push("transpose=cclock"),
-            _ => {}
-        }
-        (!parts.is_empty()).then(|| parts.join(","))
-    }
-
     pub fn new(spec: &str, like: &frame::Video, time_base: Rational) -> Result<Self, ffmpeg::Error> {
         let mut graph = filter::Graph::new();
         let sar = like.aspect_ratio();
@@ -77,6 +60,7 @@ impl PictureFilter {
 }
 
 /// Input description of one decoded audio track.
+#[derive(Debug, Clone, Copy)]
 pub struct AudioInput {
     pub sample_rate: u32,
     pub format: ffmpeg::format::Sample,

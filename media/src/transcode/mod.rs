@@ -11,11 +11,14 @@
 
 pub mod audio;
 pub mod audio_in;
+pub mod audio_plan;
 pub mod decode;
 pub mod encode;
 pub mod filter;
 pub mod mux;
+pub mod picture;
 pub mod segment;
+pub mod thumbnails;
 pub mod video;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,13 +45,19 @@ pub struct PipelinePlan<'a> {
     pub x264: &'a X264Settings,
     pub first_frame: u64,
     pub end_frame: Option<u64>,
-    /// Stream indices of the audio tracks to mix; empty for no audio rendition.
+    /// Stream indices of the audio tracks to decode; empty for no audio rendition.
     pub audio_tracks: &'a [usize],
+    /// The audio renditions made of them (inputs index `audio_tracks`).
+    pub audio_renditions: &'a [audio::AudioRendition],
     pub audio: &'a AudioSpec,
     /// The audio samples this task encodes and the audio segments it writes.
     pub audio_range: audio::AudioRange,
     pub x264_threads: usize,
     pub decode_threads: usize,
+    /// The picture chain (colour, LUT, burn-ins) before the renditions scale.
+    pub picture: &'a picture::PictureSetup,
+    /// Scrubbing thumbnails and poster of this task's frames, when the job has them.
+    pub thumbnails: Option<ThumbnailPlan>,
     /// Frames this task will produce, for progress (estimate).
     pub frames_total: Option<u64>,
 }
@@ -64,9 +73,19 @@ fn x264_threads(plan: &PipelinePlan) -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
 }
 
+/// Which thumbnails (and whether the poster) a task writes.
+#[derive(Debug, Clone)]
+pub struct ThumbnailPlan {
+    pub spec: farm_contract::thumbnails::Thumbnails,
+    pub wanted: std::ops::Range<u64>,
+    pub poster: Option<(u64, u32, u32)>,
+}
+
 pub struct PipelineOutput {
     pub video: Vec<RenditionPart>,
-    pub audio: Option<RenditionPart>,
+    pub audio: Vec<RenditionPart>,
+    /// Keys of the thumbnail sprites written.
+    pub sprites: Vec<String>,
     pub stats: decode::DecodeStats,
 }
 
@@ -80,7 +99,7 @@ pub fn run(
     let (audio_decoders, audio_inputs) = decode::open_audio(source, plan.audio_tracks)?;
     let decode_video = !plan.renditions.is_empty();
     let counters: Vec<AtomicU64> = plan.renditions.iter().map(|_| AtomicU64::new(0)).collect();
-    let audio_samples = AtomicU64::new(0);
+    let audio_samples: Vec<AtomicU64> = plan.audio_renditions.iter().map(|_| AtomicU64::new(0)).collect();
     let finished = AtomicBool::new(false);
     // Set before the stages see the end of their input when it is the end of the range:
     // a stage whose input stops otherwise writes no partial last segment.
@@ -91,7 +110,7 @@ pub fn run(
         // However this closure ends (a stage's panic included), the progress thread stops,
         // so the scope can end: before, a panicking encoder left it reporting forever.
         let _finished = SetOnDrop(&finished);
-        let (video_tx, jobs) = video_jobs(plan, sink, &counters, &on_segment, &input_complete);
+        let (mut video_tx, jobs) = video_jobs(plan, sink, &counters, &on_segment, &input_complete);
         let mut video_threads = Vec::new();
         for (job, rx) in jobs {
             let name = job.rendition.name.clone();
@@ -101,21 +120,37 @@ pub fn run(
                 .expect("spawn encoder thread");
             video_threads.push(handle);
         }
-        let mut audio_tx = None;
-        let audio_thread = (!audio_inputs.is_empty()).then(|| {
-            let (tx, rx) = sync_channel(AUDIO_QUEUE);
-            audio_tx = Some(tx);
-            let (encoded, on_segment, input_complete) = (&audio_samples, &on_segment, &input_complete);
-            let job = audio::AudioJob { spec: plan.audio, inputs: audio_inputs, cuts: plan.grid.cuts, range: plan.audio_range, sink, encoded, on_segment, input_complete };
+        let thumbnail_thread = plan.thumbnails.clone().filter(|_| decode_video).map(|t| {
+            let (tx, rx) = sync_channel(VIDEO_QUEUE);
+            video_tx.push(tx);
+            let rate = plan.grid.rate;
+            let job = thumbnails::ThumbnailJob { spec: t.spec, rate, wanted: t.wanted, poster: t.poster, sink, input_complete: &input_complete };
             std::thread::Builder::new()
-                .name("encode-audio".into())
-                .spawn_scoped(scope, move || audio::run(job, rx))
-                .expect("spawn audio thread")
+                .name("thumbnails".into())
+                .spawn_scoped(scope, move || thumbnails::run(job, rx))
+                .expect("spawn thumbnail thread")
         });
+        let mut audio_routes = Vec::new();
+        let mut audio_threads = Vec::new();
+        if !audio_inputs.is_empty() {
+            for (rendition, encoded) in plan.audio_renditions.iter().zip(&audio_samples) {
+                let (tx, rx) = sync_channel(AUDIO_QUEUE);
+                audio_routes.push(decode::AudioRoute { tx, inputs: rendition.inputs.clone() });
+                let inputs = rendition.inputs.iter().map(|&i| audio_inputs[i].clone()).collect();
+                let (on_segment, input_complete) = (&on_segment, &input_complete);
+                let job = audio::AudioJob { rendition, inputs, cuts: plan.grid.cuts, range: plan.audio_range, sink, encoded, on_segment, input_complete };
+                let handle = std::thread::Builder::new()
+                    .name(format!("encode-{}", rendition.name))
+                    .spawn_scoped(scope, move || audio::run(job, rx))
+                    .expect("spawn audio thread");
+                audio_threads.push(handle);
+            }
+        }
         // Progress: the slowest rendition decides, audio counted in frames.
         scope.spawn(|| report_progress(plan, &counters, &audio_samples, &finished, progress));
 
         let request = decode::DecodeRequest {
+            picture: plan.picture,
             first_frame: plan.first_frame,
             end_frame: plan.end_frame,
             decode_video,
@@ -124,13 +159,21 @@ pub fn run(
                 .then(|| plan.audio_range.feed_start as f64 / f64::from(plan.audio.sample_rate)),
             audio_until: plan.audio_range.feed_end.map(|end| end as f64 / f64::from(plan.audio.sample_rate)),
         };
-        let outputs = decode::Outputs { video: video_tx, audio: audio_tx };
+        let outputs = decode::Outputs { video: video_tx, audio: audio_routes };
         let decoded = decode::run(source, &request, audio_decoders, &outputs, cancel);
         input_complete.store(decoded.is_ok(), Ordering::SeqCst);
         drop(outputs); // the encoders see the end of their input
 
         // A stage that stopped because another failed reports `Cancelled`: report the cause.
-        let (video_parts, audio_part, mut first_error) = collect(video_threads, audio_thread);
+        let (video_parts, audio_parts, mut first_error) = collect(video_threads, audio_threads);
+        let sprites = match thumbnail_thread.map(|h| join(h, "thumbnails")) {
+            Some(Ok(sprites)) => sprites,
+            Some(Err(e)) => {
+                first_error = first_error.or(Some(e));
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
         finished.store(true, Ordering::Relaxed);
         // A decode error caused by a failed encoder (closed channel) is reported as the
         // encoder's error; a real decode error wins otherwise.
@@ -144,7 +187,7 @@ pub fn run(
         if let Some(e) = first_error {
             return Err(e);
         }
-        Ok(PipelineOutput { video: video_parts, audio: audio_part, stats })
+        Ok(PipelineOutput { video: video_parts, audio: audio_parts, sprites, stats })
     })
 }
 
@@ -175,6 +218,7 @@ fn video_jobs<'a>(
             encoded,
             on_segment,
             input_complete,
+            bt709: plan.picture.review.is_some(),
         };
         jobs.push((job, video_rx.remove(0)));
     }
@@ -183,13 +227,14 @@ fn video_jobs<'a>(
 
 /// Reports frames done every 250 ms until `finished`: the slowest rendition's count (with
 /// the audio's, in frames, for a task that opens the timeline).
-fn report_progress(plan: &PipelinePlan, counters: &[AtomicU64], audio_samples: &AtomicU64, finished: &AtomicBool, progress: &dyn Progress) {
+fn report_progress(plan: &PipelinePlan, counters: &[AtomicU64], audio_samples: &[AtomicU64], finished: &AtomicBool, progress: &dyn Progress) {
     let rate = plan.grid.rate.as_f64();
     let sample_rate = f64::from(plan.audio.sample_rate);
     loop {
         let video_done = counters.iter().map(|c| c.load(Ordering::Relaxed)).min();
         let audio_done = (!plan.audio_tracks.is_empty())
-            .then(|| (audio_samples.load(Ordering::Relaxed) as f64 / sample_rate * rate) as u64);
+            .then(|| audio_samples.iter().map(|c| c.load(Ordering::Relaxed)).min().unwrap_or(0))
+            .map(|samples| (samples as f64 / sample_rate * rate) as u64);
         let done = match (video_done, audio_done) {
             (Some(v), Some(a)) if plan.first_frame == 0 => v.min(a),
             (Some(v), _) => v,
@@ -207,27 +252,23 @@ fn report_progress(plan: &PipelinePlan, counters: &[AtomicU64], audio_samples: &
 /// The encoders' parts, and the first error that is not a stage stopping because another
 /// one failed.
 #[allow(clippy::type_complexity)]
-fn collect(
-    video: Vec<std::thread::ScopedJoinHandle<'_, Result<RenditionPart>>>,
-    audio: Option<std::thread::ScopedJoinHandle<'_, Result<RenditionPart>>>,
-) -> (Vec<RenditionPart>, Option<RenditionPart>, Option<TranscodeError>) {
+type Stage<'a> = std::thread::ScopedJoinHandle<'a, Result<RenditionPart>>;
+
+fn collect(video: Vec<Stage<'_>>, audio: Vec<Stage<'_>>) -> (Vec<RenditionPart>, Vec<RenditionPart>, Option<TranscodeError>) {
     let mut errors: Vec<TranscodeError> = Vec::new();
-    let mut video_parts = Vec::new();
-    for handle in video {
-        match join(handle, "video encoding") {
-            Ok(part) => video_parts.push(part),
-            Err(e) => errors.push(e),
+    let mut parts = |handles: Vec<Stage<'_>>, stage: &str| {
+        let mut out = Vec::new();
+        for handle in handles {
+            match join(handle, stage) {
+                Ok(part) => out.push(part),
+                Err(e) => errors.push(e),
+            }
         }
-    }
-    let audio_part = match audio.map(|h| join(h, "audio encoding")) {
-        Some(Ok(part)) => Some(part),
-        Some(Err(e)) => {
-            errors.push(e);
-            None
-        }
-        None => None,
+        out
     };
-    (video_parts, audio_part, first_cause(errors))
+    let video_parts = parts(video, "video encoding");
+    let audio_parts = parts(audio, "audio encoding");
+    (video_parts, audio_parts, first_cause(errors))
 }
 
 /// The first error that is not a stage stopping because another one failed.

@@ -55,6 +55,8 @@ pub struct VideoJob<'a> {
     /// Set when the input ended because the range was decoded to its end; an input that
     /// stops otherwise (cancelled, failed) leaves the last segment unwritten.
     pub input_complete: &'a AtomicBool,
+    /// Tag the bitstream BT.709 (review copies); otherwise the pictures' own tags.
+    pub bt709: bool,
 }
 
 struct Open<'a> {
@@ -73,7 +75,7 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPar
         let input = (src.format(), src.width(), src.height());
         let n = src.pts().unwrap_or(0);
         if open.is_none() {
-            let encoder = encode::open_h264(r, job.x264, &job.grid, &src, job.threads)?;
+            let encoder = encode::open_h264(r, job.x264, &job.grid, &src, job.threads, job.bt709)?;
             let segmenter = Segmenter::new(
                 &r.name,
                 VideoClock(job.grid),
@@ -107,7 +109,7 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPar
             o.encoder.send_eof().map_err(|e| TranscodeError::ffmpeg("encoding", &r.name, e))?;
             drain(&mut o.encoder, &mut o.segmenter, &r.name)?;
             o.segmenter.close()?;
-            o.encoder = encode::open_h264(r, job.x264, &job.grid, &src, job.threads)?;
+            o.encoder = encode::open_h264(r, job.x264, &job.grid, &src, job.threads, job.bt709)?;
         }
         scaled.set_kind(if job.grid.is_keyframe(n as u64) {
             picture::Type::I
@@ -144,6 +146,9 @@ fn part(r: &FittedRendition, grid: &Grid, codecs: Option<String>, segments: Vec<
         frame_rate: Some(grid.rate),
         channels: None,
         segments,
+        label: None,
+        language: None,
+        source_streams: vec![],
     }
 }
 
