@@ -9,6 +9,8 @@ FARM_DEB_PACKAGES=(
   clang libclang-dev pkg-config
   ffmpeg   # the CLI makes test fixtures and checks output; the product never calls it
   prometheus   # the tests run a real Prometheus against the dashboard and promtool on the alert rules
+  fonts-dejavu-core   # the burn-in font (DejaVu Sans Mono); the worker image installs it too
+  tesseract-ocr   # the tests read burnt-in timecode back by OCR
 )
 
 farm_install_debs() {

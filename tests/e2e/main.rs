@@ -9,5 +9,8 @@ mod inputs;
 mod observability;
 mod queue;
 mod ranges;
+mod review;
+mod review_api;
+mod review_marks;
 mod storage;
 mod trust;

@@ -85,3 +85,18 @@ pub fn join_errors(decoded: &[f32], reference: &[f32], joins: &[f64]) -> Result<
     let elsewhere = elsewhere[elsewhere.len() * 9 / 10];
     Ok(JoinErrors { delay, at_joins, elsewhere })
 }
+
+/// Amplitude of the `freq` Hz component of `samples` (48 kHz), by a Goertzel filter: a sine
+/// of amplitude A gives about A.
+pub fn tone_level(samples: &[f32], freq: f64) -> f32 {
+    let n = samples.len().max(1) as f64;
+    let w = 2.0 * std::f64::consts::PI * freq / f64::from(RATE);
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in samples {
+        let s = f64::from(x) + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    (2.0 * power.sqrt() / n) as f32
+}

@@ -206,7 +206,7 @@ impl BurnIns<'_> {
         }
         if self.review.burns(BurnIn::FrameNumber) {
             parts.push(format!(
-                "drawtext={common}:text={}:start_number={}:x=w-tw-{margin}:y=h-th-{margin}",
+                "drawtext={common}:text={}:start_number={}:x={margin}:y=h-2*th-3*{margin}",
                 escape("%{frame_num}"),
                 self.first_frame
             ));
