@@ -6,7 +6,7 @@
 use ffmpeg_next as ffmpeg;
 use ffmpeg::{codec, ffi, frame, Rational, Rescale};
 
-use super::decode::{rescale, tb, Outputs};
+use super::decode::{add_ref, rescale, tb, Outputs};
 use super::filter::AudioInput;
 use crate::error::{Result, TranscodeError};
 use crate::source::Source;
@@ -77,19 +77,6 @@ pub struct AudioRoute {
     pub inputs: Vec<usize>,
 }
 
-/// A new reference to the same samples (no copy), for every rendition that takes a track.
-fn share_audio(frame: &frame::Audio) -> frame::Audio {
-    // SAFETY: the new frame is checked for null; av_frame_ref adds a reference to the same
-    // buffers (checked), and `wrap` takes ownership of the new frame, freeing it on drop.
-    unsafe {
-        let f = ffi::av_frame_alloc();
-        assert!(!f.is_null(), "out of memory");
-        let ret = ffi::av_frame_ref(f, frame.as_ptr());
-        assert!(ret >= 0, "av_frame_ref failed");
-        frame::Audio::wrap(f)
-    }
-}
-
 pub(super) fn drain_audio(a: &mut AudioDecoder, out: &Outputs) -> Result<()> {
     loop {
         let mut frame = frame::Audio::empty();
@@ -108,7 +95,7 @@ pub(super) fn drain_audio(a: &mut AudioDecoder, out: &Outputs) -> Result<()> {
                 for route in &out.audio {
                     // Each rendition that takes this track gets it as its own input number.
                     if let Some(input) = route.inputs.iter().position(|&slot| slot == a.slot) {
-                        let frame = share_audio(&frame);
+                        let frame = frame::Audio::from(add_ref(&frame));
                         route.tx.send(AudioFrame { slot: input, frame }).map_err(|_| TranscodeError::Cancelled)?;
                     }
                 }

@@ -426,6 +426,11 @@ fn seek_before(source: &mut Source, info: &crate::source::SourceInfo, frame: u64
 
 /// A new reference to the same picture buffers (no copy).
 pub fn share(frame: &frame::Video) -> frame::Video {
+    frame::Video::from(add_ref(frame))
+}
+
+/// A new reference to the same buffers as `frame` (pictures or samples), no copy.
+pub(super) fn add_ref(frame: &frame::Frame) -> frame::Frame {
     // SAFETY: the new frame is checked for null; av_frame_ref adds a reference to the same
     // buffers (checked), and `wrap` takes ownership of the new frame, freeing it on drop.
     unsafe {
@@ -433,7 +438,7 @@ pub fn share(frame: &frame::Video) -> frame::Video {
         assert!(!f.is_null(), "out of memory");
         let ret = ffi::av_frame_ref(f, frame.as_ptr());
         assert!(ret >= 0, "av_frame_ref failed");
-        frame::Video::wrap(f)
+        frame::Frame::wrap(f)
     }
 }
 
