@@ -78,7 +78,7 @@ pub async fn review(app: &AppState, req: &JobRequest, info: &SourceInfo) -> Resu
             let location = Location::parse(text).map_err(|e| bad(format!("lut: {e}")))?;
             app.allowed.sources.check("LUT", &location).map_err(|e| ApiError(StatusCode::FORBIDDEN, e.to_string()))?;
             let opened = farm_storage::open_source(text, &app.config.s3(), &tokio::runtime::Handle::current()).map_err(|e| bad(format!("lut: {e}")))?;
-            let data = tokio::task::spawn_blocking(move || farm_storage::read_whole(&opened, farm_media::lut::MAX_BYTES as u64))
+            let data = tokio::task::spawn_blocking(move || farm_media::lut::read(&opened))
                 .await
                 .map_err(internal)?
                 .map_err(|e| match farm_storage::error::kind_of(&e) {

@@ -89,11 +89,9 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
     let audio_tracks: &[usize] = if with_audio { &tracks } else { &[] };
     let audio_end = expected.map(|f| grid.samples_at_frame(f, task.ladder.audio.sample_rate));
     let cube = read_lut(task)?;
-    let mut picture = PictureSetup::prepare(task.review.clone(), cube.as_ref(), task.font.clone())
+    let smallest_height = renditions.iter().map(|r| r.height).min().unwrap_or(display_h);
+    let picture = PictureSetup::prepare(task.review.clone(), cube.as_ref(), task.font.clone(), first_frame, smallest_height)
         .map_err(|e| TranscodeError::Picture(e.to_string()))?;
-    picture.first_frame = first_frame;
-    picture.rate = Some(grid.rate);
-    picture.smallest_height = renditions.iter().map(|r| r.height).min().unwrap_or(display_h);
     let plan = PipelinePlan {
         grid,
         renditions: if with_video { &renditions } else { &[] },
@@ -222,7 +220,7 @@ fn read_lut(task: &Task) -> Result<Option<Cube>> {
         return Ok(None);
     };
     let path = location.to_string();
-    let data = farm_storage::read_whole(location, lut::MAX_BYTES as u64).map_err(|source| match source.kind() {
+    let data = lut::read(location).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => {
             TranscodeError::Lut { path: path.clone(), detail: source.to_string() }
         }

@@ -33,6 +33,11 @@ pub struct Cube {
     pub table: Vec<[f32; 3]>,
 }
 
+/// A LUT's bytes from a local path or an object, refused past [`MAX_BYTES`] before reading.
+pub fn read(location: &farm_storage::SourceLocation) -> std::io::Result<Vec<u8>> {
+    farm_storage::read_whole(location, MAX_BYTES as u64)
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }

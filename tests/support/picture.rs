@@ -1,6 +1,6 @@
 //! Looking at pictures independently of the worker: frames decoded with the `ffmpeg` CLI,
 //! PSNR between two renderings, timecode read back by OCR (Debian `tesseract-ocr`), a test
-//! LUT, and the colour tags of a written stream.
+//! LUT (colour tags and sizes: [`crate::probe::video_stream`]).
 
 use std::path::Path;
 use std::process::Command;
@@ -71,30 +71,4 @@ pub fn write_test_lut(path: &Path) -> Result<()> {
     }
     std::fs::write(path, text)?;
     Ok(())
-}
-
-/// `color_primaries`, `color_transfer`, `color_space`, `color_range` of the first video
-/// stream of `input`, as ffprobe reads them from the bitstream.
-pub fn colour_tags(input: &Path) -> Result<[String; 4]> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=color_primaries,color_transfer,color_space,color_range", "-of", "json"])
-        .arg(input)
-        .output()
-        .context("running ffprobe")?;
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let s = &json["streams"][0];
-    let get = |k: &str| s[k].as_str().unwrap_or("unknown").to_string();
-    Ok([get("color_primaries"), get("color_transfer"), get("color_space"), get("color_range")])
-}
-
-/// Width and height of a picture file.
-pub fn picture_size(input: &Path) -> Result<(u32, u32)> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0"])
-        .arg(input)
-        .output()
-        .context("running ffprobe")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let (w, h) = text.trim().split_once(',').context("no size")?;
-    Ok((w.parse()?, h.parse()?))
 }

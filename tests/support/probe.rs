@@ -32,6 +32,18 @@ pub struct Stream {
     pub channels: Option<u32>,
     #[serde(default, deserialize_with = "num_str")]
     pub nb_read_frames: Option<f64>,
+    pub color_primaries: Option<String>,
+    pub color_transfer: Option<String>,
+    pub color_space: Option<String>,
+    pub color_range: Option<String>,
+}
+
+impl Stream {
+    /// Primaries, transfer, matrix and range as the bitstream states them ("unknown" when not).
+    pub fn colour_tags(&self) -> [String; 4] {
+        [&self.color_primaries, &self.color_transfer, &self.color_space, &self.color_range]
+            .map(|t| t.clone().unwrap_or_else(|| "unknown".into()))
+    }
 }
 
 fn num_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
@@ -66,6 +78,13 @@ pub fn frames(path: &Path, kind: &str) -> Result<Vec<Frame>> {
 pub fn streams(path: &Path) -> Result<Vec<Stream>> {
     let v = ffprobe(&["-count_frames", "-show_entries", "stream"], path)?;
     Ok(serde_json::from_value(v["streams"].clone())?)
+}
+
+/// The first video stream of a file (a segment, a picture, a source), without decoding it.
+pub fn video_stream(path: &Path) -> Result<Stream> {
+    let v = ffprobe(&["-select_streams", "v:0", "-show_entries", "stream"], path)?;
+    let s: Vec<Stream> = serde_json::from_value(v["streams"].clone())?;
+    s.into_iter().next().context("no video stream")
 }
 
 /// Frames in the source's video stream, counted by decoding it.

@@ -313,7 +313,7 @@ fn review(args: &TranscodeArgs, source: &farm_storage::SourceLocation, rt: &toki
     let lut = match &r.lut {
         Some(text) => {
             let location = open_source(text, &args.s3.settings(), rt.handle()).with_context(|| format!("--lut {text}"))?;
-            let data = farm_storage::read_whole(&location, farm_media::lut::MAX_BYTES as u64).with_context(|| format!("reading the LUT {text}"))?;
+            let data = farm_media::lut::read(&location).with_context(|| format!("reading the LUT {text}"))?;
             Some((text.as_str(), location, data))
         }
         None => None,

@@ -165,15 +165,7 @@ pub fn run(
         drop(outputs); // the encoders see the end of their input
 
         // A stage that stopped because another failed reports `Cancelled`: report the cause.
-        let (video_parts, audio_parts, mut first_error) = collect(video_threads, audio_threads);
-        let sprites = match thumbnail_thread.map(|h| join(h, "thumbnails")) {
-            Some(Ok(sprites)) => sprites,
-            Some(Err(e)) => {
-                first_error = first_error.or(Some(e));
-                Vec::new()
-            }
-            None => Vec::new(),
-        };
+        let (video_parts, audio_parts, sprites, mut first_error) = collect(video_threads, audio_threads, thumbnail_thread);
         finished.store(true, Ordering::Relaxed);
         // A decode error caused by a failed encoder (closed channel) is reported as the
         // encoder's error; a real decode error wins otherwise.
@@ -249,12 +241,11 @@ fn report_progress(plan: &PipelinePlan, counters: &[AtomicU64], audio_samples: &
     }
 }
 
-/// The encoders' parts, and the first error that is not a stage stopping because another
-/// one failed.
-#[allow(clippy::type_complexity)]
-type Stage<'a> = std::thread::ScopedJoinHandle<'a, Result<RenditionPart>>;
+type Stage<'a, T = RenditionPart> = std::thread::ScopedJoinHandle<'a, Result<T>>;
 
-fn collect(video: Vec<Stage<'_>>, audio: Vec<Stage<'_>>) -> (Vec<RenditionPart>, Vec<RenditionPart>, Option<TranscodeError>) {
+/// The encoders' parts, the sprites written, and the first error that is not a stage
+/// stopping because another one failed.
+fn collect(video: Vec<Stage<'_>>, audio: Vec<Stage<'_>>, thumbnails: Option<Stage<'_, Vec<String>>>) -> (Vec<RenditionPart>, Vec<RenditionPart>, Vec<String>, Option<TranscodeError>) {
     let mut errors: Vec<TranscodeError> = Vec::new();
     let mut parts = |handles: Vec<Stage<'_>>, stage: &str| {
         let mut out = Vec::new();
@@ -268,7 +259,15 @@ fn collect(video: Vec<Stage<'_>>, audio: Vec<Stage<'_>>) -> (Vec<RenditionPart>,
     };
     let video_parts = parts(video, "video encoding");
     let audio_parts = parts(audio, "audio encoding");
-    (video_parts, audio_parts, first_cause(errors))
+    let sprites = match thumbnails.map(|h| join(h, "thumbnails")) {
+        Some(Ok(sprites)) => sprites,
+        Some(Err(e)) => {
+            errors.push(e);
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    (video_parts, audio_parts, sprites, first_cause(errors))
 }
 
 /// The first error that is not a stage stopping because another one failed.

@@ -237,16 +237,17 @@ pub struct PictureSetup {
     pub lut_file: Option<PathBuf>,
     pub text: TextFiles,
     pub font: PathBuf,
+    /// Height of the job's smallest rung, which burn-in sizes follow.
     pub smallest_height: u32,
-    pub rate: Option<FrameRate>,
+    /// The task's first frame on the job's timeline.
     pub first_frame: u64,
     pub dir: Option<tempfile::TempDir>,
 }
 
 impl PictureSetup {
     /// Writes the files the filters read: the LUT's canonical text and the burn-in texts.
-    pub fn prepare(review: Option<Review>, lut: Option<&crate::lut::Cube>, font: PathBuf) -> std::io::Result<Self> {
-        let mut setup = Self { font, ..Self::default() };
+    pub fn prepare(review: Option<Review>, lut: Option<&crate::lut::Cube>, font: PathBuf, first_frame: u64, smallest_height: u32) -> std::io::Result<Self> {
+        let mut setup = Self { font, first_frame, smallest_height, ..Self::default() };
         let Some(r) = review else { return Ok(setup) };
         let dir = tempfile::Builder::new().prefix("farm-picture-").tempdir()?;
         let write = |name: &str, text: &str| -> std::io::Result<PathBuf> {
@@ -303,7 +304,7 @@ impl PictureSetup {
             let (width, height) = if info.rotation % 180 == 90 { (first.height(), first.width()) } else { (first.width(), first.height()) };
             let burn = BurnIns {
                 review,
-                rate: self.rate.unwrap_or(info.rate),
+                rate: info.rate,
                 first_frame: self.first_frame,
                 width,
                 height,
