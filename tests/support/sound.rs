@@ -19,10 +19,15 @@ pub const RATE: u32 = 48_000;
 /// The first channel of `input`'s audio (a file or an HLS playlist), decoded to 48 kHz
 /// float samples.
 pub fn first_channel(input: &Path) -> Result<Vec<f32>> {
+    track_first_channel(input, 0)
+}
+
+/// The first channel of `input`'s audio track `track` (from 0), as [`first_channel`].
+pub fn track_first_channel(input: &Path, track: usize) -> Result<Vec<f32>> {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(input)
-        .args(["-map", "0:a:0", "-af", "pan=mono|c0=c0", "-ar", &RATE.to_string(), "-f", "f32le", "-"])
+        .args(["-map", &format!("0:a:{track}"), "-af", "pan=mono|c0=c0", "-ar", &RATE.to_string(), "-f", "f32le", "-"])
         .output()
         .context("running ffmpeg")?;
     ensure!(out.status.success(), "ffmpeg could not decode {}: {}", input.display(), String::from_utf8_lossy(&out.stderr));
