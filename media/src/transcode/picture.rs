@@ -140,7 +140,7 @@ impl ColourWork {
                 z.transfer, z.primaries, z.matrix, range(z.full_range)
             ),
             Self::Lut { matrix, full_range } => format!(
-                "scale=in_color_matrix={matrix}:in_range={}:out_color_matrix=bt709,format=rgb48le,\
+                "scale=in_color_matrix={matrix}:in_range={}:out_color_matrix=bt709,format=gbrp16le,\
                  lut3d=file={}:interp=tetrahedral,\
                  scale=in_color_matrix=bt709:out_color_matrix=bt709:out_range=tv,format=yuv422p10le",
                 if *full_range { "pc" } else { "tv" },
