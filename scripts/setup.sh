@@ -11,6 +11,7 @@ FARM_DEB_PACKAGES=(
   prometheus   # the tests run a real Prometheus against the dashboard and promtool on the alert rules
   fonts-dejavu-core   # the burn-in font (DejaVu Sans Mono); the worker image installs it too
   tesseract-ocr   # the tests read burnt-in timecode back by OCR
+  chromium   # the tests play ladders in a browser with hls.js
 )
 
 farm_install_debs() {
@@ -41,6 +42,16 @@ farm_install_chart_tools() {
     command -v npm >/dev/null || { echo "npm is missing (Node.js): needed to validate the chart's KEDA objects" >&2; exit 1; }
     echo "installing @kubernetes-models/keda (npm)"
     (cd tests/chart && npm ci --no-audit --no-fund --silent)
+  fi
+}
+
+# Playback in a browser: hls.js and playwright-core (npm, pinned in tests/browser) driving
+# Debian's chromium.
+farm_install_browser_tools() {
+  if [ ! -d tests/browser/node_modules/hls.js ] || [ ! -d tests/browser/node_modules/playwright-core ]; then
+    command -v npm >/dev/null || { echo "npm is missing (Node.js): needed for the browser playback tests" >&2; exit 1; }
+    echo "installing hls.js and playwright-core (npm)"
+    (cd tests/browser && npm ci --no-audit --no-fund --silent)
   fi
 }
 

@@ -7,6 +7,7 @@ source scripts/setup.sh
 farm_install_debs
 farm_install_chart_tools
 farm_install_api_tools
+farm_install_browser_tools
 ./scripts/services.sh s3 rabbitmq postgres
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast

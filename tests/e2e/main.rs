@@ -2,6 +2,7 @@
 //! output checked independently with ffprobe.
 
 mod api_contract;
+mod browser;
 mod chart;
 mod coordinator;
 mod hostile;
