@@ -99,3 +99,21 @@ fn multitrack_59_94_uses_the_first_two_mono_tracks() {
     assert_eq!(sizes(&check), vec![(320, 180), (256, 144)]);
     assert!(check.audio_seconds.is_some());
 }
+
+/// An interlaced source split into ranges keeps every frame: the deinterlacer holds one
+/// picture back, and a range that ended before the source's end never got it out, so each
+/// chunk but the last lost its last frame (found while reviewing issue 15's picture chain).
+#[test]
+fn an_interlaced_source_split_into_ranges_keeps_every_frame() {
+    let source = Kind::Mpeg2InterlacedMxf.make().expect("fixture");
+    let out = tempfile::tempdir().unwrap();
+    for range in [&["--end", "1"][..], &["--start", "1", "--end", "2"], &["--start", "2"]] {
+        let args: Vec<&str> = ["--segment-seconds", "1", "--lead-segments", "0"].iter().chain(range).copied().collect();
+        transcode(&source, out.path(), &small_ladder_file(), &args).unwrap().ok().unwrap();
+    }
+    let check = check_ladder(out.path(), 75, 25.0, true).unwrap_or_else(|e| panic!("{e:#}"));
+    for r in &check.renditions {
+        let frames: Vec<u64> = r.segments.iter().map(|s| s.frames).collect();
+        assert_eq!(frames, vec![25, 25, 25], "{}", r.name);
+    }
+}

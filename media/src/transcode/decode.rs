@@ -381,18 +381,21 @@ fn discard_others(source: &mut Source, used: &[usize]) {
     }
 }
 
-/// The end of the input: what the decoders (and the picture filter) still hold goes out.
+/// The end of the input (the source's or the range's): what the decoders and the picture
+/// filter still hold goes out.
 fn flush_at_end(video: &mut ffmpeg::decoder::Video, state: &mut VideoState, audio: &mut [AudioDecoder], decode_video: bool) -> Result<()> {
     if decode_video && !state.reached_end {
         let _ = video.send_eof();
         drain_video(video, state)?;
-        if let Some(filter) = state.filter.as_mut() {
-            filter.flush().map_err(|e| TranscodeError::ffmpeg("filtering", "-", e))?;
-            while let Some(f) = state.filter.as_mut().and_then(|f| f.pull()) {
-                state.send(f)?;
-            }
-        }
         state.stats.hit_end_of_source = true;
+    }
+    // At the end of the range too, not only of the source: the deinterlacer holds the
+    // range's last picture back until it is flushed.
+    if let Some(filter) = state.filter.as_mut() {
+        filter.flush().map_err(|e| TranscodeError::ffmpeg("filtering", "-", e))?;
+        while let Some(f) = state.filter.as_mut().and_then(|f| f.pull()) {
+            state.send(f)?;
+        }
     }
     for a in audio.iter_mut() {
         let _ = a.decoder.send_eof();
