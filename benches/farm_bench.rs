@@ -2,7 +2,9 @@
 //! workers, with real RabbitMQ, SeaweedFS (S3) and coordinator and worker processes.
 //!
 //! Reproduce with (from the repository root; starts SeaweedFS and RabbitMQ if needed):
-//!     cargo run --release -p farm-benches --bin farm-bench -- [--short 30] [--long 300 (0: skip)] [--scale 60 (0: skip)] [--runs 3]
+//!     cargo run --release -p farm-benches --bin farm-bench -- [--short 30] [--long 300 (0: skip)] [--scale 60 (0: skip)] [--runs 3] [--review]
+//!
+//! `--review` gives the jobs every review option (LUT, burn-ins, watermark).
 //!
 //! 1. Baseline: `worker transcode SOURCE OUT --end FIRST`, the time one worker needs to
 //!    open the source and encode the first segment of every rendition (the default ladder
@@ -30,8 +32,31 @@ fn arg(name: &str, default: u32) -> u32 {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// With `--review`, jobs carry every review option: a 33-point LUT (in S3), all burn-ins
+/// and a watermark (thumbnails are always made).
+fn review_options() -> Result<Option<serde_json::Value>> {
+    if !std::env::args().any(|a| a == "--review") {
+        return Ok(None);
+    }
+    let key = "bench/luts/show.cube";
+    if !s3().keys("bench/luts")?.iter().any(|k| k == key) {
+        let dir = tempfile::tempdir()?;
+        let lut = dir.path().join("show.cube");
+        farm_tests::picture::write_test_lut(&lut)?;
+        s3().put_file(key, &lut)?;
+    }
+    Ok(Some(serde_json::json!({
+        "lut": format!("s3://{BUCKET}/{key}"),
+        "burn_in": ["timecode", "clip_name", "frame_number"],
+        "watermark": "CONFIDENTIAL - SHOW - VENDOR",
+    })))
+}
+
 fn submit(farm: &Farm, source_key: &str, out: &str) -> Result<(String, Instant)> {
-    let body = serde_json::json!({"source": format!("s3://{BUCKET}/{source_key}"), "output": format!("s3://{BUCKET}/{out}")});
+    let mut body = serde_json::json!({"source": format!("s3://{BUCKET}/{source_key}"), "output": format!("s3://{BUCKET}/{out}")});
+    if let Some(options) = review_options()? {
+        body.as_object_mut().expect("an object").extend(options.as_object().expect("an object").clone());
+    }
     let posted = Instant::now();
     let (status, job) = farm.submit(&body.to_string());
     ensure!(status == 201, "submit failed: {status} {job}");
@@ -205,6 +230,10 @@ fn main() -> Result<()> {
         let weed = |runs: &[(f64, Option<f64>)]| runs.iter().filter_map(|r| r.1).map(|c| format!("{c:.1}")).collect::<Vec<_>>().join(", ");
         println!("    SeaweedFS CPU seconds per run: 1 worker {}; 2 workers {}", weed(one), weed(two));
     }
-    println!("  reproduce: cargo run --release -p farm-benches --bin farm-bench -- --short {short} --long {long} --scale {scale} --runs {runs}");
+    let review = if std::env::args().any(|a| a == "--review") { " --review" } else { "" };
+    if !review.is_empty() {
+        println!("  jobs with every review option: LUT, burn-ins, watermark (the baseline has none)");
+    }
+    println!("  reproduce: cargo run --release -p farm-benches --bin farm-bench -- --short {short} --long {long} --scale {scale} --runs {runs}{review}");
     Ok(())
 }
