@@ -6,30 +6,15 @@
 use std::path::Path;
 use std::process::Command;
 
-use farm_tests::fixtures::{make, small_ladder_file};
+use farm_tests::fixtures::{eight_tone_tracks, small_ladder_file};
 use farm_tests::worker::transcode;
-
-/// 12 s with eight mono tracks, track N a sine at 300 x N Hz.
-fn eight_tracks() -> std::path::PathBuf {
-    let mut args: Vec<String> = vec!["-f".into(), "lavfi".into(), "-i".into(), "testsrc2=size=320x180:rate=25:duration=12".into()];
-    for n in 1..=8 {
-        args.extend(["-f", "lavfi", "-i"].map(String::from));
-        args.push(format!("sine=frequency={}:sample_rate=48000:duration=12", 300 * n));
-    }
-    args.extend(["-map", "0:v"].map(String::from));
-    for n in 1..=8 {
-        args.extend(["-map".into(), format!("{n}:a")]);
-    }
-    args.extend(["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "pcm_s16le"].map(String::from));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    make("browser-8-tracks.mov", &refs).unwrap()
-}
 
 #[test]
 fn hls_js_in_chromium_switches_audio_renditions_without_a_stall() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let source = eight_tracks();
+    // 12 s, eight mono tracks, track N a sine at 300 x N Hz
+    let source = eight_tone_tracks("browser-8-tracks.mov", 12, &[]).unwrap();
     // two chunks, so that playback also crosses a join on every track
     for range in [&["--end", "4"][..], &["--start", "4"]] {
         let args: Vec<&str> = ["--segment-seconds", "2"].iter().chain(range).copied().collect();

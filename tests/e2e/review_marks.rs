@@ -7,7 +7,7 @@ use std::path::Path;
 use farm_contract::manifest::PartManifest;
 use farm_contract::timecode::Timecode;
 use farm_contract::timeline::FrameRate;
-use farm_tests::fixtures::{make, small_ladder_file};
+use farm_tests::fixtures::{eight_tone_tracks, make, small_ladder_file};
 use farm_tests::picture::ocr;
 use farm_tests::probe::video_stream;
 
@@ -76,18 +76,8 @@ fn burnt_in_timecode_is_exact_on_both_sides_of_every_chunk_join() {
 
 #[test]
 fn every_audio_track_is_its_own_rendition_beside_the_stereo_mix() {
-    let mut args: Vec<String> = vec!["-f".into(), "lavfi".into(), "-i".into(), "testsrc2=size=320x180:rate=25:duration=4".into()];
-    for n in 1..=8 {
-        args.extend(["-f", "lavfi", "-i"].map(String::from));
-        args.push(format!("sine=frequency={}:sample_rate=48000:duration=4", 300 * n));
-    }
-    args.extend(["-map", "0:v"].map(String::from));
-    for n in 1..=8 {
-        args.extend(["-map".into(), format!("{n}:a")]);
-    }
-    args.extend(["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "pcm_s16le", "-metadata:s:a:2", "handler_name=Boom", "-metadata:s:a:2", "language=eng"].map(String::from));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let source = make("review-8-tracks.mov", &refs).unwrap();
+    let boom = ["-metadata:s:a:2", "handler_name=Boom", "-metadata:s:a:2", "language=eng"];
+    let source = eight_tone_tracks("review-8-tracks.mov", 4, &boom).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     // two chunks: each track's join is in its own rendition

@@ -183,6 +183,24 @@ pub fn small_ladder_file() -> PathBuf {
     path
 }
 
+/// `name`: a 320x180 25 fps picture and eight mono PCM tracks, track N a sine at 300 x N Hz,
+/// `seconds` long, with `extra` ffmpeg output options (track titles, languages), made once.
+pub fn eight_tone_tracks(name: &str, seconds: u32, extra: &[&str]) -> Result<PathBuf> {
+    let mut args: Vec<String> = vec!["-f".into(), "lavfi".into(), "-i".into(), format!("testsrc2=size=320x180:rate=25:duration={seconds}")];
+    for n in 1..=8 {
+        args.extend(["-f", "lavfi", "-i"].map(String::from));
+        args.push(format!("sine=frequency={}:sample_rate=48000:duration={seconds}", 300 * n));
+    }
+    args.extend(["-map", "0:v"].map(String::from));
+    for n in 1..=8 {
+        args.extend(["-map".into(), format!("{n}:a")]);
+    }
+    args.extend(["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "pcm_s16le"].map(String::from));
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    make(name, &refs)
+}
+
 /// Benchmark source: 1080p25 ProRes 422 HQ with film grain and stereo PCM, `seconds` long
 /// (made once as 20 s, longer ones by looping it), under `target/bench-fixtures`.
 pub fn prores_1080p(seconds: u32) -> Result<PathBuf> {
