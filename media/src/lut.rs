@@ -136,16 +136,27 @@ impl Cube {
     /// The `.cube` text FFmpeg's `lut3d` reads: same size, domain [0, 1] (resampled when
     /// the source file states another domain), values clamped to [0, 1] as video needs.
     pub fn canonical_text(&self) -> String {
-        let unit = self.domain_min == [0.0; 3] && self.domain_max == [1.0; 3];
         let n = self.size;
         let mut out = String::with_capacity(n * n * n * 28 + 64);
         let _ = writeln!(out, "LUT_3D_SIZE {n}\nDOMAIN_MIN 0 0 0\nDOMAIN_MAX 1 1 1");
+        for v in self.unit_lattice() {
+            let _ = writeln!(out, "{:.6} {:.6} {:.6}", v[0], v[1], v[2]);
+        }
+        out
+    }
+
+    /// The lattice on the [0, 1] domain (resampled when the file states another domain),
+    /// red varying fastest, values clamped to [0, 1] as video needs.
+    pub fn unit_lattice(&self) -> Vec<[f32; 3]> {
+        let unit = self.domain_min == [0.0; 3] && self.domain_max == [1.0; 3];
+        let n = self.size;
         let last = (n - 1) as f32;
+        let mut out = Vec::with_capacity(n * n * n);
         for b in 0..n {
             for g in 0..n {
                 for r in 0..n {
                     let v = if unit { self.at(r, g, b) } else { self.apply([r as f32 / last, g as f32 / last, b as f32 / last]) };
-                    let _ = writeln!(out, "{:.6} {:.6} {:.6}", v[0].clamp(0.0, 1.0), v[1].clamp(0.0, 1.0), v[2].clamp(0.0, 1.0));
+                    out.push(v.map(|c| c.clamp(0.0, 1.0)));
                 }
             }
         }

@@ -228,12 +228,18 @@ impl VideoState<'_> {
         frame.set_pts(Some(n as i64));
         if !self.filter_checked {
             self.filter_checked = true;
-            let (spec, colour) = self.picture.chain(self.info, &frame);
-            tracing::debug!(chain = spec.as_deref().unwrap_or("-"), colour = colour.describe(), "picture chain");
-            self.stats.colour = self.picture.review.is_some().then(|| colour.describe().to_string());
-            if let Some(spec) = spec {
+            let plan = self.picture.plan(self.info, &frame);
+            tracing::debug!(
+                before = plan.before.as_deref().unwrap_or("-"),
+                lut_pass = plan.lut.is_some(),
+                after = plan.after.as_deref().unwrap_or("-"),
+                colour = plan.colour.describe(),
+                "picture chain"
+            );
+            self.stats.colour = self.picture.review.is_some().then(|| plan.colour.describe().to_string());
+            if !plan.is_empty() {
                 let rate = self.info.rate;
-                let filter = PictureFilter::new(&spec, &frame, Rational(rate.den as i32, rate.num as i32))
+                let filter = PictureFilter::new(plan, &frame, Rational(rate.den as i32, rate.num as i32))
                     .map_err(|e| TranscodeError::ffmpeg("building the picture filter", "-", e))?;
                 self.filter = Some(filter);
             }

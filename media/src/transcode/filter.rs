@@ -7,14 +7,97 @@
 //! ladder's layout and hands on frames of exactly the AAC encoder's frame size.
 
 use ffmpeg_next as ffmpeg;
+use std::collections::VecDeque;
+
 use ffmpeg::{ffi, filter, frame, Rational, Rescale};
 
+use super::decode::share;
+use super::lut_kernel::LutKernel;
+use super::picture::PicturePlan;
+
+/// The picture chain of one task: an FFmpeg graph, the LUT pass, a second graph (built
+/// on the first picture that reaches it), as [`super::picture::PicturePlan`] says.
 pub struct PictureFilter {
+    before: Option<GraphStage>,
+    lut: Option<LutKernel>,
+    after: Option<String>,
+    after_graph: Option<GraphStage>,
+    time_base: Rational,
+    ready: VecDeque<frame::Video>,
+}
+
+impl PictureFilter {
+    pub fn new(plan: PicturePlan, like: &frame::Video, time_base: Rational) -> Result<Self, ffmpeg::Error> {
+        let before = plan.before.map(|spec| GraphStage::new(&spec, like, time_base)).transpose()?;
+        Ok(Self { before, lut: plan.lut, after: plan.after, after_graph: None, time_base, ready: VecDeque::new() })
+    }
+
+    pub fn push(&mut self, frame: &frame::Video) -> Result<(), ffmpeg::Error> {
+        match self.before.as_mut() {
+            Some(graph) => {
+                graph.push(frame)?;
+                self.drain_before()
+            }
+            None => self.onwards(share(frame)),
+        }
+    }
+
+    /// The end of the input: what the graphs hold back (the deinterlacer's last picture).
+    pub fn flush(&mut self) -> Result<(), ffmpeg::Error> {
+        if let Some(graph) = self.before.as_mut() {
+            graph.flush()?;
+            self.drain_before()?;
+        }
+        if let Some(graph) = self.after_graph.as_mut() {
+            graph.flush()?;
+            while let Some(f) = graph.pull() {
+                self.ready.push_back(f);
+            }
+        }
+        Ok(())
+    }
+
+    /// Next filtered frame, if one is ready, with its pts in the input time base.
+    pub fn pull(&mut self) -> Option<frame::Video> {
+        self.ready.pop_front()
+    }
+
+    fn drain_before(&mut self) -> Result<(), ffmpeg::Error> {
+        while let Some(f) = self.before.as_mut().and_then(GraphStage::pull) {
+            self.onwards(f)?;
+        }
+        Ok(())
+    }
+
+    /// A picture out of the first graph, through the LUT pass and the second graph.
+    fn onwards(&mut self, frame: frame::Video) -> Result<(), ffmpeg::Error> {
+        let frame = match &self.lut {
+            Some(kernel) => kernel.apply(&frame),
+            None => frame,
+        };
+        let Some(spec) = &self.after else {
+            self.ready.push_back(frame);
+            return Ok(());
+        };
+        if self.after_graph.is_none() {
+            self.after_graph = Some(GraphStage::new(spec, &frame, self.time_base)?);
+        }
+        let graph = self.after_graph.as_mut().expect("built above");
+        graph.push(&frame)?;
+        while let Some(f) = graph.pull() {
+            self.ready.push_back(f);
+        }
+        Ok(())
+    }
+}
+
+/// One FFmpeg filter graph from a buffer source to a buffer sink.
+struct GraphStage {
     graph: filter::Graph,
     time_base: Rational,
 }
 
-impl PictureFilter {
+impl GraphStage {
     pub fn new(spec: &str, like: &frame::Video, time_base: Rational) -> Result<Self, ffmpeg::Error> {
         let mut graph = filter::Graph::new();
         let sar = like.aspect_ratio();

@@ -15,6 +15,7 @@ pub mod audio_plan;
 pub mod decode;
 pub mod encode;
 pub mod filter;
+pub mod lut_kernel;
 pub mod mux;
 pub mod picture;
 pub mod segment;

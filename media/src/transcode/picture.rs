@@ -16,6 +16,8 @@ use ffmpeg_next::frame;
 use farm_contract::review::{BurnIn, Review, ToneMap};
 use farm_contract::timeline::FrameRate;
 
+use super::lut_kernel::LutKernel;
+use crate::lut::Cube;
 use crate::source::SourceInfo;
 use ffmpeg_next::color::{Primaries, Range, Space, TransferCharacteristic};
 use ffmpeg_next::format::Pixel;
@@ -47,7 +49,7 @@ pub enum ColourWork {
     Convert(ZscaleIn),
     /// PQ or HLG to SDR: linear light, Hable curve, BT.709.
     ToneMap(ZscaleIn),
-    /// The show's LUT on R'G'B' decoded with the source's matrix and range.
+    /// The show's LUT on R'G'B' decoded with the source's matrix (zscale's name) and range.
     Lut { matrix: &'static str, full_range: bool },
 }
 
@@ -108,12 +110,7 @@ impl ColourIn {
     pub fn work(&self, review: &Review, lut: bool) -> ColourWork {
         let z = self.zscale();
         if lut {
-            let matrix = match z.matrix {
-                "2020_ncl" | "2020_cl" => "bt2020",
-                "170m" | "470bg" => "bt601",
-                _ => "bt709",
-            };
-            return ColourWork::Lut { matrix, full_range: z.full_range };
+            return ColourWork::Lut { matrix: z.matrix, full_range: z.full_range };
         }
         if self.is_hdr() && review.tone_map == ToneMap::Auto {
             return ColourWork::ToneMap(z);
@@ -139,10 +136,16 @@ impl ColourWork {
                  tonemap=tonemap=hable:desat=0,zscale=t=709:m=709:r=limited,format=yuv422p10le",
                 z.transfer, z.primaries, z.matrix, range(z.full_range)
             ),
+            // FFmpeg's route, where the single-pass kernel cannot run (see `PictureSetup::plan`).
             Self::Lut { matrix, full_range } => format!(
-                "scale=in_color_matrix={matrix}:in_range={}:out_color_matrix=bt709,format=gbrp16le,\
+                "scale=in_color_matrix={}:in_range={}:out_color_matrix=bt709,format=gbrp16le,\
                  lut3d=file={}:interp=tetrahedral,\
                  scale=in_color_matrix=bt709:out_color_matrix=bt709:out_range=tv,format=yuv422p10le",
+                match *matrix {
+                    "2020_ncl" | "2020_cl" => "bt2020",
+                    "170m" | "470bg" => "bt601",
+                    _ => "bt709",
+                },
                 if *full_range { "pc" } else { "tv" },
                 escape(&lut_file.expect("a LUT stage has a LUT file").to_string_lossy()),
             ),
@@ -242,6 +245,23 @@ pub struct PictureSetup {
     /// The task's first frame on the job's timeline.
     pub first_frame: u64,
     pub dir: Option<tempfile::TempDir>,
+    /// The parsed LUT, for the single-pass kernel.
+    pub cube: Option<Cube>,
+}
+
+/// The picture chain of one task, in up to three steps: an FFmpeg graph, the LUT pass,
+/// an FFmpeg graph (burn-ins). Without the LUT pass everything is in `before`.
+pub struct PicturePlan {
+    pub before: Option<String>,
+    pub lut: Option<LutKernel>,
+    pub after: Option<String>,
+    pub colour: ColourWork,
+}
+
+impl PicturePlan {
+    pub fn is_empty(&self) -> bool {
+        self.before.is_none() && self.lut.is_none() && self.after.is_none()
+    }
 }
 
 impl PictureSetup {
@@ -257,6 +277,7 @@ impl PictureSetup {
         };
         if let Some(cube) = lut {
             setup.lut_file = Some(write("lut.cube", &cube.canonical_text())?);
+            setup.cube = Some(cube.clone());
         }
         if r.burns(BurnIn::ClipName) {
             setup.text.clip_name = Some(write("clip.txt", &r.clip_name)?);
@@ -277,8 +298,11 @@ impl PictureSetup {
     }
 
     /// The whole picture chain for a source whose first picture is `first`: deinterlace,
-    /// rotate, colour, burn-ins; `None` when the pictures can go straight to the scalers.
-    pub fn chain(&self, info: &SourceInfo, first: &frame::Video) -> (Option<String>, ColourWork) {
+    /// rotate, colour, burn-ins; empty when the pictures can go straight to the scalers.
+    /// A LUT on limited-range Y'CbCr goes through [`LutKernel`] where the CPU can run it
+    /// (one pass instead of FFmpeg's conversions around `lut3d`); otherwise, and for RGB or
+    /// full-range sources, through FFmpeg.
+    pub fn plan(&self, info: &SourceInfo, first: &frame::Video) -> PicturePlan {
         let mut parts = Vec::new();
         if info.interlaced || first.is_interlaced() {
             parts.push("bwdif=mode=send_frame:parity=auto:deint=interlaced".to_string());
@@ -300,22 +324,43 @@ impl PictureSetup {
                 height: first.height(),
             };
             work = colour.work(review, self.lut_file.is_some());
+            if let (ColourWork::Lut { matrix, full_range: false }, Some(cube), true) = (&work, &self.cube, kernel_takes(first.format())) {
+                if let Some(kernel) = LutKernel::new(cube, matrix, false) {
+                    parts.push("format=yuv422p10le".into());
+                    let before = Some(parts.join(","));
+                    let after = self.burn_ins(info, first, review).chain();
+                    return PicturePlan { before, lut: Some(kernel), after, colour: work };
+                }
+            }
             parts.extend(work.chain(self.lut_file.as_deref()));
-            let (width, height) = if info.rotation % 180 == 90 { (first.height(), first.width()) } else { (first.width(), first.height()) };
-            let burn = BurnIns {
-                review,
-                rate: info.rate,
-                first_frame: self.first_frame,
-                width,
-                height,
-                smallest_height: self.smallest_height,
-                font: &self.font,
-                text: &self.text,
-            };
-            parts.extend(burn.chain());
+            parts.extend(self.burn_ins(info, first, review).chain());
         }
-        ((!parts.is_empty()).then(|| parts.join(",")), work)
+        PicturePlan { before: (!parts.is_empty()).then(|| parts.join(",")), lut: None, after: None, colour: work }
     }
+
+    fn burn_ins<'a>(&'a self, info: &SourceInfo, first: &frame::Video, review: &'a Review) -> BurnIns<'a> {
+        let (width, height) = if info.rotation % 180 == 90 { (first.height(), first.width()) } else { (first.width(), first.height()) };
+        BurnIns {
+            review,
+            rate: info.rate,
+            first_frame: self.first_frame,
+            width,
+            height,
+            smallest_height: self.smallest_height,
+            font: &self.font,
+            text: &self.text,
+        }
+    }
+}
+
+/// Limited-range planar Y'CbCr that FFmpeg converts to 10-bit 4:2:2 without touching range
+/// or matrix: what camera originals decode to. Others take FFmpeg's LUT route.
+fn kernel_takes(format: Pixel) -> bool {
+    use Pixel::*;
+    matches!(
+        format,
+        YUV420P | YUV422P | YUV444P | YUV420P10LE | YUV422P10LE | YUV444P10LE | YUV420P12LE | YUV422P12LE | YUV444P12LE | NV12 | P010LE
+    )
 }
 
 /// A value escaped for an option inside a filter graph description: once for the

@@ -44,7 +44,7 @@ fn colour_work_follows_the_source_description() {
         assert!(!off.chain(None).unwrap().contains("tonemap"));
     }
     let lut = hd709.work(&r, true);
-    assert_eq!(lut, ColourWork::Lut { matrix: "bt709", full_range: false });
+    assert_eq!(lut, ColourWork::Lut { matrix: "709", full_range: false });
     let chain = lut.chain(Some(Path::new("/tmp/a b/show.cube"))).unwrap();
     assert!(chain.contains(r"lut3d=file=/tmp/a\\\ b/show.cube:interp=tetrahedral"), "{chain}");
     assert!(chain.ends_with("format=yuv422p10le"));
@@ -86,4 +86,50 @@ fn burn_ins_start_at_the_tasks_first_frame_and_scale_with_the_smallest_rung() {
     assert_eq!(BurnIns { review: &review(ToneMap::Auto, vec![]), ..BurnIns {
         review: &r, rate: FrameRate { num: 25, den: 1 }, first_frame: 0, width: 640, height: 360,
         smallest_height: 360, font: Path::new(DEFAULT_FONT), text: &TextFiles::default() } }.chain(), None);
+}
+
+#[test]
+fn a_lut_on_camera_yuv_takes_the_single_pass_and_other_pictures_take_ffmpegs_route() {
+    let cube = crate::lut::Cube::parse(b"LUT_3D_SIZE 2\n0 0 0\n1 0 0\n0 1 0\n1 1 0\n0 0 1\n1 0 1\n0 1 1\n1 1 1\n").unwrap();
+    let mut r = review(ToneMap::Auto, vec![BurnIn::Timecode]);
+    r.watermark = Some("CONFIDENTIAL".into());
+    let setup = PictureSetup::prepare(Some(r), Some(&cube), DEFAULT_FONT.into(), 0, 360).unwrap();
+    let info = SourceInfo {
+        container: "mov".into(),
+        video_index: 0,
+        codec: "prores".into(),
+        width: 1920,
+        height: 1080,
+        sar: (1, 1),
+        rotation: 0,
+        rate: FrameRate { num: 25, den: 1 },
+        time_base: (1, 25),
+        start_ts: 0,
+        interlaced: false,
+        frames_declared: None,
+        duration_seconds: None,
+        audio: vec![],
+        timecode: None,
+    };
+    let picture = |format: Pixel, range: Range| {
+        let mut f = frame::Video::new(format, 1920, 1080);
+        f.set_color_range(range);
+        setup.plan(&info, &f)
+    };
+    let camera = picture(Pixel::YUV422P10LE, Range::MPEG);
+    assert_eq!(camera.colour, ColourWork::Lut { matrix: "709", full_range: false });
+    if LutKernel::available() {
+        assert!(camera.lut.is_some());
+        assert_eq!(camera.before.as_deref(), Some("format=yuv422p10le"));
+        let after = camera.after.unwrap();
+        assert!(after.contains("timecode=") && after.contains("watermark.txt") && !after.contains("lut3d"), "{after}");
+    } else {
+        assert!(camera.lut.is_none() && camera.before.unwrap().contains("lut3d"));
+    }
+    for (format, range) in [(Pixel::YUVJ420P, Range::JPEG), (Pixel::YUV420P, Range::JPEG), (Pixel::GBRP10LE, Range::JPEG)] {
+        let plan = picture(format, range);
+        assert!(plan.lut.is_none() && plan.after.is_none(), "{format:?}");
+        let before = plan.before.unwrap();
+        assert!(before.contains("lut3d=file=") && before.contains("in_range=pc") && before.contains("timecode="), "{format:?}: {before}");
+    }
 }
