@@ -10,13 +10,15 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use farm_contract::task::cancel_marker;
 use farm_storage::open_sink;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::accept;
+use crate::access::{self, Caller};
+use crate::audit;
 pub use crate::app::{ApiError, AppState, ErrorBody};
 use crate::app::{bad, internal, rejected};
 use crate::db::{now_ms, Job, State, Store, Task};
@@ -29,8 +31,9 @@ pub fn router(state: Shared, document: utoipa::openapi::OpenApi) -> Router {
     let guarded = Router::new()
         .route("/v1/jobs", get(list_jobs).post(create_job))
         .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
+        .route("/v1/audit", get(read_audit))
         .route("/openapi.json", get(move || async move { Json(document) }))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), authorise));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::authorise));
     Router::new()
         .merge(guarded)
         .route("/healthz", get(healthz))
@@ -68,25 +71,6 @@ fn bounded_method(method: &axum::http::Method) -> &'static str {
         .zip(["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"])
         .find_map(|(m, name)| (m == method).then_some(name))
         .unwrap_or("other")
-}
-
-/// `Authorization: Bearer TOKEN` with the configured token (none configured: open).
-async fn authorise(
-    AxState(state): AxState<Shared>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Result<Response, ApiError> {
-    let Some(expected) = state.config.api_token.as_deref() else { return Ok(next.run(request).await) };
-    let given = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(token) if farm_service::secret::same(token.trim().as_bytes(), expected.trim().as_bytes()) => Ok(next.run(request).await),
-        Some(_) => Err(ApiError(StatusCode::UNAUTHORIZED, "the bearer token is not valid".into())),
-        None => Err(ApiError(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <token>` header".into())),
-    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -144,17 +128,22 @@ async fn view(store: &Store, job: Job) -> Result<JobView, ApiError> {
         (status = 422, description = "source not usable media, or over a limit", body = ErrorBody),
         (status = 503, description = "storage or broker unavailable: nothing accepted", body = ErrorBody),
     ), security(("bearer" = [])))]
-async fn create_job(AxState(app): AxState<Shared>, headers: axum::http::HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<Response, ApiError> {
+async fn create_job(
+    AxState(app): AxState<Shared>,
+    Extension(caller): Extension<Caller>,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
     let body = body.map_err(rejected)?;
     let content_type = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let result = create(&app, content_type, &body).await;
+    let result = create(&app, &caller, content_type, &body).await;
     if matches!(&result, Err(ApiError(code, _)) if code.is_client_error()) {
         app.metrics.jobs_rejected.inc();
     }
     result
 }
 
-async fn create(app: &Shared, content_type: Option<&str>, body: &[u8]) -> Result<Response, ApiError> {
+async fn create(app: &Shared, caller: &Caller, content_type: Option<&str>, body: &[u8]) -> Result<Response, ApiError> {
     let req = accept::parse(content_type, body)?;
     if let Some(key) = &req.idempotency_key {
         if let Some(job) = app.store.job_by_key(key).await.map_err(internal)? {
@@ -171,7 +160,11 @@ async fn create(app: &Shared, content_type: Option<&str>, body: &[u8]) -> Result
     let now = now_ms();
     let new = accept::plan(app, &req, &locations, ladder, &info, &review, new_id(now), now)?;
     Ok(match dispatch::dispatch(app, new).await? {
-        Dispatched::New(job) => (StatusCode::CREATED, Json(view(&app.store, job).await?)).into_response(),
+        Dispatched::New(job) => {
+            let detail = format!("source {} output {}", job.source, job.output);
+            audit::record(&app.store, caller.event("job.submitted", Some(&job.id), detail)).await;
+            (StatusCode::CREATED, Json(view(&app.store, job).await?)).into_response()
+        }
         Dispatched::Existing(job) => (StatusCode::OK, Json(view(&app.store, job).await?)).into_response(),
     })
 }
@@ -242,11 +235,12 @@ async fn list_jobs(AxState(app): AxState<Shared>, q: Result<Query<ListQuery>, ax
 
 /// Cancels a job: its tasks are dropped, no playlist is written after.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", params(("id" = String, Path, description = "job id")),
-    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 200, body = JobView), (status = 401, body = ErrorBody),
+        (status = 403, description = "not an admin", body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "the job has already ended", body = ErrorBody),
         (status = 503, description = "cancelled, but workers cannot be told yet", body = ErrorBody)),
     security(("bearer" = [])))]
-async fn cancel_job(AxState(app): AxState<Shared>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+async fn cancel_job(AxState(app): AxState<Shared>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
     let job = app.store.job(&id).await.map_err(internal)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id}")))?;
     if job.state.is_final() {
         return Err(ApiError(StatusCode::CONFLICT, format!("job {id} is already {}", job.state.as_str())));
@@ -254,6 +248,7 @@ async fn cancel_job(AxState(app): AxState<Shared>, Path(id): Path<String>) -> Re
     // Under the playlist lock: once it is released no playlist of this job is written again.
     let guard = app.tracker.lock.lock().await;
     if app.store.set_job_state(&id, State::Cancelled, Some("cancelled by request"), None).await.map_err(internal)? {
+        audit::record(&app.store, caller.event("job.cancelled", Some(&id), "")).await;
         app.metrics.finished("cancelled", job.created_ms);
         app.broker.publish_event("job.cancelled", &json!({"job_id": id})).await;
     }
@@ -270,6 +265,21 @@ async fn cancel_job(AxState(app): AxState<Shared>, Path(id): Path<String>) -> Re
     .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("job cancelled, but workers cannot be told yet: {e:#}")))?;
     let job = app.store.job(&id).await.map_err(internal)?.expect("still there");
     Ok(Json(view(&app.store, job).await?))
+}
+
+/// The audit trail, oldest first, 1000 rows a page (`after` = the last `seq` seen).
+#[utoipa::path(get, path = "/v1/audit", params(audit::Filter),
+    responses((status = 200, body = Vec<audit::Record>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "not an admin", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn read_audit(AxState(app): AxState<Shared>, q: Result<Query<audit::Filter>, axum::extract::rejection::QueryRejection>) -> Result<Json<Vec<audit::Record>>, ApiError> {
+    let Query(filter) = q.map_err(rejected)?;
+    for value in [&filter.job, &filter.share, &filter.principal].into_iter().flatten() {
+        if value.len() > 200 || value.chars().any(char::is_control) {
+            return Err(bad("job, share and principal are at most 200 characters, without control characters"));
+        }
+    }
+    Ok(Json(audit::query(&app.store, &filter).await.map_err(internal)?))
 }
 
 /// The process is up.

@@ -12,12 +12,14 @@ use crate::broker::Broker;
 use crate::config::{Allowed, Config};
 use crate::db::Store;
 use crate::metrics::Metrics;
+use crate::principals::Principals;
 use crate::probe::Prober;
 use crate::tracker::Tracker;
 
 pub struct AppState {
     pub config: Config,
     pub allowed: Allowed,
+    pub principals: Principals,
     pub prober: Prober,
     pub store: Store,
     pub broker: Arc<Broker>,

@@ -62,6 +62,11 @@ pub struct Config {
     /// without one, with a warning.
     #[arg(long, env = "FARM_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// JSON file of the API's principals: `[{"name", "role": "ingest"|"producer"|"admin",
+    /// "token_sha256"}]` (`coordinator token NAME ROLE` makes a token and its entry). With
+    /// FARM_API_TOKEN too, that token is one more principal, `api-token`, an admin
+    #[arg(long, env = "FARM_PRINCIPALS_FILE")]
+    pub principals_file: Option<std::path::PathBuf>,
 }
 
 /// What the binary does besides serving (which it does with no command).
@@ -74,13 +79,38 @@ pub enum Command {
         /// The source; without it, the first line of stdin
         location: Option<String>,
     },
+    /// The audit trail
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Print a new random API token for a principal, and its entry for the principals file
+    Token {
+        /// The principal's name (letters, digits, -_.@)
+        name: String,
+        /// ingest, producer or admin
+        #[arg(value_parser = parse_role)]
+        role: crate::principals::Role,
+    },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Walk the whole trail (DATABASE_URL) and check every row's number, link and hash:
+    /// exit 0 and print the head, or exit 1 naming the first bad row
+    Verify,
+}
+
+fn parse_role(s: &str) -> Result<crate::principals::Role, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| format!("{s:?} is not a role: ingest, producer or admin"))
 }
 
 impl Config {
     /// Settings that cannot work together, as a message for the operator.
     pub fn check(&self) -> Result<(), String> {
         let token = self.api_token.as_deref().map(str::trim).unwrap_or("");
-        if self.amqp_url.is_none() && token.is_empty() && !self.listen.ip().is_loopback() {
+        let open = token.is_empty() && self.principals_file.is_none();
+        if self.amqp_url.is_none() && open && !self.listen.ip().is_loopback() {
             return Err(format!(
                 "the embedded farm without FARM_API_TOKEN listens on loopback only (FARM_LISTEN is {}): set a token or listen on 127.0.0.1",
                 self.listen
@@ -91,13 +121,19 @@ impl Config {
             self.task_key()?;
         }
         self.limits.check()?;
-        if self.amqp_url.is_some() && token.is_empty() {
-            return Err("FARM_API_TOKEN (--api-token) is required when AMQP_URL is set: the distributed farm's API never runs unauthenticated".into());
+        if self.amqp_url.is_some() && open {
+            return Err("FARM_PRINCIPALS_FILE (--principals-file) or FARM_API_TOKEN (--api-token) is required when AMQP_URL is set: the distributed farm's API never runs unauthenticated".into());
         }
+        self.principals().map_err(|e| e.to_string())?;
         if self.api_token.is_some() && token.len() < 16 {
             return Err("FARM_API_TOKEN must be at least 16 characters".into());
         }
         Ok(())
+    }
+
+    /// Everyone who may call the API (empty: the embedded farm, open on loopback).
+    pub fn principals(&self) -> Result<crate::principals::Principals, crate::principals::PrincipalsError> {
+        crate::principals::Principals::load(self.principals_file.as_deref(), self.api_token.as_deref())
     }
 
     pub fn database_url(&self) -> String {

@@ -71,7 +71,7 @@ pub struct Task {
 
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
 }
 
 /// The schema, in `coordinator/migrations/`, applied in order at start-up.

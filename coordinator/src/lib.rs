@@ -13,8 +13,10 @@
 //! - [`metrics`], [`config`]; `embedded`: the in-process workers of the embedded farm.
 
 pub mod accept;
+pub mod access;
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod broker;
 pub mod config;
 pub mod db;
@@ -24,6 +26,7 @@ pub mod follow;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
+pub mod principals;
 pub mod probe;
 pub mod split;
 pub mod reclaim;
@@ -56,8 +59,11 @@ async fn requeue_unfinished(store: &db::Store, queue: &MemoryQueue) -> anyhow::R
 /// Serves the API on `listener` and follows task events until `shutdown`.
 pub async fn run(config: config::Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     config.check().map_err(anyhow::Error::msg)?;
-    if config.api_token.is_none() {
-        tracing::warn!("NO API AUTHENTICATION: FARM_API_TOKEN is not set, anyone who reaches {} can submit and cancel jobs (allowed only in the embedded farm)", config.listen);
+    let principals = config.principals()?;
+    if principals.is_empty() {
+        tracing::warn!("NO API AUTHENTICATION: neither FARM_PRINCIPALS_FILE nor FARM_API_TOKEN is set, anyone who reaches {} is the admin (allowed only in the embedded farm on loopback)", config.listen);
+    } else {
+        tracing::info!(principals = principals.len(), "API principals loaded");
     }
     let allowed = config.allowed()?;
     let store = db::Store::connect(&config.database_url()).await.context("opening the job database")?;
@@ -95,7 +101,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
     }
     let limits = &config.limits;
     let prober = probe::Prober::new(limits.probe_concurrency, std::time::Duration::from_secs(limits.probe_seconds), config.s3());
-    let app = Arc::new(app::AppState { config, allowed, prober, store: store.clone(), broker, metrics, tracker: tracker.clone() });
+    let app = Arc::new(app::AppState { config, allowed, principals, prober, store: store.clone(), broker, metrics, tracker: tracker.clone() });
 
     // Jobs whose tasks all finished while we were down are completed now.
     for job in store.open_jobs().await? {
@@ -119,7 +125,8 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
     };
     tracing::info!(address = %listener.local_addr()?, "coordinator listening");
     let token = shutdown.clone();
-    axum::serve(listener, api::router(app, openapi::document()))
+    let service = api::router(app, openapi::document()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await?;
     shutdown.cancel();

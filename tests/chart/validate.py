@@ -35,7 +35,7 @@ VALUE_SETS = {
     "defaults": {"secrets": SECRETS},
     "hpa-ingress-monitoring-existing-secret": {
         "secrets": {"coordinator": {"existingSecret": "farm-coordinator"}, "worker": {"existingSecret": "farm-worker"},
-                    "taskKey": {"existingSecret": "farm-task-key"}},
+                    "taskKey": {"existingSecret": "farm-task-key"}, "principals": {"existingSecret": "farm-principals"}},
         "networkPolicy": {"enabled": False},
         "autoscaling": {"keda": {"enabled": False}, "hpa": {"enabled": True, "minReplicas": 2, "maxReplicas": 8}},
         "coordinator": {"replicas": 2, "ingress": {"enabled": True, "className": "nginx",
@@ -138,6 +138,15 @@ def checks(name, values, docs, problems):
         envs = {e["name"] for c in p["containers"][:1] for e in c["env"]}
         if "FARM_TASK_KEY_FILE" not in envs:
             problems.append(f"{name}: the {who} has no task key")
+    principals = values.get("secrets", {}).get("principals", {}).get("existingSecret")
+    c = coordinator_pod["containers"][0]
+    file = {e["name"]: e.get("value") for e in c["env"]}.get("FARM_PRINCIPALS_FILE")
+    mounted = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+    secrets = {v["name"]: v.get("secret", {}).get("secretName") for v in coordinator_pod.get("volumes", [])}
+    if principals and not (file and mounted.get("principals") and file.startswith(mounted["principals"] + "/") and secrets.get("principals") == principals):
+        problems.append(f"{name}: the principals Secret {principals} is not mounted where FARM_PRINCIPALS_FILE points ({file})")
+    if not principals and file:
+        problems.append(f"{name}: FARM_PRINCIPALS_FILE set without a principals Secret")
     token_mounts = [c["name"] for c in pod["containers"] for m in c.get("volumeMounts", []) if m["mountPath"].startswith("/var/run/secrets/kubernetes.io")]
     if token_mounts not in ([], ["deletion-cost"]):
         problems.append(f"{name}: the Kubernetes API token is mounted into {token_mounts}, not the deletion-cost sidecar alone")

@@ -1,6 +1,7 @@
 //! End-to-end tests: real sources made with the ffmpeg CLI, the real worker binary, and
 //! output checked independently with ffprobe.
 
+mod access;
 mod api_contract;
 mod browser;
 mod chart;
