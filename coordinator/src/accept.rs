@@ -67,6 +67,8 @@ pub struct NewJob {
     pub job: Job,
     pub tasks: Vec<Task>,
     pub ladder: Ladder,
+    /// Wrapped content keys by key period (none without a master key).
+    pub keys: Vec<(u32, String)>,
 }
 
 /// The review settings checked against the source: the LUT (allowed, readable, well
@@ -223,5 +225,12 @@ pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Loca
             error: None,
         })
         .collect();
-    Ok(NewJob { job, tasks, ladder })
+    let keys = match &app.master_key {
+        Some(master) => {
+            let periods = farm_hls::encryption::periods_in(duration, app.config.key_period_seconds);
+            crate::keys::for_new_job(master, &id, periods).map_err(internal)?
+        }
+        None => Vec::new(),
+    };
+    Ok(NewJob { job, tasks, ladder, keys })
 }

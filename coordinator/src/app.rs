@@ -12,6 +12,7 @@ use crate::broker::Broker;
 use crate::config::{Allowed, Config};
 use crate::db::Store;
 use crate::metrics::Metrics;
+use crate::keys::MasterKey;
 use crate::principals::Principals;
 use crate::probe::Prober;
 use crate::tracker::Tracker;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub config: Config,
     pub allowed: Allowed,
     pub principals: Principals,
+    /// Wraps the content keys of new jobs; `None`: jobs get no keys.
+    pub master_key: Option<MasterKey>,
     pub prober: Prober,
     pub store: Store,
     pub broker: Arc<Broker>,

@@ -67,6 +67,14 @@ pub struct Config {
     /// FARM_API_TOKEN too, that token is one more principal, `api-token`, an admin
     #[arg(long, env = "FARM_PRINCIPALS_FILE")]
     pub principals_file: Option<std::path::PathBuf>,
+    /// File with the master key content keys are wrapped with in the database: 64 hex
+    /// digits (`openssl rand -hex 32`) or 32 bytes. With it, every new job gets a random
+    /// AES-128 content key per key period
+    #[arg(long, env = "FARM_MASTER_KEY_FILE")]
+    pub master_key_file: Option<std::path::PathBuf>,
+    /// Seconds of media per content key (keys rotate every this many seconds of a job)
+    #[arg(long, env = "FARM_KEY_PERIOD_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u32).range(2..=86400))]
+    pub key_period_seconds: u32,
 }
 
 /// What the binary does besides serving (which it does with no command).
@@ -125,6 +133,7 @@ impl Config {
             return Err("FARM_PRINCIPALS_FILE (--principals-file) or FARM_API_TOKEN (--api-token) is required when AMQP_URL is set: the distributed farm's API never runs unauthenticated".into());
         }
         self.principals().map_err(|e| e.to_string())?;
+        self.master_key().map_err(|e| e.to_string())?;
         if self.api_token.is_some() && token.len() < 16 {
             return Err("FARM_API_TOKEN must be at least 16 characters".into());
         }
@@ -134,6 +143,11 @@ impl Config {
     /// Everyone who may call the API (empty: the embedded farm, open on loopback).
     pub fn principals(&self) -> Result<crate::principals::Principals, crate::principals::PrincipalsError> {
         crate::principals::Principals::load(self.principals_file.as_deref(), self.api_token.as_deref())
+    }
+
+    /// The master key, when one is configured.
+    pub fn master_key(&self) -> Result<Option<crate::keys::MasterKey>, crate::keys::KeyError> {
+        self.master_key_file.as_deref().map(crate::keys::MasterKey::load).transpose()
     }
 
     pub fn database_url(&self) -> String {

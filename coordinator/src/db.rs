@@ -105,8 +105,8 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
     }
 
-    /// Stores a job and its tasks in one transaction.
-    pub async fn insert(&self, job: &Job, tasks: &[Task]) -> Result<(), sqlx::Error> {
+    /// Stores a job, its tasks and its wrapped content keys (by key period) in one transaction.
+    pub async fn insert(&self, job: &Job, tasks: &[Task], keys: &[(u32, String)]) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO jobs (id, idempotency_key, state, source, output, priority, ladder, error, master, plan, created_ms, updated_ms, review)
@@ -142,6 +142,14 @@ impl Store {
             .bind(job.created_ms)
             .execute(&mut *tx)
             .await?;
+        }
+        for (period, wrapped) in keys {
+            sqlx::query("INSERT INTO content_keys (job_id, period, wrapped) VALUES ($1, $2, $3)")
+                .bind(&job.id)
+                .bind(i64::from(*period))
+                .bind(wrapped)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await
     }

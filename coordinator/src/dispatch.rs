@@ -23,8 +23,8 @@ pub enum Dispatched {
 }
 
 pub async fn dispatch(app: &AppState, new: NewJob) -> Result<Dispatched, ApiError> {
-    let NewJob { job, tasks, ladder } = new;
-    if let Err(e) = app.store.insert(&job, &tasks).await {
+    let NewJob { job, tasks, ladder, keys } = new;
+    if let Err(e) = app.store.insert(&job, &tasks, &keys).await {
         return Err(match existing(app, &job).await? {
             Some(d) => return Ok(d),
             None => match app.store.live_job_on(&job.output).await.map_err(internal)? {

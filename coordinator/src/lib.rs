@@ -23,6 +23,7 @@ pub mod db;
 pub mod dispatch;
 mod embedded;
 pub mod follow;
+pub mod keys;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
@@ -60,6 +61,7 @@ async fn requeue_unfinished(store: &db::Store, queue: &MemoryQueue) -> anyhow::R
 pub async fn run(config: config::Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     config.check().map_err(anyhow::Error::msg)?;
     let principals = config.principals()?;
+    let master_key = config.master_key()?;
     if principals.is_empty() {
         tracing::warn!("NO API AUTHENTICATION: neither FARM_PRINCIPALS_FILE nor FARM_API_TOKEN is set, anyone who reaches {} is the admin (allowed only in the embedded farm on loopback)", config.listen);
     } else {
@@ -101,7 +103,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
     }
     let limits = &config.limits;
     let prober = probe::Prober::new(limits.probe_concurrency, std::time::Duration::from_secs(limits.probe_seconds), config.s3());
-    let app = Arc::new(app::AppState { config, allowed, principals, prober, store: store.clone(), broker, metrics, tracker: tracker.clone() });
+    let app = Arc::new(app::AppState { config, allowed, principals, master_key, prober, store: store.clone(), broker, metrics, tracker: tracker.clone() });
 
     // Jobs whose tasks all finished while we were down are completed now.
     for job in store.open_jobs().await? {

@@ -7,6 +7,7 @@
 //! - [`publish`]: the playlists of a finished job written to its output, master last.
 
 pub mod codecs;
+pub mod encryption;
 pub mod playlist;
 pub mod publish;
 pub mod review;

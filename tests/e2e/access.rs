@@ -2,6 +2,7 @@
 //! every role allowed and refused on every route, who did what recorded with the caller's
 //! name and address, and `coordinator audit verify` passing on the untouched trail and
 //! failing, naming the row, after an UPDATE or a DELETE made behind the coordinator's back.
+//! With a master key, an accepted job has one wrapped content key per key period.
 
 use std::process::Command;
 
@@ -52,8 +53,16 @@ fn roles_are_enforced_on_every_route_and_the_audit_trail_shows_tampering() {
     let file = dir.path().join("principals.json");
     std::fs::write(&file, format!("[{}]", tokens.iter().map(|(_, line)| line.as_str()).collect::<Vec<_>>().join(",\n"))).unwrap();
 
-    // No workers: the job stays queued, so the admin can cancel it.
-    let extra = farm_tests::farm::Extra { coordinator: vec![("FARM_PRINCIPALS_FILE", file.display().to_string())], ..Default::default() };
+    let master = dir.path().join("master.key");
+    std::fs::write(&master, format!("{}\n", "5e".repeat(32))).unwrap();
+    // No workers: the job stays queued, so the admin can cancel it. Keys rotate every
+    // 10 s of media: the 30 s clip has three.
+    let coordinator = vec![
+        ("FARM_PRINCIPALS_FILE", file.display().to_string()),
+        ("FARM_MASTER_KEY_FILE", master.display().to_string()),
+        ("FARM_KEY_PERIOD_SECONDS", "10".to_string()),
+    ];
+    let extra = farm_tests::farm::Extra { coordinator, ..Default::default() };
     let farm = Farm::start_with(&database, &prefix.replace('/', "-"), 0, 4.0, extra);
     let http = Client::new();
     let call = |token: Option<&str>, method: &str, path: &str, body: Option<String>| -> (u16, serde_json::Value) {
@@ -76,6 +85,11 @@ fn roles_are_enforced_on_every_route_and_the_audit_trail_shows_tampering() {
     let (code, job) = call(Some(&tokens[0].0), "POST", "/v1/jobs", Some(job_body));
     assert_eq!(code, 201, "{job}");
     let id = job["id"].as_str().unwrap().to_string();
+    let wrapped = psql(&database, &format!("SELECT period || ' ' || wrapped FROM content_keys WHERE job_id = '{id}' ORDER BY period"));
+    let wrapped: Vec<&str> = wrapped.lines().collect();
+    assert_eq!(wrapped.iter().map(|l| l.split(' ').next().unwrap()).collect::<Vec<_>>(), ["0", "1", "2"], "{wrapped:?}");
+    assert!(wrapped.iter().all(|l| l.split(' ').nth(1).unwrap().starts_with("v1:")), "{wrapped:?}");
+    assert!(!farm.coordinator.log().contains(&"5e".repeat(32)), "the master key is never logged");
 
     // The matrix: (method, path, least role) for every guarded route; a role below is
     // refused with 403, at or above gets through (whatever the route then answers).

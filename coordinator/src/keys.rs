@@ -1,0 +1,156 @@
+//! Content keys of encrypted review copies: the coordinator makes one random AES-128 key
+//! per job and key period when it accepts the job, stores it wrapped by the master key
+//! (AES-256-GCM, bound to the job and period so a wrapped key cannot be moved to another
+//! row), and unwraps it only to hand it on (to a chunk's signed task, to a share's key
+//! request). The master key comes from the file `FARM_MASTER_KEY_FILE` names and is never
+//! logged, printed or stored.
+
+use std::path::Path;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use farm_hls::encryption::ContentKey;
+use sqlx::Row;
+
+use crate::db::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("the master key file {path}: {message}")]
+    MasterKey { path: String, message: String },
+    #[error("the content key of job {job} period {period} does not unwrap: wrong master key, or the row was altered")]
+    Unwrap { job: String, period: u32 },
+    #[error("the system's random source failed: {0}")]
+    Random(String),
+}
+
+/// The key content keys are wrapped with: 32 bytes. Its `Debug` shows nothing.
+pub struct MasterKey(Aes256Gcm);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+const WRAP_VERSION: &str = "v1";
+
+impl MasterKey {
+    /// From a file of 64 hex digits (`openssl rand -hex 32`) or of exactly 32 bytes.
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let bad = |message: String| KeyError::MasterKey { path: path.display().to_string(), message };
+        let data = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let text = std::str::from_utf8(&data).map(str::trim).unwrap_or("");
+        let bytes = match hex::decode(text) {
+            Ok(b) if b.len() == 32 => b,
+            _ if data.len() == 32 => data,
+            _ => return Err(bad("must hold 64 hex digits (openssl rand -hex 32) or exactly 32 bytes".into())),
+        };
+        Ok(Self::from_bytes(&bytes))
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        Self(Aes256Gcm::new_from_slice(bytes).expect("32 bytes"))
+    }
+
+    /// `v1:` and hex of a fresh 96-bit nonce and the sealed key (16 bytes and a 16-byte tag).
+    pub fn wrap(&self, job: &str, period: u32, key: &ContentKey) -> Result<String, KeyError> {
+        let mut nonce = [0u8; 12];
+        getrandom::getrandom(&mut nonce).map_err(|e| KeyError::Random(e.to_string()))?;
+        let aad = binding(job, period);
+        let sealed = self.0.encrypt(Nonce::from_slice(&nonce), Payload { msg: &key.0, aad: &aad }).expect("sealing 16 bytes");
+        Ok(format!("{WRAP_VERSION}:{}{}", hex::encode(nonce), hex::encode(sealed)))
+    }
+
+    pub fn unwrap(&self, job: &str, period: u32, wrapped: &str) -> Result<ContentKey, KeyError> {
+        let fail = || KeyError::Unwrap { job: job.to_string(), period };
+        let body = wrapped.strip_prefix("v1:").ok_or_else(fail)?;
+        let bytes = hex::decode(body).map_err(|_| fail())?;
+        if bytes.len() != 12 + 16 + 16 {
+            return Err(fail());
+        }
+        let (nonce, sealed) = bytes.split_at(12);
+        let aad = binding(job, period);
+        let plain = self.0.decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad }).map_err(|_| fail())?;
+        Ok(ContentKey(plain.try_into().map_err(|_| fail())?))
+    }
+}
+
+/// What a wrapped key is bound to: its job and period.
+fn binding(job: &str, period: u32) -> Vec<u8> {
+    format!("farm-content-key\0{job}\0{period}").into_bytes()
+}
+
+/// A new random content key.
+pub fn new_content_key() -> Result<ContentKey, KeyError> {
+    let mut key = [0u8; 16];
+    getrandom::getrandom(&mut key).map_err(|e| KeyError::Random(e.to_string()))?;
+    Ok(ContentKey(key))
+}
+
+/// Wrapped keys for periods `0..periods` of a new job, ready for [`Store::insert`].
+pub fn for_new_job(master: &MasterKey, job: &str, periods: u32) -> Result<Vec<(u32, String)>, KeyError> {
+    (0..periods).map(|p| Ok((p, master.wrap(job, p, &new_content_key()?)?))).collect()
+}
+
+/// The content key of a job's period, unwrapped; `None` when the job has none stored.
+pub async fn job_key(store: &Store, master: &MasterKey, job: &str, period: u32) -> anyhow::Result<Option<ContentKey>> {
+    let row = sqlx::query("SELECT wrapped FROM content_keys WHERE job_id = $1 AND period = $2")
+        .bind(job)
+        .bind(i64::from(period))
+        .fetch_optional(&store.pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let wrapped: String = row.try_get("wrapped")?;
+    Ok(Some(master.unwrap(job, period, &wrapped)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_unwrap_only_for_their_job_and_period_under_their_master_key() {
+        let master = MasterKey::from_bytes(&[9; 32]);
+        let key = new_content_key().unwrap();
+        let wrapped = master.wrap("j1", 3, &key).unwrap();
+        assert!(wrapped.starts_with("v1:") && !wrapped.contains(&hex::encode(key.0)), "{wrapped}");
+        assert_eq!(master.unwrap("j1", 3, &wrapped).unwrap(), key);
+        assert!(master.unwrap("j2", 3, &wrapped).is_err(), "moved to another job");
+        assert!(master.unwrap("j1", 4, &wrapped).is_err(), "moved to another period");
+        assert!(MasterKey::from_bytes(&[8; 32]).unwrap("j1", 3, &wrapped).is_err(), "another master key");
+        let mut flipped = wrapped.clone().into_bytes();
+        let last = flipped.len() - 1;
+        flipped[last] = if flipped[last] == b'0' { b'1' } else { b'0' };
+        assert!(master.unwrap("j1", 3, std::str::from_utf8(&flipped).unwrap()).is_err(), "an altered byte");
+        assert_ne!(master.wrap("j1", 3, &key).unwrap(), wrapped, "a fresh nonce every time");
+        assert_ne!(new_content_key().unwrap(), key);
+        assert_eq!(format!("{master:?} {key:?}"), "MasterKey(..) ContentKey(..)");
+    }
+
+    #[test]
+    fn the_master_key_file_is_hex_or_raw_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let hex_file = dir.path().join("hex");
+        std::fs::write(&hex_file, format!("{}\n", "ab".repeat(32))).unwrap();
+        let raw = dir.path().join("raw");
+        std::fs::write(&raw, [0xab; 32]).unwrap();
+        let (a, b) = (MasterKey::load(&hex_file).unwrap(), MasterKey::load(&raw).unwrap());
+        let key = ContentKey([1; 16]);
+        assert_eq!(b.unwrap("j", 0, &a.wrap("j", 0, &key).unwrap()).unwrap(), key, "the same 32 bytes either way");
+        let short = dir.path().join("short");
+        std::fs::write(&short, "abcd").unwrap();
+        let err = MasterKey::load(&short).unwrap_err().to_string();
+        assert!(err.contains("64 hex digits") && !err.contains("abcd"), "{err}");
+        assert!(MasterKey::load(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn a_new_job_gets_one_key_per_period() {
+        let master = MasterKey::from_bytes(&[3; 32]);
+        let keys = for_new_job(&master, "j9", 3).unwrap();
+        assert_eq!(keys.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [0, 1, 2]);
+        let plain: Vec<ContentKey> = keys.iter().map(|(p, w)| master.unwrap("j9", *p, w).unwrap()).collect();
+        assert!(plain[0] != plain[1] && plain[1] != plain[2]);
+    }
+}

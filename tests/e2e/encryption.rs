@@ -1,0 +1,48 @@
+//! Segment encryption (issue 16) checked by an independent implementation: FFmpeg's own
+//! AES-128 reader (the `crypto:` protocol HLS players in FFmpeg use). A segment sealed by
+//! `farm_hls::encryption` does not decode as it is, decodes with its key and IV, and does
+//! not decode with another key.
+
+use std::path::Path;
+use std::process::Command;
+
+use farm_hls::encryption::{encrypt, ContentKey, Iv};
+
+/// Frames ffprobe decodes from `input` (with extra arguments before it), or `None`.
+fn decoded_frames(args: &[&str], input: &str) -> Option<u64> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .args(args)
+        .arg(input)
+        .output()
+        .expect("ffprobe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // MPEG-TS answers once per program too: the first line is the stream's.
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    out.status.success().then(|| first.trim_end_matches(',').parse().ok()).flatten()
+}
+
+#[test]
+fn an_encrypted_segment_decodes_only_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("seg.ts");
+    let status = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=2", "-c:v", "libx264", "-preset", "ultrafast", "-f", "mpegts"])
+        .arg(&plain)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(decoded_frames(&[], plain.to_str().unwrap()), Some(50), "the plain segment decodes");
+
+    let key = ContentKey(*b"farm-test-key-16");
+    let iv = Iv::derive(&key, "360p", 12);
+    let sealed = dir.path().join("sealed.ts");
+    std::fs::write(&sealed, encrypt(&key, &iv, &std::fs::read(&plain).unwrap())).unwrap();
+    let crypto = |p: &Path| format!("crypto:{}", p.display());
+    let (key_hex, iv_hex) = (hex::encode(key.0), hex::encode(iv.0));
+
+    assert_eq!(decoded_frames(&[], sealed.to_str().unwrap()).unwrap_or(0), 0, "without the key nothing decodes");
+    assert_eq!(decoded_frames(&["-key", &key_hex, "-iv", &iv_hex], &crypto(&sealed)), Some(50), "with its key and IV it does");
+    let other = hex::encode([0x5a; 16]);
+    assert_eq!(decoded_frames(&["-key", &other, "-iv", &iv_hex], &crypto(&sealed)).unwrap_or(0), 0, "another key decodes nothing");
+}
