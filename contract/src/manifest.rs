@@ -85,14 +85,37 @@ pub struct SegmentRecord {
     pub start_unit: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub iframes: Vec<IFrame>,
+    /// Encrypted segments (RFC 8216 AES-128): the key period and the explicit IV (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<SegmentKey>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IFrame {
     /// Frame number from the source's first frame.
     pub frame: u64,
+    /// Byte range inside the segment; in an encrypted job, inside its own resource.
     pub offset: u64,
     pub length: u64,
+    /// Encrypted jobs: the I-frame's own resource (a byte range inside a whole-segment
+    /// AES-128 segment cannot be decrypted on its own), relative to the output root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<SegmentKey>,
+}
+
+/// How one encrypted resource was sealed: its key period and explicit IV.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentKey {
+    pub period: u32,
+    /// 32 hex digits.
+    pub iv: String,
+}
+
+/// The separately encrypted resource of the I-frame at `frame` of a rendition.
+pub fn iframe_uri(rendition: &str, frame: u64) -> String {
+    format!("{rendition}/iframe_{frame:08}.ts")
 }
 
 impl PartManifest {
@@ -124,7 +147,9 @@ pub fn is_output_key(key: &str, renditions: &[String]) -> bool {
         [crate::thumbnails::SPRITE_FOLDER, _] => crate::thumbnails::Thumbnails::parse_sprite_key(key).is_some(),
         [folder, file] if renditions.iter().any(|r| r == folder) => {
             matches!(*file, "index.m3u8" | "iframes.m3u8")
-                || file.strip_prefix("seg_").and_then(|f| f.strip_suffix(".ts")).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                || ["seg_", "iframe_"].iter().any(|prefix| {
+                    file.strip_prefix(prefix).and_then(|f| f.strip_suffix(".ts")).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                })
         }
         _ => false,
     }
@@ -137,10 +162,10 @@ mod tests {
     #[test]
     fn only_the_farms_own_keys_count_as_output() {
         let renditions = ["720p".to_string(), AUDIO_RENDITION.to_string()];
-        for key in ["parts/video-000000-000003.json", "parts/first-chunk.started", "index.m3u8", "720p/index.m3u8", "720p/iframes.m3u8", "720p/seg_00012.ts", "audio/seg_00000.ts", "review.json", "thumbnails.vtt", "poster.jpg", "thumbnails/sprite_000000_010.jpg"] {
+        for key in ["parts/video-000000-000003.json", "parts/first-chunk.started", "index.m3u8", "720p/index.m3u8", "720p/iframes.m3u8", "720p/seg_00012.ts", "720p/iframe_00000050.ts", "audio/seg_00000.ts", "review.json", "thumbnails.vtt", "poster.jpg", "thumbnails/sprite_000000_010.jpg"] {
             assert!(is_output_key(key, &renditions), "{key}");
         }
-        for key in ["CANCELLED.j1", "notes.txt", "other/clip.mov", "720p/seg_.ts", "720p/seg_12a.ts", "a/b/seg_00001.ts", "parts/x/y.json", "review.txt", "thumbnails/notes.jpg"] {
+        for key in ["CANCELLED.j1", "notes.txt", "other/clip.mov", "720p/seg_.ts", "720p/seg_12a.ts", "720p/iframe_.ts", "720p/iframe_1.mp4", "a/b/seg_00001.ts", "parts/x/y.json", "review.txt", "thumbnails/notes.jpg"] {
             assert!(!is_output_key(key, &renditions), "{key}");
         }
         // Another job's output in a sub-folder is not this prefix's.

@@ -9,13 +9,15 @@ use serde::{Deserialize, Serialize};
 use crate::ladder::Ladder;
 use crate::review::Review;
 
+/// 5: tasks of an encrypted job carry the content keys of the key periods their range
+/// touches ([`TaskKeys`]); without them the output is written plain, as before.
 /// 4: tasks carry the job's [`Review`] (colour, LUT, burn-ins, start timecode); earlier
 /// tasks have none and render as before, so a job split before an upgrade stays alike.
 /// 3: a video chunk encodes the audio of its range too (`audio` in [`TaskPart::Video`]);
 /// jobs split before that have one audio task over the whole source, which workers still
 /// run. 2: ladders have leading segments (`lead_segments`, default 3). A version 1
 /// message's ladder has none, whatever it says: see [`TaskMessage::from_json`].
-pub const TASK_SCHEMA: u32 = 4;
+pub const TASK_SCHEMA: u32 = 5;
 
 /// Object the coordinator writes under a job's output when the job is cancelled; workers
 /// look for it before and while running a task of that job, and drop the task.
@@ -50,6 +52,34 @@ pub struct TaskMessage {
     /// Absent before schema 4.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<Review>,
+    /// The content keys this task encrypts its segments with; absent: written plain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<TaskKeys>,
+}
+
+/// Content keys of an encrypted job, as far as one task needs them: the key period's
+/// length in seconds of media, and the keys of the periods the task's range touches.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskKeys {
+    pub period_seconds: u32,
+    pub keys: Vec<PeriodKey>,
+}
+
+/// One period's AES-128 key, as 32 hex digits.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodKey {
+    pub period: u32,
+    pub key: String,
+}
+
+/// Keys never reach a log through `{:?}`.
+impl std::fmt::Debug for TaskKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let periods: Vec<u32> = self.keys.iter().map(|k| k.period).collect();
+        f.debug_struct("TaskKeys").field("period_seconds", &self.period_seconds).field("periods", &periods).finish_non_exhaustive()
+    }
 }
 
 impl TaskMessage {
@@ -60,7 +90,7 @@ impl TaskMessage {
     pub fn from_json(data: &[u8]) -> Result<Self, String> {
         let mut task: TaskMessage = serde_json::from_slice(data).map_err(|e| format!("invalid task message: {e}"))?;
         match task.schema {
-            TASK_SCHEMA | 3 | 2 => {}
+            TASK_SCHEMA | 4 | 3 | 2 => {}
             1 => task.ladder.lead_segments = 0,
             other => return Err(format!("task schema {other} is not supported (this worker reads 1 to {TASK_SCHEMA})")),
         }
@@ -160,7 +190,9 @@ mod tests {
             ladder: Ladder::default(),
             part: TaskPart::Video { start: 0.0, end: Some(60.0), audio: true },
             review: None,
+            keys: Some(TaskKeys { period_seconds: 600, keys: vec![PeriodKey { period: 0, key: "00112233445566778899aabbccddeeff".into() }] }),
         };
+        assert!(!format!("{task:?}").contains("0011223344"), "keys stay out of debug output");
         let text = serde_json::to_string(&task).unwrap();
         assert!(text.contains(r#""part":{"kind":"video","start":0.0,"end":60.0,"audio":true}"#), "{text}");
         for part in [TaskPart::Whole, TaskPart::Audio, task.part] {
@@ -188,7 +220,9 @@ mod tests {
         assert_eq!(chunk.part, TaskPart::Video { start: 12.0, end: None, audio: false });
         let v3 = v1.replace(r#""schema":1"#, r#""schema":3"#);
         assert_eq!(TaskMessage::from_json(v3.as_bytes()).unwrap().review, None);
-        let v5 = v1.replace(r#""schema":1"#, r#""schema":5"#);
-        assert!(TaskMessage::from_json(v5.as_bytes()).unwrap_err().contains("task schema 5 is not supported"));
+        let v4 = v1.replace(r#""schema":1"#, r#""schema":4"#);
+        assert_eq!(TaskMessage::from_json(v4.as_bytes()).unwrap().keys, None, "schema 4 tasks write plain segments");
+        let v6 = v1.replace(r#""schema":1"#, r#""schema":6"#);
+        assert!(TaskMessage::from_json(v6.as_bytes()).unwrap_err().contains("task schema 6 is not supported"));
     }
 }

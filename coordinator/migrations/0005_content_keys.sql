@@ -3,6 +3,8 @@
 CREATE TABLE content_keys (
     job_id TEXT NOT NULL,
     period BIGINT NOT NULL,
+    -- Seconds of media per period, as when the job was accepted (the setting may change).
+    period_seconds BIGINT NOT NULL,
     wrapped TEXT NOT NULL,
     PRIMARY KEY (job_id, period)
 );

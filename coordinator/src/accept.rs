@@ -68,7 +68,7 @@ pub struct NewJob {
     pub tasks: Vec<Task>,
     pub ladder: Ladder,
     /// Wrapped content keys by key period (none without a master key).
-    pub keys: Vec<(u32, String)>,
+    pub keys: crate::keys::NewKeys,
 }
 
 /// The review settings checked against the source: the LUT (allowed, readable, well
@@ -228,9 +228,9 @@ pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Loca
     let keys = match &app.master_key {
         Some(master) => {
             let periods = farm_hls::encryption::periods_in(duration, app.config.key_period_seconds);
-            crate::keys::for_new_job(master, &id, periods).map_err(internal)?
+            crate::keys::NewKeys { period_seconds: app.config.key_period_seconds, wrapped: crate::keys::for_new_job(master, &id, periods).map_err(internal)? }
         }
-        None => Vec::new(),
+        None => crate::keys::NewKeys::default(),
     };
     Ok(NewJob { job, tasks, ladder, keys })
 }

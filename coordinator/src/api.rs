@@ -32,6 +32,7 @@ pub fn router(state: Shared, document: utoipa::openapi::OpenApi) -> Router {
         .route("/v1/jobs", get(list_jobs).post(create_job))
         .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
         .route("/v1/audit", get(read_audit))
+        .route("/v1/jobs/{id}/keys/{period}", get(crate::delivery::job_key))
         .route("/openapi.json", get(move || async move { Json(document) }))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::authorise));
     Router::new()

@@ -106,7 +106,7 @@ impl Store {
     }
 
     /// Stores a job, its tasks and its wrapped content keys (by key period) in one transaction.
-    pub async fn insert(&self, job: &Job, tasks: &[Task], keys: &[(u32, String)]) -> Result<(), sqlx::Error> {
+    pub async fn insert(&self, job: &Job, tasks: &[Task], keys: &crate::keys::NewKeys) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO jobs (id, idempotency_key, state, source, output, priority, ladder, error, master, plan, created_ms, updated_ms, review)
@@ -143,10 +143,11 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        for (period, wrapped) in keys {
-            sqlx::query("INSERT INTO content_keys (job_id, period, wrapped) VALUES ($1, $2, $3)")
+        for (period, wrapped) in &keys.wrapped {
+            sqlx::query("INSERT INTO content_keys (job_id, period, period_seconds, wrapped) VALUES ($1, $2, $3, $4)")
                 .bind(&job.id)
                 .bind(i64::from(*period))
+                .bind(i64::from(keys.period_seconds))
                 .bind(wrapped)
                 .execute(&mut *tx)
                 .await?;

@@ -9,7 +9,8 @@ use std::path::Path;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use farm_hls::encryption::ContentKey;
+use farm_contract::task::{PeriodKey, TaskKeys, TaskPart};
+use farm_hls::encryption::{ContentKey, Iv};
 use sqlx::Row;
 
 use crate::db::Store;
@@ -25,6 +26,7 @@ pub enum KeyError {
 }
 
 /// The key content keys are wrapped with: 32 bytes. Its `Debug` shows nothing.
+#[derive(Clone)]
 pub struct MasterKey(Aes256Gcm);
 
 impl std::fmt::Debug for MasterKey {
@@ -88,7 +90,71 @@ pub fn new_content_key() -> Result<ContentKey, KeyError> {
     Ok(ContentKey(key))
 }
 
-/// Wrapped keys for periods `0..periods` of a new job, ready for [`Store::insert`].
+/// A new job's wrapped keys, ready for [`Store::insert`]; empty when jobs are not encrypted.
+#[derive(Debug, Default)]
+pub struct NewKeys {
+    pub period_seconds: u32,
+    pub wrapped: Vec<(u32, String)>,
+}
+
+/// The unwrapped keys of a job, to hand on to its tasks.
+pub struct JobKeys {
+    pub period_seconds: u32,
+    pub keys: std::collections::BTreeMap<u32, ContentKey>,
+}
+
+impl JobKeys {
+    /// The key of segment `index` of `rendition` (starting `start_ms` into the job on the
+    /// nominal cuts) and its IV, as the worker that sealed it derived them.
+    fn key_and_iv(&self, rendition: &str, index: u64, start_ms: u64) -> Option<(u32, &ContentKey, Iv)> {
+        let period = farm_hls::encryption::period_of(start_ms as f64 / 1000.0, self.period_seconds);
+        let key = self.keys.get(&period)?;
+        Some((period, key, Iv::derive(key, rendition, index)))
+    }
+
+    /// The playlist's key attribute for that segment.
+    pub fn playlist_key(&self, job: &str, rendition: &str, index: u64, start_ms: u64) -> Option<m3u8_rs::Key> {
+        let (period, _, iv) = self.key_and_iv(rendition, index, start_ms)?;
+        Some(farm_hls::encryption::playlist_key(job, period, &hex::encode(iv.0)))
+    }
+
+    /// A sealed segment's plain bytes (`None`: no key, or not sealed with it).
+    pub fn open(&self, rendition: &str, index: u64, start_ms: u64, sealed: &[u8]) -> Option<Vec<u8>> {
+        let (_, key, iv) = self.key_and_iv(rendition, index, start_ms)?;
+        farm_hls::encryption::decrypt(key, &iv, sealed)
+    }
+
+    /// The keys of the periods a task's range touches, for its message.
+    pub fn for_part(&self, part: &TaskPart) -> TaskKeys {
+        let period = |s: f64| farm_hls::encryption::period_of(s, self.period_seconds);
+        let (first, last) = match *part {
+            TaskPart::Video { start, end, .. } => (period(start), end.map(|e| period((e - 1e-6).max(start)))),
+            TaskPart::Whole | TaskPart::Audio => (0, None),
+        };
+        let keys = self
+            .keys
+            .iter()
+            .filter(|(p, _)| **p >= first && last.is_none_or(|l| **p <= l))
+            .map(|(p, k)| PeriodKey { period: *p, key: hex::encode(k.0) })
+            .collect();
+        TaskKeys { period_seconds: self.period_seconds, keys }
+    }
+}
+
+/// Every key of a job, unwrapped; `None` for a job without keys (or without a master key).
+pub async fn job_keys(store: &Store, master: Option<&MasterKey>, job: &str) -> anyhow::Result<Option<JobKeys>> {
+    let Some(master) = master else { return Ok(None) };
+    let rows = sqlx::query("SELECT period, period_seconds, wrapped FROM content_keys WHERE job_id = $1 ORDER BY period").bind(job).fetch_all(&store.pool).await?;
+    let mut out = JobKeys { period_seconds: 0, keys: Default::default() };
+    for row in &rows {
+        let period = u32::try_from(row.try_get::<i64, _>("period")?)?;
+        out.period_seconds = u32::try_from(row.try_get::<i64, _>("period_seconds")?)?;
+        out.keys.insert(period, master.unwrap(job, period, &row.try_get::<String, _>("wrapped")?)?);
+    }
+    Ok((!rows.is_empty()).then_some(out))
+}
+
+/// Wrapped keys for periods `0..periods` of a new job.
 pub fn for_new_job(master: &MasterKey, job: &str, periods: u32) -> Result<Vec<(u32, String)>, KeyError> {
     (0..periods).map(|p| Ok((p, master.wrap(job, p, &new_content_key()?)?))).collect()
 }
@@ -143,6 +209,19 @@ mod tests {
         let err = MasterKey::load(&short).unwrap_err().to_string();
         assert!(err.contains("64 hex digits") && !err.contains("abcd"), "{err}");
         assert!(MasterKey::load(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn a_task_gets_the_keys_of_the_periods_its_range_touches() {
+        let keys = JobKeys { period_seconds: 10, keys: (0..6).map(|p| (p, ContentKey([p as u8; 16]))).collect() };
+        let periods = |part: TaskPart| keys.for_part(&part).keys.iter().map(|k| k.period).collect::<Vec<_>>();
+        assert_eq!(periods(TaskPart::Video { start: 20.0, end: Some(40.0), audio: true }), [2, 3]);
+        assert_eq!(periods(TaskPart::Video { start: 20.0, end: Some(30.0), audio: true }), [2], "a chunk ending on a boundary");
+        assert_eq!(periods(TaskPart::Video { start: 24.0, end: Some(31.0), audio: false }), [2, 3]);
+        assert_eq!(periods(TaskPart::Video { start: 36.0, end: None, audio: true }), [3, 4, 5]);
+        assert_eq!(periods(TaskPart::Whole), [0, 1, 2, 3, 4, 5]);
+        let part = keys.for_part(&TaskPart::Video { start: 0.0, end: Some(5.0), audio: true });
+        assert_eq!((part.period_seconds, part.keys[0].key.as_str()), (10, "00000000000000000000000000000000"));
     }
 
     #[test]

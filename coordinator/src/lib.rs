@@ -20,6 +20,7 @@ pub mod audit;
 pub mod broker;
 pub mod config;
 pub mod db;
+pub mod delivery;
 pub mod dispatch;
 mod embedded;
 pub mod follow;
@@ -43,11 +44,12 @@ use tokio_util::sync::CancellationToken;
 /// The embedded farm's queue lives in memory: after a restart, every task of an open job
 /// that has not succeeded is queued again (a task that was running is simply rerun; its
 /// keys are deterministic).
-async fn requeue_unfinished(store: &db::Store, queue: &MemoryQueue) -> anyhow::Result<()> {
+async fn requeue_unfinished(store: &db::Store, master: Option<&keys::MasterKey>, queue: &MemoryQueue) -> anyhow::Result<()> {
     let mut requeued = 0;
     for job in store.open_jobs().await? {
+        let job_keys = keys::job_keys(store, master, &job.id).await?;
         for task in store.tasks(&job.id).await?.into_iter().filter(|t| t.state != db::State::Succeeded) {
-            queue.publish(job.priority, split::stored_message(&job, &task)?);
+            queue.publish(job.priority, split::stored_message(&job, &task, job_keys.as_ref())?);
             requeued += 1;
         }
     }
@@ -76,7 +78,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
         Some(url) => broker::Broker::new(url, topology, config.task_key().map_err(anyhow::Error::msg)?),
         None => {
             let queue = Arc::new(MemoryQueue::default());
-            requeue_unfinished(&store, &queue).await?;
+            requeue_unfinished(&store, master_key.as_ref(), &queue).await?;
             embedded_workers = embedded::start(&config, &allowed, &queue, &topology, &shutdown)?;
             broker::Broker::embedded(queue, topology)
         }
@@ -97,6 +99,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
         lock,
         metrics: metrics.clone(),
         new_segments,
+        master_key: master_key.clone(),
     };
     if allowed.sources.is_empty() {
         tracing::warn!("FARM_ALLOWED_SOURCES is empty: jobs may read any location the coordinator can reach");

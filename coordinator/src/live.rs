@@ -66,6 +66,8 @@ pub struct Publisher {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Ids of jobs a worker wrote a segment for, from the tracker.
     pub new_segments: UnboundedReceiver<String>,
+    /// Unwraps encrypted jobs' keys (for key tags and reading the first segment's codec).
+    pub master_key: Option<crate::keys::MasterKey>,
 }
 
 /// Every running job is looked at this often even without segment events.
@@ -142,8 +144,11 @@ impl Publisher {
         if self.store.job(id).await?.is_none_or(|j| j.state.is_final()) {
             return Ok(seen.playable);
         }
+        let job_keys = crate::keys::job_keys(&self.store, self.master_key.as_ref(), id).await?;
+        let job_id = id.to_string();
         let rt = tokio::runtime::Handle::current();
         let (count, codecs, playable) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let keying = |name: &str, k: u64| job_keys.as_ref().and_then(|keys| keys.playlist_key(&job_id, name, k, plan.grid.cuts.start_ms(k)));
             let sink = open_sink(&output, &s3, &rt)?;
             let keys = sink.list("")?;
             let present: BTreeSet<String> = keys.iter().filter(|k| k.ends_with(".ts")).cloned().collect();
@@ -156,7 +161,12 @@ impl Publisher {
             for r in &plan.renditions {
                 let first = segment_uri(&r.name, 0);
                 if !codecs.contains_key(&r.name) && present.contains(&first) {
-                    if let Some(c) = farm_hls::codecs::avc1_from_annexb(&sink.get(&first)?) {
+                    let data = sink.get(&first)?;
+                    let data = match &job_keys {
+                        Some(keys) => keys.open(&r.name, 0, plan.grid.cuts.start_ms(0), &data).unwrap_or_default(),
+                        None => data,
+                    };
+                    if let Some(c) = farm_hls::codecs::avc1_from_annexb(&data) {
                         codecs.insert(r.name.clone(), c);
                     }
                 }
@@ -170,7 +180,8 @@ impl Publisher {
             }
             let sample_rate = plan.audio.map_or(48_000, |(rate, ..)| rate);
             let live_plan = LivePlan { grid: plan.grid, total_frames: plan.total_frames, video, sample_rate, audio: plan.live_audio() };
-            let Some(mut playlists) = live(&live_plan, &present) else { return Ok((seen_now, codecs, Some(false))) };
+            let keying: Option<farm_hls::playlist::live::Keying> = if job_keys.is_some() { Some(&keying) } else { None };
+            let Some(mut playlists) = live(&live_plan, &present, keying) else { return Ok((seen_now, codecs, Some(false))) };
             if let Some(review) = &review {
                 playlists.files.extend(review_files(review, &live_plan, &sprites));
             }

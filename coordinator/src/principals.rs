@@ -30,6 +30,8 @@ pub enum Action {
     ReadJobs,
     CancelJob,
     ManageShares,
+    /// A content key of an encrypted job (to play it).
+    FetchKey,
     ReadAudit,
     ReadApiDocument,
 }
@@ -38,7 +40,7 @@ impl Action {
     pub fn least_role(self) -> Role {
         match self {
             Self::SubmitJob | Self::ReadJobs | Self::ReadApiDocument => Role::Ingest,
-            Self::ManageShares => Role::Producer,
+            Self::ManageShares | Self::FetchKey => Role::Producer,
             Self::CancelJob | Self::ReadAudit => Role::Admin,
         }
     }
@@ -170,10 +172,10 @@ mod tests {
     #[test]
     fn each_role_includes_the_one_before() {
         use Action::*;
-        let all = [SubmitJob, ReadJobs, CancelJob, ManageShares, ReadAudit, ReadApiDocument];
+        let all = [SubmitJob, ReadJobs, CancelJob, ManageShares, FetchKey, ReadAudit, ReadApiDocument];
         let allowed = |role: Role| all.iter().filter(|a| role.may(**a)).copied().collect::<Vec<_>>();
         assert_eq!(allowed(Role::Ingest), [SubmitJob, ReadJobs, ReadApiDocument]);
-        assert_eq!(allowed(Role::Producer), [SubmitJob, ReadJobs, ManageShares, ReadApiDocument]);
+        assert_eq!(allowed(Role::Producer), [SubmitJob, ReadJobs, ManageShares, FetchKey, ReadApiDocument]);
         assert_eq!(allowed(Role::Admin), all);
     }
 

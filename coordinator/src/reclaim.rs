@@ -65,7 +65,8 @@ async fn pass(app: &AppState, stall: Duration, reclaim: bool) -> anyhow::Result<
             app.tracker.apply(&event).await?;
             continue;
         }
-        let payload = split::stored_message(&job, &task)?;
+        let keys = crate::keys::job_keys(&app.store, app.master_key.as_ref(), &job.id).await?;
+        let payload = split::stored_message(&job, &task, keys.as_ref())?;
         app.broker.publish_task(job.priority, &payload).await?;
         app.store.mark_reclaimed(&task.id).await?;
         tracing::warn!(job_id = %job.id, task_id = %task.id, stalled_for = ?stall, "stalled task handed out again");

@@ -13,9 +13,10 @@ use farm_contract::ladder::Ladder;
 use farm_contract::task::{TaskMessage, TaskPart, TASK_SCHEMA};
 
 use crate::db::{Job, Task};
+use crate::keys::JobKeys;
 
 /// The message of a stored task, to hand it out again (its job's ladder is stored as JSON).
-pub fn stored_message(job: &Job, task: &Task) -> serde_json::Result<Vec<u8>> {
+pub fn stored_message(job: &Job, task: &Task, keys: Option<&JobKeys>) -> serde_json::Result<Vec<u8>> {
     let stored: serde_json::Value = serde_json::from_str(&job.ladder)?;
     // Stored before ladders had leading segments: the job's grid has none.
     let before_leads = stored.get("lead_segments").is_none();
@@ -23,11 +24,11 @@ pub fn stored_message(job: &Job, task: &Task) -> serde_json::Result<Vec<u8>> {
     if before_leads {
         ladder.lead_segments = 0;
     }
-    serde_json::to_vec(&message(job, task, &ladder))
+    serde_json::to_vec(&message(job, task, &ladder, keys))
 }
 
 /// The message that hands `task` of `job` to a worker.
-pub fn message(job: &Job, task: &Task, ladder: &Ladder) -> TaskMessage {
+pub fn message(job: &Job, task: &Task, ladder: &Ladder, keys: Option<&JobKeys>) -> TaskMessage {
     TaskMessage {
         schema: TASK_SCHEMA,
         job_id: job.id.clone(),
@@ -38,6 +39,7 @@ pub fn message(job: &Job, task: &Task, ladder: &Ladder) -> TaskMessage {
         part: task.part,
         // Stored as the coordinator wrote it; a job from before review settings has none.
         review: job.review.as_deref().and_then(|r| serde_json::from_str(r).ok()),
+        keys: keys.map(|k| k.for_part(&task.part)),
     }
 }
 
@@ -166,7 +168,7 @@ mod tests {
             updated_ms: 0,
         };
         let task = Task { id: "j-1".into(), job_id: "j".into(), part: TaskPart::Audio, state: State::Queued, frames_done: 0, frames_total: None, error: None };
-        let sent = |ladder: &str| -> TaskMessage { serde_json::from_slice(&stored_message(&job(ladder), &task).unwrap()).unwrap() };
+        let sent = |ladder: &str| -> TaskMessage { serde_json::from_slice(&stored_message(&job(ladder), &task, None).unwrap()).unwrap() };
         let old = r#"{"video":[{"name":"360p","width":640,"height":360,"bitrate_kbps":800}]}"#;
         assert_eq!(sent(old).ladder.lead_segments, 0);
         assert_eq!(sent(&serde_json::to_string(&Ladder::default()).unwrap()).ladder.lead_segments, 3);

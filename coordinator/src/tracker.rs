@@ -142,7 +142,7 @@ mod tests {
         let store = Store::connect(&format!("sqlite://{}/t.db?mode=rwc", dir.path().display())).await.unwrap();
         for id in ["a", "b"] {
             let (j, t) = job(id);
-            store.insert(&j, &[t], &[]).await.unwrap();
+            store.insert(&j, &[t], &Default::default()).await.unwrap();
         }
         let topology = farm_queue::Topology::new("t");
         let tracker = Tracker {

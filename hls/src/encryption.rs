@@ -67,6 +67,17 @@ pub fn periods_in(duration_seconds: f64, period_seconds: u32) -> u32 {
     (duration_seconds.max(0.0) / f64::from(period_seconds.max(1))).ceil().max(1.0) as u32
 }
 
+/// Where a player asks for a job's key of one period: the coordinator, which checks who
+/// asks (a principal's role, or a share) before answering.
+pub fn key_uri(job_id: &str, period: u32) -> String {
+    format!("/v1/jobs/{job_id}/keys/{period}")
+}
+
+/// The key attribute of a segment in a media playlist.
+pub fn playlist_key(job_id: &str, period: u32, iv_hex: &str) -> m3u8_rs::Key {
+    m3u8_rs::Key { method: m3u8_rs::KeyMethod::AES128, uri: Some(key_uri(job_id, period)), iv: Some(format!("0x{iv_hex}")), ..Default::default() }
+}
+
 /// The key tag before a segment: method, where the key is, and the segment's IV.
 pub fn key_tag(uri: &str, iv: &Iv) -> String {
     format!("#EXT-X-KEY:METHOD=AES-128,URI=\"{uri}\",IV={}", iv.attribute())

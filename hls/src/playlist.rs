@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use farm_contract::manifest::{PartKind, PartManifest, RenditionPart, SegmentRecord, MANIFEST_VERSION};
 use farm_contract::thumbnails::{REVIEW_JSON, THUMBNAILS_VTT};
 
-use crate::review;
+use crate::{encryption, review};
 use m3u8_rs::{
     AlternativeMedia, AlternativeMediaType, ByteRange, MasterPlaylist, MediaPlaylist,
     MediaPlaylistType, MediaSegment, Resolution, VariantStream,
@@ -70,7 +70,7 @@ pub fn assemble(parts: &[PartManifest]) -> Result<Option<Playlists>, String> {
     }
     let tracks = video_tracks(&video)?;
     let audio = if audio_complete { audio_tracks(&audio_parts)? } else { Vec::new() };
-    let mut playlists = write_all(&tracks, &audio, first.grid.rate.as_f64())?;
+    let mut playlists = write_all(&tracks, &audio, first.grid.rate.as_f64(), first.job_id.as_deref())?;
     if let Some(review) = &first.review {
         // Beside the master, before it: a player that finds the master finds these too.
         let master = playlists.files.pop().expect("the master is written last");
@@ -188,14 +188,19 @@ pub(crate) fn audio_media(name: &str, label: Option<&str>, language: Option<&str
 }
 
 /// Media and I-frame playlists of every track, and the master, last.
-fn write_all(tracks: &[Track], audio: &[Track], rate: f64) -> Result<Playlists, String> {
+fn write_all(tracks: &[Track], audio: &[Track], rate: f64, job: Option<&str>) -> Result<Playlists, String> {
+    let encrypted = tracks.iter().chain(audio).any(|t| t.part.segments.iter().any(|s| s.key.is_some()));
+    let job = match (encrypted, job) {
+        (true, None) => return Err("encrypted parts must name their job (the key URIs do)".into()),
+        (_, job) => job.unwrap_or(""),
+    };
     let mut files = Vec::new();
     let mut master = MasterPlaylist { independent_segments: true, ..Default::default() };
     // A variant's rates count the group's largest audio rendition (RFC 8216 4.3.4.2).
     let (mut audio_peak, mut audio_avg) = (0, 0);
     for a in audio {
         let name = &a.part.name;
-        files.push((format!("{name}/index.m3u8"), media_playlist(&a.part.segments, name)));
+        files.push((format!("{name}/index.m3u8"), media_playlist(&a.part.segments, name, job)));
         let (peak, avg) = a.bitrates();
         (audio_peak, audio_avg) = (audio_peak.max(peak), audio_avg.max(avg));
         master.alternatives.push(audio_media(name, a.part.label.as_deref(), a.part.language.as_deref(), a.part.channels));
@@ -204,8 +209,8 @@ fn write_all(tracks: &[Track], audio: &[Track], rate: f64) -> Result<Playlists, 
     let mut iframe_variants = Vec::new();
     for t in tracks {
         let name = &t.part.name;
-        files.push((format!("{name}/index.m3u8"), media_playlist(&t.part.segments, name)));
-        let (iframes_text, iframe_peak, iframe_avg) = iframe_playlist(t, name, rate);
+        files.push((format!("{name}/index.m3u8"), media_playlist(&t.part.segments, name, job)));
+        let (iframes_text, iframe_peak, iframe_avg) = iframe_playlist(t, name, rate, job);
         files.push((format!("{name}/iframes.m3u8"), iframes_text));
         let (peak, avg) = t.bitrates();
         let codecs = match &audio_codecs {
@@ -254,15 +259,26 @@ fn relative(uri: &str, folder: &str) -> String {
     uri.strip_prefix(&format!("{folder}/")).unwrap_or(uri).to_string()
 }
 
-fn media_playlist(segments: &[SegmentRecord], folder: &str) -> String {
-    let segments: Vec<(String, f64)> = segments.iter().map(|s| (s.uri.clone(), s.duration)).collect();
-    media_text(&segments, folder, None)
+/// A segment as a media playlist lists it; `key` for an encrypted job (every segment says
+/// its key URI and explicit IV).
+pub(crate) struct Entry {
+    pub uri: String,
+    pub duration: f64,
+    pub key: Option<m3u8_rs::Key>,
+}
+
+fn media_playlist(segments: &[SegmentRecord], folder: &str, job: &str) -> String {
+    let entries: Vec<Entry> = segments
+        .iter()
+        .map(|s| Entry { uri: s.uri.clone(), duration: s.duration, key: s.key.as_ref().map(|k| encryption::playlist_key(job, k.period, &k.iv)) })
+        .collect();
+    media_text(&entries, folder, None)
 }
 
 /// A media playlist: VOD with ENDLIST, or (with `live_target`) an EVENT playlist still
 /// growing, whose target duration is the longest segment the job can have.
-fn media_text(segments: &[(String, f64)], folder: &str, live_target: Option<u64>) -> String {
-    let longest = target_duration(segments.iter().map(|s| s.1));
+fn media_text(segments: &[Entry], folder: &str, live_target: Option<u64>) -> String {
+    let longest = target_duration(segments.iter().map(|s| s.duration));
     let playlist = MediaPlaylist {
         version: Some(3),
         target_duration: live_target.map_or(longest, |t| t.max(longest)),
@@ -272,9 +288,10 @@ fn media_text(segments: &[(String, f64)], folder: &str, live_target: Option<u64>
         end_list: live_target.is_none(),
         segments: segments
             .iter()
-            .map(|(uri, duration)| MediaSegment {
-                uri: relative(uri, folder),
-                duration: *duration as f32,
+            .map(|e| MediaSegment {
+                uri: relative(&e.uri, folder),
+                duration: e.duration as f32,
+                key: e.key.clone(),
                 ..Default::default()
             })
             .collect(),
@@ -284,7 +301,7 @@ fn media_text(segments: &[(String, f64)], folder: &str, live_target: Option<u64>
 }
 
 /// The I-frame playlist, with its peak and average bit rates.
-fn iframe_playlist(t: &Track, folder: &str, rate: f64) -> (String, u64, u64) {
+fn iframe_playlist(t: &Track, folder: &str, rate: f64, job: &str) -> (String, u64, u64) {
     let end = t.end_unit();
     let frames: Vec<(&SegmentRecord, &farm_contract::manifest::IFrame)> =
         t.part.segments.iter().flat_map(|s| s.iframes.iter().map(move |i| (s, i))).collect();
@@ -295,10 +312,16 @@ fn iframe_playlist(t: &Track, folder: &str, rate: f64) -> (String, u64, u64) {
         let duration = (next - iframe.frame) as f64 / rate;
         peak = peak.max((iframe.length as f64 * 8.0 / duration).ceil() as u64);
         bytes += iframe.length;
+        // Encrypted jobs: each I-frame is a sealed resource of its own, no byte range.
+        let (uri, byte_range) = match &iframe.uri {
+            Some(own) => (relative(own, folder), None),
+            None => (relative(&seg.uri, folder), Some(ByteRange { length: iframe.length, offset: Some(iframe.offset) })),
+        };
         segments.push(MediaSegment {
-            uri: relative(&seg.uri, folder),
+            uri,
             duration: duration as f32,
-            byte_range: Some(ByteRange { length: iframe.length, offset: Some(iframe.offset) }),
+            byte_range,
+            key: iframe.key.as_ref().map(|k| encryption::playlist_key(job, k.period, &k.iv)),
             ..Default::default()
         });
     }

@@ -52,6 +52,8 @@ pub struct Task {
     pub lut: Option<SourceLocation>,
     /// The font burn-ins are drawn with.
     pub font: PathBuf,
+    /// Encrypted jobs: the content keys of the periods this task's range touches.
+    pub keys: Option<farm_contract::task::TaskKeys>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +94,12 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
     let smallest_height = renditions.iter().map(|r| r.height).min().unwrap_or(display_h);
     let picture = PictureSetup::prepare(task.review.clone(), cube.as_ref(), task.font.clone(), first_frame, smallest_height)
         .map_err(|e| TranscodeError::Picture(e.to_string()))?;
+    let sealer = task
+        .keys
+        .as_ref()
+        .map(crate::transcode::seal::Sealer::from_task)
+        .transpose()
+        .map_err(|detail| TranscodeError::ffmpeg("encrypting", "-", detail))?;
     let plan = PipelinePlan {
         grid,
         renditions: if with_video { &renditions } else { &[] },
@@ -111,6 +119,7 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
             (None, Some(total)) => Some(total.saturating_sub(first_frame)),
             (None, None) => None,
         },
+        sealer: sealer.as_ref(),
     };
     let out = transcode::run(&mut source, &plan, sink, progress, cancel)?;
     progress.finish();

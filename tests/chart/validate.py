@@ -35,7 +35,8 @@ VALUE_SETS = {
     "defaults": {"secrets": SECRETS},
     "hpa-ingress-monitoring-existing-secret": {
         "secrets": {"coordinator": {"existingSecret": "farm-coordinator"}, "worker": {"existingSecret": "farm-worker"},
-                    "taskKey": {"existingSecret": "farm-task-key"}, "principals": {"existingSecret": "farm-principals"}},
+                    "taskKey": {"existingSecret": "farm-task-key"}, "principals": {"existingSecret": "farm-principals"},
+                    "masterKey": {"existingSecret": "farm-master-key"}},
         "networkPolicy": {"enabled": False},
         "autoscaling": {"keda": {"enabled": False}, "hpa": {"enabled": True, "minReplicas": 2, "maxReplicas": 8}},
         "coordinator": {"replicas": 2, "ingress": {"enabled": True, "className": "nginx",
@@ -147,6 +148,14 @@ def checks(name, values, docs, problems):
         problems.append(f"{name}: the principals Secret {principals} is not mounted where FARM_PRINCIPALS_FILE points ({file})")
     if not principals and file:
         problems.append(f"{name}: FARM_PRINCIPALS_FILE set without a principals Secret")
+    master = values.get("secrets", {}).get("masterKey", {}).get("existingSecret")
+    key_file = {e["name"]: e.get("value") for e in c["env"]}.get("FARM_MASTER_KEY_FILE")
+    if master and not (key_file and mounted.get("master-key") and key_file.startswith(mounted["master-key"] + "/") and secrets.get("master-key") == master):
+        problems.append(f"{name}: the master key Secret {master} is not mounted where FARM_MASTER_KEY_FILE points ({key_file})")
+    worker_envs = {e["name"] for e in pod["containers"][0]["env"]}
+    worker_mounts = [m["name"] for c2 in pod["containers"] for m in c2.get("volumeMounts", [])]
+    if "FARM_MASTER_KEY_FILE" in worker_envs or "master-key" in worker_mounts:
+        problems.append(f"{name}: workers must never see the master key")
     token_mounts = [c["name"] for c in pod["containers"] for m in c.get("volumeMounts", []) if m["mountPath"].startswith("/var/run/secrets/kubernetes.io")]
     if token_mounts not in ([], ["deletion-cost"]):
         problems.append(f"{name}: the Kubernetes API token is mounted into {token_mounts}, not the deletion-cost sidecar alone")

@@ -5,6 +5,7 @@ mod access;
 mod api_contract;
 mod browser;
 mod chart;
+mod encrypted_job;
 mod encryption;
 mod coordinator;
 mod hostile;

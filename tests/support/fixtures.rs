@@ -268,6 +268,7 @@ pub fn task_message(job: &str, n: usize, source: &str, output: &str, part: farm_
         ladder: farm_contract::ladder::Ladder::from_json(SMALL_LADDER).unwrap(),
         part,
         review: None,
+        keys: None,
     })
     .unwrap()
 }

@@ -366,6 +366,7 @@ fn transcode(args: TranscodeArgs, rt: &tokio::runtime::Runtime) -> anyhow::Resul
         review: Some(review),
         lut,
         font: args.review.font.clone(),
+        keys: None,
     };
     let sink = open_sink(&args.output, &args.s3.settings(), rt.handle())
         .with_context(|| format!("output {}", args.output))?;

@@ -137,6 +137,7 @@ fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &
         decode_threads: config.decode_threads,
         publish: false,
         job_id: Some(task.job_id.clone()),
+        keys: task.keys.clone(),
     };
     match task.part {
         TaskPart::Video { start: 0.0, .. } => hold::mark_first_chunk(sink.as_ref()),

@@ -12,7 +12,7 @@ use farm_contract::manifest::segment_uri;
 use farm_contract::timeline::Grid;
 use m3u8_rs::{MasterPlaylist, Resolution, VariantStream};
 
-use super::{audio_media, media_text, target_duration, Playlists, AUDIO_GROUP, MASTER};
+use super::{audio_media, media_text, target_duration, Entry, Playlists, AUDIO_GROUP, MASTER};
 use crate::codecs::AAC_LC;
 
 
@@ -51,9 +51,14 @@ pub struct LivePlan {
     pub audio: Vec<LiveAudio>,
 }
 
+/// The key attribute of segment `index` of a rendition, for an encrypted job (the
+/// coordinator holds the keys and derives the IV as the worker did).
+pub type Keying<'a> = &'a dyn Fn(&str, u64) -> Option<m3u8_rs::Key>;
+
 /// Segments of each rendition present from the first on, or `None` until every rendition
 /// has its first segment.
-pub fn live(plan: &LivePlan, present: &BTreeSet<String>) -> Option<Playlists> {
+pub fn live(plan: &LivePlan, present: &BTreeSet<String>, keying: Option<Keying>) -> Option<Playlists> {
+    let entry = |name: &str, k: u64, duration: f64| Entry { uri: segment_uri(name, k), duration, key: keying.and_then(|f| f(name, k)) };
     let g = &plan.grid;
     let segments = g.segment_count(plan.total_frames);
     let video_durations: Vec<f64> = (0..segments)
@@ -83,7 +88,7 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>) -> Option<Playlists> {
         if n == 0 {
             return None;
         }
-        let list: Vec<(String, f64)> = (0..n).map(|k| (segment_uri(&a.name, k as u64), audio_durations[k])).collect();
+        let list: Vec<Entry> = (0..n).map(|k| entry(&a.name, k as u64, audio_durations[k])).collect();
         files.push((format!("{}/index.m3u8", a.name), media_text(&list, &a.name, Some(seg_target))));
         master.alternatives.push(audio_media(&a.name, a.label.as_deref(), a.language.as_deref(), Some(a.channels)));
         audio_rate = audio_rate.max(a.bandwidth);
@@ -93,7 +98,7 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>) -> Option<Playlists> {
         if n == 0 {
             return None;
         }
-        let list: Vec<(String, f64)> = (0..n).map(|k| (segment_uri(&v.name, k as u64), video_durations[k])).collect();
+        let list: Vec<Entry> = (0..n).map(|k| entry(&v.name, k as u64, video_durations[k])).collect();
         files.push((format!("{}/index.m3u8", v.name), media_text(&list, &v.name, Some(seg_target))));
         let codecs = v.codecs.clone().map(|c| if plan.audio.is_empty() { c } else { format!("{c},{AAC_LC}") });
         master.variants.push(VariantStream {
@@ -138,8 +143,8 @@ mod tests {
 
     #[test]
     fn nothing_until_every_rendition_has_its_first_segment() {
-        assert!(live(&plan(), &present(&["720p/seg_00000.ts", "audio/seg_00000.ts"])).is_none());
-        assert!(live(&plan(), &present(&["720p/seg_00000.ts", "360p/seg_00000.ts"])).is_none());
+        assert!(live(&plan(), &present(&["720p/seg_00000.ts", "audio/seg_00000.ts"]), None).is_none());
+        assert!(live(&plan(), &present(&["720p/seg_00000.ts", "360p/seg_00000.ts"]), None).is_none());
     }
 
     #[test]
@@ -148,7 +153,7 @@ mod tests {
             "720p/seg_00000.ts", "720p/seg_00002.ts", "360p/seg_00000.ts", "360p/seg_00001.ts",
             "360p/seg_00002.ts", "audio/seg_00000.ts",
         ]);
-        let p = live(&plan(), &keys).unwrap();
+        let p = live(&plan(), &keys, None).unwrap();
         let text = |k: &str| p.files.iter().find(|(key, _)| key == k).unwrap().1.clone();
         let hd = text("720p/index.m3u8");
         assert!(hd.contains("#EXT-X-PLAYLIST-TYPE:EVENT") && !hd.contains("ENDLIST"), "{hd}");
@@ -169,7 +174,7 @@ mod tests {
             .iter()
             .flat_map(|r| (0..5).map(move |k| segment_uri(r, k)))
             .collect();
-        let p = live(&plan, &keys.into_iter().collect()).unwrap();
+        let p = live(&plan, &keys.into_iter().collect(), None).unwrap();
         let text = |k: &str| p.files.iter().find(|(key, _)| key == k).unwrap().1.clone();
         // 400 frames: 50, 50, 50, 150, 100
         let hd = text("720p/index.m3u8");
@@ -186,14 +191,14 @@ mod tests {
         let mut plan = plan();
         plan.grid = Grid::new(FrameRate { num: 25, den: 1 }, Cuts::with_lead(6000, 3, 2000), 2000);
         plan.total_frames = 200;
-        let first = live(&plan, &present(&["720p/seg_00000.ts", "360p/seg_00000.ts", "audio/seg_00000.ts"])).unwrap();
+        let first = live(&plan, &present(&["720p/seg_00000.ts", "360p/seg_00000.ts", "audio/seg_00000.ts"]), None).unwrap();
         let all: Vec<String> = ["720p", "360p", "audio"].iter().flat_map(|r| (0..4).map(move |k| segment_uri(r, k))).collect();
-        let whole = live(&plan, &all.into_iter().collect()).unwrap();
+        let whole = live(&plan, &all.into_iter().collect(), None).unwrap();
         for rendition in ["720p", "360p", "audio"] {
             let key = format!("{rendition}/index.m3u8");
             let text = |p: &Playlists| p.files.iter().find(|(k, _)| *k == key).unwrap().1.clone();
             assert!(text(&first).contains("#EXT-X-TARGETDURATION:2\n"), "{}", text(&first));
-            let listed: Vec<(String, f64)> = (0..4).map(|k| (segment_uri(rendition, k), 2.0)).collect();
+            let listed: Vec<Entry> = (0..4).map(|k| Entry { uri: segment_uri(rendition, k), duration: 2.0, key: None }).collect();
             let vod = media_text(&listed, rendition, None);
             assert!(vod.contains("#EXT-X-TARGETDURATION:2\n") && text(&whole).contains("#EXT-X-TARGETDURATION:2\n"), "{vod}");
         }

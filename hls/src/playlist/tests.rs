@@ -19,8 +19,9 @@ fn video_segment(name: &str, index: u64, frames: u64, bytes: u64) -> SegmentReco
         units: frames,
         start_unit: start,
         iframes: (0..frames.div_ceil(50))
-            .map(|g| IFrame { frame: start + g * 50, offset: g * 10_000, length: 5_000 })
+            .map(|g| IFrame { frame: start + g * 50, offset: g * 10_000, length: 5_000, uri: None, key: None })
             .collect(),
+        key: None,
     }
 }
 
@@ -92,6 +93,7 @@ fn audio_range(first: u64, end: u64, is_last: bool) -> PartManifest {
                     units: 288_000,
                     start_unit: i * 288_000,
                     iframes: vec![],
+                    key: None,
                 })
                 .collect(),
         }],
@@ -226,4 +228,42 @@ fn contradicting_parts_are_an_error() {
     let mut odd = video_part(2, 5, 60, true);
     odd.renditions.pop();
     assert!(assemble(&[video_part(0, 2, 0, false), odd, audio_part(5)]).is_err());
+}
+
+/// Issue 16: an encrypted job's playlists give every segment its key URI and explicit IV,
+/// and the I-frame playlist points at the I-frames' own sealed resources.
+#[test]
+fn encrypted_parts_give_a_key_tag_with_an_iv_for_every_segment() {
+    use farm_contract::manifest::{iframe_uri, SegmentKey};
+    let seal = |mut part: PartManifest| {
+        part.job_id = Some("j42".into());
+        for r in &mut part.renditions {
+            for s in &mut r.segments {
+                s.key = Some(SegmentKey { period: (s.index / 3) as u32, iv: format!("{:032x}", s.index + 1) });
+                for i in &mut s.iframes {
+                    (i.uri, i.offset) = (Some(iframe_uri(&r.name, i.frame)), 0);
+                    i.key = Some(SegmentKey { period: (s.index / 3) as u32, iv: format!("{:032x}", i.frame + 100) });
+                }
+            }
+        }
+        part
+    };
+    let p = assemble(&[seal(video_part(0, 5, 60, true)), seal(audio_part(5))]).unwrap().unwrap();
+    for name in ["720p/index.m3u8", "audio/index.m3u8"] {
+        let text = file(&p, name);
+        let tags: Vec<&str> = text.lines().filter(|l| l.starts_with("#EXT-X-KEY")).collect();
+        assert_eq!(tags.len(), 5, "{text}");
+        assert!(tags[0].contains(r#"METHOD=AES-128,URI="/v1/jobs/j42/keys/0",IV=0x00000000000000000000000000000001"#), "{text}");
+        assert!(tags[4].contains(r#"URI="/v1/jobs/j42/keys/1",IV=0x00000000000000000000000000000005"#), "{text}");
+    }
+    let iframes = file(&p, "720p/iframes.m3u8");
+    assert!(!iframes.contains("BYTERANGE"), "{iframes}");
+    assert!(iframes.contains("\niframe_00000000.ts\n") && iframes.contains(r#"IV=0x00000000000000000000000000000064"#), "{iframes}");
+    assert_eq!(iframes.matches("#EXT-X-KEY").count(), iframes.matches(".ts\n").count(), "{iframes}");
+    // Without the job, there is no key URI to write.
+    let mut nameless = seal(video_part(0, 5, 60, true));
+    nameless.job_id = None;
+    let mut audio = seal(audio_part(5));
+    audio.job_id = None;
+    assert!(assemble(&[nameless, audio]).unwrap_err().contains("must name their job"));
 }

@@ -92,6 +92,9 @@ impl SegmentClock for AudioClock {
     fn needs_keyframe(&self) -> bool {
         false
     }
+    fn nominal_start_ms(&self, index: u64) -> u64 {
+        self.cuts.start_ms(index)
+    }
 }
 
 pub struct AudioJob<'a> {
@@ -103,6 +106,8 @@ pub struct AudioJob<'a> {
     /// Samples encoded so far, for progress.
     pub encoded: &'a AtomicU64,
     pub on_segment: &'a (dyn Fn(&SegmentRecord) + Sync),
+    /// Encrypted jobs: the task's keys.
+    pub sealer: Option<&'a super::seal::Sealer>,
     /// Set when the input ended because the range was decoded to its end.
     pub input_complete: &'a AtomicBool,
 }
@@ -126,6 +131,7 @@ pub fn run(job: AudioJob, frames: Receiver<AudioFrame>) -> Result<RenditionPart>
         Rational(1, spec.sample_rate as i32),
         job.sink,
         job.on_segment,
+        job.sealer,
     );
     let mut feed = Feed { name, range, next: range.feed_start, encoded: job.encoded };
     for AudioFrame { slot, mut frame } in frames {

@@ -18,6 +18,7 @@ pub mod filter;
 pub mod lut_kernel;
 pub mod mux;
 pub mod picture;
+pub mod seal;
 pub mod segment;
 pub mod thumbnails;
 pub mod video;
@@ -61,6 +62,8 @@ pub struct PipelinePlan<'a> {
     pub thumbnails: Option<ThumbnailPlan>,
     /// Frames this task will produce, for progress (estimate).
     pub frames_total: Option<u64>,
+    /// Encrypted jobs: the task's content keys; `None` writes plain segments.
+    pub sealer: Option<&'a seal::Sealer>,
 }
 
 /// x264 threads per rendition. An explicit setting applies to every rendition. By default
@@ -139,7 +142,7 @@ pub fn run(
                 audio_routes.push(decode::AudioRoute { tx, inputs: rendition.inputs.clone() });
                 let inputs = rendition.inputs.iter().map(|&i| audio_inputs[i].clone()).collect();
                 let (on_segment, input_complete) = (&on_segment, &input_complete);
-                let job = audio::AudioJob { rendition, inputs, cuts: plan.grid.cuts, range: plan.audio_range, sink, encoded, on_segment, input_complete };
+                let job = audio::AudioJob { rendition, inputs, cuts: plan.grid.cuts, range: plan.audio_range, sink, encoded, on_segment, input_complete, sealer: plan.sealer };
                 let handle = std::thread::Builder::new()
                     .name(format!("encode-{}", rendition.name))
                     .spawn_scoped(scope, move || audio::run(job, rx))
@@ -212,6 +215,7 @@ fn video_jobs<'a>(
             on_segment,
             input_complete,
             bt709: plan.picture.review.is_some(),
+            sealer: plan.sealer,
         };
         jobs.push((job, video_rx.remove(0)));
     }

@@ -6,11 +6,12 @@
 //! recorded with its size, duration and the byte ranges of its I-frames. Hands on the
 //! [`SegmentRecord`]s of every segment written.
 
-use farm_contract::manifest::{segment_uri, IFrame, SegmentRecord};
+use farm_contract::manifest::{iframe_uri, segment_uri, IFrame, SegmentKey, SegmentRecord};
 use ffmpeg_next as ffmpeg;
 use ffmpeg::{codec, Packet, Rational};
 
 use super::mux::TsMuxer;
+use super::seal::Sealer;
 use farm_hls::codecs;
 use crate::error::{Result, TranscodeError};
 use farm_storage::Sink;
@@ -23,6 +24,9 @@ pub trait SegmentClock {
     fn units_per_second(&self) -> f64;
     /// Whether a segment must begin with a keyframe (video) or may begin anywhere (audio).
     fn needs_keyframe(&self) -> bool;
+    /// Where segment `index` starts on the ladder's nominal cuts, in milliseconds: the same
+    /// for every rendition, so the coordinator's playlists find the same key period.
+    fn nominal_start_ms(&self, index: u64) -> u64;
 }
 
 struct Open {
@@ -44,6 +48,7 @@ pub struct Segmenter<'a, C: SegmentClock> {
     records: Vec<SegmentRecord>,
     codecs: Option<String>,
     on_segment: &'a (dyn Fn(&SegmentRecord) + Sync),
+    sealer: Option<&'a Sealer>,
 }
 
 impl<'a, C: SegmentClock> Segmenter<'a, C> {
@@ -54,6 +59,7 @@ impl<'a, C: SegmentClock> Segmenter<'a, C> {
         codec_tb: Rational,
         sink: &'a dyn Sink,
         on_segment: &'a (dyn Fn(&SegmentRecord) + Sync),
+        sealer: Option<&'a Sealer>,
     ) -> Self {
         Self {
             rendition: rendition.into(),
@@ -65,6 +71,7 @@ impl<'a, C: SegmentClock> Segmenter<'a, C> {
             records: Vec::new(),
             codecs: None,
             on_segment,
+            sealer,
         }
     }
 
@@ -108,7 +115,7 @@ impl<'a, C: SegmentClock> Segmenter<'a, C> {
             // The muxer writes PAT/PMT right before every keyframe, so this range can be
             // fetched and decoded on its own (I-frame playlists).
             let after = open.muxer.position();
-            open.iframes.push(IFrame { frame: unit as u64, offset: before, length: after - before });
+            open.iframes.push(IFrame { frame: unit as u64, offset: before, length: after - before, uri: None, key: None });
         }
         open.units += packet.duration().max(1) as u64;
         Ok(())
@@ -123,6 +130,11 @@ impl<'a, C: SegmentClock> Segmenter<'a, C> {
             .finish()
             .map_err(|e| TranscodeError::ffmpeg("muxing", &self.rendition, e))?;
         let uri = segment_uri(&self.rendition, open.index);
+        let start_seconds = self.clock.nominal_start_ms(open.index) as f64 / 1000.0;
+        let (data, key, iframes) = match self.sealer {
+            Some(sealer) => self.seal(sealer, open.index, &open.iframes, start_seconds, data)?,
+            None => (data, None, open.iframes),
+        };
         self.sink
             .put(&uri, &data)
             .map_err(|source| TranscodeError::Output { key: uri.clone(), source })?;
@@ -133,7 +145,8 @@ impl<'a, C: SegmentClock> Segmenter<'a, C> {
             duration: open.units as f64 / self.clock.units_per_second(),
             units: open.units,
             start_unit: open.start_unit.max(0) as u64,
-            iframes: open.iframes,
+            iframes,
+            key,
         };
         let kind = if self.clock.needs_keyframe() { "video" } else { "audio" };
         crate::metrics::SEGMENT_SECONDS.with_label_values(&[kind]).observe(open.opened.elapsed().as_secs_f64());
@@ -144,6 +157,23 @@ impl<'a, C: SegmentClock> Segmenter<'a, C> {
         (self.on_segment)(&record);
         self.records.push(record);
         Ok(())
+    }
+
+    /// An encrypted job's segment: sealed whole, and each I-frame (with the PAT and PMT
+    /// before it) written sealed as a resource of its own for the I-frame playlist.
+    #[allow(clippy::type_complexity)]
+    fn seal(&self, sealer: &Sealer, index: u64, plain_iframes: &[IFrame], start_seconds: f64, data: Vec<u8>) -> Result<(Vec<u8>, Option<SegmentKey>, Vec<IFrame>)> {
+        let fail = |detail: String| TranscodeError::ffmpeg("encrypting", &self.rendition, detail);
+        let (sealed, key) = sealer.seal(&self.rendition, index, start_seconds, &data).map_err(fail)?;
+        let mut iframes = Vec::with_capacity(plain_iframes.len());
+        for i in plain_iframes {
+            let plain = &data[i.offset as usize..(i.offset + i.length) as usize];
+            let (resource, iframe_key) = sealer.seal_iframe(&self.rendition, i.frame, key.period, plain).map_err(fail)?;
+            let uri = iframe_uri(&self.rendition, i.frame);
+            self.sink.put(&uri, &resource).map_err(|source| TranscodeError::Output { key: uri.clone(), source })?;
+            iframes.push(IFrame { frame: i.frame, offset: 0, length: resource.len() as u64, uri: Some(uri), key: Some(iframe_key) });
+        }
+        Ok((sealed, Some(key), iframes))
     }
 
     /// Closes the last segment and returns every segment written.

@@ -40,6 +40,9 @@ impl SegmentClock for VideoClock {
     fn needs_keyframe(&self) -> bool {
         true
     }
+    fn nominal_start_ms(&self, index: u64) -> u64 {
+        self.0.cuts.start_ms(index)
+    }
 }
 
 pub struct VideoJob<'a> {
@@ -52,6 +55,8 @@ pub struct VideoJob<'a> {
     pub sink: &'a dyn Sink,
     pub encoded: &'a AtomicU64,
     pub on_segment: &'a (dyn Fn(&SegmentRecord) + Sync),
+    /// Encrypted jobs: the task's keys.
+    pub sealer: Option<&'a super::seal::Sealer>,
     /// Set when the input ended because the range was decoded to its end; an input that
     /// stops otherwise (cancelled, failed) leaves the last segment unwritten.
     pub input_complete: &'a AtomicBool,
@@ -83,6 +88,7 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPar
                 encode::video_time_base(&job.grid),
                 job.sink,
                 job.on_segment,
+                job.sealer,
             );
             open = Some(Open {
                 scaler: scaler(input, r)?,
