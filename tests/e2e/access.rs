@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use farm_tests::farm::Farm;
+use farm_tests::farm::{new_token, Farm};
 use farm_tests::fixtures::{clip_30s, SMALL_LADDER};
 use farm_tests::s3::{s3, unique_prefix, BUCKET};
 use farm_tests::worker::coordinator_bin;
@@ -33,15 +33,6 @@ fn verify(url: &str) -> (Option<i32>, String) {
     (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
 }
 
-/// `coordinator token NAME ROLE`: a token and its principals-file entry.
-fn token(name: &str, role: &str) -> (String, String) {
-    let out = Command::new(coordinator_bin()).args(["token", name, role]).output().unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines = text.lines();
-    (lines.next().unwrap().to_string(), lines.next().unwrap().to_string())
-}
-
 #[test]
 fn roles_are_enforced_on_every_route_and_the_audit_trail_shows_tampering() {
     let prefix = unique_prefix("access");
@@ -49,7 +40,7 @@ fn roles_are_enforced_on_every_route_and_the_audit_trail_shows_tampering() {
     s3().put_file(&format!("{prefix}/in.mov"), &clip_30s()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let people = [("ingest-bot", "ingest"), ("eve@studio", "producer"), ("ops", "admin")];
-    let tokens: Vec<(String, String)> = people.iter().map(|(n, r)| token(n, r)).collect();
+    let tokens: Vec<(String, String)> = people.iter().map(|(n, r)| new_token(n, r)).collect();
     let file = dir.path().join("principals.json");
     std::fs::write(&file, format!("[{}]", tokens.iter().map(|(_, line)| line.as_str()).collect::<Vec<_>>().join(",\n"))).unwrap();
 

@@ -9,28 +9,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use farm_tests::farm::{Extra, Farm};
+use farm_tests::farm::{new_token, Extra, Farm};
+use farm_tests::probe::decoded_frames;
 use farm_tests::fixtures::{clip_30s, SMALL_LADDER};
 use farm_tests::s3::{s3, unique_prefix, BUCKET};
-use farm_tests::worker::coordinator_bin;
 
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// Frames (or audio frames) ffprobe decodes from the first `stream` ("v" or "a").
-fn decoded(args: &[&str], input: &str, stream: &str) -> u64 {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", &format!("{stream}:0"), "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
-        .args(args)
-        .arg(input)
-        .output()
-        .expect("ffprobe");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    if out.status.success() { first.trim_end_matches(',').parse().unwrap_or(0) } else { 0 }
-}
 
 /// (key URI, IV without 0x, segment URI) of every segment of a media playlist; panics on a
 /// segment without a key tag before it.
@@ -52,20 +38,13 @@ fn keyed_segments(text: &str) -> Vec<(String, String, String)> {
     out
 }
 
-fn token(name: &str, role: &str) -> (String, String) {
-    let out = Command::new(coordinator_bin()).args(["token", name, role]).output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines = text.lines();
-    (lines.next().unwrap().into(), lines.next().unwrap().into())
-}
-
 #[test]
 fn an_encrypted_job_is_sealed_everywhere_and_plays_only_with_its_keys() {
     let s3 = s3();
     let prefix = unique_prefix("encrypted");
     s3.put_file(&format!("{prefix}/in.mov"), &clip_30s()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (producer, ingest) = (token("eve", "producer"), token("pipeline", "ingest"));
+    let (producer, ingest) = (new_token("eve", "producer"), new_token("pipeline", "ingest"));
     let principals = dir.path().join("principals.json");
     std::fs::write(&principals, format!("[{},{}]", producer.1, ingest.1)).unwrap();
     let master = dir.path().join("master.key");
@@ -145,9 +124,9 @@ fn an_encrypted_job_is_sealed_everywhere_and_plays_only_with_its_keys() {
         let path = out.join(name);
         let file = path.to_str().unwrap();
         let crypto = format!("crypto:{file}");
-        assert_eq!(decoded(&[], file, stream), 0, "{name} decodes without its key");
-        assert!(decoded(&["-key", &keys[uri], "-iv", iv], &crypto, stream) > 0, "{name} does not decode with its key");
-        assert_eq!(decoded(&["-key", &other, "-iv", iv], &crypto, stream), 0, "{name} decodes with another key");
+        assert_eq!(decoded_frames(&[], file, stream), 0, "{name} decodes without its key");
+        assert!(decoded_frames(&["-key", &keys[uri], "-iv", iv], &crypto, stream) > 0, "{name} does not decode with its key");
+        assert_eq!(decoded_frames(&["-key", &other, "-iv", iv], &crypto, stream), 0, "{name} decodes with another key");
     }
     let iframes = std::fs::read_to_string(out.join("360p/iframes.m3u8")).unwrap();
     assert!(!iframes.contains("BYTERANGE"), "{iframes}");
@@ -156,7 +135,7 @@ fn an_encrypted_job_is_sealed_everywhere_and_plays_only_with_its_keys() {
     for (uri, iv, resource) in [&sealed_iframes[0], sealed_iframes.last().unwrap()] {
         let path = out.join("360p").join(resource);
         let crypto = format!("crypto:{}", path.display());
-        assert_eq!(decoded(&["-key", &keys[uri], "-iv", iv], &crypto, "v"), 1, "{resource} is one I-frame");
+        assert_eq!(decoded_frames(&["-key", &keys[uri], "-iv", iv], &crypto, "v"), 1, "{resource} is one I-frame");
     }
 
     // Nothing under the output holds a key.

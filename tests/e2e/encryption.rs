@@ -7,20 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use farm_hls::encryption::{encrypt, ContentKey, Iv};
-
-/// Frames ffprobe decodes from `input` (with extra arguments before it), or `None`.
-fn decoded_frames(args: &[&str], input: &str) -> Option<u64> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
-        .args(args)
-        .arg(input)
-        .output()
-        .expect("ffprobe");
-    let text = String::from_utf8_lossy(&out.stdout);
-    // MPEG-TS answers once per program too: the first line is the stream's.
-    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    out.status.success().then(|| first.trim_end_matches(',').parse().ok()).flatten()
-}
+use farm_tests::probe::decoded_frames;
 
 #[test]
 fn an_encrypted_segment_decodes_only_with_its_key() {
@@ -32,7 +19,7 @@ fn an_encrypted_segment_decodes_only_with_its_key() {
         .status()
         .unwrap();
     assert!(status.success());
-    assert_eq!(decoded_frames(&[], plain.to_str().unwrap()), Some(50), "the plain segment decodes");
+    assert_eq!(decoded_frames(&[], plain.to_str().unwrap(), "v"), 50, "the plain segment decodes");
 
     let key = ContentKey(*b"farm-test-key-16");
     let iv = Iv::derive(&key, "360p", 12);
@@ -41,8 +28,8 @@ fn an_encrypted_segment_decodes_only_with_its_key() {
     let crypto = |p: &Path| format!("crypto:{}", p.display());
     let (key_hex, iv_hex) = (hex::encode(key.0), hex::encode(iv.0));
 
-    assert_eq!(decoded_frames(&[], sealed.to_str().unwrap()).unwrap_or(0), 0, "without the key nothing decodes");
-    assert_eq!(decoded_frames(&["-key", &key_hex, "-iv", &iv_hex], &crypto(&sealed)), Some(50), "with its key and IV it does");
+    assert_eq!(decoded_frames(&[], sealed.to_str().unwrap(), "v"), 0, "without the key nothing decodes");
+    assert_eq!(decoded_frames(&["-key", &key_hex, "-iv", &iv_hex], &crypto(&sealed), "v"), 50, "with its key and IV it does");
     let other = hex::encode([0x5a; 16]);
-    assert_eq!(decoded_frames(&["-key", &other, "-iv", &iv_hex], &crypto(&sealed)).unwrap_or(0), 0, "another key decodes nothing");
+    assert_eq!(decoded_frames(&["-key", &other, "-iv", &iv_hex], &crypto(&sealed), "v"), 0, "another key decodes nothing");
 }

@@ -270,3 +270,12 @@ impl Farm {
         }
     }
 }
+
+/// `coordinator token NAME ROLE`: a new token and its principals-file entry.
+pub fn new_token(name: &str, role: &str) -> (String, String) {
+    let out = std::process::Command::new(coordinator_bin()).args(["token", name, role]).output().expect("coordinator token");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let mut lines = text.lines();
+    (lines.next().expect("a token").to_string(), lines.next().expect("an entry").to_string())
+}

@@ -101,3 +101,18 @@ pub fn ratio(text: &str) -> f64 {
     let d: f64 = it.next().and_then(|s| s.parse().ok()).unwrap_or(1.0);
     n / d
 }
+
+/// Frames ffprobe decodes from the first `stream` ("v" or "a") of `input`, with `args`
+/// before it (`-key`/`-iv` for a `crypto:` input); 0 when nothing decodes.
+pub fn decoded_frames(args: &[&str], input: &str, stream: &str) -> u64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", &format!("{stream}:0"), "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .args(args)
+        .arg(input)
+        .output()
+        .expect("ffprobe");
+    // MPEG-TS answers once per program too: the first line is the stream's.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    if out.status.success() { first.trim_end_matches(',').parse().unwrap_or(0) } else { 0 }
+}
