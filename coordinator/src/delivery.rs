@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
 use crate::access::Caller;
-use crate::app::{internal, ApiError, AppState, ErrorBody};
+use crate::app::{internal, rejected, ApiError, AppState, ErrorBody};
 use crate::audit;
 
 /// The 16 bytes of a job's content key for one key period (RFC 8216 key URI).
@@ -19,11 +19,17 @@ use crate::audit;
     params(("id" = String, Path, description = "job id"), ("period" = u32, Path, description = "key period")),
     responses(
         (status = 200, description = "the key: 16 bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, description = "the period is not a number from 0", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, description = "the role may not fetch keys", body = ErrorBody),
         (status = 404, description = "no such job or period, or the job is not encrypted", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn job_key(State(app): State<Arc<AppState>>, Extension(caller): Extension<Caller>, Path((id, period)): Path<(String, u32)>) -> Result<Response, ApiError> {
+pub async fn job_key(
+    State(app): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<(String, u32)>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path((id, period)) = path.map_err(rejected)?;
     let missing = || ApiError(StatusCode::NOT_FOUND, format!("job {id} has no content key for period {period}"));
     let Some(master) = app.master_key.as_ref() else { return Err(missing()) };
     let key = crate::keys::job_key(&app.store, master, &id, period).await.map_err(internal)?.ok_or_else(missing)?;
