@@ -5,7 +5,8 @@
 //! the end (the workers recorded them): both agree. A segment does not decode without its
 //! key, decodes with the key the coordinator hands a producer, and not with another; the
 //! I-frame playlist's own sealed resources decode too. Key requests are authorised by role
-//! and audited; no key is ever written to object storage.
+//! and audited; no key is ever written to object storage, and no output object is
+//! readable without credentials.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -136,6 +137,15 @@ fn an_encrypted_job_is_sealed_everywhere_and_plays_only_with_its_keys() {
         let path = out.join("360p").join(resource);
         let crypto = format!("crypto:{}", path.display());
         assert_eq!(decoded_frames(&["-key", &keys[uri], "-iv", iv], &crypto, "v"), 1, "{resource} is one I-frame");
+    }
+
+    // The bucket stays private: no output object is readable without credentials.
+    let anonymous = reqwest::blocking::Client::new();
+    let objects = s3.keys(&format!("{prefix}/out")).unwrap();
+    assert!(objects.len() > 20, "{objects:?}");
+    for key in &objects {
+        let status = anonymous.get(format!("{}/{BUCKET}/{key}", farm_tests::s3::ENDPOINT)).send().unwrap().status().as_u16();
+        assert_eq!(status, 403, "s3://{BUCKET}/{key} answered {status} to an anonymous GET");
     }
 
     // Nothing under the output holds a key.
