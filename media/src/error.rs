@@ -35,6 +35,10 @@ pub enum TranscodeError {
     Lut { path: String, detail: String },
     #[error("cannot prepare the picture chain: {0}")]
     Picture(String),
+    /// The task's content keys do not cover what it writes, or are malformed: a retry
+    /// carries the same keys, so it fails for good.
+    #[error("the task's content keys: {0}")]
+    Keys(String),
     #[error("cannot write {key}")]
     Output {
         key: String,
@@ -100,5 +104,6 @@ mod tests {
         assert!(!TranscodeError::SourceMissing("s3://b/k".into()).is_retryable());
         assert!(!TranscodeError::NoVideo("a".into()).is_retryable());
         assert!(!TranscodeError::Damaged { path: "a".into(), detail: "x".into() }.is_retryable());
+        assert!(!TranscodeError::Keys("no content key for key period 3".into()).is_retryable(), "a retry carries the same keys");
     }
 }

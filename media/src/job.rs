@@ -99,7 +99,7 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
         .as_ref()
         .map(crate::transcode::seal::Sealer::from_task)
         .transpose()
-        .map_err(|detail| TranscodeError::ffmpeg("encrypting", "-", detail))?;
+        .map_err(TranscodeError::Keys)?;
     let plan = PipelinePlan {
         grid,
         renditions: if with_video { &renditions } else { &[] },

@@ -164,6 +164,7 @@ pub fn failure_kind(e: &farm_media::TranscodeError) -> &'static str {
         E::SourceMissing(_) | E::EmptySource(_) | E::NotMedia { .. } | E::NoVideo(_) | E::Unsupported { .. } | E::Damaged { .. } => "source",
         E::Ffmpeg { .. } => "ffmpeg",
         E::Deadline { .. } => "deadline",
+        E::Keys(_) => "keys",
         _ => "other",
     }
 }

@@ -163,7 +163,7 @@ impl<'a, C: SegmentClock> Segmenter<'a, C> {
     /// before it) written sealed as a resource of its own for the I-frame playlist.
     #[allow(clippy::type_complexity)]
     fn seal(&self, sealer: &Sealer, index: u64, plain_iframes: &[IFrame], start_seconds: f64, data: Vec<u8>) -> Result<(Vec<u8>, Option<SegmentKey>, Vec<IFrame>)> {
-        let fail = |detail: String| TranscodeError::ffmpeg("encrypting", &self.rendition, detail);
+        let fail = |detail: String| TranscodeError::Keys(format!("rendition {}: {detail}", self.rendition));
         let (sealed, key) = sealer.seal(&self.rendition, index, start_seconds, &data).map_err(fail)?;
         let mut iframes = Vec::with_capacity(plain_iframes.len());
         for i in plain_iframes {
