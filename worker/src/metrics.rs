@@ -66,7 +66,7 @@ pub fn init() {
         }
         TASK_SECONDS.with_label_values(&[part]);
     }
-    for kind in ["storage", "source", "ffmpeg", "deadline", "other"] {
+    for kind in ["storage", "source", "ffmpeg", "deadline", "keys", "other"] {
         FAILURES.with_label_values(&[kind]);
     }
     for kind in ["storage", "deadline", "drain", "other"] {

@@ -61,9 +61,10 @@ impl Coeffs {
     }
 }
 
-/// A LUT ready for the pass: the lattice on the [0, 1] domain as RGBX floats.
+/// A LUT ready for the pass: the lattice on the [0, 1] domain, as the parser's cube (for
+/// the plain tail, through [`Cube::apply`]) and as RGBX floats (for the AVX2 pass).
 pub struct LutKernel {
-    n: usize,
+    unit: Cube,
     /// Whether rows go through the AVX2 pass (else pair by pair, in tests only).
     simd: bool,
     table: Vec<[f32; 4]>,
@@ -91,8 +92,9 @@ impl LutKernel {
     }
 
     fn build(cube: &Cube, matrix: &str, full_range: bool) -> Self {
-        let table = cube.unit_lattice().into_iter().map(|[r, g, b]| [r, g, b, 0.0]).collect();
-        Self { n: cube.size, simd: Self::available(), table, k: Coeffs::new(matrix, full_range) }
+        let unit = Cube { size: cube.size, domain_min: [0.0; 3], domain_max: [1.0; 3], table: cube.unit_lattice() };
+        let table = unit.table.iter().map(|&[r, g, b]| [r, g, b, 0.0]).collect();
+        Self { unit, simd: Self::available(), table, k: Coeffs::new(matrix, full_range) }
     }
 
     /// The pass over one picture, which must be `yuv422p10le`; the result is a new
@@ -143,7 +145,7 @@ impl LutKernel {
         // SAFETY: `simd` is set only where `available()` found AVX2 and FMA, and the
         // slices hold the `whole` pixels (and half as many chroma samples) the pass reads
         // and writes, as asserted above.
-        unsafe { simd::row(&self.table, self.n, &self.k, whole, y, u, v, yo, uo, vo) };
+        unsafe { simd::row(&self.table, self.unit.size, &self.k, whole, y, u, v, yo, uo, vo) };
         whole
     }
 
@@ -159,31 +161,13 @@ impl LutKernel {
         let (mut ys, mut cb, mut cr) = ([0u16; 2], 0.0, 0.0);
         for (i, &luma) in y.iter().enumerate() {
             let yy = (f32::from(luma) - k.y_off) * k.y_scale;
-            let [r, g, b] = self.interpolate([yy + k.rv * vv, yy + k.gu * uu + k.gv * vv, yy + k.bu * uu]);
+            let [r, g, b] = self.unit.apply([yy + k.rv * vv, yy + k.gu * uu + k.gv * vv, yy + k.bu * uu]);
             let yl = k.kr * r + k.kg * g + k.kb * b;
             ys[i] = code(yl * 876.0 + 64.0);
             cb += (b - yl) * k.cb_s * 2.0 / y.len() as f32;
             cr += (r - yl) * k.cr_s * 2.0 / y.len() as f32;
         }
         (ys, code(cb * 896.0 + 512.0), code(cr * 896.0 + 512.0))
-    }
-
-    /// Tetrahedral interpolation on the lattice, input clamped to [0, 1].
-    fn interpolate(&self, rgb: [f32; 3]) -> [f32; 3] {
-        let (n, last) = (self.n, (self.n - 1) as f32);
-        let pos = rgb.map(|c| c.clamp(0.0, 1.0) * last);
-        let lo = pos.map(|p| (p.floor() as usize).min(n - 2));
-        let f: [f32; 3] = std::array::from_fn(|c| pos[c] - lo[c] as f32);
-        let stride = [1, n, n * n];
-        let base = lo[0] + n * (lo[1] + n * lo[2]);
-        let max = if f[0] >= f[1] && f[0] >= f[2] { 0 } else if f[1] >= f[2] { 1 } else { 2 };
-        let min = if f[2] <= f[1] && f[2] <= f[0] { 2 } else if f[1] <= f[0] { 1 } else { 0 };
-        let (f1, f3) = (f[max], f[min]);
-        let f2 = f[0] + f[1] + f[2] - f1 - f3;
-        let all = 1 + n + n * n;
-        let c = [base, base + stride[max], base + all - stride[min], base + all].map(|i| self.table[i]);
-        let w = [1.0 - f1, f1 - f2, f2 - f3, f3];
-        std::array::from_fn(|ch| (0..4).map(|i| w[i] * c[i][ch]).sum())
     }
 }
 

@@ -16,6 +16,8 @@ use super::Coeffs;
 /// chroma slices at least `whole / 2`; `table` must be the `n`-point lattice (`n >= 2`).
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
+// SAFETY: unsafe for the target feature and the unchecked loads and stores; the caller
+// meets the contract above (`LutKernel::row_simd` asserts the lengths, checks the CPU).
 pub unsafe fn row(table: &[[f32; 4]], n: usize, k: &Coeffs, whole: usize, y: &[u16], u: &[u16], v: &[u16], yo: &mut [u16], uo: &mut [u16], vo: &mut [u16]) {
     debug_assert!(table.len() == n * n * n && whole.is_multiple_of(8) && y.len() >= whole && u.len() >= whole / 2);
     let lp = table.as_ptr() as *const f32;
@@ -44,6 +46,8 @@ pub unsafe fn row(table: &[[f32; 4]], n: usize, k: &Coeffs, whole: usize, y: &[u
 /// Eight pixels' R'G'B', clamped to [0, 1] and scaled to lattice units.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
+// SAFETY: called from `row` only (AVX2 and FMA present), with pointers to the group's 8
+// luma and 4 + 4 chroma samples, inside the slices `row` was given.
 unsafe fn rgb(k: &Coeffs, n: usize, y: *const u16, u: *const u16, v: *const u16) -> (__m256, __m256, __m256) {
     let dup = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
     let yi = _mm256_cvtepu16_epi32(_mm_loadu_si128(y as *const __m128i));
@@ -66,6 +70,8 @@ unsafe fn rgb(k: &Coeffs, n: usize, y: *const u16, u: *const u16, v: *const u16)
 /// the smallest's, to the far corner; ties pick red, green, blue in that order.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
+// SAFETY: unsafe for the target feature only (called from `row`); touches no memory but
+// its own arrays.
 unsafe fn tetrahedra(n: usize, r: __m256, g: __m256, b: __m256) -> ([[i32; 8]; 4], [__m256; 4]) {
     let nf = n as f32;
     let lim = _mm256_set1_ps(nf - 2.0);
@@ -94,6 +100,8 @@ unsafe fn tetrahedra(n: usize, r: __m256, g: __m256, b: __m256) -> ([[i32; 8]; 4
 /// Eight R'G'B' results (as four RGBX|RGBX pairs) to BT.709 10-bit limited Y'CbCr.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
+// SAFETY: called from `row` only, with pointers to the group's 8 luma and 4 + 4 chroma
+// output samples, inside the slices `row` was given.
 unsafe fn store(k: &Coeffs, px: [__m256; 4], yo: *mut u16, uo: *mut u16, vo: *mut u16) {
     // px: p0|p1, p2|p3, p4|p5, p6|p7 -> R, G, B vectors in pixel order.
     let a = _mm256_permute2f128_ps::<0x20>(px[0], px[2]);
