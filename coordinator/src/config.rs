@@ -97,7 +97,7 @@ pub enum Command {
         /// The principal's name (letters, digits, -_.@)
         name: String,
         /// ingest, producer or admin
-        #[arg(value_parser = parse_role)]
+        #[arg(value_enum)]
         role: crate::principals::Role,
     },
 }
@@ -109,9 +109,6 @@ pub enum AuditCommand {
     Verify,
 }
 
-fn parse_role(s: &str) -> Result<crate::principals::Role, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| format!("{s:?} is not a role: ingest, producer or admin"))
-}
 
 impl Config {
     /// Settings that cannot work together, as a message for the operator.

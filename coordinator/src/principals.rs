@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// What a principal may do; each role includes the one before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Submits and reads jobs (the ingest pipeline).
@@ -148,15 +148,10 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 /// A new random token (32 bytes from the OS, hex) and the principals-file line for it.
 pub fn new_token(name: &str, role: Role) -> std::io::Result<(String, String)> {
     let mut bytes = [0u8; 32];
-    getrandom_bytes(&mut bytes)?;
+    getrandom::getrandom(&mut bytes).map_err(std::io::Error::other)?;
     let token = hex::encode(bytes);
     let line = serde_json::json!({"name": name, "role": role, "token_sha256": hex::encode(token_hash(&token))}).to_string();
     Ok((token, line))
-}
-
-fn getrandom_bytes(buf: &mut [u8]) -> std::io::Result<()> {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(buf)
 }
 
 #[cfg(test)]

@@ -40,10 +40,6 @@ impl Iv {
         Self(iv)
     }
 
-    /// As the key tag writes it: `0x` and 32 hex digits.
-    pub fn attribute(&self) -> String {
-        format!("0x{}", hex::encode(self.0))
-    }
 }
 
 /// The encrypted form of a whole segment.
@@ -78,10 +74,6 @@ pub fn playlist_key(job_id: &str, period: u32, iv_hex: &str) -> m3u8_rs::Key {
     m3u8_rs::Key { method: m3u8_rs::KeyMethod::AES128, uri: Some(key_uri(job_id, period)), iv: Some(format!("0x{iv_hex}")), ..Default::default() }
 }
 
-/// The key tag before a segment: method, where the key is, and the segment's IV.
-pub fn key_tag(uri: &str, iv: &Iv) -> String {
-    format!("#EXT-X-KEY:METHOD=AES-128,URI=\"{uri}\",IV={}", iv.attribute())
-}
 
 #[cfg(test)]
 mod tests {
@@ -123,8 +115,9 @@ mod tests {
         assert_ne!(a, Iv::derive(&ContentKey([2; 16]), "720p", 3));
         // "72" + index 0x30... must not collide with "720" + another index.
         assert_ne!(Iv::derive(&key, "72", 0x30), Iv::derive(&key, "720", 0));
-        let tag = key_tag("/keys/3", &a);
-        assert!(tag.starts_with("#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/3\",IV=0x") && tag.len() == 45 + 32, "{tag}");
+        let tag = playlist_key("j1", 3, &hex::encode(a.0));
+        assert_eq!((&tag.method, tag.uri.as_deref()), (&m3u8_rs::KeyMethod::AES128, Some("/v1/jobs/j1/keys/3")));
+        assert!(tag.iv.as_deref().is_some_and(|iv| iv.starts_with("0x") && iv.len() == 2 + 32), "{tag:?}");
         assert_eq!(format!("{key:?}"), "ContentKey(..)");
     }
 
