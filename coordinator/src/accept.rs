@@ -226,10 +226,7 @@ pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Loca
         })
         .collect();
     let keys = match &app.master_key {
-        Some(master) => {
-            let periods = farm_hls::encryption::periods_in(duration, app.config.key_period_seconds);
-            crate::keys::NewKeys { period_seconds: app.config.key_period_seconds, wrapped: crate::keys::for_new_job(master, &id, periods).map_err(internal)? }
-        }
+        Some(master) => crate::keys::for_new_job(master, &id, duration, app.config.key_period_seconds).map_err(internal)?,
         None => crate::keys::NewKeys::default(),
     };
     Ok(NewJob { job, tasks, ladder, keys })

@@ -39,9 +39,8 @@ pub async fn dispatch(app: &AppState, new: NewJob) -> Result<Dispatched, ApiErro
         app.store.release_key(&job.id).await.map_err(internal)?;
         return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}; nothing was accepted, retry later")));
     }
-    let job_keys = crate::keys::job_keys(&app.store, app.master_key.as_ref(), &job.id).await.map_err(internal)?;
     for task in &tasks {
-        let payload = serde_json::to_vec(&split::message(&job, task, &ladder, job_keys.as_ref())).map_err(internal)?;
+        let payload = serde_json::to_vec(&split::message(&job, task, &ladder, keys.plain.as_ref())).map_err(internal)?;
         if let Err(e) = app.broker.publish_task(job.priority, &payload).await {
             let reason = format!("the broker did not take the job's tasks: {e:#}");
             app.store.set_job_state(&job.id, State::Failed, Some(&reason), None).await.map_err(internal)?;

@@ -90,11 +90,13 @@ pub fn new_content_key() -> Result<ContentKey, KeyError> {
     Ok(ContentKey(key))
 }
 
-/// A new job's wrapped keys, ready for [`Store::insert`]; empty when jobs are not encrypted.
-#[derive(Debug, Default)]
+/// A new job's keys: wrapped for [`Store::insert`], and as they are for its first task
+/// messages; empty when jobs are not encrypted.
+#[derive(Default)]
 pub struct NewKeys {
     pub period_seconds: u32,
     pub wrapped: Vec<(u32, String)>,
+    pub plain: Option<JobKeys>,
 }
 
 /// The unwrapped keys of a job, to hand on to its tasks.
@@ -154,9 +156,17 @@ pub async fn job_keys(store: &Store, master: Option<&MasterKey>, job: &str) -> a
     Ok((!rows.is_empty()).then_some(out))
 }
 
-/// Wrapped keys for periods `0..periods` of a new job.
-pub fn for_new_job(master: &MasterKey, job: &str, periods: u32) -> Result<Vec<(u32, String)>, KeyError> {
-    (0..periods).map(|p| Ok((p, master.wrap(job, p, &new_content_key()?)?))).collect()
+/// Keys for the periods of `duration_seconds` of a new job, `period_seconds` each.
+pub fn for_new_job(master: &MasterKey, job: &str, duration_seconds: f64, period_seconds: u32) -> Result<NewKeys, KeyError> {
+    let mut new = NewKeys { period_seconds, wrapped: Vec::new(), plain: None };
+    let mut plain = JobKeys { period_seconds, keys: Default::default() };
+    for p in 0..farm_hls::encryption::periods_in(duration_seconds, period_seconds) {
+        let key = new_content_key()?;
+        new.wrapped.push((p, master.wrap(job, p, &key)?));
+        plain.keys.insert(p, key);
+    }
+    new.plain = Some(plain);
+    Ok(new)
 }
 
 /// The content key of a job's period, unwrapped; `None` when the job has none stored.
@@ -227,9 +237,11 @@ mod tests {
     #[test]
     fn a_new_job_gets_one_key_per_period() {
         let master = MasterKey::from_bytes(&[3; 32]);
-        let keys = for_new_job(&master, "j9", 3).unwrap();
-        assert_eq!(keys.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [0, 1, 2]);
-        let plain: Vec<ContentKey> = keys.iter().map(|(p, w)| master.unwrap("j9", *p, w).unwrap()).collect();
+        let keys = for_new_job(&master, "j9", 25.0, 10).unwrap();
+        assert_eq!(keys.wrapped.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [0, 1, 2]);
+        let plain: Vec<ContentKey> = keys.wrapped.iter().map(|(p, w)| master.unwrap("j9", *p, w).unwrap()).collect();
         assert!(plain[0] != plain[1] && plain[1] != plain[2]);
+        let handed_on = keys.plain.unwrap();
+        assert_eq!((handed_on.period_seconds, handed_on.keys.values().cloned().collect::<Vec<_>>()), (10, plain), "what tasks get is what is stored");
     }
 }

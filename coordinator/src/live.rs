@@ -56,6 +56,8 @@ struct Seen {
     segments: usize,
     codecs: HashMap<String, String>,
     playable: bool,
+    /// The job's content keys, read once (`Some(None)`: the job is not encrypted).
+    keys: Option<Option<Arc<crate::keys::JobKeys>>>,
 }
 
 pub struct Publisher {
@@ -144,7 +146,10 @@ impl Publisher {
         if self.store.job(id).await?.is_none_or(|j| j.state.is_final()) {
             return Ok(seen.playable);
         }
-        let job_keys = crate::keys::job_keys(&self.store, self.master_key.as_ref(), id).await?;
+        if seen.keys.is_none() {
+            seen.keys = Some(crate::keys::job_keys(&self.store, self.master_key.as_ref(), id).await?.map(Arc::new));
+        }
+        let job_keys = seen.keys.clone().flatten();
         let job_id = id.to_string();
         let rt = tokio::runtime::Handle::current();
         let (count, codecs, playable) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
