@@ -43,7 +43,7 @@ fn main() -> Result<()> {
     let prefix = unique_prefix("load");
     s3().put_file(&format!("{prefix}/in.mov"), &source)?;
     let _ = farm_tests::amqp::broker();
-    let db = "postgres://postgres@127.0.0.1:5432/postgres";
+    let db = farm_tests::farm::POSTGRES;
     let farm = Farm::start(db, &prefix.replace('/', "-"), 2, 60.0);
     let ladder: serde_json::Value = serde_json::from_str(LADDER)?;
 

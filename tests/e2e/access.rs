@@ -12,7 +12,7 @@ use farm_tests::s3::{s3, unique_prefix, BUCKET};
 use farm_tests::worker::coordinator_bin;
 use reqwest::blocking::Client;
 
-const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+use farm_tests::farm::POSTGRES_SERVER as SERVER;
 
 /// A database of its own, so that tampering with its trail touches no other test.
 fn fresh_database(prefix: &str) -> String {

@@ -10,7 +10,6 @@ use farm_tests::fixtures::{clip_30s, make, SMALL_LADDER};
 use farm_tests::hls::check_ladder;
 use farm_tests::s3::{s3, unique_prefix, BUCKET};
 
-const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 fn source_15s() -> std::path::PathBuf {
     make(
@@ -112,7 +111,7 @@ fn a_job_split_over_two_workers_succeeds_with_sqlite() {
 
 #[test]
 fn a_job_split_over_two_workers_succeeds_with_postgres() {
-    job_split_over_two_workers(PG_URL, "farm-pg");
+    job_split_over_two_workers(farm_tests::farm::POSTGRES, "farm-pg");
 }
 
 #[test]

@@ -17,7 +17,7 @@ use farm_tests::probe::decoded_frames;
 use farm_tests::fixtures::{clip_30s, SMALL_LADDER};
 use farm_tests::s3::{s3, unique_prefix, BUCKET};
 
-const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+use farm_tests::farm::POSTGRES;
 
 /// (key URI, IV without 0x, segment URI) of every segment of a media playlist; panics on a
 /// segment without a key tag before it.

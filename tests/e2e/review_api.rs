@@ -13,7 +13,7 @@ use farm_tests::fixtures::{make, SMALL_LADDER};
 use farm_tests::picture::write_test_lut;
 use farm_tests::s3::{s3, unique_prefix, BUCKET};
 
-const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+use farm_tests::farm::POSTGRES;
 
 fn clip() -> std::path::PathBuf {
     make(

@@ -21,7 +21,6 @@ use farm_tests::services;
 mod hostile;
 mod stall;
 
-const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// The 30 s clip: 750 frames at 25 fps; per rendition three leading 2 s segments of 50
 /// frames, then four 6 s segments of 150.
 const FRAMES: u64 = 750;
@@ -42,7 +41,7 @@ impl Case {
     fn start(name: &str, workers: usize, chunk_seconds: f64, extra: Extra) -> Self {
         let prefix = unique_prefix(name);
         s3().put_file(&format!("{prefix}/in.mov"), &clip_30s()).unwrap();
-        let farm = Farm::start_with(PG_URL, &prefix.replace('/', "-"), workers, chunk_seconds, extra);
+        let farm = Farm::start_with(farm_tests::farm::POSTGRES, &prefix.replace('/', "-"), workers, chunk_seconds, extra);
         Self { farm, prefix }
     }
 

@@ -80,6 +80,10 @@ pub fn sqlite_url(dir: &std::path::Path) -> String {
     format!("sqlite://{}/farm.db?mode=rwc", dir.display())
 }
 
+/// The test PostgreSQL server (trust authentication on loopback), and its default database.
+pub const POSTGRES_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+pub const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
 /// The API token of farms started by [`Farm::start`].
 pub const TOKEN: &str = "farm-test-token-0123456789";
 
