@@ -19,6 +19,9 @@ use tokio::sync::Mutex;
 use farm_contract::signature::{TaskKey, HEADER_SIGNATURE};
 
 
+/// How long connecting to RabbitMQ and declaring the topology may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub struct Broker {
     url: String,
     pub topology: Topology,
@@ -48,14 +51,23 @@ impl Broker {
                 return Ok(channel.clone());
             }
         }
+        // Bounded: a broker that takes the TCP connection but never answers (overloaded,
+        // half-booted) must make /readyz say 503, not hang it and every request behind it.
+        let (conn, channel) = tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
+            .await
+            .map_err(|_| anyhow::anyhow!("the broker did not answer within {} s", CONNECT_TIMEOUT.as_secs()))??;
+        *link = Some((conn, channel.clone()));
+        Ok(channel)
+    }
+
+    async fn connect(&self) -> anyhow::Result<(Connection, Channel)> {
         let conn = Connection::connect(&self.url, ConnectionProperties::default())
             .await
             .context("connecting to the broker")?;
         let channel = conn.create_channel().await?;
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
         declare(&channel, &self.topology).await?;
-        *link = Some((conn, channel.clone()));
-        Ok(channel)
+        Ok((conn, channel))
     }
 
     /// Unacknowledged (in-flight) messages per task queue, from the management API at

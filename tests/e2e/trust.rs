@@ -284,3 +284,40 @@ fn the_embedded_farm_without_a_token_refuses_to_listen_beyond_loopback() {
     let log = plain(&coordinator.log());
     assert!(log.contains("listens on loopback only"), "{log}");
 }
+
+/// A broker that takes the TCP connection and never speaks AMQP (RabbitMQ stalled under
+/// hundreds of leftover quorum queues did exactly this): /readyz waited on the connection
+/// for ever; it must say 503 within the connect timeout while /healthz says 200.
+#[test]
+fn readiness_says_503_when_the_broker_takes_connections_and_never_answers() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let broker_url = format!("amqp://guest:guest@{}/%2f", silent.local_addr().unwrap());
+    let held = std::thread::spawn(move || silent.incoming().take(2).filter_map(Result::ok).collect::<Vec<_>>());
+    let db = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut env: Vec<(&str, String)> = s3().env().into_iter().map(|(k, v)| (k, v.to_string())).collect();
+    env.extend([
+        ("AMQP_URL", broker_url),
+        ("FARM_QUEUE_PREFIX", unique_prefix("silent-broker").replace('/', "-")),
+        ("DATABASE_URL", sqlite_url(db.path())),
+        ("FARM_API_TOKEN", farm_tests::farm::TOKEN.to_string()),
+        ("FARM_LISTEN", format!("127.0.0.1:{port}")),
+        task_key_env(),
+    ]);
+    let coordinator = Proc::spawn(coordinator_bin(), &[], &env);
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let up = Instant::now();
+    while http.get(format!("{base}/healthz")).send().map_or(true, |r| !r.status().is_success()) {
+        assert!(up.elapsed() < Duration::from_secs(20), "no /healthz: {}", coordinator.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let started = Instant::now();
+    let ready = http.get(format!("{base}/readyz")).send().expect("/readyz answers");
+    assert_eq!(ready.status(), 503);
+    assert!(started.elapsed() < Duration::from_secs(20), "/readyz took {:?}", started.elapsed());
+    let body: serde_json::Value = ready.json().unwrap();
+    assert_eq!((body["database"].as_bool(), body["broker"].as_bool()), (Some(true), Some(false)), "{body}");
+    drop(coordinator);
+    drop(held);
+}

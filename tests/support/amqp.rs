@@ -17,16 +17,21 @@ pub struct Broker {
 }
 
 pub fn broker() -> Broker {
+    sweep_leftovers();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace");
     let status = Command::new(root.join("scripts/services.sh")).arg("rabbitmq").status().expect("services.sh");
     assert!(status.success(), "could not start RabbitMQ (scripts/services.sh rabbitmq)");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let (conn, channel) = rt.block_on(async {
+    let connect = async {
         let conn = Connection::connect(URL, ConnectionProperties::default()).await.expect("connect to RabbitMQ");
         let channel = conn.create_channel().await.unwrap();
         channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
         (conn, channel)
-    });
+    };
+    // A stalled node takes the TCP connection and never answers: fail, do not hang the suite.
+    let (conn, channel) = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(30), connect).await })
+        .expect("RabbitMQ took the connection but did not answer within 30 s (see its log, /var/log/rabbitmq)");
     Broker { rt, channel, conn }
 }
 
@@ -130,12 +135,9 @@ impl Broker {
         });
     }
 
-    /// Removes the queues a farm with this prefix declared.
+    /// Removes the queues and exchanges a farm with this prefix declared.
     pub fn delete_farm_queues(&self, prefix: &str) {
-        let t = farm_queue::Topology::new(prefix);
-        let p = farm_contract::task::Priority::High;
-        let n = farm_contract::task::Priority::Normal;
-        self.delete_queues(&[t.queue(p), t.queue(n), t.dead_queue(), format!("{prefix}.coordinator.events"), format!("{prefix}.coordinator.dead")]);
+        delete_topology(prefix);
     }
 
     /// Waits until `ok()` holds, up to `limit`.
@@ -148,5 +150,71 @@ impl Broker {
             std::thread::sleep(Duration::from_millis(250));
         }
         false
+    }
+}
+
+/// RabbitMQ's management API (scripts/services.sh enables it): AMQP cannot list queues.
+const MANAGEMENT: &str = "http://127.0.0.1:15672/api";
+
+/// Deletes the queues and exchanges of the farm with queue prefix `prefix` (`{prefix}.*`).
+pub fn delete_topology(prefix: &str) {
+    let owned = format!("{prefix}.");
+    delete_matching(|name| name.starts_with(&owned));
+}
+
+/// Deletes the queues and exchanges that test farms of processes no longer running left
+/// behind (a test that panicked before its clean-up, a run that was killed). They add up:
+/// a few hundred idle quorum queues stall RabbitMQ 3.10 on a 2-core machine, new
+/// connections and the node's restart included. Once per test process.
+pub fn sweep_leftovers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| delete_matching(|name| owner_pid(name).is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())));
+}
+
+/// The process that declared a test queue or exchange: names are
+/// `tests-<label>-<pid>-<nanoseconds>[-<suffix>].<role>` (see `s3::unique_prefix`).
+fn owner_pid(name: &str) -> Option<u32> {
+    let prefix = name.strip_prefix("tests-")?.split('.').next()?;
+    let parts: Vec<&str> = prefix.split('-').collect();
+    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    parts.windows(2).find(|w| numeric(w[0]) && numeric(w[1]) && w[1].len() >= 16).and_then(|w| w[0].parse().ok())
+}
+
+fn delete_matching(wanted: impl Fn(&str) -> bool) {
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    for kind in ["queues", "exchanges"] {
+        let listed = http
+            .get(format!("{MANAGEMENT}/{kind}/%2f?columns=name"))
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.json::<Vec<serde_json::Value>>());
+        let names = match listed {
+            Ok(names) => names,
+            Err(e) => {
+                eprintln!("warning: could not list RabbitMQ {kind} to clean up: {e}");
+                continue;
+            }
+        };
+        for name in names.iter().filter_map(|n| n["name"].as_str()).filter(|n| wanted(n)) {
+            let mut url = reqwest::Url::parse(&format!("{MANAGEMENT}/{kind}/%2f")).unwrap();
+            url.path_segments_mut().unwrap().push(name);
+            if let Err(e) = http.delete(url).basic_auth("guest", Some("guest")).send().and_then(|r| r.error_for_status()) {
+                eprintln!("warning: could not delete RabbitMQ {kind} {name}: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_test_queue_names_the_process_that_declared_it() {
+        assert_eq!(super::owner_pid("tests-access-20172-1796057634744132316.tasks.high"), Some(20172));
+        assert_eq!(super::owner_pid("tests-drain-http-20765-1796057837492477189.tasks.normal"), Some(20765));
+        assert_eq!(super::owner_pid("tests-limits-20765-1796057923168470935-c.tasks.dead"), Some(20765));
+        assert_eq!(super::owner_pid("tests-limits-20765-1796057923168470935-c.tasks"), Some(20765));
+        assert_eq!(super::owner_pid("farm.tasks.high"), None);
+        assert_eq!(super::owner_pid("tests-by-hand.tasks.high"), None);
     }
 }

@@ -75,6 +75,20 @@ impl Drop for Proc {
     }
 }
 
+impl Drop for Farm {
+    /// Stops the processes, then removes the farm's queues and exchanges from the shared
+    /// broker, also when the test failed.
+    fn drop(&mut self) {
+        for p in std::iter::once(&mut self.coordinator).chain(self.workers.iter_mut()) {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+        if !self.prefix.is_empty() {
+            crate::amqp::delete_topology(&self.prefix);
+        }
+    }
+}
+
 /// A new SQLite job database in `dir`, as a `DATABASE_URL`.
 pub fn sqlite_url(dir: &std::path::Path) -> String {
     format!("sqlite://{}/farm.db?mode=rwc", dir.display())
@@ -131,6 +145,7 @@ impl Farm {
     }
 
     pub fn start_with(database_url: &str, prefix: &str, workers: usize, chunk_seconds: f64, extra: Extra) -> Self {
+        crate::amqp::sweep_leftovers();
         let mut env: Vec<(&'static str, String)> = s3().env().into_iter().map(|(k, v)| (k, v.to_string())).collect();
         env.push(("AMQP_URL", URL.to_string()));
         env.push(("FARM_QUEUE_PREFIX", prefix.to_string()));
