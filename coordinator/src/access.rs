@@ -45,6 +45,7 @@ pub fn action_of(method: &Method, route: &str) -> Option<Action> {
         ("DELETE", "/v1/jobs/{id}") => Action::CancelJob,
         ("GET", "/v1/audit") => Action::ReadAudit,
         ("GET", "/v1/jobs/{id}/keys/{period}") => Action::FetchKey,
+        ("GET" | "POST", "/v1/jobs/{id}/shares") | ("DELETE", "/v1/shares/{id}") => Action::ManageShares,
         ("GET", "/openapi.json") => Action::ReadApiDocument,
         _ => return None,
     })
@@ -114,6 +115,8 @@ mod tests {
         assert_eq!(action_of(&Method::GET, "/v1/jobs/{id}"), Some(Action::ReadJobs));
         assert_eq!(action_of(&Method::DELETE, "/v1/jobs/{id}"), Some(Action::CancelJob));
         assert_eq!(action_of(&Method::GET, "/v1/audit"), Some(Action::ReadAudit));
+        assert_eq!(action_of(&Method::POST, "/v1/jobs/{id}/shares"), Some(Action::ManageShares));
+        assert_eq!(action_of(&Method::DELETE, "/v1/shares/{id}"), Some(Action::ManageShares));
         assert_eq!(action_of(&Method::PUT, "/v1/jobs/{id}"), None);
         assert_eq!(truncate("ééé", 2), "éé");
     }

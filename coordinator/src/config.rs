@@ -75,6 +75,17 @@ pub struct Config {
     /// Seconds of media per content key (keys rotate every this many seconds of a job)
     #[arg(long, env = "FARM_KEY_PERIOD_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u32).range(2..=86400))]
     pub key_period_seconds: u32,
+    /// Base URL of the coordinator as viewers reach it, for share links (default: the
+    /// listen address over http)
+    #[arg(long, env = "FARM_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Longest life of a share link, in seconds (default 30 days)
+    #[arg(long, env = "FARM_SHARE_MAX_SECONDS", default_value_t = 2_592_000, value_parser = clap::value_parser!(u64).range(60..=31_536_000))]
+    pub share_max_seconds: u64,
+    /// Life of the signed object-storage URLs a share's playlists hold, in seconds (never
+    /// past the share's own expiry)
+    #[arg(long, env = "FARM_SHARE_URL_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(10..=604_800))]
+    pub share_url_seconds: u64,
 }
 
 /// What the binary does besides serving (which it does with no command).
@@ -131,6 +142,11 @@ impl Config {
         }
         self.principals().map_err(|e| e.to_string())?;
         self.master_key().map_err(|e| e.to_string())?;
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(['?', '#']) {
+                return Err(format!("FARM_PUBLIC_URL must be an http(s) URL without query or fragment, not {url:?}"));
+            }
+        }
         if self.api_token.is_some() && token.len() < 16 {
             return Err("FARM_API_TOKEN must be at least 16 characters".into());
         }
@@ -145,6 +161,14 @@ impl Config {
     /// The master key, when one is configured.
     pub fn master_key(&self) -> Result<Option<crate::keys::MasterKey>, crate::keys::KeyError> {
         self.master_key_file.as_deref().map(crate::keys::MasterKey::load).transpose()
+    }
+
+    /// Base URL of share links, without a trailing `/`.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listen),
+        }
     }
 
     pub fn database_url(&self) -> String {

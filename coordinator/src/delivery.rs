@@ -1,18 +1,25 @@
-//! Delivering an encrypted review copy: the content key of one key period, to a principal
-//! whose role may fetch keys (share links, checked the same way, come next). Every key
-//! handed out is a row in the audit trail, so "who watched which minutes of job X" can be
-//! answered from it.
+//! Delivering an encrypted review copy: the content key of one key period to a principal
+//! whose role may fetch keys; and a share link's playback: its playlists rewritten (segment
+//! URIs signed object-storage URLs, key URIs the share's own key endpoint), its other files
+//! (segments on local storage, thumbnails, review.json), its keys. Every share request
+//! checks the share first (unknown 404; expired or revoked 403). Every key handed out and
+//! every playlist a share fetches is a row in the audit trail, so "who watched which
+//! minutes of job X" can be answered from it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
 use crate::access::Caller;
 use crate::app::{internal, rejected, ApiError, AppState, ErrorBody};
-use crate::audit;
+use crate::audit::{self, Event};
+use crate::db::now_ms;
+use crate::shares::Share;
 
 /// The 16 bytes of a job's content key for one key period (RFC 8216 key URI).
 #[utoipa::path(get, path = "/v1/jobs/{id}/keys/{period}",
@@ -35,4 +42,160 @@ pub async fn job_key(
     let key = crate::keys::job_key(&app.store, master, &id, period).await.map_err(internal)?.ok_or_else(missing)?;
     audit::record(&app.store, caller.event("key.fetched", Some(&id), format!("period {period}"))).await;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream"), (header::CACHE_CONTROL, "no-store")], key.0.to_vec()).into_response())
+}
+
+/// The share whose secret is `token`, if it still plays; refusals are audited.
+async fn open_share(app: &AppState, token: &str, address: &SocketAddr, what: &str) -> Result<Share, ApiError> {
+    let share = crate::shares::by_token(&app.store, token).await.map_err(internal)?;
+    let refusal = match &share {
+        None => Some((StatusCode::NOT_FOUND, "no such share link")),
+        Some(s) => s.refusal(now_ms()).map(|r| (StatusCode::FORBIDDEN, r)),
+    };
+    match (share, refusal) {
+        (Some(share), None) => Ok(share),
+        (share, Some((code, reason))) => {
+            let event = Event {
+                principal: share.as_ref().map_or("-".into(), viewer_name),
+                address: address.ip().to_string(),
+                action: "request.denied",
+                job_id: share.as_ref().map(|s| s.job_id.clone()),
+                share_id: share.map(|s| s.id),
+                detail: format!("{what}: {reason}"),
+            };
+            audit::record(&app.store, event).await;
+            Err(ApiError(code, reason.into()))
+        }
+        (None, None) => unreachable!("an unknown share is refused"),
+    }
+}
+
+/// How a share's viewer appears in the audit trail (never mistaken for a principal).
+fn viewer_name(share: &Share) -> String {
+    format!("viewer:{}", share.viewer)
+}
+
+fn share_event(share: &Share, address: &SocketAddr, action: &'static str, detail: String) -> Event {
+    Event {
+        principal: viewer_name(share),
+        address: address.ip().to_string(),
+        action,
+        job_id: Some(share.job_id.clone()),
+        share_id: Some(share.id.clone()),
+        detail,
+    }
+}
+
+/// The content key of one period, to a share link that still plays (the key URI of its
+/// playlists). The share's secret is the credential: no bearer token.
+#[utoipa::path(get, path = "/s/{token}/keys/{period}",
+    params(("token" = String, Path, description = "the share's secret, from its URL"), ("period" = u32, Path, description = "key period")),
+    responses(
+        (status = 200, description = "the key: 16 bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, description = "the period is not a number from 0", body = ErrorBody),
+        (status = 403, description = "the share expired or was revoked", body = ErrorBody),
+        (status = 404, description = "no such share, or no such period", body = ErrorBody)))]
+pub async fn share_key(
+    State(app): State<Arc<AppState>>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    path: Result<Path<(String, u32)>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path((token, period)) = path.map_err(rejected)?;
+    let share = open_share(&app, &token, &address, &format!("key {period}")).await?;
+    let missing = || ApiError(StatusCode::NOT_FOUND, format!("no content key for period {period}"));
+    let master = app.master_key.as_ref().ok_or_else(missing)?;
+    let (key, seconds) = crate::keys::period_key(&app.store, master, &share.job_id, period).await.map_err(internal)?.ok_or_else(missing)?;
+    let (from, to) = (u64::from(period) * u64::from(seconds), u64::from(period + 1) * u64::from(seconds));
+    let detail = format!("period {period}: media {} to {}", clock(from), clock(to));
+    audit::record(&app.store, share_event(&share, &address, "share.key_fetched", detail)).await;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream"), (header::CACHE_CONTROL, "no-store")], key.0.to_vec()).into_response())
+}
+
+/// `h:mm:ss` of media.
+fn clock(seconds: u64) -> String {
+    format!("{}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60)
+}
+
+/// A file of a shared job's output: playlists rewritten, other files redirected to a
+/// signed URL (object storage) or served (local storage).
+#[utoipa::path(get, path = "/s/{token}/media/{file}",
+    params(("token" = String, Path, description = "the share's secret, from its URL"), ("file" = String, Path, description = "a file of the review copy: index.m3u8, a media playlist, a segment, review.json, thumbnails")),
+    responses(
+        (status = 200, description = "a playlist (rewritten for the share) or, on local storage, the file", content_type = "application/vnd.apple.mpegurl", body = String),
+        (status = 302, description = "object storage: a short-lived signed URL of the file"),
+        (status = 403, description = "the share expired or was revoked", body = ErrorBody),
+        (status = 404, description = "no such share or file", body = ErrorBody),
+        (status = 503, description = "the output storage does not answer", body = ErrorBody)))]
+pub async fn share_media(
+    State(app): State<Arc<AppState>>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path((token, file)) = path.map_err(rejected)?;
+    let share = open_share(&app, &token, &address, &format!("media {file}")).await?;
+    let not_found = || ApiError(StatusCode::NOT_FOUND, format!("no file {file} in this share"));
+    let content_type = content_type(&file).ok_or_else(not_found)?;
+    if farm_storage::sink::check_key(&file).is_err() || file.starts_with("parts/") {
+        return Err(not_found());
+    }
+    let job = app.store.job(&share.job_id).await.map_err(internal)?.ok_or_else(not_found)?;
+    let remaining = u64::try_from((share.expires_ms - now_ms()) / 1000).unwrap_or(0).max(1);
+    let ttl = Duration::from_secs(app.config.share_url_seconds.min(remaining));
+    let (output, s3, rt, name) = (job.output.clone(), app.config.s3(), tokio::runtime::Handle::current(), file.clone());
+    let served = tokio::task::spawn_blocking(move || serve_file(&output, &s3, &rt, &name, ttl)).await.map_err(internal)?;
+    let served = match served {
+        Ok(s) => s,
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) => return Err(not_found()),
+        Err(e) => return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("the review copy cannot be read now: {e:#}"))),
+    };
+    let no_store = (header::CACHE_CONTROL, "no-store");
+    Ok(match served {
+        Served::Playlist(text) => {
+            audit::record(&app.store, share_event(&share, &address, "share.playlist_fetched", file)).await;
+            ([(header::CONTENT_TYPE, content_type), no_store], text).into_response()
+        }
+        Served::Bytes(bytes) => ([(header::CONTENT_TYPE, content_type), no_store], bytes).into_response(),
+        Served::Signed(url) => (StatusCode::FOUND, [(header::LOCATION, url.as_str()), no_store]).into_response(),
+    })
+}
+
+enum Served {
+    Playlist(String),
+    Bytes(Vec<u8>),
+    Signed(String),
+}
+
+/// Reads `name` from a job's output (blocking: storage calls).
+fn serve_file(output: &str, s3: &farm_storage::S3Settings, rt: &tokio::runtime::Handle, name: &str, ttl: Duration) -> anyhow::Result<Served> {
+    let sink = farm_storage::open_sink(output, s3, rt)?;
+    if !name.ends_with(".m3u8") {
+        return Ok(match sink.signed_url(name, ttl)? {
+            Some(url) => Served::Signed(url),
+            None => Served::Bytes(sink.get(name)?),
+        });
+    }
+    let text = String::from_utf8(sink.get(name)?)?;
+    if name == farm_hls::MASTER {
+        return Ok(Served::Playlist(text));
+    }
+    let dir = name.rsplit_once('/').map_or(String::new(), |(d, _)| format!("{d}/"));
+    // The key endpoint, relative to this playlist (/s/{token}/media/{name}): proxy-safe.
+    let up = "../".repeat(name.matches('/').count() + 1);
+    let rewritten = farm_hls::share::rewrite_media(
+        &text,
+        |uri| Ok(sink.signed_url(&format!("{dir}{uri}"), ttl)?.unwrap_or_else(|| uri.to_string())),
+        |period| format!("{up}keys/{period}"),
+    )?;
+    Ok(Served::Playlist(rewritten))
+}
+
+/// What a share serves, by extension; anything else is not a file of a review copy.
+fn content_type(name: &str) -> Option<&'static str> {
+    Some(match name.rsplit_once('.')?.1 {
+        "m3u8" => "application/vnd.apple.mpegurl",
+        "ts" => "video/mp2t",
+        "json" => "application/json",
+        "vtt" => "text/vtt",
+        "jpg" => "image/jpeg",
+        _ => return None,
+    })
 }

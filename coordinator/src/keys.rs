@@ -171,14 +171,20 @@ pub fn for_new_job(master: &MasterKey, job: &str, duration_seconds: f64, period_
 
 /// The content key of a job's period, unwrapped; `None` when the job has none stored.
 pub async fn job_key(store: &Store, master: &MasterKey, job: &str, period: u32) -> anyhow::Result<Option<ContentKey>> {
-    let row = sqlx::query("SELECT wrapped FROM content_keys WHERE job_id = $1 AND period = $2")
+    Ok(period_key(store, master, job, period).await?.map(|(key, _)| key))
+}
+
+/// [`job_key`] with the seconds of media a period of this job spans.
+pub async fn period_key(store: &Store, master: &MasterKey, job: &str, period: u32) -> anyhow::Result<Option<(ContentKey, u32)>> {
+    let row = sqlx::query("SELECT wrapped, period_seconds FROM content_keys WHERE job_id = $1 AND period = $2")
         .bind(job)
         .bind(i64::from(period))
         .fetch_optional(&store.pool)
         .await?;
     let Some(row) = row else { return Ok(None) };
     let wrapped: String = row.try_get("wrapped")?;
-    Ok(Some(master.unwrap(job, period, &wrapped)?))
+    let seconds = u32::try_from(row.try_get::<i64, _>("period_seconds")?)?;
+    Ok(Some((master.unwrap(job, period, &wrapped)?, seconds)))
 }
 
 #[cfg(test)]

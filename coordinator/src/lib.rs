@@ -32,6 +32,7 @@ pub mod principals;
 pub mod probe;
 pub mod split;
 pub mod reclaim;
+pub mod shares;
 pub mod tracker;
 
 use std::sync::Arc;

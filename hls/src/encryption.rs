@@ -69,6 +69,14 @@ pub fn key_uri(job_id: &str, period: u32) -> String {
     format!("/v1/jobs/{job_id}/keys/{period}")
 }
 
+/// The period of a URI made by [`key_uri`].
+pub fn key_period(uri: &str) -> Option<u32> {
+    let rest = uri.strip_prefix("/v1/jobs/")?;
+    let (job, period) = rest.split_once("/keys/")?;
+    (!job.is_empty() && !job.contains('/')).then_some(())?;
+    period.parse().ok()
+}
+
 /// The key attribute of a segment in a media playlist.
 pub fn playlist_key(job_id: &str, period: u32, iv_hex: &str) -> m3u8_rs::Key {
     m3u8_rs::Key { method: m3u8_rs::KeyMethod::AES128, uri: Some(key_uri(job_id, period)), iv: Some(format!("0x{iv_hex}")), ..Default::default() }

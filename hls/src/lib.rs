@@ -4,12 +4,15 @@
 //!   [`playlist::live`]: the EVENT playlists of a job still running;
 //! - [`codecs`]: CODECS strings from the bitstream (H.264 SPS in Annex B);
 //! - [`review`]: `review.json` and the `thumbnails.vtt` track beside the master;
-//! - [`publish`]: the playlists of a finished job written to its output, master last.
+//! - [`publish`]: the playlists of a finished job written to its output, master last;
+//! - [`encryption`]: AES-128 segments, IVs and key URIs; [`share`]: media playlists as a
+//!   share link hands them out.
 
 pub mod codecs;
 pub mod encryption;
 pub mod playlist;
 pub mod publish;
 pub mod review;
+pub mod share;
 
 pub use playlist::MASTER;

@@ -68,6 +68,11 @@ impl S3Args {
 }
 
 pub fn s3_store(bucket: &str, settings: &S3Settings) -> Result<Arc<dyn ObjectStore>, LocationError> {
+    Ok(s3_client(bucket, settings)? as Arc<dyn ObjectStore>)
+}
+
+/// The S3 client of `bucket`: an object store that also signs URLs.
+pub fn s3_client(bucket: &str, settings: &S3Settings) -> Result<Arc<object_store::aws::AmazonS3>, LocationError> {
     use object_store::aws::AmazonS3ConfigKey;
     use object_store::ClientConfigKey;
     // Set as keys, not by replacing the client options `from_env` filled (AWS_ALLOW_HTTP...).
@@ -86,7 +91,7 @@ pub fn s3_store(bucket: &str, settings: &S3Settings) -> Result<Arc<dyn ObjectSto
     }
     builder
         .build()
-        .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+        .map(Arc::new)
         .map_err(|e| LocationError::Client { bucket: bucket.into(), message: e.to_string() })
 }
 

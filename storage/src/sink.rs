@@ -15,7 +15,8 @@ use tokio::runtime::Handle;
 
 use crate::location::{Location, LocationError, SourceLocation};
 use crate::error::to_io;
-use crate::s3::{s3_store, S3Settings};
+use crate::s3::{s3_client, s3_store, S3Settings};
+use object_store::signer::Signer;
 
 /// Objects above this are uploaded in parts.
 const MULTIPART_ABOVE: usize = 16 * 1024 * 1024;
@@ -31,6 +32,11 @@ pub trait Sink: Send + Sync {
     fn delete(&self, key: &str) -> std::io::Result<()>;
     /// Where a key can be found, for messages (a path or a URL).
     fn locate(&self, key: &str) -> String;
+    /// A URL that lets whoever holds it GET `key` for `ttl`, where the storage signs such
+    /// URLs (object storage); `None` where it cannot (a local folder: serve the bytes).
+    fn signed_url(&self, _key: &str, _ttl: std::time::Duration) -> std::io::Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Keys are relative, `/`-separated, with no empty, `.` or `..` segment.
@@ -155,7 +161,8 @@ pub fn open_sink(text: &str, s3: &S3Settings, rt: &Handle) -> Result<Box<dyn Sin
     Ok(match Location::parse(text)? {
         Location::Local(path) => Box::new(LocalDir::new(&path).map_err(OpenError::Io)?),
         Location::S3 { bucket, key } => {
-            Box::new(ObjectSink::new(s3_store(&bucket, s3)?, &bucket, &key, rt.clone()))
+            let s3 = s3_client(&bucket, s3)?;
+            Box::new(ObjectSink::new(s3.clone(), &bucket, &key, rt.clone()).with_signer(s3))
         }
     })
 }
@@ -163,6 +170,7 @@ pub fn open_sink(text: &str, s3: &S3Settings, rt: &Handle) -> Result<Box<dyn Sin
 /// Output under a prefix of a bucket.
 pub struct ObjectSink {
     store: Arc<dyn ObjectStore>,
+    signer: Option<Arc<dyn Signer>>,
     bucket: String,
     prefix: String,
     rt: Handle,
@@ -172,7 +180,13 @@ impl ObjectSink {
     pub fn new(store: Arc<dyn ObjectStore>, bucket: &str, prefix: &str, rt: Handle) -> Self {
         let prefix = prefix.trim_matches('/');
         let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
-        Self { store, bucket: bucket.into(), prefix, rt }
+        Self { store, signer: None, bucket: bucket.into(), prefix, rt }
+    }
+
+    /// Signs GET URLs of its keys with `signer` (the same bucket as the store).
+    pub fn with_signer(mut self, signer: Arc<dyn Signer>) -> Self {
+        self.signer = Some(signer);
+        self
     }
 
     fn path(&self, key: &str) -> std::io::Result<ObjectPath> {
@@ -232,6 +246,13 @@ impl Sink for ObjectSink {
 
     fn locate(&self, key: &str) -> String {
         format!("s3://{}/{}{key}", self.bucket, self.prefix)
+    }
+
+    fn signed_url(&self, key: &str, ttl: std::time::Duration) -> std::io::Result<Option<String>> {
+        let Some(signer) = &self.signer else { return Ok(None) };
+        let path = self.path(key)?;
+        let url = self.rt.block_on(signer.signed_url(object_store::signer::Method::GET, &path, ttl)).map_err(to_io)?;
+        Ok(Some(url.to_string()))
     }
 }
 

@@ -16,5 +16,6 @@ mod ranges;
 mod review;
 mod review_api;
 mod review_marks;
+mod shares;
 mod storage;
 mod trust;
