@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The embedded farm in one command: installs what is missing, builds, starts the
 # coordinator with in-process workers (no RabbitMQ, no S3: in-process queue, local disk
-# under farm-data/), submits a generated 20 s ProRes 422 HQ 1080p clip (or SOURCE), shows
-# the job's progress and prints where the master playlist is and how to play it.
+# under farm-data/; review copies encrypted with a master key made once in
+# farm-data/master.key), submits a generated 20 s ProRes 422 HQ 1080p clip (or SOURCE),
+# shows the job's progress and prints the review page of the job; the farm keeps running
+# for the page until Ctrl-C.
 #   ./scripts/demo.sh [SOURCE]          env: FARM_LISTEN (127.0.0.1:8080), FARM_WORKERS (2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +31,12 @@ auth=()
 [ -n "${FARM_API_TOKEN:-}" ] && auth=(-H "Authorization: Bearer $FARM_API_TOKEN")
 api="http://$listen"
 
-FARM_DATA_DIR="$data" FARM_LISTEN="$listen" FARM_CHUNK_SECONDS="${FARM_CHUNK_SECONDS:-12}" \
+# The master key that wraps the content keys (made once; keep it with the database).
+key="${FARM_MASTER_KEY_FILE:-$data/master.key}"
+if [ ! -f "$key" ]; then
+  (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$key")
+fi
+FARM_DATA_DIR="$data" FARM_LISTEN="$listen" FARM_CHUNK_SECONDS="${FARM_CHUNK_SECONDS:-12}" FARM_MASTER_KEY_FILE="$key" \
   target/release/coordinator >"$data/coordinator.log" 2>&1 &
 coordinator=$!
 trap 'kill $coordinator 2>/dev/null || true' EXIT
@@ -63,7 +70,7 @@ print(j.get("error") or "")')
   printf '\r%-60s' "$(printf '%s\n' "$line" | sed -n 1p)"
   if [ -z "$playable" ] && [ -f "$out/index.m3u8" ]; then
     playable=1
-    printf '\nplayable already (EVENT playlists, growing): %s\n' "$out/index.m3u8"
+    printf '\nplayable already (EVENT playlists, growing): %s/jobs/%s\n' "$api" "$id"
   fi
   case "$state" in
     succeeded) break ;;
@@ -72,6 +79,7 @@ print(j.get("error") or "")')
   sleep 1
 done
 echo
-echo "master playlist: $out/index.m3u8"
-echo "play it:   ffplay $out/index.m3u8"
-echo "   or:     (cd $out && python3 -m http.server 8000) and open http://127.0.0.1:8000/index.m3u8 in Safari or an hls.js page"
+echo "master playlist (encrypted): $out/index.m3u8"
+echo "the farm keeps running for the review page (all jobs: $api/); Ctrl-C stops it"
+echo "review page: $api/jobs/$id"
+wait $coordinator

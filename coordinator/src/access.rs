@@ -44,7 +44,7 @@ pub fn action_of(method: &Method, route: &str) -> Option<Action> {
         ("GET", "/v1/jobs" | "/v1/jobs/{id}") => Action::ReadJobs,
         ("DELETE", "/v1/jobs/{id}") => Action::CancelJob,
         ("GET", "/v1/audit") => Action::ReadAudit,
-        ("GET", "/v1/jobs/{id}/keys/{period}") => Action::FetchKey,
+        ("GET", "/v1/jobs/{id}/keys/{period}" | "/v1/jobs/{id}/media/{*file}") => Action::FetchKey,
         ("GET" | "POST", "/v1/jobs/{id}/shares") | ("DELETE", "/v1/shares/{id}") => Action::ManageShares,
         ("GET", "/openapi.json") => Action::ReadApiDocument,
         _ => return None,

@@ -33,12 +33,14 @@ pub fn router(state: Shared, document: utoipa::openapi::OpenApi) -> Router {
         .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
         .route("/v1/audit", get(read_audit))
         .route("/v1/jobs/{id}/keys/{period}", get(crate::delivery::job_key))
+        .route("/v1/jobs/{id}/media/{*file}", get(crate::delivery::job_media))
         .route("/v1/jobs/{id}/shares", get(crate::shares::list).post(crate::shares::create))
         .route("/v1/shares/{id}", axum::routing::delete(crate::shares::revoke))
         .route("/openapi.json", get(move || async move { Json(document) }))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::authorise));
     Router::new()
         .merge(guarded)
+        .merge(crate::review_page::routes())
         // A share's secret is its own credential: no bearer token on these.
         .route("/s/{token}/media/{*file}", get(crate::delivery::share_media))
         .route("/s/{token}/keys/{period}", get(crate::delivery::share_key))

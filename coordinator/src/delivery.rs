@@ -115,13 +115,13 @@ fn clock(seconds: u64) -> String {
     format!("{}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60)
 }
 
-/// A file of a shared job's output: playlists rewritten, other files redirected to a
-/// signed URL (object storage) or served (local storage).
+/// A file of a shared job's output: playlists rewritten, segments redirected to a signed
+/// URL (object storage) or served (local storage), other files served.
 #[utoipa::path(get, path = "/s/{token}/media/{file}",
     params(("token" = String, Path, description = "the share's secret, from its URL"), ("file" = String, Path, description = "a file of the review copy: index.m3u8, a media playlist, a segment, review.json, thumbnails")),
     responses(
-        (status = 200, description = "a playlist (rewritten for the share) or, on local storage, the file", content_type = "application/vnd.apple.mpegurl", body = String),
-        (status = 302, description = "object storage: a short-lived signed URL of the file"),
+        (status = 200, description = "a playlist (rewritten for the share) or another file of the review copy", content_type = "application/vnd.apple.mpegurl", body = String),
+        (status = 302, description = "a segment on object storage: a short-lived signed URL of it"),
         (status = 403, description = "the share expired or was revoked", body = ErrorBody),
         (status = 404, description = "no such share or file", body = ErrorBody),
         (status = 503, description = "the output storage does not answer", body = ErrorBody)))]
@@ -132,27 +132,57 @@ pub async fn share_media(
 ) -> Result<Response, ApiError> {
     let Path((token, file)) = path.map_err(rejected)?;
     let share = open_share(&app, &token, &address, &format!("media {file}")).await?;
-    let not_found = || ApiError(StatusCode::NOT_FOUND, format!("no file {file} in this share"));
-    let content_type = content_type(&file).ok_or_else(not_found)?;
-    if farm_storage::sink::check_key(&file).is_err() || file.starts_with("parts/") {
-        return Err(not_found());
-    }
-    let job = app.store.job(&share.job_id).await.map_err(internal)?.ok_or_else(not_found)?;
+    let job = app.store.job(&share.job_id).await.map_err(internal)?.ok_or_else(|| not_found(&file))?;
     let remaining = u64::try_from((share.expires_ms - now_ms()) / 1000).unwrap_or(0).max(1);
-    let ttl = Duration::from_secs(app.config.share_url_seconds.min(remaining));
-    let (output, s3, rt, name) = (job.output.clone(), app.config.s3(), tokio::runtime::Handle::current(), file.clone());
+    let response = media(&app, &job.output, &file, remaining).await?;
+    if file.ends_with(".m3u8") {
+        audit::record(&app.store, share_event(&share, &address, "share.playlist_fetched", file)).await;
+    }
+    Ok(response)
+}
+
+/// A file of a job's review copy for a principal who may play it (the review page's job
+/// player): as for a share, with the job's own key endpoint.
+#[utoipa::path(get, path = "/v1/jobs/{id}/media/{file}",
+    params(("id" = String, Path, description = "job id"), ("file" = String, Path, description = "a file of the review copy")),
+    responses(
+        (status = 200, description = "a playlist (segment URIs signed) or another file of the review copy", content_type = "application/vnd.apple.mpegurl", body = String),
+        (status = 302, description = "a segment on object storage: a short-lived signed URL of it"),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "the role may not play jobs", body = ErrorBody),
+        (status = 404, description = "no such job or file", body = ErrorBody),
+        (status = 503, description = "the output storage does not answer", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn job_media(
+    State(app): State<Arc<AppState>>,
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path((id, file)) = path.map_err(rejected)?;
+    let job = app.store.job(&id).await.map_err(internal)?.ok_or_else(|| not_found(&file))?;
+    media(&app, &job.output, &file, app.config.share_url_seconds).await
+}
+
+fn not_found(file: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("no file {file} in this review copy"))
+}
+
+/// `file` of the review copy at `output`; signed URLs live at most `max_seconds`.
+async fn media(app: &AppState, output: &str, file: &str, max_seconds: u64) -> Result<Response, ApiError> {
+    let content_type = content_type(file).ok_or_else(|| not_found(file))?;
+    if farm_storage::sink::check_key(file).is_err() || file.starts_with("parts/") {
+        return Err(not_found(file));
+    }
+    let ttl = Duration::from_secs(app.config.share_url_seconds.min(max_seconds));
+    let (output, s3, rt, name) = (output.to_string(), app.config.s3(), tokio::runtime::Handle::current(), file.to_string());
     let served = tokio::task::spawn_blocking(move || serve_file(&output, &s3, &rt, &name, ttl)).await.map_err(internal)?;
     let served = match served {
         Ok(s) => s,
-        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) => return Err(not_found()),
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) => return Err(not_found(file)),
         Err(e) => return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("the review copy cannot be read now: {e:#}"))),
     };
     let no_store = (header::CACHE_CONTROL, "no-store");
     Ok(match served {
-        Served::Playlist(text) => {
-            audit::record(&app.store, share_event(&share, &address, "share.playlist_fetched", file)).await;
-            ([(header::CONTENT_TYPE, content_type), no_store], text).into_response()
-        }
+        Served::Playlist(text) => ([(header::CONTENT_TYPE, content_type), no_store], text).into_response(),
         Served::Bytes(bytes) => ([(header::CONTENT_TYPE, content_type), no_store], bytes).into_response(),
         Served::Signed(url) => (StatusCode::FOUND, [(header::LOCATION, url.as_str()), no_store]).into_response(),
     })
@@ -167,18 +197,24 @@ enum Served {
 /// Reads `name` from a job's output (blocking: storage calls).
 fn serve_file(output: &str, s3: &farm_storage::S3Settings, rt: &tokio::runtime::Handle, name: &str, ttl: Duration) -> anyhow::Result<Served> {
     let sink = farm_storage::open_sink(output, s3, rt)?;
-    if !name.ends_with(".m3u8") {
+    if name.ends_with(".ts") {
         return Ok(match sink.signed_url(name, ttl)? {
             Some(url) => Served::Signed(url),
             None => Served::Bytes(sink.get(name)?),
         });
+    }
+    if !name.ends_with(".m3u8") {
+        // review.json, the WebVTT track, sprites, the poster: small, served from here, so
+        // that a page reads them without the bucket's CORS rules.
+        return Ok(Served::Bytes(sink.get(name)?));
     }
     let text = String::from_utf8(sink.get(name)?)?;
     if name == farm_hls::MASTER {
         return Ok(Served::Playlist(text));
     }
     let dir = name.rsplit_once('/').map_or(String::new(), |(d, _)| format!("{d}/"));
-    // The key endpoint, relative to this playlist (/s/{token}/media/{name}): proxy-safe.
+    // The key endpoint, relative to this playlist (`.../media/{name}` beside `.../keys/`, for
+    // a share and for a job alike): proxy-safe.
     let up = "../".repeat(name.matches('/').count() + 1);
     let rewritten = farm_hls::share::rewrite_media(
         &text,

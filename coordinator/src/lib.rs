@@ -32,6 +32,7 @@ pub mod principals;
 pub mod probe;
 pub mod split;
 pub mod reclaim;
+pub mod review_page;
 pub mod shares;
 pub mod tracker;
 

@@ -6,6 +6,7 @@
 
 use std::process::Command;
 
+use farm_tests::farm::psql;
 use farm_tests::farm::{new_token, Farm};
 use farm_tests::fixtures::{clip_30s, SMALL_LADDER};
 use farm_tests::s3::{s3, unique_prefix, BUCKET};
@@ -20,12 +21,6 @@ fn fresh_database(prefix: &str) -> String {
     psql(&format!("{SERVER}/postgres"), &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     psql(&format!("{SERVER}/postgres"), &format!("CREATE DATABASE {name}"));
     format!("{SERVER}/{name}")
-}
-
-fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql").args([url, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql]).output().expect("psql");
-    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn verify(url: &str) -> (Option<i32>, String) {

@@ -28,7 +28,11 @@ fn hls_js_in_chromium_switches_audio_renditions_without_a_stall() {
     let report: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
     println!("{report}");
     assert!(report.get("failure").is_none(), "{report}");
-    assert_eq!(report["errors"], serde_json::json!([]), "hls.js errors: {report}");
+    // hls.js 1.7 notes a fragment re-appended over what is buffered (`bufferAppendNoProgress`,
+    // not fatal) when a switch refills the audio buffer; anything else is a failure. Stalls
+    // are measured below.
+    let errors: Vec<&str> = report["errors"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    assert!(errors.iter().all(|e| *e == "bufferAppendNoProgress"), "hls.js errors: {report}");
     assert_eq!(report["names"].as_array().unwrap().len(), 9, "{report}");
     assert_eq!(report["names"][0], "Stereo mix");
     let heard: Vec<&serde_json::Value> = report["tracks"].as_array().unwrap().iter().collect();

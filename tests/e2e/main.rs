@@ -16,6 +16,7 @@ mod ranges;
 mod review;
 mod review_api;
 mod review_marks;
+mod review_page;
 mod shares;
 mod storage;
 mod trust;

@@ -95,10 +95,14 @@ fn a_share_plays_through_signed_urls_and_stops_when_revoked() {
     let keys: Vec<&str> = media.lines().filter(|l| l.starts_with("#EXT-X-KEY:")).collect();
     assert!(keys.iter().all(|k| k.contains("URI=\"../../keys/") && k.contains(",IV=0x")), "{media}");
     assert!(!media.contains("/v1/jobs/"), "no principal's key URI leaks into a share's playlist");
-    // review.json and the thumbnails: a redirect to a signed URL.
+    // A segment asked of the coordinator: a redirect to a signed URL; review.json (and the
+    // thumbnails): served, so that a page reads them without the bucket's CORS rules.
+    let segment = anonymous.get(format!("{url}media/360p/seg_00000.ts")).send().unwrap();
+    assert_eq!(segment.status(), 302);
+    assert!(segment.headers()["location"].to_str().unwrap().contains("X-Amz-Signature="));
     let review = anonymous.get(format!("{url}media/review.json")).send().unwrap();
-    assert_eq!(review.status(), 302);
-    assert!(review.headers()["location"].to_str().unwrap().contains("X-Amz-Signature="));
+    assert_eq!(review.status(), 200);
+    assert_eq!(review.json::<serde_json::Value>().unwrap()["frame_count"], 750);
     for refused in ["media/parts/x.json", "media/../secret.ts", "media/in.mov"] {
         assert_eq!(anonymous.get(format!("{url}{refused}")).send().unwrap().status(), 404, "{refused}");
     }
@@ -118,6 +122,17 @@ fn a_share_plays_through_signed_urls_and_stops_when_revoked() {
     assert_eq!(anonymous.get(format!("{url}keys/0")).send().unwrap().status(), 403);
     assert_eq!(anonymous.get(playlist).send().unwrap().status(), 403);
     assert_eq!(pipeline.delete(format!("{}/v1/shares/{share_id}", farm.base)).send().unwrap().status(), 403, "ingest may not revoke");
+
+    // Expiry: a share past its time is refused at the key endpoint (the clock moved on in
+    // the database rather than by waiting the 60 s a share lives at least).
+    let (code, short) = make_share(&paul, &farm, &id, serde_json::json!({"viewer": "late", "expires_in": 60}));
+    assert_eq!(code, 201, "{short}");
+    let short_url = short["url"].as_str().unwrap();
+    assert_eq!(anonymous.get(format!("{short_url}keys/0")).send().unwrap().status(), 200);
+    farm_tests::farm::psql(POSTGRES, &format!("UPDATE shares SET expires_ms = expires_ms - 61000 WHERE id = '{}'", short["id"].as_str().unwrap()));
+    let refused = anonymous.get(format!("{short_url}keys/0")).send().unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().unwrap().contains("expired"));
 
     let stop = revoke_while_playing(&farm, &paul, &id);
     let audit: serde_json::Value = farm.http.get(format!("{}/v1/audit?share={share_id}", farm.base)).send().unwrap().json().unwrap();

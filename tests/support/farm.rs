@@ -98,6 +98,13 @@ pub fn sqlite_url(dir: &std::path::Path) -> String {
 pub const POSTGRES_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 pub const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+/// Runs `sql` on the PostgreSQL database at `url` with psql; its output, unaligned.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql").args([url, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql]).output().expect("psql");
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// The API token of farms started by [`Farm::start`].
 pub const TOKEN: &str = "farm-test-token-0123456789";
 

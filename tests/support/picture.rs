@@ -33,6 +33,11 @@ pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
 /// digits and timecode separators only (settings that read every join of the tests'
 /// 144-pixel rung right, where the plain 2x/200 recipe took a 0 for a 6).
 pub fn ocr(input: &Path, index: u64, region: (f64, f64, f64, f64)) -> Result<String> {
+    ocr_scaled(input, index, region, 4.0)
+}
+
+/// [`ocr`] with the box scaled by `scale` instead of 4 (1 for a full-size screenshot).
+pub fn ocr_scaled(input: &Path, index: u64, region: (f64, f64, f64, f64), scale: f64) -> Result<String> {
     let dir = tempfile::tempdir()?;
     let png = dir.path().join("text.png");
     let (x, y, w, h) = region;
@@ -41,7 +46,7 @@ pub fn ocr(input: &Path, index: u64, region: (f64, f64, f64, f64)) -> Result<Str
         .arg(input)
         .args([
             "-vf",
-            &format!("select=eq(n\\,{index}),crop=iw*{w}:ih*{h}:iw*{x}:ih*{y},scale=iw*4:-1:flags=bicubic,format=gray,lutyuv=y='if(gt(val,150),0,255)',pad=iw+40:ih+40:20:20:white"),
+            &format!("select=eq(n\\,{index}),crop=iw*{w}:ih*{h}:iw*{x}:ih*{y},scale=iw*{scale}:-1:flags=bicubic,format=gray,lutyuv=y='if(gt(val,150),0,255)',pad=iw+40:ih+40:20:20:white"),
             "-frames:v",
             "1",
         ])

@@ -1,0 +1,162 @@
+// Drives the coordinator's review page in Debian's Chromium as a reviewer would, and
+// reports what it saw (one JSON object): the job list with a running job, the job's
+// player playing the encrypted ladder from 0 and after a seek, the timecode and frame
+// number the page shows for the frame on screen (with a screenshot of that frame, for OCR
+// of the burn-in), a thumbnail while hovering over the timeline, the selectors, a share
+// made with the form, and the share's player stopping after the share is revoked.
+//   node review_page.mjs BASE_URL JOB_ID SCREENSHOT_DIR
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const [base, job, shots] = process.argv.slice(2);
+const report = { errors: [], frames: [], console: [] };
+let current = null; // the page being driven, for what it says when something fails
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--autoplay-policy=no-user-gesture-required'],
+});
+const shot = (name) => path.join(shots, name);
+
+// Collects hls.js errors of a page (once its player exists); what is left to collect is
+// collected when something fails, too.
+const flushers = [];
+async function watchErrors(tab, into) {
+  await tab.waitForFunction(() => window.hls, null, { timeout: 60000 });
+  await tab.evaluate(() => { window.seen = []; hls.on(Hls.Events.ERROR, (_, d) => seen.push(d.details + (d.fatal ? ' (fatal)' : ''))); });
+  const flush = async () => into.push(...(await tab.evaluate(() => seen.splice(0))));
+  flushers.push(flush);
+  return flush;
+}
+
+// Steps one frame and waits until that frame is on screen; returns what the page says.
+async function stepAndRead(tab, button) {
+  const presented = tab.evaluate(() => new Promise((ok) => document.getElementById('video').requestVideoFrameCallback(() => ok())));
+  await tab.click(button);
+  await presented;
+  await tab.waitForFunction(() => !document.getElementById('video').seeking);
+  await tab.waitForTimeout(100); // the compositor paints the presented frame
+  return tab.evaluate(() => ({
+    timecode: document.getElementById('timecode').textContent,
+    frame: Number(/frame (\d+)/.exec(document.getElementById('frame').textContent)[1]),
+    time: document.getElementById('video').currentTime,
+  }));
+}
+
+async function frameShot(tab, name) {
+  await tab.locator('#video').screenshot({ path: shot(name) });
+  return shot(name);
+}
+
+try {
+  const tab = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  tab.on('pageerror', (e) => report.errors.push('page: ' + e.message));
+  tab.on('console', (m) => report.console.push(m.text()));
+  current = tab;
+  await tab.goto(`${base}/`);
+  const row = tab.locator(`tr[data-job="${job}"]`);
+  await row.waitFor({ timeout: 30000 });
+  report.listed_state = await row.getAttribute('data-state');
+  report.listed_progress = await row.locator('progress').getAttribute('value');
+  await tab.screenshot({ path: shot('list.png'), fullPage: true });
+
+  await row.locator('a').click();
+  await tab.waitForURL(`**/jobs/${job}`);
+  const flush = await watchErrors(tab, report.errors);
+  await tab.waitForFunction(() => document.querySelectorAll('#quality option').length > 1, null, { timeout: 120000 });
+  // The top rung, so that the burn-in is read at full size.
+  await tab.evaluate(() => { const q = document.getElementById('quality'); q.value = String(hls.levels.length - 1); q.dispatchEvent(new Event('change')); });
+  await tab.click('#play');
+  await tab.waitForFunction(() => document.getElementById('video').currentTime > 1.5, null, { timeout: 60000 });
+  report.played_from_start = await tab.evaluate(() => document.getElementById('video').currentTime);
+  await tab.click('#play');
+  const first = await stepAndRead(tab, '#step-forward');
+  first.screenshot = await frameShot(tab, 'frame-start.png');
+  const back = await stepAndRead(tab, '#step-back');
+  report.frames.push(first, back);
+
+  // Hover over the middle of the timeline: a thumbnail; click there: a seek.
+  const bar = await tab.locator('#timeline').boundingBox();
+  // While the job runs, the thumbnails of its middle come when that chunk is done: keep
+  // the pointer moving there, as a reviewer would, until one shows (at most 60 s).
+  const shown = () => tab.evaluate(() => { const t = document.getElementById('thumb'); return !t.hidden && t.style.backgroundImage.startsWith('url('); });
+  for (let i = 0; i < 120 && !(await shown()); i++) {
+    await tab.mouse.move(bar.x + bar.width / 2 + (i % 2), bar.y + bar.height / 2);
+    await tab.waitForTimeout(500);
+  }
+  if (!(await shown())) throw new Error('no thumbnail over the middle of the timeline');
+  report.thumbnail = await tab.evaluate(() => {
+    const t = document.getElementById('thumb');
+    return { at: Number(t.dataset.at), width: t.offsetWidth, height: t.offsetHeight, position: t.style.backgroundPosition };
+  });
+  await tab.screenshot({ path: shot('thumbnail.png'), clip: { x: bar.x, y: bar.y - 200, width: bar.width, height: 220 } });
+  await tab.mouse.click(bar.x + bar.width / 2, bar.y + bar.height / 2);
+  await tab.click('#play');
+  await tab.waitForFunction(() => document.getElementById('video').currentTime > 16.5, null, { timeout: 60000 });
+  report.played_after_seek = await tab.evaluate(() => document.getElementById('video').currentTime);
+  await tab.click('#play');
+  const later = await stepAndRead(tab, '#step-forward');
+  later.screenshot = await frameShot(tab, 'frame-after-seek.png');
+  report.frames.push(later);
+  report.audio = await tab.locator('#audio option').allTextContents();
+  report.quality = await tab.locator('#quality option').allTextContents();
+
+  await tab.fill('#share-form [name=viewer]', 'director@studio.example');
+  await tab.fill('#share-form [name=hours]', '1');
+  await tab.click('#share-form button');
+  await tab.waitForFunction(() => document.getElementById('share-url').href.includes('/s/'), null, { timeout: 15000 });
+  report.share_url = await tab.evaluate(() => document.getElementById('share-url').href);
+  await tab.screenshot({ path: shot('player.png'), fullPage: true });
+  await flush();
+
+  // The share's player: plays with nothing but the link, stops once revoked.
+  const viewer = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  viewer.on('pageerror', (e) => report.errors.push('share page: ' + e.message));
+  viewer.on('console', (m) => report.console.push('share page: ' + m.text()));
+  current = viewer;
+  await viewer.goto(report.share_url);
+  const shareErrors = [];
+  const flushShare = await watchErrors(viewer, shareErrors);
+  await viewer.waitForFunction(() => document.querySelectorAll('#quality option').length > 1, null, { timeout: 60000 });
+  await viewer.evaluate(() => {
+    const v = document.getElementById('video');
+    window.furthest = 0;
+    v.addEventListener('timeupdate', () => { window.furthest = Math.max(window.furthest, v.currentTime); });
+  });
+  await viewer.click('#play');
+  await viewer.waitForFunction(() => document.getElementById('video').currentTime > 2, null, { timeout: 60000 });
+  const shares = await (await fetch(`${base}/v1/jobs/${job}/shares`)).json();
+  const revokedAt = await viewer.evaluate(() => document.getElementById('video').currentTime);
+  const revoked = await fetch(`${base}/v1/shares/${shares[0].id}`, { method: 'DELETE' });
+  report.revoke_status = revoked.status;
+  await viewer.waitForFunction(() => /revoked/.test(document.getElementById('message').textContent), null, { timeout: 60000 });
+  // Playing on what it had: wait until the furthest position stops moving.
+  let last = -1;
+  for (let i = 0; i < 120; i++) {
+    const now = await viewer.evaluate(() => window.furthest);
+    if (now === last) break;
+    last = now;
+    await viewer.waitForTimeout(1500);
+  }
+  report.share = { revoked_at: revokedAt, stopped_at: last, message: await viewer.locator('#message').textContent() };
+  await viewer.screenshot({ path: shot('share-revoked.png'), fullPage: true });
+  await flushShare();
+  report.share.errors = shareErrors;
+} catch (e) {
+  report.failure = String(e.stack || e);
+  for (const flush of flushers) await flush().catch(() => {});
+  if (current) {
+    report.page = await current.evaluate(() => ({
+      time: document.getElementById('video').currentTime,
+      ready: document.getElementById('video').readyState,
+      paused: document.getElementById('video').paused,
+      buffered: Array.from({ length: document.getElementById('video').buffered.length }, (_, i) => [document.getElementById('video').buffered.start(i), document.getElementById('video').buffered.end(i)]),
+      url: location.href,
+      message: document.getElementById('message')?.textContent,
+      clip: document.getElementById('clip')?.textContent,
+      player: typeof window.hls,
+    })).catch((e) => String(e));
+  }
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(report));
