@@ -48,7 +48,9 @@ farm_install_chart_tools() {
 # Playback in a browser: hls.js and playwright-core (npm, pinned in tests/browser) driving
 # Debian's chromium.
 farm_install_browser_tools() {
-  if [ ! -d tests/browser/node_modules/hls.js ] || [ ! -d tests/browser/node_modules/playwright-core ]; then
+  # Also when the pinned versions changed since the last install.
+  if [ ! -d tests/browser/node_modules/hls.js ] || [ ! -d tests/browser/node_modules/playwright-core ] \
+     || [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then
     command -v npm >/dev/null || { echo "npm is missing (Node.js): needed for the browser playback tests" >&2; exit 1; }
     echo "installing hls.js and playwright-core (npm)"
     (cd tests/browser && npm ci --no-audit --no-fund --silent)
