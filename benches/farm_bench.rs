@@ -4,7 +4,9 @@
 //! Reproduce with (from the repository root; starts SeaweedFS and RabbitMQ if needed):
 //!     cargo run --release -p farm-benches --bin farm-bench -- [--short 30] [--long 300 (0: skip)] [--scale 60 (0: skip)] [--runs 3] [--review]
 //!
-//! `--review` gives the jobs every review option (LUT, burn-ins, watermark).
+//! `--review` gives the jobs every review option (LUT, burn-ins, watermark); `--encrypted`
+//! runs the coordinator with a master key, so every segment is sealed (AES-128, keys every
+//! 600 s of media): compare its time to playable with a run without.
 //!
 //! 1. Baseline: `worker transcode SOURCE OUT --end FIRST`, the time one worker needs to
 //!    open the source and encode the first segment of every rendition (the default ladder
@@ -78,7 +80,13 @@ fn uploaded(seconds: u32) -> Result<String> {
 fn time_to_playable(seconds: u32, db: &std::path::Path) -> Result<(f64, f64)> {
     let source = uploaded(seconds)?;
     let prefix = unique_prefix(&format!("bench-playable-{seconds}"));
-    let farm = Farm::start(&format!("sqlite://{}/farm-{seconds}.db?mode=rwc", db.display()), &prefix.replace('/', "-"), 2, 60.0);
+    let mut extra = farm_tests::farm::Extra::default();
+    if std::env::args().any(|a| a == "--encrypted") {
+        let key = db.join("master.key");
+        std::fs::write(&key, "b7".repeat(32))?;
+        extra.coordinator.push(("FARM_MASTER_KEY_FILE", key.display().to_string()));
+    }
+    let farm = Farm::start_with(&format!("sqlite://{}/farm-{seconds}.db?mode=rwc", db.display()), &prefix.replace('/', "-"), 2, 60.0, extra);
     let (id, posted) = submit(&farm, &source, &format!("{prefix}/out"))?;
     let accepted = posted.elapsed().as_secs_f64();
     let master = format!("{prefix}/out/index.m3u8");
@@ -234,6 +242,10 @@ fn main() -> Result<()> {
     if !review.is_empty() {
         println!("  jobs with every review option: LUT, burn-ins, watermark (the baseline has none)");
     }
-    println!("  reproduce: cargo run --release -p farm-benches --bin farm-bench -- --short {short} --long {long} --scale {scale} --runs {runs}{review}");
+    let encrypted = if std::env::args().any(|a| a == "--encrypted") { " --encrypted" } else { "" };
+    if !encrypted.is_empty() {
+        println!("  jobs encrypted: every segment sealed AES-128, content keys made and wrapped at acceptance");
+    }
+    println!("  reproduce: cargo run --release -p farm-benches --bin farm-bench -- --short {short} --long {long} --scale {scale} --runs {runs}{review}{encrypted}");
     Ok(())
 }
