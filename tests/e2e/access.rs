@@ -1,5 +1,5 @@
 //! Named principals, roles and the audit trail (issue 16) on PostgreSQL, RabbitMQ and S3:
-//! every role allowed and refused on every route, who did what recorded with the caller's
+//! every role allowed and refused on every route (jobs, audit, keys, media, shares), who did what recorded with the caller's
 //! name and address, and `coordinator audit verify` passing on the untouched trail and
 //! failing, naming the row, after an UPDATE or a DELETE made behind the coordinator's back.
 //! With a master key, an accepted job has one wrapped content key per key period.
@@ -86,6 +86,11 @@ fn roles_are_enforced_on_every_route_and_the_audit_trail_shows_tampering() {
         ("GET", "/openapi.json".to_string(), 0, None),
         ("GET", "/v1/audit".to_string(), 2, None),
         ("DELETE", "/v1/jobs/no-such-job".to_string(), 2, None),
+        ("GET", format!("/v1/jobs/{id}/keys/0"), 1, None),
+        ("GET", format!("/v1/jobs/{id}/media/index.m3u8"), 1, None),
+        ("GET", format!("/v1/jobs/{id}/shares"), 1, None),
+        ("POST", format!("/v1/jobs/{id}/shares"), 1, Some(r#"{"viewer": "director", "expires_in": 600}"#.to_string())),
+        ("DELETE", "/v1/shares/no-such-share".to_string(), 1, None),
     ];
     for (method, path, least, body) in &routes {
         for (rank, (name, _)) in people.iter().enumerate() {
@@ -113,8 +118,16 @@ fn roles_are_enforced_on_every_route_and_the_audit_trail_shows_tampering() {
         .iter()
         .map(|r| (r["action"].as_str().unwrap().into(), r["principal"].as_str().unwrap().into(), r["address"].as_str().unwrap().into()))
         .collect();
-    let local = "127.0.0.1".to_string();
-    assert_eq!(seen, [("job.submitted".into(), "ingest-bot".into(), local.clone()), ("job.cancelled".into(), "ops".into(), local)]);
+    let row = |action: &str, who: &str| (action.to_string(), who.to_string(), "127.0.0.1".to_string());
+    let expected = [
+        row("job.submitted", "ingest-bot"),
+        row("key.fetched", "eve@studio"),
+        row("key.fetched", "ops"),
+        row("share.created", "eve@studio"),
+        row("share.created", "ops"),
+        row("job.cancelled", "ops"),
+    ];
+    assert_eq!(seen, expected);
     let (_, denied) = call(Some(&tokens[2].0), "GET", "/v1/audit?principal=ingest-bot", None);
     let denied: Vec<&str> = denied.as_array().unwrap().iter().filter(|r| r["action"] == "request.denied").map(|r| r["detail"].as_str().unwrap()).collect();
     assert!(denied.iter().any(|d| d.starts_with("GET /v1/audit: the ingest role may not")), "{denied:?}");
