@@ -1,6 +1,7 @@
 //! The review page in a real browser (issue 16): Debian's Chromium, driven by
 //! tests/browser/review_page.mjs with playwright-core, on an embedded farm with encryption
-//! on (keys every 4 s of media). The list shows the job while it runs; its player plays
+//! on (keys every 4 s of media). The list shows the job while it runs and follows it to
+//! its end; its player plays
 //! the encrypted ladder from 0 and after a seek; the timecode the page shows for the frame
 //! on screen is the one review.json gives for that frame and the one burnt into the
 //! picture (read back from the screenshot by OCR); one frame on and back; a thumbnail over
@@ -58,6 +59,7 @@ fn the_review_page_lists_plays_steps_scrubs_shares_and_stops_when_revoked() {
 
     let listed = report["listed_state"].as_str().unwrap();
     assert!(listed == "queued" || listed == "running", "the list showed the job {listed}: {report}");
+    assert_eq!(report["listed_final"], "succeeded", "the list follows the job: {report}");
     assert!(report["played_from_start"].as_f64().unwrap() > 1.5 && report["played_after_seek"].as_f64().unwrap() > 16.5, "{report}");
 
     // The page's timecode is review.json's for that frame, and the one burnt into it.
