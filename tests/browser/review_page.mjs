@@ -70,11 +70,14 @@ try {
   await tab.waitForURL(`**/jobs/${job}`);
   const flush = await watchErrors(tab, report.errors);
   await tab.waitForFunction(() => document.querySelectorAll('#quality option').length > 1, null, { timeout: 120000 });
-  // The top rung, so that the burn-in is read at full size.
-  await tab.evaluate(() => { const q = document.getElementById('quality'); q.value = String(hls.levels.length - 1); q.dispatchEvent(new Event('change')); });
   await tab.click('#play');
   await tab.waitForFunction(() => document.getElementById('video').currentTime > 1.5, null, { timeout: 60000 });
   report.played_from_start = await tab.evaluate(() => document.getElementById('video').currentTime);
+  // Then the top rung from the quality selector, so that the burn-in is read at full size
+  // (switching before anything played aborted the first loads, and under the whole suite's
+  // load playback then sometimes never started: in the stop note).
+  await tab.evaluate(() => { const q = document.getElementById('quality'); q.value = String(hls.levels.length - 1); q.dispatchEvent(new Event('change')); });
+  await tab.waitForFunction(() => hls.currentLevel === hls.levels.length - 1, null, { timeout: 30000 });
   await tab.click('#play');
   const first = await stepAndRead(tab, '#step-forward');
   first.screenshot = await frameShot(tab, 'frame-start.png');
