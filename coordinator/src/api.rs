@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use farm_contract::task::cancel_marker;
-use farm_storage::open_sink;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -262,10 +261,10 @@ async fn cancel_job(AxState(app): AxState<Shared>, Extension(caller): Extension<
     }
     drop(guard);
     // Workers drop the job's tasks when they see the marker (before or while running them).
-    let (output, s3, rt) = (job.output.clone(), app.config.s3(), tokio::runtime::Handle::current());
+    let (output, sinks, rt) = (job.output.clone(), app.sinks.clone(), tokio::runtime::Handle::current());
     let marker = cancel_marker(&id);
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        open_sink(&output, &s3, &rt)?.put(&marker, b"cancelled by request\n")?;
+        sinks.open(&output, &rt)?.put(&marker, b"cancelled by request\n")?;
         Ok(())
     })
     .await

@@ -24,6 +24,8 @@ pub struct AppState {
     /// Wraps the content keys of new jobs; `None`: jobs get no keys.
     pub master_key: Option<MasterKey>,
     pub prober: Prober,
+    /// Opens job outputs, with one storage client per bucket for the process.
+    pub sinks: Arc<farm_storage::Sinks>,
     pub store: Store,
     pub broker: Arc<Broker>,
     pub metrics: Arc<Metrics>,

@@ -173,8 +173,8 @@ async fn media(app: &AppState, output: &str, file: &str, max_seconds: u64) -> Re
         return Err(not_found(file));
     }
     let ttl = Duration::from_secs(app.config.share_url_seconds.min(max_seconds));
-    let (output, s3, rt, name) = (output.to_string(), app.config.s3(), tokio::runtime::Handle::current(), file.to_string());
-    let served = tokio::task::spawn_blocking(move || serve_file(&output, &s3, &rt, &name, ttl)).await.map_err(internal)?;
+    let (output, sinks, rt, name) = (output.to_string(), app.sinks.clone(), tokio::runtime::Handle::current(), file.to_string());
+    let served = tokio::task::spawn_blocking(move || serve_file(&output, &sinks, &rt, &name, ttl)).await.map_err(internal)?;
     let served = match served {
         Ok(s) => s,
         Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) => return Err(not_found(file)),
@@ -195,8 +195,8 @@ enum Served {
 }
 
 /// Reads `name` from a job's output (blocking: storage calls).
-fn serve_file(output: &str, s3: &farm_storage::S3Settings, rt: &tokio::runtime::Handle, name: &str, ttl: Duration) -> anyhow::Result<Served> {
-    let sink = farm_storage::open_sink(output, s3, rt)?;
+fn serve_file(output: &str, sinks: &farm_storage::Sinks, rt: &tokio::runtime::Handle, name: &str, ttl: Duration) -> anyhow::Result<Served> {
+    let sink = sinks.open(output, rt)?;
     if name.ends_with(".ts") {
         return Ok(match sink.signed_url(name, ttl)? {
             Some(url) => Served::Signed(url),

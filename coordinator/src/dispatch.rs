@@ -60,9 +60,9 @@ pub async fn dispatch(app: &AppState, new: NewJob) -> Result<Dispatched, ApiErro
 /// tasks of a cancelled job still look for theirs. Other objects under the prefix are
 /// not the farm's and stay too.
 async fn clear_output(app: &AppState, job: &Job) -> anyhow::Result<()> {
-    let (output, s3, rt) = (job.output.clone(), app.config.s3(), tokio::runtime::Handle::current());
+    let (output, sinks, rt) = (job.output.clone(), app.sinks.clone(), tokio::runtime::Handle::current());
     let removed = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
-        let sink = farm_storage::open_sink(&output, &s3, &rt)?;
+        let sink = sinks.open(&output, &rt)?;
         let keys = sink.list("")?;
         let renditions = rendition_folders(sink.as_ref(), &keys);
         let stale: Vec<String> = keys.into_iter().filter(|k| is_output_key(k, &renditions)).collect();

@@ -86,10 +86,11 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
         }
     });
     let lock = Arc::new(tokio::sync::Mutex::new(()));
+    let sinks = Arc::new(farm_storage::Sinks::new(config.s3()));
     let (segments, new_segments) = tokio::sync::mpsc::unbounded_channel();
     let tracker = tracker::Tracker {
         store: store.clone(),
-        s3: config.s3(),
+        sinks: sinks.clone(),
         metrics: metrics.clone(),
         broker: broker.clone(),
         lock: lock.clone(),
@@ -97,7 +98,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
     };
     let publisher = live::Publisher {
         store: store.clone(),
-        s3: config.s3(),
+        sinks: sinks.clone(),
         lock,
         metrics: metrics.clone(),
         new_segments,
@@ -108,7 +109,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
     }
     let limits = &config.limits;
     let prober = probe::Prober::new(limits.probe_concurrency, std::time::Duration::from_secs(limits.probe_seconds), config.s3());
-    let app = Arc::new(app::AppState { config, allowed, principals, master_key, prober, store: store.clone(), broker, metrics, tracker: tracker.clone() });
+    let app = Arc::new(app::AppState { config, allowed, principals, master_key, prober, sinks, store: store.clone(), broker, metrics, tracker: tracker.clone() });
 
     // Jobs whose tasks all finished while we were down are completed now.
     for job in store.open_jobs().await? {

@@ -17,7 +17,7 @@ use farm_contract::manifest::RenditionPart;
 use farm_contract::review::Review;
 use farm_contract::thumbnails::{Thumbnails, REVIEW_JSON, THUMBNAILS_VTT};
 use farm_hls::playlist::live::{live, LiveAudio, LivePlan, LiveVideo};
-use farm_storage::{open_sink, S3Settings};
+use farm_storage::Sinks;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Mutex;
@@ -62,7 +62,7 @@ struct Seen {
 
 pub struct Publisher {
     pub store: Store,
-    pub s3: S3Settings,
+    pub sinks: Arc<Sinks>,
     /// Held while writing any playlist of any job.
     pub lock: Arc<Mutex<()>>,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -140,7 +140,7 @@ impl Publisher {
 
     /// Writes EVENT playlists when more segments are there; returns whether a master exists.
     async fn refresh(&self, id: &str, output: &str, plan: &JobPlan, review: Option<Review>, seen: &mut Seen) -> anyhow::Result<bool> {
-        let (s3, output, plan, mut codecs, before) = (self.s3.clone(), output.to_string(), plan.clone(), seen.codecs.clone(), seen.segments);
+        let (sinks, output, plan, mut codecs, before) = (self.sinks.clone(), output.to_string(), plan.clone(), seen.codecs.clone(), seen.segments);
         let _guard = self.lock.lock().await;
         // The job may have finished while we waited for the lock: never overwrite VOD.
         if self.store.job(id).await?.is_none_or(|j| j.state.is_final()) {
@@ -154,7 +154,7 @@ impl Publisher {
         let rt = tokio::runtime::Handle::current();
         let (count, codecs, playable) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let keying = |name: &str, k: u64| job_keys.as_ref().and_then(|keys| keys.playlist_key(&job_id, name, k, plan.grid.cuts.start_ms(k)));
-            let sink = open_sink(&output, &s3, &rt)?;
+            let sink = sinks.open(&output, &rt)?;
             let keys = sink.list("")?;
             let present: BTreeSet<String> = keys.iter().filter(|k| k.ends_with(".ts")).cloned().collect();
             let sprites: Vec<&str> = keys.iter().map(String::as_str).filter(|k| Thumbnails::parse_sprite_key(k).is_some()).collect();

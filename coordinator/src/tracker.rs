@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use farm_contract::task::{TaskEvent, TaskEventKind};
-use farm_storage::{open_sink, S3Settings};
+use farm_storage::Sinks;
 use tokio::runtime::Handle;
 
 use crate::broker::Broker;
@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 #[derive(Clone)]
 pub struct Tracker {
     pub store: Store,
-    pub s3: S3Settings,
+    pub sinks: Arc<Sinks>,
     pub metrics: Arc<Metrics>,
     pub broker: Arc<Broker>,
     /// Shared with the live publisher: playlists are written by one at a time.
@@ -88,11 +88,11 @@ impl Tracker {
         if job.state.is_final() {
             return Ok(());
         }
-        let s3 = self.s3.clone();
+        let sinks = self.sinks.clone();
         let (output, id) = (job.output.clone(), job.id.clone());
         let rt = Handle::current();
         let published = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<String>> {
-            let sink = open_sink(&output, &s3, &rt)?;
+            let sink = sinks.open(&output, &rt)?;
             Ok(farm_hls::publish::publish(sink.as_ref(), Some(&id))?.map(|key| sink.locate(&key)))
         })
         .await?;
@@ -147,7 +147,7 @@ mod tests {
         let topology = farm_queue::Topology::new("t");
         let tracker = Tracker {
             store: store.clone(),
-            s3: S3Settings::default(),
+            sinks: Arc::new(Sinks::new(farm_storage::S3Settings::default())),
             metrics: Arc::new(Metrics::new()),
             broker: Arc::new(Broker::embedded(Arc::new(farm_queue::MemoryQueue::default()), topology)),
             lock: Default::default(),

@@ -25,4 +25,4 @@ pub use location::{Location, LocationError, SourceLocation};
 pub use reader::{ObjectReader, ReadStats, ReaderHandle};
 pub use s3::{S3Args, S3Settings};
 pub use whole::read_whole;
-pub use sink::{open_sink, open_source, LocalDir, ObjectSink, OpenError, Sink};
+pub use sink::{open_sink, open_source, LocalDir, ObjectSink, OpenError, Sink, Sinks};

@@ -6,7 +6,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
@@ -16,6 +17,7 @@ use tokio::runtime::Handle;
 use crate::location::{Location, LocationError, SourceLocation};
 use crate::error::to_io;
 use crate::s3::{s3_client, s3_store, S3Settings};
+use object_store::aws::AmazonS3;
 use object_store::signer::Signer;
 
 /// Objects above this are uploaded in parts.
@@ -160,11 +162,44 @@ pub enum OpenError {
 pub fn open_sink(text: &str, s3: &S3Settings, rt: &Handle) -> Result<Box<dyn Sink>, OpenError> {
     Ok(match Location::parse(text)? {
         Location::Local(path) => Box::new(LocalDir::new(&path).map_err(OpenError::Io)?),
-        Location::S3 { bucket, key } => {
-            let s3 = s3_client(&bucket, s3)?;
-            Box::new(ObjectSink::new(s3.clone(), &bucket, &key, rt.clone()).with_signer(s3))
-        }
+        Location::S3 { bucket, key } => object_sink(s3_client(&bucket, s3)?, &bucket, &key, rt),
     })
+}
+
+fn object_sink(s3: Arc<AmazonS3>, bucket: &str, key: &str, rt: &Handle) -> Box<dyn Sink> {
+    Box::new(ObjectSink::new(s3.clone(), bucket, key, rt.clone()).with_signer(s3))
+}
+
+/// Opens sinks for a long-lived process that opens many (a coordinator publishing
+/// playlists and serving viewers): one S3 client per bucket, kept, so that its connection
+/// pool is reused instead of a new client and new connections per request.
+pub struct Sinks {
+    s3: S3Settings,
+    clients: Mutex<HashMap<String, Arc<AmazonS3>>>,
+}
+
+impl Sinks {
+    pub fn new(s3: S3Settings) -> Self {
+        Self { s3, clients: Mutex::default() }
+    }
+
+    /// [`open_sink`] with this process's client of the bucket.
+    pub fn open(&self, text: &str, rt: &Handle) -> Result<Box<dyn Sink>, OpenError> {
+        Ok(match Location::parse(text)? {
+            Location::Local(path) => Box::new(LocalDir::new(&path).map_err(OpenError::Io)?),
+            Location::S3 { bucket, key } => object_sink(self.client(&bucket)?, &bucket, &key, rt),
+        })
+    }
+
+    fn client(&self, bucket: &str) -> Result<Arc<AmazonS3>, LocationError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(client) = clients.get(bucket) {
+            return Ok(client.clone());
+        }
+        let client = s3_client(bucket, &self.s3)?;
+        clients.insert(bucket.to_string(), client.clone());
+        Ok(client)
+    }
 }
 
 /// Output under a prefix of a bucket.
