@@ -46,27 +46,20 @@ pub async fn job_key(
 
 /// The share whose secret is `token`, if it still plays; refusals are audited.
 async fn open_share(app: &AppState, token: &str, address: &SocketAddr, what: &str) -> Result<Share, ApiError> {
-    let share = crate::shares::by_token(&app.store, token).await.map_err(internal)?;
-    let refusal = match &share {
-        None => Some((StatusCode::NOT_FOUND, "no such share link")),
-        Some(s) => s.refusal(now_ms()).map(|r| (StatusCode::FORBIDDEN, r)),
+    let (code, reason, share) = match crate::shares::by_token(&app.store, token).await.map_err(internal)? {
+        None => (StatusCode::NOT_FOUND, "no such share link", None),
+        Some(share) => match share.refusal(now_ms()) {
+            None => return Ok(share),
+            Some(reason) => (StatusCode::FORBIDDEN, reason, Some(share)),
+        },
     };
-    match (share, refusal) {
-        (Some(share), None) => Ok(share),
-        (share, Some((code, reason))) => {
-            let event = Event {
-                principal: share.as_ref().map_or("-".into(), viewer_name),
-                address: address.ip().to_string(),
-                action: "request.denied",
-                job_id: share.as_ref().map(|s| s.job_id.clone()),
-                share_id: share.map(|s| s.id),
-                detail: format!("{what}: {reason}"),
-            };
-            audit::record(&app.store, event).await;
-            Err(ApiError(code, reason.into()))
-        }
-        (None, None) => unreachable!("an unknown share is refused"),
-    }
+    let detail = format!("{what}: {reason}");
+    let event = match &share {
+        Some(share) => share_event(share, address, "request.denied", detail),
+        None => Event { principal: "-".into(), address: address.ip().to_string(), action: "request.denied", job_id: None, share_id: None, detail },
+    };
+    audit::record(&app.store, event).await;
+    Err(ApiError(code, reason.into()))
 }
 
 /// How a share's viewer appears in the audit trail (never mistaken for a principal).

@@ -169,6 +169,12 @@ pub fn for_new_job(master: &MasterKey, job: &str, duration_seconds: f64, period_
     Ok(new)
 }
 
+/// Whether the job was encrypted (it has content keys stored).
+pub async fn is_encrypted(store: &Store, job: &str) -> anyhow::Result<bool> {
+    let row = sqlx::query("SELECT period FROM content_keys WHERE job_id = $1 LIMIT 1").bind(job).fetch_optional(&store.pool).await?;
+    Ok(row.is_some())
+}
+
 /// The content key of a job's period, unwrapped; `None` when the job has none stored.
 pub async fn job_key(store: &Store, master: &MasterKey, job: &str, period: u32) -> anyhow::Result<Option<ContentKey>> {
     Ok(period_key(store, master, job, period).await?.map(|(key, _)| key))

@@ -175,7 +175,7 @@ pub async fn create(
     if matches!(job.state, JobState::Failed | JobState::Cancelled) {
         return Err(ApiError(StatusCode::CONFLICT, format!("job {job_id} is {}: there is nothing to watch", job.state.as_str())));
     }
-    if app.master_key.is_none() || crate::keys::job_key(&app.store, app.master_key.as_ref().unwrap(), &job_id, 0).await.map_err(internal)?.is_none() {
+    if app.master_key.is_none() || !crate::keys::is_encrypted(&app.store, &job_id).await.map_err(internal)? {
         return Err(ApiError(StatusCode::CONFLICT, format!("job {job_id} is not encrypted: only encrypted jobs are shared (FARM_MASTER_KEY_FILE)")));
     }
     let (id, token) = (format!("sh{}", random_hex(8).map_err(internal)?), random_hex(32).map_err(internal)?);

@@ -286,6 +286,10 @@ fn the_embedded_farm_needs_no_broker_and_no_s3() {
     let check = check_ladder(&out, 450, 30000.0 / 1001.0, true).unwrap();
     let frames: Vec<u64> = check.renditions[0].segments.iter().map(|s| s.frames).collect();
     assert_eq!(frames, vec![60, 60, 60, 180, 90]);
+    // Without a master key the job is plain: it is not shared (a share link opens keys).
+    let share = farm.http.post(format!("{}/v1/jobs/{id}/shares", farm.base)).json(&serde_json::json!({"viewer": "colourist", "expires_in": 600})).send().unwrap();
+    assert_eq!(share.status(), 409);
+    assert!(share.text().unwrap().contains("not encrypted"));
 }
 
 #[test]
