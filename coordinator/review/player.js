@@ -121,8 +121,16 @@ function play(master) {
       const v = d.frag.elementaryStreams && d.frag.elementaryStreams.video;
       if (d.frag.type === 'main' && d.frag.sn === 0 && v) state.offset = v.startPTS;
     });
+    let recoveries = 0;
     hls.on(Hls.Events.ERROR, (_, d) => {
       const status = (d.response && d.response.code) || (d.networkDetails && d.networkDetails.status);
+      // A media error (the browser's decoder or buffer refused an append): hls.js's own
+      // recovery, which rebuilds the media source, twice at most.
+      if (d.fatal && d.type === Hls.ErrorTypes.MEDIA_ERROR && recoveries < 2) {
+        recoveries += 1;
+        hls.recoverMediaError();
+        return;
+      }
       // A key or a playlist refused: a share revoked or expired, or a role that may not play.
       if (status === 401 || status === 403) say(shareMode ? 'This share link was revoked or has expired.' : 'Refused: your role may not play this job.');
       else if (d.fatal) say(`Playback stopped: ${d.details}`);

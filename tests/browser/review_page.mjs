@@ -1,10 +1,11 @@
 // Drives the coordinator's review page in Debian's Chromium as a reviewer would, and
-// reports what it saw (one JSON object): the job list with a running job (followed to its
-// end), the job's
-// player playing the encrypted ladder from 0 and after a seek, the timecode and frame
+// reports what it saw (one JSON object): the job list with a running job (left open, it
+// follows the job to its end), the job's player opened from the list while the job runs,
+// playing the encrypted ladder from 0 and after a seek, the timecode and frame
 // number the page shows for the frame on screen (with a screenshot of that frame, for OCR
 // of the burn-in), a thumbnail while hovering over the timeline, the selectors, a share
-// made with the form, and the share's player stopping after the share is revoked.
+// made with the form, its player without Media Source Extensions (the browser's own HLS,
+// as on an iPhone), and the share's player stopping after the share is revoked.
 //   node review_page.mjs BASE_URL JOB_ID SCREENSHOT_DIR
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -23,7 +24,7 @@ const shot = (name) => path.join(shots, name);
 const flushers = [];
 async function watchErrors(tab, into) {
   await tab.waitForFunction(() => window.hls, null, { timeout: 60000 });
-  await tab.evaluate(() => { window.seen = []; hls.on(Hls.Events.ERROR, (_, d) => seen.push(d.details + (d.fatal ? ' (fatal)' : ''))); });
+  await tab.evaluate(() => { window.seen = []; hls.on(Hls.Events.ERROR, (_, d) => seen.push(d.details + (d.fatal ? ' (fatal)' : '') + (d.frag ? ` [${d.frag.type} ${d.frag.level}/${d.frag.sn}]` : '') + (d.error ? ' ' + d.error.message : ''))); });
   const flush = async () => into.push(...(await tab.evaluate(() => seen.splice(0))));
   flushers.push(flush);
   return flush;
@@ -48,34 +49,36 @@ async function frameShot(tab, name) {
   return shot(name);
 }
 
+function newPage(label) {
+  return browser.newPage({ viewport: { width: 1280, height: 900 } }).then((p) => {
+    p.on('pageerror', (e) => report.errors.push(label + 'page: ' + e.message));
+    p.on('console', (m) => report.console.push(label + m.text()));
+    return p;
+  });
+}
+
 try {
-  const tab = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  tab.on('pageerror', (e) => report.errors.push('page: ' + e.message));
-  tab.on('console', (m) => report.console.push(m.text()));
-  current = tab;
-  await tab.goto(`${base}/`);
-  const row = tab.locator(`tr[data-job="${job}"]`);
+  // The list, left open: it follows the job without a reload (checked at the end).
+  const lister = await newPage('list: ');
+  current = lister;
+  await lister.goto(`${base}/`);
+  const row = lister.locator(`tr[data-job="${job}"]`);
   await row.waitFor({ timeout: 30000 });
   report.listed_state = await row.getAttribute('data-state');
   report.listed_progress = await row.locator('progress').getAttribute('value');
-  await tab.screenshot({ path: shot('list.png'), fullPage: true });
-  // The list follows the job to its end without a reload. The player is opened on the
-  // finished job: opened while the first chunks were still being written, hls.js in
-  // Chromium sometimes failed every append (bufferAppendError, 2 runs in about 10 under the
-  // whole suite's load): a known problem, in the stop note, not hidden by this test.
-  await tab.waitForSelector(`tr[data-job="${job}"][data-state="succeeded"]`, { timeout: 180000 });
-  report.listed_final = 'succeeded';
+  await lister.screenshot({ path: shot('list.png'), fullPage: true });
 
-  await row.locator('a').click();
-  await tab.waitForURL(`**/jobs/${job}`);
+  // The job's player from its link in the list, while the job runs.
+  const tab = await newPage('');
+  current = tab;
+  await tab.goto(new URL(await row.locator('a').getAttribute('href'), base).href);
+  report.state_when_opened = await row.getAttribute('data-state');
   const flush = await watchErrors(tab, report.errors);
   await tab.waitForFunction(() => document.querySelectorAll('#quality option').length > 1, null, { timeout: 120000 });
   await tab.click('#play');
   await tab.waitForFunction(() => document.getElementById('video').currentTime > 1.5, null, { timeout: 60000 });
   report.played_from_start = await tab.evaluate(() => document.getElementById('video').currentTime);
-  // Then the top rung from the quality selector, so that the burn-in is read at full size
-  // (switching before anything played aborted the first loads, and under the whole suite's
-  // load playback then sometimes never started: in the stop note).
+  // Then the top rung from the quality selector, so that the burn-in is read at full size.
   await tab.evaluate(() => { const q = document.getElementById('quality'); q.value = String(hls.levels.length - 1); q.dispatchEvent(new Event('change')); });
   await tab.waitForFunction(() => hls.currentLevel === hls.levels.length - 1, null, { timeout: 30000 });
   await tab.click('#play');
@@ -117,11 +120,27 @@ try {
   report.share_url = await tab.evaluate(() => document.getElementById('share-url').href);
   await tab.screenshot({ path: shot('player.png'), fullPage: true });
   await flush();
+  current = lister;
+  await lister.waitForSelector(`tr[data-job="${job}"][data-state="succeeded"]`, { timeout: 180000 });
+  report.listed_final = (await row.locator('td').last().textContent()).trim();
+
+  // The share's player where there are no Media Source Extensions (Safari on iPhone):
+  // the browser's own HLS player (Chromium has one too), hls.js not used.
+  const native = await newPage('native: ');
+  current = native;
+  await native.addInitScript(() => { delete window.MediaSource; delete window.ManagedMediaSource; delete window.WebKitMediaSource; });
+  await native.goto(report.share_url);
+  await native.waitForFunction(() => document.getElementById('video').src.includes('/media/index.m3u8'), null, { timeout: 60000 });
+  await native.click('#play');
+  await native.waitForFunction(() => document.getElementById('video').currentTime > 3, null, { timeout: 60000 });
+  await native.click('#play');
+  const nativeFrame = await stepAndRead(native, '#step-forward');
+  nativeFrame.screenshot = await frameShot(native, 'frame-native.png');
+  report.native = { hls_js: await native.evaluate(() => typeof window.hls), frame: nativeFrame, message: await native.locator('#message').textContent() };
+  await native.close();
 
   // The share's player: plays with nothing but the link, stops once revoked.
-  const viewer = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  viewer.on('pageerror', (e) => report.errors.push('share page: ' + e.message));
-  viewer.on('console', (m) => report.console.push('share page: ' + m.text()));
+  const viewer = await newPage('share: ');
   current = viewer;
   await viewer.goto(report.share_url);
   const shareErrors = [];

@@ -1,12 +1,13 @@
 //! The review page in a real browser (issue 16): Debian's Chromium, driven by
 //! tests/browser/review_page.mjs with playwright-core, on an embedded farm with encryption
 //! on (keys every 4 s of media). The list shows the job while it runs and follows it to
-//! its end; its player plays
+//! its end; its player, opened from the list while the job runs, plays
 //! the encrypted ladder from 0 and after a seek; the timecode the page shows for the frame
 //! on screen is the one review.json gives for that frame and the one burnt into the
 //! picture (read back from the screenshot by OCR); one frame on and back; a thumbnail over
-//! the timeline; the selectors; a share made with the form plays with nothing but its link
-//! and stops once revoked. Screenshots stay in target/test-artefacts/review-page/.
+//! the timeline; the selectors; a share made with the form plays with nothing but its link,
+//! with hls.js and with the browser's own HLS player (Media Source Extensions hidden, as on
+//! an iPhone), and stops once revoked. Screenshots stay in target/test-artefacts/review-page/.
 
 use std::path::Path;
 use std::process::Command;
@@ -59,7 +60,9 @@ fn the_review_page_lists_plays_steps_scrubs_shares_and_stops_when_revoked() {
 
     let listed = report["listed_state"].as_str().unwrap();
     assert!(listed == "queued" || listed == "running", "the list showed the job {listed}: {report}");
-    assert_eq!(report["listed_final"], "succeeded", "the list follows the job: {report}");
+    let opened = report["state_when_opened"].as_str().unwrap();
+    assert!(opened == "queued" || opened == "running", "the player was opened on a {opened} job: {report}");
+    assert_eq!(report["listed_final"], "100 %", "the list follows the job to its end: {report}");
     assert!(report["played_from_start"].as_f64().unwrap() > 1.5 && report["played_after_seek"].as_f64().unwrap() > 16.5, "{report}");
 
     // The page's timecode is review.json's for that frame, and the one burnt into it.
@@ -76,7 +79,15 @@ fn the_review_page_lists_plays_steps_scrubs_shares_and_stops_when_revoked() {
         let expected = start.plus_frames(f["frame"].as_u64().unwrap(), rate).unwrap().to_string();
         assert_eq!(f["timecode"].as_str().unwrap(), expected, "{f}");
     }
-    for f in [first, later] {
+    // The share played by the browser's own HLS player (no Media Source Extensions, as on
+    // an iPhone): the same timecode, on screen and on the page.
+    let native = &report["native"];
+    assert_eq!(native["hls_js"], "undefined", "the page used hls.js: {report}");
+    let native_frame = &native["frame"];
+    let expected = start.plus_frames(native_frame["frame"].as_u64().unwrap(), rate).unwrap().to_string();
+    assert_eq!(native_frame["timecode"].as_str().unwrap(), expected, "{native}");
+    assert!(native_frame["time"].as_f64().unwrap() > 3.0, "{native}");
+    for f in [first, later, native_frame] {
         // The burn-in's box (bottom left), at screen size.
         let burnt = ocr_scaled(Path::new(f["screenshot"].as_str().unwrap()), 0, (0.04, 0.78, 0.62, 0.14), 1.0).unwrap();
         assert_eq!(digits(&burnt), digits(f["timecode"].as_str().unwrap()), "the burn-in on screen reads {burnt:?}: {f}");
