@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use farm_contract::task::{Priority, TaskPart};
 use farm_queue::Topology;
-use farm_tests::amqp::{broker, Broker, URL};
+use farm_tests::amqp::{broker, is_bound, Broker, URL};
 use farm_tests::farm::Proc;
 use farm_tests::fixtures::Kind;
 use farm_tests::hls::check_ladder;
@@ -44,7 +44,8 @@ fn publish_playlists(out: &str) {
 /// Waits until the worker has declared the topology.
 fn wait_declared(b: &Broker, t: &Topology, served: &Proc) {
     assert!(
-        b.wait_for(Duration::from_secs(20), || b.depth(&t.queue(Priority::Normal)).is_ok()),
+        // The normal queue, declared and bound, is the last of the worker's topology.
+        b.wait_for(Duration::from_secs(20), || is_bound(&t.queue(Priority::Normal), &t.tasks_exchange())),
         "the worker declared no queue: {}",
         served.log()
     );

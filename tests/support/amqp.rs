@@ -156,6 +156,16 @@ impl Broker {
 /// RabbitMQ's management API (scripts/services.sh enables it): AMQP cannot list queues.
 const MANAGEMENT: &str = "http://127.0.0.1:15672/api";
 
+/// Whether `queue` is bound to `exchange` (the management API: AMQP cannot ask). A queue
+/// is declared before it is bound: a message published in between is not routed.
+pub fn is_bound(queue: &str, exchange: &str) -> bool {
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let mut url = reqwest::Url::parse(&format!("{MANAGEMENT}/queues/%2f")).unwrap();
+    url.path_segments_mut().unwrap().push(queue).push("bindings");
+    let bindings = http.get(url).basic_auth("guest", Some("guest")).send().and_then(|r| r.error_for_status()).and_then(|r| r.json::<Vec<serde_json::Value>>());
+    bindings.is_ok_and(|b| b.iter().any(|b| b["source"] == exchange))
+}
+
 /// Deletes the queues and exchanges of the farm with queue prefix `prefix` (`{prefix}.*`).
 pub fn delete_topology(prefix: &str) {
     let owned = format!("{prefix}.");
