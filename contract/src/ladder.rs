@@ -100,6 +100,51 @@ pub struct AudioSpec {
     #[serde(default = "default_channels")]
     #[schema(minimum = 1, maximum = 2)]
     pub channels: u32,
+    /// Audio by bandwidth: the rate of a second audio group (the same renditions, AAC-LC)
+    /// that the rungs below `low_below_kbps` play with, so that audio does not eat half of
+    /// a small rung. Default 64 (a mono rendition gets half); 0 turns it off. The group is
+    /// made only when the fitted ladder has rungs on both sides of `low_below_kbps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 512)]
+    pub low_bitrate_kbps: Option<u32>,
+    /// Rungs whose `bitrate_kbps` is below this play with the low audio group.
+    #[serde(default = "default_low_below")]
+    #[schema(minimum = 0, maximum = 100000)]
+    pub low_below_kbps: u32,
+}
+
+/// The audio group of the rungs at and above `low_below_kbps` (and of every rung when there
+/// is one group).
+pub const AUDIO_GROUP: &str = "audio";
+/// The low-rate audio group; its renditions are named after the main group's, `-low` added.
+pub const LOW_AUDIO_GROUP: &str = "audio-low";
+/// What a low-group rendition's name adds to its main-group twin's.
+pub const LOW_SUFFIX: &str = "-low";
+/// The low audio rate of a ladder that does not say (see [`AudioSpec::low_bitrate_kbps`]).
+pub const DEFAULT_LOW_AUDIO_KBPS: u32 = 64;
+
+impl AudioSpec {
+    /// Fills what a new job's ladder left unsaid. Tasks keep what their job was given: in
+    /// a task, no `low_bitrate_kbps` means no low group (jobs from before it).
+    pub fn settle(&mut self) {
+        self.low_bitrate_kbps.get_or_insert(DEFAULT_LOW_AUDIO_KBPS);
+    }
+
+    /// The low group's stereo rate, when there is one for these fitted rungs.
+    pub fn low_group(&self, fitted: &[FittedRendition]) -> Option<u32> {
+        let rate = self.low_bitrate_kbps.filter(|&r| r > 0 && r < self.bitrate_kbps)?;
+        let low = fitted.iter().filter(|r| r.bitrate_kbps < self.low_below_kbps).count();
+        (low > 0 && low < fitted.len()).then_some(rate)
+    }
+
+    /// The audio group a fitted rung plays with.
+    pub fn group_of(&self, rung: &FittedRendition, fitted: &[FittedRendition]) -> &'static str {
+        if self.low_group(fitted).is_some() && rung.bitrate_kbps < self.low_below_kbps {
+            LOW_AUDIO_GROUP
+        } else {
+            AUDIO_GROUP
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -138,6 +183,9 @@ fn default_sample_rate() -> u32 {
 fn default_channels() -> u32 {
     2
 }
+fn default_low_below() -> u32 {
+    1000
+}
 fn default_preset() -> String {
     "veryfast".into()
 }
@@ -151,6 +199,8 @@ impl Default for AudioSpec {
             bitrate_kbps: default_audio_bitrate(),
             sample_rate: default_sample_rate(),
             channels: default_channels(),
+            low_bitrate_kbps: Some(DEFAULT_LOW_AUDIO_KBPS),
+            low_below_kbps: default_low_below(),
         }
     }
 }
@@ -181,9 +231,9 @@ impl VideoRung {
 }
 
 impl Default for Ladder {
-    /// The review ladder: 1080p 5 Mb/s, 720p 3 Mb/s, 540p 1.5 Mb/s, 360p 0.8 Mb/s,
-    /// H.264 High, AAC-LC 128 kb/s stereo, 6 s segments after three of 2 s, a keyframe
-    /// every 2 s.
+    /// The review ladder: 1080p 5 Mb/s, 720p 3 Mb/s, 540p 1.5 Mb/s, 360p 0.8 Mb/s and a
+    /// low-bandwidth 234p at 160 kb/s, H.264 High; AAC-LC 128 kb/s stereo, and 64 kb/s for
+    /// the rungs under 1 Mb/s; 6 s segments after three of 2 s, a keyframe every 2 s.
     fn default() -> Self {
         Self {
             version: LADDER_VERSION,
@@ -196,6 +246,7 @@ impl Default for Ladder {
                 VideoRung::new("720p", 1280, 720, 3000),
                 VideoRung::new("540p", 960, 540, 1500),
                 VideoRung::new("360p", 640, 360, 800),
+                VideoRung::new("234p", 416, 234, 160),
             ],
             audio: AudioSpec::default(),
             x264: X264Settings::default(),
@@ -215,9 +266,11 @@ pub struct FittedRendition {
 }
 
 impl Ladder {
+    /// A ladder file or a job's ladder: parsed, defaults settled, validated.
     pub fn from_json(text: &str) -> Result<Self, LadderError> {
-        let ladder: Ladder =
+        let mut ladder: Ladder =
             serde_json::from_str(text).map_err(|e| LadderError::Parse(e.to_string()))?;
+        ladder.audio.settle();
         ladder.validate()?;
         Ok(ladder)
     }
@@ -237,8 +290,8 @@ impl Ladder {
             let name_ok = !rung.name.is_empty()
                 && rung.name.len() <= 32
                 && rung.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !name_ok || rung.name == "audio" {
-                return Err(bad("name must be 1-32 letters, digits, '-' or '_' and not \"audio\""));
+            if !name_ok || rung.name.starts_with(AUDIO_GROUP) {
+                return Err(bad("name must be 1-32 letters, digits, '-' or '_' and not start with \"audio\""));
             }
             if !(16..=8192).contains(&rung.width) || !(16..=8192).contains(&rung.height) {
                 return Err(bad("width and height must be between 16 and 8192"));
@@ -282,6 +335,9 @@ impl Ladder {
         }
         if !(1..=2).contains(&self.audio.channels) {
             return Err(LadderError::Audio("channels must be 1 or 2".into()));
+        }
+        if self.audio.low_bitrate_kbps.is_some_and(|r| r != 0 && !(32..=self.audio.bitrate_kbps).contains(&r)) {
+            return Err(LadderError::Audio("low_bitrate_kbps must be 0 (off) or between 32 and bitrate_kbps".into()));
         }
         const PRESETS: [&str; 10] = [
             "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
@@ -357,83 +413,4 @@ pub fn fit_in_box(src_w: u32, src_h: u32, box_w: u32, box_h: u32) -> (u32, u32) 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sizes(l: &Ladder, w: u32, h: u32) -> Vec<(u32, u32)> {
-        l.fit(w, h).iter().map(|r| (r.width, r.height)).collect()
-    }
-
-    #[test]
-    fn full_hd_source_gets_the_whole_ladder() {
-        let l = Ladder::default();
-        assert_eq!(
-            sizes(&l, 1920, 1080),
-            vec![(1920, 1080), (1280, 720), (960, 540), (640, 360)]
-        );
-    }
-
-    #[test]
-    fn never_upscales_and_keeps_the_cheapest_duplicate() {
-        let l = Ladder::default();
-        let fitted = l.fit(1280, 720);
-        let names: Vec<&str> = fitted.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, vec!["720p", "540p", "360p"]);
-        let tiny = l.fit(320, 240);
-        assert_eq!(tiny.len(), 1);
-        assert_eq!((tiny[0].width, tiny[0].height, tiny[0].name.as_str()), (320, 240, "360p"));
-    }
-
-    #[test]
-    fn uhd_is_scaled_down_into_the_box() {
-        assert_eq!(sizes(&Ladder::default(), 3840, 2160)[0], (1920, 1080));
-        // DCI 4K keeps its wider aspect inside the 1920x1080 box
-        assert_eq!(sizes(&Ladder::default(), 4096, 2160)[0], (1920, 1012));
-    }
-
-    #[test]
-    fn scope_and_portrait_keep_aspect_with_even_sizes() {
-        assert_eq!(fit_in_box(1920, 804, 1280, 720), (1280, 536));
-        assert_eq!(fit_in_box(1080, 1920, 1920, 1080), (1080, 1920));
-        assert_eq!(fit_in_box(1080, 1920, 1280, 720), (720, 1280));
-        // odd source sizes become even
-        assert_eq!(fit_in_box(721, 405, 1920, 1080), (720, 404));
-    }
-
-    #[test]
-    fn ladder_json_round_trips_and_defaults_fill_in() {
-        let text = r#"{"video":[{"name":"small","width":320,"height":180,"bitrate_kbps":300}]}"#;
-        let l = Ladder::from_json(text).unwrap();
-        assert_eq!(l.segment_seconds, 6.0);
-        assert_eq!(l.cuts(), Cuts::with_lead(6000, 3, 2000));
-        assert_eq!(l.audio, AudioSpec::default());
-        assert_eq!(l.video[0].maxrate_kbps(), 330);
-        let again = Ladder::from_json(&serde_json::to_string(&l).unwrap()).unwrap();
-        assert_eq!(again, l);
-    }
-
-    #[test]
-    fn bad_ladders_are_rejected_with_a_reason() {
-        let mut l = Ladder::default();
-        l.version = 7;
-        assert_eq!(l.validate(), Err(LadderError::Version(7)));
-        let mut l = Ladder::default();
-        l.gop_seconds = 4.0;
-        assert!(matches!(l.validate(), Err(LadderError::Gop { .. })));
-        let mut l = Ladder::default();
-        l.lead_seconds = 0.5;
-        assert!(l.validate().unwrap_err().to_string().contains("lead_seconds"));
-        l.lead_segments = 0;
-        assert_eq!(l.validate(), Ok(()), "no leading segments: their length does not matter");
-        let mut l = Ladder::default();
-        l.video[1].name = "../x".into();
-        assert!(matches!(l.validate(), Err(LadderError::Rendition { .. })));
-        let mut l = Ladder::default();
-        l.video[1].name = "1080p".into();
-        assert!(l.validate().unwrap_err().to_string().contains("used twice"));
-        assert!(matches!(
-            Ladder::from_json(r#"{"video":[], "colour":1}"#),
-            Err(LadderError::Parse(_))
-        ));
-    }
-}
+mod tests;

@@ -69,6 +69,17 @@ pub struct RenditionPart {
     /// Audio only: the source's stream indices this rendition is made of.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub source_streams: Vec<usize>,
+    /// Audio: the rendition's group; video: the audio group the rung plays with. `None`
+    /// (parts from before audio by bandwidth): [`crate::ladder::AUDIO_GROUP`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+impl RenditionPart {
+    /// See [`RenditionPart::group`].
+    pub fn group(&self) -> &str {
+        self.group.as_deref().unwrap_or(crate::ladder::AUDIO_GROUP)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

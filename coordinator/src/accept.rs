@@ -9,7 +9,7 @@
 //! the limits, 503 when storage cannot be reached.
 
 use axum::http::StatusCode;
-use farm_contract::ladder::Ladder;
+use farm_contract::ladder::{Ladder, LOW_AUDIO_GROUP};
 use farm_contract::review::{BurnIn, Review, ReviewRequest, ToneMap};
 use farm_contract::task::{Priority, TaskPart};
 use farm_contract::timeline::Grid;
@@ -136,7 +136,8 @@ pub fn stored_output(output: &Location) -> String {
 
 /// The ladder, valid and within the configured limits.
 pub fn ladder(limits: &Limits, req: &JobRequest) -> Result<Ladder, ApiError> {
-    let ladder = req.ladder.clone().unwrap_or_default();
+    let mut ladder = req.ladder.clone().unwrap_or_default();
+    ladder.audio.settle();
     ladder.validate().map_err(|e| bad(format!("ladder: {e}")))?;
     let over = |m: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, m);
     if ladder.video.len() > limits.max_rungs {
@@ -174,7 +175,10 @@ pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Loca
     if duration > limits.max_source_seconds {
         return Err(unprocessable(format!("the source lasts {duration:.0} s, at most {:.0} s allowed (FARM_MAX_SOURCE_SECONDS)", limits.max_source_seconds)));
     }
-    let (_, audio_renditions) = farm_media::transcode::audio::plan(&info.audio, &ladder.audio, true);
+    let (display_w, display_h) = info.display_size();
+    let renditions = ladder.fit(display_w, display_h);
+    let low_audio = ladder.audio.low_group(&renditions);
+    let (_, audio_renditions) = farm_media::transcode::audio::plan(&info.audio, &ladder.audio, true, low_audio);
     let has_audio = !audio_renditions.is_empty();
     // Long sources get longer chunks rather than more tasks than the limit.
     let chunk_seconds = app.config.chunk_seconds.max(duration / limits.max_tasks_per_job as f64);
@@ -182,16 +186,28 @@ pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Loca
     if parts.len() > limits.max_tasks_per_job {
         return Err(unprocessable(format!("the job would need {} tasks, at most {} allowed (FARM_MAX_TASKS_PER_JOB)", parts.len(), limits.max_tasks_per_job)));
     }
-    let (display_w, display_h) = info.display_size();
+    let low_audio_rungs = match low_audio {
+        Some(_) if has_audio => renditions.iter().filter(|r| ladder.audio.group_of(r, &renditions) == LOW_AUDIO_GROUP).map(|r| r.name.clone()).collect(),
+        _ => Vec::new(),
+    };
     let plan = JobPlan {
         grid: Grid::new(info.rate, ladder.cuts(), ladder.gop_ms()),
         total_frames: info.frames_expected().unwrap_or((duration * info.rate.as_f64()).round() as u64),
-        renditions: ladder.fit(display_w, display_h),
+        renditions,
         audio: has_audio.then(|| (ladder.audio.sample_rate, ladder.audio.channels, u64::from(ladder.audio.bitrate_kbps) * 1000)),
         audio_renditions: audio_renditions
             .iter()
-            .map(|r| LiveAudio { name: r.name.clone(), label: Some(r.label.clone()), language: r.language.clone(), channels: r.spec.channels, bandwidth: u64::from(r.spec.bitrate_kbps) * 1000, source_streams: r.source_streams.clone() })
+            .map(|r| LiveAudio {
+                name: r.name.clone(),
+                label: Some(r.label.clone()),
+                language: r.language.clone(),
+                channels: r.spec.channels,
+                bandwidth: u64::from(r.spec.bitrate_kbps) * 1000,
+                source_streams: r.source_streams.clone(),
+                group: Some(r.group.to_string()),
+            })
             .collect(),
+        low_audio_rungs,
     };
     let job = Job {
         id: id.clone(),

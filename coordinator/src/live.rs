@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use farm_contract::ladder::FittedRendition;
+use farm_contract::ladder::{FittedRendition, AUDIO_GROUP, LOW_AUDIO_GROUP};
 use farm_contract::manifest::segment_uri;
 use farm_contract::timeline::Grid;
 use farm_contract::manifest::RenditionPart;
@@ -38,13 +38,16 @@ pub struct JobPlan {
     /// Every audio rendition, the mix first (empty in plans stored before them).
     #[serde(default)]
     pub audio_renditions: Vec<LiveAudio>,
+    /// The rungs that play with the low audio group (audio by bandwidth).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub low_audio_rungs: Vec<String>,
 }
 
 impl JobPlan {
     fn live_audio(&self) -> Vec<LiveAudio> {
         match (&self.audio_renditions[..], self.audio) {
             ([], Some((_, channels, bandwidth))) => {
-                vec![LiveAudio { name: farm_contract::manifest::AUDIO_RENDITION.into(), label: None, language: None, channels, bandwidth, source_streams: vec![] }]
+                vec![LiveAudio { name: farm_contract::manifest::AUDIO_RENDITION.into(), label: None, language: None, channels, bandwidth, source_streams: vec![], group: None }]
             }
             (renditions, _) => renditions.to_vec(),
         }
@@ -181,6 +184,7 @@ impl Publisher {
                     height: r.height,
                     bandwidth: u64::from(r.maxrate_kbps) * 1000,
                     codecs: codecs.get(&r.name).cloned(),
+                    audio_group: if plan.low_audio_rungs.contains(&r.name) { LOW_AUDIO_GROUP } else { AUDIO_GROUP }.to_string(),
                 });
             }
             let sample_rate = plan.audio.map_or(48_000, |(rate, ..)| rate);
@@ -220,6 +224,7 @@ fn review_files(review: &Review, plan: &LivePlan, sprites: &[&str]) -> Vec<(Stri
             label: a.label.clone(),
             language: a.language.clone(),
             source_streams: a.source_streams.clone(),
+            group: a.group.clone(),
         })
         .collect();
     let mut files = vec![(REVIEW_JSON.to_string(), farm_hls::review::document(review, None, plan.grid.rate, plan.total_frames, &audio))];

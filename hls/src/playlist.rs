@@ -6,8 +6,9 @@
 //! BANDWIDTH and AVERAGE-BANDWIDTH are measured on the written segments and whose CODECS
 //! come from the bitstream. Incomplete parts hand on nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use farm_contract::ladder::{LOW_AUDIO_GROUP, LOW_SUFFIX};
 use farm_contract::manifest::{PartKind, PartManifest, RenditionPart, SegmentRecord, MANIFEST_VERSION};
 use farm_contract::thumbnails::{REVIEW_JSON, THUMBNAILS_VTT};
 
@@ -18,7 +19,6 @@ use m3u8_rs::{
 };
 
 pub const MASTER: &str = "index.m3u8";
-pub(crate) const AUDIO_GROUP: &str = "audio";
 
 /// Playlist files by object key.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,13 +171,15 @@ fn audio_tracks(audio_parts: &[&PartManifest]) -> Result<Vec<Track>, String> {
 }
 
 /// The `EXT-X-MEDIA` entry of an audio rendition: the mix is the default; a source's own
-/// tracks are there to be chosen, not picked by a player's language preference.
-pub(crate) fn audio_media(name: &str, label: Option<&str>, language: Option<&str>, channels: Option<u32>) -> AlternativeMedia {
-    let default = name == farm_contract::manifest::AUDIO_RENDITION;
+/// tracks are there to be chosen, not picked by a player's language preference. The low
+/// group's twin of a rendition has the same attributes but its URI (RFC 8216 4.3.4.1.1).
+pub(crate) fn audio_media(name: &str, group: &str, label: Option<&str>, language: Option<&str>, channels: Option<u32>) -> AlternativeMedia {
+    let twin = name.strip_suffix(LOW_SUFFIX).filter(|_| group == LOW_AUDIO_GROUP).unwrap_or(name);
+    let default = twin == farm_contract::manifest::AUDIO_RENDITION;
     AlternativeMedia {
         media_type: AlternativeMediaType::Audio,
         uri: Some(format!("{name}/index.m3u8")),
-        group_id: AUDIO_GROUP.into(),
+        group_id: group.into(),
         name: label.unwrap_or("Main").into(),
         language: language.map(str::to_owned),
         default,
@@ -196,14 +198,15 @@ fn write_all(tracks: &[Track], audio: &[Track], rate: f64, job: Option<&str>) ->
     };
     let mut files = Vec::new();
     let mut master = MasterPlaylist { independent_segments: true, ..Default::default() };
-    // A variant's rates count the group's largest audio rendition (RFC 8216 4.3.4.2).
-    let (mut audio_peak, mut audio_avg) = (0, 0);
+    // A variant's rates count its group's largest audio rendition (RFC 8216 4.3.4.2).
+    let mut group_rates: HashMap<&str, (u64, u64)> = HashMap::new();
     for a in audio {
         let name = &a.part.name;
         files.push((format!("{name}/index.m3u8"), media_playlist(&a.part.segments, name, job)));
         let (peak, avg) = a.bitrates();
-        (audio_peak, audio_avg) = (audio_peak.max(peak), audio_avg.max(avg));
-        master.alternatives.push(audio_media(name, a.part.label.as_deref(), a.part.language.as_deref(), a.part.channels));
+        let rates = group_rates.entry(a.part.group()).or_default();
+        *rates = (rates.0.max(peak), rates.1.max(avg));
+        master.alternatives.push(audio_media(name, a.part.group(), a.part.label.as_deref(), a.part.language.as_deref(), a.part.channels));
     }
     let audio_codecs = audio.first().map(|a| a.part.codecs.clone());
     let mut iframe_variants = Vec::new();
@@ -213,6 +216,8 @@ fn write_all(tracks: &[Track], audio: &[Track], rate: f64, job: Option<&str>) ->
         let (iframes_text, iframe_peak, iframe_avg) = iframe_playlist(t, name, rate, job);
         files.push((format!("{name}/iframes.m3u8"), iframes_text));
         let (peak, avg) = t.bitrates();
+        let group = (!audio.is_empty()).then(|| t.part.group());
+        let (audio_peak, audio_avg) = group.and_then(|g| group_rates.get(g)).copied().unwrap_or_default();
         let codecs = match &audio_codecs {
             Some(a) => format!("{},{a}", t.part.codecs),
             None => t.part.codecs.clone(),
@@ -229,7 +234,7 @@ fn write_all(tracks: &[Track], audio: &[Track], rate: f64, job: Option<&str>) ->
             codecs: Some(codecs),
             resolution,
             frame_rate,
-            audio: (!audio.is_empty()).then(|| AUDIO_GROUP.to_string()),
+            audio: group.map(str::to_owned),
             ..Default::default()
         });
         iframe_variants.push(VariantStream {

@@ -75,8 +75,10 @@ pub fn document(review: &Review, colour: Option<&str>, rate: FrameRate, frame_co
         lut: review.lut.as_ref(),
         tone_map: review.tone_map,
         colour,
+        // One entry per track: a low-rate twin (audio by bandwidth) is the same track.
         audio: audio
             .iter()
+            .filter(|a| a.group() == farm_contract::ladder::AUDIO_GROUP)
             .map(|a| AudioEntry {
                 name: &a.name,
                 playlist: format!("{}/index.m3u8", a.name),

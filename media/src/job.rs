@@ -77,7 +77,8 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
     let grid = Grid::new(info.rate, task.ladder.cuts(), task.ladder.gop_ms());
     let (display_w, display_h) = info.display_size();
     let renditions = task.ladder.fit(display_w, display_h);
-    let (tracks, audio_renditions) = audio::plan(&info.audio, &task.ladder.audio, task.review.is_some());
+    let low_audio = task.ladder.audio.low_group(&renditions);
+    let (tracks, audio_renditions) = audio::plan(&info.audio, &task.ladder.audio, task.review.is_some(), low_audio);
     log_opened(task, &info, &renditions, tracks.len());
     let expected = info.frames_expected();
     let (first_segment, end_segment) = segment_range(&task.part, &grid, expected)?;
@@ -121,7 +122,13 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
         },
         sealer: sealer.as_ref(),
     };
-    let out = transcode::run(&mut source, &plan, sink, progress, cancel)?;
+    let mut out = transcode::run(&mut source, &plan, sink, progress, cancel)?;
+    if low_audio.is_some() && !tracks.is_empty() {
+        for part in &mut out.video {
+            let rung = renditions.iter().find(|r| r.name == part.name).expect("a part of a fitted rung");
+            part.group = Some(task.ladder.audio.group_of(rung, &renditions).to_string());
+        }
+    }
     progress.finish();
 
     let written = out.video.iter().map(|r| r.segments.len() as u64).max().unwrap_or(0);

@@ -1,7 +1,9 @@
-// Plays a ladder in Debian's Chromium with hls.js, switches audio renditions while it
-// plays, and reports what it heard: the dominant frequency of the element's sound (Web
-// Audio analyser) before and after each switch, whether playback stalled, hls.js errors.
-//   node audio_switch.mjs OUTPUT_DIR TRACK [TRACK...]   (prints one JSON object)
+// Plays a ladder in Debian's Chromium with hls.js, switches audio renditions (a number:
+// the track) and levels (`L` and a number: the level, whose audio group may differ) while
+// it plays, and reports what it heard: the dominant frequency of the element's sound (Web
+// Audio analyser) before and after each switch, the audio group and track then playing,
+// whether playback stalled, hls.js errors.
+//   node audio_switch.mjs OUTPUT_DIR [Sn] STEP [STEP...]   (prints one JSON object)
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,15 +12,18 @@ import { chromium } from 'playwright-core';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const [root, ...tracks] = process.argv.slice(2);
+// `S` and a number first: the level to start at (else hls.js picks).
+const startLevel = tracks[0]?.startsWith('S') ? Number(tracks.shift().slice(1)) : -1;
 const types = { '.m3u8': 'application/vnd.apple.mpegurl', '.ts': 'video/mp2t', '.js': 'text/javascript', '.html': 'text/html' };
 const page = `<!doctype html><video id="v" autoplay playsinline></video>
 <script src="/hls.js"></script>
 <script>
   const video = document.getElementById('v');
-  const hls = new Hls();
+  const hls = new Hls({ startLevel: ${startLevel} });
   window.report = { errors: [], waiting: 0, switched: [] };
   hls.on(Hls.Events.ERROR, (_, d) => report.errors.push(d.details + (d.fatal ? ' (fatal)' : '')));
   hls.on(Hls.Events.AUDIO_TRACK_SWITCHED, (_, d) => report.switched.push(d.id));
+  hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => { report.level = d.level; });
   video.addEventListener('waiting', () => report.waiting++);
   hls.loadSource('/out/index.m3u8');
   hls.attachMedia(video);
@@ -59,17 +64,26 @@ try {
   const time = () => tab.evaluate(() => document.getElementById('v').currentTime);
   await tab.waitForFunction(() => document.getElementById('v').currentTime > 1.0, null, { timeout: 30000 });
   result.tracks.push({ track: null, hz: await tab.evaluate(() => dominant()), at: await time() });
-  for (const t of tracks.map(Number)) {
+  for (const step of tracks) {
+    const level = step.startsWith('L') ? Number(step.slice(1)) : null;
+    const t = level === null ? Number(step) : null;
     const before = await time();
     const started = Date.now();
     const waitingBefore = await tab.evaluate(() => report.waiting);
-    await tab.evaluate((id) => { hls.audioTrack = id; }, t);
-    await tab.waitForFunction((id) => report.switched.includes(id), t, { timeout: 15000 });
+    if (level === null) {
+      await tab.evaluate((id) => { report.switched = []; hls.audioTrack = id; }, t);
+      await tab.waitForFunction((id) => report.switched.includes(id), t, { timeout: 15000 });
+    } else {
+      await tab.evaluate((n) => { hls.currentLevel = n; }, level);
+      await tab.waitForFunction((n) => report.level === n, level, { timeout: 15000 });
+    }
     // Play on for 1.5 s of media after the switch, then listen.
     await tab.waitForFunction((b) => document.getElementById('v').currentTime > b + 1.5, before, { timeout: 15000 });
     const after = await time();
     result.tracks.push({
       track: t,
+      level,
+      playing: await tab.evaluate(() => ({ track: hls.audioTrack, group: hls.audioTracks[hls.audioTrack].groupId, name: hls.audioTracks[hls.audioTrack].name })),
       hz: await tab.evaluate(() => dominant()),
       at: after,
       advanced: after - before,

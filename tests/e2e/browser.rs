@@ -1,12 +1,15 @@
 //! Playback in a real browser (issue 15): Debian's Chromium plays a chunked ladder with
 //! hls.js and switches between the stereo mix and single source tracks while it plays;
 //! each switch is heard (the Web Audio analyser's dominant frequency is the track's own
-//! test tone) and playback runs on without stalling. Driven by tests/browser/audio_switch.mjs.
+//! test tone) and playback runs on without stalling. The ladder has a rung over 1 Mb/s and
+//! one under (issue 17: audio by bandwidth), so switching rungs also switches between the
+//! `audio` and `audio-low` groups: the reviewer's track plays on in the other group.
+//! Driven by tests/browser/audio_switch.mjs.
 
 use std::path::Path;
 use std::process::Command;
 
-use farm_tests::fixtures::{eight_tone_tracks, small_ladder_file};
+use farm_tests::fixtures::eight_tone_tracks;
 use farm_tests::worker::transcode;
 
 #[test]
@@ -15,14 +18,26 @@ fn hls_js_in_chromium_switches_audio_renditions_without_a_stall() {
     let out = dir.path().join("out");
     // 12 s, eight mono tracks, track N a sine at 300 x N Hz
     let source = eight_tone_tracks("browser-8-tracks.mov", 12, &[]).unwrap();
+    // hls.js orders levels by bit rate: level 1 (320x180 at 1.2 Mb/s) plays with `audio`,
+    // level 0 (256x144) with `audio-low`
+    let ladder = dir.path().join("ladder.json");
+    std::fs::write(&ladder, r#"{"video": [{"name": "180p", "width": 640, "height": 360, "bitrate_kbps": 1200}, {"name": "144p", "width": 256, "height": 144, "bitrate_kbps": 250}]}"#).unwrap();
     // two chunks, so that playback also crosses a join on every track
     for range in [&["--end", "4"][..], &["--start", "4"]] {
         let args: Vec<&str> = ["--segment-seconds", "2"].iter().chain(range).copied().collect();
-        transcode(&source, &out, &small_ladder_file(), &args).unwrap().ok().unwrap();
+        transcode(&source, &out, &ladder, &args).unwrap().ok().unwrap();
     }
+    // hls.js track ids: 0 is the mix, N is the source's track N; `Ln`: level n; `Sn` first:
+    // start at level n. The tracks on the top rung; then track 6 across both groups.
+    check_heard(&out, &["S1", "3", "6", "1", "0"], 5);
+    check_heard(&out, &["S1", "6", "L0", "L1"], 4);
+}
+
+/// Plays `out` with `steps`, and checks that each switch is heard without a stall and that
+/// a rung switch keeps the track, in the rung's audio group.
+fn check_heard(out: &Path, steps: &[&str], switches: usize) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/audio_switch.mjs");
-    // hls.js track ids: 0 is the mix, N is the source's track N
-    let run = Command::new("node").arg(&script).arg(&out).args(["3", "6", "1", "0"]).output().expect("node (scripts/setup.sh installs the browser tools)");
+    let run = Command::new("node").arg(&script).arg(out).args(steps).output().expect("node (scripts/setup.sh installs the browser tools)");
     let text = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{text}\n{}", String::from_utf8_lossy(&run.stderr));
     let report: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
@@ -36,13 +51,20 @@ fn hls_js_in_chromium_switches_audio_renditions_without_a_stall() {
     assert_eq!(report["names"].as_array().unwrap().len(), 9, "{report}");
     assert_eq!(report["names"][0], "Stereo mix");
     let heard: Vec<&serde_json::Value> = report["tracks"].as_array().unwrap().iter().collect();
-    assert_eq!(heard.len(), 5, "{report}");
+    assert_eq!(heard.len(), switches, "{report}");
     // The mix starts: tracks 1 (left, 300 Hz) and 2 (right, 600 Hz); the analyser hears both.
     let near = |hz: f64, target: f64| (hz - target).abs() < 12.0;
     let first = heard[0]["hz"].as_f64().unwrap();
     assert!(near(first, 300.0) || near(first, 600.0), "the mix: {first} Hz");
+    let mut track = 0;
     for h in &heard[1..] {
-        let track = h["track"].as_u64().unwrap();
+        // A level switch keeps the track; its group is the level's.
+        if let Some(level) = h["level"].as_u64() {
+            let group = if level == 1 { "audio" } else { "audio-low" };
+            assert_eq!((h["playing"]["track"].as_u64(), h["playing"]["group"].as_str()), (Some(track), Some(group)), "{report}");
+        } else {
+            track = h["track"].as_u64().unwrap();
+        }
         let hz = h["hz"].as_f64().unwrap();
         if track > 0 {
             assert!(near(hz, 300.0 * track as f64), "track {track}: heard {hz} Hz: {report}");

@@ -10,6 +10,7 @@ mod encryption;
 mod coordinator;
 mod hostile;
 mod inputs;
+mod low_bandwidth;
 mod observability;
 mod queue;
 mod ranges;

@@ -62,30 +62,9 @@ pub fn check_ladder(dir: &Path, frames: u64, fps: f64, has_audio: bool) -> Resul
     let audio_media: Vec<_> = master.alternatives.iter().collect();
     ensure!(has_audio == !audio_media.is_empty(), "audio group present: {}", !audio_media.is_empty());
 
-    // Audio rendition: measured once, added to every variant's bandwidth.
-    let (mut audio_peak, mut audio_avg, mut audio_seconds) = (0.0, 0.0, None);
-    if let Some(alt) = audio_media.first() {
-        let uri = alt.uri.as_ref().context("audio media without URI")?;
-        let path = dir.join(uri);
-        let media = read_media(&path)?;
-        check_media_rules(&media, uri)?;
-        let folder = path.parent().expect("folder").to_path_buf();
-        let (mut bytes, mut secs) = (0u64, 0.0);
-        for seg in &media.segments {
-            let file = folder.join(&seg.uri);
-            let streams = probe::streams(&file)?;
-            let a = streams.iter().find(|s| s.codec_type.as_deref() == Some("audio")).context("no audio stream")?;
-            ensure!(a.codec_name.as_deref() == Some("aac") && a.profile.as_deref() == Some("LC"), "audio is not AAC-LC: {a:?}");
-            ensure!(a.channels == Some(2) && a.sample_rate == Some(48_000.0), "audio is not 48 kHz stereo: {a:?}");
-            let size = std::fs::metadata(&file)?.len();
-            let d = f64::from(seg.duration);
-            audio_peak = f64::max(audio_peak, size as f64 * 8.0 / d);
-            bytes += size;
-            secs += d;
-        }
-        audio_avg = bytes as f64 * 8.0 / secs;
-        audio_seconds = Some(secs);
-    }
+    // Audio: each group measured once, added to the bandwidth of the variants that use it.
+    let groups = check_audio_groups(dir, &master)?;
+    let audio_seconds = groups.get("audio").map(|g| g.seconds);
 
     let mut renditions = Vec::new();
     let mut iframes_checked = 0;
@@ -146,6 +125,10 @@ pub fn check_ladder(dir: &Path, frames: u64, fps: f64, has_audio: bool) -> Resul
             }
         }
         // Bandwidth, measured on the written files.
+        let (audio_peak, audio_avg) = match &variant.audio {
+            Some(group) => groups.get(group).map(|g| (g.peak, g.avg)).with_context(|| format!("{}: no audio group {group}", variant.uri))?,
+            None => (0.0, 0.0),
+        };
         let peak = segments.iter().map(|s| s.bytes as f64 * 8.0 / (s.frames as f64 / fps)).fold(0.0, f64::max) + audio_peak;
         let avg = segments.iter().map(|s| s.bytes).sum::<u64>() as f64 * 8.0 / (total as f64 / fps) + audio_avg;
         ensure!(within(variant.bandwidth as f64, peak, 0.10), "{}: BANDWIDTH {} vs measured {peak:.0}", variant.uri, variant.bandwidth);
@@ -180,6 +163,56 @@ pub fn check_ladder(dir: &Path, frames: u64, fps: f64, has_audio: bool) -> Resul
         ensure!((secs - video).abs() < 0.1, "audio lasts {secs:.3} s, video {video:.3} s");
     }
     Ok(LadderCheck { master, renditions, audio_seconds, iframes_checked })
+}
+
+/// An audio group as written: its largest rendition's peak and average rates (what a
+/// variant adds, RFC 8216 4.3.4.2) and the length of its default rendition.
+struct AudioGroupCheck {
+    peak: f64,
+    avg: f64,
+    seconds: f64,
+}
+
+/// Every audio rendition's playlist and segment sizes; the default rendition of each group
+/// decoded as 48 kHz stereo AAC-LC (the mix); groups of audio have the same members with
+/// the same attributes but the URI (RFC 8216 4.3.4.1.1).
+fn check_audio_groups(dir: &Path, master: &MasterPlaylist) -> Result<std::collections::BTreeMap<String, AudioGroupCheck>> {
+    let mut groups = std::collections::BTreeMap::new();
+    let mut members: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for alt in &master.alternatives {
+        let uri = alt.uri.as_ref().context("audio media without URI")?;
+        let path = dir.join(uri);
+        let media = read_media(&path)?;
+        check_media_rules(&media, uri)?;
+        let folder = path.parent().expect("folder").to_path_buf();
+        let (mut bytes, mut secs, mut peak) = (0u64, 0.0, 0.0f64);
+        for seg in &media.segments {
+            let file = folder.join(&seg.uri);
+            if alt.default {
+                let streams = probe::streams(&file)?;
+                let a = streams.iter().find(|s| s.codec_type.as_deref() == Some("audio")).context("no audio stream")?;
+                ensure!(a.codec_name.as_deref() == Some("aac") && a.profile.as_deref() == Some("LC"), "audio is not AAC-LC: {a:?}");
+                ensure!(a.channels == Some(2) && a.sample_rate == Some(48_000.0), "audio is not 48 kHz stereo: {a:?}");
+            }
+            let size = std::fs::metadata(&file)?.len();
+            let d = f64::from(seg.duration);
+            peak = peak.max(size as f64 * 8.0 / d);
+            bytes += size;
+            secs += d;
+        }
+        let group = groups.entry(alt.group_id.clone()).or_insert(AudioGroupCheck { peak: 0.0, avg: 0.0, seconds: 0.0 });
+        group.peak = group.peak.max(peak);
+        group.avg = group.avg.max(bytes as f64 * 8.0 / secs);
+        if alt.default {
+            group.seconds = secs;
+        }
+        members.entry(&alt.group_id).or_default().push(format!("{:?} {:?} {} {}", alt.name, alt.language, alt.default, alt.autoselect));
+    }
+    let mut sets = members.values();
+    if let Some(first) = sets.next() {
+        ensure!(sets.all(|s| s == first), "audio groups differ in their members: {members:?}");
+    }
+    Ok(groups)
 }
 
 fn check_media_rules(media: &MediaPlaylist, uri: &str) -> Result<()> {

@@ -12,7 +12,8 @@ use farm_contract::manifest::segment_uri;
 use farm_contract::timeline::Grid;
 use m3u8_rs::{MasterPlaylist, Resolution, VariantStream};
 
-use super::{audio_media, media_text, target_duration, Entry, Playlists, AUDIO_GROUP, MASTER};
+use super::{audio_media, media_text, target_duration, Entry, Playlists, MASTER};
+use farm_contract::ladder::AUDIO_GROUP;
 use crate::codecs::AAC_LC;
 
 
@@ -25,6 +26,8 @@ pub struct LiveVideo {
     pub bandwidth: u64,
     /// From the first segment's SPS, once it exists.
     pub codecs: Option<String>,
+    /// The audio group it plays with.
+    pub audio_group: String,
 }
 
 /// One audio rendition of the job's group.
@@ -39,6 +42,15 @@ pub struct LiveAudio {
     /// The source's stream indices behind it.
     #[serde(default)]
     pub source_streams: Vec<usize>,
+    /// `None` (plans from before audio by bandwidth): the main group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+impl LiveAudio {
+    pub fn group(&self) -> &str {
+        self.group.as_deref().unwrap_or(AUDIO_GROUP)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -82,7 +94,7 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>, keying: Option<Keying>)
 
     let mut files = Vec::new();
     let mut master = MasterPlaylist { independent_segments: true, ..Default::default() };
-    let mut audio_rate = 0;
+    let mut audio_rates: std::collections::HashMap<&str, u64> = Default::default();
     for a in &plan.audio {
         let n = contiguous(&a.name);
         if n == 0 {
@@ -90,8 +102,9 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>, keying: Option<Keying>)
         }
         let list: Vec<Entry> = (0..n).map(|k| entry(&a.name, k as u64, audio_durations[k])).collect();
         files.push((format!("{}/index.m3u8", a.name), media_text(&list, &a.name, Some(seg_target))));
-        master.alternatives.push(audio_media(&a.name, a.label.as_deref(), a.language.as_deref(), Some(a.channels)));
-        audio_rate = audio_rate.max(a.bandwidth);
+        master.alternatives.push(audio_media(&a.name, a.group(), a.label.as_deref(), a.language.as_deref(), Some(a.channels)));
+        let rate = audio_rates.entry(a.group()).or_default();
+        *rate = (*rate).max(a.bandwidth);
     }
     for v in &plan.video {
         let n = contiguous(&v.name);
@@ -103,11 +116,11 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>, keying: Option<Keying>)
         let codecs = v.codecs.clone().map(|c| if plan.audio.is_empty() { c } else { format!("{c},{AAC_LC}") });
         master.variants.push(VariantStream {
             uri: format!("{}/index.m3u8", v.name),
-            bandwidth: v.bandwidth + audio_rate,
+            bandwidth: v.bandwidth + audio_rates.get(v.audio_group.as_str()).copied().unwrap_or(0),
             codecs,
             resolution: Some(Resolution { width: u64::from(v.width), height: u64::from(v.height) }),
             frame_rate: Some((g.rate.as_f64() * 1000.0).round() / 1000.0),
-            audio: (!plan.audio.is_empty()).then(|| AUDIO_GROUP.to_string()),
+            audio: (!plan.audio.is_empty()).then(|| v.audio_group.clone()),
             ..Default::default()
         });
     }
@@ -129,16 +142,32 @@ mod tests {
             grid: Grid::new(FrameRate { num: 25, den: 1 }, Cuts::even(6000), 2000),
             total_frames: 400, // 16 s: segments of 150, 150, 100 frames
             video: vec![
-                LiveVideo { name: "720p".into(), width: 1280, height: 720, bandwidth: 3_300_000, codecs: Some("avc1.64001f".into()) },
-                LiveVideo { name: "360p".into(), width: 640, height: 360, bandwidth: 880_000, codecs: None },
+                LiveVideo { name: "720p".into(), width: 1280, height: 720, bandwidth: 3_300_000, codecs: Some("avc1.64001f".into()), audio_group: AUDIO_GROUP.into() },
+                LiveVideo { name: "360p".into(), width: 640, height: 360, bandwidth: 880_000, codecs: None, audio_group: AUDIO_GROUP.into() },
             ],
             sample_rate: 48_000,
-            audio: vec![LiveAudio { name: AUDIO.into(), label: Some("Stereo mix".into()), language: None, channels: 2, bandwidth: 128_000, source_streams: vec![1] }],
+            audio: vec![LiveAudio { name: AUDIO.into(), label: Some("Stereo mix".into()), language: None, channels: 2, bandwidth: 128_000, source_streams: vec![1], group: None }],
         }
     }
 
     fn present(keys: &[&str]) -> BTreeSet<String> {
         keys.iter().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn a_low_rung_plays_with_the_low_audio_group_while_the_job_runs() {
+        let mut plan = plan();
+        plan.video[1].audio_group = "audio-low".into();
+        let low = LiveAudio { name: "audio-low".into(), bandwidth: 64_000, group: Some("audio-low".into()), ..plan.audio[0].clone() };
+        plan.audio.push(low);
+        let keys = present(&["720p/seg_00000.ts", "360p/seg_00000.ts", "audio/seg_00000.ts"]);
+        assert!(live(&plan, &keys, None).is_none(), "the low group's rendition has no segment yet");
+        let keys = present(&["720p/seg_00000.ts", "360p/seg_00000.ts", "audio/seg_00000.ts", "audio-low/seg_00000.ts"]);
+        let p = live(&plan, &keys, None).unwrap();
+        let master = &p.files.iter().find(|(k, _)| k == MASTER).unwrap().1;
+        assert!(master.contains("GROUP-ID=\"audio-low\",NAME=\"Stereo mix\",DEFAULT=YES"), "{master}");
+        assert!(master.contains("BANDWIDTH=3428000") && master.contains("BANDWIDTH=944000,"), "{master}");
+        assert!(master.contains("AUDIO=\"audio-low\"\n360p/index.m3u8"), "{master}");
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub(crate) fn video_part(first: u64, end: u64, last_frames: u64, is_last: bool) 
         label: None,
         language: None,
         source_streams: vec![],
+        group: None,
     };
     PartManifest {
         version: MANIFEST_VERSION,
@@ -84,6 +85,7 @@ fn audio_range(first: u64, end: u64, is_last: bool) -> PartManifest {
             label: Some("Stereo mix".into()),
             language: None,
             source_streams: vec![1, 2],
+            group: None,
             segments: (first..end)
                 .map(|i| SegmentRecord {
                     index: i,
@@ -210,6 +212,35 @@ fn every_audio_rendition_is_in_the_group_and_the_mix_is_the_default() {
     partial.renditions.pop();
     let err = assemble(&[video_part(0, 3, 60, true), with_tracks(audio_range(0, 2, false)), partial]).unwrap_err();
     assert!(err.contains("audio_2 is not in every part"), "{err}");
+}
+
+#[test]
+fn low_rungs_play_with_the_low_audio_group() {
+    let with_low = |mut part: PartManifest| {
+        let mix = part.renditions[0].clone();
+        part.renditions.push(RenditionPart {
+            name: "audio-low".into(),
+            group: Some("audio-low".into()),
+            segments: mix.segments.iter().map(|s| SegmentRecord { uri: s.uri.replace("audio/", "audio-low/"), bytes: 48_000, ..s.clone() }).collect(),
+            ..mix.clone()
+        });
+        part.renditions[0].group = Some("audio".into());
+        part
+    };
+    let mut video = video_part(0, 3, 60, true);
+    video.renditions[1].group = Some("audio-low".into());
+    let p = assemble(&[video, with_low(audio_range(0, 2, false)), with_low(audio_range(2, 3, true))]).unwrap().unwrap();
+    let master = file(&p, MASTER);
+    let media: Vec<&str> = master.lines().filter(|l| l.starts_with("#EXT-X-MEDIA:TYPE=AUDIO")).collect();
+    assert_eq!(media.len(), 2, "{master}");
+    // The same member in both groups: every attribute the same but the URI (RFC 8216).
+    let as_main = |l: &str| l.replace("audio-low/index.m3u8", "audio/index.m3u8").replace("GROUP-ID=\"audio-low\"", "GROUP-ID=\"audio\"");
+    assert_eq!(as_main(media[1]), media[0], "{master}");
+    let variants: Vec<&str> = master.lines().filter(|l| l.starts_with("#EXT-X-STREAM-INF")).collect();
+    // 720p: 1 Mb/s + the 128 kb/s mix; 360p: 400 kb/s + the 64 kb/s twin.
+    assert!(variants[0].contains("BANDWIDTH=1128000") && variants[0].contains("AUDIO=\"audio\""), "{master}");
+    assert!(variants[1].contains("BANDWIDTH=464000") && variants[1].contains("AUDIO=\"audio-low\""), "{master}");
+    assert_eq!(file(&p, "audio-low/index.m3u8").matches("#EXTINF").count(), 3);
 }
 
 #[test]

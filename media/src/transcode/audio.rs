@@ -172,6 +172,7 @@ pub fn run(job: AudioJob, frames: Receiver<AudioFrame>) -> Result<RenditionPart>
         label: Some(r.label.clone()),
         language: r.language.clone(),
         source_streams: r.source_streams.clone(),
+        group: Some(r.group.to_string()),
     })
 }
 

@@ -50,7 +50,18 @@ impl TsMuxer {
                 (*(*stream.as_mut_ptr()).codecpar).codec_tag = 0;
             }
         }
-        octx.write_header()?;
+        if params.medium() == ffmpeg::media::Type::Audio {
+            // Several AAC frames to a PES packet (up to 0.35 s), as the ffmpeg CLI muxes:
+            // one PES per frame fills two TS packets with each 64 kb/s frame and doubles
+            // the audio's rate on the wire. Timestamps stay as given (no muxing delay added,
+            // which would shift the audio against the separately muxed video).
+            let mut opts = ffmpeg::Dictionary::new();
+            opts.set("max_delay", "700000");
+            opts.set("mpegts_copyts", "1");
+            octx.write_header_with(opts)?;
+        } else {
+            octx.write_header()?;
+        }
         let stream_tb = octx.stream(0).expect("one stream").time_base();
         Ok(Self { octx, buf, codec_tb, stream_tb })
     }

@@ -155,6 +155,7 @@ fn part(r: &FittedRendition, grid: &Grid, codecs: Option<String>, segments: Vec<
         label: None,
         language: None,
         source_streams: vec![],
+        group: None,
     }
 }
 

@@ -1,0 +1,112 @@
+//! The ladder's rules: fitting, defaults, audio by bandwidth, validation.
+
+use super::*;
+
+fn sizes(l: &Ladder, w: u32, h: u32) -> Vec<(u32, u32)> {
+    l.fit(w, h).iter().map(|r| (r.width, r.height)).collect()
+}
+
+#[test]
+fn full_hd_source_gets_the_whole_ladder() {
+    let l = Ladder::default();
+    assert_eq!(
+        sizes(&l, 1920, 1080),
+        vec![(1920, 1080), (1280, 720), (960, 540), (640, 360), (416, 234)]
+    );
+}
+
+#[test]
+fn never_upscales_and_keeps_the_cheapest_duplicate() {
+    let l = Ladder::default();
+    let fitted = l.fit(1280, 720);
+    let names: Vec<&str> = fitted.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, vec!["720p", "540p", "360p", "234p"]);
+    let tiny = l.fit(320, 240);
+    assert_eq!(tiny.len(), 2);
+    assert_eq!((tiny[0].width, tiny[0].height, tiny[0].name.as_str()), (320, 240, "360p"));
+    assert_eq!((tiny[1].width, tiny[1].height, tiny[1].name.as_str()), (312, 234, "234p"));
+}
+
+#[test]
+fn uhd_is_scaled_down_into_the_box() {
+    assert_eq!(sizes(&Ladder::default(), 3840, 2160)[0], (1920, 1080));
+    // DCI 4K keeps its wider aspect inside the 1920x1080 box
+    assert_eq!(sizes(&Ladder::default(), 4096, 2160)[0], (1920, 1012));
+}
+
+#[test]
+fn scope_and_portrait_keep_aspect_with_even_sizes() {
+    assert_eq!(fit_in_box(1920, 804, 1280, 720), (1280, 536));
+    assert_eq!(fit_in_box(1080, 1920, 1920, 1080), (1080, 1920));
+    assert_eq!(fit_in_box(1080, 1920, 1280, 720), (720, 1280));
+    // odd source sizes become even
+    assert_eq!(fit_in_box(721, 405, 1920, 1080), (720, 404));
+}
+
+#[test]
+fn ladder_json_round_trips_and_defaults_fill_in() {
+    let text = r#"{"video":[{"name":"small","width":320,"height":180,"bitrate_kbps":300}]}"#;
+    let l = Ladder::from_json(text).unwrap();
+    assert_eq!(l.segment_seconds, 6.0);
+    assert_eq!(l.cuts(), Cuts::with_lead(6000, 3, 2000));
+    assert_eq!(l.audio, AudioSpec::default());
+    assert_eq!(l.video[0].maxrate_kbps(), 330);
+    let again = Ladder::from_json(&serde_json::to_string(&l).unwrap()).unwrap();
+    assert_eq!(again, l);
+}
+
+#[test]
+fn audio_by_bandwidth_needs_rungs_on_both_sides_of_the_line() {
+    let l = Ladder::default();
+    let full = l.fit(1920, 1080);
+    assert_eq!(l.audio.low_group(&full), Some(64));
+    let groups: Vec<&str> = full.iter().map(|r| l.audio.group_of(r, &full)).collect();
+    assert_eq!(groups, vec![AUDIO_GROUP, AUDIO_GROUP, AUDIO_GROUP, LOW_AUDIO_GROUP, LOW_AUDIO_GROUP]);
+    // A small source's rungs are all under the line: one group, at the main rate.
+    let tiny = l.fit(320, 240);
+    assert_eq!(l.audio.low_group(&tiny), None);
+    assert!(tiny.iter().all(|r| l.audio.group_of(r, &tiny) == AUDIO_GROUP));
+    // Turned off; and a task of a job from before it (no rate stated: no group).
+    let mut off = l.clone();
+    off.audio.low_bitrate_kbps = Some(0);
+    assert_eq!(off.audio.low_group(&full), None);
+    let text = r#"{"video":[{"name":"a","width":1920,"height":1080,"bitrate_kbps":5000},{"name":"b","width":640,"height":360,"bitrate_kbps":500}],
+        "audio":{"bitrate_kbps":128,"sample_rate":48000,"channels":2}}"#;
+    let task: Ladder = serde_json::from_str(text).unwrap();
+    assert_eq!(task.audio.low_group(&task.fit(1920, 1080)), None);
+    let new = Ladder::from_json(text).unwrap();
+    assert_eq!(new.audio.low_group(&new.fit(1920, 1080)), Some(DEFAULT_LOW_AUDIO_KBPS));
+}
+
+#[test]
+fn bad_ladders_are_rejected_with_a_reason() {
+    let mut l = Ladder::default();
+    l.version = 7;
+    assert_eq!(l.validate(), Err(LadderError::Version(7)));
+    let mut l = Ladder::default();
+    l.gop_seconds = 4.0;
+    assert!(matches!(l.validate(), Err(LadderError::Gop { .. })));
+    let mut l = Ladder::default();
+    l.lead_seconds = 0.5;
+    assert!(l.validate().unwrap_err().to_string().contains("lead_seconds"));
+    l.lead_segments = 0;
+    assert_eq!(l.validate(), Ok(()), "no leading segments: their length does not matter");
+    let mut l = Ladder::default();
+    l.video[1].name = "../x".into();
+    assert!(matches!(l.validate(), Err(LadderError::Rendition { .. })));
+    let mut l = Ladder::default();
+    l.video[1].name = "1080p".into();
+    assert!(l.validate().unwrap_err().to_string().contains("used twice"));
+    let mut l = Ladder::default();
+    l.video[1].name = "audio-low".into();
+    assert!(matches!(l.validate(), Err(LadderError::Rendition { .. })), "a rung folder never meets an audio one");
+    for bad in [16, 200] {
+        let mut l = Ladder::default();
+        l.audio.low_bitrate_kbps = Some(bad);
+        assert!(l.validate().unwrap_err().to_string().contains("low_bitrate_kbps"), "{bad}");
+    }
+    assert!(matches!(
+        Ladder::from_json(r#"{"video":[], "colour":1}"#),
+        Err(LadderError::Parse(_))
+    ));
+}
