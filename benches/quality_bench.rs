@@ -30,7 +30,7 @@ const CLIPS: [(&str, &str, &str); 10] = [
     ("handheld", "detail with camera shake", "mandelbrot=size=2240x1320:rate=25,crop=1920:1080:x='160+140*sin(t*5)':y='120+100*cos(t*4)'"),
     ("pan", "smooth gradient motion", "gradients=size=1920x1080:rate=25:speed=0.05"),
     ("grainy-graphics", "graphics under grain", "smptehdbars=size=1920x1080:rate=25,noise=alls=12:allf=t"),
-    ("cellular", "sharp edges, fast change", "cellauto=size=1920x1080:rate=25:rule=110:scroll=1"),
+    ("fast-pan", "sharp graphics panning fast", "testsrc2=size=1920x1080:rate=25,scroll=horizontal=0.02"),
 ];
 
 fn arg(name: &str) -> Option<String> {
