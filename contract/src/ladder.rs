@@ -137,14 +137,20 @@ impl AudioSpec {
         (low > 0 && low < fitted.len()).then_some(rate)
     }
 
-    /// The audio group a fitted rung plays with.
-    pub fn group_of(&self, rung: &FittedRendition, fitted: &[FittedRendition]) -> &'static str {
-        if self.low_group(fitted).is_some() && rung.bitrate_kbps < self.low_below_kbps {
-            LOW_AUDIO_GROUP
-        } else {
-            AUDIO_GROUP
+    /// The fitted rungs that play with the low group (none when there is no low group);
+    /// the others play with [`AUDIO_GROUP`].
+    pub fn low_rungs(&self, fitted: &[FittedRendition]) -> Vec<String> {
+        if self.low_group(fitted).is_none() {
+            return Vec::new();
         }
+        fitted.iter().filter(|r| r.bitrate_kbps < self.low_below_kbps).map(|r| r.name.clone()).collect()
     }
+}
+
+/// An audio group as stored: `None` (parts and plans from before audio by bandwidth) is
+/// [`AUDIO_GROUP`].
+pub fn group_or_main(group: &Option<String>) -> &str {
+    group.as_deref().unwrap_or(AUDIO_GROUP)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -78,7 +78,7 @@ pub struct RenditionPart {
 impl RenditionPart {
     /// See [`RenditionPart::group`].
     pub fn group(&self) -> &str {
-        self.group.as_deref().unwrap_or(crate::ladder::AUDIO_GROUP)
+        crate::ladder::group_or_main(&self.group)
     }
 }
 

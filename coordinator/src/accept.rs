@@ -9,7 +9,7 @@
 //! the limits, 503 when storage cannot be reached.
 
 use axum::http::StatusCode;
-use farm_contract::ladder::{Ladder, LOW_AUDIO_GROUP};
+use farm_contract::ladder::Ladder;
 use farm_contract::review::{BurnIn, Review, ReviewRequest, ToneMap};
 use farm_contract::task::{Priority, TaskPart};
 use farm_contract::timeline::Grid;
@@ -186,10 +186,7 @@ pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Loca
     if parts.len() > limits.max_tasks_per_job {
         return Err(unprocessable(format!("the job would need {} tasks, at most {} allowed (FARM_MAX_TASKS_PER_JOB)", parts.len(), limits.max_tasks_per_job)));
     }
-    let low_audio_rungs = match low_audio {
-        Some(_) if has_audio => renditions.iter().filter(|r| ladder.audio.group_of(r, &renditions) == LOW_AUDIO_GROUP).map(|r| r.name.clone()).collect(),
-        _ => Vec::new(),
-    };
+    let low_audio_rungs = if has_audio { ladder.audio.low_rungs(&renditions) } else { Vec::new() };
     let plan = JobPlan {
         grid: Grid::new(info.rate, ladder.cuts(), ladder.gop_ms()),
         total_frames: info.frames_expected().unwrap_or((duration * info.rate.as_f64()).round() as u64),

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use farm_contract::ladder::Ladder;
+use farm_contract::ladder::{Ladder, AUDIO_GROUP, LOW_AUDIO_GROUP};
 use farm_contract::review::Review;
 use farm_contract::manifest::{PartKind, PartManifest, RenditionPart, MANIFEST_VERSION};
 use farm_contract::timeline::Grid;
@@ -123,10 +123,10 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
         sealer: sealer.as_ref(),
     };
     let mut out = transcode::run(&mut source, &plan, sink, progress, cancel)?;
-    if low_audio.is_some() && !tracks.is_empty() {
+    let low_rungs = task.ladder.audio.low_rungs(&renditions);
+    if !low_rungs.is_empty() && !tracks.is_empty() {
         for part in &mut out.video {
-            let rung = renditions.iter().find(|r| r.name == part.name).expect("a part of a fitted rung");
-            part.group = Some(task.ladder.audio.group_of(rung, &renditions).to_string());
+            part.group = Some(if low_rungs.contains(&part.name) { LOW_AUDIO_GROUP } else { AUDIO_GROUP }.to_string());
         }
     }
     progress.finish();

@@ -160,14 +160,18 @@ pub enum OpenError {
 
 /// Where a task's output goes: a local folder (created) or a bucket prefix.
 pub fn open_sink(text: &str, s3: &S3Settings, rt: &Handle) -> Result<Box<dyn Sink>, OpenError> {
-    Ok(match Location::parse(text)? {
-        Location::Local(path) => Box::new(LocalDir::new(&path).map_err(OpenError::Io)?),
-        Location::S3 { bucket, key } => object_sink(s3_client(&bucket, s3)?, &bucket, &key, rt),
-    })
+    open_with(text, rt, |bucket| s3_client(bucket, s3))
 }
 
-fn object_sink(s3: Arc<AmazonS3>, bucket: &str, key: &str, rt: &Handle) -> Box<dyn Sink> {
-    Box::new(ObjectSink::new(s3.clone(), bucket, key, rt.clone()).with_signer(s3))
+/// A local folder, or a bucket prefix through the client `client` gives for the bucket.
+fn open_with(text: &str, rt: &Handle, client: impl FnOnce(&str) -> Result<Arc<AmazonS3>, LocationError>) -> Result<Box<dyn Sink>, OpenError> {
+    Ok(match Location::parse(text)? {
+        Location::Local(path) => Box::new(LocalDir::new(&path).map_err(OpenError::Io)?),
+        Location::S3 { bucket, key } => {
+            let s3 = client(&bucket)?;
+            Box::new(ObjectSink::new(s3.clone(), &bucket, &key, rt.clone()).with_signer(s3))
+        }
+    })
 }
 
 /// Opens sinks for a long-lived process that opens many (a coordinator publishing
@@ -185,10 +189,7 @@ impl Sinks {
 
     /// [`open_sink`] with this process's client of the bucket.
     pub fn open(&self, text: &str, rt: &Handle) -> Result<Box<dyn Sink>, OpenError> {
-        Ok(match Location::parse(text)? {
-            Location::Local(path) => Box::new(LocalDir::new(&path).map_err(OpenError::Io)?),
-            Location::S3 { bucket, key } => object_sink(self.client(&bucket)?, &bucket, &key, rt),
-        })
+        open_with(text, rt, |bucket| self.client(bucket))
     }
 
     fn client(&self, bucket: &str) -> Result<Arc<AmazonS3>, LocationError> {

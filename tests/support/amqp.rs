@@ -160,10 +160,20 @@ const MANAGEMENT: &str = "http://127.0.0.1:15672/api";
 /// is declared before it is bound: a message published in between is not routed.
 pub fn is_bound(queue: &str, exchange: &str) -> bool {
     let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    let mut url = reqwest::Url::parse(&format!("{MANAGEMENT}/queues/%2f")).unwrap();
-    url.path_segments_mut().unwrap().push(queue).push("bindings");
-    let bindings = http.get(url).basic_auth("guest", Some("guest")).send().and_then(|r| r.error_for_status()).and_then(|r| r.json::<Vec<serde_json::Value>>());
+    let bindings = management_list(&http, management_url("queues", &[queue, "bindings"]));
     bindings.is_ok_and(|b| b.iter().any(|b| b["source"] == exchange))
+}
+
+/// `{MANAGEMENT}/{kind}/%2f/{segments...}` (the default vhost), each segment escaped.
+fn management_url(kind: &str, segments: &[&str]) -> reqwest::Url {
+    let mut url = reqwest::Url::parse(&format!("{MANAGEMENT}/{kind}/%2f")).unwrap();
+    url.path_segments_mut().unwrap().extend(segments);
+    url
+}
+
+/// A management API listing, as the guest user.
+fn management_list(http: &reqwest::blocking::Client, url: reqwest::Url) -> reqwest::Result<Vec<serde_json::Value>> {
+    http.get(url).basic_auth("guest", Some("guest")).send().and_then(|r| r.error_for_status()).and_then(|r| r.json())
 }
 
 /// Deletes the queues and exchanges of the farm with queue prefix `prefix` (`{prefix}.*`).
@@ -193,12 +203,9 @@ fn owner_pid(name: &str) -> Option<u32> {
 fn delete_matching(wanted: impl Fn(&str) -> bool) {
     let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     for kind in ["queues", "exchanges"] {
-        let listed = http
-            .get(format!("{MANAGEMENT}/{kind}/%2f?columns=name"))
-            .basic_auth("guest", Some("guest"))
-            .send()
-            .and_then(|r| r.error_for_status())
-            .and_then(|r| r.json::<Vec<serde_json::Value>>());
+        let mut url = management_url(kind, &[]);
+        url.set_query(Some("columns=name"));
+        let listed = management_list(&http, url);
         let names = match listed {
             Ok(names) => names,
             Err(e) => {
@@ -207,9 +214,7 @@ fn delete_matching(wanted: impl Fn(&str) -> bool) {
             }
         };
         for name in names.iter().filter_map(|n| n["name"].as_str()).filter(|n| wanted(n)) {
-            let mut url = reqwest::Url::parse(&format!("{MANAGEMENT}/{kind}/%2f")).unwrap();
-            url.path_segments_mut().unwrap().push(name);
-            if let Err(e) = http.delete(url).basic_auth("guest", Some("guest")).send().and_then(|r| r.error_for_status()) {
+            if let Err(e) = http.delete(management_url(kind, &[name])).basic_auth("guest", Some("guest")).send().and_then(|r| r.error_for_status()) {
                 eprintln!("warning: could not delete RabbitMQ {kind} {name}: {e}");
             }
         }

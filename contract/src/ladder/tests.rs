@@ -60,12 +60,11 @@ fn audio_by_bandwidth_needs_rungs_on_both_sides_of_the_line() {
     let l = Ladder::default();
     let full = l.fit(1920, 1080);
     assert_eq!(l.audio.low_group(&full), Some(64));
-    let groups: Vec<&str> = full.iter().map(|r| l.audio.group_of(r, &full)).collect();
-    assert_eq!(groups, vec![AUDIO_GROUP, AUDIO_GROUP, AUDIO_GROUP, LOW_AUDIO_GROUP, LOW_AUDIO_GROUP]);
+    assert_eq!(l.audio.low_rungs(&full), vec!["360p", "234p"]);
     // A small source's rungs are all under the line: one group, at the main rate.
     let tiny = l.fit(320, 240);
     assert_eq!(l.audio.low_group(&tiny), None);
-    assert!(tiny.iter().all(|r| l.audio.group_of(r, &tiny) == AUDIO_GROUP));
+    assert!(l.audio.low_rungs(&tiny).is_empty());
     // Turned off; and a task of a job from before it (no rate stated: no group).
     let mut off = l.clone();
     off.audio.low_bitrate_kbps = Some(0);

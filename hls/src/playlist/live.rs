@@ -13,7 +13,6 @@ use farm_contract::timeline::Grid;
 use m3u8_rs::{MasterPlaylist, Resolution, VariantStream};
 
 use super::{audio_media, media_text, target_duration, Entry, Playlists, MASTER};
-use farm_contract::ladder::AUDIO_GROUP;
 use crate::codecs::AAC_LC;
 
 
@@ -49,7 +48,7 @@ pub struct LiveAudio {
 
 impl LiveAudio {
     pub fn group(&self) -> &str {
-        self.group.as_deref().unwrap_or(AUDIO_GROUP)
+        farm_contract::ladder::group_or_main(&self.group)
     }
 }
 
@@ -132,6 +131,7 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>, keying: Option<Keying>)
 
 #[cfg(test)]
 mod tests {
+    use farm_contract::ladder::AUDIO_GROUP;
     use farm_contract::manifest::AUDIO_RENDITION as AUDIO;
     use farm_contract::timeline::{Cuts, FrameRate};
 
