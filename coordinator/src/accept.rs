@@ -9,7 +9,8 @@
 //! the limits, 503 when storage cannot be reached.
 
 use axum::http::StatusCode;
-use farm_contract::ladder::Ladder;
+use farm_contract::ladder::per_title::Complexity;
+use farm_contract::ladder::{Ladder, LadderMode, SegmentFormat, VideoCodec};
 use farm_contract::review::{BurnIn, Review, ReviewRequest, ToneMap};
 use farm_contract::task::{Priority, TaskPart};
 use farm_contract::timeline::Grid;
@@ -35,6 +36,16 @@ pub struct JobRequest {
     pub output: String,
     #[serde(default)]
     pub ladder: Option<Ladder>,
+    /// `fixed` or `per_title` (rates from the source's measured complexity); overrides the
+    /// ladder's (default `fixed`).
+    #[serde(default)]
+    pub ladder_mode: Option<LadderMode>,
+    /// `ts`; overrides the ladder's (`fmp4` is not available yet).
+    #[serde(default)]
+    pub segment_format: Option<SegmentFormat>,
+    /// `["h264"]`; overrides the ladder's (`["h264", "hevc"]` is not available yet).
+    #[serde(default)]
+    pub codecs: Option<Vec<VideoCodec>>,
     #[serde(default)]
     pub priority: Option<Priority>,
     /// The same key again answers the job it made (1 to 200 characters).
@@ -138,6 +149,11 @@ pub fn stored_output(output: &Location) -> String {
 pub fn ladder(limits: &Limits, req: &JobRequest) -> Result<Ladder, ApiError> {
     let mut ladder = req.ladder.clone().unwrap_or_default();
     ladder.audio.settle();
+    ladder.ladder_mode = req.ladder_mode.unwrap_or(ladder.ladder_mode);
+    ladder.segment_format = req.segment_format.unwrap_or(ladder.segment_format);
+    ladder.codecs = req.codecs.clone().unwrap_or(ladder.codecs);
+    // The farm decides per-title rates from the source, whatever a request says.
+    ladder.decision = None;
     ladder.validate().map_err(|e| bad(format!("ladder: {e}")))?;
     let over = |m: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, m);
     if ladder.video.len() > limits.max_rungs {
@@ -149,9 +165,14 @@ pub fn ladder(limits: &Limits, req: &JobRequest) -> Result<Ladder, ApiError> {
     Ok(ladder)
 }
 
-/// What the source is, probed in a child process.
-pub async fn probe(app: &AppState, source: &Location) -> Result<SourceInfo, ApiError> {
-    app.prober.probe(&source.to_string()).await.map_err(|e| match e {
+/// What the source is, probed in a child process; for a per-title ladder, how hard it is
+/// to encode too.
+pub async fn probe(app: &AppState, source: &Location, ladder: &Ladder) -> Result<(SourceInfo, Option<Complexity>), ApiError> {
+    let request = crate::probe::ProbeRequest {
+        location: source.to_string(),
+        complexity_for: (ladder.ladder_mode == LadderMode::PerTitle).then(|| ladder.clone()),
+    };
+    app.prober.probe(&request).await.map_err(|e| match e {
         ProbeError::Refused(m) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, m),
         ProbeError::Timeout(_) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         ProbeError::Unavailable(_) => ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{e}; retry later")),
@@ -164,7 +185,7 @@ pub async fn probe(app: &AppState, source: &Location) -> Result<SourceInfo, ApiE
 
 /// The job and its chunk tasks, from the probe's facts.
 #[allow(clippy::too_many_arguments)]
-pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Location), ladder: Ladder, info: &SourceInfo, review: &Review, id: String, now: i64) -> Result<NewJob, ApiError> {
+pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Location), mut ladder: Ladder, (info, complexity): &(SourceInfo, Option<Complexity>), review: &Review, id: String, now: i64) -> Result<NewJob, ApiError> {
     let limits = &app.config.limits;
     let unprocessable = |m: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, m);
     let duration = info
@@ -176,6 +197,11 @@ pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Loca
         return Err(unprocessable(format!("the source lasts {duration:.0} s, at most {:.0} s allowed (FARM_MAX_SOURCE_SECONDS)", limits.max_source_seconds)));
     }
     let (display_w, display_h) = info.display_size();
+    if ladder.ladder_mode == LadderMode::PerTitle {
+        let complexity = complexity.as_ref().ok_or_else(|| internal("the probe measured no complexity for a per-title ladder"))?;
+        ladder.decide(display_w, display_h, complexity);
+        tracing::info!(job = %id, complexity_kbps = complexity.kbps, probe_seconds = complexity.seconds, decision = ?ladder.decision, "per-title ladder decided");
+    }
     let renditions = ladder.fit(display_w, display_h);
     let low_audio = ladder.audio.low_group(&renditions);
     let (_, audio_renditions) = farm_media::transcode::audio::plan(&info.audio, &ladder.audio, true, low_audio);

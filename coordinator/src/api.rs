@@ -88,6 +88,8 @@ pub struct JobView {
     #[schema(minimum = 0.0, maximum = 1.0)]
     pub progress: f64,
     pub eta_seconds: Option<f64>,
+    /// The ladder the job runs, with a per-title job's decision (each rung's CRF and rates).
+    pub ladder: Option<farm_contract::ladder::Ladder>,
     pub tasks: Vec<TaskView>,
 }
 
@@ -118,7 +120,8 @@ async fn view(store: &Store, job: Job) -> Result<JobView, ApiError> {
     let elapsed = (now_ms() - job.created_ms) as f64 / 1000.0;
     let eta_seconds = (!job.state.is_final() && progress > 0.01).then(|| elapsed * (1.0 - progress) / progress);
     let tasks = tasks.into_iter().map(|t| TaskView { progress: task_progress(&t), task: t }).collect();
-    Ok(JobView { job, progress, eta_seconds, tasks })
+    let ladder = serde_json::from_str(&job.ladder).ok();
+    Ok(JobView { job, progress, eta_seconds, ladder, tasks })
 }
 
 /// Submits a job: stored and its tasks confirmed by the broker before the answer.
@@ -162,10 +165,10 @@ async fn create(app: &Shared, caller: &Caller, content_type: Option<&str>, body:
     if let Some(other) = app.store.live_job_on(&accept::stored_output(&locations.1)).await.map_err(internal)? {
         return Err(dispatch::busy_output(&other));
     }
-    let info = accept::probe(app, &locations.0).await?;
-    let review = accept::review(app, &req, &info).await?;
+    let probed = accept::probe(app, &locations.0, &ladder).await?;
+    let review = accept::review(app, &req, &probed.0).await?;
     let now = now_ms();
-    let new = accept::plan(app, &req, &locations, ladder, &info, &review, new_id(now), now)?;
+    let new = accept::plan(app, &req, &locations, ladder, &probed, &review, new_id(now), now)?;
     Ok(match dispatch::dispatch(app, new).await? {
         Dispatched::New(job) => {
             let detail = format!("source {} output {}", job.source, job.output);

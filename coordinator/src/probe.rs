@@ -17,6 +17,8 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use farm_contract::ladder::per_title::Complexity;
+use farm_contract::ladder::Ladder;
 use farm_media::source::SourceInfo;
 use farm_storage::S3Settings;
 use serde::{Deserialize, Serialize};
@@ -29,7 +31,12 @@ const PROBE_ADDRESS_SPACE: u64 = 4 << 30;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum ProbeReport {
-    Probed { info: SourceInfo },
+    /// With the complexity (per-title ladders) when it was asked for.
+    Probed {
+        info: SourceInfo,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        complexity: Option<Complexity>,
+    },
     /// The source is missing, not media, unsupported or damaged: the job is refused.
     Refused { message: String },
     /// Storage could not be reached: the job may be submitted again later.
@@ -51,6 +58,15 @@ pub enum ProbeError {
 /// Probes a child has run before it is retired: a hostile file that got past FFmpeg's
 /// parsers without crashing cannot linger in a process for long.
 const PROBES_PER_PROCESS: u32 = 64;
+
+/// What the coordinator asks a probe process, one line of JSON: a source, and with a
+/// per-title ladder, its complexity too (measured with that ladder's settings).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProbeRequest {
+    pub location: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complexity_for: Option<Ladder>,
+}
 
 /// A probe process: one location in on stdin, one report out on stdout, a line each.
 struct ProbeProcess {
@@ -99,14 +115,15 @@ impl Prober {
         Ok(ProbeProcess { child, stdin, stdout, used: 0 })
     }
 
-    pub async fn probe(&self, location: &str) -> Result<SourceInfo, ProbeError> {
+    /// The source's facts and, for a per-title `ladder`, its complexity.
+    pub async fn probe(&self, request: &ProbeRequest) -> Result<(SourceInfo, Option<Complexity>), ProbeError> {
         let _slot = self.slots.acquire().await.map_err(|e| ProbeError::Crashed(e.to_string()))?;
         let idle = self.idle.lock().expect("probe pool lock").pop();
         let mut process = match idle {
             Some(p) => p,
             None => self.spawn().map_err(|e| ProbeError::Crashed(e.to_string()))?,
         };
-        let report = tokio::time::timeout(self.deadline, ask(&mut process, location))
+        let report = tokio::time::timeout(self.deadline, ask(&mut process, request))
             .await
             .map_err(|_| ProbeError::Timeout(self.deadline.as_secs()))?;
         let report = match report {
@@ -122,17 +139,18 @@ impl Prober {
             self.idle.lock().expect("probe pool lock").push(process);
         }
         match report {
-            ProbeReport::Probed { info } => Ok(info),
+            ProbeReport::Probed { info, complexity } => Ok((info, complexity)),
             ProbeReport::Refused { message } => Err(ProbeError::Refused(message)),
             ProbeReport::Unavailable { message } => Err(ProbeError::Unavailable(message)),
         }
     }
 }
 
-/// One probe through a process: the location out, one report line back.
-async fn ask(process: &mut ProbeProcess, location: &str) -> std::io::Result<ProbeReport> {
+/// One probe through a process: the request out, one report line back.
+async fn ask(process: &mut ProbeProcess, request: &ProbeRequest) -> std::io::Result<ProbeReport> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-    process.stdin.write_all(format!("{location}\n").as_bytes()).await?;
+    let line = serde_json::to_string(request).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))? + "\n";
+    process.stdin.write_all(line.as_bytes()).await?;
     process.stdin.flush().await?;
     let mut line = String::new();
     if process.stdout.read_line(&mut line).await? == 0 {
@@ -177,8 +195,8 @@ fn limit(command: &mut tokio::process::Command, deadline: Duration) {
     }
 }
 
-/// The child's side: probes `location`, or every line of stdin in turn (one report line
-/// each, flushed), until stdin ends.
+/// The child's side: probes `location`, or every request line of stdin in turn (one
+/// report line each, flushed), until stdin ends.
 pub fn run_child(location: Option<&str>, s3: &S3Settings) {
     use std::io::{BufRead, Write};
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
@@ -186,11 +204,15 @@ pub fn run_child(location: Option<&str>, s3: &S3Settings) {
         Err(e) => return print_report(&ProbeReport::Unavailable { message: e.to_string() }),
     };
     if let Some(location) = location {
-        return print_report(&probe_one(location, s3, &rt));
+        return print_report(&probe_one(&ProbeRequest { location: location.into(), complexity_for: None }, s3, &rt));
     }
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { return };
-        print_report(&probe_one(line.trim_end_matches('\r'), s3, &rt));
+        let report = match serde_json::from_str::<ProbeRequest>(&line) {
+            Ok(request) => probe_one(&request, s3, &rt),
+            Err(e) => ProbeReport::Refused { message: format!("invalid probe request: {e}") },
+        };
+        print_report(&report);
         if std::io::stdout().flush().is_err() {
             return;
         }
@@ -201,14 +223,21 @@ fn print_report(report: &ProbeReport) {
     println!("{}", serde_json::to_string(report).expect("reports serialise"));
 }
 
-fn probe_one(location: &str, s3: &S3Settings, rt: &tokio::runtime::Runtime) -> ProbeReport {
+fn probe_one(request: &ProbeRequest, s3: &S3Settings, rt: &tokio::runtime::Runtime) -> ProbeReport {
     use farm_media::TranscodeError as E;
-    let location = match farm_storage::open_source(location, s3, rt.handle()) {
+    let location = match farm_storage::open_source(&request.location, s3, rt.handle()) {
         Ok(l) => l,
         Err(e) => return ProbeReport::Refused { message: e.to_string() },
     };
-    match farm_media::source::open(&location) {
-        Ok(source) => ProbeReport::Probed { info: source.info },
+    let probed = farm_media::source::open(&location).and_then(|mut source| {
+        let complexity = match &request.complexity_for {
+            Some(ladder) => Some(farm_media::complexity::measure(&mut source, ladder)?),
+            None => None,
+        };
+        Ok((source.info, complexity))
+    });
+    match probed {
+        Ok((info, complexity)) => ProbeReport::Probed { info, complexity },
         Err(e @ E::SourceIo { .. }) => {
             let kind = std::error::Error::source(&e)
                 .and_then(|s| s.downcast_ref::<std::io::Error>())

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use farm_contract::ladder::{Ladder, AUDIO_GROUP, LOW_AUDIO_GROUP};
+use farm_contract::ladder::{Ladder, LadderMode, AUDIO_GROUP, LOW_AUDIO_GROUP};
 use farm_contract::review::Review;
 use farm_contract::manifest::{PartKind, PartManifest, RenditionPart, MANIFEST_VERSION};
 use farm_contract::timeline::Grid;
@@ -74,11 +74,12 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
     task.ladder.validate()?;
     let mut source = source::open(&task.source)?;
     let info = source.info.clone();
-    let grid = Grid::new(info.rate, task.ladder.cuts(), task.ladder.gop_ms());
+    let ladder = decided(&task.ladder, &mut source)?;
+    let grid = Grid::new(info.rate, ladder.cuts(), ladder.gop_ms());
     let (display_w, display_h) = info.display_size();
-    let renditions = task.ladder.fit(display_w, display_h);
-    let low_audio = task.ladder.audio.low_group(&renditions);
-    let (tracks, audio_renditions) = audio::plan(&info.audio, &task.ladder.audio, task.review.is_some(), low_audio);
+    let renditions = ladder.fit(display_w, display_h);
+    let low_audio = ladder.audio.low_group(&renditions);
+    let (tracks, audio_renditions) = audio::plan(&info.audio, &ladder.audio, task.review.is_some(), low_audio);
     log_opened(task, &info, &renditions, tracks.len());
     let expected = info.frames_expected();
     let (first_segment, end_segment) = segment_range(&task.part, &grid, expected)?;
@@ -90,7 +91,7 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
         Part::Video { audio, .. } => audio,
     };
     let audio_tracks: &[usize] = if with_audio { &tracks } else { &[] };
-    let audio_end = expected.map(|f| grid.samples_at_frame(f, task.ladder.audio.sample_rate));
+    let audio_end = expected.map(|f| grid.samples_at_frame(f, ladder.audio.sample_rate));
     let cube = read_lut(task)?;
     let smallest_height = renditions.iter().map(|r| r.height).min().unwrap_or(display_h);
     let picture = PictureSetup::prepare(task.review.clone(), cube.as_ref(), task.font.clone(), first_frame, smallest_height)
@@ -104,13 +105,13 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
     let plan = PipelinePlan {
         grid,
         renditions: if with_video { &renditions } else { &[] },
-        x264: &task.ladder.x264,
+        x264: &ladder.x264,
         first_frame,
         end_frame,
         audio_tracks,
         audio_renditions: &audio_renditions,
-        audio: &task.ladder.audio,
-        audio_range: audio::AudioRange::new(grid.cuts, task.ladder.audio.sample_rate, first_segment, end_segment, audio_end),
+        audio: &ladder.audio,
+        audio_range: audio::AudioRange::new(grid.cuts, ladder.audio.sample_rate, first_segment, end_segment, audio_end),
         x264_threads: task.x264_threads,
         picture: &picture,
         thumbnails: thumbnail_plan(task, &grid, first_frame, end_frame, (display_w, display_h)),
@@ -123,7 +124,7 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
         sealer: sealer.as_ref(),
     };
     let mut out = transcode::run(&mut source, &plan, sink, progress, cancel)?;
-    let low_rungs = task.ladder.audio.low_rungs(&renditions);
+    let low_rungs = ladder.audio.low_rungs(&renditions);
     if !low_rungs.is_empty() && !tracks.is_empty() {
         for part in &mut out.video {
             part.group = Some(if low_rungs.contains(&part.name) { LOW_AUDIO_GROUP } else { AUDIO_GROUP }.to_string());
@@ -253,6 +254,23 @@ fn read_lut(task: &Task) -> Result<Option<Cube>> {
 }
 
 /// Writes the playlists if the parts in `sink` cover the whole job; returns the master's key.
+/// The task's ladder with its per-title decision: a farm's tasks carry the job's; a task
+/// without one (the command line's) measures the source itself, which gives every chunk
+/// of a source the same decision, the probe being deterministic.
+fn decided<'a>(ladder: &'a Ladder, source: &mut source::Source) -> Result<std::borrow::Cow<'a, Ladder>> {
+    if ladder.ladder_mode != LadderMode::PerTitle || ladder.decision.is_some() {
+        return Ok(std::borrow::Cow::Borrowed(ladder));
+    }
+    let complexity = crate::complexity::measure(source, ladder)?;
+    // The samples left the demuxer mid-file: the task reads from a fresh start.
+    *source = source::open(&source.location.clone())?;
+    let (w, h) = source.info.display_size();
+    let mut decided = ladder.clone();
+    decided.decide(w, h, &complexity);
+    tracing::info!(complexity_kbps = complexity.kbps, probe_seconds = complexity.seconds, decision = ?decided.decision, "per-title ladder decided");
+    Ok(std::borrow::Cow::Owned(decided))
+}
+
 pub fn publish(sink: &dyn Sink, job_id: Option<&str>) -> Result<Option<String>> {
     farm_hls::publish::publish(sink, job_id).map_err(|e| match e {
         farm_hls::publish::PublishError::Storage { key, source } => TranscodeError::Output { key, source },

@@ -6,12 +6,14 @@
 //!   ([`transcode::filter`]), scale and encode each rendition on its own thread
 //!   ([`transcode::video`], [`transcode::audio`], [`transcode::encode`]), cut segments
 //!   ([`transcode::segment`], [`transcode::mux`]);
+//! - [`complexity`]: how hard a source is to encode (per-title ladders);
 //! - [`lut`]: `.cube` 3D LUTs, parsed and checked line by line;
 //! - [`review`]: a job's review options checked against its source;
 //! - [`progress`]: progress bar or log lines;
 //! - [`metrics`]: frames, media seconds and segment times;
 //! - [`error`]: what went wrong, and whether trying again could help.
 
+pub mod complexity;
 pub mod error;
 pub mod job;
 pub mod lut;

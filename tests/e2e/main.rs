@@ -11,6 +11,7 @@ mod coordinator;
 mod hostile;
 mod inputs;
 mod low_bandwidth;
+mod per_title;
 mod observability;
 mod queue;
 mod ranges;

@@ -140,6 +140,16 @@ struct TranscodeArgs {
     /// split before chunks had audio)
     #[arg(long, conflicts_with_all = ["start", "end"])]
     audio_only: bool,
+    /// Rates of the rungs: fixed (the ladder's), or per-title (from the source's measured
+    /// complexity: capped CRF at the ladder's quality target); overrides the ladder's
+    #[arg(long, value_enum)]
+    ladder_mode: Option<LadderModeArg>,
+    /// Segment container (overrides the ladder's): ts; fmp4 is not available yet
+    #[arg(long, value_enum)]
+    segment_format: Option<SegmentFormatArg>,
+    /// Video codecs, comma-separated (overrides the ladder's): h264; h264,hevc is not available yet
+    #[arg(long, value_enum, value_delimiter = ',')]
+    codecs: Option<Vec<CodecArg>>,
     /// x264 threads per rendition (0: as many as cores, up to 4)
     #[arg(long, env = "FARM_X264_THREADS", default_value_t = 0)]
     x264_threads: usize,
@@ -172,6 +182,24 @@ struct ReviewArgs {
     /// TrueType font for burn-ins (Debian package fonts-dejavu-core)
     #[arg(long, env = "FARM_FONT_FILE", default_value = farm_media::transcode::picture::DEFAULT_FONT)]
     font: PathBuf,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LadderModeArg {
+    Fixed,
+    PerTitle,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SegmentFormatArg {
+    Ts,
+    Fmp4,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CodecArg {
+    H264,
+    Hevc,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -296,6 +324,32 @@ fn on_signals(rt: &tokio::runtime::Runtime, first: impl FnOnce() + Send + 'stati
     Ok(())
 }
 
+/// `--ladder-mode`, `--segment-format` and `--codecs` over the ladder's.
+fn encoding_overrides(ladder: &mut Ladder, args: &TranscodeArgs) -> anyhow::Result<()> {
+    use farm_contract::ladder::{LadderMode, SegmentFormat, VideoCodec};
+    if let Some(mode) = args.ladder_mode {
+        ladder.ladder_mode = match mode {
+            LadderModeArg::Fixed => LadderMode::Fixed,
+            LadderModeArg::PerTitle => LadderMode::PerTitle,
+        };
+        ladder.decision = None;
+    }
+    if let Some(format) = args.segment_format {
+        ladder.segment_format = match format {
+            SegmentFormatArg::Ts => SegmentFormat::Ts,
+            SegmentFormatArg::Fmp4 => SegmentFormat::Fmp4,
+        };
+    }
+    if let Some(codecs) = &args.codecs {
+        ladder.codecs = codecs.iter().map(|c| match c {
+            CodecArg::H264 => VideoCodec::H264,
+            CodecArg::Hevc => VideoCodec::Hevc,
+        }).collect();
+    }
+    ladder.validate().context("--ladder-mode, --segment-format, --codecs")?;
+    Ok(())
+}
+
 /// The review settings checked against the source (as the coordinator checks a job's).
 fn review(args: &TranscodeArgs, source: &farm_storage::SourceLocation, rt: &tokio::runtime::Runtime) -> anyhow::Result<(farm_contract::review::Review, Option<farm_storage::SourceLocation>)> {
     let r = &args.review;
@@ -346,6 +400,7 @@ fn transcode(args: TranscodeArgs, rt: &tokio::runtime::Runtime) -> anyhow::Resul
         ladder.lead_segments = count;
         ladder.validate().context("--lead-segments")?;
     }
+    encoding_overrides(&mut ladder, &args)?;
     let part = if args.audio_only {
         Part::Audio
     } else if args.start.is_some() || args.end.is_some() {

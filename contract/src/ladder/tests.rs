@@ -109,3 +109,42 @@ fn bad_ladders_are_rejected_with_a_reason() {
         Err(LadderError::Parse(_))
     ));
 }
+
+#[test]
+fn a_per_title_decision_travels_with_the_ladder_and_fitting_applies_it() {
+    let mut l = Ladder::from_json(r#"{"video":[{"name":"1080p","width":1920,"height":1080,"bitrate_kbps":5000},
+        {"name":"360p","width":640,"height":360,"bitrate_kbps":800},{"name":"234p","width":416,"height":234,"bitrate_kbps":160}],
+        "ladder_mode":"per_title"}"#).unwrap();
+    // A fixed ladder serialises as before the modes existed (older workers read it).
+    assert!(!serde_json::to_string(&Ladder::default()).unwrap().contains("ladder_mode"));
+    let c = per_title::Complexity { kbps: 4000.0, crf: 23.0, width: 640, height: 360, frames: 24, seconds: 0.3 };
+    l.decide(1920, 1080, &c);
+    let d = l.decision.clone().unwrap();
+    // 360p would need 4000 kb/s at CRF 23, 5x its 800: CRF 23 + 6 log2(5) = 36.9, starved.
+    assert_eq!(d.dropped, ["360p"]);
+    let text = serde_json::to_string(&l).unwrap();
+    let task = Ladder::from_json(&text).unwrap();
+    assert_eq!(task, l, "every task gets the decision as made");
+    let fitted = task.fit(1920, 1080);
+    assert_eq!(fitted.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["1080p", "234p"]);
+    let top = &fitted[0];
+    assert_eq!((top.crf, top.bitrate_kbps, top.maxrate_kbps, top.ladder_kbps), (Some(d.rungs[0].crf), 5000, 10_000, Some(5000)));
+    // The audio groups follow the ladder's rates: 234p plays with the low group.
+    assert_eq!(task.audio.low_rungs(&fitted), ["234p"]);
+    // Deciding again replaces the decision; a fixed ladder is not decided.
+    l.decide(1920, 1080, &per_title::Complexity { kbps: 50.0, ..c.clone() });
+    assert!(l.decision.as_ref().unwrap().dropped.is_empty());
+    let mut fixed = Ladder::default();
+    fixed.decide(1920, 1080, &c);
+    assert_eq!(fixed.decision, None);
+    // A decision naming a rung the ladder has not is refused; fMP4 and HEVC are not built.
+    let mut bad = task.clone();
+    bad.decision.as_mut().unwrap().rungs[0].name = "4k".into();
+    assert!(matches!(bad.validate(), Err(LadderError::PerTitle(_))));
+    let fmp4 = Ladder::from_json(r#"{"video":[{"name":"a","width":640,"height":360,"bitrate_kbps":800}],"segment_format":"fmp4"}"#);
+    assert_eq!(fmp4.unwrap_err().to_string(), "segment_format \"fmp4\" (use \"ts\") is not available in this build");
+    let hevc = Ladder::from_json(r#"{"video":[{"name":"a","width":640,"height":360,"bitrate_kbps":800}],"codecs":["h264","hevc"]}"#);
+    assert!(matches!(hevc, Err(LadderError::Unsupported(_))));
+    let none = Ladder::from_json(r#"{"video":[{"name":"a","width":640,"height":360,"bitrate_kbps":800}],"codecs":[]}"#);
+    assert!(none.unwrap_err().to_string().contains("codecs"));
+}

@@ -49,7 +49,8 @@ pub fn open_h264(
     enc.set_time_base(video_time_base(grid));
     enc.set_frame_rate(Some(Rational(grid.rate.num as i32, grid.rate.den as i32)));
     enc.set_aspect_ratio(Rational(1, 1));
-    enc.set_bit_rate(rendition.bitrate_kbps as usize * 1000);
+    // Capped CRF (per-title) leaves the average to the quality factor; the cap stays.
+    enc.set_bit_rate(if rendition.crf.is_some() { 0 } else { rendition.bitrate_kbps as usize * 1000 });
     enc.set_max_bit_rate(rendition.maxrate_kbps as usize * 1000);
     enc.set_gop(grid.gop_frames as u32);
     if bt709 {
@@ -81,6 +82,9 @@ pub fn open_h264(
     let mut opts = Dictionary::new();
     for (k, v) in x264_options(x264, grid) {
         opts.set(&k, &v);
+    }
+    if let Some(crf) = rendition.crf {
+        opts.set("crf", &format!("{crf:.1}"));
     }
     enc.open_with(opts).map_err(fail)
 }

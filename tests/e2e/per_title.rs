@@ -1,0 +1,154 @@
+//! Per-title ladders on the farm (issue 17): a `per_title` job on RabbitMQ and SeaweedFS in
+//! three chunks on two workers. The coordinator's probe measures the source once; the
+//! decision is stored with the job, and every chunk of every rendition is encoded with it:
+//! read back from the bitstream itself (x264 writes its settings into each encoder's first
+//! frame), all segments of a rendition name one rate control, the decision's capped CRF.
+//! The ladder passes the same independent checks as a fixed one, and the per-title rates
+//! of this simple source are well below the fixed ladder's.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use farm_tests::farm::{sqlite_url, Farm};
+use farm_tests::fixtures::{make, SMALL_LADDER};
+use farm_tests::hls::{check_ladder, read_master, read_media};
+use farm_tests::s3::{s3, unique_prefix, BUCKET};
+
+/// 15 s of 640x360 long-GOP H.264 (the probe seeks into it) with stereo PCM.
+fn source() -> std::path::PathBuf {
+    make(
+        "per-title-h264.mov",
+        &[
+            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=15",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=15",
+            "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p",
+            "-c:a", "pcm_s16le", "-ac", "2",
+        ],
+    )
+    .unwrap()
+}
+
+/// The x264 settings each encoder wrote into a segment (its SEI), if it opens an encoder.
+fn x264_settings(segment: &Path) -> Option<String> {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(segment)
+        .args(["-map", "0:v", "-c", "copy", "-f", "h264", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}: {}", segment.display(), String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let start = text.find("x264 - core")?;
+    let options = &text[start..];
+    Some(options[..options.find('\0').unwrap_or(options.len())].to_string())
+}
+
+fn option<'a>(settings: &'a str, name: &str) -> &'a str {
+    settings.split(' ').find_map(|o| o.strip_prefix(&format!("{name}="))).unwrap_or_else(|| panic!("no {name} in {settings}"))
+}
+
+#[test]
+fn every_chunk_of_a_per_title_job_encodes_with_the_one_decision() {
+    let s3 = s3();
+    let prefix = unique_prefix("per-title");
+    s3.put_file(&format!("{prefix}/in.mov"), &source()).unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let farm = Farm::start(&sqlite_url(db.path()), &prefix.replace('/', "-"), 2, 6.0);
+    let body = serde_json::json!({
+        "source": format!("s3://{BUCKET}/{prefix}/in.mov"),
+        "output": format!("s3://{BUCKET}/{prefix}/out/"),
+        "ladder": serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap(),
+        "ladder_mode": "per_title",
+        "segment_format": "ts",
+        "codecs": ["h264"],
+    });
+    let (status, job) = farm.submit(&body.to_string());
+    assert_eq!(status, 201, "{job}\n{}", farm.coordinator.log());
+    assert_eq!(job["tasks"].as_array().unwrap().len(), 3, "three chunks: {job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let done = farm.wait_final(&id, Duration::from_secs(240));
+    assert_eq!(done["state"], "succeeded", "{done}\n{}", farm.coordinator.log());
+
+    // The decision, as stored with the job.
+    let ladder = &done["ladder"];
+    assert_eq!(ladder["ladder_mode"], "per_title");
+    let decision = &ladder["decision"];
+    let complexity = &decision["complexity"];
+    assert!(complexity["kbps"].as_f64().unwrap() > 0.0, "{decision}");
+    assert!(complexity["seconds"].as_f64().unwrap() < 0.5, "the probe took {} s", complexity["seconds"]);
+    let rungs = decision["rungs"].as_array().unwrap();
+    assert_eq!(rungs.iter().map(|r| r["name"].as_str().unwrap()).collect::<Vec<_>>(), ["360p", "240p", "144p"]);
+
+    let out = tempfile::tempdir().unwrap();
+    s3.download(&format!("{prefix}/out"), out.path()).unwrap();
+    let check = check_ladder(out.path(), 375, 25.0, true).unwrap();
+    assert_eq!(check.renditions.len(), 3);
+
+    let master = read_master(out.path()).unwrap();
+    for rung in rungs {
+        let name = rung["name"].as_str().unwrap();
+        let media = read_media(&out.path().join(name).join("index.m3u8")).unwrap();
+        let settings: Vec<Option<String>> = media.segments.iter().map(|s| x264_settings(&out.path().join(name).join(&s.uri))).collect();
+        // 2 + 2 + 2 + 6 + 3 s: the chunks (6 s) open on segments 0, 3 and 4, each with an encoder.
+        assert_eq!(settings.len(), 5);
+        assert!([0, 3, 4].iter().all(|&i| settings[i].is_some()), "{name}: a chunk without encoder settings: {settings:?}");
+        let settings: Vec<String> = settings.into_iter().flatten().collect();
+        let distinct: BTreeSet<(&str, &str, &str, &str)> = settings
+            .iter()
+            .map(|s| (option(s, "rc"), option(s, "crf"), option(s, "vbv_maxrate"), option(s, "vbv_bufsize")))
+            .collect();
+        let expected = ("crf", format!("{:.1}", rung["crf"].as_f64().unwrap()), rung["maxrate_kbps"].to_string(), rung["bufsize_kbits"].to_string());
+        assert_eq!(distinct.len(), 1, "{name}: every chunk encodes alike: {distinct:?}");
+        let (rc, crf, maxrate, bufsize) = distinct.into_iter().next().unwrap();
+        assert_eq!((rc, crf, maxrate, bufsize), (expected.0, expected.1.as_str(), expected.2.as_str(), expected.3.as_str()), "{name}");
+
+        // Simple pictures: the per-title rate is under the ladder's, as written (TS included;
+        // the fixed ladder's encodes reach their rate and add the TS overhead).
+        let fixed: u64 = serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap()["video"]
+            .as_array().unwrap().iter().find(|r| r["name"] == name).unwrap()["bitrate_kbps"].as_u64().unwrap();
+        let bytes: u64 = media.segments.iter().map(|s| std::fs::metadata(out.path().join(name).join(&s.uri)).unwrap().len()).sum();
+        let written = bytes as f64 * 8.0 / 15.0 / 1000.0;
+        assert!(written < fixed as f64, "{name}: {written:.0} kb/s written, the fixed ladder's rate {fixed} kb/s");
+        let variant = master.variants.iter().find(|v| !v.is_i_frame && v.uri == format!("{name}/index.m3u8")).unwrap();
+        println!("{name}: {rc} crf={crf} vbv_maxrate={maxrate}; {written:.0} kb/s written (fixed {fixed}), AVERAGE-BANDWIDTH {:?} with audio", variant.average_bandwidth);
+    }
+}
+
+/// A 4 s 640x360 source of the given picture (ProRes, as from a camera).
+fn clip(name: &str, picture: &str) -> std::path::PathBuf {
+    make(name, &["-f", "lavfi", "-i", picture, "-t", "4", "-c:v", "prores_ks", "-profile:v", "2", "-pix_fmt", "yuv422p10le"]).unwrap()
+}
+
+#[test]
+fn the_probe_tells_a_still_interview_from_grainy_night_footage() {
+    let dir = tempfile::tempdir().unwrap();
+    let farm = Farm::embedded(&dir.path().join("data"), 1, 60.0);
+    let ladder = serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap();
+    let decide = |source: std::path::PathBuf, out: &str| -> serde_json::Value {
+        let body = serde_json::json!({"source": source.display().to_string(), "output": dir.path().join(out).display().to_string(), "ladder": ladder, "ladder_mode": "per_title"});
+        let (status, job) = farm.submit(&body.to_string());
+        assert_eq!(status, 201, "{job}");
+        let done = farm.wait_final(job["id"].as_str().unwrap(), Duration::from_secs(120));
+        assert_eq!(done["state"], "succeeded", "{done}");
+        done["ladder"]["decision"].clone()
+    };
+    let still = decide(clip("per-title-still.mov", "color=c=0x607080:size=640x360:rate=25,drawbox=x='280+20*sin(t)':y=120:w=80:h=120:color=0xC8A080:t=fill"), "still");
+    let grain = decide(clip("per-title-grain.mov", "color=c=0x303030:size=640x360:rate=25,noise=alls=40:allf=t+u"), "grain");
+    let kbps = |d: &serde_json::Value| d["complexity"]["kbps"].as_f64().unwrap();
+    assert!(kbps(&grain) > 10.0 * kbps(&still), "grain {} kb/s, still {} kb/s", kbps(&grain), kbps(&still));
+    let fixed = |name: &str| ladder["video"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap()["bitrate_kbps"].as_u64().unwrap();
+    // The still picture: every rung at the quality target, for much less than the fixed rate.
+    for r in still["rungs"].as_array().unwrap() {
+        assert_eq!(r["crf"], 23.0, "{still}");
+        assert!(r["bitrate_kbps"].as_u64().unwrap() * 2 < fixed(r["name"].as_str().unwrap()), "{still}");
+    }
+    // The grain: the fixed rates, at a higher CRF; starved rungs dropped, the smallest kept.
+    for r in grain["rungs"].as_array().unwrap() {
+        assert!(r["crf"].as_f64().unwrap() > 23.0, "{grain}");
+        assert_eq!(r["bitrate_kbps"].as_u64().unwrap(), fixed(r["name"].as_str().unwrap()), "{grain}");
+    }
+    assert_eq!(grain["rungs"].as_array().unwrap().last().unwrap()["name"], "144p", "{grain}");
+    println!("complexity: still {} kb/s, grain {} kb/s; grain dropped {}", kbps(&still), kbps(&grain), grain["dropped"]);
+}
