@@ -152,7 +152,7 @@ fn bad_requests_get_a_4xx_and_enqueue_nothing() {
     assert_eq!(get("/healthz").status(), 200);
     assert_eq!(get("/readyz").status(), 200);
     let metrics = get("/metrics").text().unwrap();
-    assert!(metrics.contains("farm_jobs_rejected_total 7"), "{metrics}");
+    assert!(metrics.contains("farm_jobs_rejected_total 10"), "{metrics}");
     let openapi: serde_json::Value = get("/openapi.json").json().unwrap();
     assert!(openapi["paths"]["/v1/jobs/{id}"]["delete"].is_object());
     assert_eq!(get("/v1/jobs/nope").status(), 404);
