@@ -80,7 +80,7 @@ pub struct Ladder {
     /// `fixed` (default) or `per_title`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub ladder_mode: LadderMode,
-    /// `ts` (default); `fmp4` is not available yet.
+    /// `ts` (default, MPEG-TS) or `fmp4` (fragmented MP4 with an init segment).
     #[serde(default, skip_serializing_if = "is_default")]
     pub segment_format: SegmentFormat,
     /// `["h264"]` (default); `["h264", "hevc"]` is not available yet.
@@ -402,7 +402,7 @@ impl Ladder {
                 return Err(LadderError::PerTitle(format!("decision for rung {:?} does not fit the ladder", r.name)));
             }
         }
-        encoding::check(self.segment_format, &self.codecs)?;
+        encoding::check(&self.codecs)?;
         const PRESETS: [&str; 10] = [
             "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
             "veryslow", "placebo",

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ladder::SegmentFormat;
 use crate::timeline::{FrameRate, Grid};
 
 pub const MANIFEST_VERSION: u32 = 1;
@@ -73,6 +74,10 @@ pub struct RenditionPart {
     /// (parts from before audio by bandwidth): [`crate::ladder::AUDIO_GROUP`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// fMP4 renditions: the init segment every segment is played with (`EXT-X-MAP`),
+    /// relative to the output root. `None`: MPEG-TS, whose segments stand alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
 }
 
 impl RenditionPart {
@@ -125,8 +130,8 @@ pub struct SegmentKey {
 }
 
 /// The separately encrypted resource of the I-frame at `frame` of a rendition.
-pub fn iframe_uri(rendition: &str, frame: u64) -> String {
-    format!("{rendition}/iframe_{frame:08}.ts")
+pub fn iframe_uri(rendition: &str, frame: u64, format: SegmentFormat) -> String {
+    format!("{rendition}/iframe_{frame:08}.{}", format.extension())
 }
 
 impl PartManifest {
@@ -141,8 +146,21 @@ impl PartManifest {
 }
 
 /// Segment file name inside a rendition folder.
-pub fn segment_uri(rendition: &str, index: u64) -> String {
-    format!("{rendition}/seg_{index:05}.ts")
+pub fn segment_uri(rendition: &str, index: u64, format: SegmentFormat) -> String {
+    format!("{rendition}/seg_{index:05}.{}", format.extension())
+}
+
+/// The init segment (`EXT-X-MAP`) of a rendition in fMP4: the same for every segment.
+pub fn init_uri(rendition: &str) -> String {
+    format!("{rendition}/{INIT_SEGMENT}")
+}
+
+pub const INIT_SEGMENT: &str = "init.mp4";
+
+/// Whether `key` names a media segment (either container) or an init segment: the
+/// objects a live playlist waits for and a share hands out by signed URL.
+pub fn is_media_key(key: &str) -> bool {
+    key.ends_with(".ts") || key.ends_with(".m4s") || key.ends_with(INIT_SEGMENT)
 }
 
 /// Whether `key` (relative to an output prefix) is one the farm wrote there: part manifests
@@ -157,9 +175,10 @@ pub fn is_output_key(key: &str, renditions: &[String]) -> bool {
         [file] => [crate::thumbnails::REVIEW_JSON, crate::thumbnails::THUMBNAILS_VTT, crate::thumbnails::POSTER].contains(file),
         [crate::thumbnails::SPRITE_FOLDER, _] => crate::thumbnails::Thumbnails::parse_sprite_key(key).is_some(),
         [folder, file] if renditions.iter().any(|r| r == folder) => {
-            matches!(*file, "index.m3u8" | "iframes.m3u8")
+            matches!(*file, "index.m3u8" | "iframes.m3u8" | INIT_SEGMENT)
                 || ["seg_", "iframe_"].iter().any(|prefix| {
-                    file.strip_prefix(prefix).and_then(|f| f.strip_suffix(".ts")).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                    let number = file.strip_prefix(prefix).and_then(|f| f.strip_suffix(".ts").or_else(|| f.strip_suffix(".m4s")));
+                    number.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
                 })
         }
         _ => false,
@@ -173,10 +192,10 @@ mod tests {
     #[test]
     fn only_the_farms_own_keys_count_as_output() {
         let renditions = ["720p".to_string(), AUDIO_RENDITION.to_string()];
-        for key in ["parts/video-000000-000003.json", "parts/first-chunk.started", "index.m3u8", "720p/index.m3u8", "720p/iframes.m3u8", "720p/seg_00012.ts", "720p/iframe_00000050.ts", "audio/seg_00000.ts", "review.json", "thumbnails.vtt", "poster.jpg", "thumbnails/sprite_000000_010.jpg"] {
+        for key in ["parts/video-000000-000003.json", "parts/first-chunk.started", "index.m3u8", "720p/index.m3u8", "720p/iframes.m3u8", "720p/seg_00012.ts", "720p/iframe_00000050.ts", "audio/seg_00000.ts", "720p/seg_00012.m4s", "720p/iframe_00000050.m4s", "720p/init.mp4", "audio/init.mp4", "review.json", "thumbnails.vtt", "poster.jpg", "thumbnails/sprite_000000_010.jpg"] {
             assert!(is_output_key(key, &renditions), "{key}");
         }
-        for key in ["CANCELLED.j1", "notes.txt", "other/clip.mov", "720p/seg_.ts", "720p/seg_12a.ts", "720p/iframe_.ts", "720p/iframe_1.mp4", "a/b/seg_00001.ts", "parts/x/y.json", "review.txt", "thumbnails/notes.jpg"] {
+        for key in ["CANCELLED.j1", "notes.txt", "other/clip.mov", "720p/seg_.ts", "720p/seg_12a.ts", "720p/iframe_.ts", "720p/iframe_1.mp4", "720p/seg_1.mp4", "720p/init.m4s", "init.mp4", "a/b/seg_00001.ts", "parts/x/y.json", "review.txt", "thumbnails/notes.jpg"] {
             assert!(!is_output_key(key, &renditions), "{key}");
         }
         // Another job's output in a sub-folder is not this prefix's.

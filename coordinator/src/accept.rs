@@ -40,7 +40,8 @@ pub struct JobRequest {
     /// ladder's (default `fixed`).
     #[serde(default)]
     pub ladder_mode: Option<LadderMode>,
-    /// `ts`; overrides the ladder's (`fmp4` is not available yet).
+    /// `ts` (MPEG-TS) or `fmp4` (fragmented MP4, CMAF, with an init segment per rendition);
+    /// overrides the ladder's (default `ts`).
     #[serde(default)]
     pub segment_format: Option<SegmentFormat>,
     /// `["h264"]`; overrides the ladder's (`["h264", "hevc"]` is not available yet).
@@ -231,6 +232,7 @@ pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Loca
             })
             .collect(),
         low_audio_rungs,
+        segment_format: ladder.segment_format,
     };
     let job = Job {
         id: id.clone(),

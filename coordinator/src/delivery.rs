@@ -190,7 +190,7 @@ enum Served {
 /// Reads `name` from a job's output (blocking: storage calls).
 fn serve_file(output: &str, sinks: &farm_storage::Sinks, rt: &tokio::runtime::Handle, name: &str, ttl: Duration) -> anyhow::Result<Served> {
     let sink = sinks.open(output, rt)?;
-    if name.ends_with(".ts") {
+    if farm_contract::manifest::is_media_key(name) {
         return Ok(match sink.signed_url(name, ttl)? {
             Some(url) => Served::Signed(url),
             None => Served::Bytes(sink.get(name)?),
@@ -222,6 +222,8 @@ fn content_type(name: &str) -> Option<&'static str> {
     Some(match name.rsplit_once('.')?.1 {
         "m3u8" => "application/vnd.apple.mpegurl",
         "ts" => "video/mp2t",
+        "m4s" => "video/iso.segment",
+        "mp4" => "video/mp4",
         "json" => "application/json",
         "vtt" => "text/vtt",
         "jpg" => "image/jpeg",

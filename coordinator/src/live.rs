@@ -10,8 +10,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use farm_contract::ladder::{FittedRendition, AUDIO_GROUP, LOW_AUDIO_GROUP};
-use farm_contract::manifest::segment_uri;
+use farm_contract::ladder::{FittedRendition, SegmentFormat, AUDIO_GROUP, LOW_AUDIO_GROUP};
+use farm_contract::manifest::{init_uri, is_media_key, segment_uri};
 use farm_contract::timeline::Grid;
 use farm_contract::manifest::RenditionPart;
 use farm_contract::review::Review;
@@ -41,6 +41,9 @@ pub struct JobPlan {
     /// The rungs that play with the low audio group (audio by bandwidth).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub low_audio_rungs: Vec<String>,
+    /// The segments' container (plans stored before fMP4: MPEG-TS).
+    #[serde(default)]
+    pub segment_format: SegmentFormat,
 }
 
 impl JobPlan {
@@ -159,7 +162,7 @@ impl Publisher {
             let keying = |name: &str, k: u64| job_keys.as_ref().and_then(|keys| keys.playlist_key(&job_id, name, k, plan.grid.cuts.start_ms(k)));
             let sink = sinks.open(&output, &rt)?;
             let keys = sink.list("")?;
-            let present: BTreeSet<String> = keys.iter().filter(|k| k.ends_with(".ts")).cloned().collect();
+            let present: BTreeSet<String> = keys.iter().filter(|k| is_media_key(k)).cloned().collect();
             let sprites: Vec<&str> = keys.iter().map(String::as_str).filter(|k| Thumbnails::parse_sprite_key(k).is_some()).collect();
             let seen_now = present.len() + sprites.len();
             if seen_now == before {
@@ -167,14 +170,8 @@ impl Publisher {
             }
             let mut video = Vec::new();
             for r in &plan.renditions {
-                let first = segment_uri(&r.name, 0);
-                if !codecs.contains_key(&r.name) && present.contains(&first) {
-                    let data = sink.get(&first)?;
-                    let data = match &job_keys {
-                        Some(keys) => keys.open(&r.name, 0, plan.grid.cuts.start_ms(0), &data).unwrap_or_default(),
-                        None => data,
-                    };
-                    if let Some(c) = farm_hls::codecs::avc1_from_annexb(&data) {
+                if !codecs.contains_key(&r.name) {
+                    if let Some(c) = read_codecs(&*sink, &plan, &r.name, &present, job_keys.as_deref())? {
                         codecs.insert(r.name.clone(), c);
                     }
                 }
@@ -188,7 +185,7 @@ impl Publisher {
                 });
             }
             let sample_rate = plan.audio.map_or(48_000, |(rate, ..)| rate);
-            let live_plan = LivePlan { grid: plan.grid, total_frames: plan.total_frames, video, sample_rate, audio: plan.live_audio() };
+            let live_plan = LivePlan { grid: plan.grid, total_frames: plan.total_frames, video, sample_rate, audio: plan.live_audio(), segment_format: plan.segment_format };
             let keying: Option<farm_hls::playlist::live::Keying> = if job_keys.is_some() { Some(&keying) } else { None };
             let Some(mut playlists) = live(&live_plan, &present, keying) else { return Ok((seen_now, codecs, Some(false))) };
             if let Some(review) = &review {
@@ -208,6 +205,26 @@ impl Publisher {
     }
 }
 
+/// A video rendition's `avc1` codec string, once it can be read: from the fMP4 init
+/// segment (never encrypted), or from the SPS of the first MPEG-TS segment (decrypted with
+/// the job's key when the job is encrypted).
+fn read_codecs(sink: &dyn farm_storage::Sink, plan: &JobPlan, name: &str, present: &BTreeSet<String>, keys: Option<&crate::keys::JobKeys>) -> anyhow::Result<Option<String>> {
+    if plan.segment_format == SegmentFormat::Fmp4 {
+        let init = init_uri(name);
+        return Ok(if present.contains(&init) { farm_hls::codecs::avc1_from_init(&sink.get(&init)?) } else { None });
+    }
+    let first = segment_uri(name, 0, plan.segment_format);
+    if !present.contains(&first) {
+        return Ok(None);
+    }
+    let data = sink.get(&first)?;
+    let data = match keys {
+        Some(keys) => keys.open(name, 0, plan.grid.cuts.start_ms(0), &data).unwrap_or_default(),
+        None => data,
+    };
+    Ok(farm_hls::codecs::avc1_from_annexb(&data))
+}
+
 /// `review.json` and the thumbnail track as far as the sprites written so far go.
 fn review_files(review: &Review, plan: &LivePlan, sprites: &[&str]) -> Vec<(String, String)> {
     let audio: Vec<RenditionPart> = plan
@@ -225,6 +242,7 @@ fn review_files(review: &Review, plan: &LivePlan, sprites: &[&str]) -> Vec<(Stri
             language: a.language.clone(),
             source_streams: a.source_streams.clone(),
             group: a.group.clone(),
+            init: None,
         })
         .collect();
     let mut files = vec![(REVIEW_JSON.to_string(), farm_hls::review::document(review, None, plan.grid.rate, plan.total_frames, &audio))];

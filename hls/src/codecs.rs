@@ -28,9 +28,30 @@ pub fn avc1_from_annexb(data: &[u8]) -> Option<String> {
     None
 }
 
+/// `avc1.PPCCLL` from the `avcC` box of an fMP4 init segment (ISO/IEC 14496-15 5.3.3.1:
+/// configurationVersion, then AVCProfileIndication, profile_compatibility and
+/// AVCLevelIndication, copied from the SPS).
+pub fn avc1_from_init(init: &[u8]) -> Option<String> {
+    let at = init.windows(4).position(|w| w == b"avcC")? + 4;
+    let record = init.get(at..at + 4)?;
+    (record[0] == 1).then(|| format!("avc1.{:02x}{:02x}{:02x}", record[1], record[2], record[3]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_avcc_record_of_an_init_segment() {
+        // ... size, "avcC", version 1, High 4.0
+        let init = [0, 0, 0, 0x2f, b'a', b'v', b'c', b'C', 1, 0x64, 0x00, 0x28, 0xff, 0xe1];
+        assert_eq!(avc1_from_init(&init).as_deref(), Some("avc1.640028"));
+        assert_eq!(avc1_from_init(&init[..10]), None);
+        assert_eq!(avc1_from_init(b"moov....mvhd"), None);
+        let mut wrong_version = init;
+        wrong_version[8] = 0;
+        assert_eq!(avc1_from_init(&wrong_version), None);
+    }
 
     #[test]
     fn reads_profile_constraints_and_level_from_the_sps() {

@@ -2,9 +2,10 @@
 //!
 //! Takes every part of a job (one pass or many chunks). When the parts cover the whole
 //! source it hands on the media playlists (VOD), one I-frame playlist per video rendition
-//! (byte ranges into the TS segments), the audio playlist and the master playlist, whose
+//! (byte ranges into the segments), the audio playlist and the master playlist, whose
 //! BANDWIDTH and AVERAGE-BANDWIDTH are measured on the written segments and whose CODECS
-//! come from the bitstream. Incomplete parts hand on nothing.
+//! come from the bitstream. fMP4 renditions map their init segment. Incomplete parts hand
+//! on nothing.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -202,7 +203,7 @@ fn write_all(tracks: &[Track], audio: &[Track], rate: f64, job: Option<&str>) ->
     let mut group_rates: HashMap<&str, (u64, u64)> = HashMap::new();
     for a in audio {
         let name = &a.part.name;
-        files.push((format!("{name}/index.m3u8"), media_playlist(&a.part.segments, name, job)));
+        files.push((format!("{name}/index.m3u8"), media_playlist(&a.part, name, job)));
         let (peak, avg) = a.bitrates();
         let rates = group_rates.entry(a.part.group()).or_default();
         *rates = (rates.0.max(peak), rates.1.max(avg));
@@ -212,7 +213,7 @@ fn write_all(tracks: &[Track], audio: &[Track], rate: f64, job: Option<&str>) ->
     let mut iframe_variants = Vec::new();
     for t in tracks {
         let name = &t.part.name;
-        files.push((format!("{name}/index.m3u8"), media_playlist(&t.part.segments, name, job)));
+        files.push((format!("{name}/index.m3u8"), media_playlist(&t.part, name, job)));
         let (iframes_text, iframe_peak, iframe_avg) = iframe_playlist(t, name, rate, job);
         files.push((format!("{name}/iframes.m3u8"), iframes_text));
         let (peak, avg) = t.bitrates();
@@ -272,20 +273,30 @@ pub(crate) struct Entry {
     pub key: Option<m3u8_rs::Key>,
 }
 
-fn media_playlist(segments: &[SegmentRecord], folder: &str, job: &str) -> String {
-    let entries: Vec<Entry> = segments
+fn media_playlist(part: &RenditionPart, folder: &str, job: &str) -> String {
+    let entries: Vec<Entry> = part
+        .segments
         .iter()
         .map(|s| Entry { uri: s.uri.clone(), duration: s.duration, key: s.key.as_ref().map(|k| encryption::playlist_key(job, k.period, &k.iv)) })
         .collect();
-    media_text(&entries, folder, None)
+    media_text(&entries, folder, None, part.init.as_deref())
+}
+
+/// The `EXT-X-MAP` of an fMP4 rendition's init segment, on the first segment: before any
+/// `EXT-X-KEY`, so the init segment is read in the clear (RFC 8216 4.3.2.4: a key applies
+/// to the maps that follow it).
+fn init_map(init: Option<&str>, folder: &str) -> Option<m3u8_rs::Map> {
+    init.map(|uri| m3u8_rs::Map { uri: relative(uri, folder), ..Default::default() })
 }
 
 /// A media playlist: VOD with ENDLIST, or (with `live_target`) an EVENT playlist still
-/// growing, whose target duration is the longest segment the job can have.
-fn media_text(segments: &[Entry], folder: &str, live_target: Option<u64>) -> String {
+/// growing, whose target duration is the longest segment the job can have. `init`: the
+/// fMP4 init segment (version 6 for `EXT-X-MAP`); `None` for MPEG-TS (version 3).
+fn media_text(segments: &[Entry], folder: &str, live_target: Option<u64>, init: Option<&str>) -> String {
     let longest = target_duration(segments.iter().map(|s| s.duration));
+    let map = init_map(init, folder);
     let playlist = MediaPlaylist {
-        version: Some(3),
+        version: Some(if map.is_some() { 6 } else { 3 }),
         target_duration: live_target.map_or(longest, |t| t.max(longest)),
         media_sequence: 0,
         playlist_type: Some(if live_target.is_some() { MediaPlaylistType::Event } else { MediaPlaylistType::Vod }),
@@ -293,10 +304,12 @@ fn media_text(segments: &[Entry], folder: &str, live_target: Option<u64>) -> Str
         end_list: live_target.is_none(),
         segments: segments
             .iter()
-            .map(|e| MediaSegment {
+            .enumerate()
+            .map(|(i, e)| MediaSegment {
                 uri: relative(&e.uri, folder),
                 duration: e.duration as f32,
                 key: e.key.clone(),
+                map: if i == 0 { map.clone() } else { None },
                 ..Default::default()
             })
             .collect(),
@@ -326,13 +339,15 @@ fn iframe_playlist(t: &Track, folder: &str, rate: f64, job: &str) -> (String, u6
             uri,
             duration: duration as f32,
             byte_range,
+            map: if i == 0 { init_map(t.part.init.as_deref(), folder) } else { None },
             key: iframe.key.as_ref().map(|k| encryption::playlist_key(job, k.period, &k.iv)),
             ..Default::default()
         });
     }
     let total = t.duration();
     let playlist = MediaPlaylist {
-        version: Some(4),
+        // EXT-X-MAP in an I-frame playlist needs version 5; byte ranges, 4.
+        version: Some(if t.part.init.is_some() { 5 } else { 4 }),
         target_duration: target_duration(segments.iter().map(|s| f64::from(s.duration))),
         playlist_type: Some(MediaPlaylistType::Vod),
         i_frames_only: true,

@@ -1,5 +1,6 @@
-//! A media playlist as a share link hands it out: every segment URI replaced (by a signed
-//! object-storage URL, or kept relative for the coordinator to serve) and every key URI
+//! A media playlist as a share link hands it out: every segment URI and init segment
+//! (`EXT-X-MAP`) URI replaced (by a signed object-storage URL, or kept relative for the
+//! coordinator to serve) and every key URI
 //! pointed at the share's own key endpoint. Line by line, so that every other byte (EXTINF
 //! durations, IVs, byte ranges, tags this code does not know) stays as the farm wrote it.
 
@@ -15,8 +16,8 @@ pub enum RewriteError {
     ForeignKey(String),
 }
 
-/// `text` with each segment URI `u` replaced by `segment(u)` and each farm key URI of
-/// period `p` by `key(p)`.
+/// `text` with each segment URI `u` (and init segment URI) replaced by `segment(u)` and
+/// each farm key URI of period `p` by `key(p)`.
 pub fn rewrite_media(
     text: &str,
     mut segment: impl FnMut(&str) -> std::io::Result<String>,
@@ -30,6 +31,9 @@ pub fn rewrite_media(
         if let Some(attributes) = line.strip_prefix("#EXT-X-KEY:") {
             out.push_str("#EXT-X-KEY:");
             out.push_str(&rewrite_key(attributes, &key)?);
+        } else if let Some(attributes) = line.strip_prefix("#EXT-X-MAP:") {
+            out.push_str("#EXT-X-MAP:");
+            out.push_str(&rewrite_map(attributes, &mut segment)?);
         } else if line.starts_with('#') || line.trim().is_empty() {
             out.push_str(line);
         } else {
@@ -38,6 +42,21 @@ pub fn rewrite_media(
         out.push('\n');
     }
     Ok(out)
+}
+
+/// The attributes of a map tag with its init segment's `URI="..."` replaced.
+fn rewrite_map(attributes: &str, segment: &mut impl FnMut(&str) -> std::io::Result<String>) -> Result<String, RewriteError> {
+    let Some((start, end)) = uri_attribute(attributes) else { return Ok(attributes.into()) };
+    let uri = &attributes[start..end];
+    let signed = segment(uri).map_err(|source| RewriteError::Segment { uri: uri.into(), source })?;
+    Ok(format!("{}{signed}{}", &attributes[..start], &attributes[end..]))
+}
+
+/// Where the value of `URI="..."` starts and ends in a tag's attributes.
+fn uri_attribute(attributes: &str) -> Option<(usize, usize)> {
+    let start = attributes.find("URI=\"")? + 5;
+    let end = attributes[start..].find('"')? + start;
+    Some((start, end))
 }
 
 /// The attributes of a key tag with its `URI="..."` replaced.
@@ -65,6 +84,15 @@ mod tests {
             .replace("\nseg_", "\nhttps://s3.example/b/out/720p/seg_")
             .replace(".ts\n", ".ts?X-Amz-Signature=abc\n");
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn an_init_segment_is_signed_like_the_segments() {
+        let media = "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-MAP:URI=\"init.mp4\"\n\
+#EXT-X-KEY:METHOD=AES-128,URI=\"/v1/jobs/j1/keys/0\",IV=0x01\n#EXTINF:2,\nseg_00000.m4s\n#EXT-X-ENDLIST\n";
+        let out = rewrite_media(media, |u| Ok(format!("https://s3/{u}?sig")), |p| format!("/s/t/keys/{p}")).unwrap();
+        assert!(out.contains("#EXT-X-MAP:URI=\"https://s3/init.mp4?sig\"\n"), "{out}");
+        assert!(out.contains("\nhttps://s3/seg_00000.m4s?sig\n") && out.contains("URI=\"/s/t/keys/0\""), "{out}");
     }
 
     #[test]

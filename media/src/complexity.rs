@@ -109,7 +109,7 @@ fn encode_sample(frames: std::sync::mpsc::Receiver<frame::Video>, grid: &Grid, r
         if open.is_none() {
             let scaler = scaling::Context::get(src.format(), src.width(), src.height(), format::Pixel::YUV420P, r.width, r.height, scaling::Flags::BICUBIC)
                 .map_err(|e| TranscodeError::ffmpeg("creating the scaler", &r.name, e))?;
-            open = Some((scaler, encode::open_h264(r, &ladder.x264, grid, &src, 1, true)?));
+            open = Some((scaler, encode::open_h264(r, &ladder.x264, grid, &src, 1, true, farm_contract::ladder::SegmentFormat::Ts)?));
         }
         let (scaler, encoder) = open.as_mut().expect("opened above");
         let mut scaled = frame::Video::new(format::Pixel::YUV420P, r.width, r.height);

@@ -10,7 +10,8 @@
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
-const [base, job, shots] = process.argv.slice(2);
+// `native`: also play the share in the browser's own HLS player (`hls.js-only`: not).
+const [base, job, shots, players = 'native'] = process.argv.slice(2);
 const report = { errors: [], frames: [], console: [] };
 let current = null; // the page being driven, for what it says when something fails
 const browser = await chromium.launch({
@@ -126,6 +127,7 @@ try {
 
   // The share's player where there are no Media Source Extensions (Safari on iPhone):
   // the browser's own HLS player (Chromium has one too), hls.js not used.
+  if (players === 'native') {
   const native = await newPage('native: ');
   current = native;
   await native.addInitScript(() => { delete window.MediaSource; delete window.ManagedMediaSource; delete window.WebKitMediaSource; });
@@ -138,6 +140,7 @@ try {
   nativeFrame.screenshot = await frameShot(native, 'frame-native.png');
   report.native = { hls_js: await native.evaluate(() => typeof window.hls), frame: nativeFrame, message: await native.locator('#message').textContent() };
   await native.close();
+  }
 
   // The share's player: plays with nothing but the link, stops once revoked.
   const viewer = await newPage('share: ');

@@ -3,7 +3,8 @@
 //! each switch is heard (the Web Audio analyser's dominant frequency is the track's own
 //! test tone) and playback runs on without stalling. The ladder has a rung over 1 Mb/s and
 //! one under (issue 17: audio by bandwidth), so switching rungs also switches between the
-//! `audio` and `audio-low` groups: the reviewer's track plays on in the other group.
+//! `audio` and `audio-low` groups: the reviewer's track plays on in the other group. The
+//! ladder plays in MPEG-TS and in fMP4 segments.
 //! Driven by tests/browser/audio_switch.mjs.
 
 use std::path::Path;
@@ -14,6 +15,17 @@ use farm_tests::worker::transcode;
 
 #[test]
 fn hls_js_in_chromium_switches_audio_renditions_without_a_stall() {
+    play_and_switch(&[]);
+}
+
+/// The same ladder in fragmented MP4 (CMAF, issue 17): init segments, fragments joined
+/// across the two chunks, both audio groups.
+#[test]
+fn hls_js_in_chromium_plays_the_fmp4_ladder_and_switches_audio() {
+    play_and_switch(&["--segment-format", "fmp4"]);
+}
+
+fn play_and_switch(format: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     // 12 s, eight mono tracks, track N a sine at 300 x N Hz
@@ -24,11 +36,13 @@ fn hls_js_in_chromium_switches_audio_renditions_without_a_stall() {
     std::fs::write(&ladder, r#"{"video": [{"name": "180p", "width": 640, "height": 360, "bitrate_kbps": 1200}, {"name": "144p", "width": 256, "height": 144, "bitrate_kbps": 250}]}"#).unwrap();
     // two chunks, so that playback also crosses a join on every track
     for range in [&["--end", "4"][..], &["--start", "4"]] {
-        let args: Vec<&str> = ["--segment-seconds", "2"].iter().chain(range).copied().collect();
+        let args: Vec<&str> = ["--segment-seconds", "2"].iter().chain(range).chain(format).copied().collect();
         transcode(&source, &out, &ladder, &args).unwrap().ok().unwrap();
     }
     // hls.js track ids: 0 is the mix, N is the source's track N; `Ln`: level n; `Sn` first:
     // start at level n. The tracks on the top rung; then track 6 across both groups.
+    let extension = if format.is_empty() { "ts" } else { "m4s" };
+    assert!(out.join(format!("180p/seg_00003.{extension}")).exists(), "{extension} segments");
     check_heard(&out, &["S1", "3", "6", "1", "0"], 5);
     check_heard(&out, &["S1", "6", "L0", "L1"], 4);
 }

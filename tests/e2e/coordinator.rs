@@ -133,7 +133,7 @@ fn bad_requests_get_a_4xx_and_enqueue_nothing() {
         (serde_json::json!({"source": format!("s3://{BUCKET}/{prefix}/missing.mov"), "output": out}).to_string(), 422, "does not exist"),
         (serde_json::json!({"source": ok_source, "output": out, "priority": "urgent"}).to_string(), 400, "unknown variant"),
         (serde_json::json!({"source": ok_source, "output": out, "ladder_mode": "clever"}).to_string(), 400, "unknown variant"),
-        (serde_json::json!({"source": ok_source, "output": out, "segment_format": "fmp4"}).to_string(), 400, "segment_format \"fmp4\" (use \"ts\") is not available in this build"),
+        (serde_json::json!({"source": ok_source, "output": out, "segment_format": "webm"}).to_string(), 400, "unknown variant `webm`, expected `ts` or `fmp4`"),
         (serde_json::json!({"source": ok_source, "output": out, "codecs": ["h264", "hevc"]}).to_string(), 400, "HEVC ladder"),
     ];
     for (body, code, message) in cases {

@@ -7,6 +7,7 @@ mod browser;
 mod chart;
 mod encrypted_job;
 mod encryption;
+mod fmp4;
 mod coordinator;
 mod hostile;
 mod inputs;

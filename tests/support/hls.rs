@@ -51,6 +51,56 @@ pub fn read_media(path: &Path) -> Result<MediaPlaylist> {
     m3u8_rs::parse_media_playlist_res(&text).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))
 }
 
+/// A segment as a player reads it: an MPEG-TS segment alone, an fMP4 one after the init
+/// segment its playlist maps (`EXT-X-MAP`), joined into a temporary file.
+pub struct Playable {
+    path: PathBuf,
+    _joined: Option<tempfile::TempPath>,
+}
+
+impl Playable {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// `data` (a segment or a byte range of one) as a file a demuxer can open on its own.
+pub fn playable(data: &[u8], init: Option<&Path>) -> Result<Playable> {
+    let (suffix, head) = match init {
+        Some(init) => (".mp4", std::fs::read(init).with_context(|| format!("reading {}", init.display()))?),
+        None => (".ts", Vec::new()),
+    };
+    let file = tempfile::Builder::new().suffix(suffix).tempfile()?;
+    std::fs::write(file.path(), [&head[..], data].concat())?;
+    let path = file.into_temp_path();
+    Ok(Playable { path: path.to_path_buf(), _joined: Some(path) })
+}
+
+/// The file of `segment` in `folder`, joined to its init segment in fMP4.
+pub fn segment_file(folder: &Path, init: Option<&Path>, segment: &str) -> Result<Playable> {
+    let file = folder.join(segment);
+    match init {
+        None => Ok(Playable { path: file, _joined: None }),
+        Some(_) => playable(&std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?, init),
+    }
+}
+
+/// The init segment a media playlist maps, if it is fMP4 (one map, before the first
+/// segment, for the whole playlist: the farm writes no other kind).
+pub fn init_segment(media: &MediaPlaylist, folder: &Path) -> Result<Option<PathBuf>> {
+    let maps: Vec<&m3u8_rs::Map> = media.segments.iter().filter_map(|s| s.map.as_ref()).collect();
+    match (maps.as_slice(), media.segments.first().and_then(|s| s.map.as_ref())) {
+        ([], _) => Ok(None),
+        ([map], Some(_)) => {
+            ensure!(map.byte_range.is_none(), "a byte range on the init segment");
+            let path = folder.join(&map.uri);
+            ensure!(path.exists(), "the init segment {} is missing", map.uri);
+            Ok(Some(path))
+        }
+        _ => bail!("EXT-X-MAP must come once, before the first segment: {maps:?}"),
+    }
+}
+
 fn within(actual: f64, expected: f64, tolerance: f64) -> bool {
     (actual - expected).abs() <= tolerance * expected.abs()
 }
@@ -73,10 +123,12 @@ pub fn check_ladder(dir: &Path, frames: u64, fps: f64, has_audio: bool) -> Resul
         let media = read_media(&path)?;
         check_media_rules(&media, &variant.uri)?;
         let folder = path.parent().expect("folder").to_path_buf();
+        let init = init_segment(&media, &folder)?;
         let mut segments = Vec::new();
         for seg in &media.segments {
             let file = folder.join(&seg.uri);
-            let f = probe::frames(&file, "v").with_context(|| format!("decoding {}", file.display()))?;
+            let joined = segment_file(&folder, init.as_deref(), &seg.uri)?;
+            let f = probe::frames(joined.path(), "v").with_context(|| format!("decoding {}", file.display()))?;
             let first = f.first().with_context(|| format!("{} has no frame", seg.uri))?;
             ensure!(first.key_frame == 1 && first.pict_type.as_deref() == Some("I"), "{} does not start with a key frame", seg.uri);
             segments.push(SegmentCheck {
@@ -87,8 +139,8 @@ pub fn check_ladder(dir: &Path, frames: u64, fps: f64, has_audio: bool) -> Resul
                 extinf: f64::from(seg.duration),
             });
         }
-        let first_seg = folder.join(&media.segments[0].uri);
-        let streams = probe::streams(&first_seg)?;
+        let first_seg = segment_file(&folder, init.as_deref(), &media.segments[0].uri)?;
+        let streams = probe::streams(first_seg.path())?;
         let v = streams.iter().find(|s| s.codec_type.as_deref() == Some("video")).context("no video")?;
         ensure!(v.codec_name.as_deref() == Some("h264"), "not H.264");
         ensure!(v.pix_fmt.as_deref() == Some("yuv420p"), "not 8-bit 4:2:0: {:?}", v.pix_fmt);
@@ -185,11 +237,12 @@ fn check_audio_groups(dir: &Path, master: &MasterPlaylist) -> Result<std::collec
         let media = read_media(&path)?;
         check_media_rules(&media, uri)?;
         let folder = path.parent().expect("folder").to_path_buf();
+        let init = init_segment(&media, &folder)?;
         let (mut bytes, mut secs, mut peak) = (0u64, 0.0, 0.0f64);
         for seg in &media.segments {
             let file = folder.join(&seg.uri);
             if alt.default {
-                let streams = probe::streams(&file)?;
+                let streams = probe::streams(segment_file(&folder, init.as_deref(), &seg.uri)?.path())?;
                 let a = streams.iter().find(|s| s.codec_type.as_deref() == Some("audio")).context("no audio stream")?;
                 ensure!(a.codec_name.as_deref() == Some("aac") && a.profile.as_deref() == Some("LC"), "audio is not AAC-LC: {a:?}");
                 ensure!(a.channels == Some(2) && a.sample_rate == Some(48_000.0), "audio is not 48 kHz stereo: {a:?}");
@@ -224,12 +277,14 @@ fn check_media_rules(media: &MediaPlaylist, uri: &str) -> Result<()> {
     Ok(())
 }
 
-/// Every I-frame byte range holds exactly one decodable key frame.
+/// Every I-frame byte range holds exactly one decodable key frame (after the init segment,
+/// in fMP4: the range runs from the fragment's moof to the end of the frame).
 fn check_iframes(dir: &Path, uri: &str, frames: u64, fps: f64) -> Result<usize> {
     let path = dir.join(uri);
     let media = read_media(&path)?;
     ensure!(media.i_frames_only, "{uri}: no EXT-X-I-FRAMES-ONLY");
     let folder = path.parent().expect("folder");
+    let init = init_segment(&media, folder)?;
     let mut files: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
     let mut total = 0.0;
     for (i, seg) in media.segments.iter().enumerate() {
@@ -242,9 +297,12 @@ fn check_iframes(dir: &Path, uri: &str, frames: u64, fps: f64) -> Result<usize> 
         let offset = range.offset.context("byte range without offset")? as usize;
         let end = offset + range.length as usize;
         ensure!(end <= data.len(), "{uri}: range past the end of {}", seg.uri);
-        let tmp = tempfile::Builder::new().suffix(".ts").tempfile()?;
-        std::fs::write(tmp.path(), &data[offset..end])?;
-        let f = probe::frames(tmp.path(), "v").with_context(|| format!("{uri}: I-frame {i}"))?;
+        let tmp = playable(&data[offset..end], init.as_deref())?;
+        let f = match init {
+            Some(_) => probe::frames_of_fmp4_range(tmp.path(), "v"),
+            None => probe::frames(tmp.path(), "v"),
+        };
+        let f = f.with_context(|| format!("{uri}: I-frame {i}"))?;
         ensure!(f.len() == 1 && f[0].key_frame == 1, "{uri}: I-frame {i} decodes to {} frames", f.len());
         total += f64::from(seg.duration);
     }

@@ -52,6 +52,11 @@ fn num_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Err
 }
 
 fn ffprobe(args: &[&str], path: &Path) -> Result<serde_json::Value> {
+    ffprobe_allowing(args, path, |_| false)
+}
+
+/// ffprobe, failing on any message on stderr but those `allowed` says are expected.
+fn ffprobe_allowing(args: &[&str], path: &Path, allowed: impl Fn(&str) -> bool) -> Result<serde_json::Value> {
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-of", "json"])
         .args(args)
@@ -59,10 +64,22 @@ fn ffprobe(args: &[&str], path: &Path) -> Result<serde_json::Value> {
         .output()
         .context("running ffprobe")?;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() || !stderr.trim().is_empty() {
+    if !out.status.success() || stderr.lines().any(|l| !l.trim().is_empty() && !allowed(l)) {
         bail!("ffprobe reports problems with {}: {stderr}", path.display());
     }
     Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// The frames of an fMP4 I-frame byte range after its init segment: the range ends with
+/// the I-frame, inside its fragment's `mdat`, so the demuxer's note that the file ends
+/// early (`partial file`) is expected; any other message, a decoder's included, fails.
+pub fn frames_of_fmp4_range(path: &Path, kind: &str) -> Result<Vec<Frame>> {
+    let v = ffprobe_allowing(
+        &["-select_streams", &format!("{kind}:0"), "-show_entries", "frame=pts_time,key_frame,pict_type"],
+        path,
+        |line| line.contains("[mov,mp4") && line.ends_with("partial file"),
+    )?;
+    Ok(serde_json::from_value(v["frames"].clone())?)
 }
 
 /// Every frame of the first stream of `kind` ("v" or "a"), decoded; fails on any decoder error.

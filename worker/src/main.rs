@@ -144,7 +144,7 @@ struct TranscodeArgs {
     /// complexity: capped CRF at the ladder's quality target); overrides the ladder's
     #[arg(long, value_enum)]
     ladder_mode: Option<LadderModeArg>,
-    /// Segment container (overrides the ladder's): ts; fmp4 is not available yet
+    /// Segment container (overrides the ladder's): ts (MPEG-TS) or fmp4 (fragmented MP4 with an init segment)
     #[arg(long, value_enum)]
     segment_format: Option<SegmentFormatArg>,
     /// Video codecs, comma-separated (overrides the ladder's): h264; h264,hevc is not available yet

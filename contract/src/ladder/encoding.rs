@@ -27,6 +27,16 @@ pub enum SegmentFormat {
     Fmp4,
 }
 
+impl SegmentFormat {
+    /// The media segments' file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Ts => "ts",
+            Self::Fmp4 => "m4s",
+        }
+    }
+}
+
 /// A video codec of the ladder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -42,12 +52,9 @@ pub(super) fn is_default_codecs(c: &[VideoCodec]) -> bool {
     c == [VideoCodec::H264]
 }
 
-/// The combinations this build makes: MPEG-TS segments of an H.264 ladder. fMP4 (CMAF)
-/// and the HEVC ladder are in the contract but not built yet; they are refused by name.
-pub fn check(format: SegmentFormat, codecs: &[VideoCodec]) -> Result<(), LadderError> {
-    if format == SegmentFormat::Fmp4 {
-        return Err(LadderError::Unsupported("segment_format \"fmp4\" (use \"ts\")".into()));
-    }
+/// The combinations this build makes: an H.264 ladder in MPEG-TS or fMP4 (CMAF) segments.
+/// The HEVC ladder is in the contract but not built yet; it is refused by name.
+pub fn check(codecs: &[VideoCodec]) -> Result<(), LadderError> {
     match codecs {
         [VideoCodec::H264] => Ok(()),
         [VideoCodec::H264, VideoCodec::Hevc] => Err(LadderError::Unsupported("the HEVC ladder (codecs [\"h264\", \"hevc\"]; use [\"h264\"])".into())),

@@ -8,7 +8,8 @@
 
 use std::collections::BTreeSet;
 
-use farm_contract::manifest::segment_uri;
+use farm_contract::ladder::SegmentFormat;
+use farm_contract::manifest::{init_uri, segment_uri};
 use farm_contract::timeline::Grid;
 use m3u8_rs::{MasterPlaylist, Resolution, VariantStream};
 
@@ -60,6 +61,8 @@ pub struct LivePlan {
     pub sample_rate: u32,
     /// The audio renditions, the mix first; empty for a source without sound.
     pub audio: Vec<LiveAudio>,
+    /// The segments' container: fMP4 renditions wait for their init segment too.
+    pub segment_format: SegmentFormat,
 }
 
 /// The key attribute of segment `index` of a rendition, for an encrypted job (the
@@ -69,7 +72,9 @@ pub type Keying<'a> = &'a dyn Fn(&str, u64) -> Option<m3u8_rs::Key>;
 /// Segments of each rendition present from the first on, or `None` until every rendition
 /// has its first segment.
 pub fn live(plan: &LivePlan, present: &BTreeSet<String>, keying: Option<Keying>) -> Option<Playlists> {
-    let entry = |name: &str, k: u64, duration: f64| Entry { uri: segment_uri(name, k), duration, key: keying.and_then(|f| f(name, k)) };
+    let format = plan.segment_format;
+    let entry = |name: &str, k: u64, duration: f64| Entry { uri: segment_uri(name, k, format), duration, key: keying.and_then(|f| f(name, k)) };
+    let init = |name: &str| (format == SegmentFormat::Fmp4).then(|| init_uri(name));
     let g = &plan.grid;
     let segments = g.segment_count(plan.total_frames);
     let video_durations: Vec<f64> = (0..segments)
@@ -85,7 +90,10 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>, keying: Option<Keying>)
         let at = |k: u64| g.cuts.start_unit(k, u64::from(sample_rate), 1).min(end);
         (0..segments).map(|k| (at(k + 1) - at(k)) as f64 / f64::from(sample_rate)).collect()
     };
-    let contiguous = |name: &str| (0..segments).take_while(|k| present.contains(&segment_uri(name, *k))).count();
+    let contiguous = |name: &str| {
+        let ready = init(name).is_none_or(|uri| present.contains(&uri));
+        (0..segments).take_while(|k| ready && present.contains(&segment_uri(name, *k, format))).count()
+    };
     // The final VOD playlist's rule (its longest segment, rounded) over every segment the
     // job will have, so the target duration never changes (RFC 8216 6.2.1), also for a
     // source too short to reach a full-length segment.
@@ -100,7 +108,7 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>, keying: Option<Keying>)
             return None;
         }
         let list: Vec<Entry> = (0..n).map(|k| entry(&a.name, k as u64, audio_durations[k])).collect();
-        files.push((format!("{}/index.m3u8", a.name), media_text(&list, &a.name, Some(seg_target))));
+        files.push((format!("{}/index.m3u8", a.name), media_text(&list, &a.name, Some(seg_target), init(&a.name).as_deref())));
         master.alternatives.push(audio_media(&a.name, a.group(), a.label.as_deref(), a.language.as_deref(), Some(a.channels)));
         let rate = audio_rates.entry(a.group()).or_default();
         *rate = (*rate).max(a.bandwidth);
@@ -111,7 +119,7 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>, keying: Option<Keying>)
             return None;
         }
         let list: Vec<Entry> = (0..n).map(|k| entry(&v.name, k as u64, video_durations[k])).collect();
-        files.push((format!("{}/index.m3u8", v.name), media_text(&list, &v.name, Some(seg_target))));
+        files.push((format!("{}/index.m3u8", v.name), media_text(&list, &v.name, Some(seg_target), init(&v.name).as_deref())));
         let codecs = v.codecs.clone().map(|c| if plan.audio.is_empty() { c } else { format!("{c},{AAC_LC}") });
         master.variants.push(VariantStream {
             uri: format!("{}/index.m3u8", v.name),
@@ -147,6 +155,7 @@ mod tests {
             ],
             sample_rate: 48_000,
             audio: vec![LiveAudio { name: AUDIO.into(), label: Some("Stereo mix".into()), language: None, channels: 2, bandwidth: 128_000, source_streams: vec![1], group: None }],
+            segment_format: SegmentFormat::Ts,
         }
     }
 
@@ -168,6 +177,21 @@ mod tests {
         assert!(master.contains("GROUP-ID=\"audio-low\",NAME=\"Stereo mix\",DEFAULT=YES"), "{master}");
         assert!(master.contains("BANDWIDTH=3428000") && master.contains("BANDWIDTH=944000,"), "{master}");
         assert!(master.contains("AUDIO=\"audio-low\"\n360p/index.m3u8"), "{master}");
+    }
+
+    #[test]
+    fn fmp4_renditions_wait_for_their_init_segment_and_map_it() {
+        let plan = LivePlan { segment_format: SegmentFormat::Fmp4, ..plan() };
+        let segments = ["720p/seg_00000.m4s", "360p/seg_00000.m4s", "audio/seg_00000.m4s", "audio/init.mp4", "360p/init.mp4"];
+        assert!(live(&plan, &present(&segments), None).is_none(), "720p has no init segment yet");
+        let ts = ["720p/seg_00000.ts", "360p/seg_00000.ts", "audio/seg_00000.ts", "audio/init.mp4", "360p/init.mp4", "720p/init.mp4"];
+        assert!(live(&plan, &present(&ts), None).is_none(), "MPEG-TS segments are not this job's");
+        let keys = present(&[&segments[..], &["720p/init.mp4", "720p/seg_00001.m4s"]].concat());
+        let p = live(&plan, &keys, None).unwrap();
+        let hd = &p.files.iter().find(|(k, _)| k == "720p/index.m3u8").unwrap().1;
+        assert!(hd.contains("#EXT-X-VERSION:6\n"), "{hd}");
+        assert!(hd.contains("#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:6,\nseg_00000.m4s\n#EXTINF:6,\nseg_00001.m4s"), "{hd}");
+        assert_eq!(hd.matches("EXT-X-MAP").count(), 1, "{hd}");
     }
 
     #[test]
@@ -201,7 +225,7 @@ mod tests {
         plan.grid = Grid::new(FrameRate { num: 25, den: 1 }, Cuts::with_lead(6000, 3, 2000), 2000);
         let keys: Vec<String> = ["720p", "360p", "audio"]
             .iter()
-            .flat_map(|r| (0..5).map(move |k| segment_uri(r, k)))
+            .flat_map(|r| (0..5).map(move |k| segment_uri(r, k, SegmentFormat::Ts)))
             .collect();
         let p = live(&plan, &keys.into_iter().collect(), None).unwrap();
         let text = |k: &str| p.files.iter().find(|(key, _)| key == k).unwrap().1.clone();
@@ -221,14 +245,14 @@ mod tests {
         plan.grid = Grid::new(FrameRate { num: 25, den: 1 }, Cuts::with_lead(6000, 3, 2000), 2000);
         plan.total_frames = 200;
         let first = live(&plan, &present(&["720p/seg_00000.ts", "360p/seg_00000.ts", "audio/seg_00000.ts"]), None).unwrap();
-        let all: Vec<String> = ["720p", "360p", "audio"].iter().flat_map(|r| (0..4).map(move |k| segment_uri(r, k))).collect();
+        let all: Vec<String> = ["720p", "360p", "audio"].iter().flat_map(|r| (0..4).map(move |k| segment_uri(r, k, SegmentFormat::Ts))).collect();
         let whole = live(&plan, &all.into_iter().collect(), None).unwrap();
         for rendition in ["720p", "360p", "audio"] {
             let key = format!("{rendition}/index.m3u8");
             let text = |p: &Playlists| p.files.iter().find(|(k, _)| *k == key).unwrap().1.clone();
             assert!(text(&first).contains("#EXT-X-TARGETDURATION:2\n"), "{}", text(&first));
-            let listed: Vec<Entry> = (0..4).map(|k| Entry { uri: segment_uri(rendition, k), duration: 2.0, key: None }).collect();
-            let vod = media_text(&listed, rendition, None);
+            let listed: Vec<Entry> = (0..4).map(|k| Entry { uri: segment_uri(rendition, k, SegmentFormat::Ts), duration: 2.0, key: None }).collect();
+            let vod = media_text(&listed, rendition, None, None);
             assert!(vod.contains("#EXT-X-TARGETDURATION:2\n") && text(&whole).contains("#EXT-X-TARGETDURATION:2\n"), "{vod}");
         }
     }

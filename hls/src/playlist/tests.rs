@@ -43,6 +43,7 @@ pub(crate) fn video_part(first: u64, end: u64, last_frames: u64, is_last: bool) 
         language: None,
         source_streams: vec![],
         group: None,
+        init: None,
     };
     PartManifest {
         version: MANIFEST_VERSION,
@@ -86,6 +87,7 @@ fn audio_range(first: u64, end: u64, is_last: bool) -> PartManifest {
             language: None,
             source_streams: vec![1, 2],
             group: None,
+            init: None,
             segments: (first..end)
                 .map(|i| SegmentRecord {
                     index: i,
@@ -255,6 +257,34 @@ fn iframe_playlist_points_at_every_keyframe() {
 }
 
 #[test]
+fn fmp4_playlists_map_the_init_segment_before_any_key() {
+    let mut parts = [video_part(0, 2, 100, true), audio_part(2)];
+    for r in parts.iter_mut().flat_map(|p| p.renditions.iter_mut()) {
+        r.init = Some(format!("{}/init.mp4", r.name));
+        for s in &mut r.segments {
+            s.uri = s.uri.replace(".ts", ".m4s");
+            s.key = Some(farm_contract::manifest::SegmentKey { period: 0, iv: "00".repeat(16) });
+        }
+    }
+    for p in &mut parts {
+        p.job_id = Some("j1".into());
+    }
+    let p = assemble(&parts).unwrap().unwrap();
+    for media in ["720p/index.m3u8", "audio/index.m3u8"] {
+        let text = file(&p, media);
+        assert!(text.contains("#EXT-X-VERSION:6\n"), "{text}");
+        let (map, key) = (text.find("#EXT-X-MAP:URI=\"init.mp4\"").unwrap(), text.find("#EXT-X-KEY").unwrap());
+        assert!(map < key, "the init segment is in the clear: {text}");
+        assert_eq!(text.matches("#EXT-X-MAP").count(), 1, "{text}");
+        assert!(text.contains(",\nseg_00001.m4s\n"), "{text}");
+    }
+    let iframes = file(&p, "720p/iframes.m3u8");
+    assert!(iframes.contains("#EXT-X-VERSION:5\n") && iframes.contains("#EXT-X-MAP:URI=\"init.mp4\""), "{iframes}");
+    let ts = assemble(&[video_part(0, 2, 100, true), audio_part(2)]).unwrap().unwrap();
+    assert!(!file(&ts, "720p/index.m3u8").contains("EXT-X-MAP") && file(&ts, "720p/index.m3u8").contains("#EXT-X-VERSION:3\n"));
+}
+
+#[test]
 fn contradicting_parts_are_an_error() {
     let mut odd = video_part(2, 5, 60, true);
     odd.renditions.pop();
@@ -272,7 +302,7 @@ fn encrypted_parts_give_a_key_tag_with_an_iv_for_every_segment() {
             for s in &mut r.segments {
                 s.key = Some(SegmentKey { period: (s.index / 3) as u32, iv: format!("{:032x}", s.index + 1) });
                 for i in &mut s.iframes {
-                    (i.uri, i.offset) = (Some(iframe_uri(&r.name, i.frame)), 0);
+                    (i.uri, i.offset) = (Some(iframe_uri(&r.name, i.frame, farm_contract::ladder::SegmentFormat::Ts)), 0);
                     i.key = Some(SegmentKey { period: (s.index / 3) as u32, iv: format!("{:032x}", i.frame + 100) });
                 }
             }

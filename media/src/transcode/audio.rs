@@ -14,6 +14,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 
+use farm_contract::ladder::SegmentFormat;
 use farm_contract::manifest::{RenditionPart, SegmentRecord};
 use farm_contract::timeline::Cuts;
 use ffmpeg_next as ffmpeg;
@@ -22,7 +23,7 @@ use ffmpeg::{codec, ffi, Packet, Rational};
 use super::decode::AudioFrame;
 use super::encode;
 use super::filter::{AudioInput, AudioMix};
-use super::segment::{SegmentClock, Segmenter};
+use super::segment::{Output, SegmentClock, Segmenter};
 use farm_hls::codecs;
 use crate::error::{Result, TranscodeError};
 use farm_storage::Sink;
@@ -110,6 +111,7 @@ pub struct AudioJob<'a> {
     pub sealer: Option<&'a super::seal::Sealer>,
     /// Set when the input ended because the range was decoded to its end.
     pub input_complete: &'a AtomicBool,
+    pub format: SegmentFormat,
 }
 
 pub fn run(job: AudioJob, frames: Receiver<AudioFrame>) -> Result<RenditionPart> {
@@ -129,9 +131,7 @@ pub fn run(job: AudioJob, frames: Receiver<AudioFrame>) -> Result<RenditionPart>
         clock,
         codec::Parameters::from(&*encoder),
         Rational(1, spec.sample_rate as i32),
-        job.sink,
-        job.on_segment,
-        job.sealer,
+        Output { sink: job.sink, on_segment: job.on_segment, sealer: job.sealer, format: job.format },
     );
     let mut feed = Feed { name, range, next: range.feed_start, encoded: job.encoded };
     for AudioFrame { slot, mut frame } in frames {
@@ -161,6 +161,7 @@ pub fn run(job: AudioJob, frames: Receiver<AudioFrame>) -> Result<RenditionPart>
     encoder.send_eof().map_err(fail("encoding"))?;
     drain(&mut encoder, &mut segmenter, &range, name)?;
     let r = job.rendition;
+    let init = segmenter.init_uri();
     Ok(RenditionPart {
         name: r.name.clone(),
         codecs: codecs::AAC_LC.into(),
@@ -173,6 +174,7 @@ pub fn run(job: AudioJob, frames: Receiver<AudioFrame>) -> Result<RenditionPart>
         language: r.language.clone(),
         source_streams: r.source_streams.clone(),
         group: Some(r.group.to_string()),
+        init,
     })
 }
 

@@ -2,10 +2,11 @@
 //!
 //! The x264 settings are the ladder's (preset, profile, VBV) plus what segmenting needs:
 //! no scene-cut keyframes, closed GOPs, and forced keyframes coded as IDR frames, so that
-//! keyframes fall only where the grid puts them. No global header: in MPEG-TS every IDR
-//! must carry its own SPS/PPS (see the verified notes).
+//! keyframes fall only where the grid puts them. No global header in MPEG-TS, where every
+//! IDR must carry its own SPS/PPS (see the verified notes); in fMP4 they go in the init
+//! segment's `avcC`, so the encoder hands them on as extradata (global header).
 
-use farm_contract::ladder::{AudioSpec, FittedRendition, X264Settings};
+use farm_contract::ladder::{AudioSpec, FittedRendition, SegmentFormat, X264Settings};
 use farm_contract::timeline::Grid;
 use ffmpeg_next as ffmpeg;
 use ffmpeg::{codec, encoder, ffi, format, frame, Dictionary, Rational};
@@ -37,6 +38,7 @@ pub fn open_h264(
     like: &frame::Video,
     threads: usize,
     bt709: bool,
+    format: SegmentFormat,
 ) -> Result<encoder::Video> {
     let fail = |e: ffmpeg::Error| TranscodeError::ffmpeg("opening the H.264 encoder", &rendition.name, e);
     let codec = encoder::find_by_name("libx264").ok_or_else(|| {
@@ -53,6 +55,9 @@ pub fn open_h264(
     enc.set_bit_rate(if rendition.crf.is_some() { 0 } else { rendition.bitrate_kbps as usize * 1000 });
     enc.set_max_bit_rate(rendition.maxrate_kbps as usize * 1000);
     enc.set_gop(grid.gop_frames as u32);
+    if format == SegmentFormat::Fmp4 {
+        enc.set_flags(codec::Flags::GLOBAL_HEADER);
+    }
     if bt709 {
         // The VUI says what the picture chain made: BT.709 SDR, limited range.
         enc.set_colorspace(ffmpeg::color::Space::BT709);

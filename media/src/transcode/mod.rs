@@ -15,6 +15,7 @@ pub mod audio_plan;
 pub mod decode;
 pub mod encode;
 pub mod filter;
+pub mod fmp4;
 pub mod lut_kernel;
 pub mod mux;
 pub mod picture;
@@ -64,6 +65,8 @@ pub struct PipelinePlan<'a> {
     pub frames_total: Option<u64>,
     /// Encrypted jobs: the task's content keys; `None` writes plain segments.
     pub sealer: Option<&'a seal::Sealer>,
+    /// The segments' container.
+    pub segment_format: farm_contract::ladder::SegmentFormat,
 }
 
 /// x264 threads per rendition. An explicit setting applies to every rendition. By default
@@ -142,7 +145,7 @@ pub fn run(
                 audio_routes.push(decode::AudioRoute { tx, inputs: rendition.inputs.clone() });
                 let inputs = rendition.inputs.iter().map(|&i| audio_inputs[i].clone()).collect();
                 let (on_segment, input_complete) = (&on_segment, &input_complete);
-                let job = audio::AudioJob { rendition, inputs, cuts: plan.grid.cuts, range: plan.audio_range, sink, encoded, on_segment, input_complete, sealer: plan.sealer };
+                let job = audio::AudioJob { rendition, inputs, cuts: plan.grid.cuts, range: plan.audio_range, sink, encoded, on_segment, input_complete, sealer: plan.sealer, format: plan.segment_format };
                 let handle = std::thread::Builder::new()
                     .name(format!("encode-{}", rendition.name))
                     .spawn_scoped(scope, move || audio::run(job, rx))
@@ -216,6 +219,7 @@ fn video_jobs<'a>(
             input_complete,
             bt709: plan.picture.review.is_some(),
             sealer: plan.sealer,
+            format: plan.segment_format,
         };
         jobs.push((job, video_rx.remove(0)));
     }

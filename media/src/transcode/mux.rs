@@ -15,8 +15,17 @@ use ffmpeg::{codec, ffi, Packet, Rational};
 /// Ten seconds: more than any encoder delay or priming.
 pub const PTS_OFFSET_90K: i64 = 900_000;
 
+/// Where a muxer's custom I/O writes: shared, so the bytes can be taken out while the
+/// muxer lives.
 #[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+pub(super) struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    /// Everything written so far, leaving the buffer empty.
+    pub(super) fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().expect("buffer lock"))
+    }
+}
 
 impl Write for SharedBuf {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
@@ -92,8 +101,7 @@ impl TsMuxer {
     pub fn finish(mut self) -> Result<Vec<u8>, ffmpeg::Error> {
         self.octx.write_trailer()?;
         drop(self.octx); // flushes FFmpeg's I/O buffer into `buf`
-        let data = std::mem::take(&mut *self.buf.0.lock().expect("buffer lock"));
-        Ok(data)
+        Ok(self.buf.take())
     }
 }
 

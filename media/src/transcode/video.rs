@@ -14,7 +14,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 
-use farm_contract::ladder::{FittedRendition, X264Settings};
+use farm_contract::ladder::{FittedRendition, SegmentFormat, X264Settings};
 use farm_contract::manifest::{RenditionPart, SegmentRecord};
 use farm_contract::timeline::Grid;
 use ffmpeg_next as ffmpeg;
@@ -23,7 +23,7 @@ use ffmpeg::{codec, ffi, format, frame, picture, Packet};
 
 use super::decode::share;
 use super::encode;
-use super::segment::{SegmentClock, Segmenter};
+use super::segment::{Output, SegmentClock, Segmenter};
 use crate::error::{Result, TranscodeError};
 use farm_storage::Sink;
 
@@ -62,6 +62,7 @@ pub struct VideoJob<'a> {
     pub input_complete: &'a AtomicBool,
     /// Tag the bitstream BT.709 (review copies); otherwise the pictures' own tags.
     pub bt709: bool,
+    pub format: SegmentFormat,
 }
 
 struct Open<'a> {
@@ -80,15 +81,13 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPar
         let input = (src.format(), src.width(), src.height());
         let n = src.pts().unwrap_or(0);
         if open.is_none() {
-            let encoder = encode::open_h264(r, job.x264, &job.grid, &src, job.threads, job.bt709)?;
+            let encoder = encode::open_h264(r, job.x264, &job.grid, &src, job.threads, job.bt709, job.format)?;
             let segmenter = Segmenter::new(
                 &r.name,
                 VideoClock(job.grid),
                 codec::Parameters::from(&*encoder),
                 encode::video_time_base(&job.grid),
-                job.sink,
-                job.on_segment,
-                job.sealer,
+                Output { sink: job.sink, on_segment: job.on_segment, sealer: job.sealer, format: job.format },
             );
             open = Some(Open {
                 scaler: scaler(input, r)?,
@@ -115,7 +114,7 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPar
             o.encoder.send_eof().map_err(|e| TranscodeError::ffmpeg("encoding", &r.name, e))?;
             drain(&mut o.encoder, &mut o.segmenter, &r.name)?;
             o.segmenter.close()?;
-            o.encoder = encode::open_h264(r, job.x264, &job.grid, &src, job.threads, job.bt709)?;
+            o.encoder = encode::open_h264(r, job.x264, &job.grid, &src, job.threads, job.bt709, job.format)?;
         }
         scaled.set_kind(if job.grid.is_keyframe(n as u64) {
             picture::Type::I
@@ -134,16 +133,17 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPar
     }
     drop(job.forward); // the smaller renditions see the end of input
     let Some(mut o) = open else {
-        return Ok(part(r, &job.grid, None, Vec::new()));
+        return Ok(part(r, &job.grid, None, Vec::new(), None));
     };
     o.encoder.send_eof().map_err(|e| TranscodeError::ffmpeg("encoding", &r.name, e))?;
     drain(&mut o.encoder, &mut o.segmenter, &r.name)?;
     let codecs = o.segmenter.codecs().map(str::to_owned);
+    let init = o.segmenter.init_uri();
     let segments = o.segmenter.finish()?;
-    Ok(part(r, &job.grid, codecs, segments))
+    Ok(part(r, &job.grid, codecs, segments, init))
 }
 
-fn part(r: &FittedRendition, grid: &Grid, codecs: Option<String>, segments: Vec<SegmentRecord>) -> RenditionPart {
+fn part(r: &FittedRendition, grid: &Grid, codecs: Option<String>, segments: Vec<SegmentRecord>, init: Option<String>) -> RenditionPart {
     RenditionPart {
         name: r.name.clone(),
         codecs: codecs.unwrap_or_else(|| "avc1.640028".into()),
@@ -156,6 +156,7 @@ fn part(r: &FittedRendition, grid: &Grid, codecs: Option<String>, segments: Vec<
         language: None,
         source_streams: vec![],
         group: None,
+        init,
     }
 }
 
