@@ -40,8 +40,6 @@ pub enum LadderError {
     Parse(String),
     #[error("per_title: {0}")]
     PerTitle(String),
-    #[error("{0} is not available in this build")]
-    Unsupported(String),
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -83,7 +81,8 @@ pub struct Ladder {
     /// `ts` (default, MPEG-TS) or `fmp4` (fragmented MP4 with an init segment).
     #[serde(default, skip_serializing_if = "is_default")]
     pub segment_format: SegmentFormat,
-    /// `["h264"]` (default); `["h264", "hevc"]` is not available yet.
+    /// `["h264"]` (default) or `["h264", "hevc"]`: an HEVC twin of every rung beside it
+    /// (fMP4 only).
     #[serde(default = "default_codecs", skip_serializing_if = "is_default_codecs")]
     pub codecs: Vec<VideoCodec>,
     #[serde(default, skip_serializing_if = "PerTitleSettings::is_default")]
@@ -310,6 +309,9 @@ pub struct FittedRendition {
     /// Per-title: the ladder's own rate of the rung (which decides its audio group).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ladder_kbps: Option<u32>,
+    /// H.264 (x264) or HEVC (x265, the twin of an H.264 rung).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub codec: VideoCodec,
 }
 
 impl FittedRendition {
@@ -402,7 +404,8 @@ impl Ladder {
                 return Err(LadderError::PerTitle(format!("decision for rung {:?} does not fit the ladder", r.name)));
             }
         }
-        encoding::check(&self.codecs)?;
+        let names: Vec<&str> = self.video.iter().map(|v| v.name.as_str()).collect();
+        encoding::check(self.segment_format, &self.codecs, &names)?;
         const PRESETS: [&str; 10] = [
             "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
             "veryslow", "placebo",
@@ -450,6 +453,7 @@ impl Ladder {
                     bufsize_kbits: rung.bufsize_kbits(),
                     crf: None,
                     ladder_kbps: None,
+                    codec: VideoCodec::H264,
                 }
             })
             .collect();
@@ -476,6 +480,10 @@ impl Ladder {
                 None => false,
             });
         }
+        if self.codecs.contains(&VideoCodec::Hevc) {
+            let twins = encoding::hevc_twins(&fitted);
+            fitted.extend(twins);
+        }
         fitted
     }
 
@@ -487,7 +495,8 @@ impl Ladder {
             return;
         }
         self.decision = None;
-        let fixed = self.fit(display_w, display_h);
+        // Decided on the H.264 rungs; their HEVC twins follow them.
+        let fixed: Vec<FittedRendition> = self.fit(display_w, display_h).into_iter().filter(|r| r.codec == VideoCodec::H264).collect();
         self.decision = Some(per_title::decide(&self.per_title, &fixed, c));
     }
 }

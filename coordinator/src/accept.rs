@@ -44,7 +44,8 @@ pub struct JobRequest {
     /// overrides the ladder's (default `ts`).
     #[serde(default)]
     pub segment_format: Option<SegmentFormat>,
-    /// `["h264"]`; overrides the ladder's (`["h264", "hevc"]` is not available yet).
+    /// `["h264"]`, or `["h264", "hevc"]` (an HEVC twin of every rung, fMP4 only);
+    /// overrides the ladder's (default `["h264"]`).
     #[serde(default)]
     pub codecs: Option<Vec<VideoCodec>>,
     #[serde(default)]

@@ -211,7 +211,7 @@ impl Publisher {
 fn read_codecs(sink: &dyn farm_storage::Sink, plan: &JobPlan, name: &str, present: &BTreeSet<String>, keys: Option<&crate::keys::JobKeys>) -> anyhow::Result<Option<String>> {
     if plan.segment_format == SegmentFormat::Fmp4 {
         let init = init_uri(name);
-        return Ok(if present.contains(&init) { farm_hls::codecs::avc1_from_init(&sink.get(&init)?) } else { None });
+        return Ok(if present.contains(&init) { farm_hls::codecs::video_from_init(&sink.get(&init)?) } else { None });
     }
     let first = segment_uri(name, 0, plan.segment_format);
     if !present.contains(&first) {

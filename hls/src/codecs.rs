@@ -37,9 +37,56 @@ pub fn avc1_from_init(init: &[u8]) -> Option<String> {
     (record[0] == 1).then(|| format!("avc1.{:02x}{:02x}{:02x}", record[1], record[2], record[3]))
 }
 
+/// `hvc1.…` from the `hvcC` box of an fMP4 init segment, as ISO/IEC 14496-15 Annex E
+/// builds it: profile space (A-C, none for 0) and profile_idc; the 32 compatibility flags
+/// in reverse bit order, in hex; tier (L or H) and level_idc; the six constraint bytes in
+/// hex, trailing zero bytes left out. (FFmpeg's own string is not this one, and Chrome
+/// refuses it: see the verified notes.)
+pub fn hvc1_from_init(init: &[u8]) -> Option<String> {
+    let at = init.windows(4).position(|w| w == b"hvcC")? + 4;
+    let record = init.get(at..at + 13)?;
+    if record[0] != 1 {
+        return None;
+    }
+    let space = ["", "A", "B", "C"][usize::from(record[1] >> 6)];
+    let tier = if record[1] & 0x20 != 0 { 'H' } else { 'L' };
+    let profile = record[1] & 0x1f;
+    let compatibility = u32::from_be_bytes(record[2..6].try_into().ok()?).reverse_bits();
+    let mut constraints: Vec<String> = record[6..12].iter().map(|b| format!("{b:X}")).collect();
+    while constraints.last().is_some_and(|c| c == "0") {
+        constraints.pop();
+    }
+    let mut out = format!("hvc1.{space}{profile}.{compatibility:X}.{tier}{}", record[12]);
+    for c in constraints {
+        out.push('.');
+        out.push_str(&c);
+    }
+    Some(out)
+}
+
+/// The video codec string of an fMP4 init segment: H.264 (`avcC`) or HEVC (`hvcC`).
+pub fn video_from_init(init: &[u8]) -> Option<String> {
+    avc1_from_init(init).or_else(|| hvc1_from_init(init))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builds_the_hevc_string_from_the_hvcc_record() {
+        // Main profile (1), Main compatible (flags 0x60000000), tier L, level 3.1 (93),
+        // constraints 0xB0 then zeros: what x265 writes for a 360p main-profile stream.
+        let record = [1, 0x01, 0x60, 0, 0, 0, 0xb0, 0, 0, 0, 0, 0, 93];
+        let init = [&[0, 0, 0, 0x30][..], b"hvcC", &record].concat();
+        assert_eq!(hvc1_from_init(&init).as_deref(), Some("hvc1.1.6.L93.B0"));
+        assert_eq!(video_from_init(&init).as_deref(), Some("hvc1.1.6.L93.B0"));
+        // Main 10 (2), high tier, level 5.1 (153), profile space 1.
+        let record = [1, 0x40 | 0x20 | 0x02, 0x20, 0, 0, 0, 0x90, 0, 0, 0, 0, 0x01, 153];
+        let init = [&b"hvcC"[..], &record].concat();
+        assert_eq!(hvc1_from_init(&init).as_deref(), Some("hvc1.A2.4.H153.90.0.0.0.0.1"));
+        assert_eq!(hvc1_from_init(&init[..10]), None);
+    }
 
     #[test]
     fn reads_the_avcc_record_of_an_init_segment() {

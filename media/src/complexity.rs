@@ -50,7 +50,7 @@ pub fn measure(source: &mut Source, ladder: &Ladder) -> Result<Complexity> {
     let (w, h) = info.display_size();
     let (width, height) = fit_in_box(w, h, REFERENCE_BOX.0, REFERENCE_BOX.1);
     let crf = ladder.per_title.crf;
-    let reference = FittedRendition { name: "complexity".into(), width, height, bitrate_kbps: 0, maxrate_kbps: 0, bufsize_kbits: 0, crf: Some(crf), ladder_kbps: None };
+    let reference = FittedRendition { name: "complexity".into(), width, height, bitrate_kbps: 0, maxrate_kbps: 0, bufsize_kbits: 0, crf: Some(crf), ladder_kbps: None, codec: Default::default() };
     let total = info.frames_expected().unwrap_or(SAMPLE_FRAMES);
     let mut tally = Tally::default();
     for first in sample_starts(total) {

@@ -1,6 +1,8 @@
-//! CMAF segments (issue 17): a job in fragmented MP4 on the farm (RabbitMQ, SeaweedFS, two
-//! workers, three chunks), per-title and with a burnt-in timecode, passes the same
-//! independent checks as MPEG-TS: every segment decodes after its rendition's init
+//! CMAF segments and the HEVC ladder (issue 17): a job in fragmented MP4 on the farm
+//! (RabbitMQ, SeaweedFS, two workers, three chunks), per-title, with a burnt-in timecode
+//! and an HEVC twin of every rung, passes the same independent checks as MPEG-TS (HEVC:
+//! the `hvc1` sample entry, CODECS matching the stream's profile and level as ffprobe
+//! reads them, in one master with the H.264 rungs): every segment decodes after its rendition's init
 //! segment (ffprobe on the two joined), boundaries aligned across renditions, frame counts
 //! exact, BANDWIDTH measured on the written files, every I-frame byte range one decodable
 //! frame after the init segment. The chunks' joins are invisible: each fragment's decode
@@ -50,6 +52,7 @@ fn a_chunked_fmp4_job_passes_the_checks_of_mpeg_ts() {
         "ladder_mode": "per_title",
         "segment_format": "fmp4",
         "burn_in": ["timecode"],
+        "codecs": ["h264", "hevc"],
     });
     let (status, job) = farm.submit(&body.to_string());
     assert_eq!(status, 201, "{job}\n{}", farm.coordinator.log());
@@ -62,9 +65,14 @@ fn a_chunked_fmp4_job_passes_the_checks_of_mpeg_ts() {
     let out = tempfile::tempdir().unwrap();
     s3.download(&format!("{prefix}/out"), out.path()).unwrap();
     let check = check_ladder(out.path(), 375, 25.0, true).unwrap();
-    assert_eq!(check.renditions.len(), 3);
-    assert!(check.iframes_checked >= 3 * 8, "{} I-frames checked", check.iframes_checked);
-    for rendition in ["360p", "240p", "144p", "audio"] {
+    let names: Vec<&str> = check.renditions.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["360p", "240p", "144p", "360p-hevc", "240p-hevc", "144p-hevc"]);
+    assert!(check.renditions[3..].iter().all(|r| r.codecs.starts_with("hvc1.1.6.L")), "{:?}", check.renditions);
+    assert!(check.iframes_checked >= 6 * 8, "{} I-frames checked", check.iframes_checked);
+    // Each HEVC twin has its H.264 rung's decision, at x265's CRF.
+    let rungs = done["ladder"]["decision"]["rungs"].as_array().unwrap();
+    assert_eq!(rungs.len(), 3, "decided on the H.264 rungs: {rungs:?}");
+    for rendition in ["360p", "240p", "144p", "360p-hevc", "240p-hevc", "144p-hevc", "audio"] {
         let folder = out.path().join(rendition);
         let media = read_media(&folder.join("index.m3u8")).unwrap();
         let init = init_segment(&media, &folder).unwrap().unwrap_or_else(|| panic!("{rendition}: no EXT-X-MAP"));
@@ -104,5 +112,9 @@ fn a_chunked_fmp4_job_passes_the_checks_of_mpeg_ts() {
         let (in_ts, in_fmp4) = (segment_bytes(&ts.path().join("out"), rendition), segment_bytes(&fmp4_fixed.path().join("out"), rendition));
         println!("{rendition}: MPEG-TS {in_ts} bytes, fMP4 {in_fmp4} bytes ({:.1} %)", in_fmp4 as f64 * 100.0 / in_ts as f64);
         assert!(in_fmp4 < in_ts, "{rendition}: fMP4 {in_fmp4} bytes, MPEG-TS {in_ts}");
+    }
+    for rung in ["360p", "240p", "144p"] {
+        let (h264, hevc) = (segment_bytes(out.path(), rung), segment_bytes(out.path(), &format!("{rung}-hevc")));
+        println!("per-title {rung}: H.264 {h264} bytes, HEVC {hevc} bytes ({:.1} %)", hevc as f64 * 100.0 / h264 as f64);
     }
 }

@@ -142,7 +142,6 @@ pub fn check_ladder(dir: &Path, frames: u64, fps: f64, has_audio: bool) -> Resul
         let first_seg = segment_file(&folder, init.as_deref(), &media.segments[0].uri)?;
         let streams = probe::streams(first_seg.path())?;
         let v = streams.iter().find(|s| s.codec_type.as_deref() == Some("video")).context("no video")?;
-        ensure!(v.codec_name.as_deref() == Some("h264"), "not H.264");
         ensure!(v.pix_fmt.as_deref() == Some("yuv420p"), "not 8-bit 4:2:0: {:?}", v.pix_fmt);
         let sar = v.sample_aspect_ratio.as_deref().unwrap_or("1:1");
         ensure!(sar == "1:1" || sar == "0:1", "pixels not square: {sar}");
@@ -154,16 +153,14 @@ pub fn check_ladder(dir: &Path, frames: u64, fps: f64, has_audio: bool) -> Resul
             "RESOLUTION {}x{} does not match the stream {:?}x{:?}", res.width, res.height, v.width, v.height
         );
         let codecs = variant.codecs.clone().context("CODECS missing")?;
-        let avc = codecs.split(',').next().unwrap_or_default();
-        let profile_idc = match v.profile.as_deref() {
-            Some("High") => "64",
-            Some("Main") => "4d",
-            Some("Constrained Baseline") | Some("Baseline") => "42",
-            other => bail!("unexpected profile {other:?}"),
-        };
-        ensure!(avc.len() == 11 && avc.starts_with("avc1."), "bad CODECS {codecs}");
-        ensure!(&avc[5..7] == profile_idc, "CODECS {codecs} profile does not match {:?}", v.profile);
-        ensure!(&avc[9..11] == format!("{:02x}", v.level.unwrap_or(0)), "CODECS {codecs} level does not match {:?}", v.level);
+        match v.codec_name.as_deref() {
+            Some("h264") => check_avc1(&codecs, v)?,
+            Some("hevc") => {
+                ensure!(init.is_some(), "{}: HEVC outside fMP4", variant.uri);
+                check_hvc1(&codecs, v)?;
+            }
+            other => bail!("{}: video is {other:?}, not H.264 or HEVC", variant.uri),
+        }
         ensure!(has_audio == codecs.contains(",mp4a.40.2"), "CODECS {codecs} audio part");
 
         // Frame counts, durations, continuity.
@@ -215,6 +212,35 @@ pub fn check_ladder(dir: &Path, frames: u64, fps: f64, has_audio: bool) -> Resul
         ensure!((secs - video).abs() < 0.1, "audio lasts {secs:.3} s, video {video:.3} s");
     }
     Ok(LadderCheck { master, renditions, audio_seconds, iframes_checked })
+}
+
+/// `avc1.PPCCLL`: profile and level as ffprobe reads them from the stream.
+fn check_avc1(codecs: &str, v: &probe::Stream) -> Result<()> {
+    let avc = codecs.split(',').next().unwrap_or_default();
+    let profile_idc = match v.profile.as_deref() {
+        Some("High") => "64",
+        Some("Main") => "4d",
+        Some("Constrained Baseline") | Some("Baseline") => "42",
+        other => bail!("unexpected profile {other:?}"),
+    };
+    ensure!(avc.len() == 11 && avc.starts_with("avc1."), "bad CODECS {codecs}");
+    ensure!(&avc[5..7] == profile_idc, "CODECS {codecs} profile does not match {:?}", v.profile);
+    ensure!(&avc[9..11] == format!("{:02x}", v.level.unwrap_or(0)), "CODECS {codecs} level does not match {:?}", v.level);
+    Ok(())
+}
+
+/// `hvc1.<profile>.<compatibility>.<tier><level>...` (ISO/IEC 14496-15 Annex E) with the
+/// `hvc1` sample entry: profile (Main: 1, compatible with Main and Main 10: flags 6) and
+/// level as ffprobe reads them from the stream.
+fn check_hvc1(codecs: &str, v: &probe::Stream) -> Result<()> {
+    ensure!(v.codec_tag_string.as_deref() == Some("hvc1"), "HEVC sample entry {:?}, not hvc1", v.codec_tag_string);
+    let hvc = codecs.split(',').next().unwrap_or_default();
+    let fields: Vec<&str> = hvc.split('.').collect();
+    ensure!(fields.len() >= 4 && fields[0] == "hvc1", "bad CODECS {codecs}");
+    ensure!(v.profile.as_deref() == Some("Main") && fields[1] == "1" && fields[2] == "6", "CODECS {codecs} profile does not match {:?}", v.profile);
+    let level = v.level.unwrap_or(0);
+    ensure!(fields[3] == format!("L{level}") || fields[3] == format!("H{level}"), "CODECS {codecs} level does not match {level}");
+    Ok(())
 }
 
 /// An audio group as written: its largest rendition's peak and average rates (what a

@@ -19,6 +19,7 @@ pub struct Frame {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Stream {
     pub codec_name: Option<String>,
+    pub codec_tag_string: Option<String>,
     pub codec_type: Option<String>,
     pub profile: Option<String>,
     pub level: Option<i64>,

@@ -147,7 +147,7 @@ struct TranscodeArgs {
     /// Segment container (overrides the ladder's): ts (MPEG-TS) or fmp4 (fragmented MP4 with an init segment)
     #[arg(long, value_enum)]
     segment_format: Option<SegmentFormatArg>,
-    /// Video codecs, comma-separated (overrides the ladder's): h264; h264,hevc is not available yet
+    /// Video codecs, comma-separated (overrides the ladder's): h264, or h264,hevc (an HEVC twin of every rung; needs --segment-format fmp4)
     #[arg(long, value_enum, value_delimiter = ',')]
     codecs: Option<Vec<CodecArg>>,
     /// x264 threads per rendition (0: as many as cores, up to 4)

@@ -137,14 +137,43 @@ fn a_per_title_decision_travels_with_the_ladder_and_fitting_applies_it() {
     let mut fixed = Ladder::default();
     fixed.decide(1920, 1080, &c);
     assert_eq!(fixed.decision, None);
-    // A decision naming a rung the ladder has not is refused; HEVC is not built.
+    // A decision naming a rung the ladder has not is refused.
     let mut bad = task.clone();
     bad.decision.as_mut().unwrap().rungs[0].name = "4k".into();
     assert!(matches!(bad.validate(), Err(LadderError::PerTitle(_))));
     let fmp4 = Ladder::from_json(r#"{"video":[{"name":"a","width":640,"height":360,"bitrate_kbps":800}],"segment_format":"fmp4"}"#);
     assert_eq!(fmp4.unwrap().segment_format.extension(), "m4s");
-    let hevc = Ladder::from_json(r#"{"video":[{"name":"a","width":640,"height":360,"bitrate_kbps":800}],"codecs":["h264","hevc"]}"#);
-    assert!(matches!(hevc, Err(LadderError::Unsupported(_))));
+    let none = Ladder::from_json(r#"{"video":[{"name":"a","width":640,"height":360,"bitrate_kbps":800}],"codecs":["hevc"]}"#);
+    assert!(none.unwrap_err().to_string().contains("codecs"));
     let none = Ladder::from_json(r#"{"video":[{"name":"a","width":640,"height":360,"bitrate_kbps":800}],"codecs":[]}"#);
     assert!(none.unwrap_err().to_string().contains("codecs"));
+}
+
+#[test]
+fn an_hevc_ladder_is_fmp4_only_and_twins_every_rung() {
+    let rungs = r#""video":[{"name":"720p","width":1280,"height":720,"bitrate_kbps":3000},{"name":"360p","width":640,"height":360,"bitrate_kbps":800}]"#;
+    let in_ts = Ladder::from_json(&format!(r#"{{{rungs},"codecs":["h264","hevc"]}}"#)).unwrap_err().to_string();
+    assert!(in_ts.contains("needs \"segment_format\": \"fmp4\""), "{in_ts}");
+    let clash = Ladder::from_json(r#"{"video":[{"name":"a-hevc","width":640,"height":360,"bitrate_kbps":800}],"codecs":["h264","hevc"],"segment_format":"fmp4"}"#);
+    assert!(clash.unwrap_err().to_string().contains("a-hevc"));
+    let ladder = Ladder::from_json(&format!(r#"{{{rungs},"codecs":["h264","hevc"],"segment_format":"fmp4"}}"#)).unwrap();
+    let fitted = ladder.fit(1920, 1080);
+    let names: Vec<(&str, VideoCodec)> = fitted.iter().map(|r| (r.name.as_str(), r.codec)).collect();
+    assert_eq!(names, [("720p", VideoCodec::H264), ("360p", VideoCodec::H264), ("720p-hevc", VideoCodec::Hevc), ("360p-hevc", VideoCodec::Hevc)]);
+    let (h264, hevc) = (&fitted[0], &fitted[2]);
+    assert_eq!((hevc.width, hevc.height, hevc.bitrate_kbps, hevc.maxrate_kbps), (1280, 720, 1800, h264.maxrate_kbps * 60 / 100));
+    // The twin plays with its H.264 rung's audio group: it keeps the ladder's rate.
+    assert_eq!((hevc.nominal_kbps(), fitted[3].nominal_kbps()), (3000, 800));
+    assert_eq!(ladder.audio.low_rungs(&fitted), ["360p", "360p-hevc"]);
+
+    // Per-title: decided on the H.264 rungs; each twin follows its rung, at x265's CRF.
+    let mut per_title = Ladder { ladder_mode: LadderMode::PerTitle, ..ladder };
+    let c = per_title::Complexity { kbps: 300.0, crf: 23.0, width: 640, height: 360, frames: 24, seconds: 0.2 };
+    per_title.decide(1920, 1080, &c);
+    per_title.validate().unwrap();
+    let decided = per_title.fit(1920, 1080);
+    assert_eq!(per_title.decision.as_ref().unwrap().rungs.len(), 2);
+    let (h264, hevc) = (decided.iter().find(|r| r.name == "360p").unwrap(), decided.iter().find(|r| r.name == "360p-hevc").unwrap());
+    assert_eq!(hevc.crf, h264.crf.map(|c| c + 5.0));
+    assert_eq!(hevc.maxrate_kbps, h264.maxrate_kbps * 60 / 100);
 }

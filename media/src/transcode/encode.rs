@@ -6,7 +6,7 @@
 //! IDR must carry its own SPS/PPS (see the verified notes); in fMP4 they go in the init
 //! segment's `avcC`, so the encoder hands them on as extradata (global header).
 
-use farm_contract::ladder::{AudioSpec, FittedRendition, SegmentFormat, X264Settings};
+use farm_contract::ladder::{AudioSpec, FittedRendition, SegmentFormat, VideoCodec, X264Settings};
 use farm_contract::timeline::Grid;
 use ffmpeg_next as ffmpeg;
 use ffmpeg::{codec, encoder, ffi, format, frame, Dictionary, Rational};
@@ -31,6 +31,22 @@ pub fn x264_options(x264: &X264Settings, grid: &Grid) -> Vec<(String, String)> {
     ]
 }
 
+/// The rendition's encoder: x264, or x265 for an HEVC rendition.
+pub fn open_video(
+    rendition: &FittedRendition,
+    x264: &X264Settings,
+    grid: &Grid,
+    like: &frame::Video,
+    threads: usize,
+    bt709: bool,
+    format: SegmentFormat,
+) -> Result<encoder::Video> {
+    match rendition.codec {
+        VideoCodec::H264 => open_h264(rendition, x264, grid, like, threads, bt709, format),
+        VideoCodec::Hevc => open_hevc(rendition, x264, grid, like, threads, bt709),
+    }
+}
+
 pub fn open_h264(
     rendition: &FittedRendition,
     x264: &X264Settings,
@@ -40,38 +56,9 @@ pub fn open_h264(
     bt709: bool,
     format: SegmentFormat,
 ) -> Result<encoder::Video> {
-    let fail = |e: ffmpeg::Error| TranscodeError::ffmpeg("opening the H.264 encoder", &rendition.name, e);
-    let codec = encoder::find_by_name("libx264").ok_or_else(|| {
-        TranscodeError::ffmpeg("opening the H.264 encoder", &rendition.name, "FFmpeg has no libx264")
-    })?;
-    let mut enc = codec::context::Context::new_with_codec(codec).encoder().video().map_err(fail)?;
-    enc.set_width(rendition.width);
-    enc.set_height(rendition.height);
-    enc.set_format(format::Pixel::YUV420P);
-    enc.set_time_base(video_time_base(grid));
-    enc.set_frame_rate(Some(Rational(grid.rate.num as i32, grid.rate.den as i32)));
-    enc.set_aspect_ratio(Rational(1, 1));
-    // Capped CRF (per-title) leaves the average to the quality factor; the cap stays.
-    enc.set_bit_rate(if rendition.crf.is_some() { 0 } else { rendition.bitrate_kbps as usize * 1000 });
-    enc.set_max_bit_rate(rendition.maxrate_kbps as usize * 1000);
-    enc.set_gop(grid.gop_frames as u32);
+    let mut enc = video_context(rendition, grid, like, bt709, "libx264")?;
     if format == SegmentFormat::Fmp4 {
         enc.set_flags(codec::Flags::GLOBAL_HEADER);
-    }
-    if bt709 {
-        // The VUI says what the picture chain made: BT.709 SDR, limited range.
-        enc.set_colorspace(ffmpeg::color::Space::BT709);
-        enc.set_color_primaries(ffmpeg::color::Primaries::BT709);
-        enc.set_color_transfer_characteristic(ffmpeg::color::TransferCharacteristic::BT709);
-    } else {
-        enc.set_colorspace(like.color_space());
-        enc.set_color_primaries(like.color_primaries());
-        enc.set_color_transfer_characteristic(like.color_transfer_characteristic());
-    }
-    enc.set_color_range(ffmpeg::color::Range::MPEG);
-    // SAFETY: `enc` owns its codec context, not yet opened; a plain field write.
-    unsafe {
-        (*enc.as_mut_ptr()).rc_buffer_size = (rendition.bufsize_kbits * 1000) as i32;
     }
     if threads > 0 {
         // Sliced threads: the same input gives the same bytes whatever the thread timing.
@@ -91,7 +78,62 @@ pub fn open_h264(
     if let Some(crf) = rendition.crf {
         opts.set("crf", &format!("{crf:.1}"));
     }
+    let fail = |e: ffmpeg::Error| TranscodeError::ffmpeg("opening the H.264 encoder", &rendition.name, e);
     enc.open_with(opts).map_err(fail)
+}
+
+/// x265 for an HEVC rendition (fMP4 only: parameter sets in the init segment's `hvcC`).
+/// Keyframes only where the grid wants them, closed GOPs, forced keyframes as IDR; one
+/// frame thread (wavefront rows in parallel), so that a task run twice writes the same bytes.
+pub fn open_hevc(rendition: &FittedRendition, x264: &X264Settings, grid: &Grid, like: &frame::Video, threads: usize, bt709: bool) -> Result<encoder::Video> {
+    let mut enc = video_context(rendition, grid, like, bt709, "libx265")?;
+    enc.set_flags(codec::Flags::GLOBAL_HEADER);
+    let mut opts = Dictionary::new();
+    opts.set("preset", &x264.preset);
+    opts.set("profile", "main");
+    opts.set("forced-idr", "1");
+    let pools = if threads > 0 { threads.to_string() } else { "+".into() };
+    opts.set("x265-params", &format!("keyint={0}:min-keyint={0}:scenecut=0:open-gop=0:frame-threads=1:pools={pools}:log-level=error", grid.gop_frames));
+    if let Some(crf) = rendition.crf {
+        opts.set("crf", &format!("{crf:.1}"));
+    }
+    let fail = |e: ffmpeg::Error| TranscodeError::ffmpeg("opening the HEVC encoder", &rendition.name, e);
+    enc.open_with(opts).map_err(fail)
+}
+
+/// An encoder context named `name` set up for the rendition: size, rates, GOP, colour tags.
+fn video_context(rendition: &FittedRendition, grid: &Grid, like: &frame::Video, bt709: bool, name: &str) -> Result<encoder::video::Video> {
+    let fail = |e: ffmpeg::Error| TranscodeError::ffmpeg("opening the video encoder", &rendition.name, e);
+    let codec = encoder::find_by_name(name).ok_or_else(|| {
+        TranscodeError::ffmpeg("opening the video encoder", &rendition.name, format!("FFmpeg has no {name}"))
+    })?;
+    let mut enc = codec::context::Context::new_with_codec(codec).encoder().video().map_err(fail)?;
+    enc.set_width(rendition.width);
+    enc.set_height(rendition.height);
+    enc.set_format(format::Pixel::YUV420P);
+    enc.set_time_base(video_time_base(grid));
+    enc.set_frame_rate(Some(Rational(grid.rate.num as i32, grid.rate.den as i32)));
+    enc.set_aspect_ratio(Rational(1, 1));
+    // Capped CRF (per-title) leaves the average to the quality factor; the cap stays.
+    enc.set_bit_rate(if rendition.crf.is_some() { 0 } else { rendition.bitrate_kbps as usize * 1000 });
+    enc.set_max_bit_rate(rendition.maxrate_kbps as usize * 1000);
+    enc.set_gop(grid.gop_frames as u32);
+    if bt709 {
+        // The VUI says what the picture chain made: BT.709 SDR, limited range.
+        enc.set_colorspace(ffmpeg::color::Space::BT709);
+        enc.set_color_primaries(ffmpeg::color::Primaries::BT709);
+        enc.set_color_transfer_characteristic(ffmpeg::color::TransferCharacteristic::BT709);
+    } else {
+        enc.set_colorspace(like.color_space());
+        enc.set_color_primaries(like.color_primaries());
+        enc.set_color_transfer_characteristic(like.color_transfer_characteristic());
+    }
+    enc.set_color_range(ffmpeg::color::Range::MPEG);
+    // SAFETY: `enc` owns its codec context, not yet opened; a plain field write.
+    unsafe {
+        (*enc.as_mut_ptr()).rc_buffer_size = (rendition.bufsize_kbits * 1000) as i32;
+    }
+    Ok(enc)
 }
 
 pub fn open_aac(audio: &AudioSpec, name: &str) -> Result<encoder::Audio> {

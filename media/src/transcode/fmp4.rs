@@ -44,10 +44,12 @@ impl Fmp4Muxer {
             let mut stream = octx.add_stream(ffmpeg::encoder::find(codec::Id::None))?;
             stream.set_parameters(params.clone());
             stream.set_time_base(codec_tb);
+            // The sample entry: `hvc1` for HEVC (parameter sets in the hvcC only, which Apple's
+            // players and hls.js require); otherwise the muxer's choice (`avc1`, `mp4a`).
+            let tag = if params.id() == codec::Id::HEVC { u32::from_le_bytes(*b"hvc1") } else { 0 };
             // SAFETY: the stream was just added to `octx`, which owns it and its codecpar.
             unsafe {
-                // Let the muxer pick the sample entry (`avc1`, `mp4a`).
-                (*(*stream.as_mut_ptr()).codecpar).codec_tag = 0;
+                (*(*stream.as_mut_ptr()).codecpar).codec_tag = tag;
             }
         }
         let mut opts = ffmpeg::Dictionary::new();

@@ -117,7 +117,7 @@ impl<'a, C: SegmentClock> Segmenter<'a, C> {
         let video_key = key && self.clock.needs_keyframe();
         if video_key && self.codecs.is_none() {
             self.codecs = match &self.init {
-                Some(init) => codecs::avc1_from_init(init),
+                Some(init) => codecs::video_from_init(init),
                 None => packet.data().and_then(codecs::avc1_from_annexb),
             };
         }

@@ -2,8 +2,8 @@
 //!
 //! Takes shared references to the decoded pictures (pts = frame number), scales each to
 //! the rendition's size as 8-bit 4:2:0, forces keyframes where the grid wants them,
-//! encodes with x264 and hands the packets to the [`Segmenter`]. Hands on the rendition's
-//! part of the manifest.
+//! encodes with x264 (x265 for an HEVC rendition) and hands the packets to the
+//! [`Segmenter`]. Hands on the rendition's part of the manifest.
 //!
 //! The task's first segment is closed as soon as its last frame is in: the encoder is
 //! flushed there and a fresh one (same settings, same SPS) takes the next segment, which
@@ -14,7 +14,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 
-use farm_contract::ladder::{FittedRendition, SegmentFormat, X264Settings};
+use farm_contract::ladder::{FittedRendition, SegmentFormat, VideoCodec, X264Settings};
 use farm_contract::manifest::{RenditionPart, SegmentRecord};
 use farm_contract::timeline::Grid;
 use ffmpeg_next as ffmpeg;
@@ -81,7 +81,7 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPar
         let input = (src.format(), src.width(), src.height());
         let n = src.pts().unwrap_or(0);
         if open.is_none() {
-            let encoder = encode::open_h264(r, job.x264, &job.grid, &src, job.threads, job.bt709, job.format)?;
+            let encoder = encode::open_video(r, job.x264, &job.grid, &src, job.threads, job.bt709, job.format)?;
             let segmenter = Segmenter::new(
                 &r.name,
                 VideoClock(job.grid),
@@ -114,7 +114,7 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPar
             o.encoder.send_eof().map_err(|e| TranscodeError::ffmpeg("encoding", &r.name, e))?;
             drain(&mut o.encoder, &mut o.segmenter, &r.name)?;
             o.segmenter.close()?;
-            o.encoder = encode::open_h264(r, job.x264, &job.grid, &src, job.threads, job.bt709, job.format)?;
+            o.encoder = encode::open_video(r, job.x264, &job.grid, &src, job.threads, job.bt709, job.format)?;
         }
         scaled.set_kind(if job.grid.is_keyframe(n as u64) {
             picture::Type::I
@@ -146,7 +146,10 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPar
 fn part(r: &FittedRendition, grid: &Grid, codecs: Option<String>, segments: Vec<SegmentRecord>, init: Option<String>) -> RenditionPart {
     RenditionPart {
         name: r.name.clone(),
-        codecs: codecs.unwrap_or_else(|| "avc1.640028".into()),
+        codecs: codecs.unwrap_or_else(|| match r.codec {
+            VideoCodec::H264 => "avc1.640028".into(),
+            VideoCodec::Hevc => "hvc1.1.6.L120.B0".into(),
+        }),
         width: Some(r.width),
         height: Some(r.height),
         frame_rate: Some(grid.rate),
