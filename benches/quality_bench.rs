@@ -10,6 +10,12 @@
 //! worst 5th-percentile VMAF of a per-title rung against the fixed ladder's at the same rate,
 //! the worker's CPU seconds and the per-title probe's time.
 //!
+//! A third encode per clip is the per-title ladder in fMP4 with its HEVC twins
+//! (`--segment-format fmp4 --codecs h264,hevc`): its H.264 rungs are the per-title encodes
+//! in another container (the same x264 settings), so their bytes against the MPEG-TS ones
+//! are the container's saving at equal quality; its HEVC rungs are scored with VMAF like
+//! the others and compared with the fixed H.264 ladder (bytes with audio, BD-rate).
+//!
 //! VMAF comes from a separate FFmpeg build with libvmaf: PyPI `imageio-ffmpeg` (Debian's
 //! FFmpeg has none), installed here when missing.
 //!
@@ -85,23 +91,51 @@ struct Rung {
     kbps: f64,
     vmaf: f64,
     p5: f64,
+    /// Its video segments' bytes.
+    bytes: u64,
 }
 
 /// One ladder of one clip.
 struct Encoded {
     rungs: Vec<Rung>,
-    bytes: u64,
+    /// Bytes of every audio rendition's segments.
+    audio_bytes: u64,
     cpu: f64,
     probe_seconds: Option<f64>,
     /// Per-title: the probe's kb/s at the quality target at 640x360.
     complexity: Option<f64>,
 }
 
-/// The worker's ladder for `src` in `mode`, measured.
-fn encode(worker: &Path, ffmpeg: &Path, src: &Path, size: (u32, u32), mode: &str, seconds: f64) -> Result<Encoded> {
+impl Encoded {
+    /// Bytes delivered by the rungs `pick` takes, with all the audio.
+    fn bytes(&self, pick: impl Fn(&str) -> bool) -> u64 {
+        self.rungs.iter().filter(|r| pick(&r.name)).map(|r| r.bytes).sum::<u64>() + self.audio_bytes
+    }
+
+    /// (kb/s, VMAF mean or 5th percentile) of the scored rungs `pick` takes.
+    fn curve(&self, pick: impl Fn(&str) -> bool, p5: bool) -> Vec<(f64, f64)> {
+        self.rungs.iter().filter(|r| pick(&r.name) && r.vmaf.is_finite()).map(|r| (r.kbps, if p5 { r.p5 } else { r.vmaf })).collect()
+    }
+}
+
+fn is_hevc(name: &str) -> bool {
+    name.ends_with("-hevc")
+}
+
+/// A source of the corpus: its file, picture size and length.
+struct Clip<'a> {
+    src: &'a Path,
+    size: (u32, u32),
+    seconds: f64,
+}
+
+/// The worker's ladder for the clip in `mode` with `extra` flags, measured; the rungs
+/// `score` takes are scored with VMAF (the others get NaN).
+fn encode(worker: &Path, ffmpeg: &Path, clip: &Clip, mode: &str, extra: &[&str], score: impl Fn(&str) -> bool) -> Result<Encoded> {
+    let Clip { src, size, seconds } = *clip;
     let out = tempfile::tempdir()?;
     let before = children_cpu();
-    let log = run(Command::new(worker).arg("transcode").arg(src).arg(out.path()).args(["--ladder-mode", mode]).env("RUST_LOG", "info"))?;
+    let log = run(Command::new(worker).arg("transcode").arg(src).arg(out.path()).args(["--ladder-mode", mode]).args(extra).env("RUST_LOG", "info"))?;
     let cpu = children_cpu() - before;
     let logged = |key: &str| -> Option<f64> { log.split(key).nth(1).and_then(|s| s.split(|c: char| !(c.is_ascii_digit() || c == '.')).next()).and_then(|s| s.parse().ok()) };
     let (probe_seconds, complexity) = (logged("probe_seconds="), logged("complexity_kbps="));
@@ -111,19 +145,19 @@ fn encode(worker: &Path, ffmpeg: &Path, src: &Path, size: (u32, u32), mode: &str
         segment_bytes(&out.path().join(alt.uri.as_ref().context("uri")?))
     };
     let mut rungs = Vec::new();
-    let mut bytes = 0;
     for v in master.variants.iter().filter(|v| !v.is_i_frame) {
         let playlist = out.path().join(&v.uri);
+        let name: String = v.uri.trim_end_matches("/index.m3u8").into();
         let video = segment_bytes(&playlist)?;
-        bytes += video;
         let with_audio = video + v.audio.as_deref().map(audio_bytes).transpose()?.unwrap_or(0);
-        let (mean, p5) = vmaf(ffmpeg, &playlist, src, size, &out.path().join("vmaf.json"))?;
-        rungs.push(Rung { name: v.uri.trim_end_matches("/index.m3u8").into(), kbps: with_audio as f64 * 8.0 / 1000.0 / seconds, vmaf: mean, p5 });
+        let (mean, p5) = if score(&name) { vmaf(ffmpeg, &playlist, src, size, &out.path().join("vmaf.json"))? } else { (f64::NAN, f64::NAN) };
+        rungs.push(Rung { name, kbps: with_audio as f64 * 8.0 / 1000.0 / seconds, vmaf: mean, p5, bytes: video });
     }
+    let mut audio_bytes = 0;
     for alt in &master.alternatives {
-        bytes += segment_bytes(&out.path().join(alt.uri.as_ref().context("uri")?))?;
+        audio_bytes += segment_bytes(&out.path().join(alt.uri.as_ref().context("uri")?))?;
     }
-    Ok(Encoded { rungs, bytes, cpu, probe_seconds, complexity })
+    Ok(Encoded { rungs, audio_bytes, cpu, probe_seconds, complexity })
 }
 
 /// The picture size and length of a source (ffprobe).
@@ -145,28 +179,34 @@ fn main() -> Result<()> {
         bail!("{} is missing: cargo build --release -p farm-worker", worker.display());
     }
     println!("quality benchmark: fixed and per-title ladders (default ladder), clips of at most {seconds} s as ProRes 422 HQ originals, VMAF v0.6.1 at the source size");
-    println!("{:<16} {:<6} {:>8} {:>6} {:>6} | {:>8} {:>6} {:>6}", "clip", "rung", "fixed", "VMAF", "p5", "per-tit", "VMAF", "p5");
+    println!("{:<16} {:<6} {:>8} {:>6} {:>6} | {:>8} {:>6} {:>6} | {:>8} {:>6} {:>6}", "clip", "rung", "fixed", "VMAF", "p5", "per-tit", "VMAF", "p5", "HEVC", "VMAF", "p5");
     let mut totals = (0u64, 0u64, 0.0, 0.0);
     let mut summary = Vec::new();
+    let mut cmaf = Cmaf::default();
     for (name, _what, picture) in CLIPS {
         if wanted.as_ref().is_some_and(|w| !w.iter().any(|c| c == name)) {
             continue;
         }
         let src = source(name, picture, seconds)?;
         let (size, length) = probe(&src)?;
-        let fixed = encode(&worker, &ffmpeg, &src, size, "fixed", length)?;
-        let titled = encode(&worker, &ffmpeg, &src, size, "per-title", length)?;
+        let clip = Clip { src: &src, size, seconds: length };
+        let fixed = encode(&worker, &ffmpeg, &clip, "fixed", &["--segment-format", "ts"], |_| true)?;
+        let titled = encode(&worker, &ffmpeg, &clip, "per-title", &["--segment-format", "ts"], |_| true)?;
+        let twins = encode(&worker, &ffmpeg, &clip, "per-title", &["--segment-format", "fmp4", "--codecs", "h264,hevc"], is_hevc)?;
         for f in &fixed.rungs {
             let t = titled.rungs.iter().find(|t| t.name == f.name);
             let right = t.map_or("(dropped)".to_string(), |t| format!("{:>8.0} {:>6.2} {:>6.2}", t.kbps, t.vmaf, t.p5));
-            println!("{name:<16} {:<6} {:>8.0} {:>6.2} {:>6.2} | {right}", f.name, f.kbps, f.vmaf, f.p5);
+            let hevc = twins.rungs.iter().find(|h| h.name == format!("{}-hevc", f.name));
+            let hevc = hevc.map_or("(dropped)".to_string(), |h| format!("{:>8.0} {:>6.2} {:>6.2}", h.kbps, h.vmaf, h.p5));
+            println!("{name:<16} {:<6} {:>8.0} {:>6.2} {:>6.2} | {right} | {hevc}", f.name, f.kbps, f.vmaf, f.p5);
         }
-        let curve = |e: &Encoded, p5: bool| -> Vec<(f64, f64)> { e.rungs.iter().map(|r| (r.kbps, if p5 { r.p5 } else { r.vmaf })).collect() };
+        cmaf.add(name, &fixed, &titled, &twins);
+        let curve = |e: &Encoded, p5: bool| e.curve(|_| true, p5);
         let bd = bd_rate(&curve(&fixed, false), &curve(&titled, false));
         let worst_p5 = titled.rungs.iter().filter_map(|t| p5_at(&curve(&fixed, true), t.kbps).map(|f| t.p5 - f)).min_by(f64::total_cmp);
         let line = format!(
             "{name:<16} bytes {:>5.1} %  BD-rate {:>7}  worst p5 vs fixed {:>6}  CPU {:>5.1} / {:>5.1} s ({:.2}x)  probe {} ({} kb/s)",
-            100.0 * titled.bytes as f64 / fixed.bytes as f64,
+            100.0 * titled.bytes(|_| true) as f64 / fixed.bytes(|_| true) as f64,
             bd.map_or("n/a".into(), |b| format!("{b:+.1} %")),
             worst_p5.map_or("n/a".into(), |d| format!("{d:+.1}")),
             fixed.cpu,
@@ -176,8 +216,8 @@ fn main() -> Result<()> {
             titled.complexity.map_or("?".into(), |c| format!("{c:.0}")),
         );
         summary.push((line, bd));
-        totals.0 += fixed.bytes;
-        totals.1 += titled.bytes;
+        totals.0 += fixed.bytes(|_| true);
+        totals.1 += titled.bytes(|_| true);
         totals.2 += fixed.cpu;
         totals.3 += titled.cpu;
     }
@@ -196,7 +236,53 @@ fn main() -> Result<()> {
         summary.len(),
         totals.3 / totals.2,
     );
+    cmaf.print();
     let clips = wanted.map(|w| format!(" --clips {}", w.join(","))).unwrap_or_default();
     println!("reproduce: cargo run --release -p farm-benches --bin quality-bench -- --seconds {seconds}{clips}");
     Ok(())
+}
+
+/// The fMP4 and HEVC comparisons over the corpus.
+#[derive(Default)]
+struct Cmaf {
+    lines: Vec<String>,
+    bds: Vec<f64>,
+    /// Bytes: per-title H.264 in MPEG-TS, the same in fMP4, the HEVC ladder (fMP4, with its
+    /// audio), the fixed H.264 ladder (MPEG-TS); CPU of the fixed and of the fMP4 + HEVC run.
+    totals: (u64, u64, u64, u64, f64, f64),
+}
+
+impl Cmaf {
+    fn add(&mut self, name: &str, fixed: &Encoded, titled: &Encoded, twins: &Encoded) {
+        let (ts, fmp4) = (titled.bytes(|_| true), twins.bytes(|n| !is_hevc(n)));
+        let (hevc, h264) = (twins.bytes(is_hevc), fixed.bytes(|_| true));
+        let bd = bd_rate(&fixed.curve(|_| true, false), &twins.curve(is_hevc, false));
+        self.lines.push(format!(
+            "{name:<16} fMP4 {:>5.1} % of MPEG-TS   HEVC ladder {:>5.1} % of fixed H.264 bytes, BD-rate {:>7}   CPU of fMP4 + HEVC run {:.2}x fixed",
+            100.0 * fmp4 as f64 / ts as f64,
+            100.0 * hevc as f64 / h264 as f64,
+            bd.map_or("n/a".into(), |b| format!("{b:+.1} %")),
+            twins.cpu / fixed.cpu,
+        ));
+        self.bds.extend(bd);
+        let t = &mut self.totals;
+        *t = (t.0 + ts, t.1 + fmp4, t.2 + hevc, t.3 + h264, t.4 + fixed.cpu, t.5 + twins.cpu);
+    }
+
+    fn print(&self) {
+        println!("\nfMP4 against MPEG-TS (the per-title H.264 encodes) and the per-title HEVC ladder against the fixed H.264 one:");
+        for line in &self.lines {
+            println!("{line}");
+        }
+        let (ts, fmp4, hevc, h264, fixed_cpu, twins_cpu) = self.totals;
+        let bd = if self.bds.is_empty() { "n/a".into() } else { format!("{:+.1} %", self.bds.iter().sum::<f64>() / self.bds.len() as f64) };
+        println!(
+            "corpus: fMP4 {:.1} % of MPEG-TS bytes; HEVC ladder {:.1} % of the fixed H.264 ladder's bytes, mean BD-rate {bd} over {} of {} clips; fMP4 + HEVC run CPU {:.2}x fixed",
+            100.0 * fmp4 as f64 / ts as f64,
+            100.0 * hevc as f64 / h264 as f64,
+            self.bds.len(),
+            self.lines.len(),
+            twins_cpu / fixed_cpu,
+        );
+    }
 }

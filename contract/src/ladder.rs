@@ -78,9 +78,12 @@ pub struct Ladder {
     /// `fixed` (default) or `per_title`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub ladder_mode: LadderMode,
-    /// `ts` (default, MPEG-TS) or `fmp4` (fragmented MP4 with an init segment).
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub segment_format: SegmentFormat,
+    /// `fmp4` (fragmented MP4 with an init segment, CMAF) or `ts` (MPEG-TS). `None`: not
+    /// stated. A new job gets [`SegmentFormat::FOR_NEW_JOBS`] ([`Ladder::settle_segment_format`]);
+    /// a task or ladder from before fMP4 states none and means MPEG-TS
+    /// ([`Ladder::segment_format`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_format: Option<SegmentFormat>,
     /// `["h264"]` (default) or `["h264", "hevc"]`: an HEVC twin of every rung beside it
     /// (fMP4 only).
     #[serde(default = "default_codecs", skip_serializing_if = "is_default_codecs")]
@@ -285,7 +288,7 @@ impl Default for Ladder {
             audio: AudioSpec::default(),
             x264: X264Settings::default(),
             ladder_mode: LadderMode::Fixed,
-            segment_format: SegmentFormat::Ts,
+            segment_format: None,
             codecs: default_codecs(),
             per_title: PerTitleSettings::default(),
             decision: None,
@@ -405,7 +408,7 @@ impl Ladder {
             }
         }
         let names: Vec<&str> = self.video.iter().map(|v| v.name.as_str()).collect();
-        encoding::check(self.segment_format, &self.codecs, &names)?;
+        encoding::check(self.segment_format(), &self.codecs, &names)?;
         const PRESETS: [&str; 10] = [
             "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
             "veryslow", "placebo",
@@ -427,6 +430,19 @@ impl Ladder {
     pub fn cuts(&self) -> Cuts {
         let ms = |s: f64| (s * 1000.0).round() as u64;
         Cuts::with_lead(ms(self.segment_seconds), u64::from(self.lead_segments), ms(self.lead_seconds))
+    }
+
+    /// The segments' container: the one stated, else MPEG-TS (what ladders and tasks from
+    /// before fMP4 mean).
+    pub fn segment_format(&self) -> SegmentFormat {
+        self.segment_format.unwrap_or(SegmentFormat::Ts)
+    }
+
+    /// A new job's container: `requested` (a request's or a command's own), else the
+    /// ladder's, else [`SegmentFormat::FOR_NEW_JOBS`]; stated from then on, so every task of
+    /// the job carries it.
+    pub fn settle_segment_format(&mut self, requested: Option<SegmentFormat>) {
+        self.segment_format = Some(requested.or(self.segment_format).unwrap_or(SegmentFormat::FOR_NEW_JOBS));
     }
 
     pub fn gop_ms(&self) -> u64 {

@@ -40,8 +40,8 @@ pub struct JobRequest {
     /// ladder's (default `fixed`).
     #[serde(default)]
     pub ladder_mode: Option<LadderMode>,
-    /// `ts` (MPEG-TS) or `fmp4` (fragmented MP4, CMAF, with an init segment per rendition);
-    /// overrides the ladder's (default `ts`).
+    /// `fmp4` (fragmented MP4, CMAF, with an init segment per rendition) or `ts` (MPEG-TS,
+    /// for old players); overrides the ladder's (default `fmp4`).
     #[serde(default)]
     pub segment_format: Option<SegmentFormat>,
     /// `["h264"]`, or `["h264", "hevc"]` (an HEVC twin of every rung, fMP4 only);
@@ -152,7 +152,7 @@ pub fn ladder(limits: &Limits, req: &JobRequest) -> Result<Ladder, ApiError> {
     let mut ladder = req.ladder.clone().unwrap_or_default();
     ladder.audio.settle();
     ladder.ladder_mode = req.ladder_mode.unwrap_or(ladder.ladder_mode);
-    ladder.segment_format = req.segment_format.unwrap_or(ladder.segment_format);
+    ladder.settle_segment_format(req.segment_format);
     ladder.codecs = req.codecs.clone().unwrap_or(ladder.codecs);
     // The farm decides per-title rates from the source, whatever a request says.
     ladder.decision = None;
@@ -233,7 +233,7 @@ pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Loca
             })
             .collect(),
         low_audio_rungs,
-        segment_format: ladder.segment_format,
+        segment_format: ladder.segment_format(),
     };
     let job = Job {
         id: id.clone(),

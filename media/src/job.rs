@@ -122,7 +122,7 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
             (None, None) => None,
         },
         sealer: sealer.as_ref(),
-        segment_format: ladder.segment_format,
+        segment_format: ladder.segment_format(),
     };
     let mut out = transcode::run(&mut source, &plan, sink, progress, cancel)?;
     let low_rungs = ladder.audio.low_rungs(&renditions);

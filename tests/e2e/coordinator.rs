@@ -134,7 +134,7 @@ fn bad_requests_get_a_4xx_and_enqueue_nothing() {
         (serde_json::json!({"source": ok_source, "output": out, "priority": "urgent"}).to_string(), 400, "unknown variant"),
         (serde_json::json!({"source": ok_source, "output": out, "ladder_mode": "clever"}).to_string(), 400, "unknown variant"),
         (serde_json::json!({"source": ok_source, "output": out, "segment_format": "webm"}).to_string(), 400, "unknown variant `webm`, expected `ts` or `fmp4`"),
-        (serde_json::json!({"source": ok_source, "output": out, "codecs": ["h264", "hevc"]}).to_string(), 400, "HEVC ladder"),
+        (serde_json::json!({"source": ok_source, "output": out, "codecs": ["h264", "hevc"], "segment_format": "ts"}).to_string(), 400, "the HEVC ladder needs \"segment_format\": \"fmp4\""),
     ];
     for (body, code, message) in cases {
         let (status, reply) = farm.submit(&body);

@@ -63,6 +63,9 @@ fn an_encrypted_job_is_sealed_everywhere_and_plays_only_with_its_keys() {
         "source": format!("s3://{BUCKET}/{prefix}/in.mov"),
         "output": format!("s3://{BUCKET}/{prefix}/out/"),
         "ladder": serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap(),
+        // MPEG-TS: each sealed segment decodes alone with its key (the review page's test
+        // plays an encrypted fMP4 ladder).
+        "segment_format": "ts",
     });
     let (code, job) = farm.submit(&body.to_string());
     assert_eq!(code, 201, "{job}");

@@ -13,24 +13,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use farm_tests::farm::{sqlite_url, Farm};
-use farm_tests::fixtures::{make, SMALL_LADDER};
+use farm_tests::fixtures::{clip_15s, SMALL_LADDER};
 use farm_tests::hls::{check_ladder, init_segment, read_media, segment_file};
 use farm_tests::probe;
 use farm_tests::s3::{s3, unique_prefix, BUCKET};
-
-/// 15 s of 640x360 H.264 with stereo PCM.
-fn source() -> std::path::PathBuf {
-    make(
-        "fmp4-h264.mov",
-        &[
-            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=15",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=15",
-            "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p",
-            "-c:a", "pcm_s16le", "-ac", "2",
-        ],
-    )
-    .unwrap()
-}
 
 /// Bytes of a rendition's media segments (init segment apart).
 fn segment_bytes(out: &Path, rendition: &str) -> u64 {
@@ -42,7 +28,7 @@ fn segment_bytes(out: &Path, rendition: &str) -> u64 {
 fn a_chunked_fmp4_job_passes_the_checks_of_mpeg_ts() {
     let s3 = s3();
     let prefix = unique_prefix("fmp4");
-    s3.put_file(&format!("{prefix}/in.mov"), &source()).unwrap();
+    s3.put_file(&format!("{prefix}/in.mov"), &clip_15s()).unwrap();
     let db = tempfile::tempdir().unwrap();
     let farm = Farm::start(&sqlite_url(db.path()), &prefix.replace('/', "-"), 2, 6.0);
     let body = serde_json::json!({
@@ -105,9 +91,9 @@ fn a_chunked_fmp4_job_passes_the_checks_of_mpeg_ts() {
     let ts = tempfile::tempdir().unwrap();
     let ladder = ts.path().join("ladder.json");
     std::fs::write(&ladder, SMALL_LADDER).unwrap();
-    farm_tests::worker::transcode(&source(), &ts.path().join("out"), &ladder, &["--segment-seconds", "6", "--burn-in", "timecode"]).unwrap().ok().unwrap();
+    farm_tests::worker::transcode(&clip_15s(), &ts.path().join("out"), &ladder, &["--segment-seconds", "6", "--burn-in", "timecode", "--segment-format", "ts"]).unwrap().ok().unwrap();
     let fmp4_fixed = tempfile::tempdir().unwrap();
-    farm_tests::worker::transcode(&source(), &fmp4_fixed.path().join("out"), &ladder, &["--segment-seconds", "6", "--burn-in", "timecode", "--segment-format", "fmp4"]).unwrap().ok().unwrap();
+    farm_tests::worker::transcode(&clip_15s(), &fmp4_fixed.path().join("out"), &ladder, &["--segment-seconds", "6", "--burn-in", "timecode", "--segment-format", "fmp4"]).unwrap().ok().unwrap();
     for rendition in ["360p", "240p", "144p", "audio"] {
         let (in_ts, in_fmp4) = (segment_bytes(&ts.path().join("out"), rendition), segment_bytes(&fmp4_fixed.path().join("out"), rendition));
         println!("{rendition}: MPEG-TS {in_ts} bytes, fMP4 {in_fmp4} bytes ({:.1} %)", in_fmp4 as f64 * 100.0 / in_ts as f64);

@@ -12,23 +12,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use farm_tests::farm::{sqlite_url, Farm};
-use farm_tests::fixtures::{make, SMALL_LADDER};
+use farm_tests::fixtures::{clip_15s, make, SMALL_LADDER};
 use farm_tests::hls::{check_ladder, read_master, read_media};
 use farm_tests::s3::{s3, unique_prefix, BUCKET};
-
-/// 15 s of 640x360 long-GOP H.264 (the probe seeks into it) with stereo PCM.
-fn source() -> std::path::PathBuf {
-    make(
-        "per-title-h264.mov",
-        &[
-            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=15",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=15",
-            "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p",
-            "-c:a", "pcm_s16le", "-ac", "2",
-        ],
-    )
-    .unwrap()
-}
 
 /// The x264 settings each encoder wrote into a segment (its SEI), if it opens an encoder.
 fn x264_settings(segment: &Path) -> Option<String> {
@@ -53,7 +39,7 @@ fn option<'a>(settings: &'a str, name: &str) -> &'a str {
 fn every_chunk_of_a_per_title_job_encodes_with_the_one_decision() {
     let s3 = s3();
     let prefix = unique_prefix("per-title");
-    s3.put_file(&format!("{prefix}/in.mov"), &source()).unwrap();
+    s3.put_file(&format!("{prefix}/in.mov"), &clip_15s()).unwrap();
     let db = tempfile::tempdir().unwrap();
     let farm = Farm::start(&sqlite_url(db.path()), &prefix.replace('/', "-"), 2, 6.0);
     let body = serde_json::json!({

@@ -53,7 +53,7 @@ fn a_log_source_through_a_lut_matches_the_cli_lut3d_rendering() {
         assert!(with_lut >= 38.0, "frame {n}: {with_lut:.1} dB");
         assert!(no_lut < 30.0, "the test LUT must change the picture: {no_lut:.1} dB");
     }
-    assert_eq!(colour_tags(&out.join("360p/seg_00000.ts")), ["bt709", "bt709", "bt709", "tv"].map(String::from));
+    assert_eq!(colour_tags(&out.join("360p/index.m3u8")), ["bt709", "bt709", "bt709", "tv"].map(String::from));
     let review: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("review.json")).unwrap()).unwrap();
     assert_eq!(review["colour"], "LUT");
     assert_eq!(review["lut"]["location"], lut.to_str().unwrap());
@@ -90,7 +90,7 @@ fn pq_and_hlg_sources_are_tone_mapped_to_bt709() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         transcode(&source, &out, &fine_ladder(dir.path()), &[]).unwrap().ok().unwrap();
-        let tags = colour_tags(&out.join("360p/seg_00000.ts"));
+        let tags = colour_tags(&out.join("360p/index.m3u8"));
         assert_eq!(tags, ["bt709", "bt709", "bt709", "tv"].map(String::from), "{name}");
         let reference = "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv";
         let ours = frame_yuv(&out.join("360p/index.m3u8"), 20, "").unwrap();
@@ -104,7 +104,7 @@ fn pq_and_hlg_sources_are_tone_mapped_to_bt709() {
         // tone mapping off: converted by the transfer functions alone, still tagged BT.709
         let off = dir.path().join("off");
         transcode(&source, &off, &fine_ladder(dir.path()), &["--tone-map", "off"]).unwrap().ok().unwrap();
-        assert_eq!(colour_tags(&off.join("360p/seg_00000.ts"))[1], "bt709");
+        assert_eq!(colour_tags(&off.join("360p/index.m3u8"))[1], "bt709");
         let clipped = psnr(&frame_yuv(&off.join("360p/index.m3u8"), 20, "").unwrap(), &ours);
         assert!(clipped < 40.0, "{name}: off and auto must differ ({clipped:.1} dB)");
     }

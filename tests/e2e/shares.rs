@@ -97,7 +97,7 @@ fn a_share_plays_through_signed_urls_and_stops_when_revoked() {
     assert!(!media.contains("/v1/jobs/"), "no principal's key URI leaks into a share's playlist");
     // A segment asked of the coordinator: a redirect to a signed URL; review.json (and the
     // thumbnails): served, so that a page reads them without the bucket's CORS rules.
-    let segment = anonymous.get(format!("{url}media/360p/seg_00000.ts")).send().unwrap();
+    let segment = anonymous.get(format!("{url}media/360p/seg_00000.m4s")).send().unwrap();
     assert_eq!(segment.status(), 302);
     assert!(segment.headers()["location"].to_str().unwrap().contains("X-Amz-Signature="));
     let review = anonymous.get(format!("{url}media/review.json")).send().unwrap();
@@ -231,9 +231,12 @@ fn on_local_storage_the_coordinator_serves_a_share_segments() {
     let media = reqwest::blocking::get(format!("{url}media/144p/index.m3u8")).unwrap().text().unwrap();
     let segments: Vec<&str> = media.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
     assert_eq!(segments.len(), 2, "{media}");
-    assert!(segments.iter().all(|s| !s.contains('/') && s.ends_with(".ts")), "relative URIs: {media}");
+    assert!(segments.iter().all(|s| !s.contains('/') && s.ends_with(".m4s")), "relative URIs: {media}");
+    assert!(media.contains("#EXT-X-MAP:URI=\"init.mp4\""), "the init segment, relative too: {media}");
     let segment = reqwest::blocking::get(format!("{url}media/144p/{}", segments[0])).unwrap();
-    assert_eq!((segment.status().as_u16(), segment.headers()["content-type"].to_str().unwrap()), (200, "video/mp2t"));
+    assert_eq!((segment.status().as_u16(), segment.headers()["content-type"].to_str().unwrap()), (200, "video/iso.segment"));
+    let init = reqwest::blocking::get(format!("{url}media/144p/init.mp4")).unwrap();
+    assert_eq!((init.status().as_u16(), init.headers()["content-type"].to_str().unwrap()), (200, "video/mp4"));
     let stored = std::fs::read(dir.path().join("out/144p").join(segments[0])).unwrap();
     assert_eq!(segment.bytes().unwrap().as_ref(), stored.as_slice(), "the stored (encrypted) bytes");
     assert_eq!(decoded_frames(&[], share["playlist"].as_str().unwrap(), "v"), 100);

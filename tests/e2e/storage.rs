@@ -25,7 +25,7 @@ fn transcodes_from_s3_to_s3() {
     assert_eq!(run.stdout().trim(), format!("s3://{BUCKET}/{prefix}/out/index.m3u8"));
 
     let keys = s3.keys(&format!("{prefix}/out")).unwrap();
-    assert!(keys.iter().any(|k| k.ends_with("/out/360p/seg_00000.ts")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.ends_with("/out/360p/seg_00000.m4s")) && keys.iter().any(|k| k.ends_with("/out/360p/init.mp4")), "{keys:?}");
     assert!(keys.iter().all(|k| !k.contains(".tmp")), "no temporary objects: {keys:?}");
     let local = tempfile::tempdir().unwrap();
     s3.download(&format!("{prefix}/out"), local.path()).unwrap();
@@ -116,7 +116,7 @@ fn an_audio_task_fetches_little_more_than_the_audio_of_an_interleaved_original()
     // PCM is 0.5 % of the file; opening it reads the start and the index as well.
     assert!(fetched * 3 < size, "the audio task fetched {fetched} of {size} bytes:\n{log}");
     let keys = s3.keys(&format!("{prefix}/audio")).unwrap();
-    assert!(keys.iter().any(|k| k.ends_with("/audio/seg_00000.ts")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.ends_with("/audio/seg_00000.m4s")), "{keys:?}");
 
     // A video range reads in order: few, large GETs, the whole file once.
     let video = worker_with_env(

@@ -132,7 +132,7 @@ fn a_reused_output_is_replaced_and_nothing_else_is_touched() {
         assert_eq!(done["state"], "succeeded", "{done}");
     };
     run("long.mov");
-    let segments = |keys: &[String]| keys.iter().filter(|k| k.ends_with(".ts")).count();
+    let segments = |keys: &[String]| keys.iter().filter(|k| farm_contract::manifest::is_media_key(k)).count();
     let before = s3().keys(&format!("{prefix}/out")).unwrap();
     for (key, data) in [("out/notes.txt", "the editor's notes"), ("out/A001/index.m3u8", "#EXTM3U\n")] {
         s3().put_file(&format!("{prefix}/{key}"), &write_temp(data)).unwrap();

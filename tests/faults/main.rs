@@ -88,7 +88,7 @@ impl Case {
             assert_eq!(frames, vec![50, 50, 50, 150, 150, 150, 150], "{}", r.name);
         }
         let named = named_segments(&self.out());
-        let stored: BTreeSet<String> = s3().keys(&self.out()).unwrap().into_iter().filter(|k| k.ends_with(".ts")).collect();
+        let stored: BTreeSet<String> = s3().keys(&self.out()).unwrap().into_iter().filter(|k| farm_contract::manifest::is_media_key(k)).collect();
         assert_eq!(named, stored, "segments in storage and segments in playlists differ");
     }
 
@@ -106,6 +106,9 @@ fn named_segments(out: &str) -> BTreeSet<String> {
         let Ok(media) = m3u8_rs::parse_media_playlist_res(&text) else { continue };
         let dir = key.rsplit_once('/').map_or("", |(d, _)| d);
         for seg in media.segments {
+            if let Some(map) = &seg.map {
+                named.insert(format!("{dir}/{}", map.uri)); // an fMP4 init segment
+            }
             named.insert(format!("{dir}/{}", seg.uri));
         }
     }

@@ -244,6 +244,21 @@ pub fn prores_1080p(seconds: u32) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// 15 s at 25 fps, 640x360 long-GOP H.264 (a probe seeks into it) with stereo PCM: three
+/// 6 s chunks.
+pub fn clip_15s() -> PathBuf {
+    make(
+        "clip-15s-h264.mov",
+        &[
+            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=15",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=15",
+            "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p",
+            "-c:a", "pcm_s16le", "-ac", "2",
+        ],
+    )
+    .unwrap()
+}
+
 /// 30 s at 25 fps, 640x360 H.264 with stereo PCM: a short farm job.
 pub fn clip_30s() -> PathBuf {
     make(

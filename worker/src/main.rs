@@ -144,7 +144,7 @@ struct TranscodeArgs {
     /// complexity: capped CRF at the ladder's quality target); overrides the ladder's
     #[arg(long, value_enum)]
     ladder_mode: Option<LadderModeArg>,
-    /// Segment container (overrides the ladder's): ts (MPEG-TS) or fmp4 (fragmented MP4 with an init segment)
+    /// Segment container (overrides the ladder's; default fmp4): fmp4 (fragmented MP4 with an init segment) or ts (MPEG-TS, for old players)
     #[arg(long, value_enum)]
     segment_format: Option<SegmentFormatArg>,
     /// Video codecs, comma-separated (overrides the ladder's): h264, or h264,hevc (an HEVC twin of every rung; needs --segment-format fmp4)
@@ -334,12 +334,10 @@ fn encoding_overrides(ladder: &mut Ladder, args: &TranscodeArgs) -> anyhow::Resu
         };
         ladder.decision = None;
     }
-    if let Some(format) = args.segment_format {
-        ladder.segment_format = match format {
-            SegmentFormatArg::Ts => SegmentFormat::Ts,
-            SegmentFormatArg::Fmp4 => SegmentFormat::Fmp4,
-        };
-    }
+    ladder.settle_segment_format(args.segment_format.map(|format| match format {
+        SegmentFormatArg::Ts => SegmentFormat::Ts,
+        SegmentFormatArg::Fmp4 => SegmentFormat::Fmp4,
+    }));
     if let Some(codecs) = &args.codecs {
         ladder.codecs = codecs.iter().map(|c| match c {
             CodecArg::H264 => VideoCodec::H264,

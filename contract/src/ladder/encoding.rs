@@ -20,7 +20,7 @@ pub enum LadderMode {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SegmentFormat {
-    /// MPEG-TS: every HLS player.
+    /// MPEG-TS: every HLS player, old ones included. What stored data without a format means.
     #[default]
     Ts,
     /// Fragmented MP4 (CMAF) with an init segment.
@@ -28,6 +28,10 @@ pub enum SegmentFormat {
 }
 
 impl SegmentFormat {
+    /// A new job's container when neither its request nor its ladder names one: fMP4, which
+    /// writes fewer bytes for the same encodes (see the benchmarks).
+    pub const FOR_NEW_JOBS: SegmentFormat = SegmentFormat::Fmp4;
+
     /// The media segments' file extension.
     pub fn extension(self) -> &'static str {
         match self {

@@ -142,7 +142,7 @@ fn a_per_title_decision_travels_with_the_ladder_and_fitting_applies_it() {
     bad.decision.as_mut().unwrap().rungs[0].name = "4k".into();
     assert!(matches!(bad.validate(), Err(LadderError::PerTitle(_))));
     let fmp4 = Ladder::from_json(r#"{"video":[{"name":"a","width":640,"height":360,"bitrate_kbps":800}],"segment_format":"fmp4"}"#);
-    assert_eq!(fmp4.unwrap().segment_format.extension(), "m4s");
+    assert_eq!(fmp4.unwrap().segment_format().extension(), "m4s");
     let none = Ladder::from_json(r#"{"video":[{"name":"a","width":640,"height":360,"bitrate_kbps":800}],"codecs":["hevc"]}"#);
     assert!(none.unwrap_err().to_string().contains("codecs"));
     let none = Ladder::from_json(r#"{"video":[{"name":"a","width":640,"height":360,"bitrate_kbps":800}],"codecs":[]}"#);
@@ -176,4 +176,22 @@ fn an_hevc_ladder_is_fmp4_only_and_twins_every_rung() {
     let (h264, hevc) = (decided.iter().find(|r| r.name == "360p").unwrap(), decided.iter().find(|r| r.name == "360p-hevc").unwrap());
     assert_eq!(hevc.crf, h264.crf.map(|c| c + 5.0));
     assert_eq!(hevc.maxrate_kbps, h264.maxrate_kbps * 60 / 100);
+}
+
+#[test]
+fn a_new_job_gets_fmp4_and_a_task_from_before_fmp4_stays_mpeg_ts() {
+    let rung = r#""video":[{"name":"a","width":640,"height":360,"bitrate_kbps":800}]"#;
+    // A task written before fMP4 states no format: MPEG-TS, as it was encoded.
+    let old = Ladder::from_json(&format!("{{{rung}}}")).unwrap();
+    assert_eq!((old.segment_format, old.segment_format()), (None, SegmentFormat::Ts));
+    // A new job: the request's, else the ladder's, else fMP4; stated from then on.
+    let mut new = old.clone();
+    new.settle_segment_format(None);
+    assert_eq!(new.segment_format, Some(SegmentFormat::Fmp4));
+    assert!(serde_json::to_string(&new).unwrap().contains(r#""segment_format":"fmp4""#));
+    let mut ts_ladder = Ladder::from_json(&format!(r#"{{{rung},"segment_format":"ts"}}"#)).unwrap();
+    ts_ladder.settle_segment_format(None);
+    assert_eq!(ts_ladder.segment_format(), SegmentFormat::Ts);
+    ts_ladder.settle_segment_format(Some(SegmentFormat::Fmp4));
+    assert_eq!(ts_ladder.segment_format(), SegmentFormat::Fmp4);
 }

@@ -13,10 +13,10 @@
 //! the init segment (I-frame playlists).
 
 use ffmpeg_next as ffmpeg;
-use ffmpeg::format::context::{Output, StreamIo};
+use ffmpeg::format::context::Output;
 use ffmpeg::{codec, ffi, Packet, Rational};
 
-use super::mux::{SharedBuf, PTS_OFFSET_90K};
+use super::mux::{in_memory, SharedBuf, PTS_OFFSET_90K};
 
 pub struct Fmp4Muxer {
     octx: Output,
@@ -37,21 +37,10 @@ pub struct Fmp4Segment {
 
 impl Fmp4Muxer {
     pub fn new(params: &codec::Parameters, codec_tb: Rational) -> Result<Self, ffmpeg::Error> {
-        let buf = SharedBuf::default();
-        let io = StreamIo::from_write_with_capacity(buf.clone(), 64 * 1024)?;
-        let mut octx = ffmpeg::format::output_to_stream(io, None, Some("mp4"))?;
-        {
-            let mut stream = octx.add_stream(ffmpeg::encoder::find(codec::Id::None))?;
-            stream.set_parameters(params.clone());
-            stream.set_time_base(codec_tb);
-            // The sample entry: `hvc1` for HEVC (parameter sets in the hvcC only, which Apple's
-            // players and hls.js require); otherwise the muxer's choice (`avc1`, `mp4a`).
-            let tag = if params.id() == codec::Id::HEVC { u32::from_le_bytes(*b"hvc1") } else { 0 };
-            // SAFETY: the stream was just added to `octx`, which owns it and its codecpar.
-            unsafe {
-                (*(*stream.as_mut_ptr()).codecpar).codec_tag = tag;
-            }
-        }
+        // The sample entry: `hvc1` for HEVC (parameter sets in the hvcC only, which Apple's
+        // players and hls.js require); otherwise the muxer's choice (`avc1`, `mp4a`).
+        let tag = if params.id() == codec::Id::HEVC { u32::from_le_bytes(*b"hvc1") } else { 0 };
+        let (mut octx, buf) = in_memory("mp4", params, codec_tb, tag)?;
         let mut opts = ffmpeg::Dictionary::new();
         // An init segment without samples; fragments only where `fragment` cuts them; each
         // fragment's data offsets counted from its own moof (CMAF); no index at the end.

@@ -44,21 +44,26 @@ pub struct TsMuxer {
     stream_tb: Rational,
 }
 
+/// A muxer of `format` writing into memory, with one stream of `params` in `codec_tb`
+/// whose sample entry tag is `tag` (0: the muxer's choice; the encoder's own tags mean
+/// nothing to it).
+pub(super) fn in_memory(format: &str, params: &codec::Parameters, codec_tb: Rational, tag: u32) -> Result<(Output, SharedBuf), ffmpeg::Error> {
+    let buf = SharedBuf::default();
+    let io = StreamIo::from_write_with_capacity(buf.clone(), 64 * 1024)?;
+    let mut octx = ffmpeg::format::output_to_stream(io, None, Some(format))?;
+    let mut stream = octx.add_stream(ffmpeg::encoder::find(codec::Id::None))?;
+    stream.set_parameters(params.clone());
+    stream.set_time_base(codec_tb);
+    // SAFETY: the stream was just added to `octx`, which owns it and its codecpar.
+    unsafe {
+        (*(*stream.as_mut_ptr()).codecpar).codec_tag = tag;
+    }
+    Ok((octx, buf))
+}
+
 impl TsMuxer {
     pub fn new(params: &codec::Parameters, codec_tb: Rational) -> Result<Self, ffmpeg::Error> {
-        let buf = SharedBuf::default();
-        let io = StreamIo::from_write_with_capacity(buf.clone(), 64 * 1024)?;
-        let mut octx = ffmpeg::format::output_to_stream(io, None, Some("mpegts"))?;
-        {
-            let mut stream = octx.add_stream(ffmpeg::encoder::find(codec::Id::None))?;
-            stream.set_parameters(params.clone());
-            stream.set_time_base(codec_tb);
-            // SAFETY: the stream was just added to `octx`, which owns it and its codecpar.
-            unsafe {
-                // Encoder-side tags mean nothing to the muxer.
-                (*(*stream.as_mut_ptr()).codecpar).codec_tag = 0;
-            }
-        }
+        let (mut octx, buf) = in_memory("mpegts", params, codec_tb, 0)?;
         if params.medium() == ffmpeg::media::Type::Audio {
             // Several AAC frames to a PES packet (up to 0.35 s), as the ffmpeg CLI muxes:
             // one PES per frame fills two TS packets with each 64 kb/s frame and doubles
