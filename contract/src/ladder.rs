@@ -14,6 +14,8 @@ pub mod per_title;
 pub use encoding::{LadderMode, SegmentFormat, VideoCodec};
 use encoding::{default_codecs, is_default_codecs};
 pub use per_title::{PerTitleDecision, PerTitleSettings};
+pub mod audio;
+pub use audio::{group_or_main, AudioSpec, AUDIO_GROUP, DEFAULT_LOW_AUDIO_KBPS, LOW_AUDIO_GROUP, LOW_SUFFIX};
 
 /// The ladder schema version this build reads and writes.
 pub const LADDER_VERSION: u32 = 1;
@@ -119,73 +121,6 @@ pub struct VideoRung {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AudioSpec {
-    #[serde(default = "default_audio_bitrate")]
-    #[schema(minimum = 32, maximum = 512)]
-    pub bitrate_kbps: u32,
-    /// 32000, 44100 or 48000.
-    #[serde(default = "default_sample_rate")]
-    #[schema(minimum = 32000, maximum = 48000)]
-    pub sample_rate: u32,
-    /// Output channels: 1 or 2. Sources with more are down-mixed.
-    #[serde(default = "default_channels")]
-    #[schema(minimum = 1, maximum = 2)]
-    pub channels: u32,
-    /// Audio by bandwidth: the rate of a second audio group (the same renditions, AAC-LC)
-    /// that the rungs below `low_below_kbps` play with, so that audio does not eat half of
-    /// a small rung. Default 64 (a mono rendition gets half); 0 turns it off. The group is
-    /// made only when the fitted ladder has rungs on both sides of `low_below_kbps`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 0, maximum = 512)]
-    pub low_bitrate_kbps: Option<u32>,
-    /// Rungs whose `bitrate_kbps` is below this play with the low audio group.
-    #[serde(default = "default_low_below")]
-    #[schema(minimum = 0, maximum = 100000)]
-    pub low_below_kbps: u32,
-}
-
-/// The audio group of the rungs at and above `low_below_kbps` (and of every rung when there
-/// is one group).
-pub const AUDIO_GROUP: &str = "audio";
-/// The low-rate audio group; its renditions are named after the main group's, `-low` added.
-pub const LOW_AUDIO_GROUP: &str = "audio-low";
-/// What a low-group rendition's name adds to its main-group twin's.
-pub const LOW_SUFFIX: &str = "-low";
-/// The low audio rate of a ladder that does not say (see [`AudioSpec::low_bitrate_kbps`]).
-pub const DEFAULT_LOW_AUDIO_KBPS: u32 = 64;
-
-impl AudioSpec {
-    /// Fills what a new job's ladder left unsaid. Tasks keep what their job was given: in
-    /// a task, no `low_bitrate_kbps` means no low group (jobs from before it).
-    pub fn settle(&mut self) {
-        self.low_bitrate_kbps.get_or_insert(DEFAULT_LOW_AUDIO_KBPS);
-    }
-
-    /// The low group's stereo rate, when there is one for these fitted rungs.
-    pub fn low_group(&self, fitted: &[FittedRendition]) -> Option<u32> {
-        let rate = self.low_bitrate_kbps.filter(|&r| r > 0 && r < self.bitrate_kbps)?;
-        let low = fitted.iter().filter(|r| r.nominal_kbps() < self.low_below_kbps).count();
-        (low > 0 && low < fitted.len()).then_some(rate)
-    }
-
-    /// The fitted rungs that play with the low group (none when there is no low group);
-    /// the others play with [`AUDIO_GROUP`].
-    pub fn low_rungs(&self, fitted: &[FittedRendition]) -> Vec<String> {
-        if self.low_group(fitted).is_none() {
-            return Vec::new();
-        }
-        fitted.iter().filter(|r| r.nominal_kbps() < self.low_below_kbps).map(|r| r.name.clone()).collect()
-    }
-}
-
-/// An audio group as stored: `None` (parts and plans from before audio by bandwidth) is
-/// [`AUDIO_GROUP`].
-pub fn group_or_main(group: &Option<String>) -> &str {
-    group.as_deref().unwrap_or(AUDIO_GROUP)
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct X264Settings {
     /// An x264 preset the farm allows (`FARM_ALLOWED_PRESETS`).
     #[serde(default = "default_preset")]
@@ -211,35 +146,11 @@ fn default_lead_segments() -> u32 {
 fn default_lead_seconds() -> f64 {
     2.0
 }
-fn default_audio_bitrate() -> u32 {
-    128
-}
-fn default_sample_rate() -> u32 {
-    48_000
-}
-fn default_channels() -> u32 {
-    2
-}
-fn default_low_below() -> u32 {
-    1000
-}
 fn default_preset() -> String {
     "veryfast".into()
 }
 fn default_profile() -> String {
     "high".into()
-}
-
-impl Default for AudioSpec {
-    fn default() -> Self {
-        Self {
-            bitrate_kbps: default_audio_bitrate(),
-            sample_rate: default_sample_rate(),
-            channels: default_channels(),
-            low_bitrate_kbps: Some(DEFAULT_LOW_AUDIO_KBPS),
-            low_below_kbps: default_low_below(),
-        }
-    }
 }
 
 impl Default for X264Settings {
@@ -399,15 +310,13 @@ impl Ladder {
             return Err(LadderError::Audio("low_bitrate_kbps must be 0 (off) or between 32 and bitrate_kbps".into()));
         }
         self.per_title.validate().map_err(LadderError::PerTitle)?;
+        let names: Vec<&str> = self.video.iter().map(|v| v.name.as_str()).collect();
         if let Some(d) = &self.decision {
             if self.ladder_mode != LadderMode::PerTitle {
                 return Err(LadderError::PerTitle("a decision belongs to a per_title ladder".into()));
             }
-            if let Some(r) = d.rungs.iter().find(|r| !self.video.iter().any(|v| v.name == r.name) || !(0.0..=51.0).contains(&r.crf) || r.maxrate_kbps < r.bitrate_kbps) {
-                return Err(LadderError::PerTitle(format!("decision for rung {:?} does not fit the ladder", r.name)));
-            }
+            d.check(&names).map_err(LadderError::PerTitle)?;
         }
-        let names: Vec<&str> = self.video.iter().map(|v| v.name.as_str()).collect();
         encoding::check(self.segment_format(), &self.codecs, &names)?;
         const PRESETS: [&str; 10] = [
             "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
@@ -484,17 +393,7 @@ impl Ladder {
         let mut it = keep.into_iter();
         fitted.retain(|_| it.next().unwrap());
         if let Some(decision) = &self.decision {
-            fitted.retain_mut(|r| match decision.rungs.iter().find(|d| d.name == r.name) {
-                Some(d) => {
-                    r.ladder_kbps = Some(r.bitrate_kbps);
-                    r.crf = Some(d.crf);
-                    r.bitrate_kbps = d.bitrate_kbps;
-                    r.maxrate_kbps = d.maxrate_kbps;
-                    r.bufsize_kbits = d.bufsize_kbits;
-                    true
-                }
-                None => false,
-            });
+            decision.apply(&mut fitted);
         }
         if self.codecs.contains(&VideoCodec::Hevc) {
             let twins = encoding::hevc_twins(&fitted);

@@ -150,9 +150,10 @@ pub fn segment_uri(rendition: &str, index: u64, format: SegmentFormat) -> String
     format!("{rendition}/seg_{index:05}.{}", format.extension())
 }
 
-/// The init segment (`EXT-X-MAP`) of a rendition in fMP4: the same for every segment.
-pub fn init_uri(rendition: &str) -> String {
-    format!("{rendition}/{INIT_SEGMENT}")
+/// The init segment (`EXT-X-MAP`) of a rendition in fMP4, the same for every segment;
+/// `None` in MPEG-TS, whose segments stand alone.
+pub fn init_uri(rendition: &str, format: SegmentFormat) -> Option<String> {
+    (format == SegmentFormat::Fmp4).then(|| format!("{rendition}/{INIT_SEGMENT}"))
 }
 
 pub const INIT_SEGMENT: &str = "init.mp4";

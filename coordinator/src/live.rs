@@ -205,12 +205,11 @@ impl Publisher {
     }
 }
 
-/// A video rendition's `avc1` codec string, once it can be read: from the fMP4 init
-/// segment (never encrypted), or from the SPS of the first MPEG-TS segment (decrypted with
-/// the job's key when the job is encrypted).
+/// A video rendition's codec string (`avc1`, `hvc1`), once it can be read: from the fMP4
+/// init segment (never encrypted), or from the SPS of the first MPEG-TS segment (decrypted
+/// with the job's key when the job is encrypted).
 fn read_codecs(sink: &dyn farm_storage::Sink, plan: &JobPlan, name: &str, present: &BTreeSet<String>, keys: Option<&crate::keys::JobKeys>) -> anyhow::Result<Option<String>> {
-    if plan.segment_format == SegmentFormat::Fmp4 {
-        let init = init_uri(name);
+    if let Some(init) = init_uri(name, plan.segment_format) {
         return Ok(if present.contains(&init) { farm_hls::codecs::video_from_init(&sink.get(&init)?) } else { None });
     }
     let first = segment_uri(name, 0, plan.segment_format);

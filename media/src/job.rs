@@ -254,7 +254,6 @@ fn read_lut(task: &Task) -> Result<Option<Cube>> {
     Cube::parse(&data).map(Some).map_err(|e| TranscodeError::Lut { path, detail: e.to_string() })
 }
 
-/// Writes the playlists if the parts in `sink` cover the whole job; returns the master's key.
 /// The task's ladder with its per-title decision: a farm's tasks carry the job's; a task
 /// without one (the command line's) measures the source itself, which gives every chunk
 /// of a source the same decision, the probe being deterministic.
@@ -272,6 +271,7 @@ fn decided<'a>(ladder: &'a Ladder, source: &mut source::Source) -> Result<std::b
     Ok(std::borrow::Cow::Owned(decided))
 }
 
+/// Writes the playlists if the parts in `sink` cover the whole job; returns the master's key.
 pub fn publish(sink: &dyn Sink, job_id: Option<&str>) -> Result<Option<String>> {
     farm_hls::publish::publish(sink, job_id).map_err(|e| match e {
         farm_hls::publish::PublishError::Storage { key, source } => TranscodeError::Output { key, source },

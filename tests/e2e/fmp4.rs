@@ -10,13 +10,11 @@
 //! (one pass, the worker's command) costs more bytes for the same encodes.
 
 use std::path::Path;
-use std::time::Duration;
 
-use farm_tests::farm::{sqlite_url, Farm};
+use farm_tests::farm::chunked_s3_job;
 use farm_tests::fixtures::{clip_15s, SMALL_LADDER};
 use farm_tests::hls::{check_ladder, init_segment, read_media, segment_file};
 use farm_tests::probe;
-use farm_tests::s3::{s3, unique_prefix, BUCKET};
 
 /// Bytes of a rendition's media segments (init segment apart).
 fn segment_bytes(out: &Path, rendition: &str) -> u64 {
@@ -26,30 +24,9 @@ fn segment_bytes(out: &Path, rendition: &str) -> u64 {
 
 #[test]
 fn a_chunked_fmp4_job_passes_the_checks_of_mpeg_ts() {
-    let s3 = s3();
-    let prefix = unique_prefix("fmp4");
-    s3.put_file(&format!("{prefix}/in.mov"), &clip_15s()).unwrap();
-    let db = tempfile::tempdir().unwrap();
-    let farm = Farm::start(&sqlite_url(db.path()), &prefix.replace('/', "-"), 2, 6.0);
-    let body = serde_json::json!({
-        "source": format!("s3://{BUCKET}/{prefix}/in.mov"),
-        "output": format!("s3://{BUCKET}/{prefix}/out/"),
-        "ladder": serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap(),
-        "ladder_mode": "per_title",
-        "segment_format": "fmp4",
-        "burn_in": ["timecode"],
-        "codecs": ["h264", "hevc"],
-    });
-    let (status, job) = farm.submit(&body.to_string());
-    assert_eq!(status, 201, "{job}\n{}", farm.coordinator.log());
-    assert_eq!(job["tasks"].as_array().unwrap().len(), 3, "three chunks: {job}");
-    let id = job["id"].as_str().unwrap().to_string();
-    let done = farm.wait_final(&id, Duration::from_secs(240));
-    assert_eq!(done["state"], "succeeded", "{done}\n{}", farm.coordinator.log());
+    let fields = serde_json::json!({"ladder_mode": "per_title", "segment_format": "fmp4", "burn_in": ["timecode"], "codecs": ["h264", "hevc"]});
+    let (done, out) = chunked_s3_job("fmp4", fields);
     assert_eq!(done["ladder"]["segment_format"], "fmp4", "{done}");
-
-    let out = tempfile::tempdir().unwrap();
-    s3.download(&format!("{prefix}/out"), out.path()).unwrap();
     let check = check_ladder(out.path(), 375, 25.0, true).unwrap();
     let names: Vec<&str> = check.renditions.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["360p", "240p", "144p", "360p-hevc", "240p-hevc", "144p-hevc"]);

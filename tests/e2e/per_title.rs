@@ -11,10 +11,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use farm_tests::farm::{sqlite_url, Farm};
-use farm_tests::fixtures::{clip_15s, make, SMALL_LADDER};
+use farm_tests::farm::{chunked_s3_job, Farm};
+use farm_tests::fixtures::{make, SMALL_LADDER};
 use farm_tests::hls::{check_ladder, read_master, read_media};
-use farm_tests::s3::{s3, unique_prefix, BUCKET};
 
 /// The x264 settings each encoder wrote into a segment (its SEI), if it opens an encoder.
 fn x264_settings(segment: &Path) -> Option<String> {
@@ -37,25 +36,7 @@ fn option<'a>(settings: &'a str, name: &str) -> &'a str {
 
 #[test]
 fn every_chunk_of_a_per_title_job_encodes_with_the_one_decision() {
-    let s3 = s3();
-    let prefix = unique_prefix("per-title");
-    s3.put_file(&format!("{prefix}/in.mov"), &clip_15s()).unwrap();
-    let db = tempfile::tempdir().unwrap();
-    let farm = Farm::start(&sqlite_url(db.path()), &prefix.replace('/', "-"), 2, 6.0);
-    let body = serde_json::json!({
-        "source": format!("s3://{BUCKET}/{prefix}/in.mov"),
-        "output": format!("s3://{BUCKET}/{prefix}/out/"),
-        "ladder": serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap(),
-        "ladder_mode": "per_title",
-        "segment_format": "ts",
-        "codecs": ["h264"],
-    });
-    let (status, job) = farm.submit(&body.to_string());
-    assert_eq!(status, 201, "{job}\n{}", farm.coordinator.log());
-    assert_eq!(job["tasks"].as_array().unwrap().len(), 3, "three chunks: {job}");
-    let id = job["id"].as_str().unwrap().to_string();
-    let done = farm.wait_final(&id, Duration::from_secs(240));
-    assert_eq!(done["state"], "succeeded", "{done}\n{}", farm.coordinator.log());
+    let (done, out) = chunked_s3_job("per-title", serde_json::json!({"ladder_mode": "per_title", "segment_format": "ts", "codecs": ["h264"]}));
 
     // The decision, as stored with the job.
     let ladder = &done["ladder"];
@@ -69,8 +50,6 @@ fn every_chunk_of_a_per_title_job_encodes_with_the_one_decision() {
     let rungs = decision["rungs"].as_array().unwrap();
     assert_eq!(rungs.iter().map(|r| r["name"].as_str().unwrap()).collect::<Vec<_>>(), ["360p", "240p", "144p"]);
 
-    let out = tempfile::tempdir().unwrap();
-    s3.download(&format!("{prefix}/out"), out.path()).unwrap();
     let check = check_ladder(out.path(), 375, 25.0, true).unwrap();
     assert_eq!(check.renditions.len(), 3);
 

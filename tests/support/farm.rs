@@ -305,3 +305,29 @@ pub fn new_token(name: &str, role: &str) -> (String, String) {
     let mut lines = text.lines();
     (lines.next().expect("a token").to_string(), lines.next().expect("an entry").to_string())
 }
+
+/// The 15 s clip ([`crate::fixtures::clip_15s`]) as a job in three 6 s chunks on a
+/// two-worker farm (RabbitMQ, SeaweedFS, SQLite), with the small ladder and `fields` (ladder
+/// mode, container, codecs, review settings) in its request. Checks that the job made
+/// three tasks and succeeded; hands on its final view and its output, downloaded.
+pub fn chunked_s3_job(name: &str, fields: serde_json::Value) -> (serde_json::Value, tempfile::TempDir) {
+    let s3 = s3();
+    let prefix = crate::s3::unique_prefix(name);
+    s3.put_file(&format!("{prefix}/in.mov"), &crate::fixtures::clip_15s()).unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let farm = Farm::start(&sqlite_url(db.path()), &prefix.replace('/', "-"), 2, 6.0);
+    let mut body = serde_json::json!({
+        "source": format!("s3://{BUCKET}/{prefix}/in.mov"),
+        "output": format!("s3://{BUCKET}/{prefix}/out/"),
+        "ladder": serde_json::from_str::<serde_json::Value>(crate::fixtures::SMALL_LADDER).unwrap(),
+    });
+    body.as_object_mut().unwrap().extend(fields.as_object().expect("request fields").clone());
+    let (status, job) = farm.submit(&body.to_string());
+    assert_eq!(status, 201, "{job}\n{}", farm.coordinator.log());
+    assert_eq!(job["tasks"].as_array().unwrap().len(), 3, "three chunks: {job}");
+    let done = farm.wait_final(job["id"].as_str().unwrap(), Duration::from_secs(240));
+    assert_eq!(done["state"], "succeeded", "{done}\n{}", farm.coordinator.log());
+    let out = tempfile::tempdir().unwrap();
+    s3.download(&format!("{prefix}/out"), out.path()).unwrap();
+    (done, out)
+}

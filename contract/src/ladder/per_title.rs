@@ -98,6 +98,33 @@ pub struct PerTitleDecision {
     pub dropped: Vec<String>,
 }
 
+impl PerTitleDecision {
+    /// Whether the decision fits a ladder of rungs `names`: every rung it sets is one of
+    /// them, with a CRF x264 takes and a cap no lower than the average.
+    pub fn check(&self, names: &[&str]) -> Result<(), String> {
+        match self.rungs.iter().find(|r| !names.contains(&r.name.as_str()) || !(0.0..=51.0).contains(&r.crf) || r.maxrate_kbps < r.bitrate_kbps) {
+            Some(r) => Err(format!("decision for rung {:?} does not fit the ladder", r.name)),
+            None => Ok(()),
+        }
+    }
+
+    /// The fitted rungs as decided: each kept rung gets its CRF and rates (its ladder rate
+    /// kept as `ladder_kbps`), the others are left out.
+    pub fn apply(&self, fitted: &mut Vec<FittedRendition>) {
+        fitted.retain_mut(|r| match self.rungs.iter().find(|d| d.name == r.name) {
+            Some(d) => {
+                r.ladder_kbps = Some(r.bitrate_kbps);
+                r.crf = Some(d.crf);
+                r.bitrate_kbps = d.bitrate_kbps;
+                r.maxrate_kbps = d.maxrate_kbps;
+                r.bufsize_kbits = d.bufsize_kbits;
+                true
+            }
+            None => false,
+        });
+    }
+}
+
 /// One kept rung's capped-CRF settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

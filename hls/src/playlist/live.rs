@@ -74,7 +74,7 @@ pub type Keying<'a> = &'a dyn Fn(&str, u64) -> Option<m3u8_rs::Key>;
 pub fn live(plan: &LivePlan, present: &BTreeSet<String>, keying: Option<Keying>) -> Option<Playlists> {
     let format = plan.segment_format;
     let entry = |name: &str, k: u64, duration: f64| Entry { uri: segment_uri(name, k, format), duration, key: keying.and_then(|f| f(name, k)) };
-    let init = |name: &str| (format == SegmentFormat::Fmp4).then(|| init_uri(name));
+    let init = |name: &str| init_uri(name, format);
     let g = &plan.grid;
     let segments = g.segment_count(plan.total_frames);
     let video_durations: Vec<f64> = (0..segments)

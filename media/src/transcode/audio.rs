@@ -14,8 +14,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 
-use farm_contract::ladder::SegmentFormat;
-use farm_contract::manifest::{RenditionPart, SegmentRecord};
+use farm_contract::manifest::RenditionPart;
 use farm_contract::timeline::Cuts;
 use ffmpeg_next as ffmpeg;
 use ffmpeg::{codec, ffi, Packet, Rational};
@@ -26,7 +25,6 @@ use super::filter::{AudioInput, AudioMix};
 use super::segment::{Output, SegmentClock, Segmenter};
 use farm_hls::codecs;
 use crate::error::{Result, TranscodeError};
-use farm_storage::Sink;
 
 pub use super::audio_plan::{plan, select_tracks, AudioRendition};
 
@@ -103,15 +101,12 @@ pub struct AudioJob<'a> {
     pub inputs: Vec<AudioInput>,
     pub cuts: Cuts,
     pub range: AudioRange,
-    pub sink: &'a dyn Sink,
+    /// Where the segments go, in which container, sealed or not.
+    pub output: Output<'a>,
     /// Samples encoded so far, for progress.
     pub encoded: &'a AtomicU64,
-    pub on_segment: &'a (dyn Fn(&SegmentRecord) + Sync),
-    /// Encrypted jobs: the task's keys.
-    pub sealer: Option<&'a super::seal::Sealer>,
     /// Set when the input ended because the range was decoded to its end.
     pub input_complete: &'a AtomicBool,
-    pub format: SegmentFormat,
 }
 
 pub fn run(job: AudioJob, frames: Receiver<AudioFrame>) -> Result<RenditionPart> {
@@ -131,7 +126,7 @@ pub fn run(job: AudioJob, frames: Receiver<AudioFrame>) -> Result<RenditionPart>
         clock,
         codec::Parameters::from(&*encoder),
         Rational(1, spec.sample_rate as i32),
-        Output { sink: job.sink, on_segment: job.on_segment, sealer: job.sealer, format: job.format },
+        job.output,
     );
     let mut feed = Feed { name, range, next: range.feed_start, encoded: job.encoded };
     for AudioFrame { slot, mut frame } in frames {

@@ -117,7 +117,8 @@ pub fn run(
         // However this closure ends (a stage's panic included), the progress thread stops,
         // so the scope can end: before, a panicking encoder left it reporting forever.
         let _finished = SetOnDrop(&finished);
-        let (mut video_tx, jobs) = video_jobs(plan, sink, &counters, &on_segment, &input_complete);
+        let output = segment::Output { sink, on_segment: &on_segment, sealer: plan.sealer, format: plan.segment_format };
+        let (mut video_tx, jobs) = video_jobs(plan, output, &counters, &input_complete);
         let mut video_threads = Vec::new();
         for (job, rx) in jobs {
             let name = job.rendition.name.clone();
@@ -144,8 +145,8 @@ pub fn run(
                 let (tx, rx) = sync_channel(AUDIO_QUEUE);
                 audio_routes.push(decode::AudioRoute { tx, inputs: rendition.inputs.clone() });
                 let inputs = rendition.inputs.iter().map(|&i| audio_inputs[i].clone()).collect();
-                let (on_segment, input_complete) = (&on_segment, &input_complete);
-                let job = audio::AudioJob { rendition, inputs, cuts: plan.grid.cuts, range: plan.audio_range, sink, encoded, on_segment, input_complete, sealer: plan.sealer, format: plan.segment_format };
+                let input_complete = &input_complete;
+                let job = audio::AudioJob { rendition, inputs, cuts: plan.grid.cuts, range: plan.audio_range, output, encoded, input_complete };
                 let handle = std::thread::Builder::new()
                     .name(format!("encode-{}", rendition.name))
                     .spawn_scoped(scope, move || audio::run(job, rx))
@@ -197,9 +198,8 @@ pub fn run(
 #[allow(clippy::type_complexity)]
 fn video_jobs<'a>(
     plan: &'a PipelinePlan,
-    sink: &'a dyn Sink,
+    output: segment::Output<'a>,
     counters: &'a [AtomicU64],
-    on_segment: &'a (dyn Fn(&SegmentRecord) + Sync),
     input_complete: &'a AtomicBool,
 ) -> (Vec<SyncSender<ffmpeg_next::frame::Video>>, Vec<(video::VideoJob<'a>, Receiver<ffmpeg_next::frame::Video>)>) {
     let (mut video_tx, mut video_rx): (Vec<_>, Vec<_>) = plan.renditions.iter().map(|_| sync_channel(VIDEO_QUEUE)).unzip();
@@ -213,13 +213,10 @@ fn video_jobs<'a>(
             x264: plan.x264,
             grid: plan.grid,
             threads: x264_threads(plan),
-            sink,
+            output,
             encoded,
-            on_segment,
             input_complete,
             bt709: plan.picture.review.is_some(),
-            sealer: plan.sealer,
-            format: plan.segment_format,
         };
         jobs.push((job, video_rx.remove(0)));
     }

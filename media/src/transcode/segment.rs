@@ -46,7 +46,6 @@ struct Open {
     /// MPEG-TS: the I-frames' byte ranges, as they are muxed. fMP4: the I-frames' frame
     /// numbers (one fragment each; their ranges are known when the segment is finished).
     iframes: Vec<IFrame>,
-    packets: u64,
 }
 
 /// Where and how a rendition's segments go.
@@ -68,23 +67,19 @@ pub struct Segmenter<'a, C: SegmentClock> {
     open: Option<Open>,
     records: Vec<SegmentRecord>,
     codecs: Option<String>,
-    sink: &'a dyn Sink,
-    on_segment: &'a (dyn Fn(&SegmentRecord) + Sync),
-    sealer: Option<&'a Sealer>,
-    format: SegmentFormat,
+    out: Output<'a>,
     /// fMP4: the init segment of the first segment muxed; every later one must match it.
     init: Option<Vec<u8>>,
 }
 
 impl<'a, C: SegmentClock> Segmenter<'a, C> {
-    pub fn new(rendition: &str, clock: C, params: codec::Parameters, codec_tb: Rational, output: Output<'a>) -> Self {
-        let Output { sink, on_segment, sealer, format } = output;
-        Self { rendition: rendition.into(), clock, params, codec_tb, open: None, records: Vec::new(), codecs: None, sink, on_segment, sealer, format, init: None }
+    pub fn new(rendition: &str, clock: C, params: codec::Parameters, codec_tb: Rational, out: Output<'a>) -> Self {
+        Self { rendition: rendition.into(), clock, params, codec_tb, open: None, records: Vec::new(), codecs: None, out, init: None }
     }
 
     /// fMP4: the init segment's URI for the rendition's part; `None` for MPEG-TS.
     pub fn init_uri(&self) -> Option<String> {
-        (self.format == SegmentFormat::Fmp4).then(|| init_uri(&self.rendition))
+        init_uri(&self.rendition, self.out.format)
     }
 
     pub fn clock(&self) -> &C {
@@ -112,7 +107,7 @@ impl<'a, C: SegmentClock> Segmenter<'a, C> {
             }
             self.close()?;
             let muxer = self.open_muxer()?;
-            self.open = Some(Open { index, opened: std::time::Instant::now(), muxer, start_unit: unit, units: 0, iframes: Vec::new(), packets: 0 });
+            self.open = Some(Open { index, opened: std::time::Instant::now(), muxer, start_unit: unit, units: 0, iframes: Vec::new() });
         }
         let video_key = key && self.clock.needs_keyframe();
         if video_key && self.codecs.is_none() {
@@ -136,15 +131,16 @@ impl<'a, C: SegmentClock> Segmenter<'a, C> {
             }
             Muxer::Fmp4(muxer) => {
                 if video_key {
-                    if open.packets > 0 {
-                        muxer.fragment().map_err(fail)?; // one fragment per GOP
+                    // One fragment per GOP: a video segment opens on a keyframe, so every
+                    // keyframe after the first closes the GOP before it.
+                    if !open.iframes.is_empty() {
+                        muxer.fragment().map_err(fail)?;
                     }
                     open.iframes.push(IFrame { frame: unit as u64, offset: 0, length: 0, uri: None, key: None });
                 }
                 muxer.write(packet).map_err(fail)?;
             }
         }
-        open.packets += 1;
         open.units += packet.duration().max(1) as u64;
         Ok(())
     }
@@ -153,7 +149,7 @@ impl<'a, C: SegmentClock> Segmenter<'a, C> {
     /// rendition's first (the same encoder settings give the same one).
     fn open_muxer(&mut self) -> Result<Muxer> {
         let fail = |e| TranscodeError::ffmpeg("muxing", &self.rendition, e);
-        if self.format == SegmentFormat::Ts {
+        if self.out.format == SegmentFormat::Ts {
             return Ok(Muxer::Ts(TsMuxer::new(&self.params, self.codec_tb).map_err(fail)?));
         }
         let muxer = Fmp4Muxer::new(&self.params, self.codec_tb).map_err(fail)?;
@@ -194,18 +190,17 @@ impl<'a, C: SegmentClock> Segmenter<'a, C> {
         let Some(open) = self.open.take() else { return Ok(()) };
         let (index, opened, start_unit, units) = (open.index, open.opened, open.start_unit, open.units);
         let (data, plain_iframes) = self.finish_muxer(open)?;
-        if let (Some(init), 0) = (&self.init, index) {
+        if let (Some(init), Some(uri), 0) = (&self.init, self.init_uri(), index) {
             // Before the segment: a playlist that lists segment 0 finds its init segment.
-            let uri = init_uri(&self.rendition);
-            self.sink.put(&uri, init).map_err(|source| TranscodeError::Output { key: uri.clone(), source })?;
+            self.out.sink.put(&uri, init).map_err(|source| TranscodeError::Output { key: uri.clone(), source })?;
         }
-        let uri = segment_uri(&self.rendition, index, self.format);
+        let uri = segment_uri(&self.rendition, index, self.out.format);
         let start_seconds = self.clock.nominal_start_ms(index) as f64 / 1000.0;
-        let (data, key, iframes) = match self.sealer {
+        let (data, key, iframes) = match self.out.sealer {
             Some(sealer) => self.seal(sealer, index, &plain_iframes, start_seconds, data)?,
             None => (data, None, plain_iframes),
         };
-        self.sink
+        self.out.sink
             .put(&uri, &data)
             .map_err(|source| TranscodeError::Output { key: uri.clone(), source })?;
         let record = SegmentRecord {
@@ -224,7 +219,7 @@ impl<'a, C: SegmentClock> Segmenter<'a, C> {
         if kind == "video" {
             crate::metrics::FRAMES.with_label_values(&[&self.rendition]).inc_by(record.units);
         }
-        (self.on_segment)(&record);
+        (self.out.on_segment)(&record);
         self.records.push(record);
         Ok(())
     }
@@ -240,8 +235,8 @@ impl<'a, C: SegmentClock> Segmenter<'a, C> {
         for i in plain_iframes {
             let plain = &data[i.offset as usize..(i.offset + i.length) as usize];
             let (resource, iframe_key) = sealer.seal_iframe(&self.rendition, i.frame, key.period, plain).map_err(fail)?;
-            let uri = iframe_uri(&self.rendition, i.frame, self.format);
-            self.sink.put(&uri, &resource).map_err(|source| TranscodeError::Output { key: uri.clone(), source })?;
+            let uri = iframe_uri(&self.rendition, i.frame, self.out.format);
+            self.out.sink.put(&uri, &resource).map_err(|source| TranscodeError::Output { key: uri.clone(), source })?;
             iframes.push(IFrame { frame: i.frame, offset: 0, length: resource.len() as u64, uri: Some(uri), key: Some(iframe_key) });
         }
         Ok((sealed, Some(key), iframes))

@@ -14,7 +14,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 
-use farm_contract::ladder::{FittedRendition, SegmentFormat, VideoCodec, X264Settings};
+use farm_contract::ladder::{FittedRendition, VideoCodec, X264Settings};
 use farm_contract::manifest::{RenditionPart, SegmentRecord};
 use farm_contract::timeline::Grid;
 use ffmpeg_next as ffmpeg;
@@ -25,7 +25,6 @@ use super::decode::share;
 use super::encode;
 use super::segment::{Output, SegmentClock, Segmenter};
 use crate::error::{Result, TranscodeError};
-use farm_storage::Sink;
 
 /// Segments of the frame grid; a video segment must open on a keyframe.
 pub struct VideoClock(pub Grid);
@@ -52,17 +51,14 @@ pub struct VideoJob<'a> {
     pub x264: &'a X264Settings,
     pub grid: Grid,
     pub threads: usize,
-    pub sink: &'a dyn Sink,
+    /// Where the segments go, in which container, sealed or not.
+    pub output: Output<'a>,
     pub encoded: &'a AtomicU64,
-    pub on_segment: &'a (dyn Fn(&SegmentRecord) + Sync),
-    /// Encrypted jobs: the task's keys.
-    pub sealer: Option<&'a super::seal::Sealer>,
     /// Set when the input ended because the range was decoded to its end; an input that
     /// stops otherwise (cancelled, failed) leaves the last segment unwritten.
     pub input_complete: &'a AtomicBool,
     /// Tag the bitstream BT.709 (review copies); otherwise the pictures' own tags.
     pub bt709: bool,
-    pub format: SegmentFormat,
 }
 
 struct Open<'a> {
@@ -81,13 +77,13 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPar
         let input = (src.format(), src.width(), src.height());
         let n = src.pts().unwrap_or(0);
         if open.is_none() {
-            let encoder = encode::open_video(r, job.x264, &job.grid, &src, job.threads, job.bt709, job.format)?;
+            let encoder = encode::open_video(r, job.x264, &job.grid, &src, job.threads, job.bt709, job.output.format)?;
             let segmenter = Segmenter::new(
                 &r.name,
                 VideoClock(job.grid),
                 codec::Parameters::from(&*encoder),
                 encode::video_time_base(&job.grid),
-                Output { sink: job.sink, on_segment: job.on_segment, sealer: job.sealer, format: job.format },
+                job.output,
             );
             open = Some(Open {
                 scaler: scaler(input, r)?,
@@ -114,7 +110,7 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPar
             o.encoder.send_eof().map_err(|e| TranscodeError::ffmpeg("encoding", &r.name, e))?;
             drain(&mut o.encoder, &mut o.segmenter, &r.name)?;
             o.segmenter.close()?;
-            o.encoder = encode::open_video(r, job.x264, &job.grid, &src, job.threads, job.bt709, job.format)?;
+            o.encoder = encode::open_video(r, job.x264, &job.grid, &src, job.threads, job.bt709, job.output.format)?;
         }
         scaled.set_kind(if job.grid.is_keyframe(n as u64) {
             picture::Type::I
