@@ -36,13 +36,13 @@ use quality_measure::{bd_rate, children_cpu, p5_at, python_tools, run, segment_b
 /// original at its own size).
 const CLIPS: [(&str, &str, &str); 12] = [
     ("bars", "static graphics", "smptehdbars=size=1920x1080:rate=25"),
-    ("talking-head", "still background, one moving figure", "gradients=size=1920x1080:rate=25:speed=0.0001,drawbox=x='860+40*sin(t*1.3)':y='300+12*sin(t*2)':w=260:h=420:color=0xC8A080:t=fill"),
+    ("talking-head", "still background, one moving figure", "gradients=size=1920x1080:rate=25:speed=0.0001:seed=1:n=2:c0=0x3A4A5C:c1=0x8C7A66,drawbox=x='860+40*sin(t*1.3)':y='300+12*sin(t*2)':w=260:h=420:color=0xC8A080:t=fill"),
     ("graphics", "moving test pattern", "testsrc2=size=1920x1080:rate=25"),
     ("zoom", "fine detail, zooming", "mandelbrot=size=1920x1080:rate=25"),
-    ("fast-motion", "high entropy, every pixel moving", "life=size=1920x1080:rate=25:mold=10:ratio=0.5:death_color=#202020:life_color=#e0e0e0"),
-    ("grain-low-light", "dark, heavy temporal grain", "gradients=size=1920x1080:rate=25:speed=0.01,eq=brightness=-0.3,noise=alls=30:allf=t+u"),
+    ("fast-motion", "high entropy, every pixel moving", "life=size=1920x1080:rate=25:seed=1:mold=10:ratio=0.5:death_color=#202020:life_color=#e0e0e0"),
+    ("grain-low-light", "dark, heavy temporal grain", "gradients=size=1920x1080:rate=25:speed=0.01:seed=1:n=2:c0=0x405070:c1=0xC0A080,eq=brightness=-0.3,noise=alls=30:allf=t+u"),
     ("handheld", "detail with camera shake", "mandelbrot=size=2240x1320:rate=25,crop=1920:1080:x='160+140*sin(t*5)':y='120+100*cos(t*4)'"),
-    ("pan", "smooth gradient motion", "gradients=size=1920x1080:rate=25:speed=0.05"),
+    ("pan", "smooth gradient motion", "gradients=size=1920x1080:rate=25:speed=0.05:seed=1:n=2:c0=0x2050C0:c1=0xE0A040"),
     ("grainy-graphics", "graphics under grain", "smptehdbars=size=1920x1080:rate=25,noise=alls=12:allf=t"),
     ("fast-pan", "sharp graphics panning fast", "testsrc2=size=1920x1080:rate=25,scroll=horizontal=0.02"),
     ("bikes", "real: street footage, 640x272", "real:bikes.mp4"),
@@ -60,11 +60,14 @@ fn real_clip(dir: &Path, file: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The clip as a camera original, made once.
+/// The clip as a camera original, made once (the file is named after its picture too, so a
+/// changed picture makes a new file). Every generated picture is seeded, with its colours
+/// given: lavfi's `gradients` and `life` draw at random otherwise, and a run would not
+/// measure the same clip as the run before it.
 fn source(name: &str, picture: &str, seconds: u32) -> Result<PathBuf> {
     let dir = target_dir().join("bench-fixtures/quality");
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("{name}-{seconds}s.mov"));
+    let path = dir.join(format!("{name}-{seconds}s-{:08x}.mov", fnv1a(picture)));
     if !path.exists() {
         let tmp = dir.join(format!("tmp-{name}.mov"));
         let seconds = seconds.to_string();
@@ -78,6 +81,11 @@ fn source(name: &str, picture: &str, seconds: u32) -> Result<PathBuf> {
         std::fs::rename(&tmp, &path)?;
     }
     Ok(path)
+}
+
+/// FNV-1a of the picture's description, stable across builds (unlike std's hasher).
+fn fnv1a(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }
 
 fn arg(name: &str) -> Option<String> {

@@ -88,19 +88,23 @@ fn clip(name: &str, picture: &str) -> std::path::PathBuf {
     make(name, &["-f", "lavfi", "-i", picture, "-t", "4", "-c:v", "prores_ks", "-profile:v", "2", "-pix_fmt", "yuv422p10le"]).unwrap()
 }
 
+/// The per-title decision the embedded farm makes for `source` with the small ladder.
+fn decide(farm: &Farm, dir: &Path, source: &Path, out: &str) -> serde_json::Value {
+    let ladder = serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap();
+    let body = serde_json::json!({"source": source.display().to_string(), "output": dir.join(out).display().to_string(), "ladder": ladder, "ladder_mode": "per_title"});
+    let (status, job) = farm.submit(&body.to_string());
+    assert_eq!(status, 201, "{job}");
+    let done = farm.wait_final(job["id"].as_str().unwrap(), Duration::from_secs(120));
+    assert_eq!(done["state"], "succeeded", "{done}");
+    done["ladder"]["decision"].clone()
+}
+
 #[test]
 fn the_probe_tells_a_still_interview_from_grainy_night_footage() {
     let dir = tempfile::tempdir().unwrap();
     let farm = Farm::embedded(&dir.path().join("data"), 1, 60.0);
     let ladder = serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap();
-    let decide = |source: std::path::PathBuf, out: &str| -> serde_json::Value {
-        let body = serde_json::json!({"source": source.display().to_string(), "output": dir.path().join(out).display().to_string(), "ladder": ladder, "ladder_mode": "per_title"});
-        let (status, job) = farm.submit(&body.to_string());
-        assert_eq!(status, 201, "{job}");
-        let done = farm.wait_final(job["id"].as_str().unwrap(), Duration::from_secs(120));
-        assert_eq!(done["state"], "succeeded", "{done}");
-        done["ladder"]["decision"].clone()
-    };
+    let decide = |source: std::path::PathBuf, out: &str| decide(&farm, dir.path(), &source, out);
     let still = decide(clip("per-title-still.mov", "color=c=0x607080:size=640x360:rate=25,drawbox=x='280+20*sin(t)':y=120:w=80:h=120:color=0xC8A080:t=fill"), "still");
     let grain = decide(clip("per-title-grain.mov", "color=c=0x303030:size=640x360:rate=25,noise=alls=40:allf=t+u"), "grain");
     let kbps = |d: &serde_json::Value| d["complexity"]["kbps"].as_f64().unwrap();
@@ -118,4 +122,27 @@ fn the_probe_tells_a_still_interview_from_grainy_night_footage() {
     }
     assert_eq!(grain["rungs"].as_array().unwrap().last().unwrap()["name"], "144p", "{grain}");
     println!("complexity: still {} kb/s, grain {} kb/s; grain dropped {}", kbps(&still), kbps(&grain), grain["dropped"]);
+}
+
+/// The probe samples a long-GOP camera file from its keyframes (no run-up to decode before
+/// each sample) and an intra-only one where its samples fall: 6 s at 25 fps, samples at
+/// 1/6, 3/6 and 5/6 of the frames (24, 72, 120), the H.264 file's keyframes every 2 s.
+#[test]
+fn the_probe_samples_a_long_gop_source_from_its_keyframes() {
+    let dir = tempfile::tempdir().unwrap();
+    let farm = Farm::embedded(&dir.path().join("data"), 1, 60.0);
+    let picture = "testsrc2=size=640x360:rate=25";
+    let long_gop = make("per-title-long-gop.mp4", &["-f", "lavfi", "-i", picture, "-t", "6", "-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-pix_fmt", "yuv420p"]).unwrap();
+    let intra = make("per-title-intra.mov", &["-f", "lavfi", "-i", picture, "-t", "6", "-c:v", "prores_ks", "-profile:v", "2", "-pix_fmt", "yuv422p10le"]).unwrap();
+    let long_gop = decide(&farm, dir.path(), &long_gop, "long-gop")["complexity"].clone();
+    let intra = decide(&farm, dir.path(), &intra, "intra")["complexity"].clone();
+    assert_eq!(long_gop["samples"], serde_json::json!([0, 50, 100]), "{long_gop}");
+    assert_eq!(intra["samples"], serde_json::json!([24, 72, 120]), "{intra}");
+    // Five frames a sample, whatever the GOP.
+    assert_eq!(long_gop["frames"], 15, "{long_gop}");
+    assert_eq!(intra["frames"], 15, "{intra}");
+    // The same picture costs about as much from either original.
+    let kbps = |c: &serde_json::Value| c["kbps"].as_f64().unwrap();
+    assert!((kbps(&long_gop) / kbps(&intra) - 1.0).abs() < 0.5, "long-GOP {long_gop}, intra {intra}");
+    println!("probe: long-GOP H.264 {} s, ProRes {} s", long_gop["seconds"], intra["seconds"]);
 }

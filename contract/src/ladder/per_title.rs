@@ -85,6 +85,10 @@ pub struct Complexity {
     /// Frames encoded, and the wall-clock time the probe took (decoding included).
     pub frames: u32,
     pub seconds: f64,
+    /// The source frame each sample started on (a keyframe of the source), so that the
+    /// measure can be repeated; empty in decisions made before it was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<u64>,
 }
 
 /// The per-title decision of a job: the rungs kept, with their rate control.
@@ -185,7 +189,7 @@ mod tests {
     use crate::ladder::Ladder;
 
     fn complexity(kbps: f64) -> Complexity {
-        Complexity { kbps, crf: 23.0, width: 640, height: 360, frames: 36, seconds: 0.2 }
+        Complexity { kbps, crf: 23.0, width: 640, height: 360, frames: 36, seconds: 0.2, samples: vec![40, 122, 204] }
     }
 
     #[test]

@@ -163,6 +163,7 @@ pub fn run(
             end_frame: plan.end_frame,
             decode_video,
             threads: plan.decode_threads,
+            sample: false,
             audio_from: (!plan.audio_tracks.is_empty())
                 .then(|| plan.audio_range.feed_start as f64 / f64::from(plan.audio.sample_rate)),
             audio_until: plan.audio_range.feed_end.map(|end| end as f64 / f64::from(plan.audio.sample_rate)),
