@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
 use farm_tests::fixtures::target_dir;
 use quality_measure::{bd_rate, children_cpu, p5_at, python_tools, run, segment_bytes, vmaf};
 
@@ -67,7 +68,7 @@ fn real_clip(dir: &Path, file: &str) -> Result<PathBuf> {
 fn source(name: &str, picture: &str, seconds: u32) -> Result<PathBuf> {
     let dir = target_dir().join("bench-fixtures/quality");
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("{name}-{seconds}s-{:08x}.mov", fnv1a(picture)));
+    let path = dir.join(format!("{name}-{seconds}s-{}.mov", &hex::encode(Sha256::digest(picture.as_bytes()))[..8]));
     if !path.exists() {
         let tmp = dir.join(format!("tmp-{name}.mov"));
         let seconds = seconds.to_string();
@@ -81,11 +82,6 @@ fn source(name: &str, picture: &str, seconds: u32) -> Result<PathBuf> {
         std::fs::rename(&tmp, &path)?;
     }
     Ok(path)
-}
-
-/// FNV-1a of the picture's description, stable across builds (unlike std's hasher).
-fn fnv1a(text: &str) -> u32 {
-    text.bytes().fold(0x811c_9dc5, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }
 
 fn arg(name: &str) -> Option<String> {

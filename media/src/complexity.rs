@@ -27,7 +27,7 @@ use ffmpeg::{ffi, format, frame, picture, Packet};
 
 use crate::error::{Result, TranscodeError};
 use crate::source::Source;
-use crate::transcode::{decode, encode, picture::PictureSetup};
+use crate::transcode::{decode, encode, picture::PictureSetup, seek};
 
 /// Samples per source and frames per sample.
 pub const SAMPLES: u64 = 3;
@@ -88,19 +88,17 @@ fn samples(source: &mut Source, grid: &Grid, reference: &FittedRendition, ladder
         let mut encoders = Vec::new();
         let mut decoded = Ok(());
         let mut tally = Tally::default();
-        let mut previous = None;
         for &start in starts {
             // From the keyframe at or before the start, so that a long-GOP source needs no
             // run-up; two starts in one GOP make one sample.
-            let first = match decode::seek_to_keyframe(source, start) {
-                Ok(Some(key)) if previous != Some(key) => key,
+            let first = match seek::seek_to_keyframe(source, start) {
+                Ok(Some(key)) if tally.firsts.last() != Some(&key) => key,
                 Ok(_) => continue,
                 Err(e) => {
                     decoded = Err(e);
                     break;
                 }
             };
-            previous = Some(first);
             tally.firsts.push(first);
             // Two frames of slack: the decoder moves on to the next sample while this
             // one's encoder drains, without holding more than a few source frames.

@@ -18,6 +18,7 @@ use super::filter::PictureFilter;
 use super::picture::PictureSetup;
 pub use super::audio_in::{open_audio, AudioDecoder, AudioFrame, AudioRoute};
 use super::audio_in::drain_audio;
+use super::seek::{frame_number, seek_before};
 use crate::error::{Result, TranscodeError};
 use crate::source::Source;
 
@@ -35,10 +36,11 @@ pub struct DecodeRequest<'a> {
     pub decode_video: bool,
     pub threads: usize,
     /// A short sample (the complexity probe's): the demuxer already stands on a keyframe
-    /// at or before `first_frame` (see [`seek_to_keyframe`]), so no seek and no run-up; an
-    /// intra-only codec decodes with slice threads, since filling and draining a frame
-    /// pipeline costs more than it brings over a few frames (measured on 2 cores, the probe of
-    /// a noisy 1080p ProRes 422 HQ clip: 0.37-0.38 s against 0.48-0.51 s frame-threaded).
+    /// at or before `first_frame` (see [`super::seek::seek_to_keyframe`]), so no seek and
+    /// no run-up; an intra-only codec decodes with slice threads, since filling and
+    /// draining a frame pipeline costs more than it brings over a few frames (measured on 2
+    /// cores, the probe of a noisy 1080p ProRes 422 HQ clip: 0.37-0.38 s against 0.48-0.51
+    /// s frame-threaded).
     pub sample: bool,
     /// Time (seconds from the video's zero) of the first audio sample wanted, when audio
     /// is decoded: a chunk's audio starts a little before its first frame (pre-roll).
@@ -377,7 +379,7 @@ fn open_video(source: &Source, index: usize, threads: usize, kind: codec::thread
 
 /// Streams a task does not use are not even read: the MOV and MXF demuxers skip the bytes
 /// of discarded streams.
-fn discard_others(source: &mut Source, used: &[usize]) {
+pub(super) fn discard_others(source: &mut Source, used: &[usize]) {
     for i in 0..source.input.nb_streams() as usize {
         if !used.contains(&i) {
             if let Some(mut stream) = source.input.stream_mut(i) {
@@ -418,59 +420,6 @@ fn intra_only(id: codec::Id) -> bool {
         let descriptor = ffi::avcodec_descriptor_get(id.into());
         !descriptor.is_null() && (*descriptor).props & ffi::AV_CODEC_PROP_INTRA_ONLY as i32 != 0
     }
-}
-
-/// Seeks to a keyframe at least `margin` seconds before `frame`.
-/// The frame (of the source's rate, from its first picture) that a timestamp in the video
-/// stream's time base `tb` shows.
-fn frame_number(info: &crate::source::SourceInfo, tb: Rational, ts: i64) -> i64 {
-    let rate = info.rate;
-    let num = i128::from(ts - info.start_ts) * i128::from(tb.numerator()) * i128::from(rate.num);
-    let den = i128::from(tb.denominator()) * i128::from(rate.den);
-    // round half up, also for negative numbers
-    (num * 2 + den).div_euclid(2 * den) as i64
-}
-
-/// Puts the demuxer on the keyframe at or before `frame` (by the container's index, or
-/// its search where it has none) and returns that keyframe's frame number; `None` when no
-/// keyframe follows. A [`run`] of a `sample` from there decodes no run-up: for the
-/// complexity probe, which wants a few frames near a point of a long-GOP source, not
-/// exactly those.
-pub fn seek_to_keyframe(source: &mut Source, frame: u64) -> Result<Option<u64>> {
-    let info = source.info.clone();
-    discard_others(source, &[info.video_index]);
-    seek_before(source, &info, frame, 0.0)?;
-    let mut key_ts = None;
-    loop {
-        let mut packet = Packet::empty();
-        match packet.read(&mut source.input) {
-            Ok(()) if packet.stream() == info.video_index && packet.is_key() => {
-                key_ts = packet.pts().or(packet.dts());
-                break;
-            }
-            Ok(()) => {}
-            Err(ffmpeg::Error::Eof) => break,
-            Err(e) => {
-                return Err(source.take_io_error().unwrap_or_else(|| TranscodeError::Damaged { path: source.name(), detail: format!("reading after a seek: {e}") }))
-            }
-        }
-    }
-    // The same seek puts the demuxer back on the packet just read.
-    seek_before(source, &info, frame, 0.0)?;
-    Ok(key_ts.map(|ts| frame_number(&info, tb(info.time_base), ts).max(0) as u64))
-}
-
-fn seek_before(source: &mut Source, info: &crate::source::SourceInfo, frame: u64, margin: f64) -> Result<()> {
-    let seconds = (info.rate.frames_to_seconds(frame) - margin).max(0.0);
-    let start_us = rescale(info.start_ts, tb(info.time_base), Rational(1, ffi::AV_TIME_BASE));
-    let target = start_us + (seconds * f64::from(ffi::AV_TIME_BASE)) as i64;
-    source
-        .input
-        .seek(target, ..target)
-        .map_err(|e| TranscodeError::Damaged {
-            path: source.location.to_string(),
-            detail: format!("cannot seek to {seconds:.3} s: {e}"),
-        })
 }
 
 /// A new reference to the same picture buffers (no copy).

@@ -20,6 +20,7 @@ pub mod lut_kernel;
 pub mod mux;
 pub mod picture;
 pub mod seal;
+pub mod seek;
 pub mod segment;
 pub mod thumbnails;
 pub mod video;
