@@ -90,7 +90,10 @@ fn clip(name: &str, picture: &str) -> std::path::PathBuf {
 
 /// The per-title decision the embedded farm makes for `source` with the small ladder.
 fn decide(farm: &Farm, dir: &Path, source: &Path, out: &str) -> serde_json::Value {
-    let ladder = serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap();
+    decide_with(farm, dir, source, out, serde_json::from_str(SMALL_LADDER).unwrap())
+}
+
+fn decide_with(farm: &Farm, dir: &Path, source: &Path, out: &str, ladder: serde_json::Value) -> serde_json::Value {
     let body = serde_json::json!({"source": source.display().to_string(), "output": dir.join(out).display().to_string(), "ladder": ladder, "ladder_mode": "per_title"});
     let (status, job) = farm.submit(&body.to_string());
     assert_eq!(status, 201, "{job}");
@@ -145,4 +148,40 @@ fn the_probe_samples_a_long_gop_source_from_its_keyframes() {
     let kbps = |c: &serde_json::Value| c["kbps"].as_f64().unwrap();
     assert!((kbps(&long_gop) / kbps(&intra) - 1.0).abs() < 0.5, "long-GOP {long_gop}, intra {intra}");
     println!("probe: long-GOP H.264 {} s, ProRes {} s", long_gop["seconds"], intra["seconds"]);
+}
+
+/// Above 640x360 a rung's rate grows as the source's own detail makes it, so the probe also
+/// measures the source at its own size (unscaled patches): grain, which scaling down
+/// averages away, costs far more at 1280x720 than at 640x360, a smooth gradient not much
+/// more. The largest rung, the source's size, expects the native rate.
+#[test]
+fn the_probe_measures_the_rate_at_the_sources_own_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let farm = Farm::embedded(&dir.path().join("data"), 1, 60.0);
+    let ladder = serde_json::json!({"version": 1, "video": [
+        {"name": "720p", "width": 1280, "height": 720, "bitrate_kbps": 3000},
+        {"name": "360p", "width": 640, "height": 360, "bitrate_kbps": 900}]});
+    let clip = |name: &str, picture: &str| make(name, &["-f", "lavfi", "-i", picture, "-t", "2", "-c:v", "prores_ks", "-profile:v", "2", "-pix_fmt", "yuv422p10le"]).unwrap();
+    let smooth = clip("per-title-smooth-720p.mov", "gradients=size=1280x720:rate=25:speed=0.05:seed=1:n=2:c0=0x2050C0:c1=0xE0A040");
+    let grain = clip("per-title-grain-720p.mov", "color=c=0x303030:size=1280x720:rate=25,noise=alls=40:allf=t+u");
+    let smooth = decide_with(&farm, dir.path(), &smooth, "smooth", ladder.clone());
+    let grain = decide_with(&farm, dir.path(), &grain, "grain", ladder);
+    // The rate grows with the pixel count (4x from 640x360 to 1280x720) to this power.
+    let exponent = |d: &serde_json::Value| {
+        let c = &d["complexity"];
+        assert_eq!((c["native"]["width"].as_u64(), c["native"]["height"].as_u64()), (Some(1280), Some(720)), "{d}");
+        (c["native"]["kbps"].as_f64().unwrap() / c["kbps"].as_f64().unwrap()).ln() / 4f64.ln()
+    };
+    let (smooth_exponent, grain_exponent) = (exponent(&smooth), exponent(&grain));
+    println!("rate against pixel count above 640x360: smooth gradient ^{smooth_exponent:.2}, grain ^{grain_exponent:.2}");
+    assert!(grain_exponent > 1.5 && smooth_exponent < 1.2, "grain ^{grain_exponent}, smooth ^{smooth_exponent}");
+    let top = |d: &serde_json::Value| d["rungs"][0].clone();
+    // The gradient's 720p rung: CRF 23, expecting the native rate (never under a tenth of
+    // the fixed rate), capped at twice that.
+    let native = smooth["complexity"]["native"]["kbps"].as_f64().unwrap().round().max(300.0) as u64;
+    assert_eq!((top(&smooth)["name"].as_str(), top(&smooth)["crf"].as_f64(), top(&smooth)["bitrate_kbps"].as_u64()), (Some("720p"), Some(23.0), Some(native)), "{smooth}");
+    assert_eq!(top(&smooth)["maxrate_kbps"].as_u64(), Some(2 * native), "{smooth}");
+    // The grain's is starved: the fixed rate, as its VBV peak too, at a higher CRF.
+    assert_eq!((top(&grain)["bitrate_kbps"].as_u64(), top(&grain)["maxrate_kbps"].as_u64()), (Some(3000), Some(3000)), "{grain}");
+    assert!(top(&grain)["crf"].as_f64().unwrap() > 23.0, "{grain}");
 }

@@ -117,7 +117,7 @@ fn a_per_title_decision_travels_with_the_ladder_and_fitting_applies_it() {
         "ladder_mode":"per_title"}"#).unwrap();
     // A fixed ladder serialises as before the modes existed (older workers read it).
     assert!(!serde_json::to_string(&Ladder::default()).unwrap().contains("ladder_mode"));
-    let c = per_title::Complexity { kbps: 4000.0, crf: 23.0, width: 640, height: 360, frames: 15, seconds: 0.3, samples: vec![0, 50, 100] };
+    let c = per_title::Complexity { kbps: 4000.0, crf: 23.0, width: 640, height: 360, frames: 15, seconds: 0.3, samples: vec![0, 50, 100], native: None };
     l.decide(1920, 1080, &c);
     let d = l.decision.clone().unwrap();
     // 360p would need 4000 kb/s at CRF 23, 5x its 800: CRF 23 + 6 log2(5) = 36.9, starved.
@@ -128,7 +128,7 @@ fn a_per_title_decision_travels_with_the_ladder_and_fitting_applies_it() {
     let fitted = task.fit(1920, 1080);
     assert_eq!(fitted.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["1080p", "234p"]);
     let top = &fitted[0];
-    assert_eq!((top.crf, top.bitrate_kbps, top.maxrate_kbps, top.ladder_kbps), (Some(d.rungs[0].crf), 5000, 10_000, Some(5000)));
+    assert_eq!((top.crf, top.bitrate_kbps, top.maxrate_kbps, top.ladder_kbps), (Some(d.rungs[0].crf), 5000, 5000, Some(5000)));
     // The audio groups follow the ladder's rates: 234p plays with the low group.
     assert_eq!(task.audio.low_rungs(&fitted), ["234p"]);
     // Deciding again replaces the decision; a fixed ladder is not decided.
@@ -168,7 +168,7 @@ fn an_hevc_ladder_is_fmp4_only_and_twins_every_rung() {
 
     // Per-title: decided on the H.264 rungs; each twin follows its rung, at x265's CRF.
     let mut per_title = Ladder { ladder_mode: LadderMode::PerTitle, ..ladder };
-    let c = per_title::Complexity { kbps: 300.0, crf: 23.0, width: 640, height: 360, frames: 15, seconds: 0.2, samples: vec![0, 50, 100] };
+    let c = per_title::Complexity { kbps: 300.0, crf: 23.0, width: 640, height: 360, frames: 15, seconds: 0.2, samples: vec![0, 50, 100], native: None };
     per_title.decide(1920, 1080, &c);
     per_title.validate().unwrap();
     let decided = per_title.fit(1920, 1080);
