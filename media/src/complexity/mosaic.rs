@@ -72,9 +72,14 @@ impl Mosaic {
         };
         let mut mosaic = frame::Video::new(format::Pixel::YUV420P, w, h);
         let mut converted = frame::Video::new(format::Pixel::YUV420P, pw, ph);
-        let y = even(u64::from(src.height() - ph) * u64::from(2 * self.row + 1) / u64::from(2 * self.rows));
+        // A picture smaller than a patch (a source that changed its size after the first
+        // frame) is an error, not an underflow.
+        let (Some(room_x), Some(room_y)) = (src.width().checked_sub(pw), src.height().checked_sub(ph)) else {
+            return Err(fail(format!("a {}x{} picture is smaller than a {pw}x{ph} patch", src.width(), src.height())));
+        };
+        let y = even(u64::from(room_y) * u64::from(2 * self.row + 1) / u64::from(2 * self.rows));
         for j in 0..TILES * TILES {
-            let x = even(u64::from(src.width() - pw) * u64::from(2 * j + 1) / u64::from(2 * TILES * TILES));
+            let x = even(u64::from(room_x) * u64::from(2 * j + 1) / u64::from(2 * TILES * TILES));
             let patch = window(src, (x, y), (pw, ph)).ok_or_else(|| fail("the picture cannot be cropped".into()))?;
             scaler.run(&patch, &mut converted).map_err(|e| fail(e.to_string()))?;
             paste(&mut mosaic, &converted, ((j % TILES) * pw, (j / TILES) * ph));
@@ -160,5 +165,13 @@ mod tests {
         assert_eq!(luma(8, 0), luma(0, 0) + 1);
         let chroma = |x: usize, y: usize| out.data(1)[y * out.stride(1) + x];
         assert_eq!([chroma(0, 0), chroma(0, 89), chroma(0, 90)], [225, (225 + 89) as u8, 225]);
+    }
+
+    #[test]
+    fn a_picture_smaller_than_a_patch_is_refused() {
+        let mut m = Mosaic::new(0, 3, (640, 360));
+        m.make(&picture(1920, 1080)).unwrap();
+        let err = m.make(&picture(300, 1080)).err().expect("no patch fits");
+        assert!(err.to_string().contains("smaller than a 320x180 patch"), "{err}");
     }
 }
