@@ -27,7 +27,7 @@ pub const REFERENCE_BOX: (u32, u32) = (640, 360);
 pub const SIZE_EXPONENT: f64 = 0.75;
 
 /// The growth above the reference box is taken between these bounds, so that a
-/// mismeasured crop cannot make a rung's rate shrink with its size or explode.
+/// mismeasured native rate cannot make a rung's rate shrink with its size or explode.
 const NATIVE_EXPONENT: (f64, f64) = (0.5, 3.0);
 
 /// x264's rate roughly halves for every 6 steps of CRF (where the probe measured no slope
@@ -110,12 +110,12 @@ pub struct Complexity {
     pub native: Option<NativeRate>,
 }
 
-/// x264's rate at the probe's CRF at the source's own size, estimated from windows of the
-/// source's pixels the size of the reference box, encoded unscaled, one per sample. Scaling
-/// down takes the finest detail and the grain away, so the rate between the reference box
-/// and the source's size grows with an exponent of the source's own: on the quality
-/// benchmark's corpus 0.8 (smooth gradients) to 1.3 (fine detail) and 2.8-2.9 under grain,
-/// where a fixed exponent of 0.75 underestimated 1080p rates 1.1x-120x.
+/// x264's rate at the probe's CRF at the source's own size, estimated from mosaics of
+/// unscaled patches of the source's pictures (`farm_media::complexity`). Scaling down takes
+/// the finest detail and the grain away, so the rate between the reference box and the
+/// source's size grows with an exponent of the source's own: on the quality benchmark's
+/// corpus 0.8 (smooth gradients) to 1.4 (fine detail) and 2.6-2.9 under grain, where a
+/// fixed exponent of 0.75 underestimated 1080p rates 1.1x-120x.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NativeRate {
@@ -190,29 +190,31 @@ pub struct RungRate {
     pub bufsize_kbits: u32,
 }
 
+fn area(width: u32, height: u32) -> f64 {
+    f64::from(width) * f64::from(height)
+}
+
 /// The native rate that sets a rung's growth: the rung is larger than the reference box and
 /// the source larger still.
 fn native_for<'a>(c: &'a Complexity, rung: &FittedRendition) -> Option<&'a NativeRate> {
-    let reference = f64::from(c.width.max(2)) * f64::from(c.height.max(2));
-    let pixels = f64::from(rung.width) * f64::from(rung.height);
-    c.native.as_ref().filter(|n| pixels > reference && f64::from(n.width) * f64::from(n.height) > reference * 1.05)
+    let reference = area(c.width.max(2), c.height.max(2));
+    c.native.as_ref().filter(|n| area(rung.width, rung.height) > reference && area(n.width, n.height) > reference * 1.05)
 }
 
 /// The rung's expected rate at the measured CRF: from the reference rate, growing with the
-/// pixel count by [`SIZE_EXPONENT`] below the reference box and, above it, by the exponent
-/// that joins the reference rate to the native one (a straight line in log-log).
-fn predicted_kbps(c: &Complexity, rung: &FittedRendition) -> f64 {
-    let reference = f64::from(c.width.max(2)) * f64::from(c.height.max(2));
-    let pixels = f64::from(rung.width) * f64::from(rung.height);
-    let exponent = match native_for(c, rung) {
+/// pixel count by [`SIZE_EXPONENT`] below the reference box and, above it (`native`, from
+/// [`native_for`]), by the exponent that joins the reference rate to the native one (a
+/// straight line in log-log).
+fn predicted_kbps(c: &Complexity, rung: &FittedRendition, native: Option<&NativeRate>) -> f64 {
+    let reference = area(c.width.max(2), c.height.max(2));
+    let exponent = match native {
         Some(n) => {
-            let native = f64::from(n.width) * f64::from(n.height);
-            let exponent = (n.kbps / c.kbps.max(1e-3)).ln() / (native / reference).ln();
+            let exponent = (n.kbps / c.kbps.max(1e-3)).ln() / (area(n.width, n.height) / reference).ln();
             exponent.clamp(NATIVE_EXPONENT.0, NATIVE_EXPONENT.1)
         }
         None => SIZE_EXPONENT,
     };
-    c.kbps * (pixels / reference).powf(exponent)
+    c.kbps * (area(rung.width, rung.height) / reference).powf(exponent)
 }
 
 /// Each fitted rung's capped-CRF settings for a source of complexity `c` (rungs largest
@@ -222,12 +224,13 @@ pub fn decide(settings: &PerTitleSettings, fitted: &[FittedRendition], c: &Compl
     let mut dropped = Vec::new();
     for (i, rung) in fitted.iter().enumerate() {
         // at the target CRF; c.crf is what the probe used
-        let at_target = predicted_kbps(c, rung) * 2f64.powf(f64::from(c.crf - settings.crf) / CRF_PER_HALVING);
+        let native = native_for(c, rung);
+        let at_target = predicted_kbps(c, rung, native) * 2f64.powf(f64::from(c.crf - settings.crf) / CRF_PER_HALVING);
         let fixed = f64::from(rung.bitrate_kbps);
         if at_target > fixed {
             // Starved: the rung needs a higher CRF to keep to the fixed rate, by the source's
             // own slope where the probe measured it.
-            let per_halving = native_for(c, rung).and_then(NativeRate::crf_per_halving).unwrap_or(CRF_PER_HALVING);
+            let per_halving = native.and_then(NativeRate::crf_per_halving).unwrap_or(CRF_PER_HALVING);
             let crf = f64::from(settings.crf) + per_halving * (at_target / fixed).log2();
             // The largest rung is the review's best picture and the smallest the hotel
             // connection's: both stay, however starved.
@@ -341,8 +344,8 @@ mod tests {
         // the fixed rate with the CRF held at 23 + 6
         let grain = decide(&settings, &fitted, &with_native(100.0, 50_000.0));
         assert_eq!(rate(&grain, "1080p"), Some((5000, 5000, 29.0)));
-        // a crop measured cheaper than the scaled picture does not make rungs shrink with
-        // their size: the exponent is held at 0.5
+        // a native rate measured cheaper than the scaled picture does not make rungs shrink
+        // with their size: the exponent is held at 0.5
         let odd = decide(&settings, &fitted, &with_native(300.0, 10.0));
         assert_eq!(rate(&odd, "1080p").map(|r| r.0), Some(900));
         // a source no larger than the reference box: its native rate is the reference's
