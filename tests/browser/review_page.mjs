@@ -33,15 +33,34 @@ async function watchErrors(tab, into) {
 
 // Steps one frame and waits until that frame is on screen; returns what the page says.
 async function stepAndRead(tab, button) {
-  const presented = tab.evaluate(() => new Promise((ok) => document.getElementById('video').requestVideoFrameCallback(() => ok())));
+  // Every frame the compositor is handed, as requestVideoFrameCallback reports it.
+  await tab.evaluate(() => {
+    if (window.presented !== undefined) return;
+    const video = document.getElementById('video');
+    window.presented = null;
+    const tick = (_, meta) => { window.presented = meta.mediaTime; video.requestVideoFrameCallback(tick); };
+    video.requestVideoFrameCallback(tick);
+  });
   await tab.click(button);
-  await presented;
-  await tab.waitForFunction(() => !document.getElementById('video').seeking);
-  await tab.waitForTimeout(100); // the compositor paints the presented frame
+  // The page steps to the middle of a frame, so the frame for the new time is the one
+  // presented at most one frame before it (the next frame would be after it). `seeked`
+  // alone is not enough: the native player may fire it before the frame is presented.
+  const fps = 25; // the source review_page.rs makes
+  await tab.waitForFunction((period) => {
+    const video = document.getElementById('video');
+    const lead = video.currentTime - window.presented;
+    return !video.seeking && window.presented !== null && lead >= 0 && lead < period;
+  }, 1 / fps, { timeout: 30000 }).catch(async (e) => {
+    const seen = await tab.evaluate(() => ({ presented: window.presented, time: document.getElementById('video').currentTime }));
+    throw new Error(`the stepped-to frame was never presented (${JSON.stringify(seen)}): ${e.message}`);
+  });
+  // Two animation frames: the compositor has drawn the presented frame.
+  await tab.evaluate(() => new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(ok))));
   return tab.evaluate(() => ({
     timecode: document.getElementById('timecode').textContent,
     frame: Number(/frame (\d+)/.exec(document.getElementById('frame').textContent)[1]),
     time: document.getElementById('video').currentTime,
+    presented: window.presented,
   }));
 }
 
