@@ -33,9 +33,11 @@ pub fn cancel_marker(job_id: &str) -> String {
 /// chunks on the same CPUs can wait until the job is playable.
 pub const FIRST_CHUNK_STARTED: &str = "parts/first-chunk.started";
 
-/// Header names on dead-lettered task messages: the reason, and the job it belongs to.
+/// Header names on dead letters: the reason, the job a task message belongs to, the
+/// principal that sent a refused job request.
 pub const HEADER_ERROR: &str = "x-farm-error";
 pub const HEADER_JOB: &str = "x-farm-job";
+pub const HEADER_PRINCIPAL: &str = "x-farm-principal";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

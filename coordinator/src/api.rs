@@ -155,9 +155,16 @@ async fn create_job(
 
 async fn create(app: &Shared, caller: &Caller, content_type: Option<&str>, body: &[u8]) -> Result<Response, ApiError> {
     let req = accept::parse(content_type, body)?;
+    let (status, view) = submit(app, caller, req).await?;
+    Ok((status, Json(view)).into_response())
+}
+
+/// A job request of `caller`'s, over HTTP or AMQP ([`crate::submit`]): 201 and the new
+/// job, 200 and the job a repeated idempotency key made, or why not.
+pub async fn submit(app: &AppState, caller: &Caller, req: accept::JobRequest) -> Result<(StatusCode, JobView), ApiError> {
     if let Some(key) = &req.idempotency_key {
         if let Some(job) = app.store.job_by_key(key).await.map_err(internal)? {
-            return Ok((StatusCode::OK, Json(view(&app.store, job).await?)).into_response());
+            return Ok((StatusCode::OK, view(&app.store, job).await?));
         }
     }
     let locations = accept::locations(&app.allowed, &req)?;
@@ -173,9 +180,9 @@ async fn create(app: &Shared, caller: &Caller, content_type: Option<&str>, body:
         Dispatched::New(job) => {
             let detail = format!("source {} output {}", job.source, job.output);
             audit::record(&app.store, caller.event("job.submitted", Some(&job.id), detail)).await;
-            (StatusCode::CREATED, Json(view(&app.store, job).await?)).into_response()
+            (StatusCode::CREATED, view(&app.store, job).await?)
         }
-        Dispatched::Existing(job) => (StatusCode::OK, Json(view(&app.store, job).await?)).into_response(),
+        Dispatched::Existing(job) => (StatusCode::OK, view(&app.store, job).await?),
     })
 }
 

@@ -24,6 +24,10 @@ pub struct Config {
     /// queue and `--workers` in-process workers
     #[arg(long, env = "AMQP_URL", hide_env_values = true)]
     pub amqp_url: Option<String>,
+    /// Also take job requests published to `{prefix}.jobs` with routing key `submit`
+    /// (with AMQP_URL; the message's `user_id` names its principal)
+    #[arg(long, env = "FARM_AMQP_SUBMIT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub amqp_submit: bool,
     /// In-process workers of the embedded farm
     #[arg(long, env = "FARM_WORKERS", default_value_t = 2)]
     pub workers: usize,

@@ -1,6 +1,7 @@
 //! The coordinator of the HLS review farm. A job's life, one module per step:
 //!
 //! - [`api`]: the HTTP routes (jobs in, state out, health, metrics, [`openapi`] document);
+//!   [`submit`]: jobs in over AMQP (the same acceptance, answered on the broker);
 //! - [`accept`]: the request checked (content type, locations, allow-lists, limits), the
 //!   source probed in a child process ([`probe`]);
 //! - [`split`]: the job cut into chunk tasks on segment boundaries (each with its audio);
@@ -32,6 +33,7 @@ pub mod principals;
 pub mod probe;
 pub mod split;
 pub mod reclaim;
+pub mod submit;
 pub mod review_page;
 pub mod shares;
 pub mod tracker;
@@ -131,6 +133,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
         let stall = std::time::Duration::from_secs(app.config.task_stall_seconds.max(1));
         tokio::spawn(async move { reclaim::run(&app, stall, shutdown).await })
     };
+    let submissions = tokio::spawn(submit::run(app.clone(), shutdown.clone()));
     tracing::info!(address = %listener.local_addr()?, "coordinator listening");
     let token = shutdown.clone();
     let service = api::router(app, openapi::document()).into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -141,6 +144,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
     let _ = events.await;
     let _ = live.await;
     let _ = reclaim.await;
+    let _ = submissions.await;
     for worker in embedded_workers {
         let _ = worker.await;
     }

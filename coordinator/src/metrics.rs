@@ -20,6 +20,8 @@ pub struct Metrics {
     queue_messages: IntGaugeVec,
     queue_unacked: IntGaugeVec,
     pub dead_lettered: IntCounter,
+    /// Job requests taken over AMQP, by outcome.
+    pub submissions: IntCounterVec,
     requests: IntCounterVec,
     request_seconds: HistogramVec,
 }
@@ -54,6 +56,14 @@ impl Metrics {
         )
         .unwrap();
         let dead_lettered = IntCounter::new("farm_tasks_dead_lettered_total", "Task messages dead-lettered").unwrap();
+        let submissions = IntCounterVec::new(
+            Opts::new("farm_amqp_job_requests_total", "Job requests taken over AMQP, by outcome (accepted, repeated, refused, retried)"),
+            &["outcome"],
+        )
+        .unwrap();
+        for outcome in ["accepted", "repeated", "refused", "retried"] {
+            submissions.with_label_values(&[outcome]);
+        }
         let requests = IntCounterVec::new(
             Opts::new("farm_http_requests_total", "API requests, by route, method and status"),
             &["route", "method", "status"],
@@ -81,6 +91,7 @@ impl Metrics {
             Box::new(queue_messages.clone()),
             Box::new(queue_unacked.clone()),
             Box::new(dead_lettered.clone()),
+            Box::new(submissions.clone()),
             Box::new(requests.clone()),
             Box::new(request_seconds.clone()),
             Box::new(build),
@@ -99,6 +110,7 @@ impl Metrics {
             queue_messages,
             queue_unacked,
             dead_lettered,
+            submissions,
             requests,
             request_seconds,
         }

@@ -123,6 +123,12 @@ impl Principals {
         self.known.is_empty()
     }
 
+    /// The principal of this name (the first entry of it: a name's entries share a role
+    /// while its token rotates), for callers the broker authenticated (AMQP `user_id`).
+    pub fn named(&self, name: &str) -> Option<Principal> {
+        self.known.iter().map(|(_, p)| p).find(|p| p.name == name).cloned()
+    }
+
     pub fn len(&self) -> usize {
         self.known.len()
     }
@@ -191,6 +197,8 @@ mod tests {
         assert_eq!(p.authenticate("producer-token").unwrap(), Principal { name: "eve@studio".into(), role: Role::Producer });
         assert_eq!(p.authenticate("legacy-token-1234").unwrap(), Principal { name: "api-token".into(), role: Role::Admin });
         assert_eq!(p.authenticate("producer-token2"), None);
+        assert_eq!(p.named("eve@studio").unwrap().role, Role::Producer);
+        assert_eq!(p.named("eve"), None);
         assert_eq!(p.authenticate(""), None);
     }
 

@@ -10,5 +10,5 @@ pub mod publish;
 pub mod topology;
 
 pub use memory::MemoryQueue;
-pub use publish::{dead_letter, publish_confirmed, PublishError};
-pub use topology::{declare, routing_key, Topology};
+pub use publish::{dead_letter, dead_letter_request, publish_confirmed, PublishError};
+pub use topology::{declare, declare_submissions, routing_key, Topology, SUBMIT_DELIVERY_LIMIT, SUBMIT_KEY};

@@ -1,9 +1,9 @@
 //! Publishing with publisher confirms, and dead-lettering with the reason in the headers.
 //!
-//! One helper for every message the farm sends (tasks, events, dead letters): persistent,
+//! One helper for every message the farm sends (tasks, events, answers, dead letters): persistent,
 //! and not taken as sent until the broker confirmed it.
 
-use farm_contract::task::{HEADER_ERROR, HEADER_JOB};
+use farm_contract::task::{HEADER_ERROR, HEADER_JOB, HEADER_PRINCIPAL};
 use lapin::message::Delivery;
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, LongString};
@@ -48,10 +48,36 @@ pub async fn publish_confirmed(
 
 /// Copies a task message to the dead-letter exchange with the reason in its headers.
 pub async fn dead_letter(channel: &Channel, topology: &Topology, delivery: &Delivery, reason: &str, job: &str) -> Result<(), PublishError> {
-    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-    headers.insert(HEADER_ERROR.into(), AMQPValue::LongString(LongString::from(reason)));
-    headers.insert(HEADER_JOB.into(), AMQPValue::LongString(LongString::from(job)));
-    let properties = BasicProperties::default().with_headers(headers);
-    publish_confirmed(channel, &topology.dead_exchange(), "", false, &delivery.data, properties).await
+    copy_with_headers(channel, &topology.dead_exchange(), delivery, &[(HEADER_ERROR, reason), (HEADER_JOB, job)]).await
 }
 
+/// Copies a refused job request to the job requests' dead-letter exchange with the reason
+/// and the principal that sent it (its `user_id` cannot be kept: the broker accepts a
+/// `user_id` only from that user's own connection).
+pub async fn dead_letter_request(channel: &Channel, topology: &Topology, delivery: &Delivery, reason: &str, principal: &str) -> Result<(), PublishError> {
+    copy_with_headers(channel, &topology.jobs_dead_exchange(), delivery, &[(HEADER_ERROR, reason), (HEADER_PRINCIPAL, principal)]).await
+}
+
+/// Publishes a copy of `delivery` (body, headers, content type, correlation id, reply-to,
+/// message id) to `exchange`, with `extra` headers.
+async fn copy_with_headers(channel: &Channel, exchange: &str, delivery: &Delivery, extra: &[(&str, &str)]) -> Result<(), PublishError> {
+    let original = &delivery.properties;
+    let mut headers = original.headers().clone().unwrap_or_default();
+    for (name, value) in extra {
+        headers.insert((*name).into(), AMQPValue::LongString(LongString::from(*value)));
+    }
+    let mut properties = BasicProperties::default().with_headers(headers);
+    if let Some(v) = original.content_type() {
+        properties = properties.with_content_type(v.clone());
+    }
+    if let Some(v) = original.correlation_id() {
+        properties = properties.with_correlation_id(v.clone());
+    }
+    if let Some(v) = original.reply_to() {
+        properties = properties.with_reply_to(v.clone());
+    }
+    if let Some(v) = original.message_id() {
+        properties = properties.with_message_id(v.clone());
+    }
+    publish_confirmed(channel, exchange, "", false, &delivery.data, properties).await
+}

@@ -2,6 +2,7 @@
 //! output checked independently with ffprobe.
 
 mod access;
+mod amqp_submit;
 mod api_contract;
 mod browser;
 mod chart;

@@ -68,6 +68,59 @@ impl Broker {
         })
     }
 
+    /// Publishes a job request as an ingest pipeline does: persistent, mandatory, confirmed,
+    /// with `user_id` (the broker refuses one other than the connection's user, guest),
+    /// `reply_to` and a correlation id.
+    pub fn publish_request(&self, exchange: &str, payload: &[u8], user_id: Option<&str>, reply_to: Option<&str>, correlation_id: &str) -> Result<()> {
+        let mut properties = BasicProperties::default().with_delivery_mode(2).with_correlation_id(correlation_id.into());
+        if let Some(user) = user_id {
+            properties = properties.with_user_id(user.into());
+        }
+        if let Some(queue) = reply_to {
+            properties = properties.with_reply_to(queue.into());
+        }
+        self.rt.block_on(async {
+            let options = BasicPublishOptions { mandatory: true, ..Default::default() };
+            let confirm = self.channel.basic_publish(exchange.into(), "submit".into(), options, payload, properties).await?.await?;
+            if !confirm.is_ack() || confirm.take_message().is_some() {
+                bail!("job request to {exchange} not confirmed or not routed");
+            }
+            Ok(())
+        })
+    }
+
+    /// A queue of this connection's own (server-named, gone with the connection), bound to
+    /// `exchange` with `key` when given: for answers and events.
+    pub fn listen(&self, bind: Option<(&str, &str)>) -> String {
+        self.rt.block_on(async {
+            let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
+            let queue = self.channel.queue_declare("".into(), options, FieldTable::default()).await.expect("declare a reply queue");
+            let name = queue.name().to_string();
+            if let Some((exchange, key)) = bind {
+                self.channel
+                    .queue_bind(name.as_str().into(), exchange.into(), key.into(), Default::default(), FieldTable::default())
+                    .await
+                    .expect("bind the queue");
+            }
+            name
+        })
+    }
+
+    /// The next message of `queue`, waiting up to `limit`: its body as JSON and its
+    /// headers as text.
+    pub fn next_json(&self, queue: &str, limit: Duration) -> Option<(serde_json::Value, String)> {
+        let start = Instant::now();
+        loop {
+            if let Some((body, headers)) = self.take(queue).expect("basic.get") {
+                return Some((serde_json::from_slice(&body).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())), headers));
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Ready messages in a queue (it must exist). A passive declare of a missing queue
     /// closes its channel, so each look uses a channel of its own.
     pub fn depth(&self, queue: &str) -> Result<u32> {
