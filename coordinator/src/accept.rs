@@ -30,9 +30,11 @@ use crate::split;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
-    /// `s3://bucket/key` or a path the workers can read, inside `FARM_ALLOWED_SOURCES`.
+    /// `s3://bucket/key`, `swift://container/key` or a path the workers can read, inside
+    /// `FARM_ALLOWED_SOURCES`.
     pub source: String,
-    /// `s3://bucket/prefix` or a folder, inside `FARM_ALLOWED_OUTPUTS`.
+    /// `s3://bucket/prefix`, `swift://container/prefix` or a folder, inside
+    /// `FARM_ALLOWED_OUTPUTS`.
     pub output: String,
     #[serde(default)]
     pub ladder: Option<Ladder>,
@@ -61,7 +63,7 @@ pub struct JobRequest {
     #[serde(default)]
     #[schema(min_length = 1, max_length = 120)]
     pub watermark: Option<String>,
-    /// A `.cube` 3D LUT (`s3://bucket/key` or a path), inside `FARM_ALLOWED_SOURCES`,
+    /// A `.cube` 3D LUT (`s3://bucket/key`, `swift://container/key` or a path), inside `FARM_ALLOWED_SOURCES`,
     /// applied before scaling; a malformed LUT is refused naming the line.
     #[serde(default)]
     pub lut: Option<String>,

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use farm_storage::{AllowList, S3Args, S3Settings};
+use farm_storage::{AllowList, StorageArgs, StorageSettings};
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "coordinator", version, about = "Coordinator of the HLS review farm")]
@@ -51,7 +51,7 @@ pub struct Config {
     #[arg(long, env = "FARM_TASK_KEY_FILE")]
     pub task_key_file: Option<std::path::PathBuf>,
     #[command(flatten)]
-    pub storage: S3Args,
+    pub storage: StorageArgs,
     /// RabbitMQ management API with credentials and vhost, e.g.
     /// http://user:pass@rabbitmq:15672/%2f: adds unacknowledged (in-flight) tasks per queue
     /// to the metrics
@@ -181,7 +181,7 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}/farm.db?mode=rwc", self.data_dir.display()))
     }
 
-    pub fn s3(&self) -> S3Settings {
+    pub fn s3(&self) -> StorageSettings {
         self.storage.settings()
     }
 

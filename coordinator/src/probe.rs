@@ -20,7 +20,7 @@ use std::time::Duration;
 use farm_contract::ladder::per_title::Complexity;
 use farm_contract::ladder::Ladder;
 use farm_media::source::SourceInfo;
-use farm_storage::S3Settings;
+use farm_storage::StorageSettings;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
@@ -82,14 +82,14 @@ struct ProbeProcess {
 pub struct Prober {
     slots: Semaphore,
     deadline: Duration,
-    s3: S3Settings,
+    s3: StorageSettings,
     idle: Mutex<Vec<ProbeProcess>>,
 }
 
 impl Prober {
     /// Must be called inside the runtime: one process is started at once, so the first
     /// job does not wait for a process to start.
-    pub fn new(concurrency: usize, deadline: Duration, s3: S3Settings) -> Self {
+    pub fn new(concurrency: usize, deadline: Duration, s3: StorageSettings) -> Self {
         let prober = Self { slots: Semaphore::new(concurrency.max(1)), deadline, s3, idle: Mutex::new(Vec::new()) };
         match prober.spawn() {
             Ok(process) => prober.idle.lock().expect("probe pool lock").push(process),
@@ -160,7 +160,7 @@ async fn ask(process: &mut ProbeProcess, request: &ProbeRequest) -> std::io::Res
 }
 
 /// The storage settings a probe needs, and nothing else of the coordinator's environment.
-fn storage_env(s3: &S3Settings, deadline: Duration) -> Vec<(String, String)> {
+fn storage_env(s3: &StorageSettings, deadline: Duration) -> Vec<(String, String)> {
     const PASSED: [&str; 8] = [
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
         "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
@@ -169,6 +169,7 @@ fn storage_env(s3: &S3Settings, deadline: Duration) -> Vec<(String, String)> {
         PASSED.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))).collect();
     env.extend(s3.endpoint.clone().map(|v| ("FARM_S3_ENDPOINT".into(), v)));
     env.extend(s3.region.clone().map(|v| ("FARM_S3_REGION".into(), v)));
+    env.extend(s3.swift.iter().flat_map(|c| c.to_env()).map(|(k, v)| (k.to_string(), v)));
     // Storage trouble is retried for part of the deadline, so an outage answers 503 in time.
     let retry = s3.retry_for.unwrap_or(deadline).min(deadline / 2);
     env.push(("FARM_STORAGE_RETRY_SECONDS".into(), retry.as_secs().max(1).to_string()));
@@ -197,7 +198,7 @@ fn limit(command: &mut tokio::process::Command, deadline: Duration) {
 
 /// The child's side: probes `location`, or every request line of stdin in turn (one
 /// report line each, flushed), until stdin ends.
-pub fn run_child(location: Option<&str>, s3: &S3Settings) {
+pub fn run_child(location: Option<&str>, s3: &StorageSettings) {
     use std::io::{BufRead, Write};
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
         Ok(rt) => rt,
@@ -223,7 +224,7 @@ fn print_report(report: &ProbeReport) {
     println!("{}", serde_json::to_string(report).expect("reports serialise"));
 }
 
-fn probe_one(request: &ProbeRequest, s3: &S3Settings, rt: &tokio::runtime::Runtime) -> ProbeReport {
+fn probe_one(request: &ProbeRequest, s3: &StorageSettings, rt: &tokio::runtime::Runtime) -> ProbeReport {
     use farm_media::TranscodeError as E;
     let location = match farm_storage::open_source(&request.location, s3, rt.handle()) {
         Ok(l) => l,

@@ -147,7 +147,7 @@ mod tests {
         let topology = farm_queue::Topology::new("t");
         let tracker = Tracker {
             store: store.clone(),
-            sinks: Arc::new(Sinks::new(farm_storage::S3Settings::default())),
+            sinks: Arc::new(Sinks::new(farm_storage::StorageSettings::default())),
             metrics: Arc::new(Metrics::new()),
             broker: Arc::new(Broker::embedded(Arc::new(farm_queue::MemoryQueue::default()), topology)),
             lock: Default::default(),

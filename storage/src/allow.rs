@@ -67,7 +67,7 @@ fn inside(location: &Location, entry: &Location) -> bool {
 fn lexically_inside(location: &Location, entry: &Location) -> bool {
     let same_kind = matches!(
         (location, entry),
-        (Location::Local(_), Location::Local(_)) | (Location::S3 { .. }, Location::S3 { .. })
+        (Location::Local(_), Location::Local(_)) | (Location::S3 { .. }, Location::S3 { .. }) | (Location::Swift { .. }, Location::Swift { .. })
     );
     same_kind && location.components().starts_with(&entry.components())
 }
@@ -115,6 +115,11 @@ mod tests {
         let keyed = list(&["s3://rushes/show-a"]);
         assert!(allowed(&keyed, "s3://rushes/show-a/A001.mov"));
         assert!(!allowed(&keyed, "s3://rushes/show-ab/A001.mov"));
+        // Swift and S3 are separate places, even with the same names.
+        let swift = list(&["swift://rushes/show-a"]);
+        assert!(allowed(&swift, "swift://rushes/show-a/A001.mov"));
+        assert!(!allowed(&swift, "s3://rushes/show-a/A001.mov"));
+        assert!(!allowed(&keyed, "swift://rushes/show-a/A001.mov"));
         assert!(allowed(&list(&[]), "/anything"));
         assert!(allowed(&list(&["", " "]), "/anything"));
     }

@@ -1,4 +1,5 @@
-//! Locations: a local path or an `s3://bucket/key` URL, parsed once and normalised.
+//! Locations: a local path, an `s3://bucket/key` or a `swift://container/key` URL, parsed
+//! once and normalised.
 //!
 //! Takes the text a job or a flag names; hands on a [`Location`] whose path or key has no
 //! `.`, `..` or empty component, so that comparing it with an allow-list component by
@@ -14,7 +15,7 @@ use tokio::runtime::Handle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocationError {
-    #[error("{0:?} is not a location this farm reads or writes: use a local path or s3://bucket/key")]
+    #[error("{0:?} is not a location this farm reads or writes: use a local path, s3://bucket/key or swift://container/key")]
     Scheme(String),
     #[error("{0:?} names no bucket")]
     NoBucket(String),
@@ -22,7 +23,7 @@ pub enum LocationError {
     Traversal(String),
     #[error("{0:?} is empty")]
     Empty(String),
-    #[error("cannot set up S3 access for bucket {bucket}: {message}")]
+    #[error("cannot set up object storage access for {bucket}: {message}")]
     Client { bucket: String, message: String },
 }
 
@@ -31,6 +32,8 @@ pub enum LocationError {
 pub enum Location {
     Local(PathBuf),
     S3 { bucket: String, key: String },
+    /// An object (or prefix) in an OpenStack Swift container.
+    Swift { container: String, key: String },
 }
 
 impl Location {
@@ -39,15 +42,12 @@ impl Location {
             return Err(LocationError::Empty(text.into()));
         }
         if let Some(rest) = text.strip_prefix("s3://") {
-            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(LocationError::NoBucket(text.into()));
-            }
-            let key = key.trim_end_matches('/');
-            if !key.is_empty() && key.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
-                return Err(LocationError::Traversal(text.into()));
-            }
-            return Ok(Self::S3 { bucket: bucket.into(), key: key.into() });
+            let (bucket, key) = object(text, rest)?;
+            return Ok(Self::S3 { bucket, key });
+        }
+        if let Some(rest) = text.strip_prefix("swift://") {
+            let (container, key) = object(text, rest)?;
+            return Ok(Self::Swift { container, key });
         }
         let has_scheme = text.split_once(':').is_some_and(|(s, _)| {
             s.len() > 1 && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
@@ -62,11 +62,35 @@ impl Location {
     pub(crate) fn components(&self) -> Vec<String> {
         match self {
             Self::Local(p) => p.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect(),
-            Self::S3 { bucket, key } => {
-                std::iter::once(bucket.clone()).chain(key.split('/').filter(|k| !k.is_empty()).map(str::to_owned)).collect()
+            Self::S3 { bucket: root, key } | Self::Swift { container: root, key } => {
+                std::iter::once(root.clone()).chain(key.split('/').filter(|k| !k.is_empty()).map(str::to_owned)).collect()
             }
         }
     }
+}
+
+impl Location {
+    /// `scheme://root` of an object location (`s3://bucket`), `root` for a local one.
+    pub(crate) fn scheme_and(&self, root: &str) -> String {
+        match self {
+            Self::Local(_) => root.to_string(),
+            Self::S3 { .. } => format!("s3://{root}"),
+            Self::Swift { .. } => format!("swift://{root}"),
+        }
+    }
+}
+
+/// The bucket (or container) and key of an object URL's `rest` after the scheme.
+fn object(text: &str, rest: &str) -> Result<(String, String), LocationError> {
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(LocationError::NoBucket(text.into()));
+    }
+    let key = key.trim_end_matches('/');
+    if !key.is_empty() && key.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+        return Err(LocationError::Traversal(text.into()));
+    }
+    Ok((bucket.into(), key.into()))
 }
 
 /// A local path with `.` components dropped and `..` refused (a path that climbs is never
@@ -91,6 +115,7 @@ impl fmt::Display for Location {
         match self {
             Self::Local(p) => write!(f, "{}", p.display()),
             Self::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+            Self::Swift { container, key } => write!(f, "swift://{container}/{key}"),
         }
     }
 }
@@ -129,6 +154,12 @@ mod tests {
             Location::parse("s3://review/job-1/").unwrap(),
             Location::S3 { bucket: "review".into(), key: "job-1".into() }
         );
+        assert_eq!(
+            Location::parse("swift://rushes/day1/A001.mxf").unwrap(),
+            Location::Swift { container: "rushes".into(), key: "day1/A001.mxf".into() }
+        );
+        assert!(matches!(Location::parse("swift://c/a/../b"), Err(LocationError::Traversal(_))));
+        assert!(matches!(Location::parse("swift:///k"), Err(LocationError::NoBucket(_))));
         for bad in ["http://example.com/a.mov", "file:///etc/passwd", "concat:a|b", "ftp://x/y"] {
             assert!(matches!(Location::parse(bad), Err(LocationError::Scheme(_))), "{bad}");
         }

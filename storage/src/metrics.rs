@@ -25,10 +25,11 @@ pub static PUT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     .unwrap()
 });
 
-/// Storage requests the S3 client retried, by kind: `transport` (connection refused or
-/// reset, timeout) or `server` (5xx, 429). Counted from the client's own retry events.
+/// Storage requests the S3 or Swift client retried, by kind: `transport` (connection
+/// refused or reset, timeout) or `server` (5xx, 429). Counted from the S3 client's own
+/// retry events, and by the Swift store's retry layer.
 pub static STORAGE_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("farm_worker_storage_request_retries_total", "Object storage requests retried by the S3 client, by kind", &["kind"]).unwrap()
+    register_int_counter_vec!("farm_worker_storage_request_retries_total", "Object storage requests retried by the S3 or Swift client, by kind", &["kind"]).unwrap()
 });
 
 /// Counts the S3 client's retries: object_store retries inside its client and says so

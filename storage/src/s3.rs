@@ -1,7 +1,7 @@
 //! S3-compatible object storage (AWS S3, Ceph, SeaweedFS, OpenStack Swift's S3 API...):
 //! the client settings, the flags both binaries take, and the retry policy. Credentials, region and endpoint come from the usual AWS
 //! environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
-//! `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`) or from [`S3Settings`]. Sources are read with
+//! `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`) or from [`StorageSettings`]. Sources are read with
 //! ranged GETs through [`crate::ObjectReader`], so a worker never holds a whole original; output
 //! is written object by object through [`crate::ObjectSink`]. The pipeline's threads are plain
 //! threads: they wait on the async client through a runtime `Handle`.
@@ -12,15 +12,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::ObjectStore;
 
 use crate::location::LocationError;
-
-/// S3 settings on top of the AWS environment variables.
-#[derive(Debug, Clone, Default)]
-pub struct S3Settings {
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    /// How long one request is retried through storage trouble (default [`STORAGE_RETRY_FOR`]).
-    pub retry_for: Option<std::time::Duration>,
-}
+use crate::settings::StorageSettings;
 
 /// Storage trouble (connection refused or reset, 5xx, 429, timeouts) is retried with
 /// exponential backoff and full jitter (0.2 s growing to at most 20 s) for up to
@@ -42,37 +34,12 @@ fn retry_policy(retry_for: std::time::Duration) -> object_store::RetryConfig {
     }
 }
 
-/// The S3 flags both binaries take (each with an environment variable).
-#[derive(Debug, Clone, clap::Args)]
-pub struct S3Args {
-    /// S3 endpoint for s3:// locations (default: AWS_ENDPOINT_URL, else AWS)
-    #[arg(long, env = "FARM_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// S3 region (default: AWS_REGION)
-    #[arg(long, env = "FARM_S3_REGION")]
-    pub s3_region: Option<String>,
-    /// Seconds one storage request is retried through errors (backoff with jitter) before
-    /// it fails (a task then fails as retryable)
-    #[arg(long, env = "FARM_STORAGE_RETRY_SECONDS", default_value_t = STORAGE_RETRY_FOR.as_secs())]
-    pub storage_retry_seconds: u64,
-}
-
-impl S3Args {
-    pub fn settings(&self) -> S3Settings {
-        S3Settings {
-            endpoint: self.s3_endpoint.clone(),
-            region: self.s3_region.clone(),
-            retry_for: Some(std::time::Duration::from_secs(self.storage_retry_seconds)),
-        }
-    }
-}
-
-pub fn s3_store(bucket: &str, settings: &S3Settings) -> Result<Arc<dyn ObjectStore>, LocationError> {
+pub fn s3_store(bucket: &str, settings: &StorageSettings) -> Result<Arc<dyn ObjectStore>, LocationError> {
     Ok(s3_client(bucket, settings)? as Arc<dyn ObjectStore>)
 }
 
 /// The S3 client of `bucket`: an object store that also signs URLs.
-pub fn s3_client(bucket: &str, settings: &S3Settings) -> Result<Arc<object_store::aws::AmazonS3>, LocationError> {
+pub fn s3_client(bucket: &str, settings: &StorageSettings) -> Result<Arc<object_store::aws::AmazonS3>, LocationError> {
     use object_store::aws::AmazonS3ConfigKey;
     use object_store::ClientConfigKey;
     // Set as keys, not by replacing the client options `from_env` filled (AWS_ALLOW_HTTP...).

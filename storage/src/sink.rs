@@ -16,8 +16,9 @@ use tokio::runtime::Handle;
 
 use crate::location::{Location, LocationError, SourceLocation};
 use crate::error::to_io;
-use crate::s3::{s3_client, s3_store, S3Settings};
-use object_store::aws::AmazonS3;
+use crate::s3::{s3_client, s3_store};
+use crate::settings::StorageSettings;
+use crate::swift::swift_store;
 use object_store::signer::Signer;
 
 /// Objects above this are uploaded in parts.
@@ -138,15 +139,14 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
 }
 
 /// Where a task's source is: a local path or an object.
-pub fn open_source(text: &str, s3: &S3Settings, rt: &Handle) -> Result<SourceLocation, LocationError> {
+pub fn open_source(text: &str, settings: &StorageSettings, rt: &Handle) -> Result<SourceLocation, LocationError> {
     Ok(match Location::parse(text)? {
         Location::Local(path) => SourceLocation::Local(path),
-        Location::S3 { bucket, key } => SourceLocation::Object {
-            url: text.to_string(),
-            store: s3_store(&bucket, s3)?,
-            key,
-            rt: rt.clone(),
-        },
+        Location::S3 { bucket, key } => SourceLocation::Object { url: text.to_string(), store: s3_store(&bucket, settings)?, key, rt: rt.clone() },
+        Location::Swift { container, key } => {
+            let store = swift_store(&container, settings.swift.as_ref(), settings.retry_for())?;
+            SourceLocation::Object { url: text.to_string(), store, key, rt: rt.clone() }
+        }
     })
 }
 
@@ -158,65 +158,89 @@ pub enum OpenError {
     Io(#[source] std::io::Error),
 }
 
-/// Where a task's output goes: a local folder (created) or a bucket prefix.
-pub fn open_sink(text: &str, s3: &S3Settings, rt: &Handle) -> Result<Box<dyn Sink>, OpenError> {
-    open_with(text, rt, |bucket| s3_client(bucket, s3))
+/// Where a task's output goes: a local folder (created), a bucket prefix or a container
+/// prefix.
+pub fn open_sink(text: &str, settings: &StorageSettings, rt: &Handle) -> Result<Box<dyn Sink>, OpenError> {
+    open_with(text, rt, |location| store_of(location, settings))
 }
 
-/// A local folder, or a bucket prefix through the client `client` gives for the bucket.
-fn open_with(text: &str, rt: &Handle, client: impl FnOnce(&str) -> Result<Arc<AmazonS3>, LocationError>) -> Result<Box<dyn Sink>, OpenError> {
-    Ok(match Location::parse(text)? {
-        Location::Local(path) => Box::new(LocalDir::new(&path).map_err(OpenError::Io)?),
-        Location::S3 { bucket, key } => {
-            let s3 = client(&bucket)?;
-            Box::new(ObjectSink::new(s3.clone(), &bucket, &key, rt.clone()).with_signer(s3))
+/// An object location's store, and its URL signer where the storage signs URLs (S3).
+type Opened = (Arc<dyn ObjectStore>, Option<Arc<dyn Signer>>);
+
+fn store_of(location: &Location, settings: &StorageSettings) -> Result<Opened, LocationError> {
+    match location {
+        Location::S3 { bucket, .. } => {
+            let s3 = s3_client(bucket, settings)?;
+            Ok((s3.clone(), Some(s3)))
+        }
+        Location::Swift { container, .. } => Ok((swift_store(container, settings.swift.as_ref(), settings.retry_for())?, None)),
+        Location::Local(_) => unreachable!("local folders have no store"),
+    }
+}
+
+/// A local folder, or an object prefix through the store `store` gives for the location.
+fn open_with(text: &str, rt: &Handle, store: impl FnOnce(&Location) -> Result<Opened, LocationError>) -> Result<Box<dyn Sink>, OpenError> {
+    let location = Location::parse(text)?;
+    Ok(match &location {
+        Location::Local(path) => Box::new(LocalDir::new(path).map_err(OpenError::Io)?),
+        Location::S3 { key, .. } | Location::Swift { key, .. } => {
+            let (store, signer) = store(&location)?;
+            let root = location.components().remove(0);
+            let sink = ObjectSink::new(store, &location.scheme_and(&root), key, rt.clone());
+            Box::new(match signer {
+                Some(signer) => sink.with_signer(signer),
+                None => sink,
+            })
         }
     })
 }
 
 /// Opens sinks for a long-lived process that opens many (a coordinator publishing
-/// playlists and serving viewers): one S3 client per bucket, kept, so that its connection
-/// pool is reused instead of a new client and new connections per request.
+/// playlists and serving viewers): one client per bucket or container, kept, so that its
+/// connection pool (and Swift token) is reused instead of new ones per request.
 pub struct Sinks {
-    s3: S3Settings,
-    clients: Mutex<HashMap<String, Arc<AmazonS3>>>,
+    settings: StorageSettings,
+    clients: Mutex<HashMap<String, Opened>>,
 }
 
 impl Sinks {
-    pub fn new(s3: S3Settings) -> Self {
-        Self { s3, clients: Mutex::default() }
+    pub fn new(settings: StorageSettings) -> Self {
+        Self { settings, clients: Mutex::default() }
     }
 
-    /// [`open_sink`] with this process's client of the bucket.
+    /// [`open_sink`] with this process's client of the bucket or container.
     pub fn open(&self, text: &str, rt: &Handle) -> Result<Box<dyn Sink>, OpenError> {
-        open_with(text, rt, |bucket| self.client(bucket))
+        open_with(text, rt, |location| self.client(location))
     }
 
-    fn client(&self, bucket: &str) -> Result<Arc<AmazonS3>, LocationError> {
+    fn client(&self, location: &Location) -> Result<Opened, LocationError> {
+        let root = location.scheme_and(&location.components().remove(0));
         let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(client) = clients.get(bucket) {
+        if let Some(client) = clients.get(&root) {
             return Ok(client.clone());
         }
-        let client = s3_client(bucket, &self.s3)?;
-        clients.insert(bucket.to_string(), client.clone());
+        let client = store_of(location, &self.settings)?;
+        clients.insert(root, client.clone());
         Ok(client)
     }
 }
 
-/// Output under a prefix of a bucket.
+/// Output under a prefix of a bucket or a container.
 pub struct ObjectSink {
     store: Arc<dyn ObjectStore>,
     signer: Option<Arc<dyn Signer>>,
-    bucket: String,
+    /// `s3://bucket` or `swift://container`, for messages.
+    root: String,
     prefix: String,
     rt: Handle,
 }
 
 impl ObjectSink {
-    pub fn new(store: Arc<dyn ObjectStore>, bucket: &str, prefix: &str, rt: Handle) -> Self {
+    /// `root` is the bucket's or container's URL (`s3://bucket`), for messages.
+    pub fn new(store: Arc<dyn ObjectStore>, root: &str, prefix: &str, rt: Handle) -> Self {
         let prefix = prefix.trim_matches('/');
         let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
-        Self { store, signer: None, bucket: bucket.into(), prefix, rt }
+        Self { store, signer: None, root: root.into(), prefix, rt }
     }
 
     /// Signs GET URLs of its keys with `signer` (the same bucket as the store).
@@ -281,7 +305,7 @@ impl Sink for ObjectSink {
     }
 
     fn locate(&self, key: &str) -> String {
-        format!("s3://{}/{}{key}", self.bucket, self.prefix)
+        format!("{}/{}{key}", self.root, self.prefix)
     }
 
     fn signed_url(&self, key: &str, ttl: std::time::Duration) -> std::io::Result<Option<String>> {

@@ -30,6 +30,10 @@ SECRETS = {
     "taskKey": {"value": "a-test-task-key-of-at-least-32-characters"},
 }
 
+# Swift credentials (Keystone v3 application credential) for swift:// locations.
+SWIFT = {"OS_AUTH_URL": "https://keystone.example:5000/v3", "OS_APPLICATION_CREDENTIAL_ID": "ac-test",
+         "OS_APPLICATION_CREDENTIAL_SECRET": "ac-test-secret", "OS_REGION_NAME": "RegionOne"}
+
 # The defaults (with credentials), and a second set that turns every switch the other way.
 VALUE_SETS = {
     "defaults": {"secrets": SECRETS},
@@ -45,14 +49,18 @@ VALUE_SETS = {
         "monitoring": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
                        "grafanaDashboard": {"enabled": False}},
     },
-    "no-autoscaling": {"secrets": SECRETS, "autoscaling": {"keda": {"enabled": False}, "hpa": {"enabled": False}}, "worker": {"replicas": 3}},
+    "no-autoscaling-swift": {
+        "secrets": {**SECRETS, "worker": {**SECRETS["worker"], "swift": SWIFT}, "coordinator": {**SECRETS["coordinator"], "swift": SWIFT}},
+        "autoscaling": {"keda": {"enabled": False}, "hpa": {"enabled": False}}, "worker": {"replicas": 3}},
 }
 
 # Values the chart must refuse to render: no credentials, or placeholders left in.
+# Each with what the refusal must say.
 REFUSED = {
-    "no-credentials": {},
-    "placeholder-token": {"secrets": {**SECRETS, "coordinator": {**SECRETS["coordinator"], "apiToken": "change-me-to-a-long-random-token"}}},
-    "no-task-key": {"secrets": {**SECRETS, "taskKey": {"value": ""}}},
+    "no-credentials": ({}, "must be set"),
+    "placeholder-token": ({"secrets": {**SECRETS, "coordinator": {**SECRETS["coordinator"], "apiToken": "change-me-to-a-long-random-token"}}}, "must be set"),
+    "no-task-key": ({"secrets": {**SECRETS, "taskKey": {"value": ""}}}, "must be set"),
+    "swift-typo": ({"secrets": {**SECRETS, "worker": {**SECRETS["worker"], "swift": {"OS_PASSWD": "x"}}}}, "not a Swift variable"),
 }
 
 # Custom resources without a schema available offline: checked for shape only.
@@ -93,12 +101,12 @@ def main() -> int:
                 except kubernetes_validate.ValidationError as e:
                     problems.append(f"{where}: {e.message} at {'/'.join(map(str, e.path))}")
         checks(name, values, docs, problems)
-    for name, values in REFUSED.items():
+    for name, (values, reason) in REFUSED.items():
         try:
             helm.Chart.load(str(CHART)).render(values, name="farm", namespace="media")
             problems.append(f"{name}: rendered although a credential is missing or a placeholder")
         except Exception as e:  # the SDK raises Helm's own error type
-            if "must be set" not in str(e):
+            if reason not in str(e):
                 problems.append(f"{name}: refused for another reason: {e}")
     if keda_files:
         run = subprocess.run(["node", str(HERE / "validate-keda.mjs"), *keda_files], cwd=HERE, capture_output=True, text=True)
@@ -121,6 +129,15 @@ def checks(name, values, docs, problems):
     pod = worker["spec"]["template"]["spec"]
     main = pod["containers"][0]
     env = {e["name"]: e.get("value") for e in main["env"]}
+    # Swift credentials reach both components from their own Secret, when the site gives them.
+    for component in ("worker", "coordinator"):
+        given = values.get("secrets", {}).get(component, {}).get("swift", {})
+        secret = by.get(("Secret", f"farm-hls-farm-{component}"))
+        data = (secret or {}).get("stringData", {})
+        if any(data.get(k) != v for k, v in given.items()):
+            problems.append(f"{name}: the {component} Secret does not hold its Swift credentials: {sorted(data)}")
+    if "ST_AUTH" not in env or "OS_APPLICATION_CREDENTIAL_SECRET" not in env:
+        problems.append(f"{name}: the worker does not take the Swift variables from its Secret")
     drain = int(env["FARM_DRAIN_SECONDS"])
     if pod["terminationGracePeriodSeconds"] <= drain:
         problems.append(f"{name}: grace period {pod['terminationGracePeriodSeconds']} s is not above the drain {drain} s")

@@ -23,4 +23,5 @@ mod review_marks;
 mod review_page;
 mod shares;
 mod storage;
+mod swift;
 mod trust;

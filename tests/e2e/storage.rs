@@ -1,13 +1,35 @@
-//! Sources read from and ladders written to a real S3 server (SeaweedFS).
+//! Sources read from and ladders written to real S3 servers: SeaweedFS, and Swift's S3
+//! API (`s3api`) as a second implementation. Each test runs on both.
 
 use farm_tests::fixtures::{small_ladder_file, Kind};
 use farm_tests::hls::check_ladder;
-use farm_tests::s3::{s3, unique_prefix, BUCKET};
+use farm_tests::s3::{s3, swift_s3, unique_prefix, S3, BUCKET};
 use farm_tests::worker::worker_with_env;
 
-#[test]
-fn transcodes_from_s3_to_s3() {
-    let s3 = s3();
+/// `name` as a test on SeaweedFS and a test on Swift's S3 API.
+macro_rules! on_both_servers {
+    ($name:ident, $seaweed:ident, $swift:ident) => {
+        #[test]
+        fn $seaweed() {
+            $name(s3())
+        }
+        #[test]
+        fn $swift() {
+            $name(swift_s3())
+        }
+    };
+}
+
+on_both_servers!(transcodes_from_s3_to_s3, transcodes_from_s3_to_s3_on_seaweedfs, transcodes_from_s3_to_s3_on_swifts_s3_api);
+on_both_servers!(a_missing_source_object_is_a_clear_permanent_error, a_missing_source_object_is_a_clear_permanent_error_on_seaweedfs, a_missing_source_object_is_a_clear_permanent_error_on_swifts_s3_api);
+on_both_servers!(wrong_credentials_are_refused, wrong_credentials_are_refused_on_seaweedfs, wrong_credentials_are_refused_on_swifts_s3_api);
+on_both_servers!(
+    an_audio_task_fetches_little_more_than_the_audio_of_an_interleaved_original,
+    an_audio_task_fetches_little_more_than_the_audio_of_an_interleaved_original_on_seaweedfs,
+    an_audio_task_fetches_little_more_than_the_audio_of_an_interleaved_original_on_swifts_s3_api
+);
+
+fn transcodes_from_s3_to_s3(s3: &S3) {
     let prefix = unique_prefix("s3-to-s3");
     let source = Kind::DnxhrMxf.make().unwrap();
     s3.put_file(&format!("{prefix}/in/A001_C002.mxf"), &source).unwrap();
@@ -34,9 +56,7 @@ fn transcodes_from_s3_to_s3() {
     assert_eq!(check.renditions.len(), 3);
 }
 
-#[test]
-fn a_missing_source_object_is_a_clear_permanent_error() {
-    let s3 = s3();
+fn a_missing_source_object_is_a_clear_permanent_error(s3: &S3) {
     let prefix = unique_prefix("missing");
     let out = tempfile::tempdir().unwrap();
     let url = format!("s3://{BUCKET}/{prefix}/no-such-clip.mov");
@@ -46,9 +66,7 @@ fn a_missing_source_object_is_a_clear_permanent_error() {
     assert!(err.contains(&format!("source {url} does not exist")), "{err}");
 }
 
-#[test]
-fn wrong_credentials_are_refused() {
-    let s3 = s3();
+fn wrong_credentials_are_refused(s3: &S3) {
     let prefix = unique_prefix("creds");
     let source = Kind::ProRes4444Odd.make().unwrap();
     s3.put_file(&format!("{prefix}/clip.mov"), &source).unwrap();
@@ -81,8 +99,7 @@ fn logged(log: &str, name: &str) -> u64 {
     log[at + name.len() + 1..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
 }
 
-#[test]
-fn an_audio_task_fetches_little_more_than_the_audio_of_an_interleaved_original() {
+fn an_audio_task_fetches_little_more_than_the_audio_of_an_interleaved_original(s3: &S3) {
     // Uncompressed 8-bit 4:2:2 ('2vuy') 1080p makes large frames (4.1 MB, as ProRes 4K
     // does) between small PCM chunks: the audio task must not pull the frames through S3.
     // 4 fps keeps the file small.
@@ -96,7 +113,6 @@ fn an_audio_task_fetches_little_more_than_the_audio_of_an_interleaved_original()
     )
     .unwrap();
     let size = std::fs::metadata(&source).unwrap().len();
-    let s3 = s3();
     let prefix = unique_prefix("sparse-audio");
     s3.put_file(&format!("{prefix}/in.mov"), &source).unwrap();
     let src_url = format!("s3://{BUCKET}/{prefix}/in.mov");

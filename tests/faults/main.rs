@@ -21,6 +21,7 @@ use farm_tests::services;
 mod hostile;
 mod stall;
 mod submit;
+mod swift;
 
 /// The 30 s clip: 750 frames at 25 fps; per rendition three leading 2 s segments of 50
 /// frames, then four 6 s segments of 150.

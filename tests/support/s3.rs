@@ -1,5 +1,7 @@
-//! The real S3 server of the tests: SeaweedFS on 127.0.0.1:8333, started by
-//! `scripts/services.sh` when it is not running.
+//! The real S3 servers of the tests, started by `scripts/services.sh` when they are not
+//! running: SeaweedFS on 127.0.0.1:8333 ([`s3`]), and Swift's `s3api` middleware on the
+//! one-node Swift of 127.0.0.1:8089 ([`swift_s3`]: the same containers the Swift tests
+//! write natively, so it also reads what they wrote, independently of the farm's client).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,40 +17,63 @@ pub const BUCKET: &str = "farm-test";
 pub const ACCESS_KEY: &str = "farm-test";
 pub const SECRET_KEY: &str = "farm-test-secret";
 
+/// The one-node Swift: its tempauth, and the same account through `s3api`.
+pub const SWIFT_AUTH: &str = "http://127.0.0.1:8089/auth/v1.0";
+pub const SWIFT_USER: &str = "test:tester";
+pub const SWIFT_KEY: &str = "testing";
+pub const SWIFT_S3_ENDPOINT: &str = "http://127.0.0.1:8089";
+
 pub struct S3 {
     pub store: Arc<dyn ObjectStore>,
     rt: tokio::runtime::Runtime,
+    endpoint: &'static str,
+    access_key: &'static str,
+    secret_key: &'static str,
 }
 
-/// The test S3 server, started if needed (once per test binary).
+/// The test S3 server (SeaweedFS), started if needed (once per test binary).
 pub fn s3() -> &'static S3 {
     static S3: OnceLock<S3> = OnceLock::new();
-    S3.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace");
-        let status = Command::new(root.join("scripts/services.sh")).arg("s3").status().expect("run services.sh");
-        assert!(status.success(), "could not start SeaweedFS (scripts/services.sh s3)");
-        let store = AmazonS3Builder::new()
-            .with_endpoint(ENDPOINT)
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_bucket_name(BUCKET)
-            .with_access_key_id(ACCESS_KEY)
-            .with_secret_access_key(SECRET_KEY)
-            .build()
-            .expect("S3 client");
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        S3 { store: Arc::new(store), rt }
-    })
+    S3.get_or_init(|| S3::start("s3", ENDPOINT, ACCESS_KEY, SECRET_KEY))
+}
+
+/// Swift's S3 API on the test Swift, started if needed (once per test binary).
+pub fn swift_s3() -> &'static S3 {
+    static SWIFT: OnceLock<S3> = OnceLock::new();
+    SWIFT.get_or_init(|| S3::start("swift", SWIFT_S3_ENDPOINT, SWIFT_USER, SWIFT_KEY))
+}
+
+/// Environment for a farm process reading and writing the test Swift natively
+/// (`swift://farm-test/...`), with tempauth as python-swiftclient takes it.
+pub fn swift_env() -> Vec<(&'static str, &'static str)> {
+    vec![("ST_AUTH", SWIFT_AUTH), ("ST_USER", SWIFT_USER), ("ST_KEY", SWIFT_KEY)]
 }
 
 impl S3 {
-    /// Environment for a worker process talking to the test server.
+    fn start(service: &str, endpoint: &'static str, access_key: &'static str, secret_key: &'static str) -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace");
+        let status = Command::new(root.join("scripts/services.sh")).arg(service).status().expect("run services.sh");
+        assert!(status.success(), "could not start the {service} server (scripts/services.sh {service})");
+        let store = AmazonS3Builder::new()
+            .with_endpoint(endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_bucket_name(BUCKET)
+            .with_access_key_id(access_key)
+            .with_secret_access_key(secret_key)
+            .build()
+            .expect("S3 client");
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        S3 { store: Arc::new(store), rt, endpoint, access_key, secret_key }
+    }
+
+    /// Environment for a worker process talking to this server.
     pub fn env(&self) -> Vec<(&'static str, &'static str)> {
         vec![
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_ACCESS_KEY_ID", self.access_key),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_key),
             ("AWS_REGION", "us-east-1"),
-            ("FARM_S3_ENDPOINT", ENDPOINT),
+            ("FARM_S3_ENDPOINT", self.endpoint),
         ]
     }
 

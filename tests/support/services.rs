@@ -72,3 +72,16 @@ pub fn start_s3() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Stops Swift's proxy (SIGKILL: the whole service is gone for its clients) and waits
+/// until its port is closed. The account, container and object servers keep running.
+pub fn stop_swift() {
+    let status = Command::new("pkill").args(["-KILL", "-f", "swift-proxy-server"]).status().unwrap();
+    assert!(status.success(), "no Swift proxy was running");
+    wait_closed(8089, "Swift's proxy");
+}
+
+/// Starts Swift's proxy again (the services script starts what is not running).
+pub fn start_swift() {
+    services("swift");
+}

@@ -14,7 +14,7 @@ use farm_media::progress::Console;
 
 use farm_queue::Topology;
 use farm_worker::consume::{self, QueueSource, ServeConfig};
-use farm_storage::{open_sink, open_source, S3Args};
+use farm_storage::{open_sink, open_source, StorageArgs};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +43,7 @@ enum Command {
         /// Folder or s3://bucket/prefix holding the segments and parts/*.json
         output: String,
         #[command(flatten)]
-        s3: S3Args,
+        s3: StorageArgs,
     },
     /// Serve tasks from RabbitMQ until SIGTERM/SIGINT (the task in hand drains first).
     Serve(ServeArgs),
@@ -52,7 +52,7 @@ enum Command {
         /// A local path or s3://bucket/key
         source: String,
         #[command(flatten)]
-        s3: S3Args,
+        s3: StorageArgs,
     },
 }
 
@@ -108,7 +108,7 @@ struct ServeArgs {
     #[arg(long, env = "FARM_FONT_FILE", default_value = farm_media::transcode::picture::DEFAULT_FONT)]
     font: PathBuf,
     #[command(flatten)]
-    s3: S3Args,
+    s3: StorageArgs,
 }
 
 #[derive(clap::Args)]
@@ -118,7 +118,7 @@ struct TranscodeArgs {
     /// Where segments and playlists go: a local folder (created if missing) or s3://bucket/prefix
     output: String,
     #[command(flatten)]
-    s3: S3Args,
+    s3: StorageArgs,
     /// Ladder as JSON (default: the built-in review ladder, see the README)
     #[arg(long, env = "FARM_LADDER")]
     ladder: Option<PathBuf>,

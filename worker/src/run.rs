@@ -10,7 +10,7 @@ use anyhow::Context;
 use farm_contract::task::{TaskMessage, TaskPart};
 use farm_media::job::{self, Part, Task};
 use farm_media::TranscodeError;
-use farm_storage::{self as storage, S3Settings};
+use farm_storage::{self as storage, StorageSettings};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
@@ -93,7 +93,7 @@ fn lower_priority() {
 }
 
 /// Sets both flags when the job's cancel marker appears (checked at once, then every 2 s).
-pub(crate) async fn watch_cancellation(output: String, marker: String, s3: S3Settings, cancel: Arc<AtomicBool>, job_cancelled: Arc<AtomicBool>) {
+pub(crate) async fn watch_cancellation(output: String, marker: String, s3: StorageSettings, cancel: Arc<AtomicBool>, job_cancelled: Arc<AtomicBool>) {
     let rt = Handle::current();
     let sink = match tokio::task::spawn_blocking(move || storage::open_sink(&output, &s3, &rt)).await {
         Ok(Ok(sink)) => Arc::new(sink),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use farm_queue::{MemoryQueue, Topology};
-use farm_storage::S3Settings;
+use farm_storage::StorageSettings;
 
 /// Where tasks come from: RabbitMQ, or the embedded farm's in-process queue.
 #[derive(Clone)]
@@ -21,7 +21,7 @@ pub const DEFAULT_TASK_DEADLINE_SECONDS: u64 = 1500;
 pub struct ServeConfig {
     pub queue: QueueSource,
     pub topology: Topology,
-    pub s3: S3Settings,
+    pub s3: StorageSettings,
     pub x264_threads: usize,
     pub decode_threads: usize,
     /// How long a task in hand may run on after shutdown is asked for.

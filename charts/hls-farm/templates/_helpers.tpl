@@ -60,4 +60,24 @@ app.kubernetes.io/component: {{ .component }}
   valueFrom: {secretKeyRef: {name: {{ .secret }}, key: AWS_ACCESS_KEY_ID, optional: true}}
 - name: AWS_SECRET_ACCESS_KEY
   valueFrom: {secretKeyRef: {name: {{ .secret }}, key: AWS_SECRET_ACCESS_KEY, optional: true}}
+{{- range (include "farm.swiftVariables" . | fromJsonArray) }}
+- name: {{ . }}
+  valueFrom: {secretKeyRef: {name: {{ $.secret }}, key: {{ . }}, optional: true}}
+{{- end }}
+{{- end -}}
+
+{{/* The Swift credentials a component's Secret may hold (docs/configuration.md, "Swift"). */}}
+{{- define "farm.swiftVariables" -}}
+["ST_AUTH", "ST_USER", "ST_KEY", "OS_AUTH_URL", "OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_NAME", "OS_USER_DOMAIN_NAME", "OS_PROJECT_DOMAIN_NAME", "OS_APPLICATION_CREDENTIAL_ID", "OS_APPLICATION_CREDENTIAL_SECRET", "OS_REGION_NAME", "RS_API_KEY"]
+{{- end -}}
+
+{{/* A component's Swift credentials (values.secrets.<component>.swift) as Secret data. */}}
+{{- define "farm.swiftSecretData" -}}
+{{- $allowed := include "farm.swiftVariables" . | fromJsonArray }}
+{{- range $name, $value := .swift }}
+{{- if not (has $name $allowed) }}
+{{- fail (printf "secrets.%s.swift.%s: not a Swift variable (one of %s)" $.component $name (join ", " $allowed)) }}
+{{- end }}
+{{ $name }}: {{ $value | quote }}
+{{- end }}
 {{- end -}}

@@ -1,0 +1,237 @@
+//! A Swift container as an `object_store::ObjectStore`: OpenDAL's Swift service through
+//! the `object_store_opendal` bridge, rebuilt on each new token, with what OpenDAL leaves
+//! to us: the login and its renewal ([`Login`]), one more try with a new token when the
+//! service refuses one, typed errors, and static large objects whose segments go with them
+//! when they are overwritten or deleted.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload,
+    PutResult, Result,
+};
+use object_store_opendal::OpendalStore;
+
+use super::auth::{AuthError, Login, Session};
+
+/// Where OpenDAL keeps the segments of a static large object (in the same container).
+const SEGMENTS: &str = ".segments/";
+
+/// One container of one account.
+#[derive(Clone)]
+pub struct SwiftStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    container: String,
+    login: Arc<Login>,
+    retry: opendal::layers::RetryLayer<CountRetries>,
+    /// The OpenDAL store made with the current token, and that token.
+    built: Mutex<Option<(String, Arc<OpendalStore>)>>,
+}
+
+impl SwiftStore {
+    pub fn new(container: &str, login: Arc<Login>, retry_for: std::time::Duration) -> Self {
+        // Storage trouble (5xx, resets, timeouts) is retried as on S3: backoff with jitter,
+        // 0.2 s growing to 20 s, as many tries as fit in `retry_for`.
+        let tries = (retry_for.as_secs_f64() / 10.0).ceil().clamp(1.0, 15.0) as usize;
+        let retry = opendal::layers::RetryLayer::new()
+            .with_jitter()
+            .with_min_delay(std::time::Duration::from_millis(200))
+            .with_max_delay(std::time::Duration::from_secs(20))
+            .with_max_times(tries)
+            .with_notify(CountRetries);
+        Self { shared: Arc::new(Shared { container: container.into(), login, retry, built: Mutex::default() }) }
+    }
+}
+
+impl Shared {
+    /// The store for a session that holds (renewed first when due, or when `refused` is
+    /// the token the service just refused), and its session.
+    async fn store(&self, refused: Option<&str>) -> Result<(Session, Arc<OpendalStore>)> {
+        let session = self.login.session(refused).await.map_err(|e| auth_error(&self.container, e))?;
+        let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((token, store)) = built.as_ref() {
+            if *token == session.token {
+                return Ok((session, store.clone()));
+            }
+        }
+        let builder = opendal::services::Swift::default().endpoint(&session.storage_url).container(&self.container).token(&session.token);
+        let operator = opendal::Operator::new(builder)
+            .map_err(|e| object_store::Error::Generic { store: "Swift", source: Box::new(e) })?
+            .layer(opendal::layers::TimeoutLayer::new().with_timeout(crate::s3::STORAGE_REQUEST_TIMEOUT))
+            .layer(self.retry.clone());
+        let store = Arc::new(OpendalStore::new(operator));
+        *built = Some((session.token.clone(), store.clone()));
+        Ok((session, store))
+    }
+
+    /// Runs `op` on the current store; when the token is refused, once more on a new one.
+    async fn run<T, F, Fut>(&self, location: &str, op: F) -> Result<T>
+    where
+        F: Fn(Arc<OpendalStore>) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let (session, store) = self.store(None).await?;
+        match op(store).await.map_err(|e| typed(e, location)) {
+            Err(object_store::Error::Unauthenticated { .. }) => {
+                let (_, store) = self.store(Some(&session.token)).await?;
+                op(store).await.map_err(|e| typed(e, location))
+            }
+            other => other,
+        }
+    }
+
+    /// Removes `key`'s segments when it is a static large object (before it is replaced or
+    /// deleted: a plain overwrite or delete leaves them behind); true when it did.
+    async fn clear_large(&self, key: &str) -> Result<bool> {
+        let (session, _) = self.store(None).await?;
+        let url = format!("{}/{}/{}", session.storage_url, self.container, key);
+        let http = self.login.http();
+        let generic = |e: reqwest::Error| object_store::Error::Generic { store: "Swift", source: Box::new(e) };
+        let head = http.head(&url).header("X-Auth-Token", &session.token).send().await.map_err(generic)?;
+        let large = head.headers().get("x-static-large-object").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if !large {
+            return Ok(false);
+        }
+        let answer = http
+            .delete(format!("{url}?multipart-manifest=delete"))
+            .header("X-Auth-Token", &session.token)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .map_err(generic)?;
+        let body: serde_json::Value = answer.json().await.map_err(generic)?;
+        match body["Response Status"].as_str() {
+            Some(s) if s.starts_with("200") || s.starts_with("404") => Ok(true),
+            _ => Err(object_store::Error::Generic { store: "Swift", source: format!("deleting the large object {key} and its segments: {body}").into() }),
+        }
+    }
+}
+
+/// Counts OpenDAL's retries in `farm_worker_storage_request_retries_total`, by the same
+/// kinds as the S3 client's: `transport` (the request was not answered) or `server`.
+#[derive(Debug, Clone, Copy)]
+pub struct CountRetries;
+
+impl opendal::layers::RetryInterceptor for CountRetries {
+    fn intercept(&self, event: opendal::layers::RetryEvent<'_>) {
+        let kind = if event.err.to_string().contains("send http request") { "transport" } else { "server" };
+        crate::metrics::STORAGE_RETRIES.with_label_values(&[kind]).inc();
+        tracing::debug!(error = %event.err, attempt = event.attempt, retry_in = ?event.retry_after, "Swift request retried");
+    }
+}
+
+/// OpenDAL's errors come through the bridge as `Generic` with OpenDAL's kind: typed here,
+/// so that refused credentials are not retried and missing objects are not outages.
+fn typed(e: object_store::Error, location: &str) -> object_store::Error {
+    let object_store::Error::Generic { store, source } = e else { return e };
+    let path = location.to_string();
+    match source.downcast_ref::<opendal::Error>().map(opendal::Error::kind) {
+        Some(opendal::ErrorKind::PermissionDenied) => object_store::Error::Unauthenticated { path, source },
+        Some(opendal::ErrorKind::NotFound) => object_store::Error::NotFound { path, source },
+        Some(opendal::ErrorKind::ConfigInvalid) => object_store::Error::NotSupported { source },
+        _ => object_store::Error::Generic { store, source },
+    }
+}
+
+fn auth_error(container: &str, e: AuthError) -> object_store::Error {
+    let path = container.to_string();
+    if e.is_transient() {
+        object_store::Error::Generic { store: "Swift", source: Box::new(e) }
+    } else {
+        object_store::Error::Unauthenticated { path, source: Box::new(e) }
+    }
+}
+
+impl fmt::Display for SwiftStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Swift container {}", self.shared.container)
+    }
+}
+
+impl fmt::Debug for SwiftStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SwiftStore({})", self.shared.container)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for SwiftStore {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+        self.shared.clear_large(location.as_ref()).await?;
+        self.shared.run(location.as_ref(), |s| {
+            let (payload, opts) = (payload.clone(), opts.clone());
+            async move { s.put_opts(location, payload, opts).await }
+        }).await
+    }
+
+    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
+        self.shared.clear_large(location.as_ref()).await?;
+        self.shared.run(location.as_ref(), |s| {
+            let opts = opts.clone();
+            async move { s.put_multipart_opts(location, opts).await }
+        }).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.shared.run(location.as_ref(), |s| {
+            let options = options.clone();
+            async move { s.get_opts(location, options).await }
+        }).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.shared.run(location.as_ref(), |s| async move { s.get_ranges(location, ranges).await }).await
+    }
+
+    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+        let shared = self.shared.clone();
+        locations
+            .and_then(move |location| {
+                let shared = shared.clone();
+                async move {
+                    if !shared.clear_large(location.as_ref()).await? {
+                        let one = |s: Arc<OpendalStore>| {
+                            let location = location.clone();
+                            async move { s.delete_stream(futures::stream::iter([Ok(location)]).boxed()).try_collect::<Vec<_>>().await }
+                        };
+                        shared.run(location.as_ref(), one).await?;
+                    }
+                    Ok(location)
+                }
+            })
+            .boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        let (shared, prefix) = (self.shared.clone(), prefix.cloned());
+        futures::stream::once(async move {
+            let listing = shared.store(None).await.map(|(_, s)| s.list(prefix.as_ref()));
+            listing.unwrap_or_else(|e| futures::stream::once(async { Err(e) }).boxed())
+        })
+        .flatten()
+        // A listing of the whole container would show the large objects' segments too.
+        .try_filter(|m| std::future::ready(!m.location.as_ref().starts_with(SEGMENTS)))
+        .boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        let location = prefix.map_or(String::new(), |p| p.to_string());
+        self.shared.run(&location, |s| async move { s.list_with_delimiter(prefix).await }).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.shared.run(to.as_ref(), |s| {
+            let options = options.clone();
+            async move { s.copy_opts(from, to, options).await }
+        }).await
+    }
+}

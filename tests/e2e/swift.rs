@@ -1,0 +1,131 @@
+//! OpenStack Swift, the real one-node server (`scripts/services.sh swift`, tempauth):
+//! a farm job from Swift to Swift with its tokens invalidated mid-task, a source on Swift
+//! with its output on S3, wrong credentials refused, and large objects whose segments go
+//! with them. Outputs are read back through Swift's S3 API, not the farm's Swift client.
+
+use std::io::{BufRead, BufReader, Write};
+use std::time::Duration;
+
+use farm_tests::farm::{plain, sqlite_url, Extra, Farm};
+use farm_tests::fixtures::{clip_15s, small_ladder_file, Kind, SMALL_LADDER};
+use farm_tests::hls::check_ladder;
+use farm_tests::s3::{s3, swift_env, swift_s3, unique_prefix, BUCKET};
+use farm_tests::worker::worker_with_env;
+
+/// Every tempauth token is forgotten (they live in memcached): the next request with one
+/// is answered 401, as when a token expires.
+fn expire_all_swift_tokens() {
+    let mut memcached = std::net::TcpStream::connect("127.0.0.1:11211").expect("Swift's memcached");
+    memcached.write_all(b"flush_all\r\n").unwrap();
+    let mut answer = String::new();
+    BufReader::new(&memcached).read_line(&mut answer).unwrap();
+    assert_eq!(answer.trim(), "OK");
+}
+
+fn env_strings(env: Vec<(&'static str, &'static str)>) -> Vec<(&'static str, String)> {
+    env.into_iter().map(|(k, v)| (k, v.to_string())).collect()
+}
+
+#[test]
+fn a_farm_job_runs_from_swift_to_swift_through_a_token_expiry() {
+    let swift = swift_s3();
+    let prefix = unique_prefix("swift-job");
+    swift.put_file(&format!("{prefix}/in.mov"), &clip_15s()).unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let mut coordinator = env_strings(swift_env());
+    coordinator.push(("FARM_ALLOWED_SOURCES", format!("swift://{BUCKET}/{prefix}/")));
+    coordinator.push(("FARM_ALLOWED_OUTPUTS", format!("swift://{BUCKET}/{prefix}/")));
+    let extra = Extra { coordinator, worker: env_strings(swift_env()) };
+    let farm = Farm::start_with(&sqlite_url(db.path()), &prefix.replace('/', "-"), 2, 6.0, extra);
+    let body = serde_json::json!({
+        "source": format!("swift://{BUCKET}/{prefix}/in.mov"),
+        "output": format!("swift://{BUCKET}/{prefix}/out/"),
+        "ladder": serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap(),
+    });
+    let (status, job) = farm.submit(&body.to_string());
+    assert_eq!(status, 201, "{job}\n{}", farm.coordinator.log());
+    assert_eq!(job["tasks"].as_array().unwrap().len(), 3, "three chunks: {job}");
+    // Once a task runs, every token the farm holds stops working.
+    let started = farm.workers.iter().any(|w| plain(&w.log()).contains("task started"));
+    let wait = std::time::Instant::now();
+    let mut running = started;
+    while !running && wait.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+        running = farm.workers.iter().any(|w| plain(&w.log()).contains("task started"));
+    }
+    assert!(running, "no task started: {}", farm.coordinator.log());
+    expire_all_swift_tokens();
+
+    let done = farm.wait_final(job["id"].as_str().unwrap(), Duration::from_secs(240));
+    assert_eq!(done["state"], "succeeded", "{done}\n{}", farm.coordinator.log());
+    let renewed = farm.workers.iter().chain([&farm.coordinator]).any(|p| plain(&p.log()).contains("renewed=true"));
+    assert!(renewed, "no process logged in again after its token was refused:\n{}", farm.workers.iter().map(|w| w.log()).collect::<Vec<_>>().join("\n---\n"));
+    let out = tempfile::tempdir().unwrap();
+    swift.download(&format!("{prefix}/out"), out.path()).unwrap();
+    let check = check_ladder(out.path(), 375, 25.0, true).unwrap();
+    assert_eq!(check.renditions.len(), 3);
+    // The large objects' segments of Swift never show in an output.
+    assert!(swift.keys(&format!("{prefix}/out")).unwrap().iter().all(|k| !k.contains(".segments")));
+}
+
+#[test]
+fn a_source_on_swift_with_its_output_on_s3() {
+    let prefix = unique_prefix("swift-to-s3");
+    let source = Kind::DnxhrMxf.make().unwrap();
+    swift_s3().put_file(&format!("{prefix}/in.mxf"), &source).unwrap();
+    let mut env = s3().env();
+    env.extend(swift_env());
+    let ladder = small_ladder_file();
+    let (src, out) = (format!("swift://{BUCKET}/{prefix}/in.mxf"), format!("s3://{BUCKET}/{prefix}/out/"));
+    let run = worker_with_env(&["transcode", &src, &out, "--ladder", ladder.to_str().unwrap()], &env).unwrap().ok().unwrap();
+    assert_eq!(run.stdout().trim(), format!("s3://{BUCKET}/{prefix}/out/index.m3u8"));
+    let local = tempfile::tempdir().unwrap();
+    s3().download(&format!("{prefix}/out"), local.path()).unwrap();
+    let frames = farm_tests::probe::video_frame_count(&source).unwrap();
+    assert_eq!(check_ladder(local.path(), frames, 24000.0 / 1001.0, true).unwrap().renditions.len(), 3);
+}
+
+#[test]
+fn wrong_swift_credentials_are_refused() {
+    let prefix = unique_prefix("swift-creds");
+    swift_s3().put_file(&format!("{prefix}/clip.mov"), &Kind::ProRes4444Odd.make().unwrap()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let url = format!("swift://{BUCKET}/{prefix}/clip.mov");
+    let mut env = swift_env();
+    env.retain(|(k, _)| *k != "ST_KEY");
+    env.push(("ST_KEY", "not-the-key"));
+    let run = worker_with_env(&["transcode", &url, out.path().to_str().unwrap()], &env).unwrap();
+    assert!(!run.output.status.success());
+    let err = run.stderr();
+    assert!(err.contains(&format!("cannot read source {url}")) && err.contains("Swift login refused") && err.contains("HTTP 401"), "{err}");
+    assert!(!err.contains("not-the-key"), "the key was printed: {err}");
+    assert!(!out.path().join("index.m3u8").exists());
+    // Without any credentials, the message says which variables to set.
+    let run = worker_with_env(&["transcode", &url, out.path().to_str().unwrap()], &[]).unwrap();
+    assert!(!run.output.status.success() && run.stderr().contains("ST_AUTH"), "{}", run.stderr());
+}
+
+#[test]
+fn a_large_output_is_a_static_large_object_whose_segments_go_with_it() {
+    use farm_storage::swift::Credentials;
+    let prefix = unique_prefix("swift-large");
+    let credentials = Credentials::TempAuth { url: farm_tests::s3::SWIFT_AUTH.into(), user: farm_tests::s3::SWIFT_USER.into(), key: farm_tests::s3::SWIFT_KEY.into() };
+    let settings = farm_storage::StorageSettings { swift: Some(credentials), ..Default::default() };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sink = farm_storage::open_sink(&format!("swift://{BUCKET}/{prefix}"), &settings, rt.handle()).unwrap();
+    let segments = || swift_s3().keys(&format!(".segments/{prefix}")).unwrap_or_default().into_iter().filter(|k| k.contains("big.bin")).collect::<Vec<_>>();
+    // Over the sink's 16 MiB: uploaded in parts, a static large object.
+    let first: Vec<u8> = (0..20u32 << 20).map(|i| (i % 251) as u8).collect();
+    sink.put("big.bin", &first).unwrap();
+    let before = segments();
+    assert!(before.len() >= 2, "no segments: {before:?}");
+    let second: Vec<u8> = first.iter().map(|b| b.wrapping_add(1)).collect();
+    sink.put("big.bin", &second).unwrap();
+    let after = segments();
+    assert!(!after.is_empty() && after.iter().all(|k| !before.contains(k)), "the first upload's segments stayed: {before:?} {after:?}");
+    assert!(sink.get("big.bin").unwrap() == second, "not the second upload's bytes");
+    assert_eq!(sink.list("").unwrap(), ["big.bin"], "segments are not listed as output");
+    sink.delete("big.bin").unwrap();
+    assert_eq!(segments(), Vec::<String>::new(), "segments left after the delete");
+    drop(sink);
+}

@@ -1,0 +1,60 @@
+//! Issue 18, against the real Swift: an outage of Swift's proxy in the middle of a task
+//! from Swift to Swift is ridden out with retries, as an S3 outage is, and the job's
+//! output is whole.
+
+use std::time::Duration;
+
+use farm_tests::farm::{sqlite_url, Extra, Farm};
+use farm_tests::fixtures::{clip_30s, SMALL_LADDER};
+use farm_tests::hls::check_ladder;
+use farm_tests::s3::{swift_env, swift_s3, unique_prefix, BUCKET};
+use farm_tests::services;
+
+use super::{serial, wait_line, FRAMES};
+
+#[test]
+fn a_swift_outage_is_ridden_out_with_retries() {
+    let _serial = serial();
+    let swift = swift_s3();
+    let prefix = unique_prefix("fault-swift");
+    swift.put_file(&format!("{prefix}/in.mov"), &clip_30s()).unwrap();
+    let env = || swift_env().into_iter().map(|(k, v)| (k, v.to_string())).collect::<Vec<_>>();
+    let mut coordinator = env();
+    coordinator.push(("FARM_ALLOWED_SOURCES", format!("swift://{BUCKET}/{prefix}/")));
+    coordinator.push(("FARM_ALLOWED_OUTPUTS", format!("swift://{BUCKET}/{prefix}/")));
+    let db = tempfile::tempdir().unwrap();
+    // One worker, with its metrics endpoint: the outage falls inside its task.
+    let mut farm = Farm::start_with(&sqlite_url(db.path()), &prefix.replace('/', "-"), 0, 6.0, Extra { coordinator, worker: env() });
+    let port = farm_tests::farm::free_port();
+    farm.add_worker(&[("FARM_WORKER_LISTEN", format!("127.0.0.1:{port}"))]);
+    let body = serde_json::json!({
+        "source": format!("swift://{BUCKET}/{prefix}/in.mov"),
+        "output": format!("swift://{BUCKET}/{prefix}/out"),
+        "ladder": serde_json::from_str::<serde_json::Value>(SMALL_LADDER).unwrap(),
+    });
+    let (status, job) = farm.submit(&body.to_string());
+    assert_eq!(status, 201, "{job}\n{}", farm.coordinator.log());
+    wait_line(&farm.workers[0], &["task started"], Duration::from_secs(60));
+    services::stop_swift();
+    // The outage lasts a while: several requests of the task meet it.
+    std::thread::sleep(Duration::from_secs(8));
+    services::start_swift();
+
+    let done = farm.wait_final(job["id"].as_str().unwrap(), Duration::from_secs(300));
+    assert_eq!(done["state"], "succeeded", "{done}\n{}", farm.workers[0].log());
+    let out = tempfile::tempdir().unwrap();
+    swift.download(&format!("{prefix}/out"), out.path()).unwrap();
+    let check = check_ladder(out.path(), FRAMES, 25.0, true).unwrap();
+    for r in &check.renditions {
+        let frames: Vec<u64> = r.segments.iter().map(|s| s.frames).collect();
+        assert_eq!(frames, vec![50, 50, 50, 150, 150, 150, 150], "{}", r.name);
+    }
+    let metrics = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics")).unwrap().text().unwrap();
+    let retried: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("farm_worker_storage_request_retries_total{kind=\"transport\"}"))
+        .and_then(|l| l.rsplit_once(' ')?.1.parse().ok())
+        .unwrap_or(0.0);
+    assert!(retried >= 1.0, "the Swift client's retries are not counted:\n{metrics}");
+    farm_tests::amqp::broker().delete_farm_queues(&farm.prefix);
+}
