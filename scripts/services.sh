@@ -7,7 +7,7 @@
 #     bucket farm-test, credentials farm-test / farm-test-secret. Loopback only.
 # swift: a one-node OpenStack Swift (Debian's packages, one replica, data under
 #     target/swift) on 127.0.0.1:8089: tempauth (ST_AUTH http://127.0.0.1:8089/auth/v1.0,
-#     user test:tester, key testing; tokens live 20 s, so that renewal is exercised) and
+#     user test:tester, key testing; tokens live 6 s, so that renewal is exercised) and
 #     s3api (access key test:tester, secret testing, region us-east-1). Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -130,7 +130,7 @@ account_autocreate = true
 [filter:tempauth]
 use = egg:swift#tempauth
 user_test_tester = testing .admin
-token_life = 20
+token_life = 6
 
 [filter:s3api]
 use = egg:swift#s3api

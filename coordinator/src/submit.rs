@@ -86,7 +86,7 @@ async fn session(app: &AppState, shutdown: &CancellationToken) -> anyhow::Result
         tokio::select! {
             delivery = requests.next() => {
                 let Some(delivery) = delivery else { anyhow::bail!("the broker closed the job request stream") };
-                running.push(take(app, &channel, delivery?));
+                running.push(take(app, &channel, delivery?, shutdown));
             }
             Some(done) = running.next() => done?,
             // Requests in hand are finished (their jobs may be half dispatched); those not
@@ -102,7 +102,7 @@ async fn session(app: &AppState, shutdown: &CancellationToken) -> anyhow::Result
 }
 
 /// One request: handled, answered, then acknowledged (or dead-lettered, or handed back).
-async fn take(app: &AppState, channel: &Channel, delivery: Delivery) -> anyhow::Result<()> {
+async fn take(app: &AppState, channel: &Channel, delivery: Delivery, shutdown: &CancellationToken) -> anyhow::Result<()> {
     let outcome = handle(app, &delivery).await;
     let properties = &delivery.properties;
     let key = serde_json::from_slice::<serde_json::Value>(&delivery.data).ok().and_then(|v| v["idempotency_key"].as_str().map(str::to_string));
@@ -130,7 +130,11 @@ async fn take(app: &AppState, channel: &Channel, delivery: Delivery) -> anyhow::
         Outcome::Retry { reason, wait } => {
             tracing::warn!(%reason, retry_in = ?wait, "job request not accepted yet: it will be delivered again");
             app.metrics.submissions.with_label_values(&["retried"]).inc();
-            tokio::time::sleep(wait).await;
+            // Handed back at once on shutdown: another coordinator may take it.
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => {}
+            }
             delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
         }
     }

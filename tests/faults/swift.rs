@@ -1,10 +1,11 @@
 //! Issue 18, against the real Swift: an outage of Swift's proxy in the middle of a task
-//! from Swift to Swift is ridden out with retries, as an S3 outage is, and the job's
+//! from Swift to Swift, longer than the test server's tokens live, is ridden out inside
+//! the task (requests and the token's renewal retried), as an S3 outage is, and the job's
 //! output is whole.
 
 use std::time::Duration;
 
-use farm_tests::farm::{sqlite_url, Extra, Farm};
+use farm_tests::farm::{plain, sqlite_url, Extra, Farm};
 use farm_tests::fixtures::{clip_30s, SMALL_LADDER};
 use farm_tests::hls::check_ladder;
 use farm_tests::s3::{swift_env, swift_s3, unique_prefix, BUCKET};
@@ -42,6 +43,12 @@ fn a_swift_outage_is_ridden_out_with_retries() {
 
     let done = farm.wait_final(job["id"].as_str().unwrap(), Duration::from_secs(300));
     assert_eq!(done["state"], "succeeded", "{done}\n{}", farm.workers[0].log());
+    // Ridden out inside the task: no task was handed back. The test Swift's tokens live 6 s,
+    // less than the outage, so the worker renewed its token before it expired, through the
+    // outage, without failing the task.
+    let log = plain(&farm.workers[0].log());
+    assert!(!log.contains("task handed back"), "{log}");
+    assert!(log.lines().any(|l| l.contains("Swift token obtained") && l.contains("reason=\"due\"") || l.contains("Swift token obtained") && l.contains("reason=due")), "{log}");
     let out = tempfile::tempdir().unwrap();
     swift.download(&format!("{prefix}/out"), out.path()).unwrap();
     let check = check_ladder(out.path(), FRAMES, 25.0, true).unwrap();

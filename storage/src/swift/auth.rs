@@ -93,6 +93,13 @@ pub struct Session {
     pub renew_at: Option<Instant>,
 }
 
+/// Half to all of `wait` (so that processes logging in after one outage do not all come
+/// back at once).
+fn jittered(wait: Duration) -> Duration {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    wait / 2 + wait.mul_f64(f64::from(nanos % 1000) / 2000.0)
+}
+
 fn renew_at(lifetime: Option<Duration>) -> Option<Instant> {
     lifetime.map(|life| Instant::now() + life.saturating_sub((life / 4).min(Duration::from_secs(60))))
 }
@@ -123,17 +130,31 @@ impl Login {
     }
 
     /// A session that holds: the current one, or a new login when it is due for renewal
-    /// or when its token is `refused` (the service answered 401 to it).
-    pub async fn session(&self, refused: Option<&str>) -> Result<Session, AuthError> {
+    /// or when its token is `refused` (the service answered 401 to it). A login service
+    /// that is away is tried again with backoff for up to `patience`, as storage requests
+    /// are: a renewal that falls in an outage waits it out instead of failing the task.
+    pub async fn session(&self, refused: Option<&str>, patience: Duration) -> Result<Session, AuthError> {
         let mut current = self.session.lock().await;
-        if let Some(s) = current.as_ref() {
-            let due = s.renew_at.is_some_and(|at| Instant::now() >= at);
-            if !due && refused != Some(s.token.as_str()) {
-                return Ok(s.clone());
+        let reason = match current.as_ref() {
+            None => "first",
+            Some(s) if refused == Some(s.token.as_str()) => "refused",
+            Some(s) if s.renew_at.is_some_and(|at| Instant::now() >= at) => "due",
+            Some(s) => return Ok(s.clone()),
+        };
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(200);
+        let fresh = loop {
+            match self.login().await {
+                Ok(fresh) => break fresh,
+                Err(e) if e.is_transient() && started.elapsed() + wait < patience => {
+                    tracing::warn!(error = %e, retry_in = ?wait, "Swift login failed; trying again");
+                    tokio::time::sleep(jittered(wait)).await;
+                    wait = (wait * 2).min(Duration::from_secs(20));
+                }
+                Err(e) => return Err(e),
             }
-        }
-        let fresh = self.login().await?;
-        tracing::info!(credentials = ?self.credentials, storage_url = %fresh.storage_url, renewed = current.is_some(), "Swift token obtained");
+        };
+        tracing::info!(credentials = ?self.credentials, storage_url = %fresh.storage_url, renewed = current.is_some(), reason, "Swift token obtained");
         *current = Some(fresh.clone());
         Ok(fresh)
     }

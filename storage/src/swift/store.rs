@@ -33,6 +33,8 @@ struct Shared {
     container: String,
     login: Arc<Login>,
     retry: opendal::layers::RetryLayer<CountRetries>,
+    /// How long a login is tried again through an outage.
+    retry_for: std::time::Duration,
     /// The OpenDAL store made with the current token, and that token.
     built: Mutex<Option<(String, Arc<OpendalStore>)>>,
 }
@@ -48,7 +50,7 @@ impl SwiftStore {
             .with_max_delay(std::time::Duration::from_secs(20))
             .with_max_times(tries)
             .with_notify(CountRetries);
-        Self { shared: Arc::new(Shared { container: container.into(), login, retry, built: Mutex::default() }) }
+        Self { shared: Arc::new(Shared { container: container.into(), login, retry, retry_for, built: Mutex::default() }) }
     }
 }
 
@@ -56,7 +58,7 @@ impl Shared {
     /// The store for a session that holds (renewed first when due, or when `refused` is
     /// the token the service just refused), and its session.
     async fn store(&self, refused: Option<&str>) -> Result<(Session, Arc<OpendalStore>)> {
-        let session = self.login.session(refused).await.map_err(|e| auth_error(&self.container, e))?;
+        let session = self.login.session(refused, self.retry_for).await.map_err(|e| auth_error(&self.container, e))?;
         let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((token, store)) = built.as_ref() {
             if *token == session.token {
