@@ -136,28 +136,17 @@ token_life = 6
 use = egg:swift#s3api
 location = us-east-1
 
-[filter:catch_errors]
-use = egg:swift#catch_errors
-[filter:gatekeeper]
-use = egg:swift#gatekeeper
-[filter:healthcheck]
-use = egg:swift#healthcheck
 [filter:proxy-logging]
 use = egg:swift#proxy_logging
+
 [filter:cache]
 use = egg:swift#memcache
 memcache_servers = 127.0.0.1:11211
-[filter:listing_formats]
-use = egg:swift#listing_formats
-[filter:bulk]
-use = egg:swift#bulk
-[filter:copy]
-use = egg:swift#copy
-[filter:slo]
-use = egg:swift#slo
-[filter:dlo]
-use = egg:swift#dlo
 CONF
+  # The other filters, each Swift's own of that name.
+  for name in catch_errors gatekeeper healthcheck listing_formats bulk copy slo dlo; do
+    printf '\n[filter:%s]\nuse = egg:swift#%s\n' "$name" "$name" >> "$dir/conf/proxy-server.conf"
+  done
   port_open 11211 || memcached -u "$(id -un)" -l 127.0.0.1 -d
   # Each server that is not running (after a test stopped the proxy, only the proxy).
   local ports=(account:6202 container:6201 object:6200 proxy:8089)

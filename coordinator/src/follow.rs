@@ -38,20 +38,7 @@ pub async fn run(broker: &Broker, tracker: Tracker, shutdown: CancellationToken)
                 }
             }
         }
-        let mut backoff = farm_service::retry::Backoff::default();
-        while !shutdown.is_cancelled() {
-            let started = std::time::Instant::now();
-            let error = match session(broker, &tracker, &shutdown).await {
-                Ok(()) => return,
-                Err(e) => e,
-            };
-            let wait = backoff.next(started);
-            tracing::warn!(error = format!("{error:#}"), retry_in = ?wait, "event stream lost");
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.cancelled() => return,
-            }
-        }
+        farm_service::retry::reconnecting("event stream lost", &shutdown, || session(broker, &tracker, &shutdown)).await;
     }
 
 /// One connection's worth of events and dead letters, applied in order.

@@ -51,20 +51,7 @@ pub async fn run(app: Arc<AppState>, shutdown: CancellationToken) {
     if app.broker.memory().is_some() || !app.config.amqp_submit {
         return;
     }
-    let mut backoff = farm_service::retry::Backoff::default();
-    while !shutdown.is_cancelled() {
-        let started = std::time::Instant::now();
-        let error = match session(&app, &shutdown).await {
-            Ok(()) => return,
-            Err(e) => e,
-        };
-        let wait = backoff.next(started);
-        tracing::warn!(error = format!("{error:#}"), retry_in = ?wait, "job request stream lost");
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.cancelled() => return,
-        }
-    }
+    farm_service::retry::reconnecting("job request stream lost", &shutdown, || session(&app, &shutdown)).await;
 }
 
 /// One connection's worth of requests, as many at once as sources may be probed at once.

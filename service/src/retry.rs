@@ -1,8 +1,32 @@
 //! Backoff for loops that reconnect: doubling from 0.5 s to at most 30 s, back to the start
 //! after a session that lasted (so a flapping broker is not hammered, a recovered one is
-//! rejoined at once next time).
+//! rejoined at once next time); [`reconnecting`] is such a loop.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+/// Runs `session` again and again until one ends cleanly or `shutdown` is cancelled; after
+/// each error logs `lost` with the error and waits the backoff (cut short by shutdown).
+pub async fn reconnecting<F, Fut, E>(lost: &'static str, shutdown: &CancellationToken, mut session: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut backoff = Backoff::default();
+    while !shutdown.is_cancelled() {
+        let started = Instant::now();
+        let Err(error) = session().await else { return };
+        let wait = backoff.next(started);
+        tracing::warn!(error = format!("{error:#}"), retry_in = ?wait, "{lost}");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Backoff {

@@ -125,6 +125,18 @@ fn playlists_name_only_written_segments(out: &str) {
     assert!(missing.is_empty(), "playlists name segments not written yet: {missing:?}");
 }
 
+/// The storage requests the worker with metrics on `port` retried after transport errors,
+/// and its whole metrics page (for messages).
+fn transport_retries(port: u16) -> (f64, String) {
+    let metrics = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics")).unwrap().text().unwrap();
+    let retried = metrics
+        .lines()
+        .find(|l| l.starts_with("farm_worker_storage_request_retries_total{kind=\"transport\"}"))
+        .and_then(|l| l.rsplit_once(' ')?.1.parse().ok())
+        .unwrap_or(0.0);
+    (retried, metrics)
+}
+
 /// Waits until a log line holds every one of `needles`; returns that line.
 fn wait_line(proc: &Proc, needles: &[&str], limit: Duration) -> String {
     let start = Instant::now();
@@ -271,12 +283,7 @@ fn a_storage_outage_is_ridden_out_with_retries() {
     let done = case.wait_final(&id, Duration::from_secs(300));
     assert_eq!(done["state"], "succeeded", "{done}");
     case.assert_output_whole();
-    let metrics = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics")).unwrap().text().unwrap();
-    let retried: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("farm_worker_storage_request_retries_total{kind=\"transport\"}"))
-        .and_then(|l| l.rsplit_once(' ')?.1.parse().ok())
-        .unwrap_or(0.0);
+    let (retried, metrics) = transport_retries(port);
     assert!(retried >= 1.0, "the S3 client's retries are not counted:\n{metrics}");
     case.cleanup();
 }

@@ -11,7 +11,7 @@ use farm_tests::hls::check_ladder;
 use farm_tests::s3::{swift_env, swift_s3, unique_prefix, BUCKET};
 use farm_tests::services;
 
-use super::{serial, wait_line, FRAMES};
+use super::{serial, transport_retries, wait_line, FRAMES};
 
 #[test]
 fn a_swift_outage_is_ridden_out_with_retries() {
@@ -56,12 +56,7 @@ fn a_swift_outage_is_ridden_out_with_retries() {
         let frames: Vec<u64> = r.segments.iter().map(|s| s.frames).collect();
         assert_eq!(frames, vec![50, 50, 50, 150, 150, 150, 150], "{}", r.name);
     }
-    let metrics = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics")).unwrap().text().unwrap();
-    let retried: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("farm_worker_storage_request_retries_total{kind=\"transport\"}"))
-        .and_then(|l| l.rsplit_once(' ')?.1.parse().ok())
-        .unwrap_or(0.0);
+    let (retried, metrics) = transport_retries(port);
     assert!(retried >= 1.0, "the Swift client's retries are not counted:\n{metrics}");
     farm_tests::amqp::broker().delete_farm_queues(&farm.prefix);
 }

@@ -33,20 +33,8 @@ pub async fn run(config: ServeConfig, shutdown: CancellationToken) -> anyhow::Re
     if let QueueSource::Memory(queue) = &config.queue {
         return serve(&Link::Memory(queue.clone()), &config, &shutdown).await;
     }
-    let mut backoff = farm_service::retry::Backoff::default();
-    loop {
-        let started = Instant::now();
-        let error = match session(&config, &shutdown).await {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        let wait = backoff.next(started);
-        tracing::warn!(error = format!("{error:#}"), retry_in = ?wait, "broker connection lost");
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.cancelled() => return Ok(()),
-        }
-    }
+    farm_service::retry::reconnecting("broker connection lost", &shutdown, || session(&config, &shutdown)).await;
+    Ok(())
 }
 
 async fn session(config: &ServeConfig, shutdown: &CancellationToken) -> anyhow::Result<()> {
