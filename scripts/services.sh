@@ -9,6 +9,11 @@
 #     target/swift) on 127.0.0.1:8089: tempauth (ST_AUTH http://127.0.0.1:8089/auth/v1.0,
 #     user test:tester, key testing; tokens live 6 s, so that renewal is exercised) and
 #     s3api (access key test:tester, secret testing, region us-east-1). Loopback only.
+# keystone: Keystone v3 (Debian's python3-keystone, SQLite, fernet tokens, data under
+#     target/keystone) on 127.0.0.1:5000, admin admin/admin-secret; project post, user
+#     ingest/ingest-secret (member); its catalogue's object-store is a second Swift proxy
+#     on 127.0.0.1:8090 that takes Keystone tokens (accounts KEY_<project id>), with a
+#     farm-test container in project post. Starts swift too. Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -171,6 +176,128 @@ CONF
     || { echo "cannot create Swift's farm-test container" >&2; return 1; }
 }
 
+keystone_manage() {
+  /usr/bin/python3 -c 'import sys; sys.argv[0] = "keystone-manage"; from keystone.cmd.manage import main; main()' \
+    --config-file "$1" "${@:2}" >>"$(dirname "$1")/manage.log" 2>&1
+}
+
+# A token of the Keystone at $1 for user $2 (password $3) in project $4.
+keystone_token() {
+  curl -sf -D - -o /dev/null -H 'content-type: application/json' \
+    -d "{\"auth\":{\"identity\":{\"methods\":[\"password\"],\"password\":{\"user\":{\"name\":\"$2\",\"domain\":{\"name\":\"Default\"},\"password\":\"$3\"}}},\"scope\":{\"project\":{\"name\":\"$4\",\"domain\":{\"name\":\"Default\"}}}}}" \
+    "$1/auth/tokens" | tr -d '\r' | sed -n 's/^[Xx]-[Ss]ubject-[Tt]oken: //p'
+}
+
+# POSTs JSON $3 to $1$2 with token $4; prints the "id" of the object made.
+keystone_make() {
+  curl -sf -H "X-Auth-Token: $4" -H 'content-type: application/json' -d "$3" "$1$2" \
+    | /usr/bin/python3 -c 'import json, sys; print(next(iter(json.load(sys.stdin).values()))["id"])'
+}
+
+start_keystone() {
+  start_swift
+  local dir k=http://127.0.0.1:5000/v3
+  dir="$(pwd)/target/keystone"
+  if ! port_open 5000; then
+    /usr/bin/python3 -c 'import keystone.server.wsgi' 2>/dev/null || { echo "Keystone is missing: source scripts/setup.sh; farm_install_debs" >&2; return 1; }
+    mkdir -p "$dir"
+    local fresh=""
+    if [ ! -f "$dir/keystone.db" ]; then
+      fresh=1
+      cat > "$dir/keystone.conf" <<CONF
+[DEFAULT]
+log_file = $dir/keystone.log
+[database]
+connection = sqlite:///$dir/keystone.db
+[token]
+provider = fernet
+expiration = 600
+[fernet_tokens]
+key_repository = $dir/fernet-keys
+[fernet_receipts]
+key_repository = $dir/fernet-keys
+[credential]
+key_repository = $dir/credential-keys
+CONF
+      keystone_manage "$dir/keystone.conf" db_sync
+      keystone_manage "$dir/keystone.conf" fernet_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)"
+      keystone_manage "$dir/keystone.conf" credential_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)"
+      keystone_manage "$dir/keystone.conf" bootstrap --bootstrap-password admin-secret \
+        --bootstrap-public-url "$k/" --bootstrap-region-id RegionOne
+    fi
+    echo "starting Keystone on 127.0.0.1:5000 (log: $dir/keystone.log)"
+    nohup setsid /usr/bin/python3 scripts/keystone_serve.py "$dir/keystone.conf" 5000 >>"$dir/serve.log" 2>&1 </dev/null &
+    wait_port 5000 "Keystone, see $dir/serve.log"
+    if [ -n "$fresh" ]; then
+      local admin service project user role
+      admin=$(keystone_token $k admin admin-secret admin)
+      service=$(keystone_make $k /services '{"service":{"type":"object-store","name":"swift"}}' "$admin")
+      keystone_make $k /endpoints "{\"endpoint\":{\"service_id\":\"$service\",\"interface\":\"public\",\"region_id\":\"RegionOne\",\"url\":\"http://127.0.0.1:8090/v1/KEY_%(project_id)s\"}}" "$admin" >/dev/null
+      project=$(keystone_make $k /projects '{"project":{"name":"post","domain_id":"default"}}' "$admin")
+      user=$(keystone_make $k /users '{"user":{"name":"ingest","domain_id":"default","password":"ingest-secret"}}' "$admin")
+      role=$(curl -sf -H "X-Auth-Token: $admin" "$k/roles?name=member" | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["roles"][0]["id"])')
+      curl -sf -X PUT -H "X-Auth-Token: $admin" "$k/projects/$project/users/$user/roles/$role"
+    fi
+  fi
+  if ! port_open 8090; then
+    local conf="$(pwd)/target/swift/conf/proxy-keystone.conf"
+    cat > "$conf" <<CONF
+[DEFAULT]
+bind_ip = 127.0.0.1
+bind_port = 8090
+workers = 0
+user = $(id -un)
+log_name = proxy-keystone
+
+[pipeline:main]
+pipeline = catch_errors healthcheck proxy-logging cache authtoken keystoneauth copy slo dlo proxy-logging proxy-server
+
+[app:proxy-server]
+use = egg:swift#proxy
+account_autocreate = true
+
+[filter:authtoken]
+paste.filter_factory = keystonemiddleware.auth_token:filter_factory
+www_authenticate_uri = http://127.0.0.1:5000
+auth_url = http://127.0.0.1:5000
+auth_type = password
+interface = public
+project_domain_name = Default
+user_domain_name = Default
+project_name = admin
+username = admin
+password = admin-secret
+delay_auth_decision = True
+memcached_servers = 127.0.0.1:11211
+
+[filter:keystoneauth]
+use = egg:swift#keystoneauth
+reseller_prefix = KEY_
+operator_roles = admin, member
+
+[filter:proxy-logging]
+use = egg:swift#proxy_logging
+
+[filter:cache]
+use = egg:swift#memcache
+memcache_servers = 127.0.0.1:11211
+CONF
+    for name in catch_errors healthcheck copy slo dlo; do
+      printf '\n[filter:%s]\nuse = egg:swift#%s\n' "$name" "$name" >> "$conf"
+    done
+    echo "starting Swift's Keystone proxy on 127.0.0.1:8090 (log: target/swift/proxy-keystone.log)"
+    nohup setsid swift-proxy-server "$conf" -v >>"$(pwd)/target/swift/proxy-keystone.log" 2>&1 </dev/null &
+    wait_port 8090 "Swift's Keystone proxy, see target/swift/proxy-keystone.log"
+    # The tests' container in project post (created once; PUT is idempotent).
+    local token storage
+    token=$(keystone_token $k ingest ingest-secret post)
+    storage=$(curl -sf -H 'content-type: application/json' -H "X-Auth-Token: $token" -H "X-Subject-Token: $token" "$k/auth/tokens" \
+      | /usr/bin/python3 -c 'import json, sys; c = json.load(sys.stdin)["token"]["catalog"]; print([e["url"] for s in c if s["type"] == "object-store" for e in s["endpoints"] if e["interface"] == "public"][0])')
+    curl -sf -o /dev/null -X PUT -H "X-Auth-Token: $token" "$storage/farm-test" \
+      || { echo "cannot create the farm-test container in Keystone project post" >&2; return 1; }
+  fi
+}
+
 start_postgres() {
   if ! port_open 5432; then
     if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
@@ -197,6 +324,7 @@ for service in "${@:-s3}"; do
     rabbitmq) start_rabbitmq ;;
     postgres) start_postgres ;;
     swift) start_swift ;;
+    keystone) start_keystone ;;
     *) echo "unknown service $service" >&2; exit 2 ;;
   esac
 done

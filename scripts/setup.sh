@@ -14,6 +14,7 @@ FARM_DEB_PACKAGES=(
   chromium   # the tests play ladders in a browser with hls.js
   # a one-node OpenStack Swift (tempauth, s3api) the Swift tests read and write
   swift swift-proxy swift-account swift-container swift-object memcached
+  python3-keystone   # Keystone v3, which the Swift tests log in to (no Apache: a WSGI server)
 )
 
 farm_install_debs() {

@@ -8,6 +8,6 @@ farm_install_debs
 farm_install_chart_tools
 farm_install_api_tools
 farm_install_browser_tools
-./scripts/services.sh s3 rabbitmq postgres swift
+./scripts/services.sh s3 rabbitmq postgres swift keystone
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast

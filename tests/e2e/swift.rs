@@ -129,3 +129,42 @@ fn a_large_output_is_a_static_large_object_whose_segments_go_with_it() {
     assert_eq!(segments(), Vec::<String>::new(), "segments left after the delete");
     drop(sink);
 }
+
+#[test]
+fn keystone_passwords_and_application_credentials_reach_swift() {
+    use farm_tests::keystone::{keystone, password_env};
+    let ks = keystone();
+    let prefix = unique_prefix("keystone");
+    let source = Kind::DnxhrMxf.make().unwrap();
+    ks.put(&format!("{BUCKET}/{prefix}/in.mxf"), std::fs::read(&source).unwrap()).unwrap();
+    let frames = farm_tests::probe::video_frame_count(&source).unwrap();
+    let ladder = small_ladder_file();
+    let transcode = |out: &str, env: &[(&str, &str)]| {
+        let src = format!("swift://{BUCKET}/{prefix}/in.mxf");
+        worker_with_env(&["transcode", &src, &format!("swift://{BUCKET}/{prefix}/{out}"), "--ladder", ladder.to_str().unwrap()], env).unwrap()
+    };
+    // A user's password, scoped to the project; the endpoint of the region.
+    let run = transcode("by-password", &password_env()).ok().unwrap();
+    assert!(run.stderr().contains("Keystone v3 password of ingest for project post"), "{}", run.stderr());
+    // An application credential, the auth URL without /v3 as some clouds print it.
+    let (id, secret) = ks.application_credential(&format!("farm-{}", prefix.replace('/', "-")));
+    let app = [("OS_AUTH_URL", "http://127.0.0.1:5000"), ("OS_APPLICATION_CREDENTIAL_ID", id.as_str()), ("OS_APPLICATION_CREDENTIAL_SECRET", secret.as_str())];
+    let run = transcode("by-application-credential", &app).ok().unwrap();
+    assert!(!run.stderr().contains(&secret), "the secret was printed");
+    for out in ["by-password", "by-application-credential"] {
+        let local = tempfile::tempdir().unwrap();
+        ks.download(BUCKET, &format!("{prefix}/{out}"), local.path()).unwrap();
+        assert_eq!(check_ladder(local.path(), frames, 24000.0 / 1001.0, true).unwrap().renditions.len(), 3, "{out}");
+    }
+    // A wrong password is refused; a region without Swift says so.
+    let mut wrong = password_env();
+    wrong.retain(|(k, _)| *k != "OS_PASSWORD");
+    wrong.push(("OS_PASSWORD", "not-the-password"));
+    let run = transcode("refused", &wrong);
+    assert!(!run.output.status.success() && run.stderr().contains("Swift login refused") && run.stderr().contains("HTTP 401"), "{}", run.stderr());
+    let mut elsewhere = password_env();
+    elsewhere.retain(|(k, _)| *k != "OS_REGION_NAME");
+    elsewhere.push(("OS_REGION_NAME", "Elsewhere"));
+    let run = transcode("elsewhere", &elsewhere);
+    assert!(!run.output.status.success() && run.stderr().contains("in region Elsewhere"), "{}", run.stderr());
+}

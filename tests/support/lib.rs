@@ -7,6 +7,7 @@ pub mod farm;
 pub mod fixtures;
 pub mod hls;
 pub mod keys;
+pub mod keystone;
 pub mod picture;
 pub mod probe;
 pub mod s3;
