@@ -8,7 +8,8 @@
 //! rung that would need more (a starved rung) is capped at the fixed rung's rate, with the
 //! CRF that rate is expected to reach. A rung between the largest and the smallest that
 //! would have to be starved far below the quality target to keep to its rate is dropped: at
-//! that rate its resolution adds no quality over the next smaller rung's. The decision is
+//! that rate its resolution adds no quality over the next smaller rung's. A noise-dominated
+//! source aims its whole ladder higher ([`NOISE_SLOPE`]). The decision is
 //! stored in the job's ladder and so travels in every chunk task: all chunks of a job
 //! encode alike.
 
@@ -40,6 +41,13 @@ pub const SLOPE_CRF_STEP: f32 = 6.0;
 
 /// The measured slope is taken between these bounds (CRF steps per halving of the rate).
 const SLOPE_BOUNDS: (f64, f64) = (1.0, 12.0);
+
+/// A source whose rate at its own size halves in fewer CRF steps than this is
+/// noise-dominated (film grain, sensor noise in low light): what more bits buy there is
+/// the noise, which x264 quantises away a few steps higher (the rate halves every step or
+/// so) while the picture's structure stays. Its whole ladder aims [`SLOPE_CRF_STEP`] above
+/// the quality target, the top of the range the probe measured.
+pub const NOISE_SLOPE: f64 = 2.0;
 
 /// The per-title settings of a ladder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -222,20 +230,22 @@ fn predicted_kbps(c: &Complexity, rung: &FittedRendition, native: Option<&Native
 pub fn decide(settings: &PerTitleSettings, fitted: &[FittedRendition], c: &Complexity) -> PerTitleDecision {
     let mut rungs = Vec::new();
     let mut dropped = Vec::new();
+    let noisy = c.native.as_ref().and_then(NativeRate::crf_per_halving).is_some_and(|s| s < NOISE_SLOPE);
+    let target_crf = if noisy { settings.crf + SLOPE_CRF_STEP } else { settings.crf };
     for (i, rung) in fitted.iter().enumerate() {
         // at the target CRF; c.crf is what the probe used
         let native = native_for(c, rung);
-        let at_target = predicted_kbps(c, rung, native) * 2f64.powf(f64::from(c.crf - settings.crf) / CRF_PER_HALVING);
+        let at_target = predicted_kbps(c, rung, native) * 2f64.powf(f64::from(c.crf - target_crf) / CRF_PER_HALVING);
         let fixed = f64::from(rung.bitrate_kbps);
         if at_target > fixed {
             // Starved: the rung needs a higher CRF to keep to the fixed rate, by the source's
             // own slope where the probe measured it.
             let per_halving = native.and_then(NativeRate::crf_per_halving).unwrap_or(CRF_PER_HALVING);
-            let crf = f64::from(settings.crf) + per_halving * (at_target / fixed).log2();
+            let crf = f64::from(target_crf) + per_halving * (at_target / fixed).log2();
             // The largest rung is the review's best picture and the smallest the hotel
             // connection's: both stay, however starved.
             let end = i == 0 || i + 1 == fitted.len();
-            if !end && crf - f64::from(settings.crf) > f64::from(settings.drop_above_crf) {
+            if !end && crf - f64::from(target_crf) > f64::from(settings.drop_above_crf) {
                 dropped.push(rung.name.clone());
                 continue;
             }
@@ -257,7 +267,7 @@ pub fn decide(settings: &PerTitleSettings, fitted: &[FittedRendition], c: &Compl
         }
         // A floor, so that a still picture's cap is not a few kb/s.
         let target = at_target.max(fixed / 10.0).max(30.0).round() as u32;
-        rungs.push(RungRate { name: rung.name.clone(), crf: settings.crf, bitrate_kbps: target, maxrate_kbps: target * 2, bufsize_kbits: target * 2 });
+        rungs.push(RungRate { name: rung.name.clone(), crf: target_crf, bitrate_kbps: target, maxrate_kbps: target * 2, bufsize_kbits: target * 2 });
     }
     PerTitleDecision { complexity: c.clone(), rungs, dropped }
 }
@@ -359,26 +369,49 @@ mod tests {
         let fitted = Ladder::default().fit(1920, 1080);
         let settings = PerTitleSettings::default();
         let top = |c: &Complexity| decide(&settings, &fitted, c).rungs[0].crf;
-        // 1080p needs 20000 kb/s at CRF 23, 4x its 5000: two halvings
-        let mut c = with_native(300.0, 20_000.0);
-        // without a measured slope: 6 per halving (CRF 35), held at the probe's range (+6)
+        // 1080p needs 20000 kb/s at CRF 23, 4x its 5000: two halvings; without a measured
+        // slope, 6 per halving (CRF 35), held at the probe's range (+6)
+        let c = with_native(300.0, 20_000.0);
         assert_eq!(top(&c), 29.0);
-        // grain: 20000 at CRF 23, 312.5 at CRF 29, a halving every CRF step: CRF 25
-        c.native.as_mut().unwrap().step_kbps = Some(312.5);
-        assert_eq!(top(&c), 25.0);
-        assert_eq!(c.native.as_ref().unwrap().crf_per_halving(), Some(1.0));
-        // x264's rule of thumb measured: 10000 at CRF 29: CRF 23 + 12, held at +6
-        c.native.as_mut().unwrap().step_kbps = Some(10_000.0);
-        assert_eq!(top(&c), 29.0);
+        // 8000 at CRF 23 (1.6x its 5000), 2000 at CRF 29: a halving every 3 steps, CRF 25
+        let mut detail = with_native(300.0, 8000.0);
+        detail.native.as_mut().unwrap().step_kbps = Some(2000.0);
+        assert_eq!(detail.native.as_ref().unwrap().crf_per_halving(), Some(3.0));
+        assert_eq!(top(&detail), 25.0);
+        // x264's rule of thumb measured: 4000 at CRF 29: CRF 23 + 6 * 0.68
+        detail.native.as_mut().unwrap().step_kbps = Some(4000.0);
+        assert_eq!(top(&detail), 27.1);
         // a slope that is no slope (the second rate not below the first) is not used
-        c.native.as_mut().unwrap().step_kbps = Some(25_000.0);
-        assert_eq!(c.native.as_ref().unwrap().crf_per_halving(), None);
+        detail.native.as_mut().unwrap().step_kbps = Some(9000.0);
+        assert_eq!(detail.native.as_ref().unwrap().crf_per_halving(), None);
         // the slope is the native size's: a rung at the reference box keeps 6 per halving.
         // 360p needs 5000 kb/s, 6.25x its 800: 6 * 2.64 = 15.9 above the target, dropped
-        // (at 1 per halving it would have been kept at CRF 25.6)
-        c.native.as_mut().unwrap().step_kbps = Some(312.5);
-        let d = decide(&settings, &fitted, &Complexity { kbps: 5000.0, ..c.clone() });
+        detail.native.as_mut().unwrap().step_kbps = Some(2000.0);
+        let d = decide(&settings, &fitted, &Complexity { kbps: 5000.0, ..detail.clone() });
         assert!(d.dropped.contains(&"360p".to_string()), "{d:?}");
-        assert_eq!(d.rungs[0].crf, 25.0, "{d:?}");
+    }
+
+    #[test]
+    fn a_noise_dominated_source_aims_its_whole_ladder_higher() {
+        let fitted = Ladder::default().fit(1920, 1080);
+        let settings = PerTitleSettings::default();
+        // grain: 20000 kb/s at CRF 23, 312.5 at CRF 29, a halving every CRF step
+        let mut grain = with_native(400.0, 20_000.0);
+        grain.native.as_mut().unwrap().step_kbps = Some(312.5);
+        assert_eq!(grain.native.as_ref().unwrap().crf_per_halving(), Some(1.0));
+        let d = decide(&settings, &fitted, &grain);
+        assert!(d.rungs.iter().all(|r| r.crf == 29.0), "every rung at 23 + 6: {d:?}");
+        // 1080p still starved at CRF 29 (10000 > 5000): capped at the fixed rate
+        assert_eq!((d.rungs[0].bitrate_kbps, d.rungs[0].maxrate_kbps), (5000, 5000));
+        // the small rungs aim at half the rate they would at CRF 23
+        let plain = decide(&settings, &fitted, &complexity(400.0));
+        let rate = |d: &PerTitleDecision, name: &str| d.rungs.iter().find(|r| r.name == name).unwrap().bitrate_kbps;
+        assert_eq!(rate(&d, "360p"), rate(&plain, "360p") / 2);
+        // a slope of 2 or more is detail, not noise: the target stays
+        grain.native.as_mut().unwrap().step_kbps = Some(2500.0);
+        assert_eq!(grain.native.as_ref().unwrap().crf_per_halving(), Some(2.0));
+        let detail = decide(&settings, &fitted, &grain);
+        assert_eq!(rate(&detail, "360p"), rate(&plain, "360p"));
+        assert_eq!(detail.rungs.iter().find(|r| r.name == "360p").unwrap().crf, 23.0, "{detail:?}");
     }
 }
