@@ -106,7 +106,7 @@ fn wrong_swift_credentials_are_refused() {
 }
 
 #[test]
-fn a_large_output_is_a_static_large_object_whose_segments_go_with_it() {
+fn a_large_output_is_a_static_large_object_whose_segments_go_with_it_through_token_expiries() {
     use farm_storage::swift::Credentials;
     let prefix = unique_prefix("swift-large");
     let credentials = Credentials::TempAuth { url: farm_tests::s3::SWIFT_AUTH.into(), user: farm_tests::s3::SWIFT_USER.into(), key: farm_tests::s3::SWIFT_KEY.into() };
@@ -120,11 +120,17 @@ fn a_large_output_is_a_static_large_object_whose_segments_go_with_it() {
     let before = segments();
     assert!(before.len() >= 2, "no segments: {before:?}");
     let second: Vec<u8> = first.iter().map(|b| b.wrapping_add(1)).collect();
+    // Each step with the token the sink holds gone (as when it expires between the last
+    // renewal and the request): renewed, and the step tried again.
+    expire_all_swift_tokens();
     sink.put("big.bin", &second).unwrap();
     let after = segments();
     assert!(!after.is_empty() && after.iter().all(|k| !before.contains(k)), "the first upload's segments stayed: {before:?} {after:?}");
+    expire_all_swift_tokens();
     assert!(sink.get("big.bin").unwrap() == second, "not the second upload's bytes");
+    expire_all_swift_tokens();
     assert_eq!(sink.list("").unwrap(), ["big.bin"], "segments are not listed as output");
+    expire_all_swift_tokens();
     sink.delete("big.bin").unwrap();
     assert_eq!(segments(), Vec::<String>::new(), "segments left after the delete");
     drop(sink);

@@ -348,11 +348,14 @@ fn a_frozen_worker_s_task_is_reclaimed_after_the_stall_time() {
     case.farm.workers[0].signal("STOP");
     case.farm.add_worker(&[]);
     let done = case.wait_final(&id, Duration::from_secs(300));
-    case.farm.workers[0].signal("CONT");
     assert_eq!(done["state"], "succeeded", "{done}");
     let log = plain(&case.farm.coordinator.log());
     assert!(log.contains("stalled task handed out again"), "{log}");
+    // The output as the job published it, checked before the frozen worker runs again:
+    // nothing fences the late writes of a worker resumed after its task was handed out
+    // again (docs/faults.md, "Not covered"), and its segments need not be the same bytes.
     case.assert_output_whole();
+    case.farm.workers[0].signal("CONT");
     case.cleanup();
 }
 

@@ -94,16 +94,27 @@ impl Shared {
     /// Removes `key`'s segments when it is a static large object (before it is replaced or
     /// deleted: a plain overwrite or delete leaves them behind); true when it did.
     async fn clear_large(&self, key: &str) -> Result<bool> {
-        let (session, _) = self.store(None).await?;
-        let url = format!("{}/{}/{}", session.storage_url, self.container, key);
-        let http = self.login.http();
         let generic = |e: reqwest::Error| object_store::Error::Generic { store: "Swift", source: Box::new(e) };
-        let head = http.head(&url).header("X-Auth-Token", &session.token).send().await.map_err(generic)?;
+        let (mut session, _) = self.store(None).await?;
+        let mut url = format!("{}/{}/{}", session.storage_url, self.container, key);
+        let mut head = self.login.http().head(&url).header("X-Auth-Token", &session.token).send().await.map_err(generic)?;
+        if head.status() == reqwest::StatusCode::UNAUTHORIZED {
+            // The token expired on the way (tempauth hands out a token until its last second).
+            (session, _) = self.store(Some(&session.token)).await?;
+            url = format!("{}/{}/{}", session.storage_url, self.container, key);
+            head = self.login.http().head(&url).header("X-Auth-Token", &session.token).send().await.map_err(generic)?;
+        }
+        if head.status() == reqwest::StatusCode::UNAUTHORIZED || head.status() == reqwest::StatusCode::FORBIDDEN {
+            let source = format!("HEAD {key}: HTTP {}", head.status()).into();
+            return Err(object_store::Error::Unauthenticated { path: key.into(), source });
+        }
         let large = head.headers().get("x-static-large-object").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("true"));
         if !large {
             return Ok(false);
         }
-        let answer = http
+        let answer = self
+            .login
+            .http()
             .delete(format!("{url}?multipart-manifest=delete"))
             .header("X-Auth-Token", &session.token)
             .header("Accept", "application/json")
@@ -214,10 +225,19 @@ impl ObjectStore for SwiftStore {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        // Listed whole, so that a token refused on the way is renewed and the listing tried
+        // again like any other request (output prefixes hold thousands of keys at most).
         let (shared, prefix) = (self.shared.clone(), prefix.cloned());
         futures::stream::once(async move {
-            let listing = shared.store(None).await.map(|(_, s)| s.list(prefix.as_ref()));
-            listing.unwrap_or_else(|e| futures::stream::once(async { Err(e) }).boxed())
+            let location = prefix.as_ref().map_or(String::new(), |p| p.to_string());
+            let listed = shared.run(&location, |s| {
+                let prefix = prefix.clone();
+                async move { s.list(prefix.as_ref()).try_collect::<Vec<_>>().await }
+            });
+            match listed.await {
+                Ok(all) => futures::stream::iter(all.into_iter().map(Ok)).boxed(),
+                Err(e) => futures::stream::once(async { Err(e) }).boxed(),
+            }
         })
         .flatten()
         // A listing of the whole container would show the large objects' segments too.
