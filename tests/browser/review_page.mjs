@@ -50,7 +50,7 @@ async function stepAndRead(tab, button) {
     const video = document.getElementById('video');
     const lead = video.currentTime - window.presented;
     return !video.seeking && window.presented !== null && lead >= 0 && lead < period;
-  }, 1 / fps, { timeout: 30000 }).catch(async (e) => {
+  }, 1 / fps, { timeout: 60000 }).catch(async (e) => {
     const seen = await tab.evaluate(() => ({ presented: window.presented, time: document.getElementById('video').currentTime }));
     throw new Error(`the stepped-to frame was never presented (${JSON.stringify(seen)}): ${e.message}`);
   });
@@ -101,6 +101,9 @@ try {
   // Then the top rung from the quality selector, so that the burn-in is read at full size.
   await tab.evaluate(() => { const q = document.getElementById('quality'); q.value = String(hls.levels.length - 1); q.dispatchEvent(new Event('change')); });
   await tab.waitForFunction(() => hls.currentLevel === hls.levels.length - 1, null, { timeout: 30000 });
+  // The switch empties the buffer (hls.js flushes it for a chosen level): playback goes on
+  // from the new rung before the reviewer pauses, as on a slow link a person waits too.
+  await tab.waitForFunction(() => { const v = document.getElementById('video'); return v.readyState >= 3 && !v.paused; }, null, { timeout: 60000 });
   await tab.click('#play');
   const first = await stepAndRead(tab, '#step-forward');
   first.screenshot = await frameShot(tab, 'frame-start.png');
