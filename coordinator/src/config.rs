@@ -61,6 +61,11 @@ pub struct Config {
     /// handed out again (workers report every 2 s while they work)
     #[arg(long, env = "FARM_TASK_STALL_SECONDS", default_value_t = 300)]
     pub task_stall_seconds: u64,
+    /// Seconds a lease of a replica lasts without renewal (live playlists and finishing jobs,
+    /// the reclaim of stalled tasks, the dead-letter follower run where it is held): a
+    /// replica that dies hands them over within this time. Renewed every fifth of it.
+    #[arg(long, env = "FARM_LEASE_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub lease_seconds: u64,
     /// Bearer token every API request but /healthz, /readyz and /metrics must carry
     /// (`Authorization: Bearer TOKEN`). Required with AMQP_URL; the embedded farm runs
     /// without one, with a warning.

@@ -72,6 +72,8 @@ pub struct Task {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pool: AnyPool,
+    /// SQLite (one coordinator replica) rather than PostgreSQL.
+    pub(crate) sqlite: bool,
 }
 
 /// The schema, in `coordinator/migrations/`, applied in order at start-up.
@@ -95,10 +97,11 @@ impl Store {
             }
         }
         // SQLite takes one writer at a time: one connection avoids "database is locked".
-        let max = if url.starts_with("sqlite:") { 1 } else { 8 };
+        let sqlite = url.starts_with("sqlite:");
+        let max = if sqlite { 1 } else { 8 };
         let pool = AnyPoolOptions::new().max_connections(max).connect(url).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, sqlite })
     }
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {

@@ -11,6 +11,8 @@
 //!   done -> VOD playlists, job succeeded;
 //! - [`live`]: EVENT playlists while a job runs (review starts before the job ends);
 //! - [`reclaim`]: completes jobs whose last event was missed, hands stalled tasks out again;
+//! - [`leases`]: with several replicas, which one runs the loops that must run once
+//!   (live playlists and finishing, reclaim, dead letters);
 //! - [`metrics`], [`config`]; `embedded`: the in-process workers of the embedded farm.
 
 pub mod accept;
@@ -26,6 +28,7 @@ pub mod dispatch;
 mod embedded;
 pub mod follow;
 pub mod keys;
+pub mod leases;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
@@ -87,6 +90,13 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
             broker::Broker::embedded(queue, topology)
         }
     });
+    let leases = leases::Leases::new(&store, &config.queue_prefix, std::time::Duration::from_secs(config.lease_seconds));
+    if store.sqlite {
+        tracing::info!("job database is SQLite: run this coordinator as the only replica (several replicas need PostgreSQL)");
+    }
+    // The leases outlive the loops that run under them: given up only once those stopped.
+    let lease_stop = CancellationToken::new();
+    let keepers = leases.keep(&metrics, &lease_stop);
     let lock = Arc::new(tokio::sync::Mutex::new(()));
     let sinks = Arc::new(farm_storage::Sinks::new(config.s3()));
     let (segments, new_segments) = tokio::sync::mpsc::unbounded_channel();
@@ -97,6 +107,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
         broker: broker.clone(),
         lock: lock.clone(),
         segments,
+        lease: leases.playlists.clone(),
     };
     let publisher = live::Publisher {
         store: store.clone(),
@@ -105,6 +116,7 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
         metrics: metrics.clone(),
         new_segments,
         master_key: master_key.clone(),
+        lease: leases.playlists.clone(),
     };
     if allowed.sources.is_empty() {
         tracing::warn!("FARM_ALLOWED_SOURCES is empty: jobs may read any location the coordinator can reach");
@@ -113,14 +125,16 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
     let prober = probe::Prober::new(limits.probe_concurrency, std::time::Duration::from_secs(limits.probe_seconds), config.s3());
     let app = Arc::new(app::AppState { config, allowed, principals, master_key, prober, sinks, store: store.clone(), broker, metrics, tracker: tracker.clone() });
 
-    // Jobs whose tasks all finished while we were down are completed now.
-    for job in store.open_jobs().await? {
-        tracker.finish_if_complete(&job.id).await?;
-    }
+    // Jobs whose tasks all finished while no replica was up are completed by the reclaim
+    // loop's first pass where the playlists lease is held.
     let events = {
         let app = app.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move { follow::run(&app.broker, app.tracker.clone(), shutdown).await })
+    };
+    let dead_letters = {
+        let (app, shutdown, lease) = (app.clone(), shutdown.clone(), leases.dead_letters.clone());
+        tokio::spawn(async move { follow::run_dead_letters(&app.broker, app.tracker.clone(), lease, shutdown).await })
     };
     let live = {
         let app = app.clone();
@@ -131,7 +145,8 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
         let app = app.clone();
         let shutdown = shutdown.clone();
         let stall = std::time::Duration::from_secs(app.config.task_stall_seconds.max(1));
-        tokio::spawn(async move { reclaim::run(&app, stall, shutdown).await })
+        let lease = leases.reclaim.clone();
+        tokio::spawn(async move { reclaim::run(&app, &lease, stall, shutdown).await })
     };
     let submissions = tokio::spawn(submit::run(app.clone(), shutdown.clone()));
     tracing::info!(address = %listener.local_addr()?, "coordinator listening");
@@ -142,11 +157,17 @@ pub async fn run(config: config::Config, listener: TcpListener, shutdown: Cancel
         .await?;
     shutdown.cancel();
     let _ = events.await;
+    let _ = dead_letters.await;
     let _ = live.await;
     let _ = reclaim.await;
     let _ = submissions.await;
     for worker in embedded_workers {
         let _ = worker.await;
+    }
+    // Last: the leases are given up once nothing runs under them any more.
+    lease_stop.cancel();
+    for keeper in keepers {
+        let _ = keeper.await;
     }
     Ok(())
 }

@@ -5,6 +5,8 @@
 //! every rendition has its first segment the master and EVENT media playlists are written,
 //! and they are extended as contiguous segments land. The final VOD playlists are written by
 //! the tracker when the last task is done; both take the same lock so they never interleave.
+//! Only the coordinator replica that holds the playlists lease ([`crate::leases`]) writes
+//! playlists, and it checks the lease's fence before every write.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -76,6 +78,9 @@ pub struct Publisher {
     pub new_segments: UnboundedReceiver<String>,
     /// Unwraps encrypted jobs' keys (for key tags and reading the first segment's codec).
     pub master_key: Option<crate::keys::MasterKey>,
+    /// Live playlists are written only where this lease is held, and checked (fenced) before
+    /// each write.
+    pub lease: crate::leases::Lease,
 }
 
 /// Every running job is looked at this often even without segment events.
@@ -99,6 +104,11 @@ impl Publisher {
                 }
                 _ = shutdown.cancelled() => return,
             };
+            if !self.lease.held() {
+                // Another replica publishes; what this one saw is stale when it takes over.
+                seen.clear();
+                continue;
+            }
             // A sweep reads every open job; a segment event only the jobs it names.
             let jobs = match &only {
                 None => self.store.open_jobs().await,
@@ -120,7 +130,9 @@ impl Publisher {
                 let state = seen.entry(job.id.clone()).or_default();
                 let review = job.review.as_deref().and_then(|r| serde_json::from_str::<Review>(r).ok());
                 match self.refresh(&job.id, &job.output, &plan, review, state).await {
-                    Ok(true) if !state.playable => {
+                    // Made playable by another replica, before this one took over.
+                    Ok(Published::Already) => state.playable = true,
+                    Ok(Published::Master) if !state.playable => {
                         state.playable = true;
                         self.metrics.playable(job.created_ms);
                         tracing::info!(job_id = %job.id, "job playable");
@@ -144,13 +156,16 @@ impl Publisher {
         Ok(jobs)
     }
 
-    /// Writes EVENT playlists when more segments are there; returns whether a master exists.
-    async fn refresh(&self, id: &str, output: &str, plan: &JobPlan, review: Option<Review>, seen: &mut Seen) -> anyhow::Result<bool> {
+    /// Writes EVENT playlists when more segments are there; says whether a master exists.
+    async fn refresh(&self, id: &str, output: &str, plan: &JobPlan, review: Option<Review>, seen: &mut Seen) -> anyhow::Result<Published> {
         let (sinks, output, plan, mut codecs, before) = (self.sinks.clone(), output.to_string(), plan.clone(), seen.codecs.clone(), seen.segments);
+        let first_look = before == 0 && !seen.playable;
         let _guard = self.lock.lock().await;
-        // The job may have finished while we waited for the lock: never overwrite VOD.
-        if self.store.job(id).await?.is_none_or(|j| j.state.is_final()) {
-            return Ok(seen.playable);
+        let unchanged = if seen.playable { Published::Master } else { Published::None };
+        // The job may have finished while we waited for the lock: never overwrite VOD. And
+        // fenced: nothing is written once another replica holds the lease.
+        if self.store.job(id).await?.is_none_or(|j| j.state.is_final()) || !self.lease.check().await {
+            return Ok(unchanged);
         }
         if seen.keys.is_none() {
             seen.keys = Some(crate::keys::job_keys(&self.store, self.master_key.as_ref(), id).await?.map(Arc::new));
@@ -168,6 +183,7 @@ impl Publisher {
             if seen_now == before {
                 return Ok((before, codecs, None));
             }
+            let already = first_look && keys.iter().any(|k| k == farm_hls::MASTER);
             let mut video = Vec::new();
             for r in &plan.renditions {
                 if !codecs.contains_key(&r.name) {
@@ -187,7 +203,7 @@ impl Publisher {
             let sample_rate = plan.audio.map_or(48_000, |(rate, ..)| rate);
             let live_plan = LivePlan { grid: plan.grid, total_frames: plan.total_frames, video, sample_rate, audio: plan.live_audio(), segment_format: plan.segment_format };
             let keying: Option<farm_hls::playlist::live::Keying> = if job_keys.is_some() { Some(&keying) } else { None };
-            let Some(mut playlists) = live(&live_plan, &present, keying) else { return Ok((seen_now, codecs, Some(false))) };
+            let Some(mut playlists) = live(&live_plan, &present, keying) else { return Ok((seen_now, codecs, Some(Published::None))) };
             if let Some(review) = &review {
                 playlists.files.extend(review_files(review, &live_plan, &sprites));
             }
@@ -196,13 +212,22 @@ impl Publisher {
             for (key, text) in media.into_iter().chain(master) {
                 sink.put(key, text.as_bytes())?;
             }
-            Ok((seen_now, codecs, Some(true)))
+            Ok((seen_now, codecs, Some(if already { Published::Already } else { Published::Master })))
         })
         .await??;
         seen.segments = count;
         seen.codecs = codecs;
-        Ok(playable.unwrap_or(seen.playable))
+        Ok(playable.unwrap_or(unchanged))
     }
+}
+
+/// What a refresh left: no master yet, a master (written now or before by this replica), or
+/// a master another replica had written before this one took the lease over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Published {
+    None,
+    Master,
+    Already,
 }
 
 /// A video rendition's codec string (`avc1`, `hvc1`), once it can be read: from the fMP4

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub submissions: IntCounterVec,
     requests: IntCounterVec,
     request_seconds: HistogramVec,
+    /// 1 for each lease this replica holds (docs/operations.md, "Replicas").
+    leases: IntGaugeVec,
 }
 
 impl Metrics {
@@ -75,6 +77,14 @@ impl Metrics {
             &["route", "method"],
         )
         .unwrap();
+        let leases = IntGaugeVec::new(
+            Opts::new("farm_coordinator_lease_held", "1 while this coordinator replica holds the lease (playlists, reclaim, dead-letters)"),
+            &["lease"],
+        )
+        .unwrap();
+        for lease in [crate::leases::PLAYLISTS, crate::leases::RECLAIM, crate::leases::DEAD_LETTERS] {
+            leases.with_label_values(&[lease]);
+        }
         let build = IntGaugeVec::new(Opts::new("farm_build_info", "Build information"), &["component", "version"]).unwrap();
         build.with_label_values(&["coordinator", env!("CARGO_PKG_VERSION")]).set(1);
         for outcome in ["succeeded", "failed", "cancelled"] {
@@ -94,6 +104,7 @@ impl Metrics {
             Box::new(submissions.clone()),
             Box::new(requests.clone()),
             Box::new(request_seconds.clone()),
+            Box::new(leases.clone()),
             Box::new(build),
         ];
         for c in collectors {
@@ -113,6 +124,7 @@ impl Metrics {
             submissions,
             requests,
             request_seconds,
+            leases,
         }
     }
 
@@ -121,6 +133,10 @@ impl Metrics {
         self.jobs_finished.with_label_values(&[outcome]).inc();
         let seconds = (now_ms() - created_ms).max(0) as f64 / 1000.0;
         self.job_seconds.with_label_values(&[outcome]).observe(seconds);
+    }
+
+    pub fn lease_held(&self, lease: &str, held: bool) {
+        self.leases.with_label_values(&[lease]).set(i64::from(held));
     }
 
     pub fn playable(&self, created_ms: i64) {

@@ -1,8 +1,9 @@
 //! Nothing stays `running` forever. Every few seconds:
 //!
 //! - jobs whose every task succeeded are completed (their last event came while storage
-//!   was down, or while this coordinator was away);
-//! - a running task no worker has reported on for `stall` (workers report every 2 s while
+//!   was down, while this coordinator was away, or to a replica that does not hold the
+//!   playlists lease), by the replica that holds it;
+//! - on the replica that holds the reclaim lease, a running task no worker has reported on for `stall` (workers report every 2 s while
 //!   they work) is handed out again: its worker hung, froze or lost its link in a way the
 //!   broker has not noticed yet. A redelivered copy is harmless (segment keys are
 //!   deterministic). After [`MAX_ATTEMPTS`] stalls the job fails, saying so.
@@ -16,9 +17,9 @@ use crate::app::AppState;
 use crate::db::now_ms;
 use crate::split;
 
-const EVERY: Duration = Duration::from_secs(2);
+const EVERY: Duration = Duration::from_secs(1);
 
-pub async fn run(app: &AppState, stall: Duration, shutdown: CancellationToken) {
+pub async fn run(app: &AppState, lease: &crate::leases::Lease, stall: Duration, shutdown: CancellationToken) {
     // After a restart, workers' reports queued meanwhile are read first: no task counts as
     // stalled before this coordinator has listened for `stall` itself.
     let started = tokio::time::Instant::now();
@@ -27,15 +28,19 @@ pub async fn run(app: &AppState, stall: Duration, shutdown: CancellationToken) {
             _ = tokio::time::sleep(EVERY) => {}
             _ = shutdown.cancelled() => return,
         }
-        if let Err(e) = pass(app, stall, started.elapsed() >= stall).await {
+        // Fenced: a replica that lost the lease hands nothing out.
+        let reclaim = started.elapsed() >= stall && lease.held() && lease.check().await;
+        if let Err(e) = pass(app, stall, reclaim).await {
             tracing::warn!(error = format!("{e:#}"), "reconciliation pass failed");
         }
     }
 }
 
 async fn pass(app: &AppState, stall: Duration, reclaim: bool) -> anyhow::Result<()> {
-    for job_id in app.store.completable_jobs().await? {
-        app.tracker.finish_if_complete(&job_id).await?;
+    if app.tracker.lease.held() {
+        for job_id in app.store.completable_jobs().await? {
+            app.tracker.finish_if_complete(&job_id).await?;
+        }
     }
     if !reclaim {
         return Ok(());

@@ -21,6 +21,9 @@ pub struct Tracker {
     pub lock: Arc<Mutex<()>>,
     /// Jobs with a new segment, for the live publisher.
     pub segments: tokio::sync::mpsc::UnboundedSender<String>,
+    /// Jobs are finished (VOD playlists written) only where this lease is held; the other
+    /// replicas record their tasks and leave the job to the holder's next pass.
+    pub lease: crate::leases::Lease,
 }
 
 impl Tracker {
@@ -79,13 +82,17 @@ impl Tracker {
     /// When every task succeeded: make sure the playlists are there, then mark the job.
     pub async fn finish_if_complete(&self, job_id: &str) -> anyhow::Result<()> {
         let tasks = self.store.tasks(job_id).await?;
-        if tasks.is_empty() || tasks.iter().any(|t| t.state != State::Succeeded) {
+        if tasks.is_empty() || tasks.iter().any(|t| t.state != State::Succeeded) || !self.lease.held() {
             return Ok(());
         }
         let _guard = self.lock.lock().await;
         // Checked under the lock: a job cancelled meanwhile gets no playlist.
         let Some(job) = self.store.job(job_id).await? else { return Ok(()) };
         if job.state.is_final() {
+            return Ok(());
+        }
+        // Fenced: another replica that took the lease meanwhile finishes the job instead.
+        if !self.lease.check().await {
             return Ok(());
         }
         let sinks = self.sinks.clone();
@@ -100,7 +107,7 @@ impl Tracker {
             Ok(Some(master)) => {
                 if self.store.set_job_state(job_id, State::Succeeded, None, Some(&master)).await? {
                     self.metrics.finished("succeeded", job.created_ms);
-                    tracing::info!(job_id, %master, "job succeeded");
+                    tracing::info!(job_id, %master, "VOD playlists written, job succeeded");
                     let body = serde_json::json!({"job_id": job_id, "master_playlist": master});
                     self.broker.publish_event("job.succeeded", &body).await;
                 }
@@ -152,6 +159,7 @@ mod tests {
             broker: Arc::new(Broker::embedded(Arc::new(farm_queue::MemoryQueue::default()), topology)),
             lock: Default::default(),
             segments: tokio::sync::mpsc::unbounded_channel().0,
+            lease: crate::leases::Lease::new(store.clone(), "t", crate::leases::PLAYLISTS, "test", std::time::Duration::from_secs(5)),
         };
         let forged = TaskEvent { job_id: "a".into(), task_id: "b-0000".into(), kind: TaskEventKind::Failed, frames_done: 0, frames_total: None, error: Some("forged".into()) };
         tracker.apply(&forged).await.unwrap();

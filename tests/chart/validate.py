@@ -52,6 +52,8 @@ VALUE_SETS = {
     "no-autoscaling-swift": {
         "secrets": {**SECRETS, "worker": {**SECRETS["worker"], "swift": SWIFT}, "coordinator": {**SECRETS["coordinator"], "swift": SWIFT}},
         "autoscaling": {"keda": {"enabled": False}, "hpa": {"enabled": False}}, "worker": {"replicas": 3}},
+    # One coordinator replica (a small site): no budget that would block its node's drain.
+    "one-coordinator": {"secrets": SECRETS, "coordinator": {"replicas": 1}},
 }
 
 # Values the chart must refuse to render: no credentials, or placeholders left in.
@@ -61,6 +63,8 @@ REFUSED = {
     "placeholder-token": ({"secrets": {**SECRETS, "coordinator": {**SECRETS["coordinator"], "apiToken": "change-me-to-a-long-random-token"}}}, "must be set"),
     "no-task-key": ({"secrets": {**SECRETS, "taskKey": {"value": ""}}}, "must be set"),
     "swift-typo": ({"secrets": {**SECRETS, "worker": {**SECRETS["worker"], "swift": {"OS_PASSWD": "x"}}}}, "not a Swift variable"),
+    "replicas-on-sqlite": ({"secrets": {**SECRETS, "coordinator": {**SECRETS["coordinator"], "databaseUrl": "sqlite:///scratch/farm.db"}}},
+                           "needs PostgreSQL"),
 }
 
 # Custom resources without a schema available offline: checked for shape only.
@@ -197,10 +201,52 @@ def checks(name, values, docs, problems):
             problems.append(f"{name}: the worker Deployment sets replicas while KEDA scales it")
     elif scaled:
         problems.append(f"{name}: a ScaledObject although KEDA is off")
+    replicas_and_drains(name, values, docs, problems)
     if values.get("monitoring", {}).get("grafanaDashboard", {}).get("enabled", True):
         dash = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["labels"].get("grafana_dashboard") == "1"]
         if not dash or not json.loads(next(iter(dash[0]["data"].values())))["panels"]:
             problems.append(f"{name}: no dashboard ConfigMap for the Grafana sidecar")
+
+
+
+def forbids_every_eviction(pdb, replicas):
+    """Whether a PodDisruptionBudget leaves no voluntary eviction possible (kubectl drain
+    then never finishes) for a Deployment of `replicas` pods (None: an autoscaler decides)."""
+    spec = pdb["spec"]
+    if "maxUnavailable" in spec:
+        value = spec["maxUnavailable"]
+        return value in (0, "0%")
+    value = spec.get("minAvailable")
+    if isinstance(value, str) and value.endswith("%"):
+        return value == "100%"
+    return replicas is not None and value >= replicas
+
+
+def replicas_and_drains(name, values, docs, problems):
+    """Coordinator replicas as asked (two by default), spread over nodes, and no budget
+    that forbids every eviction."""
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    coordinator = deployments["farm-hls-farm-coordinator"]
+    replicas = coordinator["spec"]["replicas"]
+    wanted = values.get("coordinator", {}).get("replicas", 2)
+    if replicas != wanted:
+        problems.append(f"{name}: the coordinator runs {replicas} replicas, asked {wanted} (default 2)")
+    spread = coordinator["spec"]["template"]["spec"].get("affinity", {}).get("podAntiAffinity")
+    if replicas > 1 and not spread:
+        problems.append(f"{name}: {replicas} coordinator replicas without anti-affinity across nodes")
+    env = {e["name"]: e.get("value") for e in coordinator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    if "FARM_LEASE_SECONDS" not in env:
+        problems.append(f"{name}: the coordinator is not given its lease time")
+    pdbs = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    for pdb in pdbs:
+        component = pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"]
+        target = deployments.get(f"farm-hls-farm-{component}")
+        count = target["spec"].get("replicas") if target else None
+        if forbids_every_eviction(pdb, count):
+            problems.append(f"{name}: the {component} PodDisruptionBudget {pdb['spec']} forbids every eviction of its {count} pods")
+    has_coordinator_pdb = any(p["metadata"]["name"] == "farm-hls-farm-coordinator" for p in pdbs)
+    if has_coordinator_pdb != (replicas > 1):
+        problems.append(f"{name}: {replicas} coordinator replicas {'without' if replicas > 1 else 'with'} a PodDisruptionBudget")
 
 
 if __name__ == "__main__":

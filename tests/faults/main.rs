@@ -19,6 +19,7 @@ use farm_tests::s3::{s3, unique_prefix, BUCKET};
 use farm_tests::services;
 
 mod hostile;
+mod replicas;
 mod stall;
 mod submit;
 mod swift;
@@ -79,24 +80,29 @@ impl Case {
         }
     }
 
-    /// The job succeeded and its output is whole: ffprobe checks of every rendition, exact
-    /// frame counts, and exactly the segments the playlists name, no more, no fewer.
+    /// The job succeeded and its output is whole ([`assert_whole`]).
     fn assert_output_whole(&self) {
-        let local = tempfile::tempdir().unwrap();
-        s3().download(&self.out(), local.path()).unwrap();
-        let check = check_ladder(local.path(), FRAMES, 25.0, true).unwrap();
-        for r in &check.renditions {
-            let frames: Vec<u64> = r.segments.iter().map(|s| s.frames).collect();
-            assert_eq!(frames, vec![50, 50, 50, 150, 150, 150, 150], "{}", r.name);
-        }
-        let named = named_segments(&self.out());
-        let stored: BTreeSet<String> = s3().keys(&self.out()).unwrap().into_iter().filter(|k| farm_contract::manifest::is_media_key(k)).collect();
-        assert_eq!(named, stored, "segments in storage and segments in playlists differ");
+        assert_whole(&self.out());
     }
 
     fn cleanup(&self) {
         broker().delete_farm_queues(&self.farm.prefix);
     }
+}
+
+/// The output under `out` is whole: ffprobe checks of every rendition, exact frame counts
+/// of the 30 s clip, and exactly the segments the playlists name, no more, no fewer.
+fn assert_whole(out: &str) {
+    let local = tempfile::tempdir().unwrap();
+    s3().download(out, local.path()).unwrap();
+    let check = check_ladder(local.path(), FRAMES, 25.0, true).unwrap();
+    for r in &check.renditions {
+        let frames: Vec<u64> = r.segments.iter().map(|s| s.frames).collect();
+        assert_eq!(frames, vec![50, 50, 50, 150, 150, 150, 150], "{}", r.name);
+    }
+    let named = named_segments(out);
+    let stored: BTreeSet<String> = s3().keys(out).unwrap().into_iter().filter(|k| farm_contract::manifest::is_media_key(k)).collect();
+    assert_eq!(named, stored, "segments in storage and segments in playlists differ");
 }
 
 /// Keys of the segments the media playlists under `out` name.

@@ -203,11 +203,26 @@ impl Farm {
     }
 
     fn wait_ready(&self) {
+        self.wait_ready_at(&self.base, &self.coordinator);
+    }
+
+    /// Waits until the coordinator `proc` answers `/readyz` at `base`.
+    fn wait_ready_at(&self, base: &str, proc: &Proc) {
         let start = Instant::now();
-        while self.http.get(format!("{}/readyz", self.base)).send().map_or(true, |r| !r.status().is_success()) {
-            assert!(start.elapsed() < Duration::from_secs(30), "coordinator not ready: {}", self.coordinator.log());
+        while self.http.get(format!("{base}/readyz")).send().map_or(true, |r| !r.status().is_success()) {
+            assert!(start.elapsed() < Duration::from_secs(30), "coordinator not ready: {}", proc.log());
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Another coordinator replica of this farm (same database, broker and settings)
+    /// listening on `port`, once it is ready; its base URL is `http://127.0.0.1:PORT`.
+    pub fn spawn_replica(&self, port: u16) -> Proc {
+        let mut env = self.coordinator_env.clone();
+        env.push(("FARM_LISTEN", format!("127.0.0.1:{port}")));
+        let replica = Proc::spawn(coordinator_bin(), &[], &env);
+        self.wait_ready_at(&format!("http://127.0.0.1:{port}"), &replica);
+        replica
     }
 
     /// The embedded farm: no broker, no S3, no worker processes; everything under `data_dir`.
