@@ -22,21 +22,13 @@ fn expire_all_swift_tokens() {
     assert_eq!(answer.trim(), "OK");
 }
 
-fn env_strings(env: Vec<(&'static str, &'static str)>) -> Vec<(&'static str, String)> {
-    env.into_iter().map(|(k, v)| (k, v.to_string())).collect()
-}
-
 #[test]
 fn a_farm_job_runs_from_swift_to_swift_through_a_token_expiry() {
     let swift = swift_s3();
     let prefix = unique_prefix("swift-job");
     swift.put_file(&format!("{prefix}/in.mov"), &clip_15s()).unwrap();
     let db = tempfile::tempdir().unwrap();
-    let mut coordinator = env_strings(swift_env());
-    coordinator.push(("FARM_ALLOWED_SOURCES", format!("swift://{BUCKET}/{prefix}/")));
-    coordinator.push(("FARM_ALLOWED_OUTPUTS", format!("swift://{BUCKET}/{prefix}/")));
-    let extra = Extra { coordinator, worker: env_strings(swift_env()) };
-    let farm = Farm::start_with(&sqlite_url(db.path()), &prefix.replace('/', "-"), 2, 6.0, extra);
+    let farm = Farm::start_with(&sqlite_url(db.path()), &prefix.replace('/', "-"), 2, 6.0, Extra::swift(&prefix));
     let body = serde_json::json!({
         "source": format!("swift://{BUCKET}/{prefix}/in.mov"),
         "output": format!("swift://{BUCKET}/{prefix}/out/"),

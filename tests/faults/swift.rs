@@ -8,7 +8,7 @@ use std::time::Duration;
 use farm_tests::farm::{plain, sqlite_url, Extra, Farm};
 use farm_tests::fixtures::{clip_30s, SMALL_LADDER};
 use farm_tests::hls::check_ladder;
-use farm_tests::s3::{swift_env, swift_s3, unique_prefix, BUCKET};
+use farm_tests::s3::{swift_s3, unique_prefix, BUCKET};
 use farm_tests::services;
 
 use super::{serial, transport_retries, wait_line, FRAMES};
@@ -19,13 +19,9 @@ fn a_swift_outage_is_ridden_out_with_retries() {
     let swift = swift_s3();
     let prefix = unique_prefix("fault-swift");
     swift.put_file(&format!("{prefix}/in.mov"), &clip_30s()).unwrap();
-    let env = || swift_env().into_iter().map(|(k, v)| (k, v.to_string())).collect::<Vec<_>>();
-    let mut coordinator = env();
-    coordinator.push(("FARM_ALLOWED_SOURCES", format!("swift://{BUCKET}/{prefix}/")));
-    coordinator.push(("FARM_ALLOWED_OUTPUTS", format!("swift://{BUCKET}/{prefix}/")));
     let db = tempfile::tempdir().unwrap();
     // One worker, with its metrics endpoint: the outage falls inside its task.
-    let mut farm = Farm::start_with(&sqlite_url(db.path()), &prefix.replace('/', "-"), 0, 6.0, Extra { coordinator, worker: env() });
+    let mut farm = Farm::start_with(&sqlite_url(db.path()), &prefix.replace('/', "-"), 0, 6.0, Extra::swift(&prefix));
     let port = farm_tests::farm::free_port();
     farm.add_worker(&[("FARM_WORKER_LISTEN", format!("127.0.0.1:{port}"))]);
     let body = serde_json::json!({

@@ -137,6 +137,17 @@ fn auth_headers() -> reqwest::header::HeaderMap {
 }
 
 impl Extra {
+    /// A farm that reads and writes the test Swift natively: tempauth credentials for
+    /// coordinator and workers, and the coordinator's allow-lists opened to
+    /// `swift://farm-test/PREFIX/`.
+    pub fn swift(prefix: &str) -> Self {
+        let env = || crate::s3::swift_env().into_iter().map(|(k, v)| (k, v.to_string())).collect::<Vec<_>>();
+        let mut coordinator = env();
+        coordinator.push(("FARM_ALLOWED_SOURCES", format!("swift://{BUCKET}/{prefix}/")));
+        coordinator.push(("FARM_ALLOWED_OUTPUTS", format!("swift://{BUCKET}/{prefix}/")));
+        Self { coordinator, worker: env() }
+    }
+
     /// The coordinator reads in-flight counts from the test RabbitMQ's management API.
     pub fn rabbitmq_management() -> Self {
         Self {
