@@ -75,60 +75,77 @@ pub async fn run_dead_letters(broker: &Broker, tracker: Tracker, lease: crate::l
     }
 }
 
-/// One connection's worth of dead letters, each failing its job.
+/// A stream of task events: a durable quorum queue bound to an exchange, and how a
+/// delivery on it becomes an event.
+struct Stream {
+    queue: String,
+    exchange: String,
+    key: &'static str,
+    prefetch: u16,
+    tag: &'static str,
+    event_of: fn(&Tracker, &lapin::message::Delivery) -> Option<TaskEvent>,
+}
+
+/// One connection's worth of dead letters, each failing its job. The dead-letter queue's
+/// copies: a task the broker dead-lettered by itself (its workers died on every delivery)
+/// must still fail its job; the dead queue keeps the originals for people to inspect.
 async fn dead_letters(broker: &Broker, tracker: &Tracker, stop: &CancellationToken) -> anyhow::Result<()> {
+    let stream = Stream {
+        queue: dead_copies_queue(broker),
+        exchange: broker.topology.dead_exchange(),
+        key: "",
+        prefetch: 8,
+        tag: "coordinator-dead",
+        event_of: |tracker, delivery| {
+            tracker.metrics.dead_lettered.inc();
+            dead_letter_event(delivery)
+        },
+    };
+    follow(broker, tracker, &stream, stop).await
+}
+
+/// One connection's worth of the workers' task events.
+async fn session(broker: &Broker, tracker: &Tracker, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let stream = Stream {
+        queue: events_queue(broker),
+        exchange: broker.topology.events_exchange(),
+        key: "task.#",
+        prefetch: 32,
+        tag: "coordinator",
+        event_of: |_, delivery| match serde_json::from_slice::<TaskEvent>(&delivery.data) {
+            Ok(event) => Some(event),
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring an event that is not a task event");
+                None
+            }
+        },
+    };
+    follow(broker, tracker, &stream, shutdown).await
+}
+
+/// Applies the stream's events in order, each acknowledged once applied, until `stop`.
+async fn follow(broker: &Broker, tracker: &Tracker, stream: &Stream, stop: &CancellationToken) -> anyhow::Result<()> {
     let conn = Connection::connect(broker.url(), ConnectionProperties::default()).await?;
     let channel = conn.create_channel().await?;
     declare(&channel, &broker.topology).await?;
-    channel.basic_qos(8, BasicQosOptions::default()).await?;
-    // A copy of every dead letter: a task the broker dead-lettered by itself (its workers
-    // died on every delivery) must still fail its job. The dead queue keeps the originals
-    // for people to inspect.
-    let dead = dead_copies_queue(broker);
-    bound_quorum_queue(&channel, &dead, &broker.topology.dead_exchange(), "").await?;
-    let mut dead_letters = channel
-        .basic_consume(dead.as_str().into(), "coordinator-dead".into(), BasicConsumeOptions::default(), FieldTable::default())
+    channel.basic_qos(stream.prefetch, BasicQosOptions::default()).await?;
+    bound_quorum_queue(&channel, &stream.queue, &stream.exchange, stream.key).await?;
+    let mut consumer = channel
+        .basic_consume(stream.queue.as_str().into(), stream.tag.into(), BasicConsumeOptions::default(), FieldTable::default())
         .await?;
     loop {
         let delivery = tokio::select! {
-            d = dead_letters.next() => d,
+            d = consumer.next() => d,
             _ = stop.cancelled() => return Ok(()),
         };
-        let Some(delivery) = delivery else { anyhow::bail!("the broker closed the dead-letter stream") };
+        let Some(delivery) = delivery else { anyhow::bail!("the broker closed the stream of {}", stream.queue) };
         let delivery = delivery?;
-        tracker.metrics.dead_lettered.inc();
-        if let Some(event) = dead_letter_event(&delivery) {
+        if let Some(event) = (stream.event_of)(tracker, &delivery) {
             tracker.apply(&event).await?;
         }
         delivery.ack(BasicAckOptions::default()).await?;
     }
 }
-
-/// One connection's worth of events and dead letters, applied in order.
-async fn session(broker: &Broker, tracker: &Tracker, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        let conn = Connection::connect(broker.url(), ConnectionProperties::default()).await?;
-        let channel = conn.create_channel().await?;
-        declare(&channel, &broker.topology).await?;
-        channel.basic_qos(32, BasicQosOptions::default()).await?;
-        let queue = events_queue(broker);
-        bound_quorum_queue(&channel, &queue, &broker.topology.events_exchange(), "task.#").await?;
-        let mut consumer = channel
-            .basic_consume(queue.as_str().into(), "coordinator".into(), BasicConsumeOptions::default(), FieldTable::default())
-            .await?;
-        loop {
-            let delivery = tokio::select! {
-                d = consumer.next() => d,
-                _ = shutdown.cancelled() => return Ok(()),
-            };
-            let Some(delivery) = delivery else { anyhow::bail!("the broker closed the event stream") };
-            let delivery = delivery?;
-            match serde_json::from_slice::<TaskEvent>(&delivery.data) {
-                Ok(event) => tracker.apply(&event).await?,
-                Err(e) => tracing::warn!(error = %e, "ignoring an event that is not a task event"),
-            }
-            delivery.ack(BasicAckOptions::default()).await?;
-        }
-    }
 
 fn dead_copies_queue(broker: &Broker) -> String {
     format!("{}.coordinator.dead", broker.topology.prefix)
