@@ -178,7 +178,7 @@ impl Lease {
                     self.set(Some(fence), Some(sent));
                 }
                 (Some(fence), Ok(None)) => {
-                    tracing::warn!(lease = self.inner.kind, fence, "lease lost: another replica holds it");
+                    tracing::warn!(lease = self.inner.kind, fence, "lease lost: it expired before its renewal, or another replica took it");
                     self.set(None, None);
                 }
                 (None, Ok(None)) => {}
