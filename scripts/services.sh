@@ -241,6 +241,8 @@ CONF
   fi
   if ! port_open 8090; then
     local conf="$(pwd)/target/swift/conf/proxy-keystone.conf"
+    # This checkout may not have started Swift itself (another one did): its folders first.
+    mkdir -p "$(dirname "$conf")"
     cat > "$conf" <<CONF
 [DEFAULT]
 bind_ip = 127.0.0.1

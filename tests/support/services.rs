@@ -76,7 +76,9 @@ pub fn start_s3() {
 /// Stops Swift's proxy (SIGKILL: the whole service is gone for its clients) and waits
 /// until its port is closed. The account, container and object servers keep running.
 pub fn stop_swift() {
-    let status = Command::new("pkill").args(["-KILL", "-f", "swift-proxy-server"]).status().unwrap();
+    // The tempauth proxy only (its configuration `proxy-server.conf`): the Keystone proxy on
+    // 8090 (`proxy-keystone.conf`) stays up, as `start_swift` would not start it again.
+    let status = Command::new("pkill").args(["-KILL", "-f", "swift-proxy-server .*/proxy-server.conf"]).status().unwrap();
     assert!(status.success(), "no Swift proxy was running");
     wait_closed(8089, "Swift's proxy");
 }
