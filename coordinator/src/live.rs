@@ -162,9 +162,8 @@ impl Publisher {
         let first_look = before == 0 && !seen.playable;
         let _guard = self.lock.lock().await;
         let unchanged = if seen.playable { Published::Master } else { Published::None };
-        // The job may have finished while we waited for the lock: never overwrite VOD. And
-        // fenced: nothing is written once another replica holds the lease.
-        if self.store.job(id).await?.is_none_or(|j| j.state.is_final()) || !self.lease.check().await {
+        // The job may have finished while we waited for the lock: never overwrite VOD.
+        if self.store.job(id).await?.is_none_or(|j| j.state.is_final()) {
             return Ok(unchanged);
         }
         if seen.keys.is_none() {
@@ -172,7 +171,7 @@ impl Publisher {
         }
         let job_keys = seen.keys.clone().flatten();
         let job_id = id.to_string();
-        let rt = tokio::runtime::Handle::current();
+        let (rt, lease) = (tokio::runtime::Handle::current(), self.lease.clone());
         let (count, codecs, playable) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let keying = |name: &str, k: u64| job_keys.as_ref().and_then(|keys| keys.playlist_key(&job_id, name, k, plan.grid.cuts.start_ms(k)));
             let sink = sinks.open(&output, &rt)?;
@@ -206,6 +205,12 @@ impl Publisher {
             let Some(mut playlists) = live(&live_plan, &present, keying) else { return Ok((seen_now, codecs, Some(Published::None))) };
             if let Some(review) = &review {
                 playlists.files.extend(review_files(review, &live_plan, &sprites));
+            }
+            // Fenced, just before writing (and only when there is something to write):
+            // nothing is written once another replica holds the lease. Not counted as seen,
+            // so the next holder's or this one's next look writes it.
+            if !rt.block_on(lease.check()) {
+                return Ok((before, codecs, None));
             }
             // Media playlists first: a player that finds the master finds what it names.
             let (master, media): (Vec<_>, Vec<_>) = playlists.files.iter().partition(|(k, _)| k == farm_hls::MASTER);

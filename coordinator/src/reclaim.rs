@@ -3,9 +3,9 @@
 //! - jobs whose every task succeeded are completed (their last event came while storage
 //!   was down, while this coordinator was away, or to a replica that does not hold the
 //!   playlists lease), by the replica that holds it;
-//! - on the replica that holds the reclaim lease, a running task no worker has reported on for `stall` (workers report every 2 s while
-//!   they work) is handed out again: its worker hung, froze or lost its link in a way the
-//!   broker has not noticed yet. A redelivered copy is harmless (segment keys are
+//! - on the replica that holds the reclaim lease, a running task no worker has reported on
+//!   for `stall` (workers report every 2 s while they work) is handed out again: its worker
+//!   hung, froze or lost its link in a way the broker has not noticed yet. A redelivered copy is harmless (segment keys are
 //!   deterministic). After [`MAX_ATTEMPTS`] stalls the job fails, saying so.
 
 use std::time::Duration;

@@ -81,8 +81,12 @@ impl Tracker {
 
     /// When every task succeeded: make sure the playlists are there, then mark the job.
     pub async fn finish_if_complete(&self, job_id: &str) -> anyhow::Result<()> {
+        // Another replica finishes it: no need to read the tasks.
+        if !self.lease.held() {
+            return Ok(());
+        }
         let tasks = self.store.tasks(job_id).await?;
-        if tasks.is_empty() || tasks.iter().any(|t| t.state != State::Succeeded) || !self.lease.held() {
+        if tasks.is_empty() || tasks.iter().any(|t| t.state != State::Succeeded) {
             return Ok(());
         }
         let _guard = self.lock.lock().await;
