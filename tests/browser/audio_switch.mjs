@@ -1,8 +1,8 @@
 // Plays a ladder in Debian's Chromium with hls.js, switches audio renditions (a number:
-// the track) and levels (`L` and a number: the level, whose audio group may differ) while
-// it plays, and reports what it heard: the dominant frequency of the element's sound (Web
-// Audio analyser) before and after each switch, the audio group and track then playing,
-// whether playback stalled, hls.js errors.
+// the track) and levels (`L` and a number: the level, whose audio group may differ; a
+// smooth switch, at a fragment boundary) while it plays, and reports what it heard: the
+// dominant frequency of the element's sound (Web Audio analyser) before and after each
+// switch, the audio group and track then playing, whether playback stalled, hls.js errors.
 //   node audio_switch.mjs OUTPUT_DIR [Sn] STEP [STEP...]   (prints one JSON object)
 import http from 'node:http';
 import fs from 'node:fs';
@@ -74,7 +74,11 @@ try {
       await tab.evaluate((id) => { report.switched = []; hls.audioTrack = id; }, t);
       await tab.waitForFunction((id) => report.switched.includes(id), t, { timeout: 15000 });
     } else {
-      await tab.evaluate((n) => { hls.currentLevel = n; }, level);
+      // A smooth switch, as the player's own bandwidth estimate makes it: the playing
+      // fragment plays out and the rung changes at a fragment boundary. `currentLevel`
+      // would flush all buffered video, and a stall then measures how fast hls.js and a
+      // loaded machine refill it, not the ladder.
+      await tab.evaluate((n) => { hls.nextLevel = n; }, level);
       await tab.waitForFunction((n) => report.level === n, level, { timeout: 15000 });
     }
     // Play on for 1.5 s of media after the switch, then listen.

@@ -28,8 +28,9 @@ fn hls_js_in_chromium_plays_the_fmp4_ladder_and_switches_audio() {
 fn play_and_switch(format: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    // 12 s, eight mono tracks, track N a sine at 300 x N Hz
-    let source = eight_tone_tracks("browser-8-tracks.mov", 12, &[]).unwrap();
+    // 20 s, eight mono tracks, track N a sine at 300 x N Hz; long enough for two smooth rung
+    // switches (each takes effect at a fragment boundary) after the track switches
+    let source = eight_tone_tracks("browser-8-tracks-20s.mov", 20, &[]).unwrap();
     // hls.js orders levels by bit rate: level 1 (320x180 at 1.2 Mb/s) plays with `audio`,
     // level 0 (256x144) with `audio-low`
     let ladder = dir.path().join("ladder.json");
