@@ -6,10 +6,13 @@
 //! - [`review`]: `review.json` and the `thumbnails.vtt` track beside the master;
 //! - [`publish`]: the playlists of a finished job written to its output, master last;
 //! - [`encryption`]: AES-128 segments, IVs and key URIs; [`share`]: media playlists as a
-//!   share link hands them out.
+//!   share link hands them out;
+//! - [`forensic`]: A/B watermark code words, the variant each share sees at each segment
+//!   position, and the trace of a leak back to shares.
 
 pub mod codecs;
 pub mod encryption;
+pub mod forensic;
 pub mod playlist;
 pub mod publish;
 pub mod review;

@@ -1,0 +1,144 @@
+//! The code's promises, simulated: a detector that misreads a fraction of the positions,
+//! leaks from one share or mixed from two, 60 shares.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+
+const SHARES: usize = 60;
+
+fn key() -> ForensicKey {
+    ForensicKey::new("0123456789abcdef0123456789abcdef-test").unwrap()
+}
+
+fn shares() -> Vec<String> {
+    (0..SHARES).map(|i| format!("share-{i:02}")).collect()
+}
+
+/// What a detector that misreads a fraction `p` of positions reports for `variant`.
+fn read(rng: &mut StdRng, position: u64, variant: Variant, p: f64) -> Observation {
+    let right = rng.gen::<f64>() >= p;
+    let b = (variant == Variant::B) == right;
+    let ratio = ((1.0 - p) / p).ln();
+    Observation { position, llr: if b { ratio } else { -ratio } }
+}
+
+/// `length` positions from `start`, each taken from one of `from` (chosen at random per
+/// segment), read with error rate `p`.
+fn leak(book: &Codebook, rng: &mut StdRng, from: &[&str], start: u64, length: u64, p: f64) -> Vec<Observation> {
+    (start..start + length)
+        .map(|position| {
+            let share = from[rng.gen_range(0..from.len())];
+            read(rng, position, book.variant(share, position), p)
+        })
+        .collect()
+}
+
+fn agreement(book: &Codebook, a: &str, other: &Codebook, b: &str) -> f64 {
+    (0..4096).filter(|&p| book.variant(a, p) == other.variant(b, p)).count() as f64 / 4096.0
+}
+
+#[test]
+fn words_are_keyed_balanced_and_differ_between_shares_jobs_and_keys() {
+    let key = key();
+    let book = Codebook::new(&key, "job-1");
+    assert_eq!(book.variant("share-01", 700), book.variant("share-01", 700));
+    let bs = (0..4096).filter(|&p| book.variant("share-01", p) == Variant::B).count() as f64 / 4096.0;
+    assert!((0.47..0.53).contains(&bs), "{bs}");
+    assert!((0.47..0.53).contains(&agreement(&book, "share-01", &book, "share-02")));
+    let other_job = Codebook::new(&key, "job-2");
+    assert!((0.47..0.53).contains(&agreement(&book, "share-01", &other_job, "share-01")));
+    let other_key = ForensicKey::new("another key of thirty-two bytes or more, for tests").unwrap();
+    assert!((0.47..0.53).contains(&agreement(&book, "share-01", &Codebook::new(&other_key, "job-1"), "share-01")));
+    // "job-1" + "x" is not "job-1x" + ""
+    assert!((0.47..0.53).contains(&agreement(&Codebook::new(&key, "job-1x"), "", &Codebook::new(&key, "job-1"), "x")));
+    assert_eq!(ForensicKey::new(" short ").unwrap_err(), ForensicError::ShortKey(5));
+    assert_eq!(format!("{:?}", key), "ForensicKey(..)");
+}
+
+/// Two minutes at one position a second, a tenth of them misread: the leaker is named in
+/// every trial but a handful, nobody else ever.
+#[test]
+fn a_lone_leaker_is_named_and_nobody_else() {
+    let (key, shares) = (key(), shares());
+    let book = Codebook::new(&key, "job-1");
+    let mut rng = StdRng::seed_from_u64(19);
+    let trials = 200;
+    let mut named = 0;
+    for trial in 0..trials {
+        let leaker = &shares[trial % SHARES];
+        let start = rng.gen_range(0..600);
+        let verdict = trace(&book, &shares, &leak(&book, &mut rng, &[leaker], start, 120, 0.1), FALSE_ACCUSATION);
+        match verdict.verdict {
+            VerdictKind::Match => {
+                assert_eq!(verdict.shares, vec![leaker.clone()], "trial {trial}");
+                assert!(verdict.confidence > 1.0 - FALSE_ACCUSATION, "{verdict:?}");
+                named += 1;
+            }
+            VerdictKind::NoMatch => assert!(verdict.shares.is_empty()),
+            VerdictKind::Collusion => panic!("trial {trial}: a lone leaker reported as {verdict:?}"),
+        }
+    }
+    println!("lone leaker: named in {named} of {trials} trials");
+    assert!(named * 100 >= trials * 99, "named in {named} of {trials} trials");
+}
+
+/// Two viewers mixing their copies segment by segment over five minutes: reported as a
+/// collusion of the two, never with a third share.
+#[test]
+fn two_viewers_mixing_their_copies_are_named_as_a_collusion() {
+    let (key, shares) = (key(), shares());
+    let book = Codebook::new(&key, "job-1");
+    let mut rng = StdRng::seed_from_u64(2);
+    let trials = 100;
+    let mut both = 0;
+    for trial in 0..trials {
+        let (a, b) = (&shares[trial % SHARES], &shares[(trial * 7 + 3) % SHARES]);
+        if a == b {
+            continue;
+        }
+        let start = rng.gen_range(0..600);
+        let verdict = trace(&book, &shares, &leak(&book, &mut rng, &[a, b], start, 300, 0.05), FALSE_ACCUSATION);
+        assert!(verdict.shares.iter().all(|s| s == a || s == b), "trial {trial}: {verdict:?} for {a} and {b}");
+        if verdict.verdict == VerdictKind::Collusion && verdict.shares.len() == 2 {
+            both += 1;
+        }
+    }
+    println!("collusion: both named in {both} of {trials} trials");
+    assert!(both * 100 >= trials * 95, "both named in {both} of {trials} trials");
+}
+
+/// A copy of a share that is not among the candidates, and noise, name nobody.
+#[test]
+fn a_leak_from_outside_the_shares_or_noise_names_nobody() {
+    let (key, shares) = (key(), shares());
+    let book = Codebook::new(&key, "job-1");
+    let mut rng = StdRng::seed_from_u64(7);
+    for trial in 0..200 {
+        let start = rng.gen_range(0..600);
+        let observations = match trial % 2 {
+            0 => leak(&book, &mut rng, &["share-not-listed"], start, 300, 0.01),
+            _ => (0..300).map(|p| Observation { position: p, llr: rng.gen_range(-3.0..3.0) }).collect(),
+        };
+        let verdict = trace(&book, &shares, &observations, FALSE_ACCUSATION);
+        assert_eq!((verdict.verdict, verdict.shares.len(), verdict.confidence), (VerdictKind::NoMatch, 0, 0.0), "trial {trial}");
+    }
+}
+
+#[test]
+fn repeats_are_merged_limits_kept_and_the_answer_is_the_contract_s_json() {
+    let (key, shares) = (key(), shares());
+    let book = Codebook::new(&key, "job-1");
+    let o = |position, llr| Observation { position, llr };
+    let (positions, llr) = merge(&[o(5, 1.0), o(2, f64::INFINITY), o(5, 2.5), o(9, f64::NAN), o(2, 4.0)]);
+    assert_eq!((positions, llr), (vec![2, 5], vec![LLR_LIMIT, 3.5]));
+    // one overwhelming position names nobody
+    let verdict = trace(&book, &shares, &[o(3, 1e9)], FALSE_ACCUSATION);
+    assert_eq!((verdict.verdict, verdict.positions), (VerdictKind::NoMatch, 1));
+    let json = serde_json::to_value(trace(&book, &shares, &[], FALSE_ACCUSATION)).unwrap();
+    assert_eq!(json, serde_json::json!({"verdict": "no_match", "shares": [], "confidence": 0.0, "positions": 0}));
+    let mut rng = StdRng::seed_from_u64(1);
+    let json = serde_json::to_value(trace(&book, &shares, &leak(&book, &mut rng, &["share-04"], 0, 120, 0.01), FALSE_ACCUSATION)).unwrap();
+    assert_eq!((&json["verdict"], &json["shares"]), (&serde_json::json!("match"), &serde_json::json!(["share-04"])));
+}
