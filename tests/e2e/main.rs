@@ -17,6 +17,7 @@ mod per_title;
 mod observability;
 mod queue;
 mod ranges;
+mod repeatable;
 mod review;
 mod review_api;
 mod review_marks;

@@ -359,7 +359,8 @@ fn a_frozen_worker_s_task_is_reclaimed_after_the_stall_time() {
     assert!(log.contains("stalled task handed out again"), "{log}");
     // The output as the job published it, checked before the frozen worker runs again:
     // nothing fences the late writes of a worker resumed after its task was handed out
-    // again (docs/faults.md, "Not covered"), and its segments need not be the same bytes.
+    // again (docs/faults.md, "Not covered"); its encode writes the same bytes
+    // (e2e `repeatable`), but a fence, not that, should be what protects the output.
     case.assert_output_whole();
     case.farm.workers[0].signal("CONT");
     case.cleanup();

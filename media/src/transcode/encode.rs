@@ -19,6 +19,13 @@ pub fn video_time_base(grid: &Grid) -> Rational {
 }
 
 /// x264 options shared with the benchmark's CLI command, so both encode alike.
+/// `cpu-independent`: x264's macroblock-tree propagation in its canonical (C) form. Its
+/// AVX-512 form made the encode depend on memory it had not written: the same task gave
+/// different bytes from run to run once an encoder was opened on recycled heap (the second
+/// segment onward: 3 versions in 9 runs of a 1080p source; identical under
+/// `MALLOC_PERTURB_`, and with AVX-512 off). With it, 8 of 8 runs identical, and the same
+/// bytes with AVX-512, AVX2, SSE2 or no assembly at all: a task retried on a worker with
+/// another CPU writes what the first one wrote.
 pub fn x264_options(x264: &X264Settings, grid: &Grid) -> Vec<(String, String)> {
     vec![
         ("preset".into(), x264.preset.clone()),
@@ -26,7 +33,7 @@ pub fn x264_options(x264: &X264Settings, grid: &Grid) -> Vec<(String, String)> {
         ("forced-idr".into(), "1".into()),
         (
             "x264-params".into(),
-            format!("scenecut=0:open-gop=0:keyint={0}:min-keyint={0}", grid.gop_frames),
+            format!("scenecut=0:open-gop=0:keyint={0}:min-keyint={0}:cpu-independent=1", grid.gop_frames),
         ),
     ]
 }
@@ -43,7 +50,7 @@ pub fn open_video(
 ) -> Result<encoder::Video> {
     match rendition.codec {
         VideoCodec::H264 => open_h264(rendition, x264, grid, like, threads, bt709, format),
-        VideoCodec::Hevc => open_hevc(rendition, x264, grid, like, threads, bt709),
+        VideoCodec::Hevc => open_hevc(rendition, x264, grid, like, bt709),
     }
 }
 
@@ -84,16 +91,19 @@ pub fn open_h264(
 
 /// x265 for an HEVC rendition (fMP4 only: parameter sets in the init segment's `hvcC`).
 /// Keyframes only where the grid wants them, closed GOPs, forced keyframes as IDR; one
-/// frame thread (wavefront rows in parallel), so that a task run twice writes the same bytes.
-pub fn open_hevc(rendition: &FittedRendition, x264: &X264Settings, grid: &Grid, like: &frame::Video, threads: usize, bt709: bool) -> Result<encoder::Video> {
+/// frame thread and one pool thread, so that a task run twice writes the same bytes: with
+/// wavefront rows on a pool of 2, the 1080p HEVC rung of one source came out different in 4
+/// runs of 4 (with `lookahead-slices=0` too); with 1, identical in 4 of 4, for about 8 %
+/// more wall time of an fMP4 + HEVC ladder on 2 cores (20.4-20.9 s against 18.7-19.4 s, 6 s
+/// of 1080p, five rungs twice). The renditions run side by side on their own threads.
+pub fn open_hevc(rendition: &FittedRendition, x264: &X264Settings, grid: &Grid, like: &frame::Video, bt709: bool) -> Result<encoder::Video> {
     let mut enc = video_context(rendition, grid, like, bt709, "libx265")?;
     enc.set_flags(codec::Flags::GLOBAL_HEADER);
     let mut opts = Dictionary::new();
     opts.set("preset", &x264.preset);
     opts.set("profile", "main");
     opts.set("forced-idr", "1");
-    let pools = if threads > 0 { threads.to_string() } else { "+".into() };
-    opts.set("x265-params", &format!("keyint={0}:min-keyint={0}:scenecut=0:open-gop=0:frame-threads=1:pools={pools}:log-level=error", grid.gop_frames));
+    opts.set("x265-params", &format!("keyint={0}:min-keyint={0}:scenecut=0:open-gop=0:frame-threads=1:pools=1:log-level=error", grid.gop_frames));
     if let Some(crf) = rendition.crf {
         opts.set("crf", &format!("{crf:.1}"));
     }
