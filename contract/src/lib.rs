@@ -11,11 +11,13 @@
 //! - [`review`]: what makes a ladder a review copy (LUT, tone mapping, burn-ins), fixed
 //!   once per job; [`timecode`]: SMPTE timecode and its frame arithmetic.
 //! - [`thumbnails`]: scrubbing thumbnails, their sprites, and the files beside the master.
-//! - [`signature`]: the coordinator's signature on task messages, which workers verify.
+//! - [`signature`]: the coordinator's signature on task messages, which workers verify;
+//!   [`secret`]: the secrets it and the forensic code words are keyed with.
 
 pub mod ladder;
 pub mod manifest;
 pub mod review;
+pub mod secret;
 pub mod signature;
 pub mod task;
 pub mod thumbnails;

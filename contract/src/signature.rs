@@ -8,11 +8,10 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::secret::{Secret, ShortSecret};
+
 /// The message header carrying the signature.
 pub const HEADER_SIGNATURE: &str = "x-farm-signature";
-
-/// Shortest key accepted: 32 bytes, the HMAC-SHA256 block's half.
-pub const MIN_KEY_BYTES: usize = 32;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignatureError {
@@ -22,38 +21,27 @@ pub enum SignatureError {
     Malformed,
     #[error("the task's signature does not match its content: altered, or signed with another key")]
     Mismatch,
-    #[error("the task key must be at least {MIN_KEY_BYTES} bytes (got {0})")]
-    ShortKey(usize),
+    #[error("the task key {0}")]
+    ShortKey(ShortSecret),
 }
 
 /// The key tasks are signed with. Its bytes never appear in `Debug` output or logs.
-#[derive(Clone)]
-pub struct TaskKey(Vec<u8>);
-
-impl std::fmt::Debug for TaskKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TaskKey(..)")
-    }
-}
+#[derive(Clone, Debug)]
+pub struct TaskKey(Secret);
 
 impl TaskKey {
     /// A key from configuration text (a file's content, surrounding white space dropped).
     pub fn new(text: &str) -> Result<Self, SignatureError> {
-        let bytes = text.trim().as_bytes().to_vec();
-        if bytes.len() < MIN_KEY_BYTES {
-            return Err(SignatureError::ShortKey(bytes.len()));
-        }
-        Ok(Self(bytes))
+        Secret::new(text).map(Self).map_err(SignatureError::ShortKey)
     }
 
     /// The key in the file at `path` (a Kubernetes secret mounted as a file).
     pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the task key file {}: {e}", path.display()))?;
-        Self::new(&text).map_err(|e| format!("task key file {}: {e}", path.display()))
+        Secret::from_file(path, "task key").map(Self)
     }
 
     fn mac(&self) -> Hmac<Sha256> {
-        Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length")
+        self.0.mac()
     }
 
     /// The header value for `payload`.
@@ -94,7 +82,8 @@ mod tests {
         assert_eq!(k.verify(payload, None), Err(SignatureError::Missing));
         assert_eq!(k.verify(payload, Some("v1=zz")), Err(SignatureError::Malformed));
         assert_eq!(k.verify(payload, Some(&sig.replace("v1=", "v2="))), Err(SignatureError::Malformed));
-        assert!(matches!(TaskKey::new("short"), Err(SignatureError::ShortKey(5))));
+        assert_eq!(TaskKey::new("short").unwrap_err(), SignatureError::ShortKey(ShortSecret(5)));
+        assert_eq!(TaskKey::new("short").unwrap_err().to_string(), "the task key must be at least 32 bytes (got 5)");
         assert_eq!(format!("{k:?}"), "TaskKey(..)");
     }
 }

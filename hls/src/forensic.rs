@@ -25,15 +25,12 @@
 //! accused one's, was tried: its exponent is the same `L (1 - 2p)² / 8`, and in simulation it
 //! named no partner the plain rule had missed.)
 
-use hmac::{Hmac, Mac};
+use farm_contract::secret::{Secret, ShortSecret};
+use hmac::Mac;
 use serde::Serialize;
-use sha2::Sha256;
 
 /// The default bound on naming an innocent share in one trace.
 pub const FALSE_ACCUSATION: f64 = 1e-6;
-
-/// Shortest forensic key accepted: 32 bytes.
-pub const MIN_KEY_BYTES: usize = 32;
 
 /// Largest log-likelihood ratio one position may carry: a detector's certainty about one
 /// position must not outweigh the rest of the leak.
@@ -44,28 +41,18 @@ const BLOCK: u64 = 256;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ForensicError {
-    #[error("the forensic key must be at least {MIN_KEY_BYTES} bytes (got {0})")]
-    ShortKey(usize),
+    #[error("the forensic key {0}")]
+    ShortKey(ShortSecret),
 }
 
 /// The secret code words come from. Its bytes never appear in `Debug` output or logs.
-#[derive(Clone)]
-pub struct ForensicKey(Vec<u8>);
-
-impl std::fmt::Debug for ForensicKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ForensicKey(..)")
-    }
-}
+#[derive(Clone, Debug)]
+pub struct ForensicKey(Secret);
 
 impl ForensicKey {
     /// A key from configuration text (a file's content, surrounding white space dropped).
     pub fn new(text: &str) -> Result<Self, ForensicError> {
-        let bytes = text.trim().as_bytes().to_vec();
-        if bytes.len() < MIN_KEY_BYTES {
-            return Err(ForensicError::ShortKey(bytes.len()));
-        }
-        Ok(Self(bytes))
+        Secret::new(text).map(Self).map_err(ForensicError::ShortKey)
     }
 }
 
@@ -98,7 +85,7 @@ impl<'a> Codebook<'a> {
     /// 256 positions of `share`'s word. Every part is length-prefixed, so that no job and
     /// share pair reads as another.
     fn block(&self, share: &str, block: u64) -> [u8; 32] {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key.0).expect("HMAC takes keys of any length");
+        let mut mac = self.key.0.mac();
         for part in [b"farm-forensic-ab-v1".as_slice(), self.job.as_bytes(), share.as_bytes()] {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part);

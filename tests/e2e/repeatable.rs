@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use farm_tests::fixtures::{make, SMALL_LADDER};
+use farm_tests::hls::{init_segment, read_master, read_media};
 
 #[test]
 fn the_same_task_encoded_twice_writes_the_same_bytes_in_every_rendition() {
@@ -33,34 +34,37 @@ fn the_same_task_encoded_twice_writes_the_same_bytes_in_every_rendition() {
             out
         })
         .collect();
-    let renditions = video_renditions(&runs[0]);
-    assert_eq!(renditions, video_renditions(&runs[1]));
-    assert!(renditions.iter().any(|r| r.ends_with("-hevc")) && renditions.len() >= 4, "{renditions:?}");
+    let renditions = video_files(&runs[0]);
+    let names: Vec<&str> = renditions.iter().map(|(uri, _)| uri.as_str()).collect();
+    assert_eq!(renditions, video_files(&runs[1]), "the master playlists or the segment lists differ");
+    assert!(names.iter().any(|r| r.contains("-hevc/")) && names.len() >= 4, "{names:?}");
     let mut compared = 0;
-    for rendition in &renditions {
-        for file in media_files(&runs[0].join(rendition)) {
-            let (a, b) = (std::fs::read(runs[0].join(rendition).join(&file)).unwrap(), std::fs::read(runs[1].join(rendition).join(&file)).unwrap());
-            assert!(a == b, "{rendition}/{file}: {} bytes in one run, {} in the other, or different content", a.len(), b.len());
+    for (playlist, files) in &renditions {
+        let folder = Path::new(playlist).parent().unwrap();
+        for file in files {
+            let (a, b) = (std::fs::read(runs[0].join(folder).join(file)).unwrap(), std::fs::read(runs[1].join(folder).join(file)).unwrap());
+            assert!(a == b, "{}/{file}: {} bytes in one run, {} in the other, or different content", folder.display(), a.len(), b.len());
             compared += 1;
         }
     }
     assert!(compared >= renditions.len() * 4, "{compared} files compared");
 }
 
-/// The folders of a ladder's video renditions (those with init segments), by name.
-fn video_renditions(out: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(out)
+/// Each video rendition the master playlist names (its media playlist's path), with the
+/// files its playlist lists: the init segment, then the media segments.
+fn video_files(out: &Path) -> Vec<(String, Vec<String>)> {
+    read_master(out)
         .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| !n.starts_with("audio") && out.join(n).join("init.mp4").exists())
-        .collect();
-    names.sort();
-    names
-}
-
-/// The init and media segments of a rendition folder, by name.
-fn media_files(folder: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(folder).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.ends_with(".m4s") || n.ends_with(".mp4")).collect();
-    names.sort();
-    names
+        .variants
+        .iter()
+        .filter(|v| !v.is_i_frame)
+        .map(|v| {
+            let media = read_media(&out.join(&v.uri)).unwrap();
+            let folder = out.join(&v.uri).parent().unwrap().to_path_buf();
+            let init = init_segment(&media, &folder).unwrap().expect("fMP4 renditions map an init segment");
+            let mut files = vec![init.file_name().unwrap().to_string_lossy().into_owned()];
+            files.extend(media.segments.iter().map(|s| s.uri.clone()));
+            (v.uri.clone(), files)
+        })
+        .collect()
 }

@@ -53,7 +53,7 @@ fn words_are_keyed_balanced_and_differ_between_shares_jobs_and_keys() {
     assert!((0.47..0.53).contains(&agreement(&book, "share-01", &Codebook::new(&other_key, "job-1"), "share-01")));
     // "job-1" + "x" is not "job-1x" + ""
     assert!((0.47..0.53).contains(&agreement(&Codebook::new(&key, "job-1x"), "", &Codebook::new(&key, "job-1"), "x")));
-    assert_eq!(ForensicKey::new(" short ").unwrap_err(), ForensicError::ShortKey(5));
+    assert_eq!(ForensicKey::new(" short ").unwrap_err(), ForensicError::ShortKey(ShortSecret(5)));
     assert_eq!(format!("{:?}", key), "ForensicKey(..)");
 }
 
