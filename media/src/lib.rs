@@ -7,6 +7,7 @@
 //!   ([`transcode::video`], [`transcode::audio`], [`transcode::encode`]), cut segments
 //!   ([`transcode::segment`], [`transcode::mux`]);
 //! - [`complexity`]: how hard a source is to encode (per-title ladders);
+//! - [`forensic_mark`]: the keyed A/B mark of forensic watermarking, added and read back;
 //! - [`lut`]: `.cube` 3D LUTs, parsed and checked line by line;
 //! - [`review`]: a job's review options checked against its source;
 //! - [`progress`]: progress bar or log lines;
@@ -15,6 +16,7 @@
 
 pub mod complexity;
 pub mod error;
+pub mod forensic_mark;
 pub mod job;
 pub mod lut;
 pub mod metrics;

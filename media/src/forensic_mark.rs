@@ -1,0 +1,222 @@
+//! Forensic marks (A/B watermarking): the imperceptible, keyed luma pattern that tells a
+//! segment's variant A from its variant B, added to a rendition's pictures before encoding,
+//! and read back from a leaked picture against the unmarked one.
+//!
+//! Each segment position of a watermarked job has its own pattern, keyed by the job's mark
+//! seed (a secret the coordinator derives and sends only inside signed tasks) and the
+//! position: a sign per cell of a [`GRID`] laid over the picture, joined smoothly between
+//! cell centres. Variant A adds the pattern at [`AMPLITUDE`] code values, B subtracts it, so
+//! the two are as far apart as a mark this faint can make them. The pattern is defined on
+//! the picture's proportions, not its pixels: every rung carries the same one, and a leak
+//! scaled to any size, or cropped by a few per cent, still lines up with it within a
+//! fraction of a cell.
+//!
+//! A mark of less than one code value cannot be added to 8-bit pixels as such: each pixel
+//! moves by a whole code value or not at all, with a chance equal to the mark's fraction
+//! (a fixed dither from the pixel's place and frame, so encodes stay repeatable). Averaged
+//! over any block, the change is the mark: under one code value everywhere, on a flat grey
+//! as on a dark gradient.
+//!
+//! Reading a leaked picture needs the unmarked picture at the leak's geometry. The leak's
+//! luma is fitted to it by a quadratic (brightness, contrast and gamma changes), and what is
+//! left is projected on the position's pattern: the estimate of the mark's signed
+//! amplitude, positive for A. A segment's frames together give a log-likelihood ratio for
+//! the code words' trace (`farm_hls::forensic`), positive for B.
+
+pub use farm_hls::forensic::Variant;
+use sha2::{Digest, Sha256};
+
+/// Cells of the pattern across and down the picture.
+pub const GRID: (usize, usize) = (16, 9);
+
+/// The pattern's peak, in 8-bit code values: the mean change of any block stays under one.
+pub const AMPLITUDE: f32 = 0.8;
+
+const CELLS: usize = GRID.0 * GRID.1;
+
+/// The pattern of one segment position: a sign per cell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pattern {
+    signs: [f32; CELLS],
+}
+
+impl Pattern {
+    /// The pattern of `position` under the job's mark `seed`.
+    pub fn new(seed: &[u8; 32], position: u64) -> Self {
+        let digest = Sha256::new().chain_update(b"farm-forensic-mark-v1").chain_update(seed).chain_update(position.to_be_bytes()).finalize();
+        let mut signs = [0.0; CELLS];
+        for (i, s) in signs.iter_mut().enumerate() {
+            *s = if digest[i / 8] >> (i % 8) & 1 == 1 { 1.0 } else { -1.0 };
+        }
+        Self { signs }
+    }
+
+    /// The pattern over a `width` x `height` picture, each value in [-1, 1].
+    pub fn field(&self, width: usize, height: usize) -> Field {
+        self.field_in(Window::WHOLE, width, height)
+    }
+
+    /// The pattern as seen in a `width` x `height` picture showing `window` of the marked
+    /// one (a leak cropped and scaled).
+    pub fn field_in(&self, window: Window, width: usize, height: usize) -> Field {
+        let across = weights(width, GRID.0, window.left, window.right);
+        let down = weights(height, GRID.1, window.top, window.bottom);
+        let mut values = Vec::with_capacity(width * height);
+        for &(j0, j1, s) in &down {
+            for &(i0, i1, t) in &across {
+                let top = self.signs[j0 * GRID.0 + i0] * (1.0 - t) + self.signs[j0 * GRID.0 + i1] * t;
+                let bottom = self.signs[j1 * GRID.0 + i0] * (1.0 - t) + self.signs[j1 * GRID.0 + i1] * t;
+                values.push(top * (1.0 - s) + bottom * s);
+            }
+        }
+        Field { width, height, values }
+    }
+}
+
+/// Part of a picture, in fractions of its width and height.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    pub left: f32,
+    pub top: f32,
+    pub right: f32,
+    pub bottom: f32,
+}
+
+impl Window {
+    pub const WHOLE: Window = Window { left: 0.0, top: 0.0, right: 1.0, bottom: 1.0 };
+}
+
+/// For each of `pixels` pixels along one axis of `cells` cells, showing `from` to `to` of
+/// it: the two cells whose centres it lies between, and the smoothstep weight of the second.
+fn weights(pixels: usize, cells: usize, from: f32, to: f32) -> Vec<(usize, usize, f32)> {
+    (0..pixels)
+        .map(|p| {
+            let at = from + (p as f32 + 0.5) / pixels as f32 * (to - from);
+            let u = (at * cells as f32 - 0.5).clamp(0.0, (cells - 1) as f32);
+            let i0 = (u.floor() as usize).min(cells - 1);
+            let t = u - i0 as f32;
+            (i0, (i0 + 1).min(cells - 1), t * t * (3.0 - 2.0 * t))
+        })
+        .collect()
+}
+
+/// A pattern laid over a picture of one size.
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub width: usize,
+    pub height: usize,
+    values: Vec<f32>,
+}
+
+impl Field {
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// Marks an 8-bit luma plane (`stride` bytes a row) of the field's size as `variant`;
+    /// `frame` varies the dither from picture to picture.
+    pub fn apply(&self, plane: &mut [u8], stride: usize, variant: Variant, frame: u64) {
+        let sign = match variant {
+            Variant::A => AMPLITUDE,
+            Variant::B => -AMPLITUDE,
+        };
+        for (y, row) in self.values.chunks_exact(self.width).enumerate() {
+            let pixels = &mut plane[y * stride..y * stride + self.width];
+            for (x, (p, f)) in pixels.iter_mut().zip(row).enumerate() {
+                let step = (sign * f + dither(x, y, frame)).floor();
+                *p = (f32::from(*p) + step).clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+}
+
+/// A fixed, evenly spread value in [0, 1) for a pixel of a frame.
+fn dither(x: usize, y: usize, frame: u64) -> f32 {
+    let mut h = (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (y as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ frame.wrapping_mul(0x1656_67B1_9E37_79F9);
+    h ^= h >> 31;
+    h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h ^= h >> 29;
+    (h >> 40) as f32 / (1u64 << 24) as f32
+}
+
+/// The mark's signed amplitude in one leaked picture (luma, any scale), against the unmarked
+/// picture at the same geometry and the position's field of that size: about
+/// [`AMPLITUDE`] times the leak's contrast for A, as much below zero for B, near zero
+/// for an unmarked picture or another position's pattern.
+pub fn amplitude(leak: &[f32], reference: &[f32], field: &Field) -> f64 {
+    let residual = residual(leak, reference);
+    let f = field.values();
+    let mean = f.iter().map(|&v| f64::from(v)).sum::<f64>() / f.len().max(1) as f64;
+    let (mut dot, mut norm) = (0.0, 0.0);
+    for (r, &v) in residual.iter().zip(f) {
+        let v = f64::from(v) - mean;
+        dot += r * v;
+        norm += v * v;
+    }
+    if norm > 0.0 { dot / norm } else { 0.0 }
+}
+
+/// What is left of `leak` once the best quadratic of `reference` (brightness, contrast,
+/// gamma) is taken away.
+fn residual(leak: &[f32], reference: &[f32]) -> Vec<f64> {
+    // normal equations of leak ≈ c0 + c1 r + c2 r², r scaled to [0, 1]
+    let mut m = [[0.0f64; 3]; 3];
+    let mut b = [0.0f64; 3];
+    for (&l, &r) in leak.iter().zip(reference) {
+        let r = f64::from(r) / 255.0;
+        let basis = [1.0, r, r * r];
+        for i in 0..3 {
+            b[i] += basis[i] * f64::from(l);
+            for j in 0..3 {
+                m[i][j] += basis[i] * basis[j];
+            }
+        }
+    }
+    let c = solve3(m, b).unwrap_or([0.0; 3]);
+    leak.iter()
+        .zip(reference)
+        .map(|(&l, &r)| {
+            let r = f64::from(r) / 255.0;
+            f64::from(l) - (c[0] + c[1] * r + c[2] * r * r)
+        })
+        .collect()
+}
+
+/// `m x = b` by Cramer's rule; `None` when `m` is singular (a flat reference).
+fn solve3(m: [[f64; 3]; 3], b: [f64; 3]) -> Option<[f64; 3]> {
+    let det = |m: &[[f64; 3]; 3]| {
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    };
+    let d = det(&m);
+    if d.abs() < 1e-9 * m[0][0].abs().max(1.0).powi(3) {
+        // a flat reference: only the brightness can be fitted
+        return (m[0][0] > 0.0).then(|| [b[0] / m[0][0], 0.0, 0.0]);
+    }
+    let mut x = [0.0; 3];
+    for (k, xk) in x.iter_mut().enumerate() {
+        let mut mk = m;
+        for i in 0..3 {
+            mk[i][k] = b[i];
+        }
+        *xk = det(&mk) / d;
+    }
+    Some(x)
+}
+
+/// A segment position's frames as read: the log-likelihood ratio that it is variant B,
+/// from the per-frame amplitudes' mean and spread (a Gaussian reading of each frame, the
+/// spread measured on the frames themselves); 0 with fewer than two frames.
+pub fn llr(amplitudes: &[f64]) -> f64 {
+    let n = amplitudes.len() as f64;
+    if amplitudes.len() < 2 {
+        return 0.0;
+    }
+    let mean = amplitudes.iter().sum::<f64>() / n;
+    let var = amplitudes.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    // ln N(mean; -m, var/n) / N(mean; +m, var/n) with m = |mean|: -2 m mean n / var
+    let var = var.max(1e-6 * mean * mean).max(1e-12);
+    -2.0 * mean.abs() * mean * n / var
+}
+
+#[cfg(test)]
+mod tests;
