@@ -93,6 +93,12 @@ fn read(leak: &Path, source: &[&str], word: &[Variant]) -> Result<Vec<(usize, Va
     Ok(by_position.iter().enumerate().map(|(p, a)| (p, word[p], llr(a), a.iter().sum::<f64>() / a.len().max(1) as f64)).collect())
 }
 
+/// The benchmark's random numbers: the next step of a 64-bit LCG (Knuth's MMIX constants).
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *state
+}
+
 /// The control: as many pixels moved by one code value as the mark moves, with random signs
 /// (no pattern, no mean change): how much of the VMAF drop is any change to x264's input.
 fn scattered(raw: &[u8], state: &mut u64) -> Vec<u8> {
@@ -100,8 +106,8 @@ fn scattered(raw: &[u8], state: &mut u64) -> Vec<u8> {
     let field = Pattern::new(&SEED, 0).field(W, H);
     for frame in out.chunks_exact_mut(W * H * 3 / 2) {
         for (p, f) in frame[..W * H].iter_mut().zip(field.values()) {
-            *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let (chance, up) = ((*state >> 40) as f32 / (1u64 << 24) as f32, *state >> 39 & 1 == 1);
+            let draw = next(state);
+            let (chance, up) = ((draw >> 40) as f32 / (1u64 << 24) as f32, draw >> 39 & 1 == 1);
             if chance < (0.8 * f).abs() {
                 *p = if up { p.saturating_add(1) } else { p.saturating_sub(1) };
             }
@@ -125,15 +131,13 @@ fn main() -> Result<()> {
         let count = raw.len() / frame_bytes;
         let positions = count.div_ceil(SEGMENT_FRAMES);
         let word: Vec<Variant> = (0..positions)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                if state >> 63 == 1 { Variant::B } else { Variant::A }
-            })
+            .map(|_| if next(&mut state) >> 63 == 1 { Variant::B } else { Variant::A })
             .collect();
+        let fields: Vec<_> = (0..positions).map(|p| Pattern::new(&SEED, p as u64).field(W, H)).collect();
         let mut marked = raw.clone();
         for (f, frame) in marked.chunks_exact_mut(frame_bytes).enumerate() {
             let position = f / SEGMENT_FRAMES;
-            Pattern::new(&SEED, position as u64).field(W, H).apply(&mut frame[..W * H], W, word[position], f as u64);
+            fields[position].apply(&mut frame[..W * H], W, word[position], f as u64);
         }
         let control = scattered(&raw, &mut state);
         let file = |what: &str| dir.path().join(format!("{name}-{what}.mp4"));
