@@ -153,6 +153,9 @@ try {
   const native = await newPage('native: ');
   current = native;
   await native.addInitScript(() => { delete window.MediaSource; delete window.ManagedMediaSource; delete window.WebKitMediaSource; });
+  // What the native player fetched, in order (which rung, which segment), for a failure's report.
+  report.native_fetched = [];
+  native.on('request', (r) => report.native_fetched.push(new URL(r.url()).pathname.split('/').slice(-2).join('/')));
   await native.goto(report.share_url);
   await native.waitForFunction(() => document.getElementById('video').src.includes('/media/index.m3u8'), null, { timeout: 60000 });
   await native.click('#play');
