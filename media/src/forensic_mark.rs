@@ -23,6 +23,8 @@
 //! amplitude, positive for A. A segment's frames together give a log-likelihood ratio for
 //! the code words' trace (`farm_hls::forensic`), positive for B.
 
+pub mod align;
+
 pub use farm_hls::forensic::Variant;
 use sha2::{Digest, Sha256};
 
