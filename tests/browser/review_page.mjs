@@ -210,8 +210,11 @@ try {
       url: location.href,
       message: document.getElementById('message')?.textContent,
       clip: document.getElementById('clip')?.textContent,
+      timecode: document.getElementById('timecode')?.textContent,
       player: typeof window.hls,
     })).catch((e) => String(e));
+    // What was on screen when it failed.
+    await current.locator('#video').screenshot({ path: shot('failure.png') }).catch(() => {});
   }
 } finally {
   await browser.close();
