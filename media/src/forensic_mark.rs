@@ -24,6 +24,7 @@
 //! the code words' trace (`farm_hls::forensic`), positive for B.
 
 pub mod align;
+pub mod crop;
 
 pub use farm_hls::forensic::Variant;
 use sha2::{Digest, Sha256};
