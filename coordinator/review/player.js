@@ -12,7 +12,7 @@ const base = new URL(shareMode ? 'media/' : `/v1/jobs/${encodeURIComponent(jobId
 // `offset`: the media time of the first frame. Players put the stream's zero where they
 // like (hls.js at the first decode time, before B-frame reordering): frame n is shown
 // at offset + n / rate, so the offset is read from the first video fragment.
-const state = { review: null, hls: null, cues: [], sprites: new Map(), frame: 0, offset: 0 };
+const state = { review: null, hls: null, cues: [], sprites: new Map(), frame: 0, offset: 0, asked: null, askedFrom: null };
 const $ = (id) => document.getElementById(id);
 
 function say(text) { farm.text($('message'), text); $('message').hidden = !text; }
@@ -42,9 +42,16 @@ function followFrames() {
   video.addEventListener('seeked', () => showFrame(video.currentTime));
 }
 
+// One frame on or back: from the frame asked for last when the seek to it has shown nothing
+// new (Chromium's own HLS player, after a paused seek, goes on showing a P frame for the B
+// frame right after it; from the frame on screen, a second step would ask for that B frame
+// again), else from the frame on screen.
 function step(delta) {
   video.pause();
-  const target = Math.min(Math.max(state.frame + delta, 0), state.review.frame_count - 1);
+  const from = state.asked !== null && state.askedFrom === state.frame ? state.asked : state.frame;
+  const target = Math.min(Math.max(from + delta, 0), state.review.frame_count - 1);
+  state.asked = target;
+  state.askedFrom = state.frame;
   video.currentTime = state.offset + (target + 0.5) / fps();
 }
 

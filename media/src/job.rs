@@ -36,7 +36,7 @@ pub struct Task {
     pub source: SourceLocation,
     pub ladder: Ladder,
     pub part: Part,
-    /// x264 threads per rendition; 0: as many as cores, up to 4.
+    /// x264 threads per rendition; 0: as many as cores, up to 4, fewer for small rungs.
     pub x264_threads: usize,
     /// Decoder threads; 0 lets FFmpeg choose.
     pub decode_threads: usize,

@@ -33,6 +33,12 @@ async function watchErrors(tab, into) {
 
 // Steps one frame and waits until that frame is on screen; returns what the page says.
 async function stepAndRead(tab, button) {
+  return actAndRead(tab, () => tab.click(button));
+}
+
+// Does `act` (a step or a seek to the middle of a frame) and waits until the frame for the
+// new time is on screen; returns what the page says.
+async function actAndRead(tab, act) {
   // Every frame the compositor is handed, as requestVideoFrameCallback reports it.
   await tab.evaluate(() => {
     if (window.presented !== undefined) return;
@@ -41,7 +47,7 @@ async function stepAndRead(tab, button) {
     const tick = (_, meta) => { window.presented = meta.mediaTime; video.requestVideoFrameCallback(tick); };
     video.requestVideoFrameCallback(tick);
   });
-  await tab.click(button);
+  await act();
   // The page steps to the middle of a frame, so the frame for the new time is the one
   // presented at most one frame before it (the next frame would be after it). `seeked`
   // alone is not enough: the native player may fire it before the frame is presented.
@@ -161,7 +167,14 @@ try {
   await native.click('#play');
   await native.waitForFunction(() => document.getElementById('video').currentTime > 3, null, { timeout: 60000 });
   await native.click('#play');
-  const nativeFrame = await stepAndRead(native, '#step-forward');
+  // A step back from the first frame of a segment (4 s), not a step from wherever the pause
+  // lands: after a paused seek, Chromium's own HLS player goes on showing a P frame for the
+  // B frame right after it (77 for 78 in this clip), so a step onto such a B frame is never
+  // presented (the page goes on naming the frame on screen). The frame before a segment's
+  // keyframe is never such a B frame: the GOPs are closed, and x264 ends each with a P frame.
+  const keyframe = await actAndRead(native, () => native.evaluate(() => { document.getElementById('video').currentTime = 4 + 0.5 / 25; }));
+  if (keyframe.frame !== 100) throw new Error(`a seek to 4.02 s showed frame ${keyframe.frame}`);
+  const nativeFrame = await stepAndRead(native, '#step-back');
   nativeFrame.screenshot = await frameShot(native, 'frame-native.png');
   report.native = { hls_js: await native.evaluate(() => typeof window.hls), frame: nativeFrame, message: await native.locator('#message').textContent() };
   await native.close();

@@ -87,7 +87,7 @@ struct ServeArgs {
     /// slow the chunk that makes the job playable (0: never)
     #[arg(long, env = "FARM_HOLD_SECONDS", default_value_t = consume::DEFAULT_HOLD_SECONDS)]
     hold_seconds: u64,
-    /// x264 threads per rendition (0: as many as cores, up to 4)
+    /// x264 threads (slices) per rendition (0: as many as cores, up to 4, fewer for small rungs: one per 17 macroblock rows)
     #[arg(long, env = "FARM_X264_THREADS", default_value_t = 0)]
     x264_threads: usize,
     /// Decoder threads (0: FFmpeg decides)
@@ -150,7 +150,7 @@ struct TranscodeArgs {
     /// Video codecs, comma-separated (overrides the ladder's): h264, or h264,hevc (an HEVC twin of every rung; needs --segment-format fmp4)
     #[arg(long, value_enum, value_delimiter = ',')]
     codecs: Option<Vec<CodecArg>>,
-    /// x264 threads per rendition (0: as many as cores, up to 4)
+    /// x264 threads (slices) per rendition (0: as many as cores, up to 4, fewer for small rungs: one per 17 macroblock rows)
     #[arg(long, env = "FARM_X264_THREADS", default_value_t = 0)]
     x264_threads: usize,
     /// Decoder threads (0: FFmpeg decides)
