@@ -76,6 +76,35 @@ impl Pattern {
     }
 }
 
+/// A luma plane: 8-bit, `stride` bytes a row.
+#[derive(Clone, Copy)]
+pub struct Luma<'a> {
+    pub plane: &'a [u8],
+    pub stride: usize,
+    pub width: usize,
+    pub height: usize,
+}
+
+impl<'a> Luma<'a> {
+    /// A plane whose rows follow one another with no padding.
+    pub fn packed(plane: &'a [u8], (width, height): (usize, usize)) -> Self {
+        Self { plane, stride: width, width, height }
+    }
+
+    /// Bilinear luma at (`x`, `y`) in pixels (centres at half-integers), clamped at the edges.
+    pub(crate) fn at(&self, x: f64, y: f64) -> f64 {
+        let x = (x - 0.5).clamp(0.0, (self.width - 1) as f64);
+        let y = (y - 0.5).clamp(0.0, (self.height - 1) as f64);
+        let (x0, y0) = (x as usize, y as usize);
+        let (x1, y1) = ((x0 + 1).min(self.width - 1), (y0 + 1).min(self.height - 1));
+        let (fx, fy) = (x - x0 as f64, y - y0 as f64);
+        let p = |x: usize, y: usize| f64::from(self.plane[y * self.stride + x]);
+        let top = p(x0, y0) * (1.0 - fx) + p(x1, y0) * fx;
+        let bottom = p(x0, y1) * (1.0 - fx) + p(x1, y1) * fx;
+        top * (1.0 - fy) + bottom * fy
+    }
+}
+
 /// Part of a picture, in fractions of its width and height.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Window {

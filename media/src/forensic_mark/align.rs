@@ -13,6 +13,8 @@
 //! On the synthetic clips of the tests: a leak of the clip 0.98 agreement, margin 0.34;
 //! a leak of another clip margin 0.04; a still picture 0.002.
 
+use super::Luma;
+
 /// Cells across and down a thumb.
 pub const THUMB_GRID: (usize, usize) = (8, 6);
 
@@ -39,9 +41,9 @@ pub struct Thumb {
 }
 
 impl Thumb {
-    /// The thumb of an 8-bit luma plane `width` x `height`, `stride` bytes a row, shown at
-    /// `time`.
-    pub fn new(plane: &[u8], stride: usize, width: usize, height: usize, time: f64) -> Self {
+    /// The thumb of a luma plane shown at `time`.
+    pub fn new(luma: Luma, time: f64) -> Self {
+        let Luma { plane, stride, width, height } = luma;
         let (gw, gh) = THUMB_GRID;
         let mut cells = [0f32; THUMB_GRID.0 * THUMB_GRID.1];
         let span = |n: usize, i: usize, of: usize| {
@@ -111,16 +113,12 @@ pub fn align_in_time(job: &[Thumb], rate: f64, leak: &[Thumb], stride: usize) ->
     if span_frames >= job.len() {
         return None;
     }
-    // Candidate: the job frame shown when the first sampled leak thumb is.
+    // Each sampled thumb with the job frames it comes after the first one's: a candidate
+    // start is the job frame shown when the first sampled leak thumb is.
+    let after: Vec<(usize, &Thumb)> = sampled.iter().map(|t| (((t.time - first) * rate + 1e-6).floor() as usize, *t)).collect();
     let score = |start: usize| -> f64 {
-        let total: f32 = sampled
-            .iter()
-            .map(|t| {
-                let k = (start as f64 + (t.time - first) * rate + 1e-6).floor() as usize;
-                job[k.min(job.len() - 1)].likeness(t)
-            })
-            .sum();
-        f64::from(total) / sampled.len() as f64
+        let total: f32 = after.iter().map(|&(k, t)| job[(start + k).min(job.len() - 1)].likeness(t)).sum();
+        f64::from(total) / after.len() as f64
     };
     let scores: Vec<f64> = (0..job.len() - span_frames).map(score).collect();
     let (best, &agreement) = scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;

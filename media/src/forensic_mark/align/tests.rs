@@ -47,7 +47,7 @@ impl Clip {
     }
 
     fn job(&self) -> Vec<Thumb> {
-        (0..(JOB_SECONDS * RATE) as usize).map(|k| Thumb::new(&self.picture(k, [0.0, 0.0, 1.0, 1.0], SIZE, |v| v), SIZE.0, SIZE.0, SIZE.1, k as f64 / RATE)).collect()
+        (0..(JOB_SECONDS * RATE) as usize).map(|k| Thumb::new(Luma::packed(&self.picture(k, [0.0, 0.0, 1.0, 1.0], SIZE, |v| v), SIZE), k as f64 / RATE)).collect()
     }
 
     /// A leak of `seconds` from job time `from`, at 30 fps and 128x72, cropped (6 % left,
@@ -63,7 +63,7 @@ impl Clip {
                 for p in picture.iter_mut() {
                     *p = (f32::from(*p) + rng.gen_range(-3.0..3.0)).round().clamp(0.0, 255.0) as u8;
                 }
-                Thumb::new(&picture, size.0, size.0, size.1, time)
+                Thumb::new(Luma::packed(&picture, size), time)
             })
             .collect()
     }
@@ -87,7 +87,7 @@ fn a_leak_of_another_clip_and_a_still_picture_are_not_placed() {
     let other = align_in_time(&job, RATE, &Clip::new(2).leak(5.0, 15.0, 7), 3).unwrap();
     assert!(other.margin() < MIN_MARGIN, "another clip: {other:?}");
 
-    let still: Vec<Thumb> = (0..300).map(|j| Thumb::new(&Clip::new(1).picture(100, [0.0, 0.0, 1.0, 1.0], SIZE, |v| v), SIZE.0, SIZE.0, SIZE.1, j as f64 / 30.0)).collect();
+    let still: Vec<Thumb> = (0..300).map(|j| Thumb::new(Luma::packed(&Clip::new(1).picture(100, [0.0, 0.0, 1.0, 1.0], SIZE, |v| v), SIZE), j as f64 / 30.0)).collect();
     let found = align_in_time(&job, RATE, &still, 3).unwrap();
     assert!(found.margin() < MIN_MARGIN, "a still picture: {found:?}");
 }
@@ -95,7 +95,7 @@ fn a_leak_of_another_clip_and_a_still_picture_are_not_placed() {
 #[test]
 fn a_flat_leak_or_one_longer_than_the_job_has_no_alignment() {
     let job = Clip::new(1).job();
-    let flat: Vec<Thumb> = (0..100).map(|j| Thumb::new(&[128; 64 * 36], 64, 64, 36, j as f64 / 30.0)).collect();
+    let flat: Vec<Thumb> = (0..100).map(|j| Thumb::new(Luma::packed(&[128; 64 * 36], (64, 36)), j as f64 / 30.0)).collect();
     assert_eq!(align_in_time(&job, RATE, &flat, 1), None);
     let long = Clip::new(1).leak(0.0, JOB_SECONDS - 0.01, 7);
     assert!(align_in_time(&job[..500], RATE, &long, 3).is_none());

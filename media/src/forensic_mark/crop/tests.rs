@@ -41,10 +41,6 @@ impl Scene {
     }
 }
 
-fn luma(plane: &[u8], (width, height): (usize, usize)) -> Luma<'_> {
-    Luma { plane, stride: width, width, height }
-}
-
 /// A leak's tones: gamma 0.85, contrast 0.9, brightness +12.
 fn leaked_tone(v: f64) -> f64 {
     255.0 * (v / 255.0).clamp(0.0, 1.0).powf(0.85) * 0.9 + 12.0
@@ -57,7 +53,7 @@ fn an_uneven_crop_is_found_to_a_tenth_of_a_per_cent_through_scaling_tones_and_no
     let scenes = [Scene::new(1), Scene::new(2)];
     let jobs: Vec<Vec<u8>> = scenes.iter().map(|s| s.render([0.0, 0.0, 1.0, 1.0], JOB, |v| v, 0.0, &mut rng)).collect();
     let leaks: Vec<Vec<u8>> = scenes.iter().map(|s| s.render(truth, LEAK, leaked_tone, 3.0, &mut rng)).collect();
-    let pairs: Vec<(Luma, Luma)> = leaks.iter().zip(&jobs).map(|(l, j)| (luma(l, LEAK), luma(j, JOB))).collect();
+    let pairs: Vec<(Luma, Luma)> = leaks.iter().zip(&jobs).map(|(l, j)| (Luma::packed(l, LEAK), Luma::packed(j, JOB))).collect();
     let (window, score) = find_window(&pairs, 1).unwrap();
     let found = [window.left, window.top, window.right, window.bottom];
     for (side, (f, t)) in found.iter().zip(truth).enumerate() {
@@ -71,7 +67,7 @@ fn a_leak_of_another_picture_agrees_with_no_window() {
     let mut rng = StdRng::seed_from_u64(6);
     let job = Scene::new(1).render([0.0, 0.0, 1.0, 1.0], JOB, |v| v, 0.0, &mut rng);
     let other = Scene::new(3).render([0.05, 0.05, 0.95, 0.95], LEAK, leaked_tone, 3.0, &mut rng);
-    let (_, score) = find_window(&[(luma(&other, LEAK), luma(&job, JOB))], 1).unwrap();
+    let (_, score) = find_window(&[(Luma::packed(&other, LEAK), Luma::packed(&job, JOB))], 1).unwrap();
     assert!(score < 0.5, "{score}");
     assert!(find_window(&[], 1).is_none());
 }
