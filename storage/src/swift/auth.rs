@@ -3,8 +3,9 @@
 //! account's storage URL and when the token expires.
 //!
 //! [`Login`] keeps the session of one set of credentials for the whole process and logs in
-//! again before the token expires (or when the service refused it), so that every store
-//! of the account shares one token and a running task never holds a dead one.
+//! again in the background before the token expires (and at once when the service refuses
+//! it), so that every store of the account shares one token and a running task never holds
+//! a dead one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -133,7 +134,7 @@ impl Login {
     /// or when its token is `refused` (the service answered 401 to it). A login service
     /// that is away is tried again with backoff for up to `patience`, as storage requests
     /// are: a renewal that falls in an outage waits it out instead of failing the task.
-    pub async fn session(&self, refused: Option<&str>, patience: Duration) -> Result<Session, AuthError> {
+    pub async fn session(self: &Arc<Self>, refused: Option<&str>, patience: Duration) -> Result<Session, AuthError> {
         let mut current = self.session.lock().await;
         let reason = match current.as_ref() {
             None => "first",
@@ -141,6 +142,37 @@ impl Login {
             Some(s) if s.renew_at.is_some_and(|at| Instant::now() >= at) => "due",
             Some(s) => return Ok(s.clone()),
         };
+        let fresh = self.log_in(current.is_some(), reason, patience).await?;
+        *current = Some(fresh.clone());
+        self.renew_in_time(&fresh, patience);
+        Ok(fresh)
+    }
+
+    /// Renews `session` when it falls due whether or not a request asks for it then: a
+    /// request retried through an outage keeps the token it started with, and would only
+    /// learn of its expiry from a 401 after the outage. Each token schedules its own
+    /// renewal; one replaced in the meantime is left alone.
+    fn renew_in_time(self: &Arc<Self>, session: &Session, patience: Duration) {
+        let Some(at) = session.renew_at else { return };
+        let (login, token) = (Arc::clone(self), session.token.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at.into()).await;
+            let mut current = login.session.lock().await;
+            if current.as_ref().is_none_or(|s| s.token != token) {
+                return;
+            }
+            match login.log_in(true, "due", patience).await {
+                Ok(fresh) => {
+                    *current = Some(fresh.clone());
+                    login.renew_in_time(&fresh, patience);
+                }
+                Err(e) => tracing::warn!(error = %e, "Swift token not renewed in time; the next request logs in again"),
+            }
+        });
+    }
+
+    /// Logs in, trying again with backoff for up to `patience` while the service is away.
+    async fn log_in(&self, renewed: bool, reason: &str, patience: Duration) -> Result<Session, AuthError> {
         let started = Instant::now();
         let mut wait = Duration::from_millis(200);
         let fresh = loop {
@@ -154,8 +186,7 @@ impl Login {
                 Err(e) => return Err(e),
             }
         };
-        tracing::info!(credentials = ?self.credentials, storage_url = %fresh.storage_url, renewed = current.is_some(), reason, "Swift token obtained");
-        *current = Some(fresh.clone());
+        tracing::info!(credentials = ?self.credentials, storage_url = %fresh.storage_url, renewed, reason, "Swift token obtained");
         Ok(fresh)
     }
 

@@ -13,7 +13,7 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload,
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload,
     PutResult, Result,
 };
 use object_store_opendal::OpendalStore;
@@ -147,7 +147,9 @@ impl opendal::layers::RetryInterceptor for CountRetries {
 fn typed(e: object_store::Error, location: &str) -> object_store::Error {
     let object_store::Error::Generic { store, source } = e else { return e };
     let path = location.to_string();
-    match source.downcast_ref::<opendal::Error>().map(opendal::Error::kind) {
+    // A body read's error comes as an `io::Error` around OpenDAL's.
+    let inner = source.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|e| e.downcast_ref::<opendal::Error>());
+    match source.downcast_ref::<opendal::Error>().or(inner).map(opendal::Error::kind) {
         Some(opendal::ErrorKind::PermissionDenied) => object_store::Error::Unauthenticated { path, source },
         Some(opendal::ErrorKind::NotFound) => object_store::Error::NotFound { path, source },
         Some(opendal::ErrorKind::ConfigInvalid) => object_store::Error::NotSupported { source },
@@ -195,9 +197,23 @@ impl ObjectStore for SwiftStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        // A ranged read (the source reader's, a few MiB) is read to its end inside the
+        // request that is renewed and tried again on a refused token: its body, retried by
+        // OpenDAL through an outage with the token it started with, would otherwise meet
+        // that token's expiry out of the renewal's reach.
+        let whole = options.range.is_some() && !options.head;
         self.shared.run(location.as_ref(), |s| {
             let options = options.clone();
-            async move { s.get_opts(location, options).await }
+            async move {
+                let got = s.get_opts(location, options).await?;
+                if !whole {
+                    return Ok(got);
+                }
+                let (meta, range, attributes, extensions) = (got.meta.clone(), got.range.clone(), got.attributes.clone(), got.extensions.clone());
+                let body = got.bytes().await?;
+                let payload = GetResultPayload::Stream(futures::stream::once(async { Ok(body) }).boxed());
+                Ok(GetResult { payload, meta, range, attributes, extensions })
+            }
         }).await
     }
 
@@ -255,5 +271,25 @@ impl ObjectStore for SwiftStore {
             let options = options.clone();
             async move { s.copy_opts(from, to, options).await }
         }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generic(source: Box<dyn std::error::Error + Send + Sync>) -> object_store::Error {
+        object_store::Error::Generic { store: "IoError", source }
+    }
+
+    #[test]
+    fn a_refused_token_is_unauthenticated_in_a_request_and_in_a_body_read() {
+        let refused = || opendal::Error::new(opendal::ErrorKind::PermissionDenied, "401");
+        assert!(matches!(typed(generic(Box::new(refused())), "k"), object_store::Error::Unauthenticated { .. }));
+        // A body read's error: OpenDAL's inside an io::Error.
+        let in_body = std::io::Error::other(refused());
+        assert!(matches!(typed(generic(Box::new(in_body)), "k"), object_store::Error::Unauthenticated { .. }));
+        let outage = std::io::Error::other(opendal::Error::new(opendal::ErrorKind::Unexpected, "connection refused"));
+        assert!(matches!(typed(generic(Box::new(outage)), "k"), object_store::Error::Generic { .. }));
     }
 }
