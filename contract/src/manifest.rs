@@ -48,6 +48,10 @@ pub struct PartManifest {
     pub colour: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sprites: Vec<String>,
+    /// Video parts of a forensic job: every rendition again as variant B, its segments
+    /// under `{name}/b/`; `renditions` hold variant A, where unmarked segments would be.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variant_b: Vec<RenditionPart>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

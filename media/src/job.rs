@@ -54,6 +54,8 @@ pub struct Task {
     pub font: PathBuf,
     /// Encrypted jobs: the content keys of the periods this task's range touches.
     pub keys: Option<farm_contract::task::TaskKeys>,
+    /// Forensic jobs: the job's mark seed (A/B variants of every video segment).
+    pub forensic_seed: Option<[u8; 32]>,
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +125,7 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
         },
         sealer: sealer.as_ref(),
         segment_format: ladder.segment_format(),
+        forensic_seed: task.forensic_seed.as_ref(),
     };
     let mut out = transcode::run(&mut source, &plan, sink, progress, cancel)?;
     let low_rungs = ladder.audio.low_rungs(&renditions);
@@ -155,6 +158,7 @@ pub fn run(task: &Task, sink: &dyn Sink, progress: &dyn Progress, cancel: &Atomi
             review: task.review.clone().filter(|_| video),
             colour: out.stats.colour.clone().filter(|_| video),
             sprites: if video { out.sprites.clone() } else { Vec::new() },
+            variant_b: if video { out.variant_b.clone() } else { Vec::new() },
         };
         put_json(sink, &PartManifest::key(kind, covered.start, covered.end), &part)
     };

@@ -420,6 +420,7 @@ fn transcode(args: TranscodeArgs, rt: &tokio::runtime::Runtime) -> anyhow::Resul
         lut,
         font: args.review.font.clone(),
         keys: None,
+        forensic_seed: None,
     };
     let sink = open_sink(&args.output, &args.s3.settings(), rt.handle())
         .with_context(|| format!("output {}", args.output))?;

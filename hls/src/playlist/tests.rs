@@ -58,6 +58,7 @@ pub(crate) fn video_part(first: u64, end: u64, last_frames: u64, is_last: bool) 
         review: None,
         colour: None,
         sprites: vec![],
+        variant_b: vec![],
     }
 }
 
@@ -105,6 +106,7 @@ fn audio_range(first: u64, end: u64, is_last: bool) -> PartManifest {
         review: None,
         colour: None,
         sprites: vec![],
+        variant_b: vec![],
     }
 }
 

@@ -68,6 +68,9 @@ pub struct PipelinePlan<'a> {
     pub sealer: Option<&'a seal::Sealer>,
     /// The segments' container.
     pub segment_format: farm_contract::ladder::SegmentFormat,
+    /// Forensic jobs: the job's mark seed; every video rendition is encoded as variant A
+    /// and as variant B.
+    pub forensic_seed: Option<&'a [u8; 32]>,
 }
 
 /// x264 threads per rendition. An explicit setting applies to every rendition. By default
@@ -107,6 +110,8 @@ pub struct ThumbnailPlan {
 
 pub struct PipelineOutput {
     pub video: Vec<RenditionPart>,
+    /// Forensic jobs: the video renditions' variant B (`video` holds variant A).
+    pub variant_b: Vec<RenditionPart>,
     pub audio: Vec<RenditionPart>,
     /// Keys of the thumbnail sprites written.
     pub sprites: Vec<String>,
@@ -191,7 +196,7 @@ pub fn run(
         drop(outputs); // the encoders see the end of their input
 
         // A stage that stopped because another failed reports `Cancelled`: report the cause.
-        let (video_parts, audio_parts, sprites, mut first_error) = collect(video_threads, audio_threads, thumbnail_thread);
+        let (encoded, audio_parts, sprites, mut first_error) = collect(video_threads, audio_threads, thumbnail_thread);
         finished.store(true, Ordering::Relaxed);
         // A decode error caused by a failed encoder (closed channel) is reported as the
         // encoder's error; a real decode error wins otherwise.
@@ -205,7 +210,9 @@ pub fn run(
         if let Some(e) = first_error {
             return Err(e);
         }
-        Ok(PipelineOutput { video: video_parts, audio: audio_parts, sprites, stats })
+        let (video_parts, variant_b) = encoded.into_iter().map(|e| (e.part, e.variant_b)).unzip::<_, _, Vec<_>, Vec<_>>();
+        let variant_b = variant_b.into_iter().flatten().collect();
+        Ok(PipelineOutput { video: video_parts, variant_b, audio: audio_parts, sprites, stats })
     })
 }
 
@@ -235,6 +242,7 @@ fn video_jobs<'a>(
             encoded,
             input_complete,
             bt709: plan.picture.review.is_some(),
+            mark: plan.forensic_seed,
         };
         jobs.push((job, video_rx.remove(0)));
     }
@@ -269,20 +277,15 @@ type Stage<'a, T = RenditionPart> = std::thread::ScopedJoinHandle<'a, Result<T>>
 
 /// The encoders' parts, the sprites written, and the first error that is not a stage
 /// stopping because another one failed.
-fn collect(video: Vec<Stage<'_>>, audio: Vec<Stage<'_>>, thumbnails: Option<Stage<'_, Vec<String>>>) -> (Vec<RenditionPart>, Vec<RenditionPart>, Vec<String>, Option<TranscodeError>) {
+#[allow(clippy::type_complexity)]
+fn collect(
+    video: Vec<Stage<'_, video::Encoded>>,
+    audio: Vec<Stage<'_>>,
+    thumbnails: Option<Stage<'_, Vec<String>>>,
+) -> (Vec<video::Encoded>, Vec<RenditionPart>, Vec<String>, Option<TranscodeError>) {
     let mut errors: Vec<TranscodeError> = Vec::new();
-    let mut parts = |handles: Vec<Stage<'_>>, stage: &str| {
-        let mut out = Vec::new();
-        for handle in handles {
-            match join(handle, stage) {
-                Ok(part) => out.push(part),
-                Err(e) => errors.push(e),
-            }
-        }
-        out
-    };
-    let video_parts = parts(video, "video encoding");
-    let audio_parts = parts(audio, "audio encoding");
+    let video_parts = joined(video, "video encoding", &mut errors);
+    let audio_parts = joined(audio, "audio encoding", &mut errors);
     let sprites = match thumbnails.map(|h| join(h, "thumbnails")) {
         Some(Ok(sprites)) => sprites,
         Some(Err(e)) => {
@@ -292,6 +295,18 @@ fn collect(video: Vec<Stage<'_>>, audio: Vec<Stage<'_>>, thumbnails: Option<Stag
         None => Vec::new(),
     };
     (video_parts, audio_parts, sprites, first_cause(errors))
+}
+
+/// What `handles` returned, their errors added to `errors`.
+fn joined<T>(handles: Vec<Stage<'_, T>>, stage: &str, errors: &mut Vec<TranscodeError>) -> Vec<T> {
+    let mut out = Vec::new();
+    for handle in handles {
+        match join(handle, stage) {
+            Ok(part) => out.push(part),
+            Err(e) => errors.push(e),
+        }
+    }
+    out
 }
 
 /// The first error that is not a stage stopping because another one failed.

@@ -5,6 +5,11 @@
 //! encodes with x264 (x265 for an HEVC rendition) and hands the packets to the
 //! [`Segmenter`]. Hands on the rendition's part of the manifest.
 //!
+//! A forensic job encodes the rendition twice, as variants A and B of every segment: the
+//! same scaled picture, marked (`crate::forensic_mark`) with the segment position's pattern
+//! added for A and taken away for B, through two encoders of the same settings. A's
+//! segments go where unmarked ones would, B's under `{rendition}/b/`.
+//!
 //! The task's first segment is closed as soon as its last frame is in: the encoder is
 //! flushed there and a fresh one (same settings, same SPS) takes the next segment, which
 //! opens on an IDR frame anyway. Otherwise x264's lookahead would hold the first segment
@@ -25,6 +30,7 @@ use super::decode::share;
 use super::encode;
 use super::segment::{Output, SegmentClock, Segmenter};
 use crate::error::{Result, TranscodeError};
+use crate::forensic_mark::{Field, Pattern, Variant};
 
 /// Segments of the frame grid; a video segment must open on a keyframe.
 pub struct VideoClock(pub Grid);
@@ -59,37 +65,59 @@ pub struct VideoJob<'a> {
     pub input_complete: &'a AtomicBool,
     /// Tag the bitstream BT.709 (review copies); otherwise the pictures' own tags.
     pub bt709: bool,
+    /// Forensic jobs: the job's mark seed; the rendition is encoded as A and as B.
+    pub mark: Option<&'a [u8; 32]>,
+}
+
+/// What a rendition's thread hands back: its part, and a forensic job's variant B of it.
+pub struct Encoded {
+    pub part: RenditionPart,
+    pub variant_b: Option<RenditionPart>,
 }
 
 struct Open<'a> {
     scaler: scaling::Context,
     scaler_input: (format::Pixel, u32, u32),
-    encoder: ffmpeg::encoder::Video,
-    segmenter: Segmenter<'a, VideoClock>,
-    /// The frame that opens the task's second segment, where the encoder is restarted.
+    lanes: Vec<Lane<'a>>,
+    /// The frame that opens the task's second segment, where the encoders are restarted.
     restart_at: u64,
 }
 
-pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPart> {
+/// One encode of the rendition: the unmarked one, or one variant of a forensic job's.
+struct Lane<'a> {
+    variant: Option<Variant>,
+    encoder: ffmpeg::encoder::Video,
+    segmenter: Segmenter<'a, VideoClock>,
+}
+
+/// The mark of the segment position being encoded, laid over the rendition's size once.
+struct Marks<'a> {
+    seed: &'a [u8; 32],
+    current: Option<(u64, Field)>,
+}
+
+impl Marks<'_> {
+    fn field(&mut self, position: u64, (width, height): (u32, u32)) -> &Field {
+        if self.current.as_ref().is_none_or(|(p, _)| *p != position) {
+            self.current = Some((position, Pattern::new(self.seed, position).field(width as usize, height as usize)));
+        }
+        &self.current.as_ref().expect("laid above").1
+    }
+}
+
+pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<Encoded> {
     let r = job.rendition;
     let mut open: Option<Open> = None;
+    let mut marks = job.mark.map(|seed| Marks { seed, current: None });
     for src in frames {
         let input = (src.format(), src.width(), src.height());
         let n = src.pts().unwrap_or(0);
         if open.is_none() {
-            let encoder = encode::open_video(r, job.x264, &job.grid, &src, job.threads, job.bt709, job.output.format)?;
-            let segmenter = Segmenter::new(
-                &r.name,
-                VideoClock(job.grid),
-                codec::Parameters::from(&*encoder),
-                encode::video_time_base(&job.grid),
-                job.output,
-            );
+            let variants = if job.mark.is_some() { vec![Some(Variant::A), Some(Variant::B)] } else { vec![None] };
             open = Some(Open {
                 scaler: scaler(input, r)?,
                 scaler_input: input,
-                encoder,
-                segmenter,
+                lanes: variants.into_iter().map(|v| Lane::open(&job, &src, v)).collect::<Result<_>>()?,
                 restart_at: job.grid.segment_start(job.grid.segment_of(n.max(0) as u64) + 1),
             });
         }
@@ -107,20 +135,28 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPar
             tx.send(share(&scaled)).map_err(|_| TranscodeError::Cancelled)?;
         }
         if n as u64 == o.restart_at {
-            o.encoder.send_eof().map_err(|e| TranscodeError::ffmpeg("encoding", &r.name, e))?;
-            drain(&mut o.encoder, &mut o.segmenter, &r.name)?;
-            o.segmenter.close()?;
-            o.encoder = encode::open_video(r, job.x264, &job.grid, &src, job.threads, job.bt709, job.output.format)?;
+            for lane in &mut o.lanes {
+                lane.restart(&job, &src)?;
+            }
         }
         scaled.set_kind(if job.grid.is_keyframe(n as u64) {
             picture::Type::I
         } else {
             picture::Type::None
         });
-        o.encoder
-            .send_frame(&scaled)
-            .map_err(|e| TranscodeError::ffmpeg("encoding", &r.name, e))?;
-        drain(&mut o.encoder, &mut o.segmenter, &r.name)?;
+        for lane in &mut o.lanes {
+            match (lane.variant, marks.as_mut()) {
+                (Some(variant), Some(marks)) => {
+                    // A copy of the picture's pixels, not of its reference.
+                    let mut marked = scaled.clone();
+                    let stride = marked.stride(0);
+                    let field = marks.field(job.grid.segment_of(n.max(0) as u64), (r.width, r.height));
+                    field.apply(marked.data_mut(0), stride, variant, n as u64);
+                    lane.encode(&marked, &r.name)?;
+                }
+                _ => lane.encode(&scaled, &r.name)?,
+            }
+        }
         job.encoded.fetch_add(1, Ordering::Relaxed);
     }
     if !job.input_complete.load(Ordering::SeqCst) {
@@ -128,15 +164,54 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<RenditionPar
         return Err(TranscodeError::Cancelled);
     }
     drop(job.forward); // the smaller renditions see the end of input
-    let Some(mut o) = open else {
-        return Ok(part(r, &job.grid, None, Vec::new(), None));
+    let Some(o) = open else {
+        let empty = || part(r, &job.grid, None, Vec::new(), None);
+        return Ok(Encoded { part: empty(), variant_b: job.mark.map(|_| empty()) });
     };
-    o.encoder.send_eof().map_err(|e| TranscodeError::ffmpeg("encoding", &r.name, e))?;
-    drain(&mut o.encoder, &mut o.segmenter, &r.name)?;
-    let codecs = o.segmenter.codecs().map(str::to_owned);
-    let init = o.segmenter.init_uri();
-    let segments = o.segmenter.finish()?;
-    Ok(part(r, &job.grid, codecs, segments, init))
+    let mut parts = Vec::new();
+    for lane in o.lanes {
+        parts.push(lane.finish(r, &job.grid)?);
+    }
+    let mut parts = parts.into_iter();
+    Ok(Encoded { part: parts.next().expect("one lane at least"), variant_b: parts.next() })
+}
+
+impl<'a> Lane<'a> {
+    fn open(job: &VideoJob<'a>, src: &frame::Video, variant: Option<Variant>) -> Result<Self> {
+        let r = job.rendition;
+        let encoder = encode::open_video(r, job.x264, &job.grid, src, job.threads, job.bt709, job.output.format)?;
+        let name = match variant {
+            Some(Variant::B) => format!("{}/b", r.name),
+            _ => r.name.clone(),
+        };
+        let params = codec::Parameters::from(&*encoder);
+        let segmenter = Segmenter::new(&name, VideoClock(job.grid), params, encode::video_time_base(&job.grid), job.output);
+        Ok(Self { variant, encoder, segmenter })
+    }
+
+    /// Closes the task's first segment and goes on with a fresh encoder.
+    fn restart(&mut self, job: &VideoJob<'a>, src: &frame::Video) -> Result<()> {
+        let r = job.rendition;
+        self.encoder.send_eof().map_err(|e| TranscodeError::ffmpeg("encoding", &r.name, e))?;
+        drain(&mut self.encoder, &mut self.segmenter, &r.name)?;
+        self.segmenter.close()?;
+        self.encoder = encode::open_video(r, job.x264, &job.grid, src, job.threads, job.bt709, job.output.format)?;
+        Ok(())
+    }
+
+    fn encode(&mut self, picture: &frame::Video, name: &str) -> Result<()> {
+        self.encoder.send_frame(picture).map_err(|e| TranscodeError::ffmpeg("encoding", name, e))?;
+        drain(&mut self.encoder, &mut self.segmenter, name)
+    }
+
+    fn finish(mut self, r: &FittedRendition, grid: &Grid) -> Result<RenditionPart> {
+        self.encoder.send_eof().map_err(|e| TranscodeError::ffmpeg("encoding", &r.name, e))?;
+        drain(&mut self.encoder, &mut self.segmenter, &r.name)?;
+        let codecs = self.segmenter.codecs().map(str::to_owned);
+        let init = self.segmenter.init_uri();
+        let segments = self.segmenter.finish()?;
+        Ok(part(r, grid, codecs, segments, init))
+    }
 }
 
 fn part(r: &FittedRendition, grid: &Grid, codecs: Option<String>, segments: Vec<SegmentRecord>, init: Option<String>) -> RenditionPart {
