@@ -13,7 +13,8 @@
 //!
 //! A mark of less than one code value cannot be added to 8-bit pixels as such: each pixel
 //! moves by a whole code value or not at all, with a chance equal to the mark's fraction
-//! (a fixed dither from the pixel's place and frame, so encodes stay repeatable). Averaged
+//! (a fixed dither from the pixel's place and frame, so encodes stay repeatable: a tile of
+//! evenly spread thresholds, shifted from frame to frame). Averaged
 //! over any block, the change is the mark: under one code value everywhere, on a flat grey
 //! as on a dark gradient.
 //!
@@ -148,27 +149,71 @@ impl Field {
     /// Marks an 8-bit luma plane (`stride` bytes a row) of the field's size as `variant`;
     /// `frame` varies the dither from picture to picture.
     pub fn apply(&self, plane: &mut [u8], stride: usize, variant: Variant, frame: u64) {
+        self.marking(variant).apply(plane, stride, frame);
+    }
+
+    /// The field as `variant` adds it, ready to mark pictures quickly: every frame of a
+    /// segment position is marked with the same one.
+    pub fn marking(&self, variant: Variant) -> Marking {
         let sign = match variant {
             Variant::A => AMPLITUDE,
             Variant::B => -AMPLITUDE,
         };
-        for (y, row) in self.values.chunks_exact(self.width).enumerate() {
+        let steps = self.values.iter().map(|f| (sign * f * DITHER_ONE as f32).round() as i16).collect();
+        Marking { width: self.width, steps }
+    }
+}
+
+/// Dither levels: the mark and the thresholds in 1/256ths of a code value.
+const DITHER_ONE: i16 = 256;
+const TILE: usize = 64;
+
+/// A field with its variant's sign, in 1/256ths of a code value per pixel.
+#[derive(Debug, Clone)]
+pub struct Marking {
+    width: usize,
+    steps: Vec<i16>,
+}
+
+impl Marking {
+    /// Adds the mark to an 8-bit luma plane (`stride` bytes a row): each pixel moves by a
+    /// whole code value with a chance equal to the mark's fraction there, decided by a
+    /// threshold from a fixed 64x64 tile of evenly spread levels, shifted with `frame`.
+    pub fn apply(&self, plane: &mut [u8], stride: usize, frame: u64) {
+        let tile = dither_tile();
+        let shift = frame.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52;
+        let (dx, dy) = ((shift as usize) % TILE, (shift as usize / TILE) % TILE);
+        for (y, row) in self.steps.chunks_exact(self.width).enumerate() {
+            let thresholds = &tile[(y + dy) % TILE * TILE..][..TILE];
             let pixels = &mut plane[y * stride..y * stride + self.width];
-            for (x, (p, f)) in pixels.iter_mut().zip(row).enumerate() {
-                let step = (sign * f + dither(x, y, frame)).floor();
-                *p = (f32::from(*p) + step).clamp(0.0, 255.0) as u8;
+            for (x, (p, &m)) in pixels.iter_mut().zip(row).enumerate() {
+                let step = (m + i16::from(thresholds[(x + dx) % TILE])) >> 8;
+                *p = (i16::from(*p) + step).clamp(0, 255) as u8;
             }
         }
     }
 }
 
-/// A fixed, evenly spread value in [0, 1) for a pixel of a frame.
-fn dither(x: usize, y: usize, frame: u64) -> f32 {
-    let mut h = (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (y as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ frame.wrapping_mul(0x1656_67B1_9E37_79F9);
-    h ^= h >> 31;
-    h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    h ^= h >> 29;
-    (h >> 40) as f32 / (1u64 << 24) as f32
+/// Every level 0..256 sixteen times over a 64x64 tile, in a fixed shuffled order.
+fn dither_tile() -> &'static [u8; TILE * TILE] {
+    static TILE_LEVELS: std::sync::OnceLock<[u8; TILE * TILE]> = std::sync::OnceLock::new();
+    TILE_LEVELS.get_or_init(|| {
+        let mut levels = [0u8; TILE * TILE];
+        for (i, l) in levels.iter_mut().enumerate() {
+            *l = (i % 256) as u8;
+        }
+        let mut state: u64 = 0x5EED_0FF0_7E57;
+        for i in (1..levels.len()).rev() {
+            // splitmix64
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            levels.swap(i, (z % (i as u64 + 1)) as usize);
+        }
+        levels
+    })
 }
 
 /// The mark's signed amplitude in one leaked picture (luma, any scale), against the unmarked

@@ -58,6 +58,27 @@ pub struct Task {
     pub forensic_seed: Option<[u8; 32]>,
 }
 
+impl Task {
+    /// The whole of `source` through `ladder` as the one-shot command runs it (playlists
+    /// written, no review settings, no keys, no mark), for other settings to be set on.
+    pub fn whole(source: SourceLocation, ladder: Ladder) -> Self {
+        Self {
+            source,
+            ladder,
+            part: Part::Whole,
+            x264_threads: 0,
+            decode_threads: 0,
+            publish: true,
+            job_id: None,
+            review: None,
+            lut: None,
+            font: PathBuf::new(),
+            keys: None,
+            forensic_seed: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub renditions: Vec<String>,

@@ -10,12 +10,12 @@ use std::sync::atomic::AtomicBool;
 use farm_contract::ladder::Ladder;
 use farm_contract::manifest::{PartKind, PartManifest};
 use farm_media::forensic_mark::{amplitude, llr, Pattern};
-use farm_media::job::{self, Part, Task};
+use farm_media::job::{self, Task};
 use farm_media::progress::Progress;
 use farm_storage::{LocalDir, SourceLocation};
 
 const SEED: [u8; 32] = [7; 32];
-const LADDER: &str = r#"{"version": 1, "segment_seconds": 2, "video": [
+const LADDER: &str = r#"{"version": 1, "segment_seconds": 2, "segment_format": "fmp4", "video": [
     {"name": "360p", "width": 640, "height": 360, "bitrate_kbps": 900},
     {"name": "180p", "width": 320, "height": 180, "bitrate_kbps": 300}]}"#;
 
@@ -39,29 +39,18 @@ fn source(dir: &Path) -> PathBuf {
 }
 
 fn encode(source: &Path, out: &Path, seed: Option<[u8; 32]>) -> PartManifest {
-    let task = Task {
-        source: SourceLocation::Local(source.to_path_buf()),
-        ladder: serde_json::from_str::<Ladder>(LADDER).unwrap(),
-        part: Part::Whole,
-        x264_threads: 0,
-        decode_threads: 0,
-        publish: true,
-        job_id: None,
-        review: None,
-        lut: None,
-        font: PathBuf::new(),
-        keys: None,
-        forensic_seed: seed,
-    };
+    let task = Task { forensic_seed: seed, ..Task::whole(SourceLocation::Local(source.to_path_buf()), serde_json::from_str::<Ladder>(LADDER).unwrap()) };
     let sink = LocalDir::new(out).unwrap();
     job::run(&task, &sink, &Quiet, &AtomicBool::new(false)).unwrap();
     let key = PartManifest::key(PartKind::Video, 0, 3);
     serde_json::from_slice(&std::fs::read(out.join(key)).unwrap()).unwrap()
 }
 
-/// A segment's luma planes (every fifth), decoded by the `ffmpeg` program.
-fn luma(segment: &Path, (w, h): (usize, usize)) -> Vec<Vec<f32>> {
-    let out = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(segment).args(["-f", "rawvideo", "-pix_fmt", "gray", "-"]).output().expect("ffmpeg");
+/// A segment's luma planes (every fifth), decoded by the `ffmpeg` program after its init
+/// segment.
+fn luma(root: &Path, init: &str, segment: &str, (w, h): (usize, usize)) -> Vec<Vec<f32>> {
+    let input = format!("concat:{}|{}", root.join(init).display(), root.join(segment).display());
+    let out = Command::new("ffmpeg").args(["-v", "error", "-i", &input, "-f", "rawvideo", "-pix_fmt", "gray", "-"]).output().expect("ffmpeg");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Every fifth frame: the debug build reads a 640x360 frame slowly.
     out.stdout.chunks_exact(w * h).step_by(5).map(|f| f.iter().map(|&p| f32::from(p)).collect()).collect()
@@ -81,25 +70,31 @@ fn every_segment_is_encoded_as_a_and_b_carrying_opposite_marks() {
         let unmarked = plain.renditions.iter().find(|r| r.name == a.name).unwrap();
         assert_eq!(a.segments.len(), 3, "{}", a.name);
         assert_eq!(b.segments.len(), 3, "{}", a.name);
+        // One init segment serves both: a share's playlist can switch between A and B
+        // without a second EXT-X-MAP (which would have to come before the first key).
+        let init = |part: &farm_contract::manifest::RenditionPart| std::fs::read(dir.path().join("marked").join(part.init.as_ref().unwrap())).unwrap();
+        assert_eq!(b.init.as_deref(), Some(format!("{}/b/init.mp4", a.name).as_str()));
+        assert!(init(a) == init(b), "{}: A's and B's init segments differ", a.name);
         for ((sa, sb), su) in a.segments.iter().zip(&b.segments).zip(&unmarked.segments) {
             assert_eq!(sa.uri, su.uri, "variant A is where the unmarked segment would be");
-            assert_eq!(sb.uri, format!("{}/b/seg_{:05}.ts", a.name, sa.index));
+            assert_eq!(sb.uri, format!("{}/b/seg_{:05}.m4s", a.name, sa.index));
             assert_eq!((sa.units, sb.units, sa.start_unit, sb.start_unit), (su.units, su.units, su.start_unit, su.start_unit));
-            let reference = luma(&dir.path().join("plain").join(&su.uri), (w, h));
+            let (plain_root, marked_root) = (dir.path().join("plain"), dir.path().join("marked"));
+            let reference = luma(&plain_root, unmarked.init.as_ref().unwrap(), &su.uri, (w, h));
             let field = Pattern::new(&SEED, sa.index).field(w, h);
-            let read = |uri: &str| -> Vec<f64> {
-                let frames = luma(&dir.path().join("marked").join(uri), (w, h));
+            let read = |init: &str, uri: &str| -> Vec<f64> {
+                let frames = luma(&marked_root, init, uri, (w, h));
                 assert_eq!(frames.len(), reference.len(), "{uri}");
                 frames.iter().zip(&reference).map(|(f, r)| amplitude(f, r, &field)).collect()
             };
-            let (in_a, in_b) = (read(&sa.uri), read(&sb.uri));
+            let (in_a, in_b) = (read(a.init.as_ref().unwrap(), &sa.uri), read(b.init.as_ref().unwrap(), &sb.uri));
             let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
             eprintln!("{} segment {}: mean amplitude A {:+.3} B {:+.3}, llr A {:+.0} B {:+.0}", a.name, sa.index, mean(&in_a), mean(&in_b), llr(&in_a), llr(&in_b));
             assert!(mean(&in_a) > 0.2 && mean(&in_b) < -0.2, "{} segment {}: {in_a:?} {in_b:?}", a.name, sa.index);
             assert!(llr(&in_a) < -20.0 && llr(&in_b) > 20.0, "{} segment {}", a.name, sa.index);
             // The segment carries its own position's pattern: other positions' read what
             // two random patterns share (a few per cent of the mark each).
-            let frames = luma(&dir.path().join("marked").join(&sa.uri), (w, h));
+            let frames = luma(&marked_root, a.init.as_ref().unwrap(), &sa.uri, (w, h));
             for position in sa.index + 1..sa.index + 5 {
                 let other = Pattern::new(&SEED, position).field(w, h);
                 let stray = mean(&frames.iter().zip(&reference).map(|(f, r)| amplitude(f, r, &other)).collect::<Vec<_>>());

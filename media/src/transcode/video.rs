@@ -30,7 +30,7 @@ use super::decode::share;
 use super::encode;
 use super::segment::{Output, SegmentClock, Segmenter};
 use crate::error::{Result, TranscodeError};
-use crate::forensic_mark::{Field, Pattern, Variant};
+use crate::forensic_mark::{Marking, Pattern, Variant};
 
 /// Segments of the frame grid; a video segment must open on a keyframe.
 pub struct VideoClock(pub Grid);
@@ -90,18 +90,24 @@ struct Lane<'a> {
     segmenter: Segmenter<'a, VideoClock>,
 }
 
-/// The mark of the segment position being encoded, laid over the rendition's size once.
+/// The marks of the segment position being encoded, A's and B's, laid over the
+/// rendition's size once per position.
 struct Marks<'a> {
     seed: &'a [u8; 32],
-    current: Option<(u64, Field)>,
+    current: Option<(u64, [Marking; 2])>,
 }
 
 impl Marks<'_> {
-    fn field(&mut self, position: u64, (width, height): (u32, u32)) -> &Field {
+    fn marking(&mut self, position: u64, (width, height): (u32, u32), variant: Variant) -> &Marking {
         if self.current.as_ref().is_none_or(|(p, _)| *p != position) {
-            self.current = Some((position, Pattern::new(self.seed, position).field(width as usize, height as usize)));
+            let field = Pattern::new(self.seed, position).field(width as usize, height as usize);
+            self.current = Some((position, [field.marking(Variant::A), field.marking(Variant::B)]));
         }
-        &self.current.as_ref().expect("laid above").1
+        let [a, b] = &self.current.as_ref().expect("laid above").1;
+        match variant {
+            Variant::A => a,
+            Variant::B => b,
+        }
     }
 }
 
@@ -150,8 +156,8 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<Encoded> {
                     // A copy of the picture's pixels, not of its reference.
                     let mut marked = scaled.clone();
                     let stride = marked.stride(0);
-                    let field = marks.field(job.grid.segment_of(n.max(0) as u64), (r.width, r.height));
-                    field.apply(marked.data_mut(0), stride, variant, n as u64);
+                    let marking = marks.marking(job.grid.segment_of(n.max(0) as u64), (r.width, r.height), variant);
+                    marking.apply(marked.data_mut(0), stride, n as u64);
                     lane.encode(&marked, &r.name)?;
                 }
                 _ => lane.encode(&scaled, &r.name)?,

@@ -1,0 +1,81 @@
+//! A/B encode cost benchmark (issue 19): the CPU time and wall time of a forensic job's
+//! encode, every video segment made twice (variants A and B, `farm_media::forensic_mark`),
+//! against the same encode unmarked. The default review ladder (1080p to 234p, x264
+//! veryfast, audio included) on a generated 1080p25 ProRes 422 HQ source, run in this
+//! process through `farm_media::job::run` to a local folder, unmarked and marked in turn,
+//! `--rounds` times. The issue asks at most 2.1x the unmarked ladder's CPU.
+//!
+//! Reproduce with (from the repository root; ffmpeg on the PATH to make the source):
+//!     cargo run --release -p farm-benches --bin ab-cost-bench -- [--seconds 20] [--rounds 2]
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::Result;
+use farm_contract::ladder::Ladder;
+use farm_media::job::{self, Task};
+use farm_media::progress::Progress;
+use farm_storage::{LocalDir, SourceLocation};
+use farm_tests::fixtures::prores_1080p;
+
+const SEED: [u8; 32] = *b"ab-cost-bench seed, 32 bytes lon";
+
+struct Quiet;
+
+impl Progress for Quiet {
+    fn frames(&self, _done: u64, _total: Option<u64>) {}
+}
+
+fn arg(name: &str, default: u32) -> u32 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// CPU seconds this process has used, every thread.
+fn own_cpu() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given, zeroed and owned here.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        t(usage.ru_utime) + t(usage.ru_stime)
+    }
+}
+
+fn bytes_under(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| if e.path().is_dir() { bytes_under(&e.path()) } else { e.metadata().map_or(0, |m| m.len()) }).sum()
+}
+
+/// (CPU seconds, wall seconds, bytes written) of one encode.
+fn encode(source: &Path, out: &Path, seed: Option<[u8; 32]>) -> Result<(f64, f64, u64)> {
+    let task = Task { forensic_seed: seed, ..Task::whole(SourceLocation::Local(source.to_path_buf()), Ladder::default()) };
+    let sink = LocalDir::new(out)?;
+    let (cpu, wall) = (own_cpu(), Instant::now());
+    job::run(&task, &sink, &Quiet, &AtomicBool::new(false))?;
+    Ok((own_cpu() - cpu, wall.elapsed().as_secs_f64(), bytes_under(out)))
+}
+
+fn main() -> Result<()> {
+    ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
+    let seconds = arg("--seconds", 20);
+    let rounds = arg("--rounds", 2);
+    let source = prores_1080p(seconds)?;
+    println!("source: {} ({seconds} s); default review ladder; {} cores", source.display(), std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!("{:<6} {:<9} {:>8} {:>8} {:>10}", "round", "encode", "cpu s", "wall s", "MB");
+    let (mut plain, mut marked) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        for (name, seed) in [("unmarked", None), ("A and B", Some(SEED))] {
+            let dir = tempfile::tempdir()?;
+            let (cpu, wall, bytes) = encode(&source, dir.path(), seed)?;
+            println!("{round:<6} {name:<9} {cpu:>8.1} {wall:>8.1} {:>10.1}", bytes as f64 / 1e6);
+            if seed.is_some() { &mut marked } else { &mut plain }.push((cpu, wall));
+        }
+    }
+    let total = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| v.iter().map(f).sum::<f64>();
+    let cpu_ratio = total(&marked, |m| m.0) / total(&plain, |m| m.0);
+    let wall_ratio = total(&marked, |m| m.1) / total(&plain, |m| m.1);
+    println!("A and B / unmarked: CPU {cpu_ratio:.2}x (the issue asks at most 2.1x), wall {wall_ratio:.2}x");
+    println!("reproduce: cargo run --release -p farm-benches --bin ab-cost-bench -- --seconds {seconds} --rounds {rounds}");
+    Ok(())
+}
