@@ -25,6 +25,8 @@
 //! accused one's, was tried: its exponent is the same `L (1 - 2p)² / 8`, and in simulation it
 //! named no partner the plain rule had missed.)
 
+pub mod by_word;
+
 use farm_contract::secret::{Secret, ShortSecret};
 use hmac::Mac;
 use serde::Serialize;
