@@ -21,6 +21,9 @@ use m3u8_rs::{
 
 pub const MASTER: &str = "index.m3u8";
 
+/// A forensic job's variant B of a rendition: the folder under the rendition's.
+pub const VARIANT_B: &str = "b";
+
 /// Playlist files by object key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Playlists {
@@ -69,9 +72,20 @@ pub fn assemble(parts: &[PartManifest]) -> Result<Option<Playlists>, String> {
     if first.audio_expected && !audio_complete {
         return Ok(None);
     }
-    let tracks = video_tracks(&video)?;
+    let tracks = video_tracks(&video, |p| &p.renditions)?;
     let audio = if audio_complete { audio_tracks(&audio_parts)? } else { Vec::new() };
     let mut playlists = write_all(&tracks, &audio, first.grid.rate.as_f64(), first.job_id.as_deref())?;
+    if !first.variant_b.is_empty() {
+        // A forensic job's B playlists, beside A's and not in the master: shares' playlists
+        // are picked from both (`forensic::by_word`).
+        let master = playlists.files.pop().expect("the master is written last");
+        let job = first.job_id.as_deref().unwrap_or("");
+        for t in video_tracks(&video, |p| &p.variant_b)? {
+            let folder = format!("{}/{VARIANT_B}", t.part.name);
+            playlists.files.push((format!("{folder}/index.m3u8"), media_playlist(&t.part, &folder, job)));
+        }
+        playlists.files.push(master);
+    }
     if let Some(review) = &first.review {
         // Beside the master, before it: a player that finds the master finds these too.
         let master = playlists.files.pop().expect("the master is written last");
@@ -125,17 +139,18 @@ fn contiguous_audio(parts: &[PartManifest]) -> Result<Option<Vec<&PartManifest>>
     Ok(Some(audio))
 }
 
-/// Each video rendition's segments over the parts, in the first part's rendition order.
-fn video_tracks(video: &[&PartManifest]) -> Result<Vec<Track>, String> {
+/// Each video rendition's segments over the parts, in the first part's rendition order:
+/// `of` says which renditions of a part (its own, or a forensic job's variant B).
+fn video_tracks(video: &[&PartManifest], of: impl Fn(&PartManifest) -> &Vec<RenditionPart>) -> Result<Vec<Track>, String> {
     let mut tracks: BTreeMap<String, (usize, Track)> = BTreeMap::new();
-    for (order, r) in video[0].renditions.iter().enumerate() {
+    for (order, r) in of(video[0]).iter().enumerate() {
         tracks.insert(r.name.clone(), (order, Track { part: RenditionPart { segments: vec![], ..r.clone() } }));
     }
     for p in video {
-        if p.renditions.len() != tracks.len() {
+        if of(p).len() != tracks.len() {
             return Err(format!("part at segment {} has other renditions", p.first_segment));
         }
-        for r in &p.renditions {
+        for r in of(p) {
             let (_, t) = tracks
                 .get_mut(&r.name)
                 .ok_or_else(|| format!("rendition {} is not in every part", r.name))?;

@@ -330,3 +330,43 @@ fn encrypted_parts_give_a_key_tag_with_an_iv_for_every_segment() {
     audio.job_id = None;
     assert!(assemble(&[nameless, audio]).unwrap_err().contains("must name their job"));
 }
+
+#[test]
+fn a_forensic_jobs_b_playlists_sit_beside_as_and_shares_pick_from_both() {
+    use crate::forensic::by_word::media_by_word;
+    use crate::forensic::Variant;
+    let encrypted = |r: &mut RenditionPart, folder: &str, iv: &str| {
+        r.init = Some(format!("{folder}/init.mp4"));
+        for s in &mut r.segments {
+            s.uri = format!("{folder}/seg_{:05}.m4s", s.index);
+            s.key = Some(farm_contract::manifest::SegmentKey { period: 0, iv: iv.repeat(16) });
+        }
+    };
+    let mut parts = [video_part(0, 2, 150, false), video_part(2, 3, 100, true), audio_part(3)];
+    for p in parts.iter_mut() {
+        p.job_id = Some("j1".into());
+        if p.kind == PartKind::Video {
+            for r in &mut p.renditions {
+                let name = r.name.clone();
+                encrypted(r, &name, "aa");
+            }
+            p.variant_b = p.renditions.clone();
+            for r in &mut p.variant_b {
+                let folder = format!("{}/b", r.name);
+                encrypted(r, &folder, "bb");
+            }
+        }
+    }
+    let p = assemble(&parts).unwrap().unwrap();
+    let b = file(&p, "720p/b/index.m3u8");
+    assert!(b.contains("#EXT-X-MAP:URI=\"init.mp4\"") && b.contains(&format!("IV=0x{}\n#EXTINF:4,\nseg_00002.m4s", "bb".repeat(16))), "{b}");
+    assert!(!file(&p, MASTER).contains("/b/"), "B is not a variant of its own");
+    assert_eq!(p.files.last().unwrap().0, MASTER);
+    let a = file(&p, "720p/index.m3u8");
+    let share = media_by_word(a, b, |position| if position == 1 { Variant::B } else { Variant::A }).unwrap();
+    let picked: Vec<&str> = share.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(picked, ["seg_00000.m4s", "b/seg_00001.m4s", "seg_00002.m4s"]);
+    let before_b = share.lines().take_while(|l| *l != "b/seg_00001.m4s").filter(|l| l.starts_with("#EXT-X-KEY")).last().unwrap();
+    assert!(before_b.ends_with(&format!("IV=0x{}", "bb".repeat(16))), "{share}");
+    assert!(share.ends_with("#EXT-X-ENDLIST\n"), "{share}");
+}
