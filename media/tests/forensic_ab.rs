@@ -58,6 +58,7 @@ fn luma(root: &Path, init: &str, segment: &str, (w, h): (usize, usize)) -> Vec<V
 
 #[test]
 fn every_segment_is_encoded_as_a_and_b_carrying_opposite_marks() {
+    ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
     let dir = tempfile::tempdir().unwrap();
     let src = source(dir.path());
     let plain = encode(&src, &dir.path().join("plain"), None);

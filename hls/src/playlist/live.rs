@@ -5,6 +5,8 @@
 //! its segments contiguous from the first; durations come from the frame grid, which every
 //! worker shares. The master appears once every rendition has its first segment; it
 //! declares the ladder's peak rates (the measured ones replace them in the final VOD master).
+//! A forensic job's B segments (`{rendition}/b/`) get their own playlists beside A's, not
+//! named by the master.
 
 use std::collections::BTreeSet;
 
@@ -13,7 +15,7 @@ use farm_contract::manifest::{init_uri, segment_uri};
 use farm_contract::timeline::Grid;
 use m3u8_rs::{MasterPlaylist, Resolution, VariantStream};
 
-use super::{audio_media, media_text, target_duration, Entry, Playlists, MASTER};
+use super::{audio_media, media_text, target_duration, Entry, Playlists, MASTER, VARIANT_B};
 use crate::codecs::AAC_LC;
 
 
@@ -120,6 +122,14 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>, keying: Option<Keying>)
         }
         let list: Vec<Entry> = (0..n).map(|k| entry(&v.name, k as u64, video_durations[k])).collect();
         files.push((format!("{}/index.m3u8", v.name), media_text(&list, &v.name, Some(seg_target), init(&v.name).as_deref())));
+        // A forensic job's variant B, as far as its segments are there (shares' playlists
+        // are picked from A's and B's, never further than B's reaches).
+        let b = format!("{}/{VARIANT_B}", v.name);
+        let n_b = contiguous(&b);
+        if n_b > 0 {
+            let list: Vec<Entry> = (0..n_b).map(|k| entry(&b, k as u64, video_durations[k])).collect();
+            files.push((format!("{b}/index.m3u8"), media_text(&list, &b, Some(seg_target), init(&b).as_deref())));
+        }
         let codecs = v.codecs.clone().map(|c| if plan.audio.is_empty() { c } else { format!("{c},{AAC_LC}") });
         master.variants.push(VariantStream {
             uri: format!("{}/index.m3u8", v.name),
@@ -192,6 +202,23 @@ mod tests {
         assert!(hd.contains("#EXT-X-VERSION:6\n"), "{hd}");
         assert!(hd.contains("#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:6,\nseg_00000.m4s\n#EXTINF:6,\nseg_00001.m4s"), "{hd}");
         assert_eq!(hd.matches("EXT-X-MAP").count(), 1, "{hd}");
+    }
+
+    #[test]
+    fn a_forensic_jobs_b_segments_get_playlists_of_their_own_as_far_as_they_reach() {
+        let plan = LivePlan { segment_format: SegmentFormat::Fmp4, ..plan() };
+        let a = ["720p/init.mp4", "720p/seg_00000.m4s", "720p/seg_00001.m4s", "360p/init.mp4", "360p/seg_00000.m4s", "audio/init.mp4", "audio/seg_00000.m4s"];
+        let p = live(&plan, &present(&a), None).unwrap();
+        assert!(!p.files.iter().any(|(k, _)| k.contains("/b/")), "an unmarked job has no B playlists");
+        // 720p's B lags its A by a segment; 360p's has none yet.
+        let b = ["720p/b/init.mp4", "720p/b/seg_00000.m4s", "720p/b/seg_00002.m4s"];
+        let p = live(&plan, &present(&[&a[..], &b[..]].concat()), None).unwrap();
+        let text = &p.files.iter().find(|(k, _)| k == "720p/b/index.m3u8").unwrap().1;
+        assert!(text.contains("#EXT-X-MAP:URI=\"init.mp4\"") && text.contains("\nseg_00000.m4s\n") && !text.contains("seg_00002"), "{text}");
+        assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT"), "{text}");
+        assert!(!p.files.iter().any(|(k, _)| k == "360p/b/index.m3u8"));
+        let master = &p.files.last().unwrap();
+        assert!(master.0 == MASTER && !master.1.contains("/b/"), "{}", master.1);
     }
 
     #[test]
