@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::ladder::Ladder;
 use crate::review::Review;
 
+/// 6: tasks of a forensic job carry its mark seed ([`MarkSeed`]): every video segment is
+/// encoded as variant A and as variant B; without it, once, unmarked, as before.
 /// 5: tasks of an encrypted job carry the content keys of the key periods their range
 /// touches ([`TaskKeys`]); without them the output is written plain, as before.
 /// 4: tasks carry the job's [`Review`] (colour, LUT, burn-ins, start timecode); earlier
@@ -17,7 +19,7 @@ use crate::review::Review;
 /// jobs split before that have one audio task over the whole source, which workers still
 /// run. 2: ladders have leading segments (`lead_segments`, default 3). A version 1
 /// message's ladder has none, whatever it says: see [`TaskMessage::from_json`].
-pub const TASK_SCHEMA: u32 = 5;
+pub const TASK_SCHEMA: u32 = 6;
 
 /// Object the coordinator writes under a job's output when the job is cancelled; workers
 /// look for it before and while running a task of that job, and drop the task.
@@ -57,6 +59,34 @@ pub struct TaskMessage {
     /// The content keys this task encrypts its segments with; absent: written plain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<TaskKeys>,
+    /// A forensic job's mark seed; absent: no A and B, one unmarked encode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forensic_seed: Option<MarkSeed>,
+}
+
+/// The secret a forensic job's marks are keyed with: 32 bytes, 64 hex digits in the
+/// message (signed tasks only). Its `Debug` shows nothing.
+#[derive(Clone, PartialEq)]
+pub struct MarkSeed(pub [u8; 32]);
+
+impl std::fmt::Debug for MarkSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MarkSeed(..)")
+    }
+}
+
+impl Serialize for MarkSeed {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for MarkSeed {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let bytes = hex::decode(&text).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
+        bytes.map(MarkSeed).ok_or_else(|| serde::de::Error::custom("a mark seed is 64 hex digits"))
+    }
 }
 
 /// Content keys of an encrypted job, as far as one task needs them: the key period's
@@ -92,7 +122,7 @@ impl TaskMessage {
     pub fn from_json(data: &[u8]) -> Result<Self, String> {
         let mut task: TaskMessage = serde_json::from_slice(data).map_err(|e| format!("invalid task message: {e}"))?;
         match task.schema {
-            TASK_SCHEMA | 4 | 3 | 2 => {}
+            TASK_SCHEMA | 5 | 4 | 3 | 2 => {}
             1 => task.ladder.lead_segments = 0,
             other => return Err(format!("task schema {other} is not supported (this worker reads 1 to {TASK_SCHEMA})")),
         }
@@ -193,8 +223,10 @@ mod tests {
             part: TaskPart::Video { start: 0.0, end: Some(60.0), audio: true },
             review: None,
             keys: Some(TaskKeys { period_seconds: 600, keys: vec![PeriodKey { period: 0, key: "00112233445566778899aabbccddeeff".into() }] }),
+            forensic_seed: Some(MarkSeed([0xab; 32])),
         };
         assert!(!format!("{task:?}").contains("0011223344"), "keys stay out of debug output");
+        assert!(!format!("{task:?}").to_lowercase().contains("abab"), "the mark seed stays out of debug output");
         let text = serde_json::to_string(&task).unwrap();
         assert!(text.contains(r#""part":{"kind":"video","start":0.0,"end":60.0,"audio":true}"#), "{text}");
         for part in [TaskPart::Whole, TaskPart::Audio, task.part] {
@@ -224,7 +256,19 @@ mod tests {
         assert_eq!(TaskMessage::from_json(v3.as_bytes()).unwrap().review, None);
         let v4 = v1.replace(r#""schema":1"#, r#""schema":4"#);
         assert_eq!(TaskMessage::from_json(v4.as_bytes()).unwrap().keys, None, "schema 4 tasks write plain segments");
-        let v6 = v1.replace(r#""schema":1"#, r#""schema":6"#);
-        assert!(TaskMessage::from_json(v6.as_bytes()).unwrap_err().contains("task schema 6 is not supported"));
+        let v5 = v1.replace(r#""schema":1"#, r#""schema":5"#);
+        assert_eq!(TaskMessage::from_json(v5.as_bytes()).unwrap().forensic_seed, None, "schema 5 tasks are encoded once, unmarked");
+        let v7 = v1.replace(r#""schema":1"#, r#""schema":7"#);
+        assert!(TaskMessage::from_json(v7.as_bytes()).unwrap_err().contains("task schema 7 is not supported"));
+    }
+
+    #[test]
+    fn a_mark_seed_is_64_hex_digits() {
+        let v6 = |seed: &str| format!(r#"{{"schema":6,"job_id":"j","task_id":"j-1","source":"a.mov","output":"out","ladder":{{"video":[]}},"part":{{"kind":"whole"}},"forensic_seed":"{seed}"}}"#);
+        let task = TaskMessage::from_json(v6(&"0f".repeat(32)).as_bytes()).unwrap();
+        assert_eq!(task.forensic_seed, Some(MarkSeed([0x0f; 32])));
+        for bad in ["0f".repeat(31), "zz".repeat(32), String::new()] {
+            assert!(TaskMessage::from_json(v6(&bad).as_bytes()).unwrap_err().contains("64 hex digits"), "{bad}");
+        }
     }
 }

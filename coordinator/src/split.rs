@@ -40,6 +40,8 @@ pub fn message(job: &Job, task: &Task, ladder: &Ladder, keys: Option<&JobKeys>) 
         // Stored as the coordinator wrote it; a job from before review settings has none.
         review: job.review.as_deref().and_then(|r| serde_json::from_str(r).ok()),
         keys: keys.map(|k| k.for_part(&task.part)),
+        // Jobs do not ask for forensic watermarking yet (see the security notes).
+        forensic_seed: None,
     }
 }
 

@@ -169,3 +169,46 @@ fn get_drain_starts_the_drain_like_a_first_sigterm() {
     drop(served);
     b.delete_farm_queues(&topology.prefix);
 }
+
+/// Issue 19: a task that carries a mark seed, from the real RabbitMQ to a serving worker,
+/// is encoded as A (where unmarked segments would be) and B (under `{rendition}/b/`), each
+/// rendition's B listed in the part manifest, and `worker playlists` writes B's playlists
+/// beside A's, out of the master.
+#[test]
+fn a_task_with_a_mark_seed_writes_every_video_segment_as_a_and_b() {
+    let (b, s3) = (broker(), s3());
+    let prefix = unique_prefix("forensic");
+    let topology = Topology::new(&prefix.replace('/', "-"));
+    s3.put_file(&format!("{prefix}/in.mov"), &Kind::ProRes422.make().unwrap()).unwrap();
+    let served = serve(&topology.prefix);
+    wait_declared(&b, &topology, &served);
+    let (src, out) = (format!("s3://{BUCKET}/{prefix}/in.mov"), format!("s3://{BUCKET}/{prefix}/out"));
+    let mut message: serde_json::Value = serde_json::from_slice(&task("job-f", 0, &src, &out, TaskPart::Whole)).unwrap();
+    message["forensic_seed"] = "5a".repeat(32).into();
+    b.publish(&topology.tasks_exchange(), "normal", &serde_json::to_vec(&message).unwrap()).unwrap();
+    assert!(b.wait_for(Duration::from_secs(180), || part_count(&format!("{prefix}/out")) == 2), "{}", served.log());
+    assert_eq!(b.depth(&topology.dead_queue()).unwrap(), 0, "{}", served.log());
+    publish_playlists(&out);
+
+    let local = tempfile::tempdir().unwrap();
+    s3.download(&format!("{prefix}/out"), local.path()).unwrap();
+    let part_file = std::fs::read_dir(local.path().join("parts")).unwrap().flatten().map(|e| e.path()).find(|p| p.to_string_lossy().contains("video-")).unwrap();
+    let part: farm_contract::manifest::PartManifest = serde_json::from_slice(&std::fs::read(part_file).unwrap()).unwrap();
+    assert_eq!(part.variant_b.len(), part.renditions.len());
+    for (a, b) in part.renditions.iter().zip(&part.variant_b) {
+        assert_eq!((a.name.as_str(), a.segments.len()), (b.name.as_str(), b.segments.len()));
+        for (sa, sb) in a.segments.iter().zip(&b.segments) {
+            assert_eq!(sb.uri, sa.uri.replacen(&format!("{}/", a.name), &format!("{}/b/", a.name), 1));
+            let (bytes_a, bytes_b) = (std::fs::read(local.path().join(&sa.uri)).unwrap(), std::fs::read(local.path().join(&sb.uri)).unwrap());
+            assert_ne!(bytes_a, bytes_b, "{} and {} are the same bytes", sa.uri, sb.uri);
+        }
+        let b_playlist = std::fs::read_to_string(local.path().join(&a.name).join("b/index.m3u8")).unwrap();
+        assert_eq!(b_playlist.lines().filter(|l| !l.starts_with('#')).count(), b.segments.len(), "{b_playlist}");
+    }
+    // A plays as a ladder of its own; B is nobody's variant in the master.
+    let check = check_ladder(local.path(), 200, 25.0, true).unwrap();
+    assert_eq!(check.renditions.len(), part.renditions.len());
+    assert!(!std::fs::read_to_string(local.path().join("index.m3u8")).unwrap().contains("/b/"));
+    drop(served);
+    b.delete_farm_queues(&topology.prefix);
+}

@@ -79,6 +79,7 @@ fn every_hostile_source_fails_its_job_and_the_worker_goes_on_to_the_next_good_jo
             part: farm_contract::task::TaskPart::Video { start: 0.0, end: None, audio: true },
             review: None,
             keys: None,
+            forensic_seed: None,
         };
         b.publish(&topology.tasks_exchange(), "normal", &serde_json::to_vec(&task).unwrap()).unwrap();
     }

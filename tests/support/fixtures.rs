@@ -284,6 +284,7 @@ pub fn task_message(job: &str, n: usize, source: &str, output: &str, part: farm_
         part,
         review: None,
         keys: None,
+        forensic_seed: None,
     })
     .unwrap()
 }

@@ -138,7 +138,7 @@ fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &
         publish: false,
         job_id: Some(task.job_id.clone()),
         keys: task.keys.clone(),
-        forensic_seed: None,
+        forensic_seed: task.forensic_seed.as_ref().map(|seed| seed.0),
     };
     match task.part {
         TaskPart::Video { start: 0.0, .. } => hold::mark_first_chunk(sink.as_ref()),
