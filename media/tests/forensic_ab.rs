@@ -96,6 +96,14 @@ fn every_segment_is_encoded_as_a_and_b_carrying_opposite_marks() {
             // The segment carries its own position's pattern: other positions' read what
             // two random patterns share (a few per cent of the mark each).
             let frames = luma(&marked_root, a.init.as_ref().unwrap(), &sa.uri, (w, h));
+            // With no unmarked encode kept, the mean of A and B stands in for it (the
+            // detector's reference): A and B read against it as against the unmarked one.
+            let frames_b = luma(&marked_root, b.init.as_ref().unwrap(), &sb.uri, (w, h));
+            let midway: Vec<Vec<f32>> = frames.iter().zip(&frames_b).map(|(fa, fb)| fa.iter().zip(fb).map(|(x, y)| (x + y) / 2.0).collect()).collect();
+            let against_midway = |f: &[Vec<f32>]| mean(&f.iter().zip(&midway).map(|(f, r)| amplitude(f, r, &field)).collect::<Vec<_>>());
+            let (mid_a, mid_b) = (against_midway(&frames), against_midway(&frames_b));
+            eprintln!("{} segment {}: against the mean of A and B, A {mid_a:+.3} B {mid_b:+.3}", a.name, sa.index);
+            assert!(mid_a > 0.2 && mid_b < -0.2, "{} segment {}: A {mid_a} B {mid_b} against the mean of A and B", a.name, sa.index);
             for position in sa.index + 1..sa.index + 5 {
                 let other = Pattern::new(&SEED, position).field(w, h);
                 let stray = mean(&frames.iter().zip(&reference).map(|(f, r)| amplitude(f, r, &other)).collect::<Vec<_>>());
