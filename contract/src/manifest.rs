@@ -162,6 +162,10 @@ pub fn init_uri(rendition: &str, format: SegmentFormat) -> Option<String> {
 
 pub const INIT_SEGMENT: &str = "init.mp4";
 
+/// A forensic job's variant B of a rendition: its segments and playlist in this folder
+/// under the rendition's (variant A's are where unmarked ones would be).
+pub const VARIANT_B: &str = "b";
+
 /// Whether `key` names a media segment (either container) or an init segment: the
 /// objects a live playlist waits for and a share hands out by signed URL.
 pub fn is_media_key(key: &str) -> bool {

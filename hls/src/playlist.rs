@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use farm_contract::ladder::{LOW_AUDIO_GROUP, LOW_SUFFIX};
-use farm_contract::manifest::{PartKind, PartManifest, RenditionPart, SegmentRecord, MANIFEST_VERSION};
+use farm_contract::manifest::{PartKind, PartManifest, RenditionPart, SegmentRecord, MANIFEST_VERSION, VARIANT_B};
 use farm_contract::thumbnails::{REVIEW_JSON, THUMBNAILS_VTT};
 
 use crate::{encryption, review};
@@ -21,8 +21,6 @@ use m3u8_rs::{
 
 pub const MASTER: &str = "index.m3u8";
 
-/// A forensic job's variant B of a rendition: the folder under the rendition's.
-pub const VARIANT_B: &str = "b";
 
 /// Playlist files by object key.
 #[derive(Debug, Clone, PartialEq)]

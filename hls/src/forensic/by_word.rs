@@ -12,6 +12,8 @@
 
 use std::collections::HashMap;
 
+use farm_contract::manifest::VARIANT_B;
+
 use super::Variant;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -51,7 +53,7 @@ pub fn media_by_word(a: &str, b: &str, variant: impl Fn(u64) -> Variant) -> Resu
                 Some(chosen) => {
                     let (uri, tags) = chosen.lines.split_last().expect("a block ends with its URI");
                     out.extend(tags.iter().map(|l| l.to_string()));
-                    out.push(format!("b/{uri}"));
+                    out.push(format!("{VARIANT_B}/{uri}"));
                 }
                 None => {
                     whole = false;

@@ -11,11 +11,11 @@
 use std::collections::BTreeSet;
 
 use farm_contract::ladder::SegmentFormat;
-use farm_contract::manifest::{init_uri, segment_uri};
+use farm_contract::manifest::{init_uri, segment_uri, VARIANT_B};
 use farm_contract::timeline::Grid;
 use m3u8_rs::{MasterPlaylist, Resolution, VariantStream};
 
-use super::{audio_media, media_text, target_duration, Entry, Playlists, MASTER, VARIANT_B};
+use super::{audio_media, media_text, target_duration, Entry, Playlists, MASTER};
 use crate::codecs::AAC_LC;
 
 

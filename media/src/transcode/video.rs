@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use farm_contract::ladder::{FittedRendition, VideoCodec, X264Settings};
-use farm_contract::manifest::{RenditionPart, SegmentRecord};
+use farm_contract::manifest::{RenditionPart, SegmentRecord, VARIANT_B};
 use farm_contract::timeline::Grid;
 use ffmpeg_next as ffmpeg;
 use ffmpeg::software::scaling;
@@ -187,7 +187,7 @@ impl<'a> Lane<'a> {
         let r = job.rendition;
         let encoder = encode::open_video(r, job.x264, &job.grid, src, job.threads, job.bt709, job.output.format)?;
         let name = match variant {
-            Some(Variant::B) => format!("{}/b", r.name),
+            Some(Variant::B) => format!("{}/{VARIANT_B}", r.name),
             _ => r.name.clone(),
         };
         let params = codec::Parameters::from(&*encoder);
