@@ -75,6 +75,12 @@ pub struct JobRequest {
     #[serde(default)]
     #[schema(pattern = r"^[0-9]{2}:[0-5][0-9]:[0-5][0-9][:;][0-9]{2}$")]
     pub start_timecode: Option<String>,
+    /// Forensic A/B watermarking: every video segment encoded twice, as variants A and B
+    /// with different invisible marks, and every share's playlists choosing A or B per
+    /// segment by its own code word, so that a leaked copy can be traced to its share
+    /// (`coordinator trace`). Encrypted jobs only (`FARM_MASTER_KEY_FILE`); default false.
+    #[serde(default)]
+    pub forensic_watermark: bool,
 }
 
 /// A job ready to be stored and dispatched.
@@ -192,6 +198,10 @@ pub async fn probe(app: &AppState, source: &Location, ladder: &Ladder) -> Result
 pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Location), mut ladder: Ladder, (info, complexity): &(SourceInfo, Option<Complexity>), review: &Review, id: String, now: i64) -> Result<NewJob, ApiError> {
     let limits = &app.config.limits;
     let unprocessable = |m: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, m);
+    if req.forensic_watermark && app.master_key.is_none() {
+        // Unencrypted output hands every viewer both variants: nothing to trace.
+        return Err(unprocessable("forensic_watermark needs encrypted jobs: this farm has no FARM_MASTER_KEY_FILE".into()));
+    }
     let duration = info
         .frames_expected()
         .map(|f| info.rate.frames_to_seconds(f))
@@ -249,6 +259,7 @@ pub fn plan(app: &AppState, req: &JobRequest, (source, output): &(Location, Loca
         master_playlist: None,
         plan: Some(serde_json::to_string(&plan).map_err(internal)?),
         review: Some(serde_json::to_string(review).map_err(internal)?),
+        forensic_watermark: req.forensic_watermark,
         created_ms: now,
         updated_ms: now,
     };

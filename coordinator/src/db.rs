@@ -54,6 +54,8 @@ pub struct Job {
     /// The job's checked review settings (JSON of `farm_contract::review::Review`).
     #[serde(skip)]
     pub review: Option<String>,
+    /// Every video segment encoded as variant A and B; shares get code words.
+    pub forensic_watermark: bool,
     pub created_ms: i64,
     pub updated_ms: i64,
 }
@@ -112,8 +114,8 @@ impl Store {
     pub async fn insert(&self, job: &Job, tasks: &[Task], keys: &crate::keys::NewKeys) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO jobs (id, idempotency_key, state, source, output, priority, ladder, error, master, plan, created_ms, updated_ms, review)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            "INSERT INTO jobs (id, idempotency_key, state, source, output, priority, ladder, error, master, plan, created_ms, updated_ms, review, forensic)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&job.id)
         .bind(&job.idempotency_key)
@@ -128,6 +130,7 @@ impl Store {
         .bind(job.created_ms)
         .bind(job.updated_ms)
         .bind(&job.review)
+        .bind(i64::from(job.forensic_watermark))
         .execute(&mut *tx)
         .await?;
         for t in tasks {
@@ -307,7 +310,7 @@ impl Store {
 }
 
 const JOB_COLUMNS: &str =
-    "id, idempotency_key, state, source, output, priority, ladder, error, master, plan, created_ms, updated_ms, review";
+    "id, idempotency_key, state, source, output, priority, ladder, error, master, plan, created_ms, updated_ms, review, forensic";
 
 const TASK_COLUMNS: &str = "id, job_id, part, state, frames_done, frames_total, error";
 
@@ -342,6 +345,7 @@ fn job_from(r: &AnyRow) -> Result<Job, sqlx::Error> {
         master_playlist: r.try_get("master")?,
         plan: r.try_get("plan")?,
         review: r.try_get("review")?,
+        forensic_watermark: r.try_get::<i64, _>("forensic")? != 0,
         created_ms: r.try_get("created_ms")?,
         updated_ms: r.try_get("updated_ms")?,
     })

@@ -5,6 +5,10 @@
 //! checks the share first (unknown 404; expired or revoked 403). Every key handed out and
 //! every playlist a share fetches is a row in the audit trail, so "who watched which
 //! minutes of job X" can be answered from it.
+//!
+//! A share of a watermarked job sees its own code word's copy only: its media playlists
+//! are A's and B's merged by the word, its master has no I-frame playlists, and a segment
+//! of the other variant at a position is "not found", whatever the storage.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +24,7 @@ use crate::app::{internal, rejected, ApiError, AppState, ErrorBody};
 use crate::audit::{self, Event};
 use crate::db::now_ms;
 use crate::shares::Share;
+use farm_hls::forensic::{by_word, Codebook, ForensicKey, Variant};
 
 /// The 16 bytes of a job's content key for one key period (RFC 8216 key URI).
 #[utoipa::path(get, path = "/v1/jobs/{id}/keys/{period}",
@@ -127,7 +132,12 @@ pub async fn share_media(
     let share = open_share(&app, &token, &address, &format!("media {file}")).await?;
     let job = app.store.job(&share.job_id).await.map_err(internal)?.ok_or_else(|| not_found(&file))?;
     let remaining = u64::try_from((share.expires_ms - now_ms()) / 1000).unwrap_or(0).max(1);
-    let response = media(&app, &job.output, &file, remaining).await?;
+    let word = match (job.forensic_watermark, &app.master_key) {
+        (true, Some(master)) => Some(ShareWord::new(master, &job, &share).map_err(internal)?),
+        (true, None) => return Err(ApiError(StatusCode::NOT_FOUND, "this watermarked review copy cannot be served without the master key".into())),
+        (false, _) => None,
+    };
+    let response = media(&app, &job.output, &file, remaining, word).await?;
     if file.ends_with(".m3u8") {
         audit::record(&app.store, share_event(&share, &address, "share.playlist_fetched", file)).await;
     }
@@ -152,7 +162,35 @@ pub async fn job_media(
 ) -> Result<Response, ApiError> {
     let Path((id, file)) = path.map_err(rejected)?;
     let job = app.store.job(&id).await.map_err(internal)?.ok_or_else(|| not_found(&file))?;
-    media(&app, &job.output, &file, app.config.share_url_seconds).await
+    media(&app, &job.output, &file, app.config.share_url_seconds, None).await
+}
+
+/// A share's code word in a watermarked job, and which folders hold marked renditions.
+pub struct ShareWord {
+    key: ForensicKey,
+    job: String,
+    share: String,
+    marked: std::collections::BTreeSet<String>,
+}
+
+impl ShareWord {
+    pub fn new(master: &crate::keys::MasterKey, job: &crate::db::Job, share: &Share) -> anyhow::Result<Self> {
+        let plan: crate::live::JobPlan = serde_json::from_str(job.plan.as_deref().unwrap_or("null"))?;
+        let marked = plan.renditions.into_iter().map(|r| r.name).collect();
+        Ok(Self { key: master.forensic_key(), job: job.id.clone(), share: share.id.clone(), marked })
+    }
+
+    fn variant(&self, position: u64) -> Variant {
+        Codebook::new(&self.key, &self.job).variant(&self.share, position)
+    }
+
+    fn reachable(&self, name: &str) -> bool {
+        by_word::reachable(name, |folder| self.marked.contains(folder), |p| self.variant(p))
+    }
+
+    fn is_marked_playlist(&self, name: &str) -> bool {
+        name.rsplit_once('/').is_some_and(|(folder, file)| file == "index.m3u8" && self.marked.contains(folder))
+    }
 }
 
 fn not_found(file: &str) -> ApiError {
@@ -160,14 +198,14 @@ fn not_found(file: &str) -> ApiError {
 }
 
 /// `file` of the review copy at `output`; signed URLs live at most `max_seconds`.
-async fn media(app: &AppState, output: &str, file: &str, max_seconds: u64) -> Result<Response, ApiError> {
+async fn media(app: &AppState, output: &str, file: &str, max_seconds: u64, word: Option<ShareWord>) -> Result<Response, ApiError> {
     let content_type = content_type(file).ok_or_else(|| not_found(file))?;
-    if farm_storage::sink::check_key(file).is_err() || file.starts_with("parts/") {
+    if farm_storage::sink::check_key(file).is_err() || file.starts_with("parts/") || word.as_ref().is_some_and(|w| !w.reachable(file)) {
         return Err(not_found(file));
     }
     let ttl = Duration::from_secs(app.config.share_url_seconds.min(max_seconds));
     let (output, sinks, rt, name) = (output.to_string(), app.sinks.clone(), tokio::runtime::Handle::current(), file.to_string());
-    let served = tokio::task::spawn_blocking(move || serve_file(&output, &sinks, &rt, &name, ttl)).await.map_err(internal)?;
+    let served = tokio::task::spawn_blocking(move || serve_file(&output, &sinks, &rt, &name, ttl, word.as_ref())).await.map_err(internal)?;
     let served = match served {
         Ok(s) => s,
         Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) => return Err(not_found(file)),
@@ -188,7 +226,7 @@ enum Served {
 }
 
 /// Reads `name` from a job's output (blocking: storage calls).
-fn serve_file(output: &str, sinks: &farm_storage::Sinks, rt: &tokio::runtime::Handle, name: &str, ttl: Duration) -> anyhow::Result<Served> {
+fn serve_file(output: &str, sinks: &farm_storage::Sinks, rt: &tokio::runtime::Handle, name: &str, ttl: Duration, word: Option<&ShareWord>) -> anyhow::Result<Served> {
     let sink = sinks.open(output, rt)?;
     if farm_contract::manifest::is_media_key(name) {
         return Ok(match sink.signed_url(name, ttl)? {
@@ -201,9 +239,15 @@ fn serve_file(output: &str, sinks: &farm_storage::Sinks, rt: &tokio::runtime::Ha
         // that a page reads them without the bucket's CORS rules.
         return Ok(Served::Bytes(sink.get(name)?));
     }
-    let text = String::from_utf8(sink.get(name)?)?;
+    let mut text = String::from_utf8(sink.get(name)?)?;
     if name == farm_hls::MASTER {
-        return Ok(Served::Playlist(text));
+        return Ok(Served::Playlist(match word {
+            Some(_) => by_word::without_iframes(&text),
+            None => text,
+        }));
+    }
+    if let Some(word) = word.filter(|w| w.is_marked_playlist(name)) {
+        text = by_word::media_by_word(&text, &b_playlist(sink.as_ref(), name)?, |p| word.variant(p))?;
     }
     let dir = name.rsplit_once('/').map_or(String::new(), |(d, _)| format!("{d}/"));
     // The key endpoint, relative to this playlist (`.../media/{name}` beside `.../keys/`, for
@@ -215,6 +259,17 @@ fn serve_file(output: &str, sinks: &farm_storage::Sinks, rt: &tokio::runtime::Ha
         |period| format!("{up}keys/{period}"),
     )?;
     Ok(Served::Playlist(rewritten))
+}
+
+/// B's media playlist beside A's `name`; before B's first segment is written, none (a
+/// header without segments: the merge stops at the first B position).
+fn b_playlist(sink: &dyn farm_storage::Sink, name: &str) -> anyhow::Result<String> {
+    let (folder, file) = name.rsplit_once('/').expect("a media playlist is in its rendition's folder");
+    match sink.get(&format!("{folder}/{}/{file}", farm_contract::manifest::VARIANT_B)) {
+        Ok(bytes) => Ok(String::from_utf8(bytes)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok("#EXTM3U\n".into()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What a share serves, by extension; anything else is not a file of a review copy.

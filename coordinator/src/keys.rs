@@ -4,12 +4,19 @@
 //! row), and unwraps it only to hand it on (to a chunk's signed task, to a share's key
 //! request). The master key comes from the file `FARM_MASTER_KEY_FILE` names and is never
 //! logged, printed or stored.
+//!
+//! Forensic watermarking's secrets are derived from it, not stored: a job's mark seed
+//! (HMAC-SHA256 of the job id under a label of its own), handed to the job's tasks like its
+//! content keys, and the key its shares' code words come from.
 
 use std::path::Path;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use farm_contract::task::{PeriodKey, TaskKeys, TaskPart};
+use farm_contract::task::{MarkSeed, PeriodKey, TaskKeys, TaskPart};
+use farm_hls::forensic::ForensicKey;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use farm_hls::encryption::{ContentKey, Iv};
 use sqlx::Row;
 
@@ -27,7 +34,10 @@ pub enum KeyError {
 
 /// The key content keys are wrapped with: 32 bytes. Its `Debug` shows nothing.
 #[derive(Clone)]
-pub struct MasterKey(Aes256Gcm);
+pub struct MasterKey {
+    wrapping: Aes256Gcm,
+    deriving: Hmac<Sha256>,
+}
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,7 +62,32 @@ impl MasterKey {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Self {
-        Self(Aes256Gcm::new_from_slice(bytes).expect("32 bytes"))
+        Self {
+            wrapping: Aes256Gcm::new_from_slice(bytes).expect("32 bytes"),
+            deriving: <Hmac<Sha256> as Mac>::new_from_slice(bytes).expect("HMAC takes keys of any length"),
+        }
+    }
+
+    /// 32 bytes for `label` and `job`, neither readable from the other (length-prefixed
+    /// parts, so that no label and job pair reads as another).
+    fn derive(&self, label: &str, job: &str) -> [u8; 32] {
+        let mut mac = self.deriving.clone();
+        for part in [label, job] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The secret `job`'s forensic marks are keyed with (the same every time: the detector
+    /// derives it again).
+    pub fn mark_seed(&self, job: &str) -> MarkSeed {
+        MarkSeed(self.derive("farm-mark-seed-v1", job))
+    }
+
+    /// The key shares' code words come from.
+    pub fn forensic_key(&self) -> ForensicKey {
+        ForensicKey::new(&hex::encode(self.derive("farm-forensic-codebook-v1", ""))).expect("64 hex digits are long enough")
     }
 
     /// `v1:` and hex of a fresh 96-bit nonce and the sealed key (16 bytes and a 16-byte tag).
@@ -60,7 +95,7 @@ impl MasterKey {
         let mut nonce = [0u8; 12];
         getrandom::getrandom(&mut nonce).map_err(|e| KeyError::Random(e.to_string()))?;
         let aad = binding(job, period);
-        let sealed = self.0.encrypt(Nonce::from_slice(&nonce), Payload { msg: &key.0, aad: &aad }).expect("sealing 16 bytes");
+        let sealed = self.wrapping.encrypt(Nonce::from_slice(&nonce), Payload { msg: &key.0, aad: &aad }).expect("sealing 16 bytes");
         Ok(format!("{WRAP_VERSION}:{}{}", hex::encode(nonce), hex::encode(sealed)))
     }
 
@@ -73,7 +108,7 @@ impl MasterKey {
         }
         let (nonce, sealed) = bytes.split_at(12);
         let aad = binding(job, period);
-        let plain = self.0.decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad }).map_err(|_| fail())?;
+        let plain = self.wrapping.decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad }).map_err(|_| fail())?;
         Ok(ContentKey(plain.try_into().map_err(|_| fail())?))
     }
 }
@@ -103,6 +138,8 @@ pub struct NewKeys {
 pub struct JobKeys {
     pub period_seconds: u32,
     pub keys: std::collections::BTreeMap<u32, ContentKey>,
+    /// The job's mark seed, handed on only when the job is watermarked.
+    pub mark_seed: MarkSeed,
 }
 
 impl JobKeys {
@@ -147,7 +184,7 @@ impl JobKeys {
 pub async fn job_keys(store: &Store, master: Option<&MasterKey>, job: &str) -> anyhow::Result<Option<JobKeys>> {
     let Some(master) = master else { return Ok(None) };
     let rows = sqlx::query("SELECT period, period_seconds, wrapped FROM content_keys WHERE job_id = $1 ORDER BY period").bind(job).fetch_all(&store.pool).await?;
-    let mut out = JobKeys { period_seconds: 0, keys: Default::default() };
+    let mut out = JobKeys { period_seconds: 0, keys: Default::default(), mark_seed: master.mark_seed(job) };
     for row in &rows {
         let period = u32::try_from(row.try_get::<i64, _>("period")?)?;
         out.period_seconds = u32::try_from(row.try_get::<i64, _>("period_seconds")?)?;
@@ -159,7 +196,7 @@ pub async fn job_keys(store: &Store, master: Option<&MasterKey>, job: &str) -> a
 /// Keys for the periods of `duration_seconds` of a new job, `period_seconds` each.
 pub fn for_new_job(master: &MasterKey, job: &str, duration_seconds: f64, period_seconds: u32) -> Result<NewKeys, KeyError> {
     let mut new = NewKeys { period_seconds, wrapped: Vec::new(), plain: None };
-    let mut plain = JobKeys { period_seconds, keys: Default::default() };
+    let mut plain = JobKeys { period_seconds, keys: Default::default(), mark_seed: master.mark_seed(job) };
     for p in 0..farm_hls::encryption::periods_in(duration_seconds, period_seconds) {
         let key = new_content_key()?;
         new.wrapped.push((p, master.wrap(job, p, &key)?));
@@ -235,7 +272,7 @@ mod tests {
 
     #[test]
     fn a_task_gets_the_keys_of_the_periods_its_range_touches() {
-        let keys = JobKeys { period_seconds: 10, keys: (0..6).map(|p| (p, ContentKey([p as u8; 16]))).collect() };
+        let keys = JobKeys { period_seconds: 10, keys: (0..6).map(|p| (p, ContentKey([p as u8; 16]))).collect(), mark_seed: MarkSeed([0; 32]) };
         let periods = |part: TaskPart| keys.for_part(&part).keys.iter().map(|k| k.period).collect::<Vec<_>>();
         assert_eq!(periods(TaskPart::Video { start: 20.0, end: Some(40.0), audio: true }), [2, 3]);
         assert_eq!(periods(TaskPart::Video { start: 20.0, end: Some(30.0), audio: true }), [2], "a chunk ending on a boundary");
@@ -244,6 +281,19 @@ mod tests {
         assert_eq!(periods(TaskPart::Whole), [0, 1, 2, 3, 4, 5]);
         let part = keys.for_part(&TaskPart::Video { start: 0.0, end: Some(5.0), audio: true });
         assert_eq!((part.period_seconds, part.keys[0].key.as_str()), (10, "00000000000000000000000000000000"));
+    }
+
+    #[test]
+    fn mark_seeds_and_the_codebook_key_are_derived_apart_per_job_and_master_key() {
+        let (master, other) = (MasterKey::from_bytes(&[5; 32]), MasterKey::from_bytes(&[6; 32]));
+        assert_eq!(master.mark_seed("j1"), master.mark_seed("j1"), "the detector derives the same seed");
+        assert_ne!(master.mark_seed("j1"), master.mark_seed("j2"));
+        assert_ne!(master.mark_seed("j1"), other.mark_seed("j1"));
+        let book = |key: &ForensicKey| (0..64).map(|p| farm_hls::forensic::Codebook::new(key, "j1").variant("sh1", p)).collect::<Vec<_>>();
+        assert_eq!(book(&master.forensic_key()), book(&master.forensic_key()));
+        assert_ne!(book(&master.forensic_key()), book(&other.forensic_key()));
+        assert_ne!(master.mark_seed("").0, master.derive("farm-forensic-codebook-v1", ""), "a label of its own");
+        assert_eq!(format!("{:?} {:?}", master.mark_seed("j1"), master.forensic_key()), "MarkSeed(..) ForensicKey(..)");
     }
 
     #[test]

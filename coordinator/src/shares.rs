@@ -193,7 +193,13 @@ pub async fn create(
         .execute(&app.store.pool)
         .await
         .map_err(internal)?;
-    let mut event = caller.event("share.created", Some(&job_id), format!("viewer {viewer} until {}", rfc3339(expires_ms)));
+    let mut detail = format!("viewer {viewer} until {}", rfc3339(expires_ms));
+    if let (true, Some(master)) = (job.forensic_watermark, &app.master_key) {
+        // Which code word went to whom: what a trace's verdict is checked against.
+        let word = farm_hls::forensic::Codebook::new(&master.forensic_key(), &job_id).word_id(&id);
+        detail.push_str(&format!("; forensic code word {word}"));
+    }
+    let mut event = caller.event("share.created", Some(&job_id), detail);
     event.share_id = Some(id.clone());
     audit::record(&app.store, event).await;
     let url = format!("{}/s/{token}/", app.config.public_url());

@@ -40,8 +40,8 @@ pub fn message(job: &Job, task: &Task, ladder: &Ladder, keys: Option<&JobKeys>) 
         // Stored as the coordinator wrote it; a job from before review settings has none.
         review: job.review.as_deref().and_then(|r| serde_json::from_str(r).ok()),
         keys: keys.map(|k| k.for_part(&task.part)),
-        // Jobs do not ask for forensic watermarking yet (see the security notes).
-        forensic_seed: None,
+        // A watermarked job is encrypted: it has keys whenever the master key is there.
+        forensic_seed: keys.filter(|_| job.forensic_watermark).map(|k| k.mark_seed.clone()),
     }
 }
 
@@ -150,11 +150,10 @@ mod tests {
         assert_eq!(starts(&plan(3.0, true, &ladder, 12.0)), vec![(0.0, None)]);
     }
 
-    #[test]
-    fn a_job_stored_before_leading_segments_is_handed_out_without_them() {
+    fn job(ladder: &str) -> Job {
         use crate::db::State;
         use farm_contract::task::Priority;
-        let job = |ladder: &str| Job {
+        Job {
             id: "j".into(),
             state: State::Running,
             source: "s3://rushes/a.mov".into(),
@@ -166,13 +165,33 @@ mod tests {
             master_playlist: None,
             plan: None,
             review: None,
+            forensic_watermark: false,
             created_ms: 0,
             updated_ms: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn a_job_stored_before_leading_segments_is_handed_out_without_them() {
+        use crate::db::State;
         let task = Task { id: "j-1".into(), job_id: "j".into(), part: TaskPart::Audio, state: State::Queued, frames_done: 0, frames_total: None, error: None };
         let sent = |ladder: &str| -> TaskMessage { serde_json::from_slice(&stored_message(&job(ladder), &task, None).unwrap()).unwrap() };
         let old = r#"{"video":[{"name":"360p","width":640,"height":360,"bitrate_kbps":800}]}"#;
         assert_eq!(sent(old).ladder.lead_segments, 0);
         assert_eq!(sent(&serde_json::to_string(&Ladder::default()).unwrap()).ladder.lead_segments, 3);
+    }
+
+    #[test]
+    fn only_a_watermarked_jobs_tasks_carry_its_mark_seed() {
+        use crate::db::State;
+        let master = crate::keys::MasterKey::from_bytes(&[7; 32]);
+        let keys = crate::keys::for_new_job(&master, "j", 30.0, 10).unwrap().plain.unwrap();
+        let task = Task { id: "j-1".into(), job_id: "j".into(), part: TaskPart::Whole, state: State::Queued, frames_done: 0, frames_total: None, error: None };
+        let ladder = serde_json::to_string(&Ladder::default()).unwrap();
+        let sent = |job: &Job, keys| -> TaskMessage { serde_json::from_slice(&stored_message(job, &task, keys).unwrap()).unwrap() };
+        let marked = Job { forensic_watermark: true, ..job(&ladder) };
+        assert_eq!(sent(&marked, Some(&keys)).forensic_seed, Some(master.mark_seed("j")));
+        assert_eq!(sent(&job(&ladder), Some(&keys)).forensic_seed, None, "not asked for");
+        assert_eq!(sent(&marked, None).forensic_seed, None, "no master key: nothing to derive it from");
     }
 }

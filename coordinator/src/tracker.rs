@@ -140,7 +140,7 @@ mod tests {
     fn job(id: &str) -> (Job, Task) {
         let job = Job {
             id: id.into(), state: State::Running, source: "s".into(), output: format!("o/{id}"), priority: Priority::Normal,
-            ladder: "{}".into(), idempotency_key: None, error: None, master_playlist: None, plan: None, review: None, created_ms: 0, updated_ms: 0,
+            ladder: "{}".into(), idempotency_key: None, error: None, master_playlist: None, plan: None, review: None, forensic_watermark: false, created_ms: 0, updated_ms: 0,
         };
         let task = Task { id: format!("{id}-0000"), job_id: id.into(), part: TaskPart::Whole, state: State::Running, frames_done: 0, frames_total: None, error: None };
         (job, task)

@@ -9,6 +9,7 @@ mod chart;
 mod encrypted_job;
 mod encryption;
 mod fmp4;
+mod forensic;
 mod coordinator;
 mod hostile;
 mod inputs;

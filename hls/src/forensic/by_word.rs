@@ -88,6 +88,31 @@ fn cut(text: &str) -> Result<Cut<'_>, ByWordError> {
     Ok(cut)
 }
 
+/// Whether a share whose word is `variant` may fetch `name` (a file of the review copy, as
+/// under the job's output) when `marked(folder)` says which folders hold A of a marked
+/// rendition: A's segments at its A positions, B's at its B positions, A's init segment and
+/// playlist (the caller merges it, [`media_by_word`]); never B's playlist or init segment
+/// (the merge does not need them), nor a marked rendition's I-frame playlist (it points
+/// into A at every position). Files of other folders are not marked: reachable.
+pub fn reachable(name: &str, marked: impl Fn(&str) -> bool, variant: impl Fn(u64) -> Variant) -> bool {
+    let Some((folder, file)) = name.rsplit_once('/') else { return true };
+    if let Some(a_folder) = folder.strip_suffix(&format!("/{VARIANT_B}")) {
+        return marked(a_folder) && position(file).is_ok_and(|p| variant(p) == Variant::B);
+    }
+    if !marked(folder) {
+        return true;
+    }
+    match position(file) {
+        Ok(p) => variant(p) == Variant::A,
+        Err(_) => !file.starts_with("iframes"),
+    }
+}
+
+/// A master playlist without its I-frame playlists (a watermarked job's point into A).
+pub fn without_iframes(master: &str) -> String {
+    master.lines().filter(|l| !l.starts_with("#EXT-X-I-FRAME-STREAM-INF")).map(|l| format!("{l}\n")).collect()
+}
+
 /// The segment position of a URI the farm wrote: `seg_00012.m4s` is position 12.
 fn position(uri: &str) -> Result<u64, ByWordError> {
     let name = uri.rsplit('/').next().unwrap_or(uri);

@@ -63,3 +63,18 @@ fn uris_without_a_position_and_other_texts_are_refused() {
     assert_eq!(media_by_word("<html>", odd, |_| Variant::A).unwrap_err(), ByWordError::NotMedia);
     assert_eq!(position("720p/seg_00012.ts").unwrap(), 12);
 }
+
+#[test]
+fn a_share_reaches_only_its_words_segments_of_marked_renditions() {
+    let marked = |folder: &str| folder == "720p" || folder == "720p-hevc";
+    let may = |name: &str| reachable(name, marked, word(&[0, 1, 1, 0]));
+    assert!(may("720p/seg_00000.m4s") && may("720p/b/seg_00001.m4s") && may("720p/b/seg_00002.m4s") && may("720p/seg_00003.m4s"));
+    assert!(!may("720p/b/seg_00000.m4s") && !may("720p/seg_00001.m4s") && !may("720p/seg_00002.m4s") && !may("720p/b/seg_00003.m4s"), "the other variant");
+    assert!(!may("720p-hevc/seg_00001.m4s") && may("720p-hevc/b/seg_00001.m4s"), "every marked rendition");
+    assert!(may("720p/init.mp4") && may("720p/index.m3u8"), "A's map and playlist (merged by the caller)");
+    assert!(!may("720p/b/init.mp4") && !may("720p/b/index.m3u8") && !may("720p/iframes.m3u8"), "B's own files, I-frames pointing into A");
+    assert!(may("audio_en/seg_00001.m4s") && !may("audio_en/b/seg_00001.m4s"), "audio is not marked: one variant");
+    assert!(may("review.json") && may("thumbs/sprite_000.jpg") && may("index.m3u8"));
+    let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n720p/index.m3u8\n#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=1,URI=\"720p/iframes.m3u8\"\n";
+    assert_eq!(without_iframes(master), "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n720p/index.m3u8\n");
+}
