@@ -44,6 +44,7 @@ pub fn action_of(method: &Method, route: &str) -> Option<Action> {
         ("GET", "/v1/jobs" | "/v1/jobs/{id}") => Action::ReadJobs,
         ("DELETE", "/v1/jobs/{id}") => Action::CancelJob,
         ("GET", "/v1/audit") => Action::ReadAudit,
+        ("POST", "/v1/jobs/{id}/trace") => Action::TraceLeak,
         ("GET", "/v1/jobs/{id}/keys/{period}" | "/v1/jobs/{id}/media/{*file}") => Action::FetchKey,
         ("GET" | "POST", "/v1/jobs/{id}/shares") | ("DELETE", "/v1/shares/{id}") => Action::ManageShares,
         ("GET", "/openapi.json") => Action::ReadApiDocument,
@@ -115,6 +116,7 @@ mod tests {
         assert_eq!(action_of(&Method::GET, "/v1/jobs/{id}"), Some(Action::ReadJobs));
         assert_eq!(action_of(&Method::DELETE, "/v1/jobs/{id}"), Some(Action::CancelJob));
         assert_eq!(action_of(&Method::GET, "/v1/audit"), Some(Action::ReadAudit));
+        assert_eq!(action_of(&Method::POST, "/v1/jobs/{id}/trace"), Some(Action::TraceLeak));
         assert_eq!(action_of(&Method::POST, "/v1/jobs/{id}/shares"), Some(Action::ManageShares));
         assert_eq!(action_of(&Method::DELETE, "/v1/shares/{id}"), Some(Action::ManageShares));
         assert_eq!(action_of(&Method::PUT, "/v1/jobs/{id}"), None);

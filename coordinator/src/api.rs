@@ -35,6 +35,7 @@ pub fn router(state: Shared, document: utoipa::openapi::OpenApi) -> Router {
         .route("/v1/jobs/{id}/media/{*file}", get(crate::delivery::job_media))
         .route("/v1/jobs/{id}/shares", get(crate::shares::list).post(crate::shares::create))
         .route("/v1/shares/{id}", axum::routing::delete(crate::shares::revoke))
+        .route("/v1/jobs/{id}/trace", axum::routing::post(crate::trace_api::trace_leak))
         .route("/openapi.json", get(move || async move { Json(document) }))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::authorise));
     Router::new()

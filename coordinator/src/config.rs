@@ -120,6 +120,18 @@ pub enum Command {
         #[arg(value_enum)]
         role: crate::principals::Role,
     },
+    /// Trace a leaked copy of a watermarked job to its shares: prints the verdict as JSON
+    /// (`{"verdict": "match" | "no_match" | "collusion", "shares": [...], "confidence": ...}`)
+    /// and exits 0; 1 when the trace cannot be made (no such job, not watermarked, the leak
+    /// or the review copy unreadable). Needs DATABASE_URL, FARM_MASTER_KEY_FILE and the
+    /// output storage's settings, as the coordinator that ran the job
+    Trace {
+        /// The leaked video file
+        leak: std::path::PathBuf,
+        /// The job the leak is a copy of
+        #[arg(long)]
+        job: String,
+    },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]

@@ -39,6 +39,8 @@ pub mod reclaim;
 pub mod submit;
 pub mod review_page;
 pub mod shares;
+pub mod trace;
+pub mod trace_api;
 pub mod tracker;
 
 use std::sync::Arc;

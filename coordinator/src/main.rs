@@ -22,6 +22,9 @@ fn main() -> ExitCode {
     if let Some(Command::Audit { command: AuditCommand::Verify }) = &config.command {
         return runtime.block_on(verify_audit(&config));
     }
+    if let Some(Command::Trace { leak, job }) = &config.command {
+        return trace(&runtime, &config, leak, job);
+    }
     let result = runtime.block_on(serve(config));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -77,6 +80,29 @@ async fn verify_audit(config: &Config) -> ExitCode {
         Err(e) => {
             eprintln!("error: reading the audit trail: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `coordinator trace LEAKED_FILE --job ID`: the verdict as JSON on stdout, exit 0; 1 with
+/// the reason on stderr when no trace could be made.
+fn trace(runtime: &tokio::runtime::Runtime, config: &Config, leak: &std::path::Path, job: &str) -> ExitCode {
+    let run = || -> anyhow::Result<String> {
+        let master = config.master_key()?.ok_or_else(|| anyhow::anyhow!("FARM_MASTER_KEY_FILE is not set: watermarked jobs' secrets derive from it"))?;
+        let store = runtime.block_on(farm_coordinator::db::Store::connect(&config.database_url()))?;
+        let sinks = farm_storage::Sinks::new(config.s3());
+        let leak = farm_storage::SourceLocation::Local(leak.to_path_buf());
+        let report = farm_coordinator::trace::trace(&store, &master, &sinks, runtime.handle(), &leak, job)?;
+        Ok(serde_json::to_string_pretty(&report)?)
+    };
+    match run() {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -14,8 +14,8 @@ use crate::api;
         title = "HLS review farm coordinator",
         description = "Jobs in (camera originals to an HLS review ladder), job state out. Every route but /healthz, /readyz and /metrics needs `Authorization: Bearer <token>` of a principal whose role allows it: ingest submits and reads jobs, producer also fetches content keys and manages shares, admin does everything (cancelling jobs, reading the audit trail)."
     ),
-    paths(api::create_job, api::list_jobs, api::get_job, api::cancel_job, api::read_audit, crate::delivery::job_key, crate::shares::create, crate::shares::list, crate::shares::revoke, crate::delivery::share_media, crate::delivery::share_key, crate::delivery::job_media, api::healthz, api::ready, api::metrics),
-    components(schemas(crate::accept::JobRequest, api::JobView, api::TaskView, api::JobList, api::ErrorBody, api::Readiness, crate::audit::Record, crate::shares::ShareRequest, crate::shares::NewShare, crate::shares::Share)),
+    paths(api::create_job, api::list_jobs, api::get_job, api::cancel_job, api::read_audit, crate::delivery::job_key, crate::shares::create, crate::shares::list, crate::shares::revoke, crate::delivery::share_media, crate::delivery::share_key, crate::delivery::job_media, crate::trace_api::trace_leak, api::healthz, api::ready, api::metrics),
+    components(schemas(crate::accept::JobRequest, api::JobView, api::TaskView, api::JobList, api::ErrorBody, api::Readiness, crate::audit::Record, crate::shares::ShareRequest, crate::shares::NewShare, crate::shares::Share, crate::trace_api::TraceRequest, crate::trace::TraceReport)),
     modifiers(&BearerToken)
 )]
 struct ApiDoc;

@@ -33,6 +33,8 @@ pub enum Action {
     /// A content key of an encrypted job (to play it).
     FetchKey,
     ReadAudit,
+    /// Trace a leaked copy of a watermarked job to its shares.
+    TraceLeak,
     ReadApiDocument,
 }
 
@@ -41,7 +43,7 @@ impl Action {
         match self {
             Self::SubmitJob | Self::ReadJobs | Self::ReadApiDocument => Role::Ingest,
             Self::ManageShares | Self::FetchKey => Role::Producer,
-            Self::CancelJob | Self::ReadAudit => Role::Admin,
+            Self::CancelJob | Self::ReadAudit | Self::TraceLeak => Role::Admin,
         }
     }
 }

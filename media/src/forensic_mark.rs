@@ -26,6 +26,8 @@
 
 pub mod align;
 pub mod crop;
+pub mod detect;
+pub mod frames;
 
 pub use farm_hls::forensic::Variant;
 use sha2::{Digest, Sha256};

@@ -3,7 +3,9 @@
 //! own code word's copy: its media playlist picks A or B at each segment position, the
 //! coordinator serves the segments it lists and refuses the other variant's, B's own
 //! playlists and the I-frame playlists; FFmpeg plays the mixed copy through; the audit trail
-//! names each share's code word. Without a master key the job is refused.
+//! names each share's code word. Without a master key the job is refused. A screen-capture
+//! -like leak of one share, starting 5 s in, is traced to that share by `coordinator trace`;
+//! an unrelated clip, through the admin endpoint, to nobody.
 
 use std::time::Duration;
 
@@ -13,17 +15,18 @@ use farm_tests::probe::decoded_frames;
 
 const SECONDS: u32 = 16;
 
-fn source(dir: &std::path::Path) -> std::path::PathBuf {
+/// A generated clip with sound (`picture`: a lavfi graph, at 25 fps), copied into `dir`.
+fn clip(dir: &std::path::Path, name: &str, picture: &str, seconds: u32) -> std::path::PathBuf {
     let made = farm_tests::fixtures::make(
-        "forensic-16s.mov",
+        name,
         &[
-            "-f", "lavfi", "-i", &format!("testsrc2=size=320x180:rate=25:duration={SECONDS}"),
-            "-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={SECONDS}"),
+            "-f", "lavfi", "-i", picture,
+            "-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={seconds}"),
             "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le",
         ],
     )
     .unwrap();
-    let path = dir.join("in.mov");
+    let path = dir.join(name);
     std::fs::copy(made, &path).unwrap();
     path
 }
@@ -35,7 +38,7 @@ fn uris(playlist: &str) -> Vec<String> {
 #[test]
 fn a_watermarked_jobs_shares_each_play_their_own_words_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let source = source(dir.path());
+    let source = clip(dir.path(), "forensic-16s.mov", &format!("testsrc2=size=320x180:rate=25:duration={SECONDS}"), SECONDS);
     let mut ladder: serde_json::Value = serde_json::from_str(SMALL_LADDER).unwrap();
     ladder["segment_seconds"] = 2.into();
     let body = |out: &str| serde_json::json!({"source": source.display().to_string(), "output": dir.path().join(out).display().to_string(), "ladder": ladder, "forensic_watermark": true}).to_string();
@@ -106,4 +109,81 @@ fn a_watermarked_jobs_shares_each_play_their_own_words_segments() {
     }
     named.dedup();
     assert_eq!(named.len(), 3, "one code word per share: {named:?}");
+}
+
+/// A screen-capture-like copy of `input` (a share's master playlist): from `start` s for
+/// `seconds`, cropped by 10 %, scaled to 640x360, at 30 fps, gamma and contrast changed,
+/// x264 at 500 kb/s.
+fn leak(input: &str, start: u32, seconds: u32, out: &std::path::Path) {
+    let filter = "crop=iw*0.9:ih*0.9:iw*0.05:ih*0.05,scale=640:360,fps=30,eq=gamma=1.15:contrast=1.05:brightness=0.02";
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-i", input, "-ss", &start.to_string(), "-t", &seconds.to_string(), "-map", "0:v:0", "-vf", filter])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-b:v", "500k", "-maxrate", "550k", "-bufsize", "1000k"])
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "making the leak");
+}
+
+/// `coordinator trace LEAK --job ID` as an operator runs it, beside the embedded farm.
+fn trace(data: &std::path::Path, master: &std::path::Path, leak: &std::path::Path, job: &str) -> serde_json::Value {
+    let out = std::process::Command::new(farm_tests::worker::coordinator_bin())
+        .arg("trace")
+        .arg(leak)
+        .args(["--job", job])
+        .env("FARM_DATA_DIR", data)
+        .env("FARM_MASTER_KEY_FILE", master)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "trace: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn a_leak_from_a_share_is_traced_to_its_viewer_and_an_unrelated_clip_to_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    // A minute of picture whose layout changes all the time (a test pattern turning ever
+    // faster, so that no stretch of it looks like another); at 1 s segments, 60 positions.
+    let source = clip(dir.path(), "forensic-turning-60s.mov", "testsrc2=size=320x180:rate=25:duration=60,rotate=a=0.02*t*t:fillcolor=gray", 60);
+    let master = dir.path().join("master.key");
+    std::fs::write(&master, "4d".repeat(32)).unwrap();
+    let data = dir.path().join("data");
+    let farm = Farm::embedded_with(&data, 2, 30.0, &[("FARM_MASTER_KEY_FILE", master.display().to_string())]);
+    let mut ladder: serde_json::Value = serde_json::from_str(SMALL_LADDER).unwrap();
+    (ladder["segment_seconds"], ladder["gop_seconds"], ladder["lead_segments"]) = (1.into(), 1.into(), 0.into());
+    let body = serde_json::json!({"source": source.display().to_string(), "output": dir.path().join("out").display().to_string(), "ladder": ladder, "forensic_watermark": true});
+    let (code, job) = farm.submit(&body.to_string());
+    assert_eq!(code, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(farm.wait_final(&id, Duration::from_secs(300))["state"], "succeeded");
+    let shares: Vec<serde_json::Value> = ["director", "editor", "executive"]
+        .iter()
+        .map(|viewer| farm.http.post(format!("{}/v1/jobs/{id}/shares", farm.base)).json(&serde_json::json!({"viewer": viewer, "expires_in": 600})).send().unwrap().json().unwrap())
+        .collect();
+
+    let leaked = dir.path().join("leak.mp4");
+    leak(shares[1]["playlist"].as_str().unwrap(), 5, 50, &leaked);
+    let verdict = trace(&data, &master, &leaked, &id);
+    println!("{verdict}");
+    assert_eq!(verdict["verdict"], "match", "{verdict}");
+    assert_eq!(verdict["shares"], serde_json::json!([shares[1]["id"]]), "the editor's share, and nobody else: {verdict}");
+    assert_eq!(verdict["viewers"], serde_json::json!(["editor"]), "{verdict}");
+    assert!(verdict["confidence"].as_f64().unwrap() > 0.999_999 - 1e-9, "{verdict}");
+    let offset = verdict["offset_seconds"].as_f64().unwrap();
+    assert!((offset - 5.0).abs() < 0.2, "the leak starts 5 s in: {verdict}");
+
+    let unrelated = dir.path().join("unrelated.mp4");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-t", "20", "-c:v", "libx264", "-preset", "veryfast", "-b:v", "500k"])
+        .arg(&unrelated)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The admin endpoint answers as the command does, and the trace is audited.
+    let r = farm.http.post(format!("{}/v1/jobs/{id}/trace", farm.base)).json(&serde_json::json!({"leak": unrelated.display().to_string()})).timeout(Duration::from_secs(600)).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let verdict: serde_json::Value = r.json().unwrap();
+    assert_eq!((verdict["verdict"].as_str(), verdict["shares"].as_array().map(Vec::len)), (Some("no_match"), Some(0)), "{verdict}");
+    let audit: serde_json::Value = farm.http.get(format!("{}/v1/audit?job={id}", farm.base)).send().unwrap().json().unwrap();
+    assert!(audit.as_array().unwrap().iter().any(|r| r["action"] == "job.traced" && r["detail"].as_str().unwrap().contains("no_match")), "{audit}");
 }

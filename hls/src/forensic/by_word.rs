@@ -114,6 +114,10 @@ pub fn without_iframes(master: &str) -> String {
 }
 
 /// The segment position of a URI the farm wrote: `seg_00012.m4s` is position 12.
+pub fn segment_position(uri: &str) -> Option<u64> {
+    position(uri).ok()
+}
+
 fn position(uri: &str) -> Result<u64, ByWordError> {
     let name = uri.rsplit('/').next().unwrap_or(uri);
     name.strip_prefix("seg_")

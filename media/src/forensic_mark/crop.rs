@@ -58,7 +58,7 @@ fn agreement(pairs: &[(Luma, Luma)], sides: [f64; 4], every: usize) -> f64 {
     pairs.iter().map(|(leak, job)| correlation(leak, job, sides, every.max(1))).sum::<f64>() / pairs.len() as f64
 }
 
-fn correlation(leak: &Luma, job: &Luma, [left, top, right, bottom]: [f64; 4], every: usize) -> f64 {
+pub(crate) fn correlation(leak: &Luma, job: &Luma, [left, top, right, bottom]: [f64; 4], every: usize) -> f64 {
     let (mut n, mut sa, mut sb, mut saa, mut sbb, mut sab) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     for y in (0..leak.height).step_by(every) {
         let v = top + (y as f64 + 0.5) / leak.height as f64 * (bottom - top);

@@ -363,7 +363,7 @@ fn read_packets(
 }
 
 /// The video decoder, threaded as asked, refusing pictures over the pixel limit.
-fn open_video(source: &Source, index: usize, threads: usize, kind: codec::threading::Type) -> Result<ffmpeg::decoder::Video> {
+pub(crate) fn open_video(source: &Source, index: usize, threads: usize, kind: codec::threading::Type) -> Result<ffmpeg::decoder::Video> {
     let decoder_err = |e: ffmpeg::Error| TranscodeError::ffmpeg("opening the decoder", "-", e);
     let stream = source.input.stream(index).expect("video stream");
     let mut ctx = codec::context::Context::from_parameters(stream.parameters()).map_err(decoder_err)?;

@@ -1,0 +1,221 @@
+//! Tracing a leaked copy of a watermarked job to the shares it came from
+//! (`coordinator trace LEAKED_FILE --job ID`).
+//!
+//! The job's review copy is read back from its output: one video rendition (the smallest at
+//! least [`WORK`] high), its A and B segments decrypted with the job's content keys. The leak
+//! and A are reduced to the detector's working size; the leak is placed on the job's
+//! timeline by its pictures ([`forensic_mark::align`]); the positions it covers are read
+//! against the mean of A and B ([`forensic_mark::detect`]); the readings go to the code
+//! words' trace ([`farm_hls::forensic::trace`]), over every share the job ever had (revoked
+//! and expired ones too: a copy outlives its link), under the false-accusation bound
+//! [`FALSE_ACCUSATION`]. Nothing here is stored: the mark seed and the code words are
+//! derived from the master key again.
+
+use anyhow::Context;
+use farm_hls::forensic::{by_word, Codebook, VerdictKind, FALSE_ACCUSATION};
+use farm_media::forensic_mark::align::{align_in_time, Thumb, MIN_MARGIN};
+use farm_media::forensic_mark::detect::{self, PositionFrames};
+use farm_media::forensic_mark::frames::{self, Frames};
+use farm_storage::SourceLocation;
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::db::Store;
+use crate::keys::{JobKeys, MasterKey};
+
+/// The detector's working picture size (width, height).
+pub const WORK: (usize, usize) = (320, 180);
+
+/// A trace's answer, printed as JSON.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TraceReport {
+    /// `match`, `no_match` or `collusion`.
+    #[schema(value_type = String)]
+    pub verdict: VerdictKind,
+    /// The shares named (ids).
+    pub shares: Vec<String>,
+    /// Their viewers, in the same order.
+    pub viewers: Vec<String>,
+    /// One minus the bound on naming an innocent share on this evidence (0: nobody named).
+    pub confidence: f64,
+    /// The bound a trace keeps to: an innocent share is named with at most this probability.
+    pub false_accusation_bound: f64,
+    /// Segment positions read.
+    pub positions: usize,
+    /// Where the leak starts on the job's timeline (seconds), when it was found there.
+    pub offset_seconds: Option<f64>,
+    /// Why nothing was read, when so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("no job {0}")]
+    NoJob(String),
+    #[error("job {0} was not submitted with forensic_watermark: its copies carry no marks to trace")]
+    NotWatermarked(String),
+    #[error("the leak cannot be decoded: {0}")]
+    Leak(farm_media::error::TranscodeError),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// A stored segment: its object key, and its key period and IV when it is sealed.
+type Stored = (String, Option<(u32, [u8; 16])>);
+
+/// One segment position of the rendition read: where A's and B's segment are.
+struct Segment {
+    position: u64,
+    a: Stored,
+    b: Option<Stored>,
+}
+
+/// Traces the leak at `leak` in `job_id`. Blocking on storage and FFmpeg: call it off the
+/// async runtime, with `rt` for the storage and database calls.
+pub fn trace(store: &Store, master: &MasterKey, sinks: &farm_storage::Sinks, rt: &tokio::runtime::Handle, leak: &SourceLocation, job_id: &str) -> Result<TraceReport, TraceError> {
+    let job = rt.block_on(store.job(job_id)).context("reading the job")?.ok_or_else(|| TraceError::NoJob(job_id.into()))?;
+    if !job.forensic_watermark {
+        return Err(TraceError::NotWatermarked(job_id.into()));
+    }
+    let leaked = frames::read(leak, WORK).map_err(TraceError::Leak)?;
+    Ok(read_and_trace(store, master, sinks, rt, &leaked, &job)?)
+}
+
+/// The verdict on `leaked` (decoded) in `job`.
+fn read_and_trace(store: &Store, master: &MasterKey, sinks: &farm_storage::Sinks, rt: &tokio::runtime::Handle, leaked: &Frames, job: &crate::db::Job) -> anyhow::Result<TraceReport> {
+    let job_id = job.id.as_str();
+    let plan: crate::live::JobPlan = serde_json::from_str(job.plan.as_deref().unwrap_or("null")).context("the job's plan")?;
+    let rate = plan.grid.rate.as_f64();
+    let rendition = plan
+        .renditions
+        .iter()
+        .filter(|r| r.height as usize >= WORK.1)
+        .min_by_key(|r| r.height)
+        .or_else(|| plan.renditions.iter().max_by_key(|r| r.height))
+        .context("the job has no video rendition")?
+        .name
+        .clone();
+    let keys = rt.block_on(crate::keys::job_keys(store, Some(master), job_id))?.context("the job has no content keys")?;
+    let shares: Vec<(String, String)> = rt
+        .block_on(sqlx::query("SELECT id, viewer FROM shares WHERE job_id = $1 ORDER BY created_ms").bind(job_id).fetch_all(&store.pool))?
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("viewer")?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+    let sink = sinks.open(&job.output, rt)?;
+    let reader = Reader { sink: sink.as_ref(), keys: &keys, init: init_of(sink.as_ref(), &rendition)?, dir: tempfile::tempdir()? };
+    let segments = segments(sink.as_ref(), &rendition)?;
+    let mut report = TraceReport {
+        verdict: VerdictKind::NoMatch,
+        shares: Vec::new(),
+        viewers: Vec::new(),
+        confidence: 0.0,
+        false_accusation_bound: FALSE_ACCUSATION,
+        positions: 0,
+        offset_seconds: None,
+        note: None,
+    };
+    // Where the leak sits: A's pictures of every position, as thumbs.
+    let (mut job_thumbs, mut firsts) = (Vec::new(), Vec::new());
+    for s in &segments {
+        let a = reader.frames(&s.a)?;
+        let first = job_thumbs.len();
+        firsts.push(first as u64);
+        job_thumbs.extend((0..a.len()).map(|k| Thumb::new(a.luma(k), (first + k) as f64 / rate)));
+    }
+    let leak_thumbs: Vec<Thumb> = (0..leaked.len()).map(|i| Thumb::new(leaked.luma(i), leaked.times[i])).collect();
+    let aligned = align_in_time(&job_thumbs, rate, &leak_thumbs, 1);
+    tracing::info!(job = job_id, job_frames = job_thumbs.len(), leak_frames = leak_thumbs.len(), ?aligned, "leak placed");
+    let aligned = aligned.filter(|a| a.margin() >= MIN_MARGIN);
+    let Some(aligned) = aligned else {
+        report.note = Some("the leak was not found on this job's timeline".into());
+        return Ok(report);
+    };
+    report.offset_seconds = Some(aligned.offset);
+    let (from, to) = ((aligned.offset * rate).floor() as i64 - 4, ((leaked.times.last().copied().unwrap_or(0.0) + aligned.offset) * rate).ceil() as i64 + 4);
+    let mut covered = Vec::new();
+    for (i, s) in segments.iter().enumerate() {
+        let (first, end) = (firsts[i] as i64, firsts.get(i + 1).map_or(job_thumbs.len() as i64, |&f| f as i64));
+        let Some(b) = &s.b else { continue };
+        if end > from && first < to {
+            covered.push(PositionFrames { position: s.position, first_frame: firsts[i], a: reader.frames(&s.a)?, b: reader.frames(b)? });
+        }
+    }
+    let seed = master.mark_seed(job_id);
+    let Some(reading) = detect::read(leaked, rate, aligned.offset, &covered, &seed.0) else {
+        report.note = Some("the leak covers no watermarked segment".into());
+        return Ok(report);
+    };
+    tracing::info!(job = job_id, offset = aligned.offset, margin = aligned.margin(), window = ?reading.window, agreement = reading.agreement, frames = reading.frames_read, "leak read");
+    let key = master.forensic_key();
+    let book = Codebook::new(&key, job_id);
+    let ids: Vec<String> = shares.iter().map(|(id, _)| id.clone()).collect();
+    let verdict = farm_hls::forensic::trace(&book, &ids, &reading.observations, FALSE_ACCUSATION);
+    report.viewers = verdict.shares.iter().filter_map(|id| shares.iter().find(|(s, _)| s == id).map(|(_, v)| v.clone())).collect();
+    (report.verdict, report.shares, report.confidence, report.positions) = (verdict.verdict, verdict.shares, verdict.confidence, verdict.positions);
+    Ok(report)
+}
+
+/// Reads and opens segments of the rendition.
+struct Reader<'a> {
+    sink: &'a dyn farm_storage::Sink,
+    keys: &'a JobKeys,
+    init: Option<Vec<u8>>,
+    dir: tempfile::TempDir,
+}
+
+impl Reader<'_> {
+    /// A segment's pictures at the working size: decrypted, after the init segment.
+    fn frames(&self, (uri, key): &Stored) -> anyhow::Result<Frames> {
+        let sealed = self.sink.get(uri).with_context(|| format!("reading {uri}"))?;
+        let plain = match key {
+            Some((period, iv)) => {
+                let content = self.keys.keys.get(period).with_context(|| format!("{uri}: no content key for period {period}"))?;
+                farm_hls::encryption::decrypt(content, &farm_hls::encryption::Iv(*iv), &sealed).with_context(|| format!("{uri} does not decrypt"))?
+            }
+            None => sealed,
+        };
+        let path = self.dir.path().join("segment");
+        let mut bytes = self.init.clone().unwrap_or_default();
+        bytes.extend_from_slice(&plain);
+        std::fs::write(&path, bytes)?;
+        frames::read(&SourceLocation::Local(path), WORK).with_context(|| format!("decoding {uri}"))
+    }
+}
+
+/// The rendition's init segment (fMP4), if it has one.
+fn init_of(sink: &dyn farm_storage::Sink, rendition: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    let playlist = playlist(sink, &format!("{rendition}/index.m3u8"))?;
+    let map = playlist.segments.iter().find_map(|s| s.map.as_ref().map(|m| m.uri.clone()));
+    map.map(|uri| sink.get(&format!("{rendition}/{uri}")).context("reading the init segment")).transpose()
+}
+
+fn playlist(sink: &dyn farm_storage::Sink, name: &str) -> anyhow::Result<m3u8_rs::MediaPlaylist> {
+    let bytes = sink.get(name).with_context(|| format!("reading {name}"))?;
+    m3u8_rs::parse_media_playlist_res(&bytes).map_err(|e| anyhow::anyhow!("{name}: not a media playlist: {e:?}"))
+}
+
+/// A's and B's segments of every position of the rendition, as its playlists list them.
+fn segments(sink: &dyn farm_storage::Sink, rendition: &str) -> anyhow::Result<Vec<Segment>> {
+    let a = playlist(sink, &format!("{rendition}/index.m3u8"))?;
+    let b_name = format!("{rendition}/{}/index.m3u8", farm_contract::manifest::VARIANT_B);
+    let b = playlist(sink, &b_name)?;
+    let entry = |dir: &str, s: &m3u8_rs::MediaSegment| -> anyhow::Result<(u64, Stored)> {
+        let position = by_word::segment_position(&s.uri).with_context(|| format!("a segment URI with no position: {}", s.uri))?;
+        let key = match &s.key {
+            Some(k) if k.method == m3u8_rs::KeyMethod::AES128 => {
+                let period = k.uri.as_deref().and_then(farm_hls::encryption::key_period).with_context(|| format!("{}: not the farm's key URI", s.uri))?;
+                let iv = k.iv.as_deref().and_then(|iv| hex::decode(iv.trim_start_matches("0x").trim_start_matches("0X")).ok()).and_then(|b| <[u8; 16]>::try_from(b).ok());
+                Some((period, iv.with_context(|| format!("{}: no IV", s.uri))?))
+            }
+            _ => None,
+        };
+        Ok((position, (format!("{dir}/{}", s.uri), key)))
+    };
+    let mut in_b = std::collections::HashMap::new();
+    for s in &b.segments {
+        let (p, e) = entry(&format!("{rendition}/{}", farm_contract::manifest::VARIANT_B), s)?;
+        in_b.insert(p, e);
+    }
+    a.segments.iter().map(|s| entry(rendition, s).map(|(position, a)| Segment { position, a, b: in_b.remove(&position) })).collect()
+}
