@@ -117,3 +117,6 @@ fn reference(a: &Luma, b: &Luma, [left, top, right, bottom]: [f64; 4], (lw, lh):
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,168 @@
+//! Leak benchmark (issue 19): are leaks of watermarked shares traced to the right viewer,
+//! and never to a wrong one? A watermarked job (the embedded farm, release build; a
+//! generated `--seconds` s 640x360 clip whose layout changes all the time, 1 s segments)
+//! is shared with `--viewers` viewers. For each viewer a leak is made as a screen capture
+//! would: the share's master playlist played by FFmpeg from a random point for `--leak`
+//! seconds, cropped by 10 %, scaled to 640x360, brought to 30 fps, gamma, contrast and
+//! brightness changed, re-encoded with x264 at 500 kb/s; `coordinator trace` answers.
+//! Then `--collusions` two-viewer mixes (a playlist taking each segment from one of two
+//! shares at random) go through the same processing. Printed: each trial's verdict, the
+//! right, wrong and missed counts, the time per trace, and the false-accusation bound.
+//!
+//! Reproduce with (from the repository root; ffmpeg on the PATH):
+//!     cargo run --release -p farm-benches --bin leak-bench -- [--viewers 50] [--seconds 150] [--leak 60] [--collusions 2] [--seed 1]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use farm_tests::farm::Farm;
+use farm_tests::fixtures::SMALL_LADDER;
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The benchmark's random numbers: the next step of a 64-bit LCG (Knuth's MMIX constants).
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *state >> 33
+}
+
+/// The leak's processing of `input` (a playlist) from `start` for `seconds`, into `out`.
+fn leak(input: &str, start: u64, seconds: u64, out: &Path) -> Result<()> {
+    let filter = "crop=iw*0.9:ih*0.9:iw*0.05:ih*0.05,scale=640:360,fps=30,eq=gamma=1.15:contrast=1.05:brightness=0.02";
+    let status = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-allowed_extensions", "ALL", "-protocol_whitelist", "file,http,tcp,crypto,data", "-i", input])
+        .args(["-ss", &start.to_string(), "-t", &seconds.to_string(), "-map", "0:v:0", "-vf", filter])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-b:v", "500k", "-maxrate", "550k", "-bufsize", "1000k"])
+        .arg(out)
+        .status()?;
+    ensure!(status.success(), "making the leak from {input}");
+    Ok(())
+}
+
+/// `coordinator trace` beside the embedded farm; the verdict and the seconds it took.
+fn trace(data: &Path, master: &Path, leak: &Path, job: &str) -> Result<(serde_json::Value, f64)> {
+    let started = Instant::now();
+    let out = Command::new(farm_tests::worker::coordinator_bin())
+        .arg("trace")
+        .arg(leak)
+        .args(["--job", job])
+        .env("FARM_DATA_DIR", data)
+        .env("FARM_MASTER_KEY_FILE", master)
+        .env("RUST_LOG", "warn")
+        .output()?;
+    ensure!(out.status.success(), "trace: {}", String::from_utf8_lossy(&out.stderr));
+    Ok((serde_json::from_slice(&out.stdout)?, started.elapsed().as_secs_f64()))
+}
+
+/// Two shares' media playlists of `rendition` mixed segment by segment at random, every URI
+/// made absolute (each share's own), written to `out`.
+fn mixed(http: &reqwest::blocking::Client, urls: [&str; 2], rendition: &str, state: &mut u64, out: &Path) -> Result<()> {
+    let texts: Vec<String> = urls.iter().map(|u| http.get(format!("{u}media/{rendition}/index.m3u8")).send()?.text().map_err(Into::into)).collect::<Result<_>>()?;
+    let absolute = |url: &str, line: &str| -> String {
+        let base = format!("{url}media/{rendition}/");
+        if line.starts_with("#EXT-X-KEY:") {
+            line.replace("URI=\"../../keys/", &format!("URI=\"{url}keys/"))
+        } else if let Some(rest) = line.strip_prefix("#EXT-X-MAP:URI=\"") {
+            format!("#EXT-X-MAP:URI=\"{base}{rest}")
+        } else if line.starts_with('#') || line.is_empty() {
+            line.to_string()
+        } else {
+            format!("{base}{line}")
+        }
+    };
+    let blocks = |text: &str| -> (Vec<String>, Vec<Vec<String>>) {
+        let (mut header, mut blocks, mut pending) = (Vec::new(), Vec::new(), Vec::new());
+        for line in text.lines() {
+            if line.starts_with("#EXT-X-KEY") || line.starts_with("#EXTINF") || !line.starts_with('#') && !line.is_empty() {
+                pending.push(line.to_string());
+                if !line.starts_with('#') {
+                    blocks.push(std::mem::take(&mut pending));
+                }
+            } else if blocks.is_empty() {
+                header.push(line.to_string());
+            }
+        }
+        (header, blocks)
+    };
+    let (header, first) = blocks(&texts[0]);
+    let (_, second) = blocks(&texts[1]);
+    let mut lines: Vec<String> = header.iter().map(|l| absolute(urls[0], l)).collect();
+    for (a, b) in first.iter().zip(&second) {
+        let (url, block) = if next(state) & 1 == 0 { (urls[0], a) } else { (urls[1], b) };
+        lines.extend(block.iter().map(|l| absolute(url, l)));
+    }
+    lines.push("#EXT-X-ENDLIST".into());
+    std::fs::write(out, lines.join("\n") + "\n")?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let (viewers, seconds, leak_seconds, collusions) = (arg("--viewers", 50), arg("--seconds", 150), arg("--leak", 60), arg("--collusions", 2));
+    let seed = arg("--seed", 1);
+    let mut state = seed;
+    let dir = tempfile::tempdir()?;
+    let picture = format!("testsrc2=size=640x360:rate=25:duration={seconds},rotate=a=0.01*t*t:fillcolor=gray");
+    let name = format!("leak-bench-{seconds}s.mov");
+    let made = farm_tests::fixtures::make(&name, &["-f", "lavfi", "-i", &picture, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])?;
+    let master = dir.path().join("master.key");
+    std::fs::write(&master, "6b".repeat(32))?;
+    let data = dir.path().join("data");
+    let farm = Farm::embedded_with(&data, 2, 30.0, &[("FARM_MASTER_KEY_FILE", master.display().to_string())]);
+    let mut ladder: serde_json::Value = serde_json::from_str(SMALL_LADDER)?;
+    (ladder["segment_seconds"], ladder["gop_seconds"], ladder["lead_segments"]) = (1.into(), 1.into(), 0.into());
+    let body = serde_json::json!({"source": made.display().to_string(), "output": dir.path().join("out").display().to_string(), "ladder": ladder, "forensic_watermark": true});
+    let encode = Instant::now();
+    let (status, job) = farm.submit(&body.to_string());
+    ensure!(status == 201, "{job}");
+    let id = job["id"].as_str().context("job id")?.to_string();
+    let done = farm.wait_final(&id, Duration::from_secs(3600));
+    ensure!(done["state"] == "succeeded", "{done}");
+    println!("leak benchmark: a {seconds} s 640x360 watermarked job (1 s segments, encoded in {:.0} s), {viewers} shares, leaks of {leak_seconds} s: crop 10 %, 640x360, 30 fps, gamma/contrast/brightness, x264 500 kb/s", encode.elapsed().as_secs_f64());
+    let shares: Vec<(String, String)> = (0..viewers)
+        .map(|v| {
+            let share: serde_json::Value = farm.http.post(format!("{}/v1/jobs/{id}/shares", farm.base)).json(&serde_json::json!({"viewer": format!("viewer-{v}"), "expires_in": 86400})).send()?.json()?;
+            Ok((share["id"].as_str().context("share id")?.to_string(), share["url"].as_str().context("share url")?.to_string()))
+        })
+        .collect::<Result<_>>()?;
+    let (mut right, mut wrong, mut missed, mut seconds_traced) = (0, 0, 0, Vec::new());
+    let leaked = dir.path().join("leak.mp4");
+    for (v, (share, url)) in shares.iter().enumerate() {
+        let start = next(&mut state) % (seconds - leak_seconds).max(1);
+        leak(&format!("{url}media/index.m3u8"), start, leak_seconds, &leaked)?;
+        let (verdict, took) = trace(&data, &master, &leaked, &id)?;
+        seconds_traced.push(took);
+        let named: Vec<&str> = verdict["shares"].as_array().map(|a| a.iter().filter_map(|s| s.as_str()).collect()).unwrap_or_default();
+        let innocents = named.iter().filter(|s| **s != share).count();
+        wrong += usize::from(innocents > 0);
+        match (named.contains(&share.as_str()), innocents) {
+            (true, 0) => right += 1,
+            (false, 0) => missed += 1,
+            _ => {}
+        }
+        println!("viewer {v:>3} from {start:>3} s: {} {:?} confidence {} positions {} offset {} ({took:.1} s)", verdict["verdict"], named, verdict["confidence"], verdict["positions"], verdict["offset_seconds"]);
+    }
+    let http = reqwest::blocking::Client::new();
+    for c in 0..collusions {
+        let (i, j) = ((2 * c) as usize % shares.len(), (2 * c + 1) as usize % shares.len());
+        let playlist = dir.path().join("mixed.m3u8");
+        mixed(&http, [&shares[i].1, &shares[j].1], "360p", &mut state, &playlist)?;
+        let start = next(&mut state) % (seconds - leak_seconds).max(1);
+        leak(playlist.to_str().context("path")?, start, leak_seconds, &leaked)?;
+        let (verdict, took) = trace(&data, &master, &leaked, &id)?;
+        let named: Vec<&str> = verdict["shares"].as_array().map(|a| a.iter().filter_map(|s| s.as_str()).collect()).unwrap_or_default();
+        let innocents = named.iter().filter(|s| **s != shares[i].0 && **s != shares[j].0).count();
+        println!("collusion {c} of viewers {i} and {j} from {start} s: {} {:?} (innocents named: {innocents}) ({took:.1} s)", verdict["verdict"], named);
+    }
+    seconds_traced.sort_by(f64::total_cmp);
+    println!(
+        "viewers {viewers}: right {right}, wrong viewer named {wrong}, nobody named {missed}; trace median {:.1} s; false-accusation bound per trace 1e-6",
+        seconds_traced.get(seconds_traced.len() / 2).copied().unwrap_or(0.0)
+    );
+    println!("reproduce: cargo run --release -p farm-benches --bin leak-bench -- --viewers {viewers} --seconds {seconds} --leak {leak_seconds} --collusions {collusions} --seed {seed}");
+    Ok(())
+}
