@@ -37,7 +37,8 @@ pub struct TraceRequest {
         (status = 403, description = "not an admin, or the leak is outside the allowed sources", body = ErrorBody),
         (status = 404, description = "no such job", body = ErrorBody),
         (status = 409, description = "the job is not watermarked, or the farm has no master key", body = ErrorBody),
-        (status = 422, description = "the leak is not video this farm can decode", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, description = "the leak is not video this farm can decode, or the body is not a trace request", body = ErrorBody),
         (status = 503, description = "another trace is running, or storage does not answer", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn trace_leak(
