@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -175,7 +176,7 @@ pub struct ShareWord {
 
 impl ShareWord {
     pub fn new(master: &crate::keys::MasterKey, job: &crate::db::Job, share: &Share) -> anyhow::Result<Self> {
-        let plan: crate::live::JobPlan = serde_json::from_str(job.plan.as_deref().unwrap_or("null"))?;
+        let plan = crate::live::JobPlan::of(job)?.context("a watermarked job with no plan")?;
         let marked = plan.renditions.into_iter().map(|r| r.name).collect();
         Ok(Self { key: master.forensic_key(), job: job.id.clone(), share: share.id.clone(), marked })
     }

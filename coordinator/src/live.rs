@@ -49,6 +49,11 @@ pub struct JobPlan {
 }
 
 impl JobPlan {
+    /// The plan stored with `job` (`None` before the probe has run).
+    pub fn of(job: &crate::db::Job) -> Result<Option<JobPlan>, serde_json::Error> {
+        job.plan.as_deref().map(serde_json::from_str).transpose()
+    }
+
     fn live_audio(&self) -> Vec<LiveAudio> {
         match (&self.audio_renditions[..], self.audio) {
             ([], Some((_, channels, bandwidth))) => {
@@ -126,7 +131,7 @@ impl Publisher {
                 seen.retain(|id, _| open.contains(id.as_str()));
             }
             for job in jobs {
-                let Some(plan) = job.plan.as_deref().and_then(|p| serde_json::from_str::<JobPlan>(p).ok()) else { continue };
+                let Ok(Some(plan)) = JobPlan::of(&job) else { continue };
                 let state = seen.entry(job.id.clone()).or_default();
                 let review = job.review.as_deref().and_then(|r| serde_json::from_str::<Review>(r).ok());
                 match self.refresh(&job.id, &job.output, &plan, review, state).await {

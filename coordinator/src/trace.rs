@@ -85,7 +85,7 @@ pub fn trace(store: &Store, master: &MasterKey, sinks: &farm_storage::Sinks, rt:
 /// The verdict on `leaked` (decoded) in `job`.
 fn read_and_trace(store: &Store, master: &MasterKey, sinks: &farm_storage::Sinks, rt: &tokio::runtime::Handle, leaked: &Frames, job: &crate::db::Job) -> anyhow::Result<TraceReport> {
     let job_id = job.id.as_str();
-    let plan: crate::live::JobPlan = serde_json::from_str(job.plan.as_deref().unwrap_or("null")).context("the job's plan")?;
+    let plan = crate::live::JobPlan::of(job).context("the job's plan")?.context("the job has no plan yet")?;
     let rate = plan.grid.rate.as_f64();
     let rendition = plan
         .renditions
@@ -103,8 +103,9 @@ fn read_and_trace(store: &Store, master: &MasterKey, sinks: &farm_storage::Sinks
         .map(|r| Ok((r.try_get("id")?, r.try_get("viewer")?)))
         .collect::<Result<_, sqlx::Error>>()?;
     let sink = sinks.open(&job.output, rt)?;
-    let reader = Reader { sink: sink.as_ref(), keys: &keys, init: init_of(sink.as_ref(), &rendition)?, dir: tempfile::tempdir()? };
-    let segments = segments(sink.as_ref(), &rendition)?;
+    let (segments, init) = segments(sink.as_ref(), &rendition)?;
+    let init = init.map(|uri| sink.get(&format!("{rendition}/{uri}")).context("reading the init segment")).transpose()?;
+    let reader = Reader { sink: sink.as_ref(), keys: &keys, init, dir: tempfile::tempdir()? };
     let mut report = TraceReport {
         verdict: VerdictKind::NoMatch,
         shares: Vec::new(),
@@ -183,21 +184,16 @@ impl Reader<'_> {
     }
 }
 
-/// The rendition's init segment (fMP4), if it has one.
-fn init_of(sink: &dyn farm_storage::Sink, rendition: &str) -> anyhow::Result<Option<Vec<u8>>> {
-    let playlist = playlist(sink, &format!("{rendition}/index.m3u8"))?;
-    let map = playlist.segments.iter().find_map(|s| s.map.as_ref().map(|m| m.uri.clone()));
-    map.map(|uri| sink.get(&format!("{rendition}/{uri}")).context("reading the init segment")).transpose()
-}
-
 fn playlist(sink: &dyn farm_storage::Sink, name: &str) -> anyhow::Result<m3u8_rs::MediaPlaylist> {
     let bytes = sink.get(name).with_context(|| format!("reading {name}"))?;
     m3u8_rs::parse_media_playlist_res(&bytes).map_err(|e| anyhow::anyhow!("{name}: not a media playlist: {e:?}"))
 }
 
-/// A's and B's segments of every position of the rendition, as its playlists list them.
-fn segments(sink: &dyn farm_storage::Sink, rendition: &str) -> anyhow::Result<Vec<Segment>> {
+/// A's and B's segments of every position of the rendition, as its playlists list them,
+/// and A's init segment (fMP4), if it has one.
+fn segments(sink: &dyn farm_storage::Sink, rendition: &str) -> anyhow::Result<(Vec<Segment>, Option<String>)> {
     let a = playlist(sink, &format!("{rendition}/index.m3u8"))?;
+    let init = a.segments.iter().find_map(|s| s.map.as_ref().map(|m| m.uri.clone()));
     let b_name = format!("{rendition}/{}/index.m3u8", farm_contract::manifest::VARIANT_B);
     let b = playlist(sink, &b_name)?;
     let entry = |dir: &str, s: &m3u8_rs::MediaSegment| -> anyhow::Result<(u64, Stored)> {
@@ -217,5 +213,6 @@ fn segments(sink: &dyn farm_storage::Sink, rendition: &str) -> anyhow::Result<Ve
         let (p, e) = entry(&format!("{rendition}/{}", farm_contract::manifest::VARIANT_B), s)?;
         in_b.insert(p, e);
     }
-    a.segments.iter().map(|s| entry(rendition, s).map(|(position, a)| Segment { position, a, b: in_b.remove(&position) })).collect()
+    let segments = a.segments.iter().map(|s| entry(rendition, s).map(|(position, a)| Segment { position, a, b: in_b.remove(&position) })).collect::<anyhow::Result<_>>()?;
+    Ok((segments, init))
 }
