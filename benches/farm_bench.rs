@@ -2,11 +2,15 @@
 //! workers, with real RabbitMQ, SeaweedFS (S3) and coordinator and worker processes.
 //!
 //! Reproduce with (from the repository root; starts SeaweedFS and RabbitMQ if needed):
-//!     cargo run --release -p farm-benches --bin farm-bench -- [--short 30] [--long 300 (0: skip)] [--scale 60 (0: skip)] [--runs 3] [--review]
+//!     cargo run --release -p farm-benches --bin farm-bench -- [--short 30] [--long 300 (0: skip)] [--scale 60 (0: skip)] [--runs 3] [--review] [--encrypted] [--forensic]
 //!
 //! `--review` gives the jobs every review option (LUT, burn-ins, watermark); `--encrypted`
 //! runs the coordinator with a master key, so every segment is sealed (AES-128, keys every
-//! 600 s of media): compare its time to playable with a run without.
+//! 600 s of media): compare its time to playable with a run without. `--forensic` (implies
+//! `--encrypted`) times, beside each encrypted job, the same job with
+//! `"forensic_watermark": true` (playable at its master playlist too: before the first
+//! marked segment every share plays A). Also timed: every rendition's second segment
+//! (a forensic job's variant B of it), when a player goes on past the first.
 //!
 //! 1. Baseline: `worker transcode SOURCE OUT --end FIRST`, the time one worker needs to
 //!    open the source and encode the first segment of every rendition (the default ladder
@@ -37,7 +41,7 @@ fn arg(name: &str, default: u32) -> u32 {
 /// With `--review`, jobs carry every review option: a 33-point LUT (in S3), all burn-ins
 /// and a watermark (thumbnails are always made).
 fn review_options() -> Result<Option<serde_json::Value>> {
-    if !std::env::args().any(|a| a == "--review") {
+    if !flag("--review") {
         return Ok(None);
     }
     let key = "bench/luts/show.cube";
@@ -54,8 +58,15 @@ fn review_options() -> Result<Option<serde_json::Value>> {
     })))
 }
 
-fn submit(farm: &Farm, source_key: &str, out: &str) -> Result<(String, Instant)> {
+fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
+fn submit(farm: &Farm, source_key: &str, out: &str, forensic: bool) -> Result<(String, Instant)> {
     let mut body = serde_json::json!({"source": format!("s3://{BUCKET}/{source_key}"), "output": format!("s3://{BUCKET}/{out}")});
+    if forensic {
+        body["forensic_watermark"] = true.into();
+    }
     if let Some(options) = review_options()? {
         body.as_object_mut().expect("an object").extend(options.as_object().expect("an object").clone());
     }
@@ -76,29 +87,45 @@ fn uploaded(seconds: u32) -> Result<String> {
     Ok(key)
 }
 
-/// Seconds from POST to accepted and from POST to the master playlist in S3.
-fn time_to_playable(seconds: u32, db: &std::path::Path) -> Result<(f64, f64)> {
+/// Seconds from POST to accepted, to playable (the master playlist in S3) and to every
+/// video rendition's second segment (a `forensic` job's: variant B's).
+fn time_to_playable(seconds: u32, forensic: bool, db: &std::path::Path) -> Result<(f64, f64, f64)> {
     let source = uploaded(seconds)?;
-    let prefix = unique_prefix(&format!("bench-playable-{seconds}"));
+    let prefix = unique_prefix(&format!("bench-playable-{seconds}{}", if forensic { "-ab" } else { "" }));
     let mut extra = farm_tests::farm::Extra::default();
-    if std::env::args().any(|a| a == "--encrypted") {
+    if flag("--encrypted") || flag("--forensic") {
         let key = db.join("master.key");
         std::fs::write(&key, "b7".repeat(32))?;
         extra.coordinator.push(("FARM_MASTER_KEY_FILE", key.display().to_string()));
     }
     let farm = Farm::start_with(&format!("sqlite://{}/farm-{seconds}.db?mode=rwc", db.display()), &prefix.replace('/', "-"), 2, 60.0, extra);
-    let (id, posted) = submit(&farm, &source, &format!("{prefix}/out"))?;
+    let (id, posted) = submit(&farm, &source, &format!("{prefix}/out"), forensic)?;
     let accepted = posted.elapsed().as_secs_f64();
     let master = format!("{prefix}/out/index.m3u8");
-    while !s3().keys(&format!("{prefix}/out"))?.contains(&master) {
-        ensure!(posted.elapsed() < Duration::from_secs(600), "never playable: {}", farm.coordinator.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let playable = posted.elapsed().as_secs_f64();
+    // Seconds from POST until every one of `keys` is there (a key ending in '.' stands
+    // for a segment in either container: `seg_00001.`).
+    let wait_for = |keys: &[String]| -> Result<f64> {
+        loop {
+            let present = s3().keys(&format!("{prefix}/out"))?;
+            if keys.iter().all(|k| present.iter().any(|p| if k.ends_with('.') { p.starts_with(k.as_str()) } else { p == k })) {
+                return Ok(posted.elapsed().as_secs_f64());
+            }
+            ensure!(posted.elapsed() < Duration::from_secs(600), "never there: {keys:?}: {}", farm.coordinator.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let playable = wait_for(std::slice::from_ref(&master))?;
+    // The second segment position of every video rendition the master lists: for a
+    // forensic job, B's (made with A's; before it every share plays A).
+    let text = String::from_utf8(s3().get(&master)?)?;
+    let folders: Vec<&str> = text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).filter_map(|uri| uri.rsplit_once('/')).map(|(f, _)| f).collect();
+    let b = if forensic { format!("/{}", farm_contract::manifest::VARIANT_B) } else { String::new() };
+    let second: Vec<String> = folders.iter().map(|folder| format!("{prefix}/out/{folder}{b}/seg_00001.")).collect();
+    let second = wait_for(&second)?;
     let _ = farm.http.delete(format!("{}/v1/jobs/{id}", farm.base)).send();
-    keep_logs(&format!("playable-{seconds}s"), &farm);
+    keep_logs(&format!("playable-{seconds}s{}", if forensic { "-ab" } else { "" }), &farm);
     farm_tests::amqp::broker().delete_farm_queues(&farm.prefix);
-    Ok((accepted, playable))
+    Ok((accepted, playable, second))
 }
 
 /// The coordinator's and workers' logs of a run, under target/farm-bench/NAME/.
@@ -151,7 +178,7 @@ fn scaling(seconds: u32, workers: usize, db: &std::path::Path) -> Result<(f64, O
         .collect();
     std::thread::sleep(Duration::from_secs(1));
     let weed_before = seaweedfs_cpu();
-    let (id, posted) = submit(&farm, &source, &format!("{prefix}/out"))?;
+    let (id, posted) = submit(&farm, &source, &format!("{prefix}/out"), false)?;
     let done = farm.wait_final(&id, Duration::from_secs(1800));
     ensure!(done["state"] == "succeeded", "{done}");
     let took = posted.elapsed().as_secs_f64();
@@ -183,19 +210,22 @@ fn main() -> Result<()> {
     let _ = worker_bin(); // built (if needed) before the clock starts
     let first = (farm_contract::ladder::Ladder::default().cuts().start_ms(1) as f64 / 1000.0).to_string();
     let mut baselines = Vec::new();
-    let mut playable: Vec<(u32, Vec<(f64, f64)>)> = [short, long].into_iter().filter(|s| *s > 0).map(|s| (s, Vec::new())).collect();
+    // (source seconds, forensic, runs), each forensic job beside the same job unmarked.
+    let marks: &[bool] = if flag("--forensic") { &[false, true] } else { &[false] };
+    let mut playable: Vec<(u32, bool, Vec<(f64, f64, f64)>)> =
+        [short, long].into_iter().filter(|s| *s > 0).flat_map(|s| marks.iter().map(move |&m| (s, m, Vec::new()))).collect();
     // Runs interleave the measures, so a slow spell of the machine touches all of them.
     for run in 1..=runs {
-        let Some(&(base_seconds, _)) = playable.first() else { break };
+        let Some(&(base_seconds, _, _)) = playable.first() else { break };
         let base_src = prores_1080p(base_seconds)?;
         eprintln!("run {run}/{runs}: baseline, one worker, first segment of every rendition ...");
         let out = tempfile::tempdir()?;
         let started = Instant::now();
         farm_tests::worker::worker(&["transcode", base_src.to_str().unwrap(), out.path().to_str().unwrap(), "--end", &first])?.ok()?;
         baselines.push(started.elapsed().as_secs_f64());
-        for (seconds, times) in playable.iter_mut() {
-            eprintln!("run {run}/{runs}: time to playable, {seconds} s source ...");
-            times.push(time_to_playable(*seconds, db.path())?);
+        for (seconds, forensic, times) in playable.iter_mut() {
+            eprintln!("run {run}/{runs}: time to playable, {seconds} s source{} ...", if *forensic { ", A and B" } else { "" });
+            times.push(time_to_playable(*seconds, *forensic, db.path())?);
         }
     }
     // (seconds, SeaweedFS CPU seconds) of each run, one worker and two.
@@ -216,11 +246,22 @@ fn main() -> Result<()> {
         println!("  baseline: one worker encodes the first segment of every rendition in {baseline:.2} s (worker transcode --end {first}; runs: {list})");
     }
     let mut medians = Vec::new();
-    for (seconds, times) in &playable {
+    for (seconds, forensic, times) in &playable {
         let (accepted, _) = median(times.iter().map(|t| t.0).collect());
         let (at, list) = median(times.iter().map(|t| t.1).collect());
-        println!("  {seconds:>4} s source: accepted in {accepted:.2} s, playable {at:.2} s after POST ({:+.2} s over the baseline; target <= +2 s; runs: {list})", at - baseline);
-        medians.push(at);
+        let what = if *forensic { "A and B" } else { "source" };
+        println!("  {seconds:>4} s {what}: accepted in {accepted:.2} s, playable {at:.2} s after POST ({:+.2} s over the baseline; target <= +2 s; runs: {list})", at - baseline);
+        let (second, second_list) = median(times.iter().map(|t| t.2).collect());
+        let which = if *forensic { "B's segment 1 (the first marked)" } else { "segment 1" };
+        println!("         every rendition's {which} {second:.2} s after POST (runs: {second_list})");
+        if *forensic {
+            let unmarked = medians.last().copied().unwrap_or(at);
+            let (_, diffs) = median_to(times.iter().zip(&playable.iter().find(|p| p.0 == *seconds && !p.1).expect("measured beside").2).map(|(m, u)| m.1 - u.1).collect(), 2);
+            println!("         A and B - unmarked: {:+.2} s by the medians (target within 0.3 s; run by run: {diffs})", at - unmarked);
+
+        } else {
+            medians.push(at);
+        }
     }
     if let [a, b] = medians.as_slice() {
         println!("  long / short time to playable: {:.3} (target within 10 %)", b / a);
@@ -238,14 +279,18 @@ fn main() -> Result<()> {
         let weed = |runs: &[(f64, Option<f64>)]| runs.iter().filter_map(|r| r.1).map(|c| format!("{c:.1}")).collect::<Vec<_>>().join(", ");
         println!("    SeaweedFS CPU seconds per run: 1 worker {}; 2 workers {}", weed(one), weed(two));
     }
-    let review = if std::env::args().any(|a| a == "--review") { " --review" } else { "" };
+    let review = if flag("--review") { " --review" } else { "" };
     if !review.is_empty() {
         println!("  jobs with every review option: LUT, burn-ins, watermark (the baseline has none)");
     }
-    let encrypted = if std::env::args().any(|a| a == "--encrypted") { " --encrypted" } else { "" };
-    if !encrypted.is_empty() {
+    let encrypted = if flag("--encrypted") { " --encrypted" } else { "" };
+    if !encrypted.is_empty() || flag("--forensic") {
         println!("  jobs encrypted: every segment sealed AES-128, content keys made and wrapped at acceptance");
     }
-    println!("  reproduce: cargo run --release -p farm-benches --bin farm-bench -- --short {short} --long {long} --scale {scale} --runs {runs}{review}{encrypted}");
+    let forensic = if flag("--forensic") { " --forensic" } else { "" };
+    if !forensic.is_empty() {
+        println!("  A and B: the same job with forensic_watermark; a share plays A before the first marked position, so playable is the master in S3 for both");
+    }
+    println!("  reproduce: cargo run --release -p farm-benches --bin farm-bench -- --short {short} --long {long} --scale {scale} --runs {runs}{review}{encrypted}{forensic}");
     Ok(())
 }

@@ -166,6 +166,12 @@ pub const INIT_SEGMENT: &str = "init.mp4";
 /// under the rendition's (variant A's are where unmarked ones would be).
 pub const VARIANT_B: &str = "b";
 
+/// A forensic job's first marked segment position. Those before it are encoded once, as A
+/// with no mark, and every share plays them: the copy is playable as soon as an unmarked
+/// one would be (the first segment is not encoded twice), at the cost of those positions'
+/// evidence in a leak. Variant B's segments and init segment start here.
+pub const FIRST_MARKED_SEGMENT: u64 = 1;
+
 /// Whether `key` names a media segment (either container) or an init segment: the
 /// objects a live playlist waits for and a share hands out by signed URL.
 pub fn is_media_key(key: &str) -> bool {

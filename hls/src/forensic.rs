@@ -76,8 +76,11 @@ impl<'a> Codebook<'a> {
         Self { key, job }
     }
 
-    /// The variant `share`'s playlists list at `position`.
+    /// The variant `share`'s playlists list at `position` (A before the first marked one).
     pub fn variant(&self, share: &str, position: u64) -> Variant {
+        if position < farm_contract::manifest::FIRST_MARKED_SEGMENT {
+            return Variant::A;
+        }
         match bit(&self.block(share, position / BLOCK), position % BLOCK) {
             true => Variant::B,
             false => Variant::A,

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use farm_contract::ladder::{LOW_AUDIO_GROUP, LOW_SUFFIX};
-use farm_contract::manifest::{PartKind, PartManifest, RenditionPart, SegmentRecord, MANIFEST_VERSION, VARIANT_B};
+use farm_contract::manifest::{PartKind, PartManifest, RenditionPart, SegmentRecord, MANIFEST_VERSION, FIRST_MARKED_SEGMENT, VARIANT_B};
 use farm_contract::thumbnails::{REVIEW_JSON, THUMBNAILS_VTT};
 
 use crate::{encryption, review};
@@ -70,7 +70,7 @@ pub fn assemble(parts: &[PartManifest]) -> Result<Option<Playlists>, String> {
     if first.audio_expected && !audio_complete {
         return Ok(None);
     }
-    let tracks = video_tracks(&video, |p| &p.renditions)?;
+    let tracks = video_tracks(&video, |p| &p.renditions, 0)?;
     let audio = if audio_complete { audio_tracks(&audio_parts)? } else { Vec::new() };
     let mut playlists = write_all(&tracks, &audio, first.grid.rate.as_f64(), first.job_id.as_deref())?;
     if !first.variant_b.is_empty() {
@@ -78,7 +78,7 @@ pub fn assemble(parts: &[PartManifest]) -> Result<Option<Playlists>, String> {
         // are picked from both (`forensic::by_word`).
         let master = playlists.files.pop().expect("the master is written last");
         let job = first.job_id.as_deref().unwrap_or("");
-        for t in video_tracks(&video, |p| &p.variant_b)? {
+        for t in video_tracks(&video, |p| &p.variant_b, FIRST_MARKED_SEGMENT)? {
             let folder = format!("{}/{VARIANT_B}", t.part.name);
             playlists.files.push((format!("{folder}/index.m3u8"), media_playlist(&t.part, &folder, job)));
         }
@@ -139,7 +139,10 @@ fn contiguous_audio(parts: &[PartManifest]) -> Result<Option<Vec<&PartManifest>>
 
 /// Each video rendition's segments over the parts, in the first part's rendition order:
 /// `of` says which renditions of a part (its own, or a forensic job's variant B).
-fn video_tracks(video: &[&PartManifest], of: impl Fn(&PartManifest) -> &Vec<RenditionPart>) -> Result<Vec<Track>, String> {
+/// Each video rendition joined over the parts, its segments numbered from `first` on (a
+/// forensic job's variant B starts at its first marked position, and has no segment at
+/// all when the source ends before it).
+fn video_tracks(video: &[&PartManifest], of: impl Fn(&PartManifest) -> &Vec<RenditionPart>, first: u64) -> Result<Vec<Track>, String> {
     let mut tracks: BTreeMap<String, (usize, Track)> = BTreeMap::new();
     for (order, r) in of(video[0]).iter().enumerate() {
         tracks.insert(r.name.clone(), (order, Track { part: RenditionPart { segments: vec![], ..r.clone() } }));
@@ -159,7 +162,8 @@ fn video_tracks(video: &[&PartManifest], of: impl Fn(&PartManifest) -> &Vec<Rend
     tracks.sort_by_key(|(order, _)| *order);
     let tracks: Vec<Track> = tracks.into_iter().map(|(_, t)| t).collect();
     for t in &tracks {
-        if !numbered_from_zero(&t.part.segments) {
+        let none_expected = first > 0 && t.part.segments.is_empty();
+        if !none_expected && !numbered_from(first, &t.part.segments) {
             return Err(format!("rendition {} has missing or repeated segments", t.part.name));
         }
     }
@@ -176,7 +180,7 @@ fn audio_tracks(audio_parts: &[&PartManifest]) -> Result<Vec<Track>, String> {
             let own = p.renditions.iter().find(|o| o.name == r.name).ok_or_else(|| format!("audio rendition {} is not in every part", r.name))?;
             segments.extend(own.segments.iter().cloned());
         }
-        if !numbered_from_zero(&segments) {
+        if !numbered_from(0, &segments) {
             return Err(format!("audio rendition {} has missing or repeated segments", r.name));
         }
         tracks.push(Track { part: RenditionPart { segments, ..r.clone() } });
@@ -268,9 +272,9 @@ fn write_all(tracks: &[Track], audio: &[Track], rate: f64, job: Option<&str>) ->
     Ok(Playlists { files })
 }
 
-/// Segments 0, 1, 2, ... with none missing or repeated, and at least one.
-fn numbered_from_zero(segments: &[SegmentRecord]) -> bool {
-    !segments.is_empty() && segments.iter().enumerate().all(|(i, s)| s.index == i as u64)
+/// Segments `first`, `first + 1`, ... with none missing or repeated, and at least one.
+fn numbered_from(first: u64, segments: &[SegmentRecord]) -> bool {
+    !segments.is_empty() && segments.iter().enumerate().all(|(i, s)| s.index == first + i as u64)
 }
 
 /// Segment URIs are relative to the playlist, which sits in the rendition's folder.

@@ -1,6 +1,7 @@
-//! A forensic job's pipeline (issue 19): every video segment encoded twice, variant A where
-//! the unmarked segment would be and variant B under `{rendition}/b/`, the two differing by
-//! the position's mark only. Checked independently: the segments are decoded with the
+//! A forensic job's pipeline (issue 19): every video segment from the first marked position
+//! on encoded twice, variant A where the unmarked segment would be and variant B under
+//! `{rendition}/b/`, the two differing by the position's mark only; the segments before
+//! it encoded once, unmarked. Checked independently: the segments are decoded with the
 //! `ffmpeg` program and each one's frames read against the unmarked encode's.
 
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
 use farm_contract::ladder::Ladder;
-use farm_contract::manifest::{PartKind, PartManifest};
+use farm_contract::manifest::{PartKind, PartManifest, FIRST_MARKED_SEGMENT};
 use farm_media::forensic_mark::{amplitude, llr, Pattern};
 use farm_media::job::{self, Task};
 use farm_media::progress::Progress;
@@ -57,7 +58,7 @@ fn luma(root: &Path, init: &str, segment: &str, (w, h): (usize, usize)) -> Vec<V
 }
 
 #[test]
-fn every_segment_is_encoded_as_a_and_b_carrying_opposite_marks() {
+fn every_marked_segment_is_encoded_as_a_and_b_carrying_opposite_marks() {
     ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
     let dir = tempfile::tempdir().unwrap();
     let src = source(dir.path());
@@ -69,18 +70,27 @@ fn every_segment_is_encoded_as_a_and_b_carrying_opposite_marks() {
         assert_eq!(a.name, b.name);
         let (w, h) = (a.width.unwrap() as usize, a.height.unwrap() as usize);
         let unmarked = plain.renditions.iter().find(|r| r.name == a.name).unwrap();
+        let first = FIRST_MARKED_SEGMENT as usize;
         assert_eq!(a.segments.len(), 3, "{}", a.name);
-        assert_eq!(b.segments.len(), 3, "{}", a.name);
+        assert_eq!(b.segments.len(), 3 - first, "{}: B from the first marked position on", a.name);
         // One init segment serves both: a share's playlist can switch between A and B
         // without a second EXT-X-MAP (which would have to come before the first key).
         let init = |part: &farm_contract::manifest::RenditionPart| std::fs::read(dir.path().join("marked").join(part.init.as_ref().unwrap())).unwrap();
         assert_eq!(b.init.as_deref(), Some(format!("{}/b/init.mp4", a.name).as_str()));
         assert!(init(a) == init(b), "{}: A's and B's init segments differ", a.name);
-        for ((sa, sb), su) in a.segments.iter().zip(&b.segments).zip(&unmarked.segments) {
+        let (plain_root, marked_root) = (dir.path().join("plain"), dir.path().join("marked"));
+        for (sa, su) in a.segments.iter().zip(&unmarked.segments).take(first) {
+            // Before the first marked position: A alone, and no mark in it.
+            let reference = luma(&plain_root, unmarked.init.as_ref().unwrap(), &su.uri, (w, h));
+            let frames = luma(&marked_root, a.init.as_ref().unwrap(), &sa.uri, (w, h));
+            let field = Pattern::new(&SEED, sa.index).field(w, h);
+            let read: Vec<f64> = frames.iter().zip(&reference).map(|(f, r)| amplitude(f, r, &field)).collect();
+            assert!(read.iter().all(|x| x.abs() < 0.05), "{} segment {}: unmarked, read {read:?}", a.name, sa.index);
+        }
+        for ((sa, sb), su) in a.segments.iter().skip(first).zip(&b.segments).zip(unmarked.segments.iter().skip(first)) {
             assert_eq!(sa.uri, su.uri, "variant A is where the unmarked segment would be");
             assert_eq!(sb.uri, format!("{}/b/seg_{:05}.m4s", a.name, sa.index));
             assert_eq!((sa.units, sb.units, sa.start_unit, sb.start_unit), (su.units, su.units, su.start_unit, su.start_unit));
-            let (plain_root, marked_root) = (dir.path().join("plain"), dir.path().join("marked"));
             let reference = luma(&plain_root, unmarked.init.as_ref().unwrap(), &su.uri, (w, h));
             let field = Pattern::new(&SEED, sa.index).field(w, h);
             let read = |init: &str, uri: &str| -> Vec<f64> {

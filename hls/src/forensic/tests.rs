@@ -44,6 +44,10 @@ fn words_are_keyed_balanced_and_differ_between_shares_jobs_and_keys() {
     let key = key();
     let book = Codebook::new(&key, "job-1");
     assert_eq!(book.variant("share-01", 700), book.variant("share-01", 700));
+    // Positions before the first marked one are A's for every share.
+    let first = farm_contract::manifest::FIRST_MARKED_SEGMENT;
+    assert!((0..200).flat_map(|s| (0..first).map(move |p| (s, p))).all(|(s, p)| book.variant(&format!("share-{s}"), p) == Variant::A));
+    assert!((0..200).any(|s| book.variant(&format!("share-{s}"), first) == Variant::B));
     let bs = (0..4096).filter(|&p| book.variant("share-01", p) == Variant::B).count() as f64 / 4096.0;
     assert!((0.47..0.53).contains(&bs), "{bs}");
     assert!((0.47..0.53).contains(&agreement(&book, "share-01", &book, "share-02")));

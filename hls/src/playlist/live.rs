@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 
 use farm_contract::ladder::SegmentFormat;
-use farm_contract::manifest::{init_uri, segment_uri, VARIANT_B};
+use farm_contract::manifest::{init_uri, segment_uri, FIRST_MARKED_SEGMENT, VARIANT_B};
 use farm_contract::timeline::Grid;
 use m3u8_rs::{MasterPlaylist, Resolution, VariantStream};
 
@@ -92,10 +92,12 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>, keying: Option<Keying>)
         let at = |k: u64| g.cuts.start_unit(k, u64::from(sample_rate), 1).min(end);
         (0..segments).map(|k| (at(k + 1) - at(k)) as f64 / f64::from(sample_rate)).collect()
     };
-    let contiguous = |name: &str| {
+    // Segments present from `first` on without a hole (and the init segment, fMP4).
+    let contiguous_from = |name: &str, first: u64| {
         let ready = init(name).is_none_or(|uri| present.contains(&uri));
-        (0..segments).take_while(|k| ready && present.contains(&segment_uri(name, *k, format))).count()
+        (first..segments).take_while(|k| ready && present.contains(&segment_uri(name, *k, format))).count() as u64
     };
+    let contiguous = |name: &str| contiguous_from(name, 0) as usize;
     // The final VOD playlist's rule (its longest segment, rounded) over every segment the
     // job will have, so the target duration never changes (RFC 8216 6.2.1), also for a
     // source too short to reach a full-length segment.
@@ -125,9 +127,10 @@ pub fn live(plan: &LivePlan, present: &BTreeSet<String>, keying: Option<Keying>)
         // A forensic job's variant B, as far as its segments are there (shares' playlists
         // are picked from A's and B's, never further than B's reaches).
         let b = format!("{}/{VARIANT_B}", v.name);
-        let n_b = contiguous(&b);
+        let n_b = contiguous_from(&b, FIRST_MARKED_SEGMENT);
         if n_b > 0 {
-            let list: Vec<Entry> = (0..n_b).map(|k| entry(&b, k as u64, video_durations[k])).collect();
+            let marked = FIRST_MARKED_SEGMENT..FIRST_MARKED_SEGMENT + n_b;
+            let list: Vec<Entry> = marked.map(|k| entry(&b, k, video_durations[k as usize])).collect();
             files.push((format!("{b}/index.m3u8"), media_text(&list, &b, Some(seg_target), init(&b).as_deref())));
         }
         let codecs = v.codecs.clone().map(|c| if plan.audio.is_empty() { c } else { format!("{c},{AAC_LC}") });
@@ -210,11 +213,12 @@ mod tests {
         let a = ["720p/init.mp4", "720p/seg_00000.m4s", "720p/seg_00001.m4s", "360p/init.mp4", "360p/seg_00000.m4s", "audio/init.mp4", "audio/seg_00000.m4s"];
         let p = live(&plan, &present(&a), None).unwrap();
         assert!(!p.files.iter().any(|(k, _)| k.contains("/b/")), "an unmarked job has no B playlists");
-        // 720p's B lags its A by a segment; 360p's has none yet.
-        let b = ["720p/b/init.mp4", "720p/b/seg_00000.m4s", "720p/b/seg_00002.m4s"];
+        // B starts at the first marked position (1): 720p's has it, not 2 yet; 360p's none.
+        let b = ["720p/b/init.mp4", "720p/b/seg_00001.m4s", "720p/b/seg_00003.m4s"];
         let p = live(&plan, &present(&[&a[..], &b[..]].concat()), None).unwrap();
         let text = &p.files.iter().find(|(k, _)| k == "720p/b/index.m3u8").unwrap().1;
-        assert!(text.contains("#EXT-X-MAP:URI=\"init.mp4\"") && text.contains("\nseg_00000.m4s\n") && !text.contains("seg_00002"), "{text}");
+        assert!(text.contains("#EXT-X-MAP:URI=\"init.mp4\"") && text.contains("\nseg_00001.m4s\n"), "{text}");
+        assert!(!text.contains("seg_00000") && !text.contains("seg_00003"), "{text}");
         assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT"), "{text}");
         assert!(!p.files.iter().any(|(k, _)| k == "360p/b/index.m3u8"));
         let master = &p.files.last().unwrap();

@@ -354,12 +354,19 @@ fn a_forensic_jobs_b_playlists_sit_beside_as_and_shares_pick_from_both() {
             for r in &mut p.variant_b {
                 let folder = format!("{}/b", r.name);
                 encrypted(r, &folder, "bb");
+                // B starts at the first marked position: segment 0 is A's alone.
+                r.segments.retain(|s| s.index >= farm_contract::manifest::FIRST_MARKED_SEGMENT);
             }
         }
     }
+    // B from segment 0 (or with a hole) contradicts the parts.
+    let mut from_zero = parts.clone();
+    from_zero[0].variant_b = from_zero[0].renditions.clone();
+    assert!(assemble(&from_zero).unwrap_err().contains("missing or repeated"));
     let p = assemble(&parts).unwrap().unwrap();
     let b = file(&p, "720p/b/index.m3u8");
     assert!(b.contains("#EXT-X-MAP:URI=\"init.mp4\"") && b.contains(&format!("IV=0x{}\n#EXTINF:4,\nseg_00002.m4s", "bb".repeat(16))), "{b}");
+    assert!(!b.contains("seg_00000"), "{b}");
     assert!(!file(&p, MASTER).contains("/b/"), "B is not a variant of its own");
     assert_eq!(p.files.last().unwrap().0, MASTER);
     let a = file(&p, "720p/index.m3u8");

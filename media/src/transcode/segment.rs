@@ -70,11 +70,19 @@ pub struct Segmenter<'a, C: SegmentClock> {
     out: Output<'a>,
     /// fMP4: the init segment of the first segment muxed; every later one must match it.
     init: Option<Vec<u8>>,
+    /// The rendition's first segment position, written with the init segment before it.
+    first_index: u64,
 }
 
 impl<'a, C: SegmentClock> Segmenter<'a, C> {
     pub fn new(rendition: &str, clock: C, params: codec::Parameters, codec_tb: Rational, out: Output<'a>) -> Self {
-        Self { rendition: rendition.into(), clock, params, codec_tb, open: None, records: Vec::new(), codecs: None, out, init: None }
+        Self { rendition: rendition.into(), clock, params, codec_tb, open: None, records: Vec::new(), codecs: None, out, init: None, first_index: 0 }
+    }
+
+    /// A rendition whose segments start at position `index` (a forensic job's variant B):
+    /// its init segment is written with that segment, not with segment 0.
+    pub fn starting_at(self, index: u64) -> Self {
+        Self { first_index: index, ..self }
     }
 
     /// fMP4: the init segment's URI for the rendition's part; `None` for MPEG-TS.
@@ -190,7 +198,7 @@ impl<'a, C: SegmentClock> Segmenter<'a, C> {
         let Some(open) = self.open.take() else { return Ok(()) };
         let (index, opened, start_unit, units) = (open.index, open.opened, open.start_unit, open.units);
         let (data, plain_iframes) = self.finish_muxer(open)?;
-        if let (Some(init), Some(uri), 0) = (&self.init, self.init_uri(), index) {
+        if let (Some(init), Some(uri), true) = (&self.init, self.init_uri(), index == self.first_index) {
             // Before the segment: a playlist that lists segment 0 finds its init segment.
             self.out.sink.put(&uri, init).map_err(|source| TranscodeError::Output { key: uri.clone(), source })?;
         }

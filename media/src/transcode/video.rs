@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use farm_contract::ladder::{FittedRendition, VideoCodec, X264Settings};
-use farm_contract::manifest::{RenditionPart, SegmentRecord, VARIANT_B};
+use farm_contract::manifest::{RenditionPart, SegmentRecord, FIRST_MARKED_SEGMENT, VARIANT_B};
 use farm_contract::timeline::Grid;
 use ffmpeg_next as ffmpeg;
 use ffmpeg::software::scaling;
@@ -118,8 +118,14 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<Encoded> {
     for src in frames {
         let input = (src.format(), src.width(), src.height());
         let n = src.pts().unwrap_or(0);
+        let position = job.grid.segment_of(n.max(0) as u64);
         if open.is_none() {
-            let variants = if job.mark.is_some() { vec![Some(Variant::A), Some(Variant::B)] } else { vec![None] };
+            // B from the first marked position on (before it, A alone, unmarked).
+            let variants = match job.mark {
+                Some(_) if position >= FIRST_MARKED_SEGMENT => vec![Some(Variant::A), Some(Variant::B)],
+                Some(_) => vec![Some(Variant::A)],
+                None => vec![None],
+            };
             open = Some(Open {
                 scaler: scaler(input, r)?,
                 scaler_input: input,
@@ -145,6 +151,9 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<Encoded> {
                 lane.restart(&job, &src)?;
             }
         }
+        if job.mark.is_some() && o.lanes.len() == 1 && position >= FIRST_MARKED_SEGMENT {
+            o.lanes.push(Lane::open(&job, &src, Some(Variant::B))?);
+        }
         scaled.set_kind(if job.grid.is_keyframe(n as u64) {
             picture::Type::I
         } else {
@@ -152,11 +161,11 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<Encoded> {
         });
         for lane in &mut o.lanes {
             match (lane.variant, marks.as_mut()) {
-                (Some(variant), Some(marks)) => {
+                (Some(variant), Some(marks)) if position >= FIRST_MARKED_SEGMENT => {
                     // A copy of the picture's pixels, not of its reference.
                     let mut marked = scaled.clone();
                     let stride = marked.stride(0);
-                    let marking = marks.marking(job.grid.segment_of(n.max(0) as u64), (r.width, r.height), variant);
+                    let marking = marks.marking(position, (r.width, r.height), variant);
                     marking.apply(marked.data_mut(0), stride, n as u64);
                     lane.encode(&marked, &r.name)?;
                 }
@@ -179,7 +188,10 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<Encoded> {
         parts.push(lane.finish(r, &job.grid)?);
     }
     let mut parts = parts.into_iter();
-    Ok(Encoded { part: parts.next().expect("one lane at least"), variant_b: parts.next() })
+    let part = parts.next().expect("one lane at least");
+    // A task that ended before the first marked position has no B lane: an empty B part.
+    let variant_b = job.mark.map(|_| parts.next().unwrap_or_else(|| self::part(r, &job.grid, None, Vec::new(), None)));
+    Ok(Encoded { part, variant_b })
 }
 
 impl<'a> Lane<'a> {
@@ -191,7 +203,10 @@ impl<'a> Lane<'a> {
             _ => r.name.clone(),
         };
         let params = codec::Parameters::from(&*encoder);
-        let segmenter = Segmenter::new(&name, VideoClock(job.grid), params, encode::video_time_base(&job.grid), job.output);
+        let mut segmenter = Segmenter::new(&name, VideoClock(job.grid), params, encode::video_time_base(&job.grid), job.output);
+        if variant == Some(Variant::B) {
+            segmenter = segmenter.starting_at(FIRST_MARKED_SEGMENT);
+        }
         Ok(Self { variant, encoder, segmenter })
     }
 
