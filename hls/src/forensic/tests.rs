@@ -146,3 +146,35 @@ fn repeats_are_merged_limits_kept_and_the_answer_is_the_contract_s_json() {
     let json = serde_json::to_value(trace(&book, &shares, &leak(&book, &mut rng, &["share-04"], 0, 120, 0.01), FALSE_ACCUSATION)).unwrap();
     assert_eq!((&json["verdict"], &json["shares"]), (&serde_json::json!("match"), &serde_json::json!(["share-04"])));
 }
+
+/// The bound against the exact tail of a sum with random signs (all 2^12 sign patterns):
+/// never under it, never over Hoeffding's, and exact when every position agrees.
+#[test]
+fn the_tail_bound_holds_against_every_sign_pattern_and_beats_hoeffding() {
+    let x = [1.0, 2.5, 0.5, 3.0, 1.5, 10.0, 0.25, 4.0, 2.0, 7.5, 0.75, 5.0];
+    let (sum, v): (f64, f64) = (x.iter().sum(), x.iter().map(|x| x * x).sum());
+    let sums: Vec<f64> = (0..1u32 << x.len()).map(|signs| x.iter().enumerate().map(|(i, x)| if signs >> i & 1 == 1 { *x } else { -*x }).sum()).collect();
+    for k in 1..=40 {
+        let t = sum * k as f64 / 40.0;
+        let exact = sums.iter().filter(|&&s| s >= t - 1e-9).count() as f64 / sums.len() as f64;
+        let bound = ln_tail_bound(t, &x);
+        // (within rounding: at t = the sum the bound is the exact 2^-12)
+        assert!(bound.exp() >= exact * (1.0 - 1e-9), "t {t}: bound {} under the exact {exact}", bound.exp());
+        assert!(bound <= -t * t / (2.0 * v) + 1e-9, "t {t}: {bound} over Hoeffding's {}", -t * t / (2.0 * v));
+    }
+    let all_agree = ln_tail_bound(10.0 * 30.0, &[10.0; 30]);
+    assert!((all_agree - 30.0 * -std::f64::consts::LN_2).abs() < 1e-6, "{all_agree}");
+    assert_eq!((ln_tail_bound(0.0, &x), ln_tail_bound(-1.0, &x), ln_tail_bound(1.0, &[])), (0.0, 0.0, 0.0));
+}
+
+/// 28 well-read positions name a lone leaker among 60 shares: 2^-28 per innocent share.
+/// (Hoeffding's bound, exp(-28/2), named nobody on this evidence.)
+#[test]
+fn a_short_clean_leak_is_enough_for_a_lone_leaker() {
+    let (key, shares) = (key(), shares());
+    let book = Codebook::new(&key, "job-1");
+    let observations: Vec<Observation> = (40..68).map(|p| Observation { position: p, llr: if book.variant(&shares[7], p) == Variant::B { 6.0 } else { -6.0 } }).collect();
+    let verdict = trace(&book, &shares, &observations, FALSE_ACCUSATION);
+    assert_eq!((verdict.verdict, verdict.shares.clone()), (VerdictKind::Match, vec![shares[7].clone()]), "{verdict:?}");
+    assert!(verdict.confidence > 1.0 - FALSE_ACCUSATION, "{verdict:?}");
+}
