@@ -1,6 +1,7 @@
 //! Leak benchmark (issue 19): are leaks of watermarked shares traced to the right viewer,
 //! and never to a wrong one? A watermarked job (the embedded farm, release build; a
-//! generated `--seconds` s 640x360 clip whose layout changes all the time, 1 s segments)
+//! generated `--seconds` s 640x360 clip whose layout changes all the time, `--segment` s
+//! segments, 1 by default, 1 s GOPs)
 //! is shared with `--viewers` viewers. For each viewer a leak is made as a screen capture
 //! would: the share's master playlist played by FFmpeg from a random point for `--leak`
 //! seconds, cropped by 10 %, scaled to 640x360, brought to 30 fps, gamma, contrast and
@@ -10,7 +11,7 @@
 //! right, wrong and missed counts, the time per trace, and the false-accusation bound.
 //!
 //! Reproduce with (from the repository root; ffmpeg on the PATH):
-//!     cargo run --release -p farm-benches --bin leak-bench -- [--viewers 50] [--seconds 150] [--leak 60] [--collusions 2] [--seed 1]
+//!     cargo run --release -p farm-benches --bin leak-bench -- [--viewers 50] [--seconds 150] [--leak 60] [--collusions 2] [--seed 1] [--segment 1]
 
 use std::path::Path;
 use std::process::Command;
@@ -114,7 +115,8 @@ fn main() -> Result<()> {
     let data = dir.path().join("data");
     let farm = Farm::embedded_with(&data, 2, 30.0, &[("FARM_MASTER_KEY_FILE", master.display().to_string())]);
     let mut ladder: serde_json::Value = serde_json::from_str(SMALL_LADDER)?;
-    (ladder["segment_seconds"], ladder["gop_seconds"], ladder["lead_segments"]) = (1.into(), 1.into(), 0.into());
+    let segment = arg("--segment", 1);
+    (ladder["segment_seconds"], ladder["gop_seconds"], ladder["lead_segments"]) = (segment.into(), 1.into(), 0.into());
     let body = serde_json::json!({"source": made.display().to_string(), "output": dir.path().join("out").display().to_string(), "ladder": ladder, "forensic_watermark": true});
     let encode = Instant::now();
     let (status, job) = farm.submit(&body.to_string());
@@ -122,7 +124,7 @@ fn main() -> Result<()> {
     let id = job["id"].as_str().context("job id")?.to_string();
     let done = farm.wait_final(&id, Duration::from_secs(3600));
     ensure!(done["state"] == "succeeded", "{done}");
-    println!("leak benchmark: a {seconds} s 640x360 watermarked job (1 s segments, encoded in {:.0} s), {viewers} shares, leaks of {leak_seconds} s: crop 10 %, 640x360, 30 fps, gamma/contrast/brightness, x264 500 kb/s", encode.elapsed().as_secs_f64());
+    println!("leak benchmark: a {seconds} s 640x360 watermarked job ({segment} s segments, encoded in {:.0} s), {viewers} shares, leaks of {leak_seconds} s: crop 10 %, 640x360, 30 fps, gamma/contrast/brightness, x264 500 kb/s", encode.elapsed().as_secs_f64());
     let shares: Vec<(String, String)> = (0..viewers)
         .map(|v| {
             let share: serde_json::Value = farm.http.post(format!("{}/v1/jobs/{id}/shares", farm.base)).json(&serde_json::json!({"viewer": format!("viewer-{v}"), "expires_in": 86400})).send()?.json()?;
@@ -163,6 +165,6 @@ fn main() -> Result<()> {
         "viewers {viewers}: right {right}, wrong viewer named {wrong}, nobody named {missed}; trace median {:.1} s; false-accusation bound per trace 1e-6",
         seconds_traced.get(seconds_traced.len() / 2).copied().unwrap_or(0.0)
     );
-    println!("reproduce: cargo run --release -p farm-benches --bin leak-bench -- --viewers {viewers} --seconds {seconds} --leak {leak_seconds} --collusions {collusions} --seed {seed}");
+    println!("reproduce: cargo run --release -p farm-benches --bin leak-bench -- --viewers {viewers} --seconds {seconds} --leak {leak_seconds} --collusions {collusions} --seed {seed} --segment {segment}");
     Ok(())
 }

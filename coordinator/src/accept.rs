@@ -75,10 +75,11 @@ pub struct JobRequest {
     #[serde(default)]
     #[schema(pattern = r"^[0-9]{2}:[0-5][0-9]:[0-5][0-9][:;][0-9]{2}$")]
     pub start_timecode: Option<String>,
-    /// Forensic A/B watermarking: every video segment encoded twice, as variants A and B
-    /// with different invisible marks, and every share's playlists choosing A or B per
-    /// segment by its own code word, so that a leaked copy can be traced to its share
-    /// (`coordinator trace`). Encrypted jobs only (`FARM_MASTER_KEY_FILE`); default false.
+    /// Forensic A/B watermarking: every video segment after the first encoded twice, as
+    /// variants A and B with different invisible marks, and every share's playlists
+    /// choosing A or B per segment by its own code word, so that a leaked copy can be
+    /// traced to its share (`coordinator trace`). Without a `ladder`, 2 s segments (one
+    /// mark position each). Encrypted jobs only (`FARM_MASTER_KEY_FILE`); default false.
     #[serde(default)]
     pub forensic_watermark: bool,
 }
@@ -155,9 +156,18 @@ pub fn stored_output(output: &Location) -> String {
     output.to_string().trim_end_matches('/').to_string()
 }
 
+/// Segment length of a watermarked job that names no ladder: one mark position per
+/// segment, so the default 6 s would give a two-minute leak some twenty positions, too few
+/// to name a viewer among many shares.
+pub const FORENSIC_SEGMENT_SECONDS: f64 = 2.0;
+
 /// The ladder, valid and within the configured limits.
 pub fn ladder(limits: &Limits, req: &JobRequest) -> Result<Ladder, ApiError> {
-    let mut ladder = req.ladder.clone().unwrap_or_default();
+    let mut ladder = match &req.ladder {
+        Some(ladder) => ladder.clone(),
+        None if req.forensic_watermark => Ladder { segment_seconds: FORENSIC_SEGMENT_SECONDS, ..Ladder::default() },
+        None => Ladder::default(),
+    };
     ladder.audio.settle();
     ladder.ladder_mode = req.ladder_mode.unwrap_or(ladder.ladder_mode);
     ladder.settle_segment_format(req.segment_format);

@@ -51,6 +51,12 @@ fn a_watermarked_jobs_shares_each_play_their_own_words_segments() {
 
     std::fs::write(dir.path().join("master.key"), "3c".repeat(32)).unwrap();
     let farm = Farm::embedded_with(&dir.path().join("data"), 2, 8.0, &[("FARM_MASTER_KEY_FILE", dir.path().join("master.key").display().to_string())]);
+    // Without a ladder of its own, a watermarked job gets 2 s segments (a mark position each).
+    let mut defaults: serde_json::Value = serde_json::from_str(&body("defaults")).unwrap();
+    defaults.as_object_mut().unwrap().remove("ladder");
+    let (code, job) = farm.submit(&defaults.to_string());
+    assert_eq!((code, &job["ladder"]["segment_seconds"]), (201, &serde_json::json!(2.0)), "{job}");
+    assert_eq!(farm.http.delete(format!("{}/v1/jobs/{}", farm.base, job["id"].as_str().unwrap())).send().unwrap().status(), 200);
     let (code, job) = farm.submit(&body("out"));
     assert_eq!((code, &job["forensic_watermark"]), (201, &serde_json::Value::Bool(true)), "{job}");
     let id = job["id"].as_str().unwrap().to_string();
