@@ -5,10 +5,11 @@
 //! encodes with x264 (x265 for an HEVC rendition) and hands the packets to the
 //! [`Segmenter`]. Hands on the rendition's part of the manifest.
 //!
-//! A forensic job encodes the rendition twice, as variants A and B of every segment: the
-//! same scaled picture, marked (`crate::forensic_mark`) with the segment position's pattern
-//! added for A and taken away for B, through two encoders of the same settings. A's
-//! segments go where unmarked ones would, B's under `{rendition}/b/`.
+//! A forensic job encodes the rendition twice, as variants A and B of every segment from
+//! the first marked position on (before it, once, unmarked, as A): the same scaled
+//! picture, marked (`crate::forensic_mark`) with the segment position's pattern added for
+//! A and taken away for B, through two encoders of the same settings. A's segments go where
+//! unmarked ones would, B's under `{rendition}/b/`.
 //!
 //! The task's first segment is closed as soon as its last frame is in: the encoder is
 //! flushed there and a fresh one (same settings, same SPS) takes the next segment, which
@@ -120,17 +121,12 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<Encoded> {
         let n = src.pts().unwrap_or(0);
         let position = job.grid.segment_of(n.max(0) as u64);
         if open.is_none() {
-            // B from the first marked position on (before it, A alone, unmarked).
-            let variants = match job.mark {
-                Some(_) if position >= FIRST_MARKED_SEGMENT => vec![Some(Variant::A), Some(Variant::B)],
-                Some(_) => vec![Some(Variant::A)],
-                None => vec![None],
-            };
+            // A forensic job's B lane opens below, at the first marked position.
             open = Some(Open {
                 scaler: scaler(input, r)?,
                 scaler_input: input,
-                lanes: variants.into_iter().map(|v| Lane::open(&job, &src, v)).collect::<Result<_>>()?,
-                restart_at: job.grid.segment_start(job.grid.segment_of(n.max(0) as u64) + 1),
+                lanes: vec![Lane::open(&job, &src, job.mark.map(|_| Variant::A))?],
+                restart_at: job.grid.segment_start(position + 1),
             });
         }
         let o = open.as_mut().expect("opened above");
@@ -152,6 +148,8 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<Encoded> {
             }
         }
         if job.mark.is_some() && o.lanes.len() == 1 && position >= FIRST_MARKED_SEGMENT {
+            // B from the first marked position on (before it, A alone, unmarked): on the
+            // task's first picture when it starts there or later.
             o.lanes.push(Lane::open(&job, &src, Some(Variant::B))?);
         }
         scaled.set_kind(if job.grid.is_keyframe(n as u64) {
