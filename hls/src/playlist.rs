@@ -78,7 +78,7 @@ pub fn assemble(parts: &[PartManifest]) -> Result<Option<Playlists>, String> {
         // are picked from both (`forensic::by_word`).
         let master = playlists.files.pop().expect("the master is written last");
         let job = first.job_id.as_deref().unwrap_or("");
-        for t in video_tracks(&video, |p| &p.variant_b, FIRST_MARKED_SEGMENT)? {
+        for t in variant_b_tracks(&video, &tracks)? {
             let folder = format!("{}/{VARIANT_B}", t.part.name);
             playlists.files.push((format!("{folder}/index.m3u8"), media_playlist(&t.part, &folder, job)));
         }
@@ -137,11 +137,10 @@ fn contiguous_audio(parts: &[PartManifest]) -> Result<Option<Vec<&PartManifest>>
     Ok(Some(audio))
 }
 
-/// Each video rendition's segments over the parts, in the first part's rendition order:
-/// `of` says which renditions of a part (its own, or a forensic job's variant B).
-/// Each video rendition joined over the parts, its segments numbered from `first` on (a
-/// forensic job's variant B starts at its first marked position, and has no segment at
-/// all when the source ends before it).
+/// Each video rendition joined over the parts, in the first part's rendition order, its
+/// segments numbered from `first` on: `of` says which renditions of a part (its own, or a
+/// forensic job's variant B, which starts at the first marked position and has no segment
+/// at all when the source ends before it: [`variant_b_tracks`] checks it against A).
 fn video_tracks(video: &[&PartManifest], of: impl Fn(&PartManifest) -> &Vec<RenditionPart>, first: u64) -> Result<Vec<Track>, String> {
     let mut tracks: BTreeMap<String, (usize, Track)> = BTreeMap::new();
     for (order, r) in of(video[0]).iter().enumerate() {
@@ -162,12 +161,26 @@ fn video_tracks(video: &[&PartManifest], of: impl Fn(&PartManifest) -> &Vec<Rend
     tracks.sort_by_key(|(order, _)| *order);
     let tracks: Vec<Track> = tracks.into_iter().map(|(_, t)| t).collect();
     for t in &tracks {
-        let none_expected = first > 0 && t.part.segments.is_empty();
-        if !none_expected && !numbered_from(first, &t.part.segments) {
+        let none_yet = first > 0 && t.part.segments.is_empty();
+        if !none_yet && !numbered_from(first, &t.part.segments) {
             return Err(format!("rendition {} has missing or repeated segments", t.part.name));
         }
     }
     Ok(tracks)
+}
+
+/// A forensic job's B renditions joined over the parts: each must have a segment at every
+/// marked position A has one (from [`FIRST_MARKED_SEGMENT`] on), and none where A has not.
+fn variant_b_tracks(video: &[&PartManifest], a: &[Track]) -> Result<Vec<Track>, String> {
+    let b = video_tracks(video, |p| &p.variant_b, FIRST_MARKED_SEGMENT)?;
+    for t in &b {
+        let own = a.iter().find(|a| a.part.name == t.part.name).ok_or_else(|| format!("variant B of {} has no rendition A", t.part.name))?;
+        let marked = own.part.segments.iter().filter(|s| s.index >= FIRST_MARKED_SEGMENT).count();
+        if t.part.segments.len() != marked {
+            return Err(format!("variant B of {} has {} segments where A has {marked} marked ones", t.part.name, t.part.segments.len()));
+        }
+    }
+    Ok(b)
 }
 
 /// Each audio rendition (the mix, then the source's tracks) joined over its parts.

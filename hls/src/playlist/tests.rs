@@ -363,6 +363,17 @@ fn a_forensic_jobs_b_playlists_sit_beside_as_and_shares_pick_from_both() {
     let mut from_zero = parts.clone();
     from_zero[0].variant_b = from_zero[0].renditions.clone();
     assert!(assemble(&from_zero).unwrap_err().contains("missing or repeated"));
+    // B with no segment where A has marked ones (or short of A's) is missing, not done.
+    for keep in [0, 1] {
+        let mut short = parts.clone();
+        for p in short.iter_mut().filter(|p| p.kind == PartKind::Video) {
+            for r in &mut p.variant_b {
+                r.segments.retain(|s| s.index < 1 + keep);
+            }
+        }
+        let e = assemble(&short).unwrap_err();
+        assert!(e.contains(&format!("variant B of 720p has {keep} segments where A has 2 marked ones")), "{e}");
+    }
     let p = assemble(&parts).unwrap().unwrap();
     let b = file(&p, "720p/b/index.m3u8");
     assert!(b.contains("#EXT-X-MAP:URI=\"init.mp4\"") && b.contains(&format!("IV=0x{}\n#EXTINF:4,\nseg_00002.m4s", "bb".repeat(16))), "{b}");
