@@ -1,8 +1,8 @@
 //! Forensic mark benchmark (issue 19): do the A/B marks survive what a leak goes through,
 //! and are they invisible? For each clip (1280x720, 25 fps, generated), a random code word
 //! picks A or B for every 2 s segment position; the frames are marked
-//! (`farm_media::forensic_mark`) and encoded with x264 as a review rung is (3 Mb/s, 2 s
-//! GOPs); the leak is that encode cropped by 10 %, scaled to 640x360, brought to 30 fps,
+//! (`farm_media::forensic_mark`) and encoded with x264 as the worker encodes a review rung
+//! (its options, slice threads, 3 Mb/s, 2 s GOPs); the leak is that encode cropped by 10 %, scaled to 640x360, brought to 30 fps,
 //! gamma, contrast and brightness changed, and re-encoded with x264 at 500 kb/s. The
 //! detector reads every position against the unmarked source put through the same crop and
 //! scale (the leak's geometry and timing known: aligning an unknown leak is not measured
@@ -14,6 +14,14 @@
 //! Reproduce with (from the repository root; ffmpeg on the PATH, PyPI `imageio-ffmpeg` for
 //! VMAF, installed when missing):
 //!     cargo run --release -p farm-benches --bin mark-bench -- [--seconds 20] [--seed 1]
+//!         [--amplitudes 0.8,0.4] [--dither frame|segment]
+//! `--amplitudes` sweeps the mark's peak (the farm's is `AMPLITUDE`); `--dither segment`
+//! holds the dither still over a segment position instead of shifting it every frame. A
+//! column `1 pixel`: VMAF of an encode with one pixel of one picture changed by one code
+//! value against the unmarked encode, the least any mark can change (the two unmarked
+//! encodes are checked to be the same bytes first). `pictures`: the marked pictures
+//! against the unmarked ones, both uncompressed (the mark alone); `src both` and `src
+//! mark`: the unmarked and the marked encode against the uncompressed source.
 
 #[allow(dead_code)] // the VMAF and run helpers only
 mod quality_measure;
@@ -23,7 +31,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{ensure, Context, Result};
-use farm_media::forensic_mark::{amplitude, llr, Pattern, Variant, Window};
+use farm_media::forensic_mark::{amplitude, llr, Pattern, Variant, Window, AMPLITUDE};
+use farm_contract::ladder::Ladder;
+use farm_contract::timeline::{FrameRate, Grid};
+use farm_media::transcode::encode::x264_options;
 use quality_measure::{python_tools, run, vmaf};
 
 const W: usize = 1280;
@@ -51,16 +62,42 @@ fn frames(input: &[&str], filter: &str, pix_fmt: &str) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
-/// Raw yuv420p frames at 1280x720, 25 fps, encoded with x264 as a 720p review rung.
+/// Raw yuv420p frames at 1280x720, 25 fps, encoded with x264 as the worker encodes a 720p
+/// review rung: its x264 options (2 s GOPs), 3 Mb/s, and slice threads, which make the
+/// encode repeatable. With x264's default frame threads its rate control depends on timing:
+/// three encodes of the same frames decoded to three different pictures, and VMAF measured
+/// that, not the mark.
 fn encode(raw: &[u8], out: &Path) -> Result<()> {
+    let ladder = Ladder::default();
+    let grid = Grid::new(FrameRate { num: 25, den: 1 }, ladder.cuts(), 2000);
+    let mut x264 = Vec::new();
+    for (k, v) in x264_options(&ladder.x264, &grid) {
+        x264.push(format!("-{}", if k == "profile" { "profile:v" } else { k.as_str() }));
+        x264.push(v);
+    }
+    let mut codec: Vec<String> = ["-c:v", "libx264", "-thread_type", "slice", "-threads", "2", "-b:v", "3000k", "-maxrate", "3300k", "-bufsize", "6000k", "-g", "50"]
+        .map(String::from)
+        .into();
+    codec.extend(x264);
+    write_frames(raw, &codec, out)
+}
+
+/// Raw yuv420p frames at 1280x720, 25 fps, kept losslessly (FFV1): pictures to score
+/// without an encoder's own choices in between.
+fn lossless(raw: &[u8], out: &Path) -> Result<()> {
+    write_frames(raw, &["-c:v".into(), "ffv1".into()], out)
+}
+
+/// Raw yuv420p frames at 1280x720, 25 fps, through ffmpeg with `codec` args to `out`.
+fn write_frames(raw: &[u8], codec: &[String], out: &Path) -> Result<()> {
     let mut child = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", "1280x720", "-r", "25", "-i", "-"])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-b:v", "3000k", "-maxrate", "3300k", "-bufsize", "6000k", "-g", "50", "-keyint_min", "50", "-sc_threshold", "0"])
+        .args(codec)
         .arg(out)
         .stdin(Stdio::piped())
         .spawn()?;
     child.stdin.take().context("stdin")?.write_all(raw)?;
-    ensure!(child.wait()?.success(), "encoding {}", out.display());
+    ensure!(child.wait()?.success(), "writing {}", out.display());
     Ok(())
 }
 
@@ -101,14 +138,14 @@ fn next(state: &mut u64) -> u64 {
 
 /// The control: as many pixels moved by one code value as the mark moves, with random signs
 /// (no pattern, no mean change): how much of the VMAF drop is any change to x264's input.
-fn scattered(raw: &[u8], state: &mut u64) -> Vec<u8> {
+fn scattered(raw: &[u8], amplitude: f32, state: &mut u64) -> Vec<u8> {
     let mut out = raw.to_vec();
     let field = Pattern::new(&SEED, 0).field(W, H);
     for frame in out.chunks_exact_mut(W * H * 3 / 2) {
         for (p, f) in frame[..W * H].iter_mut().zip(field.values()) {
             let draw = next(state);
             let (chance, up) = ((draw >> 40) as f32 / (1u64 << 24) as f32, draw >> 39 & 1 == 1);
-            if chance < (0.8 * f).abs() {
+            if chance < (amplitude * f).abs() {
                 *p = if up { p.saturating_add(1) } else { p.saturating_sub(1) };
             }
         }
@@ -116,51 +153,86 @@ fn scattered(raw: &[u8], state: &mut u64) -> Vec<u8> {
     out
 }
 
+/// The frames with one pixel of the first picture moved by one code value: how far x264
+/// strays from the unmarked encode for the least change there is.
+fn one_pixel(raw: &[u8]) -> Vec<u8> {
+    let mut out = raw.to_vec();
+    out[H / 2 * W + W / 2] ^= 1;
+    out
+}
+
+/// Marks `raw` by `word` at `amplitude`: the dither shifted every frame (as the farm
+/// does), or held for a whole segment position (`--dither segment`).
+fn marked(raw: &[u8], word: &[Variant], amplitude: f32, per_segment: bool) -> Vec<u8> {
+    let frame_bytes = W * H * 3 / 2;
+    let fields: Vec<_> = (0..word.len()).map(|p| Pattern::new(&SEED, p as u64).field(W, H)).collect();
+    let mut marked = raw.to_vec();
+    for (f, frame) in marked.chunks_exact_mut(frame_bytes).enumerate() {
+        let position = f / SEGMENT_FRAMES;
+        let shift = if per_segment { position } else { f };
+        fields[position].marking_at(word[position], amplitude).apply(&mut frame[..W * H], W, shift as u64);
+    }
+    marked
+}
+
 fn main() -> Result<()> {
     let seconds: usize = arg("--seconds").map_or(Ok(20), |s| s.parse())?;
     let mut state: u64 = arg("--seed").map_or(Ok(1), |s| s.parse())?;
+    let amplitudes: Vec<f32> = arg("--amplitudes").map_or(Ok(vec![AMPLITUDE]), |s| s.split(',').map(str::parse).collect())?;
+    let dither = arg("--dither").unwrap_or_else(|| "frame".into());
+    ensure!(dither == "frame" || dither == "segment", "--dither is frame or segment");
     let vmaf_ffmpeg = python_tools()?;
     let dir = tempfile::tempdir()?;
-    println!("mark benchmark: {seconds} s clips at 1280x720, a position per 2 s segment, leak = crop 10 %, 640x360, 30 fps, gamma/contrast/brightness, x264 500 kb/s");
-    println!("{:<12} {:>9} {:>7} {:>7} {:>12} {:>12} {:>10} {:>8} {:>8}", "clip", "positions", "right", "wrong", "median |llr|", "min |llr|", "amplitude", "VMAF", "control");
+    println!("mark benchmark: {seconds} s clips at 1280x720, a position per 2 s segment, dither shifted every {dither}, leak = crop 10 %, 640x360, 30 fps, gamma/contrast/brightness, x264 500 kb/s");
+    println!(
+        "{:<11} {:>4} {:>5} {:>5} {:>5} {:>12} {:>9} {:>6} {:>6} {:>7} {:>7} {:>8} {:>8} {:>8}",
+        "clip", "peak", "pos", "right", "wrong", "median |llr|", "min |llr|", "read", "VMAF", "control", "1 pixel", "pictures", "src both", "src mark"
+    );
     for (name, picture) in CLIPS {
         let duration = seconds.to_string();
         let input = ["-f", "lavfi", "-i", picture, "-t", duration.as_str()];
         let raw = frames(&input, "null", "yuv420p")?;
-        let frame_bytes = W * H * 3 / 2;
-        let count = raw.len() / frame_bytes;
-        let positions = count.div_ceil(SEGMENT_FRAMES);
+        let positions = (raw.len() / (W * H * 3 / 2)).div_ceil(SEGMENT_FRAMES);
         let word: Vec<Variant> = (0..positions)
             .map(|_| if next(&mut state) >> 63 == 1 { Variant::B } else { Variant::A })
             .collect();
-        let fields: Vec<_> = (0..positions).map(|p| Pattern::new(&SEED, p as u64).field(W, H)).collect();
-        let mut marked = raw.clone();
-        for (f, frame) in marked.chunks_exact_mut(frame_bytes).enumerate() {
-            let position = f / SEGMENT_FRAMES;
-            fields[position].apply(&mut frame[..W * H], W, word[position], f as u64);
-        }
-        let control = scattered(&raw, &mut state);
         let file = |what: &str| dir.path().join(format!("{name}-{what}.mp4"));
-        let (plain_mp4, marked_mp4, leak_mp4, control_mp4) = (file("plain"), file("marked"), file("leak"), file("control"));
-        encode(&raw, &plain_mp4)?;
-        encode(&marked, &marked_mp4)?;
-        encode(&control, &control_mp4)?;
-        leak(&marked_mp4, &leak_mp4)?;
         let size = (W as u32, H as u32);
-        let (score, _) = vmaf(&vmaf_ffmpeg, &marked_mp4, &plain_mp4, size, &dir.path().join("vmaf.json"))?;
-        let (control_score, _) = vmaf(&vmaf_ffmpeg, &control_mp4, &plain_mp4, size, &dir.path().join("vmaf.json"))?;
-        let readings = read(&leak_mp4, &input, &word)?;
-        let right = readings.iter().filter(|(_, v, l, _)| (*v == Variant::B) == (*l > 0.0) && *l != 0.0).count();
-        let mut strengths: Vec<f64> = readings.iter().map(|r| r.2.abs()).collect();
-        strengths.sort_by(f64::total_cmp);
-        let amp = readings.iter().map(|r| if r.1 == Variant::A { r.3 } else { -r.3 }).sum::<f64>() / readings.len() as f64;
-        println!(
-            "{name:<12} {positions:>9} {right:>7} {:>7} {:>12.1} {:>12.2} {amp:>10.3} {score:>8.2} {control_score:>8.2}",
-            readings.len() - right,
-            strengths[strengths.len() / 2],
-            strengths[0],
-        );
+        let vmaf_json = dir.path().join("vmaf.json");
+        let (plain_mp4, source_mkv) = (file("plain"), dir.path().join(format!("{name}-source.mkv")));
+        encode(&raw, &plain_mp4)?;
+        encode(&raw, &file("again"))?;
+        ensure!(std::fs::read(&plain_mp4)? == std::fs::read(file("again"))?, "x264 gave two encodes of the same frames");
+        lossless(&raw, &source_mkv)?;
+        let (plain_source, _) = vmaf(&vmaf_ffmpeg, &plain_mp4, &source_mkv, size, &vmaf_json)?;
+        encode(&one_pixel(&raw), &file("one-pixel"))?;
+        let (pixel_score, _) = vmaf(&vmaf_ffmpeg, &file("one-pixel"), &plain_mp4, size, &vmaf_json)?;
+        for &peak in &amplitudes {
+            let (marked_mp4, leak_mp4, control_mp4) = (file("marked"), file("leak"), file("control"));
+            let pictures = marked(&raw, &word, peak, dither == "segment");
+            encode(&pictures, &marked_mp4)?;
+            let marked_mkv = dir.path().join(format!("{name}-marked.mkv"));
+            lossless(&pictures, &marked_mkv)?;
+            let (pictures_score, _) = vmaf(&vmaf_ffmpeg, &marked_mkv, &source_mkv, size, &vmaf_json)?;
+            let (marked_source, _) = vmaf(&vmaf_ffmpeg, &marked_mp4, &source_mkv, size, &vmaf_json)?;
+            encode(&scattered(&raw, peak, &mut state), &control_mp4)?;
+            leak(&marked_mp4, &leak_mp4)?;
+            let (score, _) = vmaf(&vmaf_ffmpeg, &marked_mp4, &plain_mp4, size, &vmaf_json)?;
+            let (control_score, _) = vmaf(&vmaf_ffmpeg, &control_mp4, &plain_mp4, size, &vmaf_json)?;
+            let readings = read(&leak_mp4, &input, &word)?;
+            let right = readings.iter().filter(|(_, v, l, _)| (*v == Variant::B) == (*l > 0.0) && *l != 0.0).count();
+            let mut strengths: Vec<f64> = readings.iter().map(|r| r.2.abs()).collect();
+            strengths.sort_by(f64::total_cmp);
+            let amp = readings.iter().map(|r| if r.1 == Variant::A { r.3 } else { -r.3 }).sum::<f64>() / readings.len() as f64;
+            println!(
+                "{name:<11} {peak:>4.2} {positions:>5} {right:>5} {:>5} {:>12.1} {:>9.2} {amp:>6.3} {score:>6.2} {control_score:>7.2} {pixel_score:>7.2} {pictures_score:>8.2} {plain_source:>8.2} {marked_source:>8.2}",
+                readings.len() - right,
+                strengths[strengths.len() / 2],
+                strengths[0],
+            );
+        }
     }
-    println!("reproduce: cargo run --release -p farm-benches --bin mark-bench -- --seconds {seconds}");
+    let sweep: Vec<String> = amplitudes.iter().map(f32::to_string).collect();
+    println!("reproduce: cargo run --release -p farm-benches --bin mark-bench -- --seconds {seconds} --amplitudes {} --dither {dither}", sweep.join(","));
     Ok(())
 }

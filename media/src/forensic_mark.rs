@@ -157,9 +157,14 @@ impl Field {
     /// The field as `variant` adds it, ready to mark pictures quickly: every frame of a
     /// segment position is marked with the same one.
     pub fn marking(&self, variant: Variant) -> Marking {
+        self.marking_at(variant, AMPLITUDE)
+    }
+
+    /// [`Self::marking`] at another peak than [`AMPLITUDE`] (the mark benchmark's sweep).
+    pub fn marking_at(&self, variant: Variant, amplitude: f32) -> Marking {
         let sign = match variant {
-            Variant::A => AMPLITUDE,
-            Variant::B => -AMPLITUDE,
+            Variant::A => amplitude,
+            Variant::B => -amplitude,
         };
         let steps = self.values.iter().map(|f| (sign * f * DITHER_ONE as f32).round() as i16).collect();
         Marking { width: self.width, steps }
