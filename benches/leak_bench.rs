@@ -10,8 +10,12 @@
 //! shares at random) go through the same processing. Printed: each trial's verdict, the
 //! right, wrong and missed counts, the time per trace, and the false-accusation bound.
 //!
+//! `--clip` picks the generated picture: `rotating` (test card turning ever faster, the
+//! default), `detail` (a steady zoom into the Mandelbrot set), `dark-grain` (dark, slowly moving
+//! gradients under heavy moving grain; the mark benchmark's hardest clip).
+//!
 //! Reproduce with (from the repository root; ffmpeg on the PATH):
-//!     cargo run --release -p farm-benches --bin leak-bench -- [--viewers 50] [--seconds 150] [--leak 60] [--collusions 2] [--seed 1] [--segment 1]
+//!     cargo run --release -p farm-benches --bin leak-bench -- [--viewers 50] [--seconds 150] [--leak 60] [--collusions 2] [--seed 1] [--segment 1] [--clip rotating]
 
 use std::path::Path;
 use std::process::Command;
@@ -107,8 +111,14 @@ fn main() -> Result<()> {
     let seed = arg("--seed", 1);
     let mut state = seed;
     let dir = tempfile::tempdir()?;
-    let picture = format!("testsrc2=size=640x360:rate=25:duration={seconds},rotate=a=0.01*t*t:fillcolor=gray");
-    let name = format!("leak-bench-{seconds}s.mov");
+    let clip = std::env::args().skip_while(|a| a != "--clip").nth(1).unwrap_or_else(|| "rotating".into());
+    let picture = match clip.as_str() {
+        "rotating" => format!("testsrc2=size=640x360:rate=25:duration={seconds},rotate=a=0.01*t*t:fillcolor=gray"),
+        "detail" => format!("mandelbrot=size=640x360:rate=25:end_pts={}:end_scale=0.001,trim=duration={seconds}", seconds * 25),
+        "dark-grain" => format!("gradients=size=640x360:rate=25:speed=0.01:seed=1:n=2:c0=0x405070:c1=0xC0A080:duration={seconds},eq=brightness=-0.3,noise=alls=20:allf=t+u"),
+        other => anyhow::bail!("--clip is rotating, detail or dark-grain, not {other}"),
+    };
+    let name = format!("leak-bench-{clip}-{seconds}s.mov");
     let made = farm_tests::fixtures::make(&name, &["-f", "lavfi", "-i", &picture, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])?;
     let master = dir.path().join("master.key");
     std::fs::write(&master, "6b".repeat(32))?;
@@ -124,7 +134,7 @@ fn main() -> Result<()> {
     let id = job["id"].as_str().context("job id")?.to_string();
     let done = farm.wait_final(&id, Duration::from_secs(3600));
     ensure!(done["state"] == "succeeded", "{done}");
-    println!("leak benchmark: a {seconds} s 640x360 watermarked job ({segment} s segments, encoded in {:.0} s), {viewers} shares, leaks of {leak_seconds} s: crop 10 %, 640x360, 30 fps, gamma/contrast/brightness, x264 500 kb/s", encode.elapsed().as_secs_f64());
+    println!("leak benchmark: a {seconds} s 640x360 {clip} watermarked job ({segment} s segments, encoded in {:.0} s), {viewers} shares, leaks of {leak_seconds} s: crop 10 %, 640x360, 30 fps, gamma/contrast/brightness, x264 500 kb/s", encode.elapsed().as_secs_f64());
     let shares: Vec<(String, String)> = (0..viewers)
         .map(|v| {
             let share: serde_json::Value = farm.http.post(format!("{}/v1/jobs/{id}/shares", farm.base)).json(&serde_json::json!({"viewer": format!("viewer-{v}"), "expires_in": 86400})).send()?.json()?;
@@ -165,6 +175,6 @@ fn main() -> Result<()> {
         "viewers {viewers}: right {right}, wrong viewer named {wrong}, nobody named {missed}; trace median {:.1} s; false-accusation bound per trace 1e-6",
         seconds_traced.get(seconds_traced.len() / 2).copied().unwrap_or(0.0)
     );
-    println!("reproduce: cargo run --release -p farm-benches --bin leak-bench -- --viewers {viewers} --seconds {seconds} --leak {leak_seconds} --collusions {collusions} --seed {seed} --segment {segment}");
+    println!("reproduce: cargo run --release -p farm-benches --bin leak-bench -- --viewers {viewers} --seconds {seconds} --leak {leak_seconds} --collusions {collusions} --seed {seed} --segment {segment} --clip {clip}");
     Ok(())
 }
