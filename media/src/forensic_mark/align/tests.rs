@@ -12,7 +12,8 @@ const RATE: f64 = 25.0;
 const JOB_SECONDS: f64 = 40.0;
 const SIZE: (usize, usize) = (160, 90);
 
-/// A clip as a picture at any time and place: blobs drifting over grey, redrawn every 4 s.
+/// A clip as a picture at any time and place: blobs over grey, drifting and redrawn every
+/// scene (4 s), or pulsing in place through one scene.
 struct Clip {
     scenes: Vec<Vec<[f32; 6]>>,
     scene_seconds: f64,
