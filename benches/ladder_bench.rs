@@ -10,6 +10,9 @@
 //! pre-scaled raw frames (one x264 thread each), which bound what any design can reach on
 //! this machine, and the worker's peak RSS on a short and on a long source.
 
+#[allow(dead_code)] // the worker's x264 arguments only
+mod quality_measure;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,6 +21,7 @@ use anyhow::{bail, Context, Result};
 use farm_contract::ladder::Ladder;
 use farm_contract::timeline::{FrameRate, Grid};
 use farm_tests::fixtures::{prores_1080p, target_dir};
+use quality_measure::worker_x264_args;
 
 struct Measured {
     wall: Duration,
@@ -87,9 +91,7 @@ fn cli_ladder(src: &Path, out: &Path, ladder: &Ladder, grid: &Grid) -> Command {
         c.args(["-map", &format!("[v{i}]")]);
     }
     c.args(["-map", "0:a", "-c:v", "libx264"]);
-    for (k, v) in farm_worker_x264_options(ladder, grid) {
-        c.arg(format!("-{k}")).arg(v);
-    }
+    c.args(worker_x264_args(&ladder.x264, grid));
     for (i, r) in rungs.iter().enumerate() {
         c.arg(format!("-b:v:{i}")).arg(format!("{}k", r.bitrate_kbps));
         c.arg(format!("-maxrate:v:{i}")).arg(format!("{}k", r.maxrate_kbps));
@@ -104,14 +106,6 @@ fn cli_ladder(src: &Path, out: &Path, ladder: &Ladder, grid: &Grid) -> Command {
     c.args(["-var_stream_map", &map.join(" "), "-master_pl_name", "index.m3u8"]);
     c.arg(out.join("%v/index.m3u8"));
     c
-}
-
-/// The x264 options of the worker itself, spelled for the CLI.
-fn farm_worker_x264_options(ladder: &Ladder, grid: &Grid) -> Vec<(String, String)> {
-    farm_media::transcode::encode::x264_options(&ladder.x264, grid)
-        .into_iter()
-        .map(|(k, v)| (if k == "profile" { "profile:v".to_string() } else { k }, v))
-        .collect()
 }
 
 fn main() -> Result<()> {
@@ -151,9 +145,7 @@ fn main() -> Result<()> {
         let raw = work.path().join(format!("{}.y4m", r.name));
         measure(&mut ffmpeg(&["-i", src.to_str().unwrap(), "-vf", &format!("scale={}:{}:flags=bicubic,format=yuv420p", r.width, r.height), "-f", "yuv4mpegpipe"]).arg(&raw))?;
         let mut cmd = ffmpeg(&["-i", raw.to_str().unwrap(), "-c:v", "libx264", "-threads", "1"]);
-        for (k, v) in farm_worker_x264_options(&ladder, &grid) {
-            cmd.arg(format!("-{k}")).arg(v);
-        }
+        cmd.args(worker_x264_args(&ladder.x264, &grid));
         cmd.args(["-b:v", &format!("{}k", r.bitrate_kbps), "-maxrate", &format!("{}k", r.maxrate_kbps), "-bufsize", &format!("{}k", r.bufsize_kbits), "-g", &grid.gop_frames.to_string(), "-f", "null", "-"]);
         encode_cpu += measure(&mut cmd)?.cpu;
         std::fs::remove_file(&raw)?;

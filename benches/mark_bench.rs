@@ -23,7 +23,7 @@
 //! against the unmarked ones, both uncompressed (the mark alone); `src both` and `src
 //! mark`: the unmarked and the marked encode against the uncompressed source.
 
-#[allow(dead_code)] // the VMAF and run helpers only
+#[allow(dead_code)] // the VMAF, run and x264 argument helpers only
 mod quality_measure;
 
 use std::io::Write;
@@ -34,8 +34,7 @@ use anyhow::{ensure, Context, Result};
 use farm_media::forensic_mark::{amplitude, llr, Pattern, Variant, Window, AMPLITUDE};
 use farm_contract::ladder::Ladder;
 use farm_contract::timeline::{FrameRate, Grid};
-use farm_media::transcode::encode::x264_options;
-use quality_measure::{python_tools, run, vmaf};
+use quality_measure::{python_tools, run, vmaf, worker_x264_args};
 
 const W: usize = 1280;
 const H: usize = 720;
@@ -70,15 +69,10 @@ fn frames(input: &[&str], filter: &str, pix_fmt: &str) -> Result<Vec<u8>> {
 fn encode(raw: &[u8], out: &Path) -> Result<()> {
     let ladder = Ladder::default();
     let grid = Grid::new(FrameRate { num: 25, den: 1 }, ladder.cuts(), 2000);
-    let mut x264 = Vec::new();
-    for (k, v) in x264_options(&ladder.x264, &grid) {
-        x264.push(format!("-{}", if k == "profile" { "profile:v" } else { k.as_str() }));
-        x264.push(v);
-    }
     let mut codec: Vec<String> = ["-c:v", "libx264", "-thread_type", "slice", "-threads", "2", "-b:v", "3000k", "-maxrate", "3300k", "-bufsize", "6000k", "-g", "50"]
         .map(String::from)
         .into();
-    codec.extend(x264);
+    codec.extend(worker_x264_args(&ladder.x264, &grid));
     write_frames(raw, &codec, out)
 }
 
@@ -165,12 +159,12 @@ fn one_pixel(raw: &[u8]) -> Vec<u8> {
 /// does), or held for a whole segment position (`--dither segment`).
 fn marked(raw: &[u8], word: &[Variant], amplitude: f32, per_segment: bool) -> Vec<u8> {
     let frame_bytes = W * H * 3 / 2;
-    let fields: Vec<_> = (0..word.len()).map(|p| Pattern::new(&SEED, p as u64).field(W, H)).collect();
+    let markings: Vec<_> = word.iter().enumerate().map(|(p, &v)| Pattern::new(&SEED, p as u64).field(W, H).marking_at(v, amplitude)).collect();
     let mut marked = raw.to_vec();
     for (f, frame) in marked.chunks_exact_mut(frame_bytes).enumerate() {
         let position = f / SEGMENT_FRAMES;
         let shift = if per_segment { position } else { f };
-        fields[position].marking_at(word[position], amplitude).apply(&mut frame[..W * H], W, shift as u64);
+        markings[position].apply(&mut frame[..W * H], W, shift as u64);
     }
     marked
 }

@@ -92,3 +92,13 @@ pub fn p5_at(ladder: &[(f64, f64)], kbps: f64) -> Option<f64> {
         w[0].1 + t * (w[1].1 - w[0].1)
     })
 }
+
+/// The worker's own x264 options (`farm_media::transcode::encode::x264_options`) spelled as
+/// `ffmpeg` program arguments, so that a benchmark's CLI encode is the worker's.
+#[allow(dead_code)] // the quality benchmark encodes through the worker itself
+pub fn worker_x264_args(x264: &farm_contract::ladder::X264Settings, grid: &farm_contract::timeline::Grid) -> Vec<String> {
+    farm_media::transcode::encode::x264_options(x264, grid)
+        .into_iter()
+        .flat_map(|(k, v)| [format!("-{}", if k == "profile" { "profile:v" } else { k.as_str() }), v])
+        .collect()
+}
