@@ -157,6 +157,9 @@ fn main() -> Result<()> {
             _ => {}
         }
         println!("viewer {v:>3} from {start:>3} s: {} {:?} confidence {} positions {} offset {} ({took:.1} s)", verdict["verdict"], named, verdict["confidence"], verdict["positions"], verdict["offset_seconds"]);
+        if let Some(note) = verdict["note"].as_str() {
+            println!("    {note}");
+        }
     }
     let http = reqwest::blocking::Client::new();
     for c in 0..collusions {

@@ -5,7 +5,9 @@
 //! least [`WORK`] high), its A and B segments decrypted with the job's content keys. The leak
 //! and A are reduced to the detector's working size; the leak is placed on the job's
 //! timeline by its pictures ([`forensic_mark::align`]); the positions it covers are read
-//! against the mean of A and B ([`forensic_mark::detect`]); the readings go to the code
+//! against the mean of A and B ([`forensic_mark::detect`]), at each offset the pictures
+//! cannot tell apart when the job's picture repeats, keeping the one whose marks read
+//! strongest (a choice that never looks at a code word); the readings go to the code
 //! words' trace ([`farm_hls::forensic::trace`]), over every share the job ever had (revoked
 //! and expired ones too: a copy outlives its link), under the false-accusation bound
 //! [`FALSE_ACCUSATION`]. Nothing here is stored: the mark seed and the code words are
@@ -13,7 +15,7 @@
 
 use anyhow::Context;
 use farm_hls::forensic::{by_word, Codebook, VerdictKind, FALSE_ACCUSATION};
-use farm_media::forensic_mark::align::{align_in_time, Thumb, MIN_MARGIN};
+use farm_media::forensic_mark::align::{contenders, Thumb};
 use farm_media::forensic_mark::detect::{self, PositionFrames};
 use farm_media::forensic_mark::frames::{self, Frames};
 use farm_storage::SourceLocation;
@@ -25,6 +27,10 @@ use crate::keys::{JobKeys, MasterKey};
 
 /// The detector's working picture size (width, height).
 pub const WORK: (usize, usize) = (320, 180);
+
+/// Offsets a leak is read at, at most, when its pictures match several moments of the job
+/// about equally ([`contenders`]).
+const CONTENDERS: usize = 4;
 
 /// A trace's answer, printed as JSON.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -44,7 +50,8 @@ pub struct TraceReport {
     pub positions: usize,
     /// Where the leak starts on the job's timeline (seconds), when it was found there.
     pub offset_seconds: Option<f64>,
-    /// Why nothing was read, when so.
+    /// Why nothing was read, or that the pictures alone could not place the leak and its
+    /// marks did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -125,29 +132,40 @@ fn read_and_trace(store: &Store, master: &MasterKey, sinks: &farm_storage::Sinks
         job_thumbs.extend((0..a.len()).map(|k| Thumb::new(a.luma(k), (first + k) as f64 / rate)));
     }
     let leak_thumbs: Vec<Thumb> = (0..leaked.len()).map(|i| Thumb::new(leaked.luma(i), leaked.times[i])).collect();
-    let aligned = align_in_time(&job_thumbs, rate, &leak_thumbs, 1);
-    tracing::info!(job = job_id, job_frames = job_thumbs.len(), leak_frames = leak_thumbs.len(), ?aligned, "leak placed");
-    let aligned = aligned.filter(|a| a.margin() >= MIN_MARGIN);
-    let Some(aligned) = aligned else {
+    let placed = contenders(&job_thumbs, rate, &leak_thumbs, 1, CONTENDERS);
+    tracing::info!(job = job_id, job_frames = job_thumbs.len(), leak_frames = leak_thumbs.len(), ?placed, "leak placed");
+    if placed.is_empty() {
         report.note = Some("the leak was not found on this job's timeline".into());
         return Ok(report);
-    };
-    report.offset_seconds = Some(aligned.offset);
-    let (from, to) = ((aligned.offset * rate).floor() as i64 - 4, ((leaked.times.last().copied().unwrap_or(0.0) + aligned.offset) * rate).ceil() as i64 + 4);
-    let mut covered = Vec::new();
-    for (i, s) in segments.iter().enumerate() {
-        let (first, end) = (firsts[i] as i64, firsts.get(i + 1).map_or(job_thumbs.len() as i64, |&f| f as i64));
-        let Some(b) = &s.b else { continue };
-        if end > from && first < to {
-            covered.push(PositionFrames { position: s.position, first_frame: firsts[i], a: reader.frames(&s.a)?, b: reader.frames(b)? });
+    }
+    // Where the pictures leave a choice, the offset whose marks read strongest.
+    let seed = master.mark_seed(job_id);
+    let mut best: Option<(f64, detect::Reading)> = None;
+    let mut tried = Vec::new();
+    for at in &placed {
+        let covered = covered(&reader, &segments, &firsts, job_thumbs.len(), leaked, rate, at.offset)?;
+        let Some(reading) = detect::read(leaked, rate, at.offset, &covered, &seed.0) else {
+            tried.push(format!("{:.2} s: not read", at.offset));
+            continue;
+        };
+        tried.push(format!("{:.2} s: {:.3}", at.offset, reading.strength));
+        tracing::info!(job = job_id, offset = at.offset, margin = at.margin(), window = ?reading.window, agreement = reading.agreement, frames = reading.frames_read, strength = reading.strength, "leak read");
+        if best.as_ref().is_none_or(|(_, b)| reading.strength > b.strength) {
+            best = Some((at.offset, reading));
         }
     }
-    let seed = master.mark_seed(job_id);
-    let Some(reading) = detect::read(leaked, rate, aligned.offset, &covered, &seed.0) else {
+    let Some((offset, reading)) = best else {
         report.note = Some("the leak covers no watermarked segment".into());
         return Ok(report);
     };
-    tracing::info!(job = job_id, offset = aligned.offset, margin = aligned.margin(), window = ?reading.window, agreement = reading.agreement, frames = reading.frames_read, "leak read");
+    report.offset_seconds = Some(offset);
+    if placed.len() > 1 {
+        report.note = Some(format!(
+            "the pictures alone did not place the leak (a repeating or still picture, or another clip): read at {} offsets, its marks read strongest at {offset:.2} s (strength {})",
+            placed.len(),
+            tried.join(", ")
+        ));
+    }
     let key = master.forensic_key();
     let book = Codebook::new(&key, job_id);
     let ids: Vec<String> = shares.iter().map(|(id, _)| id.clone()).collect();
@@ -155,6 +173,21 @@ fn read_and_trace(store: &Store, master: &MasterKey, sinks: &farm_storage::Sinks
     report.viewers = verdict.shares.iter().filter_map(|id| shares.iter().find(|(s, _)| s == id).map(|(_, v)| v.clone())).collect();
     (report.verdict, report.shares, report.confidence, report.positions) = (verdict.verdict, verdict.shares, verdict.confidence, verdict.positions);
     Ok(report)
+}
+
+/// A's and B's pictures of the watermarked positions a leak placed at `offset` covers (a few
+/// frames' slack each way).
+fn covered(reader: &Reader, segments: &[Segment], firsts: &[u64], job_frames: usize, leaked: &Frames, rate: f64, offset: f64) -> anyhow::Result<Vec<PositionFrames>> {
+    let (from, to) = ((offset * rate).floor() as i64 - 4, ((leaked.times.last().copied().unwrap_or(0.0) + offset) * rate).ceil() as i64 + 4);
+    let mut covered = Vec::new();
+    for (i, s) in segments.iter().enumerate() {
+        let (first, end) = (firsts[i] as i64, firsts.get(i + 1).map_or(job_frames as i64, |&f| f as i64));
+        let Some(b) = &s.b else { continue };
+        if end > from && first < to {
+            covered.push(PositionFrames { position: s.position, first_frame: firsts[i], a: reader.frames(&s.a)?, b: reader.frames(b)? });
+        }
+    }
+    Ok(covered)
 }
 
 /// Reads and opens segments of the rendition.

@@ -228,16 +228,22 @@ fn dither_tile() -> &'static [u8; TILE * TILE] {
 /// [`AMPLITUDE`] times the leak's contrast for A, as much below zero for B, near zero
 /// for an unmarked picture or another position's pattern.
 pub fn amplitude(leak: &[f32], reference: &[f32], field: &Field) -> f64 {
-    let residual = residual(leak, reference);
+    project(&residual(leak, reference), field).0
+}
+
+/// `residual` projected on the field (its mean taken away): the coefficient, and the
+/// correlation (the share of the residual's spread the field accounts for, signed).
+fn project(residual: &[f64], field: &Field) -> (f64, f64) {
     let f = field.values();
     let mean = f.iter().map(|&v| f64::from(v)).sum::<f64>() / f.len().max(1) as f64;
-    let (mut dot, mut norm) = (0.0, 0.0);
+    let (mut dot, mut norm, mut energy) = (0.0, 0.0, 0.0);
     for (r, &v) in residual.iter().zip(f) {
         let v = f64::from(v) - mean;
         dot += r * v;
         norm += v * v;
+        energy += r * r;
     }
-    if norm > 0.0 { dot / norm } else { 0.0 }
+    if norm > 0.0 && energy > 0.0 { (dot / norm, dot / (norm * energy).sqrt()) } else { (0.0, 0.0) }
 }
 
 /// What is left of `leak` once the best quadratic of `reference` (brightness, contrast,

@@ -4,7 +4,8 @@
 //! coordinator serves the segments it lists and refuses the other variant's, B's own
 //! playlists and the I-frame playlists; FFmpeg plays the mixed copy through; the audit trail
 //! names each share's code word. Without a master key the job is refused. A screen-capture
-//! -like leak of one share, starting 5 s in, is traced to that share by `coordinator trace`;
+//! -like leak of one share, starting 5 s into a looped shot (its pictures match two moments
+//! of the job), is traced to that share by `coordinator trace`;
 //! an unrelated clip, through the admin endpoint, to nobody.
 
 use std::time::Duration;
@@ -151,9 +152,10 @@ fn trace(data: &std::path::Path, master: &std::path::Path, leak: &std::path::Pat
 #[test]
 fn a_leak_from_a_share_is_traced_to_its_viewer_and_an_unrelated_clip_to_nobody() {
     let dir = tempfile::tempdir().unwrap();
-    // A minute of picture whose layout changes all the time (a test pattern turning ever
-    // faster, so that no stretch of it looks like another); at 1 s segments, 60 positions.
-    let source = clip(dir.path(), "forensic-turning-60s.mov", "testsrc2=size=320x180:rate=25:duration=60,rotate=a=0.02*t*t:fillcolor=gray", 60);
+    // A minute of picture: 12 s whose layout changes all the time (a test pattern turning
+    // ever faster), looped five times, as a looped shot repeats; at 1 s segments, 60
+    // positions. A leak from 5 s looks as much like 17 s in: the marks tell them apart.
+    let source = clip(dir.path(), "forensic-looped-60s.mov", "testsrc2=size=320x180:rate=25:duration=12,rotate=a=0.02*t*t:fillcolor=gray,loop=loop=4:size=300", 60);
     let master = dir.path().join("master.key");
     std::fs::write(&master, "4d".repeat(32)).unwrap();
     let data = dir.path().join("data");
@@ -171,7 +173,7 @@ fn a_leak_from_a_share_is_traced_to_its_viewer_and_an_unrelated_clip_to_nobody()
         .collect();
 
     let leaked = dir.path().join("leak.mp4");
-    leak(shares[1]["playlist"].as_str().unwrap(), 5, 50, &leaked);
+    leak(shares[1]["playlist"].as_str().unwrap(), 5, 40, &leaked);
     let verdict = trace(&data, &master, &leaked, &id);
     println!("{verdict}");
     assert_eq!(verdict["verdict"], "match", "{verdict}");
@@ -180,6 +182,7 @@ fn a_leak_from_a_share_is_traced_to_its_viewer_and_an_unrelated_clip_to_nobody()
     assert!(verdict["confidence"].as_f64().unwrap() > 0.999_999 - 1e-9, "{verdict}");
     let offset = verdict["offset_seconds"].as_f64().unwrap();
     assert!((offset - 5.0).abs() < 0.2, "the leak starts 5 s in: {verdict}");
+    assert!(verdict["note"].as_str().unwrap_or_default().contains("read at 2 offsets"), "the pictures alone left two offsets: {verdict}");
 
     let unrelated = dir.path().join("unrelated.mp4");
     let status = std::process::Command::new("ffmpeg")

@@ -11,8 +11,10 @@
 //! [`RIVAL_SECONDS`] away: a still picture agrees everywhere and gives none. Two seconds,
 //! not one: a picture that changes slowly (a dark, grainy shot) still looks much like
 //! itself a second later, and against so near a rival its right offset stood out by
-//! 0.14-0.23 in the tests and was refused; a leak too short or too repetitive to tell
-//! offsets two seconds apart is still refused.
+//! 0.14-0.23 in the tests. Where the job's picture repeats (a looped shot, a slow periodic
+//! change, a still), offsets far apart agree as well as the right one: they are all
+//! [`contenders`], and the marks decide (each position has its own pattern, so only the
+//! right offset reads strongly).
 //!
 //! On the synthetic clips of the tests: a leak of the clip 0.98 agreement, margin 0.34;
 //! a leak of another clip margin 0.04; a still picture 0.002; blobs slowly brightening
@@ -28,8 +30,9 @@ pub const THUMB_GRID: (usize, usize) = (8, 6);
 /// tenth of the picture (under a cell).
 const CENTRE: f32 = 0.3;
 
-/// The margin over the rival offset below which an alignment is not to be trusted (a
-/// still picture, a clip the job does not contain).
+/// The margin over the rival offset below which the pictures alone do not place a leak (a
+/// repeating or still picture, a clip the job does not contain): offsets agreeing within
+/// it of the best are all [`contenders`].
 pub const MIN_MARGIN: f64 = 0.2;
 
 /// Offsets closer than this to the best one (seconds) do not count as its rival: they are
@@ -113,24 +116,51 @@ impl TimeAlignment {
 /// the job as the leak's start; every `stride`-th leak thumb is compared. None when the leak
 /// has no textured thumb or is longer than the job.
 pub fn align_in_time(job: &[Thumb], rate: f64, leak: &[Thumb], stride: usize) -> Option<TimeAlignment> {
+    contenders(job, rate, leak, stride, 1).into_iter().next()
+}
+
+/// The offsets the pictures cannot tell apart, best first: [`align_in_time`]'s, then the
+/// best one more than [`RIVAL_SECONDS`] from every offset before it, and so on, while it
+/// agrees within [`MIN_MARGIN`] of the best; at most `most`. One offset when the best stands
+/// out; several when the job's picture repeats (a looped shot, a still one, a slow
+/// periodic change), for the marks to decide (a wrong offset reads other positions'
+/// patterns, which the leak does not carry). Each one's rival is the best agreement of any
+/// offset more than [`RIVAL_SECONDS`] away from it.
+pub fn contenders(job: &[Thumb], rate: f64, leak: &[Thumb], stride: usize, most: usize) -> Vec<TimeAlignment> {
+    let Some((scores, first)) = scores(job, rate, leak, stride) else { return Vec::new() };
+    let apart = (RIVAL_SECONDS * rate).ceil() as usize;
+    let rival_of = |at: usize| scores.iter().enumerate().filter(|(k, _)| k.abs_diff(at) > apart).map(|(_, &s)| s).fold(f64::NEG_INFINITY, f64::max);
+    let mut found: Vec<TimeAlignment> = Vec::new();
+    let mut starts: Vec<usize> = Vec::new();
+    while found.len() < most.max(1) {
+        let far = scores.iter().enumerate().filter(|(k, _)| starts.iter().all(|s| k.abs_diff(*s) > apart));
+        let Some((at, &agreement)) = far.max_by(|a, b| a.1.total_cmp(b.1)) else { break };
+        if found.first().is_some_and(|best| agreement < best.agreement - MIN_MARGIN) {
+            break;
+        }
+        let rival = rival_of(at);
+        found.push(TimeAlignment { offset: at as f64 / rate - first, agreement, rival: if rival.is_finite() { rival } else { 0.0 } });
+        starts.push(at);
+    }
+    found
+}
+
+/// The agreement of every candidate start (job frame shown when the first sampled leak
+/// thumb is), and that thumb's time in the leak.
+fn scores(job: &[Thumb], rate: f64, leak: &[Thumb], stride: usize) -> Option<(Vec<f64>, f64)> {
     let sampled: Vec<&Thumb> = leak.iter().step_by(stride.max(1)).filter(|t| t.textured).collect();
     let (first, last) = (sampled.first()?.time, sampled.last()?.time);
     let span_frames = ((last - first) * rate).ceil() as usize;
     if span_frames >= job.len() {
         return None;
     }
-    // Each sampled thumb with the job frames it comes after the first one's: a candidate
-    // start is the job frame shown when the first sampled leak thumb is.
+    // Each sampled thumb with the job frames it comes after the first one's.
     let after: Vec<(usize, &Thumb)> = sampled.iter().map(|t| (((t.time - first) * rate + 1e-6).floor() as usize, *t)).collect();
     let score = |start: usize| -> f64 {
         let total: f32 = after.iter().map(|&(k, t)| job[(start + k).min(job.len() - 1)].likeness(t)).sum();
         f64::from(total) / after.len() as f64
     };
-    let scores: Vec<f64> = (0..job.len() - span_frames).map(score).collect();
-    let (best, &agreement) = scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
-    let apart = (RIVAL_SECONDS * rate).ceil() as usize;
-    let rival = scores.iter().enumerate().filter(|(k, _)| k.abs_diff(best) > apart).map(|(_, &s)| s).fold(f64::NEG_INFINITY, f64::max);
-    Some(TimeAlignment { offset: best as f64 / rate - first, agreement, rival: if rival.is_finite() { rival } else { 0.0 } })
+    Some(((0..job.len() - span_frames).map(score).collect(), first))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use farm_hls::forensic::Observation;
 
 use super::crop::{correlation, find_window};
 use super::frames::Frames;
-use super::{amplitude, llr, Luma, Pattern, Window};
+use super::{llr, project, residual, Luma, Pattern, Window};
 
 /// How far from the aligned frame the leak's picture is looked for, each way.
 const SEARCH_FRAMES: i64 = 3;
@@ -44,6 +44,15 @@ pub struct Reading {
     pub agreement: f64,
     /// Leak pictures read.
     pub frames_read: usize,
+    /// How strongly the marks read, A's or B's alike: for each position, the size of the
+    /// correlation of its pattern with what the job's pictures leave unexplained in the
+    /// leak's, averaged over the position's frames (grain and coding noise average out, a
+    /// mark stays); the mean over positions. At a wrong offset the leak does not carry
+    /// the patterns read, and a picture shown at another moment leaves a large, steady
+    /// residual that any pattern explains little of. It depends on the leak, the job's
+    /// pictures and the mark seed alone, never on a code word: choosing among offsets by it
+    /// leaves the trace's false-accusation bound as it is.
+    pub strength: f64,
 }
 
 /// Reads `leak`, shown on the job's timeline at `offset` (job time = leak time + offset) at
@@ -82,6 +91,7 @@ pub fn read(leak: &Frames, rate: f64, offset: f64, positions: &[PositionFrames],
     let (lw, lh) = leak.size;
     let mut fields = HashMap::new();
     let mut amplitudes: Vec<Vec<f64>> = vec![Vec::new(); positions.len()];
+    let mut residuals: HashMap<usize, Vec<f64>> = HashMap::new();
     for &i in &on_positions {
         let Some((frame, _)) = nearest(i, sides, 2) else { continue };
         let (p, k) = by_frame[&frame];
@@ -92,16 +102,16 @@ pub fn read(leak: &Frames, rate: f64, offset: f64, positions: &[PositionFrames],
         let field = fields.entry(p).or_insert_with(|| Pattern::new(seed, pf.position).field_in(window, lw, lh));
         let reference = reference(&pf.a.luma(k), &pf.b.luma(k), sides, leak.size);
         let pixels: Vec<f32> = leak.planes[i].iter().map(|&v| f32::from(v)).collect();
-        amplitudes[p].push(amplitude(&pixels, &reference, field));
+        let residual = residual(&pixels, &reference);
+        amplitudes[p].push(project(&residual, field).0);
+        let sum = residuals.entry(p).or_insert_with(|| vec![0.0; residual.len()]);
+        sum.iter_mut().zip(&residual).for_each(|(s, r)| *s += r);
     }
     let frames_read = amplitudes.iter().map(Vec::len).sum();
-    let observations = positions
-        .iter()
-        .zip(&amplitudes)
-        .filter(|(_, a)| a.len() >= 2)
-        .map(|(pf, a)| Observation { position: pf.position, llr: llr(a) })
-        .collect();
-    Some(Reading { observations, window, agreement, frames_read })
+    let read: Vec<usize> = (0..positions.len()).filter(|&p| amplitudes[p].len() >= 2).collect();
+    let observations = read.iter().map(|&p| Observation { position: positions[p].position, llr: llr(&amplitudes[p]) }).collect();
+    let strength = read.iter().map(|p| project(&residuals[p], &fields[p]).1.abs()).sum::<f64>() / read.len().max(1) as f64;
+    Some(Reading { observations, window, agreement, frames_read, strength })
 }
 
 /// The mean of A's and B's pictures, sampled where `sides` put the leak's pixels.

@@ -120,6 +120,28 @@ fn a_slowly_changing_picture_with_no_cut_is_placed() {
 }
 
 #[test]
+fn where_the_job_repeats_every_moment_the_leak_matches_is_a_contender() {
+    // The job shows the clip's first 12 s over and over (a looped shot): a leak of 8 s from
+    // 3 s matches 3 s, 15 s and 27 s equally, and the pictures alone cannot choose.
+    let clip = Clip::new(1);
+    let period = (12.0 * RATE) as usize;
+    let job: Vec<Thumb> = (0..(JOB_SECONDS * RATE) as usize).map(|k| Thumb::new(Luma::packed(&clip.picture(k % period, [0.0, 0.0, 1.0, 1.0], SIZE, |v| v), SIZE), k as f64 / RATE)).collect();
+    let leak = clip.leak(3.0, 8.0, 7);
+    let found = contenders(&job, RATE, &leak, 3, 4);
+    let mut offsets: Vec<f64> = found.iter().map(|c| c.offset).collect();
+    offsets.sort_by(f64::total_cmp);
+    assert_eq!(offsets.len(), 3, "{found:?}");
+    assert!(offsets.iter().zip([3.0, 15.0, 27.0]).all(|(o, at)| (o - at).abs() <= 3.0 / RATE), "{found:?}");
+    assert!(found.iter().all(|c| c.agreement > 0.9 && c.margin() < MIN_MARGIN), "{found:?}");
+    assert_eq!(align_in_time(&job, RATE, &leak, 3), Some(found[0]), "the best contender is the alignment");
+
+    // Where the job does not repeat, the right offset is the only one.
+    let found = contenders(&clip.job(), RATE, &leak, 3, 4);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!((found[0].offset - 3.0).abs() <= 3.0 / RATE, "{found:?}");
+}
+
+#[test]
 fn a_leak_of_another_clip_and_a_still_picture_are_not_placed() {
     let job = Clip::new(1).job();
     let other = align_in_time(&job, RATE, &Clip::new(2).leak(5.0, 15.0, 7), 3).unwrap();
