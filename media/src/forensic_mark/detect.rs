@@ -11,13 +11,13 @@
 //! same way ([`super::amplitude`]). Frames next to a segment's cut are left out (the
 //! encoders' first and last pictures of a segment differ most).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use farm_hls::forensic::Observation;
 
 use super::crop::{correlation, find_window};
 use super::frames::Frames;
-use super::{llr, project, residual, Luma, Pattern, Window};
+use super::{llr, project, residual, Field, Luma, Pattern, Window};
 
 /// How far from the aligned frame the leak's picture is looked for, each way.
 const SEARCH_FRAMES: i64 = 3;
@@ -89,9 +89,9 @@ pub fn read(leak: &Frames, rate: f64, offset: f64, positions: &[PositionFrames],
     }
     let (window, agreement) = found;
     let (lw, lh) = leak.size;
-    let mut fields = HashMap::new();
-    let mut amplitudes: Vec<Vec<f64>> = vec![Vec::new(); positions.len()];
-    let mut residuals: HashMap<usize, Vec<f64>> = HashMap::new();
+    // By position index: its pattern laid out as the leak sees it, each frame's amplitude,
+    // and the frames' residuals summed.
+    let mut read: BTreeMap<usize, (Field, Vec<f64>, Vec<f64>)> = BTreeMap::new();
     for &i in &on_positions {
         let Some((frame, _)) = nearest(i, sides, 2) else { continue };
         let (p, k) = by_frame[&frame];
@@ -99,18 +99,17 @@ pub fn read(leak: &Frames, rate: f64, offset: f64, positions: &[PositionFrames],
         if k < EDGE_FRAMES || k + EDGE_FRAMES >= pf.a.len() {
             continue;
         }
-        let field = fields.entry(p).or_insert_with(|| Pattern::new(seed, pf.position).field_in(window, lw, lh));
+        let (field, amplitudes, summed) = read.entry(p).or_insert_with(|| (Pattern::new(seed, pf.position).field_in(window, lw, lh), Vec::new(), vec![0.0; lw * lh]));
         let reference = reference(&pf.a.luma(k), &pf.b.luma(k), sides, leak.size);
         let pixels: Vec<f32> = leak.planes[i].iter().map(|&v| f32::from(v)).collect();
         let residual = residual(&pixels, &reference);
-        amplitudes[p].push(project(&residual, field).0);
-        let sum = residuals.entry(p).or_insert_with(|| vec![0.0; residual.len()]);
-        sum.iter_mut().zip(&residual).for_each(|(s, r)| *s += r);
+        amplitudes.push(project(&residual, field).0);
+        summed.iter_mut().zip(&residual).for_each(|(s, r)| *s += r);
     }
-    let frames_read = amplitudes.iter().map(Vec::len).sum();
-    let read: Vec<usize> = (0..positions.len()).filter(|&p| amplitudes[p].len() >= 2).collect();
-    let observations = read.iter().map(|&p| Observation { position: positions[p].position, llr: llr(&amplitudes[p]) }).collect();
-    let strength = read.iter().map(|p| project(&residuals[p], &fields[p]).1.abs()).sum::<f64>() / read.len().max(1) as f64;
+    let frames_read = read.values().map(|(_, a, _)| a.len()).sum();
+    read.retain(|_, (_, amplitudes, _)| amplitudes.len() >= 2);
+    let observations = read.iter().map(|(&p, (_, amplitudes, _))| Observation { position: positions[p].position, llr: llr(amplitudes) }).collect();
+    let strength = read.values().map(|(field, _, summed)| project(summed, field).1.abs()).sum::<f64>() / read.len().max(1) as f64;
     Some(Reading { observations, window, agreement, frames_read, strength })
 }
 
