@@ -4,8 +4,9 @@
 //! segments, 1 by default, 1 s GOPs)
 //! is shared with `--viewers` viewers. For each viewer a leak is made as a screen capture
 //! would: the share's master playlist played by FFmpeg from a random point for `--leak`
-//! seconds, cropped by 10 %, scaled to 640x360, brought to 30 fps, gamma, contrast and
-//! brightness changed, re-encoded with x264 at 500 kb/s; `coordinator trace` answers.
+//! seconds, cropped by `--crop` per cent (10 by default, half on each side), scaled to
+//! 640x360, brought to 30 fps, gamma, contrast and brightness changed, re-encoded with x264
+//! at 500 kb/s; `coordinator trace` answers.
 //! Then `--collusions` two-viewer mixes (a playlist taking each segment from one of two
 //! shares at random) go through the same processing. Printed: each trial's verdict, the
 //! right, wrong and missed counts, the time per trace, and the false-accusation bound.
@@ -15,7 +16,7 @@
 //! gradients under heavy moving grain; the mark benchmark's hardest clip).
 //!
 //! Reproduce with (from the repository root; ffmpeg on the PATH):
-//!     cargo run --release -p farm-benches --bin leak-bench -- [--viewers 50] [--seconds 150] [--leak 60] [--collusions 2] [--seed 1] [--segment 1] [--clip rotating]
+//!     cargo run --release -p farm-benches --bin leak-bench -- [--viewers 50] [--seconds 150] [--leak 60] [--collusions 2] [--seed 1] [--segment 1] [--clip rotating] [--crop 10]
 
 use std::path::Path;
 use std::process::Command;
@@ -36,12 +37,14 @@ fn next(state: &mut u64) -> u64 {
     *state >> 33
 }
 
-/// The leak's processing of `input` (a playlist) from `start` for `seconds`, into `out`.
-fn leak(input: &str, start: u64, seconds: u64, out: &Path) -> Result<()> {
-    let filter = "crop=iw*0.9:ih*0.9:iw*0.05:ih*0.05,scale=640:360,fps=30,eq=gamma=1.15:contrast=1.05:brightness=0.02";
+/// The leak's processing of `input` (a playlist) from `start` for `seconds`, into `out`:
+/// `crop` per cent of the width and height cut away, half on each side.
+fn leak(input: &str, start: u64, seconds: u64, crop: u64, out: &Path) -> Result<()> {
+    let (kept, side) = (1.0 - crop as f64 / 100.0, crop as f64 / 200.0);
+    let filter = format!("crop=iw*{kept}:ih*{kept}:iw*{side}:ih*{side},scale=640:360,fps=30,eq=gamma=1.15:contrast=1.05:brightness=0.02");
     let status = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-y", "-allowed_extensions", "ALL", "-protocol_whitelist", "file,http,tcp,crypto,data", "-i", input])
-        .args(["-ss", &start.to_string(), "-t", &seconds.to_string(), "-map", "0:v:0", "-vf", filter])
+        .args(["-ss", &start.to_string(), "-t", &seconds.to_string(), "-map", "0:v:0", "-vf", &filter])
         .args(["-c:v", "libx264", "-preset", "veryfast", "-b:v", "500k", "-maxrate", "550k", "-bufsize", "1000k"])
         .arg(out)
         .status()?;
@@ -108,7 +111,8 @@ fn mixed(http: &reqwest::blocking::Client, urls: [&str; 2], rendition: &str, sta
 
 fn main() -> Result<()> {
     let (viewers, seconds, leak_seconds, collusions) = (arg("--viewers", 50), arg("--seconds", 150), arg("--leak", 60), arg("--collusions", 2));
-    let seed = arg("--seed", 1);
+    let (seed, crop) = (arg("--seed", 1), arg("--crop", 10));
+    ensure!(crop < 50, "--crop is the per cent of the picture cut away, under 50");
     let mut state = seed;
     let dir = tempfile::tempdir()?;
     let clip = std::env::args().skip_while(|a| a != "--clip").nth(1).unwrap_or_else(|| "rotating".into());
@@ -134,7 +138,7 @@ fn main() -> Result<()> {
     let id = job["id"].as_str().context("job id")?.to_string();
     let done = farm.wait_final(&id, Duration::from_secs(3600));
     ensure!(done["state"] == "succeeded", "{done}");
-    println!("leak benchmark: a {seconds} s 640x360 {clip} watermarked job ({segment} s segments, encoded in {:.0} s), {viewers} shares, leaks of {leak_seconds} s: crop 10 %, 640x360, 30 fps, gamma/contrast/brightness, x264 500 kb/s", encode.elapsed().as_secs_f64());
+    println!("leak benchmark: a {seconds} s 640x360 {clip} watermarked job ({segment} s segments, encoded in {:.0} s), {viewers} shares, leaks of {leak_seconds} s: crop {crop} %, 640x360, 30 fps, gamma/contrast/brightness, x264 500 kb/s", encode.elapsed().as_secs_f64());
     let shares: Vec<(String, String)> = (0..viewers)
         .map(|v| {
             let share: serde_json::Value = farm.http.post(format!("{}/v1/jobs/{id}/shares", farm.base)).json(&serde_json::json!({"viewer": format!("viewer-{v}"), "expires_in": 86400})).send()?.json()?;
@@ -145,7 +149,7 @@ fn main() -> Result<()> {
     let leaked = dir.path().join("leak.mp4");
     for (v, (share, url)) in shares.iter().enumerate() {
         let start = next(&mut state) % (seconds - leak_seconds).max(1);
-        leak(&format!("{url}media/index.m3u8"), start, leak_seconds, &leaked)?;
+        leak(&format!("{url}media/index.m3u8"), start, leak_seconds, crop, &leaked)?;
         let (verdict, took) = trace(&data, &master, &leaked, &id)?;
         seconds_traced.push(took);
         let named: Vec<&str> = verdict["shares"].as_array().map(|a| a.iter().filter_map(|s| s.as_str()).collect()).unwrap_or_default();
@@ -167,7 +171,7 @@ fn main() -> Result<()> {
         let playlist = dir.path().join("mixed.m3u8");
         mixed(&http, [&shares[i].1, &shares[j].1], "360p", &mut state, &playlist)?;
         let start = next(&mut state) % (seconds - leak_seconds).max(1);
-        leak(playlist.to_str().context("path")?, start, leak_seconds, &leaked)?;
+        leak(playlist.to_str().context("path")?, start, leak_seconds, crop, &leaked)?;
         let (verdict, took) = trace(&data, &master, &leaked, &id)?;
         let named: Vec<&str> = verdict["shares"].as_array().map(|a| a.iter().filter_map(|s| s.as_str()).collect()).unwrap_or_default();
         let innocents = named.iter().filter(|s| **s != shares[i].0 && **s != shares[j].0).count();
@@ -178,6 +182,6 @@ fn main() -> Result<()> {
         "viewers {viewers}: right {right}, wrong viewer named {wrong}, nobody named {missed}; trace median {:.1} s; false-accusation bound per trace 1e-6",
         seconds_traced.get(seconds_traced.len() / 2).copied().unwrap_or(0.0)
     );
-    println!("reproduce: cargo run --release -p farm-benches --bin leak-bench -- --viewers {viewers} --seconds {seconds} --leak {leak_seconds} --collusions {collusions} --seed {seed} --segment {segment} --clip {clip}");
+    println!("reproduce: cargo run --release -p farm-benches --bin leak-bench -- --viewers {viewers} --seconds {seconds} --leak {leak_seconds} --collusions {collusions} --seed {seed} --segment {segment} --clip {clip} --crop {crop}");
     Ok(())
 }

@@ -6,7 +6,9 @@
 //! names each share's code word. Without a master key the job is refused. A screen-capture
 //! -like leak of one share, starting 5 s into a looped shot (its pictures match two moments
 //! of the job), is traced to that share by `coordinator trace`;
-//! an unrelated clip, through the admin endpoint, to nobody.
+//! an unrelated clip, through the admin endpoint, to nobody. A leak of a steady zoom,
+//! which its pictures place a second late (its crop looks like more of the zoom), is traced
+//! at its own time by its marks.
 
 use std::time::Duration;
 
@@ -135,6 +137,32 @@ fn leak(input: &str, start: u32, seconds: u32, out: &std::path::Path) {
     assert!(status.success(), "making the leak");
 }
 
+/// A watermarked job of `source` at 1 s segments (the small ladder, no leading segments) on
+/// an embedded farm under the master key `key_byte` repeated, run to its end: the farm, its
+/// data directory, the master key's file and the job's id.
+fn watermarked_job(dir: &std::path::Path, source: &std::path::Path, key_byte: &str) -> (Farm, std::path::PathBuf, std::path::PathBuf, String) {
+    let master = dir.join("master.key");
+    std::fs::write(&master, key_byte.repeat(32)).unwrap();
+    let data = dir.join("data");
+    let farm = Farm::embedded_with(&data, 2, 30.0, &[("FARM_MASTER_KEY_FILE", master.display().to_string())]);
+    let mut ladder: serde_json::Value = serde_json::from_str(SMALL_LADDER).unwrap();
+    (ladder["segment_seconds"], ladder["gop_seconds"], ladder["lead_segments"]) = (1.into(), 1.into(), 0.into());
+    let body = serde_json::json!({"source": source.display().to_string(), "output": dir.join("out").display().to_string(), "ladder": ladder, "forensic_watermark": true});
+    let (code, job) = farm.submit(&body.to_string());
+    assert_eq!(code, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(farm.wait_final(&id, Duration::from_secs(300))["state"], "succeeded");
+    (farm, data, master, id)
+}
+
+/// A share of job `id` for each of `viewers`, for ten minutes: the API's answers.
+fn share_each(farm: &Farm, id: &str, viewers: &[&str]) -> Vec<serde_json::Value> {
+    viewers
+        .iter()
+        .map(|viewer| farm.http.post(format!("{}/v1/jobs/{id}/shares", farm.base)).json(&serde_json::json!({"viewer": viewer, "expires_in": 600})).send().unwrap().json().unwrap())
+        .collect()
+}
+
 /// `coordinator trace LEAK --job ID` as an operator runs it, beside the embedded farm.
 fn trace(data: &std::path::Path, master: &std::path::Path, leak: &std::path::Path, job: &str) -> serde_json::Value {
     let out = std::process::Command::new(farm_tests::worker::coordinator_bin())
@@ -156,21 +184,8 @@ fn a_leak_from_a_share_is_traced_to_its_viewer_and_an_unrelated_clip_to_nobody()
     // ever faster), looped five times, as a looped shot repeats; at 1 s segments, 60
     // positions. A leak from 5 s looks as much like 17 s in: the marks tell them apart.
     let source = clip(dir.path(), "forensic-looped-60s.mov", "testsrc2=size=320x180:rate=25:duration=12,rotate=a=0.02*t*t:fillcolor=gray,loop=loop=4:size=300", 60);
-    let master = dir.path().join("master.key");
-    std::fs::write(&master, "4d".repeat(32)).unwrap();
-    let data = dir.path().join("data");
-    let farm = Farm::embedded_with(&data, 2, 30.0, &[("FARM_MASTER_KEY_FILE", master.display().to_string())]);
-    let mut ladder: serde_json::Value = serde_json::from_str(SMALL_LADDER).unwrap();
-    (ladder["segment_seconds"], ladder["gop_seconds"], ladder["lead_segments"]) = (1.into(), 1.into(), 0.into());
-    let body = serde_json::json!({"source": source.display().to_string(), "output": dir.path().join("out").display().to_string(), "ladder": ladder, "forensic_watermark": true});
-    let (code, job) = farm.submit(&body.to_string());
-    assert_eq!(code, 201, "{job}");
-    let id = job["id"].as_str().unwrap().to_string();
-    assert_eq!(farm.wait_final(&id, Duration::from_secs(300))["state"], "succeeded");
-    let shares: Vec<serde_json::Value> = ["director", "editor", "executive"]
-        .iter()
-        .map(|viewer| farm.http.post(format!("{}/v1/jobs/{id}/shares", farm.base)).json(&serde_json::json!({"viewer": viewer, "expires_in": 600})).send().unwrap().json().unwrap())
-        .collect();
+    let (farm, data, master, id) = watermarked_job(dir.path(), &source, "4d");
+    let shares = share_each(&farm, &id, &["director", "editor", "executive"]);
 
     let leaked = dir.path().join("leak.mp4");
     leak(shares[1]["playlist"].as_str().unwrap(), 5, 40, &leaked);
@@ -198,4 +213,27 @@ fn a_leak_from_a_share_is_traced_to_its_viewer_and_an_unrelated_clip_to_nobody()
     assert_eq!((verdict["verdict"].as_str(), verdict["shares"].as_array().map(Vec::len)), (Some("no_match"), Some(0)), "{verdict}");
     let audit: serde_json::Value = farm.http.get(format!("{}/v1/audit?job={id}", farm.base)).send().unwrap().json().unwrap();
     assert!(audit.as_array().unwrap().iter().any(|r| r["action"] == "job.traced" && r["detail"].as_str().unwrap().contains("no_match")), "{audit}");
+}
+
+#[test]
+fn a_leak_of_a_steady_zoom_is_traced_at_its_own_time_and_crop() {
+    let dir = tempfile::tempdir().unwrap();
+    // 48 s of a steady zoom, 11 % closer every second: a leak cropped by 10 % looks like the
+    // zoom a second later, uncropped, where the pictures place it and its marks (1 s
+    // segments) are other positions' patterns.
+    let picture = "mandelbrot=size=320x180:rate=25:end_pts=1200:end_scale=0.0194,trim=duration=48";
+    let source = clip(dir.path(), "forensic-zoom-48s.mov", picture, 48);
+    let (farm, data, master, id) = watermarked_job(dir.path(), &source, "5e");
+    let shares = share_each(&farm, &id, &["director", "editor"]);
+
+    let leaked = dir.path().join("leak.mp4");
+    // 36 positions: naming one of two shares needs at least 21 read right (L ln 2 over
+    // ln(2 / 1e-6)); 20, tried first, answered no_match.
+    leak(shares[0]["playlist"].as_str().unwrap(), 5, 36, &leaked);
+    let verdict = trace(&data, &master, &leaked, &id);
+    println!("{verdict}");
+    assert_eq!((&verdict["verdict"], &verdict["viewers"]), (&serde_json::json!("match"), &serde_json::json!(["director"])), "{verdict}");
+    let offset = verdict["offset_seconds"].as_f64().unwrap();
+    assert!((offset - 5.0).abs() < 0.2, "the leak starts 5 s in: {verdict}");
+    assert!(verdict["note"].as_str().unwrap_or_default().contains("steady zoom or pan"), "the pictures alone misplaced it: {verdict}");
 }

@@ -10,6 +10,11 @@
 //! where the window puts the leak's pixels, and the pattern of its position laid out the
 //! same way ([`super::amplitude`]). Frames next to a segment's cut are left out (the
 //! encoders' first and last pictures of a segment differ most).
+//!
+//! A leak of a steady zoom or pan may have been placed a second or more off: its crop
+//! looks like the shot a little later, uncropped. How strongly the marks read, against
+//! what patterns no leak carries would read ([`Reading::chance`]), tells; then
+//! [`strongest_near`] reads near that offset, the crop found again at each.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -23,8 +28,22 @@ use super::{llr, project, residual, Field, Luma, Pattern, Window};
 const SEARCH_FRAMES: i64 = 3;
 /// Frames at each end of a segment that are not read.
 const EDGE_FRAMES: usize = 2;
-/// Leak pictures the crop window is found on.
-const WINDOW_PAIRS: usize = 24;
+/// How thoroughly a leak is read: the leak pictures its crop window is found on, and every
+/// how many pixels across and down pictures are compared (the window, each picture's frame).
+struct Effort {
+    window_pairs: usize,
+    every: usize,
+}
+
+/// A leak's reading for the trace.
+const FULL: Effort = Effort { window_pairs: 24, every: 2 };
+/// The readings [`strongest_near`] compares (a third of the pairs, a quarter of the pixels):
+/// only their strength is kept, and the offset chosen is read again in full.
+const QUICK: Effort = Effort { window_pairs: 8, every: 4 };
+/// Set in a position number, one no job reaches: its pattern is one no leak carries.
+const NO_POSITION: u64 = 1 << 63;
+/// Patterns no leak carries read at each position for [`Reading::chance`].
+const NULLS: u64 = 4;
 
 /// One segment position of the job as the detector needs it: A's and B's pictures (at the
 /// working size, as many of each) and the job frame number of the first.
@@ -53,12 +72,24 @@ pub struct Reading {
     /// pictures and the mark seed alone, never on a code word: choosing among offsets by it
     /// leaves the trace's false-accusation bound as it is.
     pub strength: f64,
+    /// The same measure with patterns no position of any job has, laid out alike: what
+    /// [`Self::strength`] comes to where the leak carries no pattern read (a wrong offset,
+    /// a wrong crop, another clip): per position, the mean over [`NULLS`] such patterns.
+    pub chance: f64,
+    /// How far the strength stands above chance, in standard errors of their difference
+    /// over the positions read (0 with fewer than two): a few where the leak carries no
+    /// pattern read, more the more positions carry one.
+    pub above_chance: f64,
 }
 
 /// Reads `leak`, shown on the job's timeline at `offset` (job time = leak time + offset) at
 /// `rate` frames a second, against the `positions` it covers; marks keyed by `seed`. None
 /// when no leak picture falls on those positions.
 pub fn read(leak: &Frames, rate: f64, offset: f64, positions: &[PositionFrames], seed: &[u8; 32]) -> Option<Reading> {
+    read_with(&FULL, leak, rate, offset, positions, seed)
+}
+
+fn read_with(effort: &Effort, leak: &Frames, rate: f64, offset: f64, positions: &[PositionFrames], seed: &[u8; 32]) -> Option<Reading> {
     let by_frame: HashMap<u64, (usize, usize)> = positions
         .iter()
         .enumerate()
@@ -78,12 +109,12 @@ pub fn read(leak: &Frames, rate: f64, offset: f64, positions: &[PositionFrames],
         return None;
     }
     // The window: first on the whole picture, then again with each leak picture's own frame.
-    let sampled: Vec<usize> = on_positions.iter().step_by((on_positions.len() / WINDOW_PAIRS).max(1)).copied().collect();
+    let sampled: Vec<usize> = on_positions.iter().step_by((on_positions.len() / effort.window_pairs).max(1)).copied().collect();
     let mut sides = [0.0, 0.0, 1.0, 1.0];
     let mut found = (Window::WHOLE, 0.0);
     for _ in 0..2 {
-        let pairs: Vec<(Luma, Luma)> = sampled.iter().filter_map(|&i| nearest(i, sides, 4).map(|(f, _)| (leak.luma(i), a_of(f).expect("found")))).collect();
-        found = find_window(&pairs, 2)?;
+        let pairs: Vec<(Luma, Luma)> = sampled.iter().filter_map(|&i| nearest(i, sides, 2 * effort.every).map(|(f, _)| (leak.luma(i), a_of(f).expect("found")))).collect();
+        found = find_window(&pairs, effort.every)?;
         let w = found.0;
         sides = [w.left, w.top, w.right, w.bottom].map(f64::from);
     }
@@ -93,7 +124,7 @@ pub fn read(leak: &Frames, rate: f64, offset: f64, positions: &[PositionFrames],
     // and the frames' residuals summed.
     let mut read: BTreeMap<usize, (Field, Vec<f64>, Vec<f64>)> = BTreeMap::new();
     for &i in &on_positions {
-        let Some((frame, _)) = nearest(i, sides, 2) else { continue };
+        let Some((frame, _)) = nearest(i, sides, effort.every) else { continue };
         let (p, k) = by_frame[&frame];
         let pf = &positions[p];
         if k < EDGE_FRAMES || k + EDGE_FRAMES >= pf.a.len() {
@@ -109,8 +140,62 @@ pub fn read(leak: &Frames, rate: f64, offset: f64, positions: &[PositionFrames],
     let frames_read = read.values().map(|(_, a, _)| a.len()).sum();
     read.retain(|_, (_, amplitudes, _)| amplitudes.len() >= 2);
     let observations = read.iter().map(|(&p, (_, amplitudes, _))| Observation { position: positions[p].position, llr: llr(amplitudes) }).collect();
-    let strength = read.values().map(|(field, _, summed)| project(summed, field).1.abs()).sum::<f64>() / read.len().max(1) as f64;
-    Some(Reading { observations, window, agreement, frames_read, strength })
+    // Each position's strength, and the mean of what patterns no leak carries read there.
+    let by_position: Vec<(f64, f64)> = read
+        .iter()
+        .map(|(&p, (field, _, summed))| {
+            let unused = |j: u64| Pattern::new(seed, positions[p].position | NO_POSITION | j << 48).field_in(window, lw, lh);
+            (project(summed, field).1.abs(), (0..NULLS).map(|j| project(summed, &unused(j)).1.abs()).sum::<f64>() / NULLS as f64)
+        })
+        .collect();
+    let n = by_position.len().max(1) as f64;
+    let (strength, chance) = (by_position.iter().map(|b| b.0).sum::<f64>() / n, by_position.iter().map(|b| b.1).sum::<f64>() / n);
+    let spread = (by_position.iter().map(|(s, c)| (s - c - (strength - chance)).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
+    let above_chance = if by_position.len() > 1 && spread > 0.0 { (strength - chance) / (spread / n.sqrt()) } else { 0.0 };
+    Some(Reading { observations, window, agreement, frames_read, strength, chance, above_chance })
+}
+
+/// How far each way from the offset the pictures gave [`strongest_near`] looks (seconds).
+pub const NEAR_SECONDS: f64 = 4.0;
+/// Between the offsets it tries (seconds): a position's marks still read a frame or two off
+/// its time, and the crop found there follows it.
+const NEAR_STEP: f64 = 0.25;
+/// The part of the leak read at each of them (seconds, from its middle).
+const EXCERPT_SECONDS: f64 = 16.0;
+
+/// Where a leak of a steady zoom or pan sits, when its pictures do not say: a crop of such a
+/// shot looks like the shot a little later (or earlier) uncropped, so the offset the
+/// pictures gave may be a second or more off, and every offset within [`NEAR_SECONDS`] of
+/// `around`, [`NEAR_STEP`] apart, is read on an excerpt of the leak with its own crop
+/// window found again, and the one whose marks read strongest returned with that
+/// [`Reading::strength`]. `positions` must cover [`near_span`]. Like the strength, the
+/// choice never looks at a code word.
+pub fn strongest_near(leak: &Frames, rate: f64, around: f64, positions: &[PositionFrames], seed: &[u8; 32]) -> Option<(f64, f64)> {
+    let excerpt = excerpt(leak);
+    let steps = (NEAR_SECONDS / NEAR_STEP).round() as i64;
+    (-steps..=steps)
+        .map(|k| around + k as f64 * NEAR_STEP)
+        .filter_map(|offset| read_with(&QUICK, &excerpt, rate, offset, positions, seed).map(|r| (offset, r.strength)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// The job's times (seconds) whose positions [`strongest_near`] reads around `around`.
+pub fn near_span(leak: &Frames, around: f64) -> (f64, f64) {
+    let (from, to) = excerpt_times(leak);
+    (from + around - NEAR_SECONDS, to + around + NEAR_SECONDS)
+}
+
+/// The leak's pictures shown in its middle [`EXCERPT_SECONDS`], their times kept.
+fn excerpt(leak: &Frames) -> Frames {
+    let (from, to) = excerpt_times(leak);
+    let kept: Vec<usize> = (0..leak.len()).filter(|&i| (from..=to).contains(&leak.times[i])).collect();
+    Frames { size: leak.size, planes: kept.iter().map(|&i| leak.planes[i].clone()).collect(), times: kept.iter().map(|&i| leak.times[i]).collect() }
+}
+
+fn excerpt_times(leak: &Frames) -> (f64, f64) {
+    let (first, last) = (leak.times.first().copied().unwrap_or(0.0), leak.times.last().copied().unwrap_or(0.0));
+    let middle = (first + last) / 2.0;
+    ((middle - EXCERPT_SECONDS / 2.0).max(first), (middle + EXCERPT_SECONDS / 2.0).min(last))
 }
 
 /// The mean of A's and B's pictures, sampled where `sides` put the leak's pixels.
