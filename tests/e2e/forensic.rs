@@ -233,7 +233,9 @@ fn a_leak_of_a_steady_zoom_is_traced_at_its_own_time_and_crop() {
     let verdict = trace(&data, &master, &leaked, &id);
     println!("{verdict}");
     assert_eq!((&verdict["verdict"], &verdict["viewers"]), (&serde_json::json!("match"), &serde_json::json!(["director"])), "{verdict}");
+    // To the search's step (0.25 s): within it, a quarter second and a crop larger by under
+    // a per cent look alike in a zoom, and the marks still read (4.75 s in one run).
     let offset = verdict["offset_seconds"].as_f64().unwrap();
-    assert!((offset - 5.0).abs() < 0.2, "the leak starts 5 s in: {verdict}");
+    assert!((offset - 5.0).abs() < 0.3, "the leak starts 5 s in: {verdict}");
     assert!(verdict["note"].as_str().unwrap_or_default().contains("steady zoom or pan"), "the pictures alone misplaced it: {verdict}");
 }
