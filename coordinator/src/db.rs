@@ -283,6 +283,29 @@ impl Store {
         Ok(())
     }
 
+    /// Every task of a job done, all of their frames counted.
+    pub async fn complete_tasks(&self, job_id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE tasks SET state = 'succeeded', frames_done = COALESCE(frames_total, frames_done) WHERE job_id = $1")
+            .bind(job_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Open jobs not every task of which succeeded, with no change to the job or a task
+    /// since `before_ms`.
+    pub async fn quiet_jobs(&self, before_ms: i64) -> Result<Vec<String>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id FROM jobs j WHERE state IN ('queued', 'running') AND COALESCE(updated_ms, 0) < $1
+             AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = j.id AND t.state <> 'succeeded')
+             AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = j.id AND COALESCE(t.updated_ms, 0) >= $1)",
+        )
+        .bind(before_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| r.try_get("id")).collect()
+    }
+
     /// Marks a task done, all of its frames counted.
     pub async fn complete_task(&self, id: &str) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE tasks SET state = 'succeeded', frames_done = COALESCE(frames_total, frames_done) WHERE id = $1")

@@ -3,6 +3,10 @@
 //! - jobs whose every task succeeded are completed (their last event came while storage
 //!   was down, while this coordinator was away, or to a replica that does not hold the
 //!   playlists lease), by the replica that holds it;
+//! - once every `stall`, there too, jobs with no report from any of their tasks for `stall`
+//!   are completed when the parts in storage cover the source: their workers' reports were
+//!   lost on the way or never read (an events queue purged or unbound by hand, a broker
+//!   that kept them from this coordinator), and a job must not wait for them forever;
 //! - on the replica that holds the reclaim lease, a running task no worker has reported on
 //!   for `stall` (workers report every 2 s while they work) is handed out again: its worker
 //!   hung, froze or lost its link in a way the broker has not noticed yet. A redelivered copy is harmless (segment keys are
@@ -23,6 +27,7 @@ pub async fn run(app: &AppState, lease: &crate::leases::Lease, stall: Duration, 
     // After a restart, workers' reports queued meanwhile are read first: no task counts as
     // stalled before this coordinator has listened for `stall` itself.
     let started = tokio::time::Instant::now();
+    let mut parts_checked = started;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
@@ -33,7 +38,25 @@ pub async fn run(app: &AppState, lease: &crate::leases::Lease, stall: Duration, 
         if let Err(e) = pass(app, stall, reclaim).await {
             tracing::warn!(error = format!("{e:#}"), "reconciliation pass failed");
         }
+        if parts_checked.elapsed() >= stall {
+            parts_checked = tokio::time::Instant::now();
+            if let Err(e) = quiet_jobs(app, stall).await {
+                tracing::warn!(error = format!("{e:#}"), "checking quiet jobs' parts failed");
+            }
+        }
     }
+}
+
+/// Jobs with no report from their tasks for `stall`, finished if their parts in storage
+/// cover the source (a listing of each job's parts: once every `stall`, not every pass).
+async fn quiet_jobs(app: &AppState, stall: Duration) -> anyhow::Result<()> {
+    if !app.tracker.lease.held() {
+        return Ok(());
+    }
+    for job_id in app.store.quiet_jobs(now_ms() - stall.as_millis() as i64).await? {
+        app.tracker.finish_from_parts(&job_id).await?;
+    }
+    Ok(())
 }
 
 async fn pass(app: &AppState, stall: Duration, reclaim: bool) -> anyhow::Result<()> {

@@ -89,6 +89,21 @@ impl Tracker {
         if tasks.is_empty() || tasks.iter().any(|t| t.state != State::Succeeded) {
             return Ok(());
         }
+        self.finish(job_id, Evidence::Tasks).await
+    }
+
+    /// A job its workers' reports stopped coming for: finished, its tasks marked succeeded,
+    /// when the parts its workers wrote cover the source (reports lost on the way, or never
+    /// read: the parts in storage are what a task leaves when it is done). Nothing changes
+    /// while they do not.
+    pub async fn finish_from_parts(&self, job_id: &str) -> anyhow::Result<()> {
+        if !self.lease.held() {
+            return Ok(());
+        }
+        self.finish(job_id, Evidence::Parts).await
+    }
+
+    async fn finish(&self, job_id: &str, evidence: Evidence) -> anyhow::Result<()> {
         let _guard = self.lock.lock().await;
         // Checked under the lock: a job cancelled meanwhile gets no playlist.
         let Some(job) = self.store.job(job_id).await? else { return Ok(()) };
@@ -109,6 +124,10 @@ impl Tracker {
         .await?;
         match published {
             Ok(Some(master)) => {
+                if evidence == Evidence::Parts {
+                    tracing::warn!(job_id, "no report from the job's tasks for a while, but their parts in storage cover the source: the tasks count as succeeded");
+                    self.store.complete_tasks(job_id).await?;
+                }
                 if self.store.set_job_state(job_id, State::Succeeded, None, Some(&master)).await? {
                     self.metrics.finished("succeeded", job.created_ms);
                     tracing::info!(job_id, %master, "VOD playlists written, job succeeded");
@@ -116,6 +135,7 @@ impl Tracker {
                     self.broker.publish_event("job.succeeded", &body).await;
                 }
             }
+            Ok(None) if evidence == Evidence::Parts => {}
             Ok(None) => {
                 let reason = "every task finished but the parts do not cover the source";
                 if self.store.set_job_state(job_id, State::Failed, Some(reason), None).await? {
@@ -129,6 +149,14 @@ impl Tracker {
         }
         Ok(())
     }
+}
+
+/// What says a job is done: every task reported success, or the parts in storage cover
+/// the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Evidence {
+    Tasks,
+    Parts,
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use farm_tests::s3::{s3, unique_prefix, BUCKET};
 use farm_tests::services;
 
 mod hostile;
+mod lost_reports;
 mod replicas;
 mod stall;
 mod submit;

@@ -188,6 +188,13 @@ impl Broker {
         });
     }
 
+    /// Unbinds `queue` from `exchange` for `key`: what is published there afterwards no
+    /// longer reaches it.
+    pub fn unbind(&self, queue: &str, exchange: &str, key: &str) -> Result<()> {
+        self.rt.block_on(self.channel.queue_unbind(queue.into(), exchange.into(), key.into(), FieldTable::default()))?;
+        Ok(())
+    }
+
     /// Removes the queues and exchanges a farm with this prefix declared.
     pub fn delete_farm_queues(&self, prefix: &str) {
         delete_topology(prefix);
