@@ -19,12 +19,12 @@
 //!     cargo run --release -p farm-benches --bin leak-bench -- [--viewers 50] [--seconds 150] [--leak 60] [--collusions 2] [--seed 1] [--segment 1] [--clip rotating] [--crop 10]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use farm_tests::farm::Farm;
 use farm_tests::fixtures::SMALL_LADDER;
+use farm_tests::leak::{screen_capture, trace};
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
@@ -35,36 +35,6 @@ fn arg(name: &str, default: u64) -> u64 {
 fn next(state: &mut u64) -> u64 {
     *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     *state >> 33
-}
-
-/// The leak's processing of `input` (a playlist) from `start` for `seconds`, into `out`:
-/// `crop` per cent of the width and height cut away, half on each side.
-fn leak(input: &str, start: u64, seconds: u64, crop: u64, out: &Path) -> Result<()> {
-    let (kept, side) = (1.0 - crop as f64 / 100.0, crop as f64 / 200.0);
-    let filter = format!("crop=iw*{kept}:ih*{kept}:iw*{side}:ih*{side},scale=640:360,fps=30,eq=gamma=1.15:contrast=1.05:brightness=0.02");
-    let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y", "-allowed_extensions", "ALL", "-protocol_whitelist", "file,http,tcp,crypto,data", "-i", input])
-        .args(["-ss", &start.to_string(), "-t", &seconds.to_string(), "-map", "0:v:0", "-vf", &filter])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-b:v", "500k", "-maxrate", "550k", "-bufsize", "1000k"])
-        .arg(out)
-        .status()?;
-    ensure!(status.success(), "making the leak from {input}");
-    Ok(())
-}
-
-/// `coordinator trace` beside the embedded farm; the verdict and the seconds it took.
-fn trace(data: &Path, master: &Path, leak: &Path, job: &str) -> Result<(serde_json::Value, f64)> {
-    let started = Instant::now();
-    let out = Command::new(farm_tests::worker::coordinator_bin())
-        .arg("trace")
-        .arg(leak)
-        .args(["--job", job])
-        .env("FARM_DATA_DIR", data)
-        .env("FARM_MASTER_KEY_FILE", master)
-        .env("RUST_LOG", "warn")
-        .output()?;
-    ensure!(out.status.success(), "trace: {}", String::from_utf8_lossy(&out.stderr));
-    Ok((serde_json::from_slice(&out.stdout)?, started.elapsed().as_secs_f64()))
 }
 
 /// Two shares' media playlists of `rendition` mixed segment by segment at random, every URI
@@ -149,7 +119,7 @@ fn main() -> Result<()> {
     let leaked = dir.path().join("leak.mp4");
     for (v, (share, url)) in shares.iter().enumerate() {
         let start = next(&mut state) % (seconds - leak_seconds).max(1);
-        leak(&format!("{url}media/index.m3u8"), start, leak_seconds, crop, &leaked)?;
+        screen_capture(&format!("{url}media/index.m3u8"), start, leak_seconds, crop, &leaked)?;
         let (verdict, took) = trace(&data, &master, &leaked, &id)?;
         seconds_traced.push(took);
         let named: Vec<&str> = verdict["shares"].as_array().map(|a| a.iter().filter_map(|s| s.as_str()).collect()).unwrap_or_default();
@@ -171,7 +141,7 @@ fn main() -> Result<()> {
         let playlist = dir.path().join("mixed.m3u8");
         mixed(&http, [&shares[i].1, &shares[j].1], "360p", &mut state, &playlist)?;
         let start = next(&mut state) % (seconds - leak_seconds).max(1);
-        leak(playlist.to_str().context("path")?, start, leak_seconds, crop, &leaked)?;
+        screen_capture(playlist.to_str().context("path")?, start, leak_seconds, crop, &leaked)?;
         let (verdict, took) = trace(&data, &master, &leaked, &id)?;
         let named: Vec<&str> = verdict["shares"].as_array().map(|a| a.iter().filter_map(|s| s.as_str()).collect()).unwrap_or_default();
         let innocents = named.iter().filter(|s| **s != shares[i].0 && **s != shares[j].0).count();

@@ -15,6 +15,10 @@
 //! [`FALSE_ACCUSATION`]. Nothing here is stored: the mark seed and the code words are
 //! derived from the master key again.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use anyhow::Context;
 use farm_hls::forensic::{by_word, Codebook, VerdictKind, FALSE_ACCUSATION};
 use farm_media::forensic_mark::align::{contenders, Thumb, TimeAlignment};
@@ -41,6 +45,11 @@ const CONTENDERS: usize = 4;
 /// shot. A ratio to chance, tried first, read 2.2 right on the grainy clip against 1.2 to
 /// 1.6 a second off in a zoom: too near to tell them apart.
 const MARKED: f64 = 5.0;
+
+/// Decoded pictures of the leak's positions a trace keeps to read them again at another
+/// offset (at the working size: about 2.9 MB a second of 25 fps video, A and B; some three
+/// minutes of leak). Beyond it, positions are decoded again for each offset.
+const KEPT_BYTES: usize = 512 << 20;
 
 /// A trace's answer, printed as JSON.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -122,7 +131,7 @@ fn read_and_trace(store: &Store, master: &MasterKey, sinks: &farm_storage::Sinks
     let sink = sinks.open(&job.output, rt)?;
     let (segments, init) = segments(sink.as_ref(), &rendition)?;
     let init = init.map(|uri| sink.get(&format!("{rendition}/{uri}")).context("reading the init segment")).transpose()?;
-    let reader = Reader { sink: sink.as_ref(), keys: &keys, init, dir: tempfile::tempdir()? };
+    let reader = Reader { sink: sink.as_ref(), keys: &keys, init, dir: tempfile::tempdir()?, kept: Default::default() };
     let mut report = TraceReport {
         verdict: VerdictKind::NoMatch,
         shares: Vec::new(),
@@ -186,7 +195,7 @@ impl JobCopy<'_> {
             let (first, end) = (self.firsts[i] as i64, self.firsts.get(i + 1).map_or(self.job_frames as i64, |&f| f as i64));
             let Some(b) = &s.b else { continue };
             if end > from && first < to {
-                covered.push(PositionFrames { position: s.position, first_frame: self.firsts[i], a: self.reader.frames(&s.a)?, b: self.reader.frames(b)? });
+                covered.push(PositionFrames { position: s.position, first_frame: self.firsts[i], a: self.reader.kept_frames(&s.a)?, b: self.reader.kept_frames(b)? });
             }
         }
         Ok(covered)
@@ -273,15 +282,34 @@ fn search_near(copy: &JobCopy, leaked: &Frames, around: f64, found: Placed) -> a
     })
 }
 
-/// Reads and opens segments of the rendition.
+/// Reads and opens segments of the rendition, keeping what the leak's positions decoded.
 struct Reader<'a> {
     sink: &'a dyn farm_storage::Sink,
     keys: &'a JobKeys,
     init: Option<Vec<u8>>,
     dir: tempfile::TempDir,
+    /// Segments decoded for the leak's positions, by object key, up to [`KEPT_BYTES`]: each
+    /// offset read (contenders, the search near one, the reading in full where it found the
+    /// marks) mostly covers the same positions.
+    kept: RefCell<(HashMap<String, Arc<Frames>>, usize)>,
 }
 
 impl Reader<'_> {
+    /// A segment's pictures, decoded once while [`KEPT_BYTES`] lasts.
+    fn kept_frames(&self, stored: &Stored) -> anyhow::Result<Arc<Frames>> {
+        if let Some(frames) = self.kept.borrow().0.get(&stored.0) {
+            return Ok(frames.clone());
+        }
+        let frames = Arc::new(self.frames(stored)?);
+        let mut kept = self.kept.borrow_mut();
+        let bytes = frames.len() * WORK.0 * WORK.1;
+        if kept.1 + bytes <= KEPT_BYTES {
+            kept.1 += bytes;
+            kept.0.insert(stored.0.clone(), frames.clone());
+        }
+        Ok(frames)
+    }
+
     /// A segment's pictures at the working size: decrypted, after the init segment.
     fn frames(&self, (uri, key): &Stored) -> anyhow::Result<Frames> {
         let sealed = self.sink.get(uri).with_context(|| format!("reading {uri}"))?;
@@ -324,7 +352,7 @@ fn segments(sink: &dyn farm_storage::Sink, rendition: &str) -> anyhow::Result<(V
         };
         Ok((position, (format!("{dir}/{}", s.uri), key)))
     };
-    let mut in_b = std::collections::HashMap::new();
+    let mut in_b = HashMap::new();
     for s in &b.segments {
         let (p, e) = entry(&format!("{rendition}/{}", farm_contract::manifest::VARIANT_B), s)?;
         in_b.insert(p, e);

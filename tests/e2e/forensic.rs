@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use farm_tests::farm::Farm;
 use farm_tests::fixtures::SMALL_LADDER;
+use farm_tests::leak::{screen_capture, trace};
 use farm_tests::probe::decoded_frames;
 
 const SECONDS: u32 = 16;
@@ -123,20 +124,6 @@ fn a_watermarked_jobs_shares_each_play_their_own_words_segments() {
     assert_eq!(named.len(), 3, "one code word per share: {named:?}");
 }
 
-/// A screen-capture-like copy of `input` (a share's master playlist): from `start` s for
-/// `seconds`, cropped by 10 %, scaled to 640x360, at 30 fps, gamma and contrast changed,
-/// x264 at 500 kb/s.
-fn leak(input: &str, start: u32, seconds: u32, out: &std::path::Path) {
-    let filter = "crop=iw*0.9:ih*0.9:iw*0.05:ih*0.05,scale=640:360,fps=30,eq=gamma=1.15:contrast=1.05:brightness=0.02";
-    let status = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y", "-i", input, "-ss", &start.to_string(), "-t", &seconds.to_string(), "-map", "0:v:0", "-vf", filter])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-b:v", "500k", "-maxrate", "550k", "-bufsize", "1000k"])
-        .arg(out)
-        .status()
-        .unwrap();
-    assert!(status.success(), "making the leak");
-}
-
 /// A watermarked job of `source` at 1 s segments (the small ladder, no leading segments) on
 /// an embedded farm under the master key `key_byte` repeated, run to its end: the farm, its
 /// data directory, the master key's file and the job's id.
@@ -163,20 +150,6 @@ fn share_each(farm: &Farm, id: &str, viewers: &[&str]) -> Vec<serde_json::Value>
         .collect()
 }
 
-/// `coordinator trace LEAK --job ID` as an operator runs it, beside the embedded farm.
-fn trace(data: &std::path::Path, master: &std::path::Path, leak: &std::path::Path, job: &str) -> serde_json::Value {
-    let out = std::process::Command::new(farm_tests::worker::coordinator_bin())
-        .arg("trace")
-        .arg(leak)
-        .args(["--job", job])
-        .env("FARM_DATA_DIR", data)
-        .env("FARM_MASTER_KEY_FILE", master)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "trace: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
 #[test]
 fn a_leak_from_a_share_is_traced_to_its_viewer_and_an_unrelated_clip_to_nobody() {
     let dir = tempfile::tempdir().unwrap();
@@ -188,8 +161,8 @@ fn a_leak_from_a_share_is_traced_to_its_viewer_and_an_unrelated_clip_to_nobody()
     let shares = share_each(&farm, &id, &["director", "editor", "executive"]);
 
     let leaked = dir.path().join("leak.mp4");
-    leak(shares[1]["playlist"].as_str().unwrap(), 5, 40, &leaked);
-    let verdict = trace(&data, &master, &leaked, &id);
+    screen_capture(shares[1]["playlist"].as_str().unwrap(), 5, 40, 10, &leaked).unwrap();
+    let (verdict, _) = trace(&data, &master, &leaked, &id).unwrap();
     println!("{verdict}");
     assert_eq!(verdict["verdict"], "match", "{verdict}");
     assert_eq!(verdict["shares"], serde_json::json!([shares[1]["id"]]), "the editor's share, and nobody else: {verdict}");
@@ -229,8 +202,8 @@ fn a_leak_of_a_steady_zoom_is_traced_at_its_own_time_and_crop() {
     let leaked = dir.path().join("leak.mp4");
     // 36 positions: naming one of two shares needs at least 21 read right (L ln 2 over
     // ln(2 / 1e-6)); 20, tried first, answered no_match.
-    leak(shares[0]["playlist"].as_str().unwrap(), 5, 36, &leaked);
-    let verdict = trace(&data, &master, &leaked, &id);
+    screen_capture(shares[0]["playlist"].as_str().unwrap(), 5, 36, 10, &leaked).unwrap();
+    let (verdict, _) = trace(&data, &master, &leaked, &id).unwrap();
     println!("{verdict}");
     assert_eq!((&verdict["verdict"], &verdict["viewers"]), (&serde_json::json!("match"), &serde_json::json!(["director"])), "{verdict}");
     // To the search's step (0.25 s): within it, a quarter second and a crop larger by under

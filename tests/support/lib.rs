@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod hls;
 pub mod keys;
 pub mod keystone;
+pub mod leak;
 pub mod picture;
 pub mod probe;
 pub mod s3;

@@ -17,6 +17,7 @@
 //! [`strongest_near`] reads near that offset, the crop found again at each.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use farm_hls::forensic::Observation;
 
@@ -28,30 +29,34 @@ use super::{llr, project, residual, Field, Luma, Pattern, Window};
 const SEARCH_FRAMES: i64 = 3;
 /// Frames at each end of a segment that are not read.
 const EDGE_FRAMES: usize = 2;
-/// How thoroughly a leak is read: the leak pictures its crop window is found on, and every
-/// how many pixels across and down pictures are compared (the window, each picture's frame).
+/// How thoroughly a leak is read.
 struct Effort {
+    /// Leak pictures its crop window is found on.
     window_pairs: usize,
+    /// Every how many pixels across and down pictures are compared (the window, each
+    /// picture's frame).
     every: usize,
+    /// Patterns no leak carries read at each position for [`Reading::chance`] (none:
+    /// chance and above_chance are left at 0).
+    nulls: u64,
 }
 
 /// A leak's reading for the trace.
-const FULL: Effort = Effort { window_pairs: 24, every: 2 };
-/// The readings [`strongest_near`] compares (a third of the pairs, a quarter of the pixels):
-/// only their strength is kept, and the offset chosen is read again in full.
-const QUICK: Effort = Effort { window_pairs: 8, every: 4 };
+const FULL: Effort = Effort { window_pairs: 24, every: 2, nulls: 4 };
+/// The readings [`strongest_near`] compares (a third of the pairs, a quarter of the pixels,
+/// no chance): only their strength is kept, and the offset chosen is read again in full.
+const QUICK: Effort = Effort { window_pairs: 8, every: 4, nulls: 0 };
 /// Set in a position number, one no job reaches: its pattern is one no leak carries.
 const NO_POSITION: u64 = 1 << 63;
-/// Patterns no leak carries read at each position for [`Reading::chance`].
-const NULLS: u64 = 4;
 
 /// One segment position of the job as the detector needs it: A's and B's pictures (at the
-/// working size, as many of each) and the job frame number of the first.
+/// working size, as many of each; shared, so a caller reading a leak at several offsets
+/// decodes each once) and the job frame number of the first.
 pub struct PositionFrames {
     pub position: u64,
     pub first_frame: u64,
-    pub a: Frames,
-    pub b: Frames,
+    pub a: Arc<Frames>,
+    pub b: Arc<Frames>,
 }
 
 /// What a leak was read as.
@@ -74,7 +79,7 @@ pub struct Reading {
     pub strength: f64,
     /// The same measure with patterns no position of any job has, laid out alike: what
     /// [`Self::strength`] comes to where the leak carries no pattern read (a wrong offset,
-    /// a wrong crop, another clip): per position, the mean over [`NULLS`] such patterns.
+    /// a wrong crop, another clip): per position, the mean over four such patterns.
     pub chance: f64,
     /// How far the strength stands above chance, in standard errors of their difference
     /// over the positions read (0 with fewer than two): a few where the leak carries no
@@ -145,13 +150,14 @@ fn read_with(effort: &Effort, leak: &Frames, rate: f64, offset: f64, positions: 
         .iter()
         .map(|(&p, (field, _, summed))| {
             let unused = |j: u64| Pattern::new(seed, positions[p].position | NO_POSITION | j << 48).field_in(window, lw, lh);
-            (project(summed, field).1.abs(), (0..NULLS).map(|j| project(summed, &unused(j)).1.abs()).sum::<f64>() / NULLS as f64)
+            let chance = (0..effort.nulls).map(|j| project(summed, &unused(j)).1.abs()).sum::<f64>() / effort.nulls.max(1) as f64;
+            (project(summed, field).1.abs(), chance)
         })
         .collect();
     let n = by_position.len().max(1) as f64;
     let (strength, chance) = (by_position.iter().map(|b| b.0).sum::<f64>() / n, by_position.iter().map(|b| b.1).sum::<f64>() / n);
     let spread = (by_position.iter().map(|(s, c)| (s - c - (strength - chance)).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
-    let above_chance = if by_position.len() > 1 && spread > 0.0 { (strength - chance) / (spread / n.sqrt()) } else { 0.0 };
+    let above_chance = if effort.nulls > 0 && by_position.len() > 1 && spread > 0.0 { (strength - chance) / (spread / n.sqrt()) } else { 0.0 };
     Some(Reading { observations, window, agreement, frames_read, strength, chance, above_chance })
 }
 

@@ -64,7 +64,7 @@ fn looped_job_and_leak(word: &[Variant], rng: &mut StdRng) -> (Vec<PositionFrame
                 out.times.push(k as f64 / 25.0);
             }
         }
-        positions.push(PositionFrames { position: p as u64 + 10, first_frame: (p * FRAMES) as u64, a, b });
+        positions.push(PositionFrames { position: p as u64 + 10, first_frame: (p * FRAMES) as u64, a: Arc::new(a), b: Arc::new(b) });
     }
     (positions, leak)
 }
@@ -161,7 +161,7 @@ fn a_leak_of_a_steady_zoom_is_placed_where_its_marks_read() {
                 out.times.push(k as f64 / 25.0);
             }
         }
-        positions.push(PositionFrames { position: p as u64, first_frame: (p * FRAMES) as u64, a, b });
+        positions.push(PositionFrames { position: p as u64, first_frame: (p * FRAMES) as u64, a: Arc::new(a), b: Arc::new(b) });
     }
     let job: Vec<Thumb> = positions.iter().flat_map(|p| (0..p.a.len()).map(|k| Thumb::new(p.a.luma(k), (p.first_frame as usize + k) as f64 / 25.0))).collect();
     let leak_thumbs: Vec<Thumb> = (0..leak.len()).map(|i| Thumb::new(leak.luma(i), leak.times[i])).collect();

@@ -1,0 +1,44 @@
+//! Leaks as a screen capture makes them, and `coordinator trace` run on them: one spelling
+//! for the forensic e2e tests and the leak benchmark.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{ensure, Result};
+
+/// A screen capture of `input` (a file or a playlist, its keys and segments on disk or
+/// served) from `start` for `seconds` into `out`: `crop` per cent of the width and height cut
+/// away, half on each side, scaled to 640x360, brought to 30 fps, gamma, contrast and
+/// brightness changed, re-encoded with x264 at 500 kb/s.
+pub fn screen_capture(input: &str, start: u64, seconds: u64, crop: u64, out: &Path) -> Result<()> {
+    let (kept, side) = (1.0 - crop as f64 / 100.0, crop as f64 / 200.0);
+    let filter = format!("crop=iw*{kept}:ih*{kept}:iw*{side}:ih*{side},scale=640:360,fps=30,eq=gamma=1.15:contrast=1.05:brightness=0.02");
+    let status = Command::new("ffmpeg")
+        // A playlist made by hand (a collusion's mix) names segments by any extension and
+        // over HTTP.
+        .args(["-nostdin", "-v", "error", "-y", "-allowed_extensions", "ALL", "-protocol_whitelist", "file,http,tcp,crypto,data", "-i", input])
+        .args(["-ss", &start.to_string(), "-t", &seconds.to_string(), "-map", "0:v:0", "-vf", &filter])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-b:v", "500k", "-maxrate", "550k", "-bufsize", "1000k"])
+        .arg(out)
+        .status()?;
+    ensure!(status.success(), "making the leak from {input}");
+    Ok(())
+}
+
+/// `coordinator trace LEAK --job ID` as an operator runs it, beside an embedded farm's data
+/// directory and master key: the verdict and the seconds it took.
+pub fn trace(data: &Path, master: &Path, leak: &Path, job: &str) -> Result<(serde_json::Value, f64)> {
+    let started = Instant::now();
+    let out = Command::new(crate::worker::coordinator_bin())
+        .arg("trace")
+        .arg(leak)
+        .args(["--job", job])
+        .env("FARM_DATA_DIR", data)
+        .env("FARM_MASTER_KEY_FILE", master)
+        .env("RUST_LOG", "warn")
+        .output()?;
+    ensure!(out.status.success(), "trace: {}", String::from_utf8_lossy(&out.stderr));
+    let verdict = serde_json::from_slice(&out.stdout).map_err(|e| anyhow::anyhow!("{e}: {}", String::from_utf8_lossy(&out.stdout)))?;
+    Ok((verdict, started.elapsed().as_secs_f64()))
+}
