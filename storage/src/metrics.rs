@@ -1,5 +1,6 @@
 //! Storage metrics (`farm_worker_storage_*`, `farm_worker_source_requests_total`): bytes,
-//! requests, write times and the S3 client's retries, in the process-wide registry.
+//! requests, write times, the S3 and Swift clients' retries and Swift logins, in the
+//! process-wide registry.
 
 use std::sync::LazyLock;
 
@@ -30,6 +31,13 @@ pub static PUT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
 /// retry events, and by the Swift store's retry layer.
 pub static STORAGE_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("farm_worker_storage_request_retries_total", "Object storage requests retried by the S3 or Swift client, by kind", &["kind"]).unwrap()
+});
+
+/// Swift logins, by reason: `first`, `due` (a renewal on time) or `refused` (the service
+/// refused the token a request carried). A few per token's life; more is a login service
+/// or a proxy in trouble.
+pub static SWIFT_LOGINS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("farm_worker_storage_swift_logins_total", "Logins to Swift's authentication service, by reason", &["reason"]).unwrap()
 });
 
 /// Counts the S3 client's retries: object_store retries inside its client and says so
@@ -66,6 +74,9 @@ pub fn init() {
     }
     for kind in ["transport", "server"] {
         STORAGE_RETRIES.with_label_values(&[kind]);
+    }
+    for reason in ["first", "due", "refused"] {
+        SWIFT_LOGINS.with_label_values(&[reason]);
     }
     LazyLock::force(&SOURCE_REQUESTS);
     LazyLock::force(&PUT_SECONDS);

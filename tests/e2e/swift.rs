@@ -32,6 +32,17 @@ fn expire_all_swift_tokens() {
     assert_eq!(answer.trim(), "OK");
 }
 
+/// This process's sink on the test Swift's container under `prefix`, with tempauth's test
+/// user, and the runtime it runs on.
+fn tempauth_sink(prefix: &str) -> (Box<dyn farm_storage::Sink>, tokio::runtime::Runtime) {
+    use farm_tests::s3::{SWIFT_AUTH, SWIFT_KEY, SWIFT_USER};
+    let credentials = farm_storage::swift::Credentials::TempAuth { url: SWIFT_AUTH.into(), user: SWIFT_USER.into(), key: SWIFT_KEY.into() };
+    let settings = farm_storage::StorageSettings { swift: Some(credentials), ..Default::default() };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sink = farm_storage::open_sink(&format!("swift://{BUCKET}/{prefix}"), &settings, rt.handle()).unwrap();
+    (sink, rt)
+}
+
 #[test]
 fn a_farm_job_runs_from_swift_to_swift_through_a_token_expiry() {
     let _turn = swift_turn();
@@ -113,12 +124,8 @@ fn wrong_swift_credentials_are_refused() {
 #[test]
 fn a_large_output_is_a_static_large_object_whose_segments_go_with_it_through_token_expiries() {
     let _turn = swift_turn();
-    use farm_storage::swift::Credentials;
     let prefix = unique_prefix("swift-large");
-    let credentials = Credentials::TempAuth { url: farm_tests::s3::SWIFT_AUTH.into(), user: farm_tests::s3::SWIFT_USER.into(), key: farm_tests::s3::SWIFT_KEY.into() };
-    let settings = farm_storage::StorageSettings { swift: Some(credentials), ..Default::default() };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sink = farm_storage::open_sink(&format!("swift://{BUCKET}/{prefix}"), &settings, rt.handle()).unwrap();
+    let (sink, _rt) = tempauth_sink(&prefix);
     let segments = || swift_s3().keys(&format!(".segments/{prefix}")).unwrap_or_default().into_iter().filter(|k| k.contains("big.bin")).collect::<Vec<_>>();
     // Over the sink's 16 MiB: uploaded in parts, a static large object.
     let first: Vec<u8> = (0..20u32 << 20).map(|i| (i % 251) as u8).collect();
@@ -140,6 +147,44 @@ fn a_large_output_is_a_static_large_object_whose_segments_go_with_it_through_tok
     sink.delete("big.bin").unwrap();
     assert_eq!(segments(), Vec::<String>::new(), "segments left after the delete");
     drop(sink);
+}
+
+/// A proxy that cannot look tokens up for a while (here its memcached loses every token for
+/// 0.6 s, flushed over and over): a read refused on its token is tried again at once on a new
+/// one, refused too, and again after a short wait, until it is let through. Before, the one
+/// try on a new token was the last, and the read failed (a task handed back, in a farm).
+#[test]
+fn a_read_refused_on_a_new_token_too_is_tried_again_after_a_wait() {
+    let _turn = swift_turn();
+    use farm_storage::metrics::SWIFT_LOGINS;
+    let (sink, _rt) = tempauth_sink(&unique_prefix("swift-refused"));
+    sink.put("small.bin", b"review copy").unwrap();
+    let refused = || SWIFT_LOGINS.with_label_values(&["refused"]).get();
+    let before = refused();
+    let (flushing, flushed) = std::sync::mpsc::channel();
+    let flusher = std::thread::spawn(move || {
+        let mut memcached = std::net::TcpStream::connect("127.0.0.1:11211").expect("Swift's memcached");
+        let mut answers = BufReader::new(memcached.try_clone().unwrap());
+        let until = std::time::Instant::now() + Duration::from_millis(600);
+        let mut flushes = 0u32;
+        while std::time::Instant::now() < until {
+            memcached.write_all(b"flush_all\r\n").unwrap();
+            let mut answer = String::new();
+            answers.read_line(&mut answer).unwrap();
+            assert_eq!(answer.trim(), "OK");
+            flushes += 1;
+            if flushes == 1 {
+                flushing.send(()).unwrap();
+            }
+        }
+        flushes
+    });
+    flushed.recv().unwrap();
+    let read = sink.get("small.bin");
+    let flushes = flusher.join().unwrap();
+    assert_eq!(read.unwrap_or_else(|e| panic!("the read failed after {} refused logins ({flushes} flushes): {e}", refused() - before)), b"review copy");
+    assert!(refused() - before >= 2, "the read was let through before a new token was refused: {} refused logins", refused() - before);
+    sink.delete("small.bin").unwrap();
 }
 
 #[test]

@@ -5,7 +5,10 @@
 //! [`Login`] keeps the session of one set of credentials for the whole process and logs in
 //! again in the background before the token expires (and at once when the service refuses
 //! it), so that every store of the account shares one token and a running task never holds
-//! a dead one.
+//! a dead one. tempauth hands out the same token until it expires (its memcached may forget
+//! it up to a second before the expiry it tells): a renewal in the token's last quarter can
+//! get it back, and a request refused just before the next renewal is tried again with a new
+//! token (`super::store`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -92,6 +95,15 @@ pub struct Session {
     /// When to log in again: a quarter of the token's life before it expires, at most a
     /// minute before (`None`: the service did not say; kept until refused).
     pub renew_at: Option<Instant>,
+    /// When the token expires, as the service said (for the log: tempauth tells it in whole
+    /// seconds, rounded down).
+    pub expires_at: Option<Instant>,
+}
+
+impl Session {
+    fn new(token: String, storage_url: String, life: Option<Duration>) -> Self {
+        Session { token, storage_url, renew_at: renew_at(life), expires_at: life.map(|life| Instant::now() + life) }
+    }
 }
 
 /// Half to all of `wait` (so that processes logging in after one outage do not all come
@@ -142,7 +154,7 @@ impl Login {
             Some(s) if s.renew_at.is_some_and(|at| Instant::now() >= at) => "due",
             Some(s) => return Ok(s.clone()),
         };
-        let fresh = self.log_in(current.is_some(), reason, patience).await?;
+        let fresh = self.log_in(current.as_ref(), reason, patience).await?;
         *current = Some(fresh.clone());
         self.renew_in_time(&fresh, patience);
         Ok(fresh)
@@ -150,18 +162,19 @@ impl Login {
 
     /// Renews `session` when it falls due whether or not a request asks for it then: a
     /// request retried through an outage keeps the token it started with, and would only
-    /// learn of its expiry from a 401 after the outage. Each token schedules its own
-    /// renewal; one replaced in the meantime is left alone.
+    /// learn of its expiry from a 401 after the outage. Each session schedules its own
+    /// renewal; one replaced or rescheduled in the meantime is left alone.
     fn renew_in_time(self: &Arc<Self>, session: &Session, patience: Duration) {
         let Some(at) = session.renew_at else { return };
         let (login, token) = (Arc::clone(self), session.token.clone());
         tokio::spawn(async move {
             tokio::time::sleep_until(at.into()).await;
             let mut current = login.session.lock().await;
-            if current.as_ref().is_none_or(|s| s.token != token) {
+            if current.as_ref().is_none_or(|s| s.token != token || s.renew_at != Some(at)) {
                 return;
             }
-            match login.log_in(true, "due", patience).await {
+            let renewed = login.log_in(current.as_ref(), "due", patience).await;
+            match renewed {
                 Ok(fresh) => {
                     *current = Some(fresh.clone());
                     login.renew_in_time(&fresh, patience);
@@ -171,8 +184,10 @@ impl Login {
         });
     }
 
-    /// Logs in, trying again with backoff for up to `patience` while the service is away.
-    async fn log_in(&self, renewed: bool, reason: &str, patience: Duration) -> Result<Session, AuthError> {
+    /// Logs in (renewing `previous`, if any), trying again with backoff for up to `patience`
+    /// while the service is away.
+    async fn log_in(&self, previous: Option<&Session>, reason: &str, patience: Duration) -> Result<Session, AuthError> {
+        crate::metrics::SWIFT_LOGINS.with_label_values(&[reason]).inc();
         let started = Instant::now();
         let mut wait = Duration::from_millis(200);
         let fresh = loop {
@@ -186,7 +201,9 @@ impl Login {
                 Err(e) => return Err(e),
             }
         };
-        tracing::info!(credentials = ?self.credentials, storage_url = %fresh.storage_url, renewed, reason, "Swift token obtained");
+        let (renewed, same_token) = (previous.is_some(), previous.is_some_and(|p| p.token == fresh.token));
+        let expires_in = fresh.expires_at.map(|at| at.saturating_duration_since(Instant::now()));
+        tracing::info!(credentials = ?self.credentials, storage_url = %fresh.storage_url, renewed, reason, same_token, ?expires_in, "Swift token obtained");
         Ok(fresh)
     }
 
@@ -213,7 +230,7 @@ impl Login {
                 let token = header("x-auth-token").ok_or_else(|| missing("X-Auth-Token"))?;
                 let storage_url = header("x-storage-url").ok_or_else(|| missing("X-Storage-Url"))?;
                 let life = header("x-auth-token-expires").and_then(|s| s.trim().parse::<u64>().ok()).map(Duration::from_secs);
-                Ok(Session { token, storage_url, renew_at: renew_at(life) })
+                Ok(Session::new(token, storage_url, life))
             }
             Credentials::Rackspace { region, .. } => {
                 let body: Value = answer.json().await.map_err(unreachable)?;
@@ -267,7 +284,7 @@ fn keystone_session(token: Option<String>, body: &Value, region: Option<&str>) -
         .and_then(|e| e["url"].as_str())
         .ok_or_else(|| format!("public object-store endpoint{}", region.map(|r| format!(" in region {r}")).unwrap_or_default()))?;
     let life = body["token"]["expires_at"].as_str().and_then(lifetime_until);
-    Ok(Session { token, storage_url: endpoint.to_string(), renew_at: renew_at(life) })
+    Ok(Session::new(token, endpoint.to_string(), life))
 }
 
 /// Rackspace identity v2.0's answer: `access.token` and the object-store service's public
@@ -282,7 +299,7 @@ fn rackspace_session(body: &Value, region: Option<&str>) -> Result<Session, Stri
         .and_then(|e| e["publicURL"].as_str())
         .ok_or_else(|| format!("object-store publicURL{}", region.map(|r| format!(" in region {r}")).unwrap_or_default()))?;
     let life = body["access"]["token"]["expires"].as_str().and_then(lifetime_until);
-    Ok(Session { token: token.to_string(), storage_url: endpoint.to_string(), renew_at: renew_at(life) })
+    Ok(Session::new(token.to_string(), endpoint.to_string(), life))
 }
 
 /// The time left until an RFC 3339 instant (`2026-12-01T14:00:00.000000Z` as Keystone

@@ -1,12 +1,13 @@
 //! A Swift container as an `object_store::ObjectStore`: OpenDAL's Swift service through
 //! the `object_store_opendal` bridge, rebuilt on each new token, with what OpenDAL leaves
-//! to us: the login and its renewal ([`Login`]), one more try with a new token when the
+//! to us: the login and its renewal ([`Login`]), more tries with new tokens when the
 //! service refuses one, typed errors, and static large objects whose segments go with them
 //! when they are overwritten or deleted.
 
 use std::fmt;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -22,6 +23,10 @@ use super::auth::{AuthError, Login, Session};
 
 /// Where OpenDAL keeps the segments of a static large object (in the same container).
 const SEGMENTS: &str = ".segments/";
+
+/// Refusals of a request's token (401) before the request fails: the first is tried again
+/// at once with a new token, the others after 0.25, 0.5, 1 and 2 s.
+const REFUSALS: u32 = 6;
 
 /// One container of one account.
 #[derive(Clone)]
@@ -75,39 +80,59 @@ impl Shared {
         Ok((session, store))
     }
 
-    /// Runs `op` on the current store; when the token is refused, once more on a new one.
+    /// Runs `op` on the current store, with [`Shared::with_session`]'s tries on a refused token.
     async fn run<T, F, Fut>(&self, location: &str, op: F) -> Result<T>
     where
         F: Fn(Arc<OpendalStore>) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        let (session, store) = self.store(None).await?;
-        match op(store).await.map_err(|e| typed(e, location)) {
-            Err(object_store::Error::Unauthenticated { .. }) => {
-                let (_, store) = self.store(Some(&session.token)).await?;
-                op(store).await.map_err(|e| typed(e, location))
+        Ok(self.with_session(location, |_, store| op(store)).await?.1)
+    }
+
+    /// Runs `op` with the current session and its store; when the service refuses the
+    /// token (401), again at once with a new one. A new token refused as well (a login
+    /// service that answered the refused token, by a clock a little behind the proxy's, or
+    /// a proxy that could not look a new token up) is tried again after a short wait,
+    /// 0.25 s doubling, [`REFUSALS`] refusals in all.
+    async fn with_session<T, F, Fut>(&self, location: &str, op: F) -> Result<(Session, T)>
+    where
+        F: Fn(Session, Arc<OpendalStore>) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let (mut session, mut store) = self.store(None).await?;
+        let mut wait = Duration::from_millis(250);
+        for refusal in 1.. {
+            match op(session.clone(), store).await.map_err(|e| typed(e, location)) {
+                Err(e @ object_store::Error::Unauthenticated { .. }) if refusal < REFUSALS => {
+                    if refusal > 1 {
+                        tracing::warn!(location, refusal, error = %e, retry_in = ?wait, "Swift refused a new token too; trying again");
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
+                    }
+                    (session, store) = self.store(Some(&session.token)).await?;
+                }
+                other => return other.map(|t| (session, t)),
             }
-            other => other,
         }
+        unreachable!("the loop returns by its last refusal")
     }
 
     /// Removes `key`'s segments when it is a static large object (before it is replaced or
     /// deleted: a plain overwrite or delete leaves them behind); true when it did.
     async fn clear_large(&self, key: &str) -> Result<bool> {
         let generic = |e: reqwest::Error| object_store::Error::Generic { store: "Swift", source: Box::new(e) };
-        let (mut session, _) = self.store(None).await?;
-        let mut url = format!("{}/{}/{}", session.storage_url, self.container, key);
-        let mut head = self.login.http().head(&url).header("X-Auth-Token", &session.token).send().await.map_err(generic)?;
-        if head.status() == reqwest::StatusCode::UNAUTHORIZED {
-            // The token expired on the way (tempauth hands out a token until its last second).
-            (session, _) = self.store(Some(&session.token)).await?;
-            url = format!("{}/{}/{}", session.storage_url, self.container, key);
-            head = self.login.http().head(&url).header("X-Auth-Token", &session.token).send().await.map_err(generic)?;
-        }
-        if head.status() == reqwest::StatusCode::UNAUTHORIZED || head.status() == reqwest::StatusCode::FORBIDDEN {
-            let source = format!("HEAD {key}: HTTP {}", head.status()).into();
-            return Err(object_store::Error::Unauthenticated { path: key.into(), source });
-        }
+        let url = |session: &Session| format!("{}/{}/{}", session.storage_url, self.container, key);
+        let (session, head) = self
+            .with_session(key, |session, _| async move {
+                let head = self.login.http().head(url(&session)).header("X-Auth-Token", &session.token).send().await.map_err(generic)?;
+                if head.status() == reqwest::StatusCode::UNAUTHORIZED || head.status() == reqwest::StatusCode::FORBIDDEN {
+                    let source = format!("HEAD {key}: HTTP {}", head.status()).into();
+                    return Err(object_store::Error::Unauthenticated { path: key.into(), source });
+                }
+                Ok(head)
+            })
+            .await?;
+        let url = url(&session);
         let large = head.headers().get("x-static-large-object").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("true"));
         if !large {
             return Ok(false);
