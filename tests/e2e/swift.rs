@@ -25,11 +25,29 @@ fn swift_turn() -> std::sync::MutexGuard<'static, ()> {
 /// Every tempauth token is forgotten (they live in memcached): the next request with one
 /// is answered 401, as when a token expires.
 fn expire_all_swift_tokens() {
-    let mut memcached = std::net::TcpStream::connect("127.0.0.1:11211").expect("Swift's memcached");
-    memcached.write_all(b"flush_all\r\n").unwrap();
-    let mut answer = String::new();
-    BufReader::new(&memcached).read_line(&mut answer).unwrap();
-    assert_eq!(answer.trim(), "OK");
+    SwiftMemcached::connect().forget_all_tokens();
+}
+
+/// A connection to the memcached Swift's tempauth keeps its tokens in.
+struct SwiftMemcached {
+    stream: std::net::TcpStream,
+    answers: BufReader<std::net::TcpStream>,
+}
+
+impl SwiftMemcached {
+    fn connect() -> Self {
+        let stream = std::net::TcpStream::connect("127.0.0.1:11211").expect("Swift's memcached");
+        let answers = BufReader::new(stream.try_clone().unwrap());
+        SwiftMemcached { stream, answers }
+    }
+
+    /// `flush_all`: every token is forgotten.
+    fn forget_all_tokens(&mut self) {
+        self.stream.write_all(b"flush_all\r\n").unwrap();
+        let mut answer = String::new();
+        self.answers.read_line(&mut answer).unwrap();
+        assert_eq!(answer.trim(), "OK");
+    }
 }
 
 /// This process's sink on the test Swift's container under `prefix`, with tempauth's test
@@ -163,15 +181,11 @@ fn a_read_refused_on_a_new_token_too_is_tried_again_after_a_wait() {
     let before = refused();
     let (flushing, flushed) = std::sync::mpsc::channel();
     let flusher = std::thread::spawn(move || {
-        let mut memcached = std::net::TcpStream::connect("127.0.0.1:11211").expect("Swift's memcached");
-        let mut answers = BufReader::new(memcached.try_clone().unwrap());
+        let mut memcached = SwiftMemcached::connect();
         let until = std::time::Instant::now() + Duration::from_millis(600);
         let mut flushes = 0u32;
         while std::time::Instant::now() < until {
-            memcached.write_all(b"flush_all\r\n").unwrap();
-            let mut answer = String::new();
-            answers.read_line(&mut answer).unwrap();
-            assert_eq!(answer.trim(), "OK");
+            memcached.forget_all_tokens();
             flushes += 1;
             if flushes == 1 {
                 flushing.send(()).unwrap();
