@@ -31,6 +31,15 @@ pub fn cancel_marker(job_id: &str) -> String {
     format!("{CANCEL_MARKER}.{job_id}")
 }
 
+/// The claim of a task's latest attempt on the task's output, `parts/<task id>.claim`:
+/// written by each attempt as it starts; an earlier attempt still running (a frozen worker
+/// thawed, a lost link) has its writes refused from then on, and once the attempt wrote
+/// everything it is marked done, so that a later delivery does not run the task again (the
+/// worker's `fence`).
+pub fn claim_key(task_id: &str) -> String {
+    format!("parts/{task_id}.claim")
+}
+
 /// Marker a job's first chunk writes when it starts (with where it runs), so that later
 /// chunks on the same CPUs can wait until the job is playable.
 pub const FIRST_CHUNK_STARTED: &str = "parts/first-chunk.started";

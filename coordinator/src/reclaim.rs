@@ -9,8 +9,10 @@
 //!   that kept them from this coordinator), and a job must not wait for them forever;
 //! - on the replica that holds the reclaim lease, a running task no worker has reported on
 //!   for `stall` (workers report every 2 s while they work) is handed out again: its worker
-//!   hung, froze or lost its link in a way the broker has not noticed yet. A redelivered copy is harmless (segment keys are
-//!   deterministic). After [`MAX_ATTEMPTS`] stalls the job fails, saying so.
+//!   hung, froze or lost its link in a way the broker has not noticed yet. The new attempt
+//!   claims the task's output as it starts, so the earlier one, if it runs again, has its
+//!   writes refused (the worker's `fence`); the two write the same keys and bytes meanwhile.
+//!   After [`MAX_ATTEMPTS`] stalls the job fails, saying so.
 
 use std::time::Duration;
 

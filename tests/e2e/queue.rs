@@ -5,7 +5,7 @@ use std::time::Duration;
 use farm_contract::task::{Priority, TaskPart};
 use farm_queue::Topology;
 use farm_tests::amqp::{broker, is_bound, Broker, URL};
-use farm_tests::farm::Proc;
+use farm_tests::farm::{plain, Proc};
 use farm_tests::fixtures::Kind;
 use farm_tests::hls::check_ladder;
 use farm_tests::s3::{s3, unique_prefix, BUCKET};
@@ -49,6 +49,26 @@ fn wait_declared(b: &Broker, t: &Topology, served: &Proc) {
         "the worker declared no queue: {}",
         served.log()
     );
+}
+
+/// A worker serving queues of its own, and the 8 s ProRes source uploaded for its tasks.
+struct ServedProRes {
+    prefix: String,
+    topology: Topology,
+    served: Proc,
+    /// The source's and an output's locations for task messages.
+    src: String,
+    out: String,
+}
+
+fn serve_prores(b: &Broker, name: &str) -> ServedProRes {
+    let prefix = unique_prefix(name);
+    let topology = Topology::new(&prefix.replace('/', "-"));
+    s3().put_file(&format!("{prefix}/in.mov"), &Kind::ProRes422.make().unwrap()).unwrap();
+    let served = serve(&topology.prefix);
+    wait_declared(b, &topology, &served);
+    let (src, out) = (format!("s3://{BUCKET}/{prefix}/in.mov"), format!("s3://{BUCKET}/{prefix}/out"));
+    ServedProRes { prefix, topology, served, src, out }
 }
 
 #[test]
@@ -178,12 +198,7 @@ fn get_drain_starts_the_drain_like_a_first_sigterm() {
 #[test]
 fn a_task_with_a_mark_seed_writes_every_marked_video_segment_as_a_and_b() {
     let (b, s3) = (broker(), s3());
-    let prefix = unique_prefix("forensic");
-    let topology = Topology::new(&prefix.replace('/', "-"));
-    s3.put_file(&format!("{prefix}/in.mov"), &Kind::ProRes422.make().unwrap()).unwrap();
-    let served = serve(&topology.prefix);
-    wait_declared(&b, &topology, &served);
-    let (src, out) = (format!("s3://{BUCKET}/{prefix}/in.mov"), format!("s3://{BUCKET}/{prefix}/out"));
+    let ServedProRes { prefix, topology, served, src, out } = serve_prores(&b, "forensic");
     let mut message: serde_json::Value = serde_json::from_slice(&task("job-f", 0, &src, &out, TaskPart::Whole)).unwrap();
     message["forensic_seed"] = "5a".repeat(32).into();
     b.publish(&topology.tasks_exchange(), "normal", &serde_json::to_vec(&message).unwrap()).unwrap();
@@ -212,6 +227,33 @@ fn a_task_with_a_mark_seed_writes_every_marked_video_segment_as_a_and_b() {
     let check = check_ladder(local.path(), 200, 25.0, true).unwrap();
     assert_eq!(check.renditions.len(), part.renditions.len());
     assert!(!std::fs::read_to_string(local.path().join("index.m3u8")).unwrap().contains("/b/"));
+    drop(served);
+    b.delete_farm_queues(&topology.prefix);
+}
+
+#[test]
+fn a_task_delivered_again_after_it_succeeded_is_not_run_again() {
+    let (b, s3) = (broker(), s3());
+    let ServedProRes { prefix, topology, served, src, out } = serve_prores(&b, "queue-again");
+    let message = task("job-g", 0, &src, &out, TaskPart::Whole);
+    let succeeded = || plain(&served.log()).matches("task succeeded").count();
+    b.publish(&topology.tasks_exchange(), "normal", &message).unwrap();
+    assert!(b.wait_for(Duration::from_secs(180), || succeeded() == 1), "{}", served.log());
+    // The same task again, as a redelivery after a lost acknowledgement or a copy handed
+    // out again after lost reports brings it. Its encode would write the same bytes, so
+    // the segments are removed first: a run would put them back.
+    let media = || s3.keys(&format!("{prefix}/out")).unwrap().into_iter().filter(|k| farm_contract::manifest::is_media_key(k)).collect::<Vec<_>>();
+    let written = media();
+    assert!(!written.is_empty());
+    for key in &written {
+        s3.delete(key).unwrap();
+    }
+    b.publish(&topology.tasks_exchange(), "normal", &message).unwrap();
+    assert!(b.wait_for(Duration::from_secs(180), || succeeded() == 2), "{}", served.log());
+    let log = plain(&served.log());
+    assert!(media().is_empty(), "the task ran again and wrote {:?}\n{log}", media());
+    assert!(log.contains("task already done by an earlier attempt"), "{log}");
+    assert_eq!(b.depth(&topology.dead_queue()).unwrap(), 0, "{log}");
     drop(served);
     b.delete_farm_queues(&topology.prefix);
 }

@@ -1,6 +1,7 @@
-//! A task run twice writes the same bytes (a redelivered or reclaimed task, a frozen worker
-//! thawed late, rewrite segments the job may already have published, and the I-frame
-//! playlists' byte ranges point into them), whatever the heap held before. The two runs
+//! A task run twice writes the same bytes (a redelivered or reclaimed task rewrites segments
+//! the job may already have published, and the I-frame playlists' byte ranges point into
+//! them; an earlier attempt still running writes until the later one claims the task),
+//! whatever the heap held before. The two runs
 //! fill fresh heap memory differently (glibc's `MALLOC_PERTURB_`): x264's AVX-512
 //! macroblock-tree code read memory it had not written, so an encoder opened on recycled
 //! heap (every task's second segment onward) wrote different bytes from run to run. This

@@ -358,12 +358,31 @@ fn a_frozen_worker_s_task_is_reclaimed_after_the_stall_time() {
     assert_eq!(done["state"], "succeeded", "{done}");
     let log = plain(&case.farm.coordinator.log());
     assert!(log.contains("stalled task handed out again"), "{log}");
-    // The output as the job published it, checked before the frozen worker runs again:
-    // nothing fences the late writes of a worker resumed after its task was handed out
-    // again (docs/faults.md, "Not covered"); its encode writes the same bytes
-    // (e2e `repeatable`), but a fence, not that, should be what protects the output.
     case.assert_output_whole();
+    // The frozen worker, resumed, writes nothing more: the later attempt's claim refuses
+    // its next write. Its encode would write the same bytes (e2e `repeatable`), so the
+    // job's segments are removed first: any late write shows as a segment back in storage.
+    let media = |out: &str| s3().keys(out).unwrap().into_iter().filter(|k| farm_contract::manifest::is_media_key(k)).collect::<Vec<_>>();
+    let published = media(&case.out());
+    assert!(!published.is_empty());
+    for key in &published {
+        s3().delete(key).unwrap();
+    }
     case.farm.workers[0].signal("CONT");
+    let ended = ["task superseded", "task succeeded", "task handed back", "task failed for good", "broker connection lost"];
+    let start = Instant::now();
+    let log = loop {
+        let log = plain(&case.farm.workers[0].log());
+        let after_thaw = log.lines().skip_while(|l| !(l.contains("task started") && l.contains("Video")));
+        if after_thaw.clone().any(|l| ended.iter().any(|e| l.contains(e))) {
+            break log;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "the resumed worker's task did not end:\n{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let rewritten = media(&case.out());
+    assert!(rewritten.is_empty(), "the resumed worker wrote {} segments after its task was handed out again: {rewritten:?}\n{log}", rewritten.len());
+    assert!(log.contains("task superseded"), "{log}");
     case.cleanup();
 }
 

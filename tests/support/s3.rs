@@ -109,6 +109,11 @@ impl S3 {
         Ok(data.to_vec())
     }
 
+    pub fn delete(&self, key: &str) -> Result<()> {
+        self.rt.block_on(self.store.delete(&ObjectPath::from(key)))?;
+        Ok(())
+    }
+
     pub fn keys(&self, prefix: &str) -> Result<Vec<String>> {
         use futures::TryStreamExt;
         let list: Vec<_> = self.rt.block_on(self.store.list(Some(&ObjectPath::from(prefix))).try_collect())?;

@@ -5,9 +5,11 @@
 //! requeue or dead-letter. The message is acknowledged only after every segment and the
 //! part manifest the task writes have been written. The worker reconnects with
 //! backoff when the broker goes away; an unacknowledged task is then redelivered (keys are
-//! deterministic, so a rerun overwrites). On shutdown it stops taking tasks and gives the
+//! deterministic, so a rerun overwrites; a task already done is not run again, see
+//! [`crate::fence`]). On shutdown it stops taking tasks and gives the
 //! task in hand `drain` to finish, else stops it and requeues it. A task whose job was
-//! cancelled (the coordinator's marker under the output) is stopped and dropped.
+//! cancelled (the coordinator's marker under the output) is stopped and dropped; so is one
+//! a later attempt has claimed (see [`crate::fence`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -88,11 +90,12 @@ async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown:
 
     let cancel = Arc::new(AtomicBool::new(false));
     let job_cancelled = Arc::new(AtomicBool::new(false));
+    let superseded = Arc::new(AtomicBool::new(false));
     let watcher = tokio::spawn(watch_cancellation(task.output.clone(), cancel_marker(&task.job_id), config.s3.clone(), cancel.clone(), job_cancelled.clone()));
-    let outcome = crate::run::supervise(&task, config, &events, &cancel, shutdown).await?;
+    let outcome = crate::run::supervise(&task, config, &events, &cancel, &superseded, shutdown).await?;
     watcher.abort();
     config.heartbeat.stop();
-    settle(link, incoming, config, &task, &events, outcome, Settle { attempt, started, job_cancelled: job_cancelled.load(Ordering::SeqCst) }).await
+    settle(link, incoming, config, &task, &events, outcome, Settle { attempt, started, job_cancelled: job_cancelled.load(Ordering::SeqCst), superseded: superseded.load(Ordering::SeqCst) }).await
 }
 
 /// What is known of a task once it ran.
@@ -100,6 +103,8 @@ struct Settle {
     attempt: u32,
     started: Instant,
     job_cancelled: bool,
+    /// A later attempt of the task claimed its output and refused this one's writes.
+    superseded: bool,
 }
 
 /// Counts the outcome and does what [`ack::decide`] says with the message.
@@ -107,13 +112,22 @@ async fn settle(link: &Link, incoming: Incoming, config: &ServeConfig, task: &Ta
     let part = task.part.kind();
     crate::metrics::TASK_SECONDS.with_label_values(&[part]).observe(done.started.elapsed().as_secs_f64());
     if let Err(e) = &outcome {
-        if !matches!(e, TranscodeError::Cancelled) {
+        if !matches!(e, TranscodeError::Cancelled) && !done.superseded {
             crate::metrics::FAILURES.with_label_values(&[crate::metrics::failure_kind(e)]).inc();
         }
     }
     if done.job_cancelled {
         crate::metrics::TASKS.with_label_values(&[part, "cancelled"]).inc();
         tracing::info!(job_id = %task.job_id, task_id = %task.task_id, "job cancelled: task dropped");
+        link.ack(incoming).await?;
+        return Ok(());
+    }
+    if done.superseded {
+        // The later attempt reports the task; this one says nothing, and its message is
+        // done with (the later attempt came as a message of its own, or as this one
+        // redelivered once its channel died, where this ack goes nowhere).
+        crate::metrics::TASKS.with_label_values(&[part, "superseded"]).inc();
+        tracing::warn!(job_id = %task.job_id, task_id = %task.task_id, "task superseded: a later attempt holds it, this one stopped");
         link.ack(incoming).await?;
         return Ok(());
     }

@@ -11,7 +11,7 @@ use prometheus::{
 };
 
 /// Tasks finished, by part (`video`, `audio`, `whole`) and outcome (`succeeded`,
-/// `requeued`, `dead_lettered`, `cancelled`).
+/// `requeued`, `dead_lettered`, `cancelled`, `superseded`: a later attempt holds the task).
 pub static TASKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("farm_worker_tasks_total", "Tasks finished, by part and outcome", &["part", "outcome"]).unwrap()
 });
@@ -61,7 +61,7 @@ pub fn init() {
     farm_storage::metrics::init();
     farm_media::metrics::init();
     for part in ["video", "audio", "whole"] {
-        for outcome in ["succeeded", "requeued", "dead_lettered", "cancelled"] {
+        for outcome in ["succeeded", "requeued", "dead_lettered", "cancelled", "superseded"] {
             TASKS.with_label_values(&[part, outcome]);
         }
         TASK_SECONDS.with_label_values(&[part]);

@@ -16,14 +16,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::serve_config::ServeConfig;
 use crate::events::{EventProgress, Events};
+use crate::fence::{Claim, Fence};
 use crate::hold;
 
 /// Runs `task` on a thread of its own and waits for it, stopping it (the pipeline's own
 /// cancellation flag) when it stalls, passes its deadline, or outlives the drain after
 /// `shutdown`.
-pub(crate) async fn supervise(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &Arc<AtomicBool>, shutdown: &CancellationToken) -> anyhow::Result<Result<(), TranscodeError>> {
+/// `superseded` is set when a later attempt of the task has claimed its output (see
+/// [`crate::fence`]).
+pub(crate) async fn supervise(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &Arc<AtomicBool>, superseded: &Arc<AtomicBool>, shutdown: &CancellationToken) -> anyhow::Result<Result<(), TranscodeError>> {
     let outcome = {
-        let (config_, cancel_, task_, events_) = (config.clone(), cancel.clone(), task.clone(), events.clone());
+        let (config_, cancel_, task_, events_, superseded_) = (config.clone(), cancel.clone(), task.clone(), events.clone(), superseded.clone());
         let rt = Handle::current();
         // A thread of its own rather than the blocking pool: a later chunk lowers its
         // priority (threads it starts inherit it), and that must not outlive the task.
@@ -44,7 +47,7 @@ pub(crate) async fn supervise(task: &TaskMessage, config: &ServeConfig, events: 
                 if background {
                     lower_priority();
                 }
-                let _ = done.send(run_task(&task_, &config_, &events_, &cancel_, rt));
+                let _ = done.send(run_task(&task_, &config_, &events_, &cancel_, superseded_, rt));
             })
             .context("starting the task thread")?;
         tokio::select! {
@@ -111,13 +114,21 @@ pub(crate) async fn watch_cancellation(output: String, marker: String, s3: Stora
     }
 }
 
-fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &AtomicBool, rt: Handle) -> Result<(), TranscodeError> {
+fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &AtomicBool, superseded: Arc<AtomicBool>, rt: Handle) -> Result<(), TranscodeError> {
     let bad_location = |e: storage::LocationError| TranscodeError::Unsupported { path: task.source.clone(), detail: e.to_string() };
     let source = storage::open_source(&task.source, &config.s3, &rt).map_err(bad_location)?;
     let sink = storage::open_sink(&task.output, &config.s3, &rt).map_err(|e| match e {
         storage::OpenError::Location(e) => TranscodeError::Unsupported { path: task.output.clone(), detail: e.to_string() },
         storage::OpenError::Io(source) => TranscodeError::Output { key: task.output.clone(), source },
     })?;
+    let claim = farm_contract::task::claim_key(&task.task_id);
+    let sink = match Fence::claim(sink, &task.task_id, superseded).map_err(|source| TranscodeError::Output { key: claim, source })? {
+        Claim::Taken(fence) => fence,
+        Claim::Done { by } => {
+            tracing::info!(task_id = %task.task_id, %by, "task already done by an earlier attempt: not run again");
+            return Ok(());
+        }
+    };
     let lut = match task.review.as_ref().and_then(|r| r.lut.as_ref()) {
         Some(lut) => Some(storage::open_source(&lut.location, &config.s3, &rt).map_err(|e| TranscodeError::Lut { path: lut.location.clone(), detail: e.to_string() })?),
         None => None,
@@ -141,14 +152,17 @@ fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &
         forensic_seed: task.forensic_seed.as_ref().map(|seed| seed.0),
     };
     match task.part {
-        TaskPart::Video { start: 0.0, .. } => hold::mark_first_chunk(sink.as_ref()),
+        TaskPart::Video { start: 0.0, .. } => hold::mark_first_chunk(&sink),
         TaskPart::Video { .. } if !config.hold.is_zero() => {
-            hold::PlayableGate { sink: sink.as_ref(), cancel, limit: config.hold }.wait();
+            hold::PlayableGate { sink: &sink, cancel, limit: config.hold }.wait();
         }
         _ => {}
     }
     let progress = EventProgress { events: events.clone(), last: Mutex::new(None), heartbeat: config.heartbeat.clone() };
-    let outcome = job::run(&job_task, sink.as_ref(), &progress, cancel)?;
+    let outcome = job::run(&job_task, &sink, &progress, cancel)?;
+    if let Err(e) = sink.finish() {
+        tracing::warn!(task_id = %task.task_id, error = %e, "could not mark the task done: a later delivery of it would run it again");
+    }
     let fetched = outcome.source_read.unwrap_or_default();
     tracing::info!(
         task_id = %task.task_id,
