@@ -91,8 +91,16 @@ async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown:
     let cancel = Arc::new(AtomicBool::new(false));
     let job_cancelled = Arc::new(AtomicBool::new(false));
     let superseded = Arc::new(AtomicBool::new(false));
-    let watcher = tokio::spawn(watch_cancellation(task.output.clone(), cancel_marker(&task.job_id), config.s3.clone(), cancel.clone(), job_cancelled.clone()));
-    let outcome = crate::run::supervise(&task, config, &events, &cancel, &superseded, shutdown).await?;
+    let (checked, first_check) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(watch_cancellation(task.output.clone(), cancel_marker(&task.job_id), config.s3.clone(), cancel.clone(), job_cancelled.clone(), checked));
+    // A task of a job cancelled before it came is dropped before it writes anything (its
+    // claim on the output included).
+    let _ = first_check.await;
+    let outcome = if job_cancelled.load(Ordering::SeqCst) {
+        Err(TranscodeError::Cancelled)
+    } else {
+        crate::run::supervise(&task, config, &events, &cancel, &superseded, shutdown).await?
+    };
     watcher.abort();
     config.heartbeat.stop();
     settle(link, incoming, config, &task, &events, outcome, Settle { attempt, started, job_cancelled: job_cancelled.load(Ordering::SeqCst), superseded: superseded.load(Ordering::SeqCst) }).await

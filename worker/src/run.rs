@@ -95,19 +95,26 @@ fn lower_priority() {
     }
 }
 
-/// Sets both flags when the job's cancel marker appears (checked at once, then every 2 s).
-pub(crate) async fn watch_cancellation(output: String, marker: String, s3: StorageSettings, cancel: Arc<AtomicBool>, job_cancelled: Arc<AtomicBool>) {
+/// Sets both flags when the job's cancel marker appears (checked at once, then every 2 s);
+/// says on `first_checked` when the first look is done.
+pub(crate) async fn watch_cancellation(output: String, marker: String, s3: StorageSettings, cancel: Arc<AtomicBool>, job_cancelled: Arc<AtomicBool>, first_checked: tokio::sync::oneshot::Sender<()>) {
     let rt = Handle::current();
     let sink = match tokio::task::spawn_blocking(move || storage::open_sink(&output, &s3, &rt)).await {
         Ok(Ok(sink)) => Arc::new(sink),
         _ => return, // the task itself will report the bad output
     };
+    let mut first_checked = Some(first_checked);
     loop {
         let (probe, key) = (sink.clone(), marker.clone());
         let marked = tokio::task::spawn_blocking(move || probe.get(&key).is_ok()).await.unwrap_or(false);
         if marked {
             job_cancelled.store(true, Ordering::SeqCst);
             cancel.store(true, Ordering::SeqCst);
+        }
+        if let Some(checked) = first_checked.take() {
+            let _ = checked.send(());
+        }
+        if marked {
             return;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
