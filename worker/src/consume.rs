@@ -11,8 +11,7 @@
 //! cancelled (the coordinator's marker under the output) is stopped and dropped; so is one
 //! a later attempt has claimed (see [`crate::fence`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -27,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ack::{self, Disposition};
 use crate::events::Events;
 use crate::link::{Incoming, Link};
-use crate::run::watch_cancellation;
+use crate::run::{watch_cancellation, Stops};
 pub use crate::serve_config::{QueueSource, ServeConfig, DEFAULT_HOLD_SECONDS, DEFAULT_TASK_DEADLINE_SECONDS};
 
 /// Serves tasks until `shutdown` is cancelled.
@@ -88,22 +87,12 @@ async fn handle(link: &Link, incoming: Incoming, config: &ServeConfig, shutdown:
     config.heartbeat.start();
     events.publish(TaskEventKind::Started, 0, None, None);
 
-    let cancel = Arc::new(AtomicBool::new(false));
-    let job_cancelled = Arc::new(AtomicBool::new(false));
-    let superseded = Arc::new(AtomicBool::new(false));
-    let (checked, first_check) = tokio::sync::oneshot::channel();
-    let watcher = tokio::spawn(watch_cancellation(task.output.clone(), cancel_marker(&task.job_id), config.s3.clone(), cancel.clone(), job_cancelled.clone(), checked));
-    // A task of a job cancelled before it came is dropped before it writes anything (its
-    // claim on the output included).
-    let _ = first_check.await;
-    let outcome = if job_cancelled.load(Ordering::SeqCst) {
-        Err(TranscodeError::Cancelled)
-    } else {
-        crate::run::supervise(&task, config, &events, &cancel, &superseded, shutdown).await?
-    };
+    let stops = Stops::default();
+    let watcher = tokio::spawn(watch_cancellation(task.output.clone(), cancel_marker(&task.job_id), config.s3.clone(), stops.clone()));
+    let outcome = crate::run::supervise(&task, config, &events, &stops, shutdown).await?;
     watcher.abort();
     config.heartbeat.stop();
-    settle(link, incoming, config, &task, &events, outcome, Settle { attempt, started, job_cancelled: job_cancelled.load(Ordering::SeqCst), superseded: superseded.load(Ordering::SeqCst) }).await
+    settle(link, incoming, config, &task, &events, outcome, Settle { attempt, started, job_cancelled: stops.job_cancelled.load(Ordering::SeqCst), superseded: stops.superseded.load(Ordering::SeqCst) }).await
 }
 
 /// What is known of a task once it ran.

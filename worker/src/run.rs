@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use farm_contract::task::{TaskMessage, TaskPart};
+use farm_contract::task::{cancel_marker, claim_key, TaskMessage, TaskPart};
 use farm_media::job::{self, Part, Task};
 use farm_media::TranscodeError;
 use farm_storage::{self as storage, StorageSettings};
@@ -22,11 +22,10 @@ use crate::hold;
 /// Runs `task` on a thread of its own and waits for it, stopping it (the pipeline's own
 /// cancellation flag) when it stalls, passes its deadline, or outlives the drain after
 /// `shutdown`.
-/// `superseded` is set when a later attempt of the task has claimed its output (see
-/// [`crate::fence`]).
-pub(crate) async fn supervise(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &Arc<AtomicBool>, superseded: &Arc<AtomicBool>, shutdown: &CancellationToken) -> anyhow::Result<Result<(), TranscodeError>> {
+pub(crate) async fn supervise(task: &TaskMessage, config: &ServeConfig, events: &Events, stops: &Stops, shutdown: &CancellationToken) -> anyhow::Result<Result<(), TranscodeError>> {
+    let cancel = &stops.cancel;
     let outcome = {
-        let (config_, cancel_, task_, events_, superseded_) = (config.clone(), cancel.clone(), task.clone(), events.clone(), superseded.clone());
+        let (config_, stops_, task_, events_) = (config.clone(), stops.clone(), task.clone(), events.clone());
         let rt = Handle::current();
         // A thread of its own rather than the blocking pool: a later chunk lowers its
         // priority (threads it starts inherit it), and that must not outlive the task.
@@ -47,7 +46,7 @@ pub(crate) async fn supervise(task: &TaskMessage, config: &ServeConfig, events: 
                 if background {
                     lower_priority();
                 }
-                let _ = done.send(run_task(&task_, &config_, &events_, &cancel_, superseded_, rt));
+                let _ = done.send(run_task(&task_, &config_, &events_, &stops_, rt));
             })
             .context("starting the task thread")?;
         tokio::select! {
@@ -95,41 +94,62 @@ fn lower_priority() {
     }
 }
 
-/// Sets both flags when the job's cancel marker appears (checked at once, then every 2 s);
-/// says on `first_checked` when the first look is done.
-pub(crate) async fn watch_cancellation(output: String, marker: String, s3: StorageSettings, cancel: Arc<AtomicBool>, job_cancelled: Arc<AtomicBool>, first_checked: tokio::sync::oneshot::Sender<()>) {
+/// What stops a task in hand, shared between its thread and the tasks that watch it.
+#[derive(Clone, Default)]
+pub(crate) struct Stops {
+    /// Stop now: the pipeline's own cancellation flag.
+    pub cancel: Arc<AtomicBool>,
+    /// The job was cancelled (its marker is under the output): the task is dropped.
+    pub job_cancelled: Arc<AtomicBool>,
+    /// A later attempt of the task claimed its output (see [`crate::fence`]).
+    pub superseded: Arc<AtomicBool>,
+}
+
+impl Stops {
+    fn job_was_cancelled(&self) {
+        self.job_cancelled.store(true, Ordering::SeqCst);
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Stops the task when the job's cancel marker appears while it runs (looked for every
+/// 2 s; the task looks once itself before it writes anything, see [`run_task`]).
+pub(crate) async fn watch_cancellation(output: String, marker: String, s3: StorageSettings, stops: Stops) {
     let rt = Handle::current();
     let sink = match tokio::task::spawn_blocking(move || storage::open_sink(&output, &s3, &rt)).await {
         Ok(Ok(sink)) => Arc::new(sink),
         _ => return, // the task itself will report the bad output
     };
-    let mut first_checked = Some(first_checked);
     loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
         let (probe, key) = (sink.clone(), marker.clone());
-        let marked = tokio::task::spawn_blocking(move || probe.get(&key).is_ok()).await.unwrap_or(false);
-        if marked {
-            job_cancelled.store(true, Ordering::SeqCst);
-            cancel.store(true, Ordering::SeqCst);
-        }
-        if let Some(checked) = first_checked.take() {
-            let _ = checked.send(());
-        }
-        if marked {
+        if tokio::task::spawn_blocking(move || probe.get(&key).is_ok()).await.unwrap_or(false) {
+            stops.job_was_cancelled();
             return;
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 
-fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &AtomicBool, superseded: Arc<AtomicBool>, rt: Handle) -> Result<(), TranscodeError> {
+fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, stops: &Stops, rt: Handle) -> Result<(), TranscodeError> {
     let bad_location = |e: storage::LocationError| TranscodeError::Unsupported { path: task.source.clone(), detail: e.to_string() };
     let source = storage::open_source(&task.source, &config.s3, &rt).map_err(bad_location)?;
     let sink = storage::open_sink(&task.output, &config.s3, &rt).map_err(|e| match e {
         storage::OpenError::Location(e) => TranscodeError::Unsupported { path: task.output.clone(), detail: e.to_string() },
         storage::OpenError::Io(source) => TranscodeError::Output { key: task.output.clone(), source },
     })?;
-    let claim = farm_contract::task::claim_key(&task.task_id);
-    let sink = match Fence::claim(sink, &task.task_id, superseded).map_err(|source| TranscodeError::Output { key: claim, source })? {
+    // A task of a job cancelled before it came is dropped before it writes anything, its
+    // claim included. Looked for here, under the stall watchdog, as storage may not answer.
+    let marker = cancel_marker(&task.job_id);
+    match sink.get(&marker) {
+        Ok(_) => {
+            stops.job_was_cancelled();
+            return Err(TranscodeError::Cancelled);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(TranscodeError::Output { key: marker, source }),
+    }
+    let claim = claim_key(&task.task_id);
+    let sink = match Fence::claim(sink, &task.task_id, stops.superseded.clone()).map_err(|source| TranscodeError::Output { key: claim, source })? {
         Claim::Taken(fence) => fence,
         Claim::Done { by } => {
             tracing::info!(task_id = %task.task_id, %by, "task already done by an earlier attempt: not run again");
@@ -161,12 +181,12 @@ fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, cancel: &
     match task.part {
         TaskPart::Video { start: 0.0, .. } => hold::mark_first_chunk(&sink),
         TaskPart::Video { .. } if !config.hold.is_zero() => {
-            hold::PlayableGate { sink: &sink, cancel, limit: config.hold }.wait();
+            hold::PlayableGate { sink: &sink, cancel: &stops.cancel, limit: config.hold }.wait();
         }
         _ => {}
     }
     let progress = EventProgress { events: events.clone(), last: Mutex::new(None), heartbeat: config.heartbeat.clone() };
-    let outcome = job::run(&job_task, &sink, &progress, cancel)?;
+    let outcome = job::run(&job_task, &sink, &progress, &stops.cancel)?;
     if let Err(e) = sink.finish() {
         tracing::warn!(task_id = %task.task_id, error = %e, "could not mark the task done: a later delivery of it would run it again");
     }
