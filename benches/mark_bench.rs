@@ -16,8 +16,9 @@
 //!     cargo run --release -p farm-benches --bin mark-bench -- [--seconds 20] [--seed 1]
 //!         [--amplitudes 0.8,0.4] [--dither frame|segment]
 //! `--amplitudes` sweeps the mark's peak (the farm's is `AMPLITUDE`); `--dither segment`
-//! holds the dither still over a segment position instead of shifting it every frame. A
-//! column `1 pixel`: VMAF of an encode with one pixel of one picture changed by one code
+//! holds the dither still over a segment position instead of shifting it every frame.
+//! `self`: VMAF of the unmarked encode against itself, the most any copy can score against
+//! it (below 100 where VMAF's model says so for the picture itself). `1 pixel`: VMAF of an encode with one pixel of one picture changed by one code
 //! value against the unmarked encode, the least any mark can change (the two unmarked
 //! encodes are checked to be the same bytes first). `pictures`: the marked pictures
 //! against the unmarked ones, both uncompressed (the mark alone); `src both` and `src
@@ -179,8 +180,8 @@ fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     println!("mark benchmark: {seconds} s clips at 1280x720, a position per 2 s segment, dither shifted every {dither}, leak = crop 10 %, 640x360, 30 fps, gamma/contrast/brightness, x264 500 kb/s");
     println!(
-        "{:<11} {:>4} {:>5} {:>5} {:>5} {:>12} {:>9} {:>6} {:>6} {:>7} {:>7} {:>8} {:>8} {:>8}",
-        "clip", "peak", "pos", "right", "wrong", "median |llr|", "min |llr|", "read", "VMAF", "control", "1 pixel", "pictures", "src both", "src mark"
+        "{:<11} {:>4} {:>5} {:>5} {:>5} {:>12} {:>9} {:>6} {:>6} {:>7} {:>6} {:>7} {:>8} {:>8} {:>8}",
+        "clip", "peak", "pos", "right", "wrong", "median |llr|", "min |llr|", "read", "VMAF", "control", "self", "1 pixel", "pictures", "src both", "src mark"
     );
     for (name, picture) in CLIPS {
         let duration = seconds.to_string();
@@ -199,6 +200,7 @@ fn main() -> Result<()> {
         ensure!(std::fs::read(&plain_mp4)? == std::fs::read(file("again"))?, "x264 gave two encodes of the same frames");
         lossless(&raw, &source_mkv)?;
         let (plain_source, _) = vmaf(&vmaf_ffmpeg, &plain_mp4, &source_mkv, size, &vmaf_json)?;
+        let (self_score, _) = vmaf(&vmaf_ffmpeg, &plain_mp4, &plain_mp4, size, &vmaf_json)?;
         encode(&one_pixel(&raw), &file("one-pixel"))?;
         let (pixel_score, _) = vmaf(&vmaf_ffmpeg, &file("one-pixel"), &plain_mp4, size, &vmaf_json)?;
         for &peak in &amplitudes {
@@ -219,7 +221,7 @@ fn main() -> Result<()> {
             strengths.sort_by(f64::total_cmp);
             let amp = readings.iter().map(|r| if r.1 == Variant::A { r.3 } else { -r.3 }).sum::<f64>() / readings.len() as f64;
             println!(
-                "{name:<11} {peak:>4.2} {positions:>5} {right:>5} {:>5} {:>12.1} {:>9.2} {amp:>6.3} {score:>6.2} {control_score:>7.2} {pixel_score:>7.2} {pictures_score:>8.2} {plain_source:>8.2} {marked_source:>8.2}",
+                "{name:<11} {peak:>4.2} {positions:>5} {right:>5} {:>5} {:>12.1} {:>9.2} {amp:>6.3} {score:>6.2} {control_score:>7.2} {self_score:>6.2} {pixel_score:>7.2} {pictures_score:>8.2} {plain_source:>8.2} {marked_source:>8.2}",
                 readings.len() - right,
                 strengths[strengths.len() / 2],
                 strengths[0],
