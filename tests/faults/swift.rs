@@ -1,14 +1,17 @@
 //! Issue 18, against the real Swift: an outage of Swift's proxy in the middle of a task
 //! from Swift to Swift, longer than the test server's tokens live, is ridden out inside
 //! the task (requests and the token's renewal retried), as an S3 outage is, and the job's
-//! output is whole.
+//! output is whole; and a write that begins in an outage waits for Swift.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use farm_storage::metrics::STORAGE_RETRIES;
+use farm_storage::swift::{swift_store, Credentials};
 use farm_tests::farm::{plain, sqlite_url, Extra, Farm};
 use farm_tests::fixtures::{clip_30s, SMALL_LADDER};
 use farm_tests::hls::check_ladder;
-use farm_tests::s3::{swift_s3, unique_prefix, BUCKET};
+use farm_tests::s3::{swift_s3, unique_prefix, BUCKET, SWIFT_AUTH, SWIFT_KEY, SWIFT_USER};
+use object_store::{path::Path, ObjectStoreExt, PutPayload};
 use farm_tests::services;
 
 use super::{serial, transport_retries, wait_line, FRAMES};
@@ -35,10 +38,10 @@ fn a_swift_outage_is_ridden_out_with_retries() {
     // The worker holds a token before the outage: its renewal, due within 4.5 s of any
     // moment, falls in the 8 s outage.
     wait_line(&farm.workers[0], &["Swift token obtained"], Duration::from_secs(60));
-    services::stop_swift();
+    let outage = services::stop_swift();
     // The outage lasts a while: several requests of the task meet it.
     std::thread::sleep(Duration::from_secs(8));
-    services::start_swift();
+    drop(outage);
 
     let done = farm.wait_final(job["id"].as_str().unwrap(), Duration::from_secs(300));
     assert_eq!(done["state"], "succeeded", "{done}\n{}", farm.workers[0].log());
@@ -60,4 +63,43 @@ fn a_swift_outage_is_ridden_out_with_retries() {
     let (retried, metrics) = transport_retries(port);
     assert!(retried >= 1.0, "the Swift client's retries are not counted:\n{metrics}");
     farm_tests::amqp::broker().delete_farm_queues(&farm.prefix);
+}
+
+/// A write that begins while Swift's proxy is down waits for it, as one under way does: the
+/// look for a large object to clear, made before every write outside OpenDAL, is tried
+/// again too. Found by CI: a task's first write, its claim, began as the proxy went down,
+/// failed at once, and the task was handed back.
+#[test]
+fn a_write_begun_in_a_swift_outage_waits_for_swift() {
+    let _serial = serial();
+    let prefix = unique_prefix("fault-swift-write");
+    let credentials = Credentials::TempAuth { url: SWIFT_AUTH.into(), user: SWIFT_USER.into(), key: SWIFT_KEY.into() };
+    let store = swift_store(BUCKET, Some(&credentials), Duration::from_secs(120)).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (first, second) = (Path::from(format!("{prefix}/first")), Path::from(format!("{prefix}/second")));
+    // Logged in: the token (5 s) is not due for renewal when the second write starts.
+    runtime.block_on(store.put(&first, PutPayload::from_static(b"before"))).unwrap();
+    let retries = || STORAGE_RETRIES.with_label_values(&["transport"]).get();
+    let before = retries();
+    let outage = services::stop_swift();
+    let write = runtime.spawn({
+        let (store, second) = (store.clone(), second.clone());
+        async move { store.put(&second, PutPayload::from_static(b"in the outage")).await }
+    });
+    // Swift comes back once the write has met the outage and is being tried again.
+    let start = Instant::now();
+    while retries() == before {
+        if write.is_finished() {
+            panic!("the write ended in the outage instead of waiting for Swift: {:?}", runtime.block_on(write).unwrap());
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the write was not tried again in 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(outage);
+    runtime.block_on(write).unwrap().expect("the write, once Swift was back");
+    let got = runtime.block_on(async { store.get(&second).await?.bytes().await }).unwrap();
+    assert_eq!(&got[..], b"in the outage");
+    for key in [&first, &second] {
+        runtime.block_on(store.delete(key)).unwrap();
+    }
 }

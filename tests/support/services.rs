@@ -75,15 +75,24 @@ pub fn start_s3() {
 
 /// Stops Swift's proxy (SIGKILL: the whole service is gone for its clients) and waits
 /// until its port is closed. The account, container and object servers keep running.
-pub fn stop_swift() {
+/// The proxy is started again when the outage is dropped, by the test or by its panic (the
+/// tests after it need Swift).
+#[must_use = "Swift comes back when the outage is dropped"]
+pub fn stop_swift() -> SwiftOutage {
     // The tempauth proxy only (its configuration `proxy-server.conf`): the Keystone proxy on
-    // 8090 (`proxy-keystone.conf`) stays up, as `start_swift` would not start it again.
+    // 8090 (`proxy-keystone.conf`) stays up, as starting Swift again would not start it.
     let status = Command::new("pkill").args(["-KILL", "-f", "swift-proxy-server .*/proxy-server.conf"]).status().unwrap();
     assert!(status.success(), "no Swift proxy was running");
     wait_closed(8089, "Swift's proxy");
+    SwiftOutage
 }
 
-/// Starts Swift's proxy again (the services script starts what is not running).
-pub fn start_swift() {
-    services("swift");
+/// Swift's proxy stopped by [`stop_swift`]; started again when dropped.
+pub struct SwiftOutage;
+
+impl Drop for SwiftOutage {
+    fn drop(&mut self) {
+        // The services script starts what is not running.
+        services("swift");
+    }
 }

@@ -38,6 +38,9 @@ struct Shared {
     container: String,
     login: Arc<Login>,
     retry: opendal::layers::RetryLayer<CountRetries>,
+    /// The same backoff, for the requests made outside OpenDAL (a large object's HEAD and
+    /// DELETE).
+    backoff: backon::ExponentialBuilder,
     /// How long a login is tried again through an outage.
     retry_for: std::time::Duration,
     /// The OpenDAL store made with the current token, and that token.
@@ -49,13 +52,10 @@ impl SwiftStore {
         // Storage trouble (5xx, resets, timeouts) is retried as on S3: backoff with jitter,
         // 0.2 s growing to 20 s, as many tries as fit in `retry_for`.
         let tries = (retry_for.as_secs_f64() / 10.0).ceil().clamp(1.0, 15.0) as usize;
-        let retry = opendal::layers::RetryLayer::new()
-            .with_jitter()
-            .with_min_delay(std::time::Duration::from_millis(200))
-            .with_max_delay(std::time::Duration::from_secs(20))
-            .with_max_times(tries)
-            .with_notify(CountRetries);
-        Self { shared: Arc::new(Shared { container: container.into(), login, retry, retry_for, built: Mutex::default() }) }
+        let (min, max) = (Duration::from_millis(200), Duration::from_secs(20));
+        let retry = opendal::layers::RetryLayer::new().with_jitter().with_min_delay(min).with_max_delay(max).with_max_times(tries).with_notify(CountRetries);
+        let backoff = backon::ExponentialBuilder::default().with_jitter().with_min_delay(min).with_max_delay(max).with_max_times(tries);
+        Self { shared: Arc::new(Shared { container: container.into(), login, retry, backoff, retry_for, built: Mutex::default() }) }
     }
 }
 
@@ -120,11 +120,11 @@ impl Shared {
     /// Removes `key`'s segments when it is a static large object (before it is replaced or
     /// deleted: a plain overwrite or delete leaves them behind); true when it did.
     async fn clear_large(&self, key: &str) -> Result<bool> {
-        let generic = |e: reqwest::Error| object_store::Error::Generic { store: "Swift", source: Box::new(e) };
         let url = |session: &Session| format!("{}/{}/{}", session.storage_url, self.container, key);
         let (session, head) = self
             .with_session(key, |session, _| async move {
-                let head = self.login.http().head(url(&session)).header("X-Auth-Token", &session.token).send().await.map_err(generic)?;
+                let send = || async { answered(self.login.http().head(url(&session)).header("X-Auth-Token", &session.token).send().await?) };
+                let head = self.retried(&format!("HEAD {key}"), send).await?;
                 if head.status() == reqwest::StatusCode::UNAUTHORIZED || head.status() == reqwest::StatusCode::FORBIDDEN {
                     let source = format!("HEAD {key}: HTTP {}", head.status()).into();
                     return Err(object_store::Error::Unauthenticated { path: key.into(), source });
@@ -132,25 +132,75 @@ impl Shared {
                 Ok(head)
             })
             .await?;
-        let url = url(&session);
         let large = head.headers().get("x-static-large-object").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("true"));
         if !large {
             return Ok(false);
         }
-        let answer = self
-            .login
-            .http()
-            .delete(format!("{url}?multipart-manifest=delete"))
-            .header("X-Auth-Token", &session.token)
-            .header("Accept", "application/json")
-            .send()
-            .await
-            .map_err(generic)?;
-        let body: serde_json::Value = answer.json().await.map_err(generic)?;
+        let url = format!("{}?multipart-manifest=delete", url(&session));
+        let delete = || async {
+            let request = self.login.http().delete(&url).header("X-Auth-Token", &session.token).header("Accept", "application/json");
+            Ok(answered(request.send().await?)?.json::<serde_json::Value>().await?)
+        };
+        let body = self.retried(&format!("deleting the large object {key}"), delete).await?;
         match body["Response Status"].as_str() {
+            // 404: gone already (an earlier try's answer was lost).
             Some(s) if s.starts_with("200") || s.starts_with("404") => Ok(true),
             _ => Err(object_store::Error::Generic { store: "Swift", source: format!("deleting the large object {key} and its segments: {body}").into() }),
         }
+    }
+
+    /// Runs a request made outside OpenDAL, tried again as OpenDAL's are (the same backoff,
+    /// counted in the same metric) when it was not answered or answered 5xx.
+    async fn retried<T, F, Fut>(&self, what: &str, send: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, Failure>>,
+    {
+        use backon::Retryable;
+        send.retry(self.backoff)
+            .sleep(tokio::time::sleep)
+            .when(Failure::is_transient)
+            .notify(|e, wait| {
+                crate::metrics::STORAGE_RETRIES.with_label_values(&[e.kind()]).inc();
+                tracing::debug!(error = %e, retry_in = ?wait, what, "Swift request retried");
+            })
+            .await
+            .map_err(|e| object_store::Error::Generic { store: "Swift", source: format!("{what}: {e}").into() })
+    }
+}
+
+/// Why a request made outside OpenDAL failed.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Transport(#[from] reqwest::Error),
+    #[error("HTTP {0}")]
+    Server(reqwest::StatusCode),
+}
+
+impl Failure {
+    /// Worth another try: not answered (a malformed request or answer is not), or 5xx.
+    fn is_transient(&self) -> bool {
+        match self {
+            Failure::Transport(e) => !(e.is_builder() || e.is_decode()),
+            Failure::Server(_) => true,
+        }
+    }
+
+    /// The kind of `farm_worker_storage_request_retries_total` it counts as.
+    fn kind(&self) -> &'static str {
+        match self {
+            Failure::Transport(_) => "transport",
+            Failure::Server(_) => "server",
+        }
+    }
+}
+
+/// `answer`, or a [`Failure::Server`] when it is a 5xx.
+fn answered(answer: reqwest::Response) -> std::result::Result<reqwest::Response, Failure> {
+    match answer.status() {
+        status if status.is_server_error() => Err(Failure::Server(status)),
+        _ => Ok(answer),
     }
 }
 
