@@ -18,12 +18,18 @@
 //! `--amplitudes` sweeps the mark's peak (the farm's is `AMPLITUDE`); `--dither segment`
 //! holds the dither still over a segment position instead of shifting it every frame.
 //! `self`: VMAF of the unmarked encode against itself, the most any copy can score against
-//! it (below 100 where VMAF's model says so for the picture itself). `1 pixel`: VMAF of an encode with one pixel of one picture changed by one code
-//! value against the unmarked encode, the least any mark can change (the two unmarked
-//! encodes are checked to be the same bytes first). `pictures`: the marked pictures
-//! against the unmarked ones, both uncompressed (the mark alone); `src both` and `src
-//! mark`: the unmarked and the marked encode against the uncompressed source.
+//! it (below 100 where VMAF's model says so for the picture itself). `1 pixel`: VMAF of an
+//! encode with one pixel of one picture changed by one code value against the unmarked
+//! encode, the least any mark can change (the two unmarked encodes are checked to be the
+//! same bytes first). `pictures`: the marked pictures against the unmarked ones, both
+//! uncompressed (the mark alone); `src both` and `src mark`: the unmarked and the marked
+//! encode against the uncompressed source.
+//!
+//! `--spread [--clips graphics,detail,dark-grain] [--modes abr,cqp,crf] [--fraction 0.8]
+//! [--mbs 0.02]` measures instead how far x264 carries a mark-like change, per rate
+//! control ([`mark_spread`]).
 
+mod mark_spread;
 #[allow(dead_code)] // the VMAF, run and x264 argument helpers only
 mod quality_measure;
 
@@ -62,17 +68,23 @@ fn frames(input: &[&str], filter: &str, pix_fmt: &str) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
+/// The 720p review rung's rate control: 3 Mb/s with VBV.
+const ABR: &[&str] = &["-b:v", "3000k", "-maxrate", "3300k", "-bufsize", "6000k"];
+
 /// Raw yuv420p frames at 1280x720, 25 fps, encoded with x264 as the worker encodes a 720p
 /// review rung: its x264 options (2 s GOPs), 3 Mb/s, and slice threads, which make the
 /// encode repeatable. With x264's default frame threads its rate control depends on timing:
 /// three encodes of the same frames decoded to three different pictures, and VMAF measured
 /// that, not the mark.
 fn encode(raw: &[u8], out: &Path) -> Result<()> {
+    encode_as(raw, ABR, out)
+}
+
+/// [`encode`] with the rate control `rate` (ffmpeg arguments) instead of the rung's.
+fn encode_as(raw: &[u8], rate: &[&str], out: &Path) -> Result<()> {
     let ladder = Ladder::default();
     let grid = Grid::new(FrameRate { num: 25, den: 1 }, ladder.cuts(), 2000);
-    let mut codec: Vec<String> = ["-c:v", "libx264", "-thread_type", "slice", "-threads", "2", "-b:v", "3000k", "-maxrate", "3300k", "-bufsize", "6000k", "-g", "50"]
-        .map(String::from)
-        .into();
+    let mut codec: Vec<String> = ["-c:v", "libx264", "-thread_type", "slice", "-threads", "2", "-g", "50"].iter().chain(rate).map(|s| s.to_string()).collect();
     codec.extend(worker_x264_args(&ladder.x264, &grid));
     write_frames(raw, &codec, out)
 }
@@ -174,6 +186,9 @@ fn main() -> Result<()> {
     let seconds: usize = arg("--seconds").map_or(Ok(20), |s| s.parse())?;
     let mut state: u64 = arg("--seed").map_or(Ok(1), |s| s.parse())?;
     let amplitudes: Vec<f32> = arg("--amplitudes").map_or(Ok(vec![AMPLITUDE]), |s| s.split(',').map(str::parse).collect())?;
+    if std::env::args().any(|a| a == "--spread") {
+        return mark_spread::main(seconds, &mut state);
+    }
     let dither = arg("--dither").unwrap_or_else(|| "frame".into());
     ensure!(dither == "frame" || dither == "segment", "--dither is frame or segment");
     let vmaf_ffmpeg = python_tools()?;
