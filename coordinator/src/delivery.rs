@@ -266,10 +266,9 @@ fn serve_file(output: &str, sinks: &farm_storage::Sinks, rt: &tokio::runtime::Ha
 /// header without segments: the merge stops at the first B position).
 fn b_playlist(sink: &dyn farm_storage::Sink, name: &str) -> anyhow::Result<String> {
     let (folder, file) = name.rsplit_once('/').expect("a media playlist is in its rendition's folder");
-    match sink.get(&format!("{folder}/{}/{file}", farm_contract::manifest::VARIANT_B)) {
-        Ok(bytes) => Ok(String::from_utf8(bytes)?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok("#EXTM3U\n".into()),
-        Err(e) => Err(e.into()),
+    match sink.get_if_any(&format!("{folder}/{}/{file}", farm_contract::manifest::VARIANT_B))? {
+        Some(bytes) => Ok(String::from_utf8(bytes)?),
+        None => Ok("#EXTM3U\n".into()),
     }
 }
 

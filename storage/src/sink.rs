@@ -29,6 +29,14 @@ pub trait Sink: Send + Sync {
     /// half-written object.
     fn put(&self, key: &str, data: &[u8]) -> std::io::Result<()>;
     fn get(&self, key: &str) -> std::io::Result<Vec<u8>>;
+    /// `key`'s object, or `None` when there is none; other failures stay errors.
+    fn get_if_any(&self, key: &str) -> std::io::Result<Option<Vec<u8>>> {
+        match self.get(key) {
+            Ok(data) => Ok(Some(data)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
     /// Keys that start with `prefix`, sorted.
     fn list(&self, prefix: &str) -> std::io::Result<Vec<String>>;
     /// Removes `key`; a key that is not there is not an error.

@@ -46,11 +46,8 @@ impl Fence {
     /// attempt's claim); `superseded` is set once a later attempt's claim refuses a write.
     pub fn claim(inner: Box<dyn Sink>, task_id: &str, superseded: Arc<AtomicBool>) -> io::Result<Claim> {
         let key = claim_key(task_id);
-        match inner.get(&key) {
-            Ok(found) if found.starts_with(DONE) => return Ok(Claim::Done { by: String::from_utf8_lossy(&found[DONE.len()..]).into_owned() }),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        if let Some(by) = inner.get_if_any(&key)?.as_deref().and_then(|found| found.strip_prefix(DONE)) {
+            return Ok(Claim::Done { by: String::from_utf8_lossy(by).into_owned() });
         }
         let mut random = [0u8; 16];
         getrandom::getrandom(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
@@ -71,11 +68,10 @@ impl Fence {
 
     fn check(&self) -> io::Result<()> {
         if !self.superseded.load(Ordering::SeqCst) {
-            let holder = match self.inner.get(&self.key) {
-                Ok(found) if found == self.token => return Ok(()),
-                Ok(found) => String::from_utf8_lossy(&found).into_owned(),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => "nobody (the claim is gone)".into(),
-                Err(e) => return Err(e),
+            let holder = match self.inner.get_if_any(&self.key)? {
+                Some(found) if found == self.token => return Ok(()),
+                Some(found) => String::from_utf8_lossy(&found).into_owned(),
+                None => "nobody (the claim is gone)".into(),
             };
             self.superseded.store(true, Ordering::SeqCst);
             tracing::warn!(claim = %self.inner.locate(&self.key), %holder, "a later attempt holds this task: its writes are refused");

@@ -123,7 +123,7 @@ pub(crate) async fn watch_cancellation(output: String, marker: String, s3: Stora
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let (probe, key) = (sink.clone(), marker.clone());
-        match tokio::task::spawn_blocking(move || job_is_cancelled(&**probe, &key)).await {
+        match tokio::task::spawn_blocking(move || probe.get_if_any(&key).map(|marker| marker.is_some())).await {
             Ok(Ok(true)) => {
                 stops.job_was_cancelled();
                 return;
@@ -132,15 +132,6 @@ pub(crate) async fn watch_cancellation(output: String, marker: String, s3: Stora
             // Storage trouble is the task's to meet: the watcher looks again.
             Ok(Err(e)) => tracing::debug!(error = %e, "could not look for the job's cancel marker; looking again"),
         }
-    }
-}
-
-/// Whether the job's cancel `marker` is under the output `sink`.
-fn job_is_cancelled(sink: &dyn storage::Sink, marker: &str) -> std::io::Result<bool> {
-    match sink.get(marker) {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
     }
 }
 
@@ -154,7 +145,7 @@ fn run_task(task: &TaskMessage, config: &ServeConfig, events: &Events, stops: &S
     // A task of a job cancelled before it came is dropped before it writes anything, its
     // claim included. Looked for here, under the stall watchdog, as storage may not answer.
     let marker = cancel_marker(&task.job_id);
-    if job_is_cancelled(&*sink, &marker).map_err(|source| TranscodeError::Output { key: marker, source })? {
+    if sink.get_if_any(&marker).map_err(|source| TranscodeError::Output { key: marker, source })?.is_some() {
         stops.job_was_cancelled();
         return Err(TranscodeError::Cancelled);
     }
