@@ -28,8 +28,13 @@
 //! `--spread [--clips graphics,detail,dark-grain] [--modes abr,cqp,crf] [--fraction 0.8]
 //! [--mbs 0.02]` measures instead how far x264 carries a mark-like change, per rate
 //! control ([`mark_spread`]).
+//!
+//! `--tail 4,8 [--tail-rate abr|cqp]` measures a design in which only each segment's last
+//! frames carry the mark, encoded apart and spliced after the unmarked encode's own bytes
+//! ([`mark_tail`]).
 
 mod mark_spread;
+mod mark_tail;
 #[allow(dead_code)] // the VMAF, run and x264 argument helpers only
 mod quality_measure;
 
@@ -82,11 +87,16 @@ fn encode(raw: &[u8], out: &Path) -> Result<()> {
 
 /// [`encode`] with the rate control `rate` (ffmpeg arguments) instead of the rung's.
 fn encode_as(raw: &[u8], rate: &[&str], out: &Path) -> Result<()> {
+    write_frames(raw, &codec_args(rate), out)
+}
+
+/// The `ffmpeg` arguments of [`encode_as`]'s encoder.
+fn codec_args(rate: &[&str]) -> Vec<String> {
     let ladder = Ladder::default();
     let grid = Grid::new(FrameRate { num: 25, den: 1 }, ladder.cuts(), 2000);
     let mut codec: Vec<String> = ["-c:v", "libx264", "-thread_type", "slice", "-threads", "2", "-g", "50"].iter().chain(rate).map(|s| s.to_string()).collect();
     codec.extend(worker_x264_args(&ladder.x264, &grid));
-    write_frames(raw, &codec, out)
+    codec
 }
 
 /// Raw yuv420p frames at 1280x720, 25 fps, kept losslessly (FFV1): pictures to score
@@ -115,8 +125,10 @@ fn leak(input: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// What the detector read at each position: (position, the variant, the llr, mean amplitude).
-fn read(leak: &Path, source: &[&str], word: &[Variant]) -> Result<Vec<(usize, Variant, f64, f64)>> {
+/// What the detector read at each position, on the leak's frames that show a source frame
+/// whose place in its segment is in `offsets`: (position, the variant, the llr, mean
+/// amplitude).
+fn read(leak: &Path, source: &[&str], word: &[Variant], offsets: std::ops::Range<usize>) -> Result<Vec<(usize, Variant, f64, f64)>> {
     let (lw, lh) = LEAK;
     let leaked = frames(&["-i", leak.to_str().context("path")?], "null", "gray")?;
     // the unmarked source through the same crop, scale and frame rate (no colour change)
@@ -128,7 +140,7 @@ fn read(leak: &Path, source: &[&str], word: &[Variant]) -> Result<Vec<(usize, Va
         // the source frame the leak's frame k shows (30 fps from 25), away from cuts
         let source_frame = k * 25 / 30;
         let (position, offset) = (source_frame / SEGMENT_FRAMES, source_frame % SEGMENT_FRAMES);
-        if position >= word.len() || offset < 2 || offset + 2 >= SEGMENT_FRAMES {
+        if position >= word.len() || !offsets.contains(&offset) {
             continue;
         }
         let plane = |raw: &[u8]| raw[k * lw * lh..(k + 1) * lw * lh].iter().map(|&p| f32::from(p)).collect::<Vec<f32>>();
@@ -189,6 +201,10 @@ fn main() -> Result<()> {
     if std::env::args().any(|a| a == "--spread") {
         return mark_spread::main(seconds, &mut state);
     }
+    if let Some(tails) = arg("--tail") {
+        let tails: Vec<usize> = tails.split(',').map(str::parse).collect::<Result<_, _>>()?;
+        return mark_tail::main(seconds, &mut state, &tails);
+    }
     let dither = arg("--dither").unwrap_or_else(|| "frame".into());
     ensure!(dither == "frame" || dither == "segment", "--dither is frame or segment");
     let vmaf_ffmpeg = python_tools()?;
@@ -230,7 +246,8 @@ fn main() -> Result<()> {
             leak(&marked_mp4, &leak_mp4)?;
             let (score, _) = vmaf(&vmaf_ffmpeg, &marked_mp4, &plain_mp4, size, &vmaf_json)?;
             let (control_score, _) = vmaf(&vmaf_ffmpeg, &control_mp4, &plain_mp4, size, &vmaf_json)?;
-            let readings = read(&leak_mp4, &input, &word)?;
+            // away from the cuts
+            let readings = read(&leak_mp4, &input, &word, 2..SEGMENT_FRAMES - 2)?;
             let right = readings.iter().filter(|(_, v, l, _)| (*v == Variant::B) == (*l > 0.0) && *l != 0.0).count();
             let mut strengths: Vec<f64> = readings.iter().map(|r| r.2.abs()).collect();
             strengths.sort_by(f64::total_cmp);

@@ -1,0 +1,199 @@
+//! `mark-bench --tail 4,8`: a design measured before it is built. Only the last frames of
+//! every segment position carry the mark, encoded apart from the rest: the segment is the
+//! unmarked encode's own bytes up to an anchor frame (an I or P frame: the frames up to it
+//! decode without any frame after it), followed by the marked tail, at least `K` frames,
+//! encoded on its own (an IDR frame, then the rest) by the same encoder, opened afresh
+//! (every encode here is the worker's own, `encode::open_h264`, as the 720p rung). A and B
+//! then differ from the unmarked encode only in the tails: the rest is its bytes. x264
+//! places its anchors itself (after up to three B frames here), so a tail is `K` to `K + 3`
+//! frames; `--anchor` forces a P frame where the tail should begin, in the unmarked encode
+//! itself, and the `anchor` column scores that encode against the one without (as it
+//! differs, it is the copy's reference then).
+//!
+//! The copy a viewer would see is built from pictures, which is what splicing the bytes
+//! gives: the unmarked encode's decoded frames, the tail frames replaced by the decoded tail
+//! encodes. Printed per clip and `K`: the share of frames in tails; the bytes the tails add
+//! over the unmarked frames they replace (share of the unmarked encode's); VMAF (v0.6.1)
+//! of the copy against the unmarked encode, mean and 5th-percentile frame; both against the
+//! source; and the leak (as in the main table) read on the tail frames only.
+
+use std::io::Write;
+use std::ops::Range;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{ensure, Context, Result};
+use farm_contract::ladder::{FittedRendition, Ladder, SegmentFormat, VideoCodec};
+use farm_contract::timeline::{FrameRate, Grid};
+use farm_media::forensic_mark::{Variant, AMPLITUDE};
+use farm_media::transcode::encode::open_h264;
+use ffmpeg_next as ffmpeg;
+use ffmpeg::{format, frame, picture, Packet};
+
+use super::quality_measure::{python_tools, vmaf};
+use super::{frames, leak, lossless, marked, next, read, CLIPS, H, SEGMENT_FRAMES, W};
+
+const FRAME: usize = W * H * 3 / 2;
+
+/// Picture types of `video`'s frames in display order (`I`, `P`, `B`), from ffprobe.
+fn picture_types(video: &Path) -> Result<Vec<u8>> {
+    let out = run_stdout(Command::new("ffprobe").args(["-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pict_type", "-of", "csv=p=0"]).arg(video))?;
+    Ok(out.lines().filter_map(|l| l.trim().bytes().next()).collect())
+}
+
+/// Raw yuv420p frames at 1280x720 encoded by the worker's own encoder
+/// (`farm_media::transcode::encode::open_h264`) as the 720p review rung (3 Mb/s with VBV,
+/// two slice threads, SPS and PPS with every IDR frame as in MPEG-TS segments), with a P
+/// frame forced at each of `anchors`, written to `out` as a raw H.264 stream. Returns each
+/// frame's bytes, in display order.
+fn encode_worker(raw: &[u8], anchors: &[usize], out: &Path) -> Result<Vec<u64>> {
+    let ladder = Ladder::default();
+    let grid = Grid::new(FrameRate { num: 25, den: 1 }, ladder.cuts(), 2000);
+    let rung = FittedRendition { name: "720p".into(), width: W as u32, height: H as u32, bitrate_kbps: 3000, maxrate_kbps: 3300, bufsize_kbits: 6000, crf: None, ladder_kbps: None, codec: VideoCodec::H264 };
+    let like = frame::Video::new(format::Pixel::YUV420P, W as u32, H as u32);
+    let mut encoder = open_h264(&rung, &ladder.x264, &grid, &like, 2, true, SegmentFormat::Ts)?;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
+    let mut sizes: Vec<(i64, u64)> = Vec::new();
+    let mut drain = |encoder: &mut ffmpeg::encoder::Video| -> Result<()> {
+        let mut packet = Packet::empty();
+        while encoder.receive_packet(&mut packet).is_ok() {
+            file.write_all(packet.data().context("an empty packet")?)?;
+            sizes.push((packet.pts().context("a packet without pts")?, packet.size() as u64));
+        }
+        Ok(())
+    };
+    for (i, pixels) in raw.chunks_exact(FRAME).enumerate() {
+        let mut picture = like.clone();
+        let planes = [(0, W, H, 0), (1, W / 2, H / 2, W * H), (2, W / 2, H / 2, W * H * 5 / 4)];
+        for (plane, width, height, at) in planes {
+            let stride = picture.stride(plane);
+            for (y, row) in picture.data_mut(plane).chunks_mut(stride).take(height).enumerate() {
+                row[..width].copy_from_slice(&pixels[at + y * width..at + (y + 1) * width]);
+            }
+        }
+        picture.set_pts(Some(i as i64));
+        picture.set_kind(match () {
+            _ if grid.is_keyframe(i as u64) => picture::Type::I,
+            _ if anchors.contains(&i) => picture::Type::P,
+            _ => picture::Type::None,
+        });
+        encoder.send_frame(&picture)?;
+        drain(&mut encoder)?;
+    }
+    encoder.send_eof()?;
+    drain(&mut encoder)?;
+    file.flush()?;
+    sizes.sort_unstable();
+    ensure!(sizes.len() == raw.len() / FRAME, "{} packets for {} frames", sizes.len(), raw.len() / FRAME);
+    Ok(sizes.into_iter().map(|s| s.1).collect())
+}
+
+fn run_stdout(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    ensure!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The frames of the segment `range` that make its tail: those after its last anchor frame
+/// that leaves at least `min` frames behind it; `None` when there is none.
+pub fn tail(types: &[u8], range: Range<usize>, min: usize) -> Option<Range<usize>> {
+    let last = range.end.checked_sub(min + 1)?;
+    let anchor = (range.start..=last).rev().find(|&f| types[f] != b'B')?;
+    Some(anchor + 1..range.end)
+}
+
+/// Runs the measurement for the tail lengths `tails` over `seconds` of each clip; with
+/// `--anchor`, the unmarked encode has a P frame forced `K + 1` frames before every
+/// segment's end, so that every tail is `K` frames long.
+pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
+    let anchor = std::env::args().any(|a| a == "--anchor");
+    ffmpeg::init()?;
+    ffmpeg::log::set_level(ffmpeg::log::Level::Error);
+    let vmaf_ffmpeg = python_tools()?;
+    let dir = tempfile::tempdir()?;
+    let (size, log) = ((W as u32, H as u32), dir.path().join("vmaf.json"));
+    println!("mark tail: {seconds} s clips at 1280x720, a position per 2 s segment, the mark on each segment's last frames (at least K, from an anchor frame), tails encoded apart{}", if anchor { ", an anchor forced K + 1 frames before each segment's end" } else { "" });
+    println!(
+        "{:<11} {:>3} {:>6} {:>7} {:>6} {:>6} {:>8} {:>8} {:>6} {:>5} {:>5} {:>9} {:>6}",
+        "clip", "K", "frames", "bytes", "VMAF", "p5", "src both", "src copy", "anchor", "right", "wrong", "min |llr|", "read"
+    );
+    for (name, picture) in CLIPS {
+        let duration = seconds.to_string();
+        let input = ["-f", "lavfi", "-i", picture, "-t", duration.as_str()];
+        let raw = frames(&input, "null", "yuv420p")?;
+        let n = raw.len() / FRAME;
+        let positions = n.div_ceil(SEGMENT_FRAMES);
+        let word: Vec<Variant> = (0..positions).map(|_| if next(state) >> 63 == 1 { Variant::B } else { Variant::A }).collect();
+        let file = |what: &str| dir.path().join(format!("{name}-{what}"));
+        let (normal, source) = (file("normal.h264"), file("source.mkv"));
+        let normal_bytes = encode_worker(&raw, &[], &normal)?;
+        lossless(&raw, &source)?;
+        let pictures = marked(&raw, &word, AMPLITUDE, false);
+        for &k in tails {
+            // The unmarked encode: as the worker's, or with an anchor forced K frames
+            // before every segment's end (`--anchor`).
+            let (plain, bytes) = match anchor {
+                true => {
+                    let anchors: Vec<usize> = (1..=n / SEGMENT_FRAMES).map(|s| s * SEGMENT_FRAMES - k - 1).collect();
+                    (file("plain.h264"), encode_worker(&raw, &anchors, &file("plain.h264"))?)
+                }
+                false => (normal.clone(), normal_bytes.clone()),
+            };
+            let (anchor_cost, _) = vmaf(&vmaf_ffmpeg, &plain, &normal, size, &log)?;
+            let (plain_source, _) = vmaf(&vmaf_ffmpeg, &plain, &source, size, &log)?;
+            let decoded = frames(&["-i", plain.to_str().context("path")?], "null", "yuv420p")?;
+            let types = picture_types(&plain)?;
+            ensure!(decoded.len() == raw.len() && types.len() == n, "the unmarked encode has {} frames of {n}", types.len());
+            let (mut copy, mut in_tails, mut added) = (decoded.clone(), 0usize, 0i64);
+            for p in 0..positions {
+                let range = p * SEGMENT_FRAMES..((p + 1) * SEGMENT_FRAMES).min(n);
+                let Some(t) = tail(&types, range, k) else { continue };
+                let encoded = file("tail.h264");
+                let tail_bytes = encode_worker(&pictures[t.start * FRAME..t.end * FRAME], &[], &encoded)?;
+                let back = frames(&["-i", encoded.to_str().context("path")?], "null", "yuv420p")?;
+                ensure!(back.len() == t.len() * FRAME, "the tail came back with {} bytes", back.len());
+                copy[t.start * FRAME..t.end * FRAME].copy_from_slice(&back);
+                added += tail_bytes.iter().sum::<u64>() as i64 - bytes[t.clone()].iter().sum::<u64>() as i64;
+                in_tails += t.len();
+            }
+            let copy_mkv = file("copy.mkv");
+            lossless(&copy, &copy_mkv)?;
+            let (score, p5) = vmaf(&vmaf_ffmpeg, &copy_mkv, &plain, size, &log)?;
+            let (copy_source, _) = vmaf(&vmaf_ffmpeg, &copy_mkv, &source, size, &log)?;
+            let leaked = file("leak.mp4");
+            leak(&copy_mkv, &leaked)?;
+            let readings = read(&leaked, &input, &word, SEGMENT_FRAMES - k..SEGMENT_FRAMES)?;
+            let right = readings.iter().filter(|(_, v, l, _)| (*v == Variant::B) == (*l > 0.0) && *l != 0.0).count();
+            let min_llr = readings.iter().map(|r| r.2.abs()).fold(f64::INFINITY, f64::min);
+            let amp = readings.iter().map(|r| if r.1 == Variant::A { r.3 } else { -r.3 }).sum::<f64>() / readings.len() as f64;
+            let total: u64 = bytes.iter().sum();
+            println!(
+                "{name:<11} {k:>3} {:>5.1}% {:>+6.1}% {score:>6.2} {p5:>6.2} {plain_source:>8.2} {copy_source:>8.2} {anchor_cost:>6.2} {right:>5} {:>5} {min_llr:>9.2} {amp:>6.3}",
+                100.0 * in_tails as f64 / n as f64,
+                100.0 * added as f64 / total as f64,
+                readings.len() - right,
+            );
+        }
+    }
+    let tails: Vec<String> = tails.iter().map(usize::to_string).collect();
+    println!("reproduce: cargo run --release -p farm-benches --bin mark-bench -- --seconds {seconds} --tail {}{}", tails.join(","), if anchor { " --anchor" } else { "" });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tail;
+
+    #[test]
+    fn a_tail_starts_after_the_last_anchor_that_leaves_enough_frames() {
+        //            0123456789
+        let types = b"IBBBPBBBPP";
+        assert_eq!(tail(types, 0..10, 1), Some(9..10), "a P frame right before the last");
+        assert_eq!(tail(types, 0..10, 2), Some(5..10), "back over the B frames");
+        assert_eq!(tail(types, 0..10, 5), Some(5..10));
+        assert_eq!(tail(types, 0..10, 6), Some(1..10), "back to the I frame");
+        assert_eq!(tail(types, 0..10, 10), None, "no anchor leaves ten frames");
+        assert_eq!(tail(types, 4..10, 5), Some(5..10), "within the segment given");
+        assert_eq!(tail(types, 5..10, 5), None, "the segment's own frames only");
+    }
+}
