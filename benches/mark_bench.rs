@@ -29,9 +29,9 @@
 //! [--mbs 0.02]` measures instead how far x264 carries a mark-like change, per rate
 //! control ([`mark_spread`]).
 //!
-//! `--tail 4,8 [--tail-rate abr|cqp]` measures a design in which only each segment's last
-//! frames carry the mark, encoded apart and spliced after the unmarked encode's own bytes
-//! ([`mark_tail`]).
+//! `--tail 2,3,4 [--anchor] [--clips graphics,detail,dark-grain]` measures a design in
+//! which only each segment's last frames carry the mark, encoded apart and spliced after
+//! the unmarked encode's own bytes ([`mark_tail`]).
 
 mod mark_spread;
 mod mark_tail;
@@ -137,8 +137,7 @@ fn read(leak: &Path, source: &[&str], word: &[Variant], offsets: std::ops::Range
     let mut by_position: Vec<Vec<f64>> = vec![Vec::new(); word.len()];
     let fields: Vec<_> = (0..word.len()).map(|p| Pattern::new(&SEED, p as u64).field_in(CROP, lw, lh)).collect();
     for k in 0..n {
-        // the source frame the leak's frame k shows (30 fps from 25), away from cuts
-        let source_frame = k * 25 / 30;
+        let source_frame = shown(k);
         let (position, offset) = (source_frame / SEGMENT_FRAMES, source_frame % SEGMENT_FRAMES);
         if position >= word.len() || !offsets.contains(&offset) {
             continue;
@@ -147,6 +146,14 @@ fn read(leak: &Path, source: &[&str], word: &[Variant], offsets: std::ops::Range
         by_position[position].push(amplitude(&plane(&leaked), &plane(&reference), &fields[position]));
     }
     Ok(by_position.iter().enumerate().map(|(p, a)| (p, word[p], llr(a), a.iter().sum::<f64>() / a.len().max(1) as f64)).collect())
+}
+
+/// The 25 fps source frame that frame `k` of the leak shows: FFmpeg's `fps=30` (rounding
+/// to the nearest output tick) gives output frame `k` the last input frame `i` with
+/// `round(1.2 i) <= k`, that is `i < (k + 0.5) / 1.2` (never equal: `1.2 i` is never a
+/// half). `k * 25 / 30` was a frame behind for a third of the leak's frames.
+fn shown(k: usize) -> usize {
+    (2 * k + 1) * 25 / 60
 }
 
 /// The benchmark's random numbers: the next step of a 64-bit LCG (Knuth's MMIX constants).
@@ -263,4 +270,16 @@ fn main() -> Result<()> {
     let sweep: Vec<String> = amplitudes.iter().map(f32::to_string).collect();
     println!("reproduce: cargo run --release -p farm-benches --bin mark-bench -- --seconds {seconds} --amplitudes {} --dither {dither}", sweep.join(","));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn a_leak_frame_shows_the_source_frame_that_fps_30_repeats_there() {
+        // output frames 0..12 of fps=30 from 25 fps input, as FFmpeg picks them
+        let picked: Vec<usize> = (0..12).map(shown).collect();
+        assert_eq!(picked, [0, 1, 2, 2, 3, 4, 5, 6, 7, 7, 8, 9]);
+    }
 }

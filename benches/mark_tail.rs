@@ -1,4 +1,4 @@
-//! `mark-bench --tail 4,8`: a design measured before it is built. Only the last frames of
+//! `mark-bench --tail 2,3,4`: a design measured before it is built. Only the last frames of
 //! every segment position carry the mark, encoded apart from the rest: the segment is the
 //! unmarked encode's own bytes up to an anchor frame (an I or P frame: the frames up to it
 //! decode without any frame after it), followed by the marked tail, at least `K` frames,
@@ -31,7 +31,7 @@ use ffmpeg_next as ffmpeg;
 use ffmpeg::{format, frame, picture, Packet};
 
 use super::quality_measure::{python_tools, vmaf};
-use super::{frames, leak, lossless, marked, next, read, CLIPS, H, SEGMENT_FRAMES, W};
+use super::{arg, frames, leak, lossless, marked, next, read, CLIPS, H, SEGMENT_FRAMES, W};
 
 const FRAME: usize = W * H * 3 / 2;
 
@@ -102,7 +102,8 @@ pub fn tail(types: &[u8], range: Range<usize>, min: usize) -> Option<Range<usize
     Some(anchor + 1..range.end)
 }
 
-/// Runs the measurement for the tail lengths `tails` over `seconds` of each clip; with
+/// Runs the measurement for the tail lengths `tails` over `seconds` of each clip (those
+/// named by `--clips`, all by default); with
 /// `--anchor`, the unmarked encode has a P frame forced `K + 1` frames before every
 /// segment's end, so that every tail is `K` frames long.
 pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
@@ -117,7 +118,8 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
         "{:<11} {:>3} {:>6} {:>7} {:>6} {:>6} {:>8} {:>8} {:>6} {:>5} {:>5} {:>9} {:>6}",
         "clip", "K", "frames", "bytes", "VMAF", "p5", "src both", "src copy", "anchor", "right", "wrong", "min |llr|", "read"
     );
-    for (name, picture) in CLIPS {
+    let chosen = arg("--clips").map(|list| list.split(',').map(String::from).collect::<Vec<_>>());
+    for (name, picture) in CLIPS.into_iter().filter(|c| chosen.as_ref().is_none_or(|list| list.iter().any(|n| n == c.0))) {
         let duration = seconds.to_string();
         let input = ["-f", "lavfi", "-i", picture, "-t", duration.as_str()];
         let raw = frames(&input, "null", "yuv420p")?;
@@ -176,7 +178,8 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
         }
     }
     let tails: Vec<String> = tails.iter().map(usize::to_string).collect();
-    println!("reproduce: cargo run --release -p farm-benches --bin mark-bench -- --seconds {seconds} --tail {}{}", tails.join(","), if anchor { " --anchor" } else { "" });
+    let clips = chosen.map_or(String::new(), |list| format!(" --clips {}", list.join(",")));
+    println!("reproduce: cargo run --release -p farm-benches --bin mark-bench -- --seconds {seconds} --tail {}{}{clips}", tails.join(","), if anchor { " --anchor" } else { "" });
     Ok(())
 }
 
