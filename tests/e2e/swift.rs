@@ -12,10 +12,11 @@ use farm_tests::hls::check_ladder;
 use farm_tests::s3::{s3, swift_env, swift_s3, unique_prefix, BUCKET};
 use farm_tests::worker::worker_with_env;
 
-/// Swift's tempauth tokens live in one memcached shared by every test here, and two tests
-/// flush it. In one full run the large upload's manifest was refused with 401 after its own
-/// flush had been renewed: most likely the other test's flush landed in the same write, a
-/// second expiry that one renewal does not cover. The tests of this file take turns.
+/// Swift's tempauth tokens live in one memcached shared by every test here, and several
+/// tests flush it: the tests of this file take turns. (A large upload's manifest refused
+/// with 401 in a full run was first put down to another test's flush; it happened again with
+/// the tests taking turns: the upload kept the token it began with, which expired under it.
+/// `a_large_upload_that_outlives_its_token_is_made_again_with_a_new_one` shows it.)
 static SWIFT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn swift_turn() -> std::sync::MutexGuard<'static, ()> {
@@ -137,6 +138,33 @@ fn wrong_swift_credentials_are_refused() {
     // Without any credentials, the message says which variables to set.
     let run = worker_with_env(&["transcode", &url, out.path().to_str().unwrap()], &[]).unwrap();
     assert!(!run.output.status.success() && run.stderr().contains("ST_AUTH"), "{}", run.stderr());
+}
+
+#[test]
+fn a_large_upload_that_outlives_its_token_is_made_again_with_a_new_one() {
+    use object_store::{ObjectStoreExt, PutPayload};
+    let _turn = swift_turn();
+    let prefix = unique_prefix("swift-outlived");
+    let credentials = farm_storage::swift::Credentials::TempAuth {
+        url: farm_tests::s3::SWIFT_AUTH.into(),
+        user: farm_tests::s3::SWIFT_USER.into(),
+        key: farm_tests::s3::SWIFT_KEY.into(),
+    };
+    let path = object_store::path::Path::from(format!("{prefix}/big.bin"));
+    let data: Vec<u8> = (0..6u32 << 20).map(|i| (i % 251) as u8).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = farm_storage::swift::swift_store(BUCKET, Some(&credentials), Duration::from_secs(30)).unwrap();
+        let mut upload = store.put_multipart(&path).await.unwrap();
+        upload.put_part(PutPayload::from(data[..5 << 20].to_vec())).await.unwrap();
+        upload.put_part(PutPayload::from(data[5 << 20..].to_vec())).await.unwrap();
+        // The token the upload began with is gone before its manifest is written, as when
+        // it expires during a long upload.
+        expire_all_swift_tokens();
+        upload.complete().await.expect("the upload, made again with a new token");
+        let stored = store.get(&path).await.unwrap().bytes().await.unwrap();
+        assert!(stored.as_ref() == &data[..], "{} bytes stored of {}", stored.len(), data.len());
+    });
 }
 
 #[test]

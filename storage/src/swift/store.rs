@@ -253,6 +253,49 @@ impl fmt::Debug for SwiftStore {
     }
 }
 
+/// A large object's upload, made whole when it is completed, inside the request that is
+/// renewed and tried again on a refused token. An OpenDAL upload keeps the token it began
+/// with for every part and for the manifest, and tempauth hands out the same token until it
+/// expires: an upload that outlived it had its manifest refused (found by CI, a 20 MiB
+/// object under a 6 s token). The parts are held until then (the sink's callers hold the
+/// whole object in memory anyway).
+struct WholeUpload {
+    shared: Arc<Shared>,
+    location: Path,
+    opts: PutMultipartOptions,
+    parts: Vec<PutPayload>,
+}
+
+impl fmt::Debug for WholeUpload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WholeUpload({}/{}, {} parts)", self.shared.container, self.location, self.parts.len())
+    }
+}
+
+#[async_trait::async_trait]
+impl MultipartUpload for WholeUpload {
+    fn put_part(&mut self, data: PutPayload) -> object_store::UploadPart {
+        self.parts.push(data);
+        Box::pin(futures::future::ready(Ok(())))
+    }
+
+    async fn complete(&mut self) -> Result<PutResult> {
+        let (location, parts, opts) = (&self.location, &self.parts, &self.opts);
+        self.shared.run(location.as_ref(), |s| async move {
+            let mut upload = s.put_multipart_opts(location, opts.clone()).await?;
+            for part in parts {
+                upload.put_part(part.clone()).await?;
+            }
+            upload.complete().await
+        }).await
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        self.parts.clear();
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl ObjectStore for SwiftStore {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
@@ -265,10 +308,7 @@ impl ObjectStore for SwiftStore {
 
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
         self.shared.clear_large(location.as_ref()).await?;
-        self.shared.run(location.as_ref(), |s| {
-            let opts = opts.clone();
-            async move { s.put_multipart_opts(location, opts).await }
-        }).await
+        Ok(Box::new(WholeUpload { shared: self.shared.clone(), location: location.clone(), opts, parts: Vec::new() }))
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
