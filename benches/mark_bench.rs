@@ -148,6 +148,15 @@ fn read(leak: &Path, source: &[&str], word: &[Variant], offsets: std::ops::Range
     Ok(by_position.iter().enumerate().map(|(p, a)| (p, word[p], llr(a), a.iter().sum::<f64>() / a.len().max(1) as f64)).collect())
 }
 
+/// Of `read`'s readings: the positions read right (a log-likelihood ratio of the sign of
+/// the variant sent, B positive), and the mean amplitude read, signed so that the sent
+/// variant's mark counts positive.
+fn tally(readings: &[(usize, Variant, f64, f64)]) -> (usize, f64) {
+    let right = readings.iter().filter(|(_, v, l, _)| (*v == Variant::B) == (*l > 0.0) && *l != 0.0).count();
+    let amp = readings.iter().map(|r| if r.1 == Variant::A { r.3 } else { -r.3 }).sum::<f64>() / readings.len() as f64;
+    (right, amp)
+}
+
 /// The 25 fps source frame that frame `k` of the leak shows: FFmpeg's `fps=30` (rounding
 /// to the nearest output tick) gives output frame `k` the last input frame `i` with
 /// `round(1.2 i) <= k`, that is `i < (k + 0.5) / 1.2` (never equal: `1.2 i` is never a
@@ -255,10 +264,9 @@ fn main() -> Result<()> {
             let (control_score, _) = vmaf(&vmaf_ffmpeg, &control_mp4, &plain_mp4, size, &vmaf_json)?;
             // away from the cuts
             let readings = read(&leak_mp4, &input, &word, 2..SEGMENT_FRAMES - 2)?;
-            let right = readings.iter().filter(|(_, v, l, _)| (*v == Variant::B) == (*l > 0.0) && *l != 0.0).count();
+            let (right, amp) = tally(&readings);
             let mut strengths: Vec<f64> = readings.iter().map(|r| r.2.abs()).collect();
             strengths.sort_by(f64::total_cmp);
-            let amp = readings.iter().map(|r| if r.1 == Variant::A { r.3 } else { -r.3 }).sum::<f64>() / readings.len() as f64;
             println!(
                 "{name:<11} {peak:>4.2} {positions:>5} {right:>5} {:>5} {:>12.1} {:>9.2} {amp:>6.3} {score:>6.2} {control_score:>7.2} {self_score:>6.2} {pixel_score:>7.2} {pictures_score:>8.2} {plain_source:>8.2} {marked_source:>8.2}",
                 readings.len() - right,

@@ -30,14 +30,14 @@ use farm_media::transcode::encode::open_h264;
 use ffmpeg_next as ffmpeg;
 use ffmpeg::{format, frame, picture, Packet};
 
-use super::quality_measure::{python_tools, vmaf};
-use super::{arg, frames, leak, lossless, marked, next, read, CLIPS, H, SEGMENT_FRAMES, W};
+use super::quality_measure::{outputs, python_tools, vmaf};
+use super::{arg, frames, leak, lossless, marked, next, read, tally, CLIPS, H, SEGMENT_FRAMES, W};
 
 const FRAME: usize = W * H * 3 / 2;
 
 /// Picture types of `video`'s frames in display order (`I`, `P`, `B`), from ffprobe.
 fn picture_types(video: &Path) -> Result<Vec<u8>> {
-    let out = run_stdout(Command::new("ffprobe").args(["-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pict_type", "-of", "csv=p=0"]).arg(video))?;
+    let (out, _) = outputs(Command::new("ffprobe").args(["-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pict_type", "-of", "csv=p=0"]).arg(video))?;
     Ok(out.lines().filter_map(|l| l.trim().bytes().next()).collect())
 }
 
@@ -86,12 +86,6 @@ fn encode_worker(raw: &[u8], anchors: &[usize], out: &Path) -> Result<Vec<u64>> 
     sizes.sort_unstable();
     ensure!(sizes.len() == raw.len() / FRAME, "{} packets for {} frames", sizes.len(), raw.len() / FRAME);
     Ok(sizes.into_iter().map(|s| s.1).collect())
-}
-
-fn run_stdout(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    ensure!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(String::from_utf8(out.stdout)?)
 }
 
 /// The frames of the segment `range` that make its tail: those after its last anchor frame
@@ -165,9 +159,8 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
             let leaked = file("leak.mp4");
             leak(&copy_mkv, &leaked)?;
             let readings = read(&leaked, &input, &word, SEGMENT_FRAMES - k..SEGMENT_FRAMES)?;
-            let right = readings.iter().filter(|(_, v, l, _)| (*v == Variant::B) == (*l > 0.0) && *l != 0.0).count();
+            let (right, amp) = tally(&readings);
             let min_llr = readings.iter().map(|r| r.2.abs()).fold(f64::INFINITY, f64::min);
-            let amp = readings.iter().map(|r| if r.1 == Variant::A { r.3 } else { -r.3 }).sum::<f64>() / readings.len() as f64;
             let total: u64 = bytes.iter().sum();
             println!(
                 "{name:<11} {k:>3} {:>5.1}% {:>+6.1}% {score:>6.2} {p5:>6.2} {plain_source:>8.2} {copy_source:>8.2} {anchor_cost:>6.2} {right:>5} {:>5} {min_llr:>9.2} {amp:>6.3}",

@@ -7,9 +7,14 @@ use std::process::Command;
 use anyhow::{ensure, Context, Result};
 
 pub fn run(cmd: &mut Command) -> Result<String> {
+    outputs(cmd).map(|(_, stderr)| stderr)
+}
+
+/// Runs `cmd` to success: its stdout and its stderr, as text.
+pub fn outputs(cmd: &mut Command) -> Result<(String, String)> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     ensure!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+    Ok((String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned()))
 }
 
 /// Installs the PyPI packages the benchmark needs when missing: `imageio-ffmpeg` (an

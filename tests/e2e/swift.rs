@@ -53,10 +53,14 @@ impl SwiftMemcached {
 
 /// This process's sink on the test Swift's container under `prefix`, with tempauth's test
 /// user, and the runtime it runs on.
-fn tempauth_sink(prefix: &str) -> (Box<dyn farm_storage::Sink>, tokio::runtime::Runtime) {
+/// The test Swift's tempauth account.
+fn tempauth_credentials() -> farm_storage::swift::Credentials {
     use farm_tests::s3::{SWIFT_AUTH, SWIFT_KEY, SWIFT_USER};
-    let credentials = farm_storage::swift::Credentials::TempAuth { url: SWIFT_AUTH.into(), user: SWIFT_USER.into(), key: SWIFT_KEY.into() };
-    let settings = farm_storage::StorageSettings { swift: Some(credentials), ..Default::default() };
+    farm_storage::swift::Credentials::TempAuth { url: SWIFT_AUTH.into(), user: SWIFT_USER.into(), key: SWIFT_KEY.into() }
+}
+
+fn tempauth_sink(prefix: &str) -> (Box<dyn farm_storage::Sink>, tokio::runtime::Runtime) {
+    let settings = farm_storage::StorageSettings { swift: Some(tempauth_credentials()), ..Default::default() };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sink = farm_storage::open_sink(&format!("swift://{BUCKET}/{prefix}"), &settings, rt.handle()).unwrap();
     (sink, rt)
@@ -145,11 +149,7 @@ fn a_large_upload_that_outlives_its_token_is_made_again_with_a_new_one() {
     use object_store::{ObjectStoreExt, PutPayload};
     let _turn = swift_turn();
     let prefix = unique_prefix("swift-outlived");
-    let credentials = farm_storage::swift::Credentials::TempAuth {
-        url: farm_tests::s3::SWIFT_AUTH.into(),
-        user: farm_tests::s3::SWIFT_USER.into(),
-        key: farm_tests::s3::SWIFT_KEY.into(),
-    };
+    let credentials = tempauth_credentials();
     let path = object_store::path::Path::from(format!("{prefix}/big.bin"));
     let data: Vec<u8> = (0..6u32 << 20).map(|i| (i % 251) as u8).collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
