@@ -87,9 +87,12 @@ fn uploaded(seconds: u32) -> Result<String> {
     Ok(key)
 }
 
+/// What [`time_to_playable`] measures.
+type Timings = (f64, f64, f64);
+
 /// Seconds from POST to accepted, to playable (the master playlist in S3) and to every
 /// video rendition's second segment (a `forensic` job's: variant B's).
-fn time_to_playable(seconds: u32, forensic: bool, db: &std::path::Path) -> Result<(f64, f64, f64)> {
+fn time_to_playable(seconds: u32, forensic: bool, db: &std::path::Path) -> Result<Timings> {
     let source = uploaded(seconds)?;
     let prefix = unique_prefix(&format!("bench-playable-{seconds}{}", if forensic { "-ab" } else { "" }));
     let mut extra = farm_tests::farm::Extra::default();
@@ -212,7 +215,7 @@ fn main() -> Result<()> {
     let mut baselines = Vec::new();
     // (source seconds, forensic, runs), each forensic job beside the same job unmarked.
     let marks: &[bool] = if flag("--forensic") { &[false, true] } else { &[false] };
-    let mut playable: Vec<(u32, bool, Vec<(f64, f64, f64)>)> =
+    let mut playable: Vec<(u32, bool, Vec<Timings>)> =
         [short, long].into_iter().filter(|s| *s > 0).flat_map(|s| marks.iter().map(move |&m| (s, m, Vec::new()))).collect();
     // Runs interleave the measures, so a slow spell of the machine touches all of them.
     for run in 1..=runs {

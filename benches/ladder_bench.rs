@@ -127,8 +127,7 @@ fn main() -> Result<()> {
     let src = prores_1080p(seconds)?;
     // Like for like: the CLI's hls muxer cuts every segment the same length, so the worker
     // runs without its short leading segments here.
-    let mut ladder = Ladder::default();
-    ladder.lead_segments = 0;
+    let ladder = Ladder { lead_segments: 0, ..Ladder::default() };
     let grid = Grid::new(FrameRate { num: 25, den: 1 }, ladder.cuts(), ladder.gop_ms());
     let work = tempfile::tempdir_in(&dir)?;
 
@@ -143,7 +142,7 @@ fn main() -> Result<()> {
     let mut encode_cpu = 0.0;
     for r in ladder.fit(1920, 1080) {
         let raw = work.path().join(format!("{}.y4m", r.name));
-        measure(&mut ffmpeg(&["-i", src.to_str().unwrap(), "-vf", &format!("scale={}:{}:flags=bicubic,format=yuv420p", r.width, r.height), "-f", "yuv4mpegpipe"]).arg(&raw))?;
+        measure(ffmpeg(&["-i", src.to_str().unwrap(), "-vf", &format!("scale={}:{}:flags=bicubic,format=yuv420p", r.width, r.height), "-f", "yuv4mpegpipe"]).arg(&raw))?;
         let mut cmd = ffmpeg(&["-i", raw.to_str().unwrap(), "-c:v", "libx264", "-threads", "1"]);
         cmd.args(worker_x264_args(&ladder.x264, &grid));
         cmd.args(["-b:v", &format!("{}k", r.bitrate_kbps), "-maxrate", &format!("{}k", r.maxrate_kbps), "-bufsize", &format!("{}k", r.bufsize_kbits), "-g", &grid.gop_frames.to_string(), "-f", "null", "-"]);

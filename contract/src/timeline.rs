@@ -195,7 +195,7 @@ impl Grid {
     /// Whether frame `f` must be coded as an IDR frame.
     pub fn is_keyframe(&self, f: u64) -> bool {
         let start = self.segment_start(self.segment_of(f));
-        (f - start) % self.gop_frames == 0
+        (f - start).is_multiple_of(self.gop_frames)
     }
 
     /// Number of segments that `total_frames` frames make (the last may be short).

@@ -260,7 +260,10 @@ impl Default for Limits {
 
 impl Limits {
     fn check(&self) -> Result<(), String> {
-        if !(self.max_source_seconds > 0.0) || self.max_tasks_per_job == 0 || self.max_rungs == 0 {
+        // Written so that NaN is refused too.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
+        let seconds_not_positive = !(self.max_source_seconds > 0.0);
+        if seconds_not_positive || self.max_tasks_per_job == 0 || self.max_rungs == 0 {
             return Err("FARM_MAX_SOURCE_SECONDS, FARM_MAX_TASKS_PER_JOB and FARM_MAX_RUNGS must be positive".into());
         }
         if self.probe_concurrency == 0 || self.probe_seconds == 0 {

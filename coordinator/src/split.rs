@@ -136,9 +136,7 @@ mod tests {
 
     #[test]
     fn leading_segments_stay_inside_the_first_chunk() {
-        let mut ladder = Ladder::default();
-        ladder.lead_segments = 3;
-        ladder.lead_seconds = 2.0;
+        let mut ladder = Ladder { lead_segments: 3, lead_seconds: 2.0, ..Ladder::default() };
         let parts = plan(60.0, false, &ladder, 12.0);
         assert_eq!(starts(&parts), vec![(0.0, Some(12.0)), (12.0, Some(24.0)), (24.0, Some(36.0)), (36.0, Some(48.0)), (48.0, Some(54.0)), (54.0, None)]);
         // leads that end off the even grid: boundaries 0, 5, 10, 16, 22, ...; chunks end at the nearest

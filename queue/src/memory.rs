@@ -26,10 +26,13 @@ struct Queues {
     dead: Vec<(Vec<u8>, String)>,
 }
 
+/// A task event as published: its routing key and its body.
+pub type Event = (String, Vec<u8>);
+
 pub struct MemoryQueue {
     queues: Mutex<Queues>,
-    events_tx: UnboundedSender<(String, Vec<u8>)>,
-    events_rx: Mutex<Option<UnboundedReceiver<(String, Vec<u8>)>>>,
+    events_tx: UnboundedSender<Event>,
+    events_rx: Mutex<Option<UnboundedReceiver<Event>>>,
 }
 
 impl Default for MemoryQueue {
@@ -90,7 +93,7 @@ impl MemoryQueue {
     }
 
     /// The event stream; one reader (the coordinator) takes it.
-    pub fn take_events(&self) -> Option<UnboundedReceiver<(String, Vec<u8>)>> {
+    pub fn take_events(&self) -> Option<UnboundedReceiver<Event>> {
         self.events_rx.lock().expect("events lock").take()
     }
 }

@@ -226,7 +226,7 @@ impl ObjectReader {
     }
 
     /// Serves `pos` from the plan when a planned range holds it; `false` when none does.
-    fn from_plan(&mut self) -> std::io::Result<bool> {
+    fn serve_from_plan(&mut self) -> std::io::Result<bool> {
         if let Some(ranges) = self.handle.take_plan() {
             self.plan.abort();
             self.plan.ahead = coalesce(ranges, self.size);
@@ -265,7 +265,7 @@ impl Read for ObjectReader {
             return Ok(0);
         }
         let buf_end = self.buf_start + self.buf.len() as u64;
-        if !(self.buf_start..buf_end).contains(&self.pos) && !self.from_plan()? {
+        if !(self.buf_start..buf_end).contains(&self.pos) && !self.serve_from_plan()? {
             self.window = self.next_window();
             // A large read (a whole video frame) gets all it asks for in one GET.
             let len = self.window.max(out.len() as u64);

@@ -110,7 +110,7 @@ pub fn check_ladder(dir: &Path, frames: u64, fps: f64, has_audio: bool) -> Resul
     let master = read_master(dir)?;
     ensure!(master.independent_segments, "EXT-X-INDEPENDENT-SEGMENTS missing");
     let audio_media: Vec<_> = master.alternatives.iter().collect();
-    ensure!(has_audio == !audio_media.is_empty(), "audio group present: {}", !audio_media.is_empty());
+    ensure!(has_audio != audio_media.is_empty(), "audio group present: {}", !audio_media.is_empty());
 
     // Audio: each group measured once, added to the bandwidth of the variants that use it.
     let groups = check_audio_groups(dir, &master)?;
@@ -224,8 +224,8 @@ fn check_avc1(codecs: &str, v: &probe::Stream) -> Result<()> {
         other => bail!("unexpected profile {other:?}"),
     };
     ensure!(avc.len() == 11 && avc.starts_with("avc1."), "bad CODECS {codecs}");
-    ensure!(&avc[5..7] == profile_idc, "CODECS {codecs} profile does not match {:?}", v.profile);
-    ensure!(&avc[9..11] == format!("{:02x}", v.level.unwrap_or(0)), "CODECS {codecs} level does not match {:?}", v.level);
+    ensure!(avc[5..7] == *profile_idc, "CODECS {codecs} profile does not match {:?}", v.profile);
+    ensure!(avc[9..11] == format!("{:02x}", v.level.unwrap_or(0)), "CODECS {codecs} level does not match {:?}", v.level);
     Ok(())
 }
 

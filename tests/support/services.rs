@@ -59,6 +59,8 @@ pub fn start_s3() {
         .append(true)
         .open(crate::fixtures::target_dir().join("weed-restarted.log"))
         .unwrap();
+    // A server left running on its own (setsid), as services.sh starts it: not waited for.
+    #[allow(clippy::zombie_processes)]
     Command::new("setsid")
         .args(&args)
         .stdin(std::process::Stdio::null())

@@ -19,7 +19,7 @@ pub(crate) enum Link {
 
 /// A task taken from the queue, to be acknowledged, requeued or dead-lettered.
 pub(crate) enum Incoming {
-    Amqp(Delivery),
+    Amqp(Box<Delivery>),
     Memory(memqueue::Message),
 }
 
@@ -52,7 +52,7 @@ impl Incoming {
             Self::Amqp(d) => {
                 let count = d.properties.headers().as_ref().and_then(|h| {
                     h.inner().get("x-delivery-count").and_then(|v| match v {
-                        AMQPValue::LongLongInt(n) => Some(*n as i64),
+                        AMQPValue::LongLongInt(n) => Some(*n),
                         AMQPValue::LongInt(n) => Some(i64::from(*n)),
                         AMQPValue::LongUInt(n) => Some(i64::from(*n)),
                         AMQPValue::ShortInt(n) => Some(i64::from(*n)),
@@ -78,7 +78,7 @@ impl Link {
                 for priority in [Priority::High, Priority::Normal] {
                     let queue = topology.queue(priority);
                     if let Some(message) = channel.basic_get(queue.as_str().into(), BasicGetOptions::default()).await? {
-                        return Ok(Some(Incoming::Amqp(message.delivery)));
+                        return Ok(Some(Incoming::Amqp(Box::new(message.delivery))));
                     }
                 }
                 Ok(None)

@@ -79,14 +79,11 @@ fn audio_by_bandwidth_needs_rungs_on_both_sides_of_the_line() {
 
 #[test]
 fn bad_ladders_are_rejected_with_a_reason() {
-    let mut l = Ladder::default();
-    l.version = 7;
+    let l = Ladder { version: 7, ..Ladder::default() };
     assert_eq!(l.validate(), Err(LadderError::Version(7)));
-    let mut l = Ladder::default();
-    l.gop_seconds = 4.0;
+    let l = Ladder { gop_seconds: 4.0, ..Ladder::default() };
     assert!(matches!(l.validate(), Err(LadderError::Gop { .. })));
-    let mut l = Ladder::default();
-    l.lead_seconds = 0.5;
+    let mut l = Ladder { lead_seconds: 0.5, ..Ladder::default() };
     assert!(l.validate().unwrap_err().to_string().contains("lead_seconds"));
     l.lead_segments = 0;
     assert_eq!(l.validate(), Ok(()), "no leading segments: their length does not matter");

@@ -166,7 +166,7 @@ pub fn run(
             for (rendition, encoded) in plan.audio_renditions.iter().zip(&audio_samples) {
                 let (tx, rx) = sync_channel(AUDIO_QUEUE);
                 audio_routes.push(decode::AudioRoute { tx, inputs: rendition.inputs.clone() });
-                let inputs = rendition.inputs.iter().map(|&i| audio_inputs[i].clone()).collect();
+                let inputs = rendition.inputs.iter().map(|&i| audio_inputs[i]).collect();
                 let input_complete = &input_complete;
                 let job = audio::AudioJob { rendition, inputs, cuts: plan.grid.cuts, range: plan.audio_range, output, encoded, input_complete };
                 let handle = std::thread::Builder::new()
