@@ -15,7 +15,14 @@
 //! encodes. Printed per clip and `K`: the share of frames in tails; the bytes the tails add
 //! over the unmarked frames they replace (share of the unmarked encode's); VMAF (v0.6.1)
 //! of the copy against the unmarked encode, mean and 5th-percentile frame; both against the
-//! source; and the leak (as in the main table) read on the tail frames only.
+//! source; how the tails stand out in time (`tail |Δ|`: a tail's frames scored against the
+//! source, less the unmarked encode's same frames, its size averaged over the tails;
+//! `worst Δ`: the tail that differs most, signed: below 0 it is worse than the unmarked; for
+//! scale, `step T` the mean size of the step into a tail, the tail's frames against the `K`
+//! before them, in the copy, and `step S` the step into a segment's first `K` frames in the
+//! unmarked encode, which every viewer meets at its IDR frame anyway), since a tail unlike the frames around it, every segment, would
+//! show as a pulse of the picture where the mean hides it; and the leak (as in the main
+//! table) read on the tail frames only.
 
 use std::io::Write;
 use std::ops::Range;
@@ -30,7 +37,7 @@ use farm_media::transcode::encode::open_h264;
 use ffmpeg_next as ffmpeg;
 use ffmpeg::{format, frame, picture, Packet};
 
-use super::quality_measure::{outputs, python_tools, vmaf};
+use super::quality_measure::{outputs, python_tools, vmaf, vmaf_frames};
 use super::{arg, frames, leak, lossless, marked, next, read, tally, CLIPS, H, SEGMENT_FRAMES, W};
 
 const FRAME: usize = W * H * 3 / 2;
@@ -109,8 +116,8 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
     let (size, log) = ((W as u32, H as u32), dir.path().join("vmaf.json"));
     println!("mark tail: {seconds} s clips at 1280x720, a position per 2 s segment, the mark on each segment's last frames (at least K, from an anchor frame), tails encoded apart{}", if anchor { ", an anchor forced K + 1 frames before each segment's end" } else { "" });
     println!(
-        "{:<11} {:>3} {:>6} {:>7} {:>6} {:>6} {:>8} {:>8} {:>6} {:>5} {:>5} {:>9} {:>6}",
-        "clip", "K", "frames", "bytes", "VMAF", "p5", "src both", "src copy", "anchor", "right", "wrong", "min |llr|", "read"
+        "{:<11} {:>3} {:>6} {:>7} {:>6} {:>6} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>6} {:>5} {:>5} {:>9} {:>6}",
+        "clip", "K", "frames", "bytes", "VMAF", "p5", "src both", "src copy", "tail |Δ|", "worst Δ", "step T", "step S", "anchor", "right", "wrong", "min |llr|", "read"
     );
     let chosen = arg("--clips").map(|list| list.split(',').map(String::from).collect::<Vec<_>>());
     for (name, picture) in CLIPS.into_iter().filter(|c| chosen.as_ref().is_none_or(|list| list.iter().any(|n| n == c.0))) {
@@ -136,11 +143,11 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
                 false => (normal.clone(), normal_bytes.clone()),
             };
             let (anchor_cost, _) = vmaf(&vmaf_ffmpeg, &plain, &normal, size, &log)?;
-            let (plain_source, _) = vmaf(&vmaf_ffmpeg, &plain, &source, size, &log)?;
+            let plain_frames = vmaf_frames(&vmaf_ffmpeg, &plain, &source, size, &log)?;
             let decoded = frames(&["-i", plain.to_str().context("path")?], "null", "yuv420p")?;
             let types = picture_types(&plain)?;
             ensure!(decoded.len() == raw.len() && types.len() == n, "the unmarked encode has {} frames of {n}", types.len());
-            let (mut copy, mut in_tails, mut added) = (decoded.clone(), 0usize, 0i64);
+            let (mut copy, mut in_tails, mut added, mut spans) = (decoded.clone(), 0usize, 0i64, Vec::new());
             for p in 0..positions {
                 let range = p * SEGMENT_FRAMES..((p + 1) * SEGMENT_FRAMES).min(n);
                 let Some(t) = tail(&types, range, k) else { continue };
@@ -151,11 +158,23 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
                 copy[t.start * FRAME..t.end * FRAME].copy_from_slice(&back);
                 added += tail_bytes.iter().sum::<u64>() as i64 - bytes[t.clone()].iter().sum::<u64>() as i64;
                 in_tails += t.len();
+                spans.push(t);
             }
             let copy_mkv = file("copy.mkv");
             lossless(&copy, &copy_mkv)?;
             let (score, p5) = vmaf(&vmaf_ffmpeg, &copy_mkv, &plain, size, &log)?;
-            let (copy_source, _) = vmaf(&vmaf_ffmpeg, &copy_mkv, &source, size, &log)?;
+            let copy_frames = vmaf_frames(&vmaf_ffmpeg, &copy_mkv, &source, size, &log)?;
+            ensure!(copy_frames.len() == n && plain_frames.len() == n, "VMAF scored {} and {} frames of {n}", copy_frames.len(), plain_frames.len());
+            let (plain_source, copy_source) = (mean(&plain_frames), mean(&copy_frames));
+            // How the tails stand out from the picture around them: each tail's frames
+            // against the source, less the unmarked encode's same frames.
+            let steps: Vec<f64> = spans.iter().map(|t| mean(&copy_frames[t.clone()]) - mean(&plain_frames[t.clone()])).collect();
+            let worst = steps.iter().copied().max_by(|a, b| a.abs().total_cmp(&b.abs())).unwrap_or(0.0);
+            let size_of_steps = steps.iter().map(|s| s.abs()).collect::<Vec<_>>();
+            // For scale, the steps a viewer meets anyway: into each tail in the copy, and
+            // into each segment's first K frames (after its IDR frame) in the unmarked encode.
+            let into_tails: Vec<f64> = spans.iter().map(|t| step(&copy_frames, t.start, k)).collect();
+            let into_segments: Vec<f64> = (1..positions).map(|p| p * SEGMENT_FRAMES).filter(|&s| s + k <= n).map(|s| step(&plain_frames, s, k)).collect();
             let leaked = file("leak.mp4");
             leak(&copy_mkv, &leaked)?;
             let readings = read(&leaked, &input, &word, SEGMENT_FRAMES - k..SEGMENT_FRAMES)?;
@@ -163,9 +182,12 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
             let min_llr = readings.iter().map(|r| r.2.abs()).fold(f64::INFINITY, f64::min);
             let total: u64 = bytes.iter().sum();
             println!(
-                "{name:<11} {k:>3} {:>5.1}% {:>+6.1}% {score:>6.2} {p5:>6.2} {plain_source:>8.2} {copy_source:>8.2} {anchor_cost:>6.2} {right:>5} {:>5} {min_llr:>9.2} {amp:>6.3}",
+                "{name:<11} {k:>3} {:>5.1}% {:>+6.1}% {score:>6.2} {p5:>6.2} {plain_source:>8.2} {copy_source:>8.2} {:>8.2} {worst:>+7.2} {:>6.2} {:>6.2} {anchor_cost:>6.2} {right:>5} {:>5} {min_llr:>9.2} {amp:>6.3}",
                 100.0 * in_tails as f64 / n as f64,
                 100.0 * added as f64 / total as f64,
+                mean(&size_of_steps),
+                mean(&into_tails),
+                mean(&into_segments),
                 readings.len() - right,
             );
         }
@@ -176,9 +198,27 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
     Ok(())
 }
 
+/// The size of the step in `scores` at frame `at`: the `k` frames from it against the `k`
+/// frames before it.
+fn step(scores: &[f64], at: usize, k: usize) -> f64 {
+    (mean(&scores[at..(at + k).min(scores.len())]) - mean(&scores[at.saturating_sub(k)..at])).abs()
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
 #[cfg(test)]
 mod tests {
-    use super::tail;
+    use super::{step, tail};
+
+    #[test]
+    fn a_step_is_the_change_from_the_frames_before_to_the_frames_from_it() {
+        let scores = [90.0, 91.0, 89.0, 80.0, 82.0, 78.0, 99.0];
+        assert_eq!(step(&scores, 3, 3), 10.0);
+        assert_eq!(step(&scores, 6, 3), 19.0, "a step up counts as much as a step down");
+        assert!((step(&scores, 1, 3) - 10.0 / 3.0).abs() < 1e-9, "against the one frame before there is");
+    }
 
     #[test]
     fn a_tail_starts_after_the_last_anchor_that_leaves_enough_frames() {

@@ -56,18 +56,24 @@ const SAME: &str = "setparams=range=tv:colorspace=bt709:color_primaries=bt709:co
 
 /// VMAF of `rung` (scaled to the source's `size`) against `source`: mean and
 /// 5th-percentile frame.
-pub fn vmaf(ffmpeg: &Path, rung: &Path, source: &Path, (w, h): (u32, u32), log: &Path) -> Result<(f64, f64)> {
+pub fn vmaf(ffmpeg: &Path, rung: &Path, source: &Path, size: (u32, u32), log: &Path) -> Result<(f64, f64)> {
+    let mut scores = vmaf_frames(ffmpeg, rung, source, size, log)?;
+    scores.sort_by(f64::total_cmp);
+    let mean = scores.iter().sum::<f64>() / scores.len() as f64;
+    Ok((mean, scores[(scores.len() - 1) * 5 / 100]))
+}
+
+/// VMAF of every frame of `rung` against `source`, in order, as [`vmaf`] scores them.
+pub fn vmaf_frames(ffmpeg: &Path, rung: &Path, source: &Path, (w, h): (u32, u32), log: &Path) -> Result<Vec<f64>> {
     let graph = format!(
         "[0:v]setpts=PTS-STARTPTS,{SAME},scale={w}:{h}:flags=bicubic,format=yuv420p[d];[1:v]setpts=PTS-STARTPTS,{SAME},format=yuv420p[r];[d][r]libvmaf=model=version=vmaf_v0.6.1:n_threads=2:log_fmt=json:log_path={}",
         log.display()
     );
     run(Command::new(ffmpeg).args(["-nostdin", "-v", "error", "-i"]).arg(rung).arg("-i").arg(source).args(["-lavfi", &graph, "-f", "null", "-"]))?;
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(log)?)?;
-    let mut scores: Vec<f64> = report["frames"].as_array().context("frames")?.iter().filter_map(|f| f["metrics"]["vmaf"].as_f64()).collect();
+    let scores: Vec<f64> = report["frames"].as_array().context("frames")?.iter().filter_map(|f| f["metrics"]["vmaf"].as_f64()).collect();
     ensure!(!scores.is_empty(), "no VMAF frames in {}", log.display());
-    scores.sort_by(f64::total_cmp);
-    let mean = scores.iter().sum::<f64>() / scores.len() as f64;
-    Ok((mean, scores[(scores.len() - 1) * 5 / 100]))
+    Ok(scores)
 }
 
 /// BD-rate (%) of `test` against `anchor`, each a list of (kb/s, VMAF), with PyPI
