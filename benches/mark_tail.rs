@@ -8,7 +8,9 @@
 //! places its anchors itself (after up to three B frames here), so a tail is `K` to `K + 3`
 //! frames; `--anchor` forces a P frame where the tail should begin, in the unmarked encode
 //! itself, and the `anchor` column scores that encode against the one without (as it
-//! differs, it is the copy's reference then).
+//! differs, it is the copy's reference then). `--follow-qp` encodes each tail at the
+//! unmarked encode's mean quantiser over the frames it replaces (x264 reports it with every
+//! packet), the I frame's too, rather than at the rung's average rate.
 //!
 //! The copy a viewer would see is built from pictures, which is what splicing the bytes
 //! gives: the unmarked encode's decoded frames, the tail frames replaced by the decoded tail
@@ -35,10 +37,11 @@ use farm_contract::timeline::{FrameRate, Grid};
 use farm_media::forensic_mark::{Variant, AMPLITUDE};
 use farm_media::transcode::encode::open_h264;
 use ffmpeg_next as ffmpeg;
+use ffmpeg::codec::packet::side_data;
 use ffmpeg::{format, frame, picture, Packet};
 
 use super::quality_measure::{outputs, python_tools, vmaf, vmaf_frames};
-use super::{arg, frames, leak, lossless, marked, next, read, tally, CLIPS, H, SEGMENT_FRAMES, W};
+use super::{arg, codec_args, frames, leak, lossless, marked, next, read, tally, write_frames, CLIPS, H, SEGMENT_FRAMES, W};
 
 const FRAME: usize = W * H * 3 / 2;
 
@@ -52,20 +55,24 @@ fn picture_types(video: &Path) -> Result<Vec<u8>> {
 /// (`farm_media::transcode::encode::open_h264`) as the 720p review rung (3 Mb/s with VBV,
 /// two slice threads, SPS and PPS with every IDR frame as in MPEG-TS segments), with a P
 /// frame forced at each of `anchors`, written to `out` as a raw H.264 stream. Returns each
-/// frame's bytes, in display order.
-fn encode_worker(raw: &[u8], anchors: &[usize], out: &Path) -> Result<Vec<u64>> {
+/// frame's bytes and quantiser, in display order.
+fn encode_worker(raw: &[u8], anchors: &[usize], out: &Path) -> Result<Vec<Coded>> {
     let ladder = Ladder::default();
     let grid = Grid::new(FrameRate { num: 25, den: 1 }, ladder.cuts(), 2000);
     let rung = FittedRendition { name: "720p".into(), width: W as u32, height: H as u32, bitrate_kbps: 3000, maxrate_kbps: 3300, bufsize_kbits: 6000, crf: None, ladder_kbps: None, codec: VideoCodec::H264 };
     let like = frame::Video::new(format::Pixel::YUV420P, W as u32, H as u32);
     let mut encoder = open_h264(&rung, &ladder.x264, &grid, &like, 2, true, SegmentFormat::Ts)?;
     let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
-    let mut sizes: Vec<(i64, u64)> = Vec::new();
+    let mut sizes: Vec<(i64, Coded)> = Vec::new();
     let mut drain = |encoder: &mut ffmpeg::encoder::Video| -> Result<()> {
         let mut packet = Packet::empty();
         while encoder.receive_packet(&mut packet).is_ok() {
             file.write_all(packet.data().context("an empty packet")?)?;
-            sizes.push((packet.pts().context("a packet without pts")?, packet.size() as u64));
+            // libx264's encoder stats: the frame's quantiser times FF_QP2LAMBDA (118), first.
+            let stats = packet.side_data().find(|d| d.kind() == side_data::Type::QualityStats).context("no encoder stats")?;
+            let lambda = u32::from_le_bytes(stats.data()[..4].try_into()?);
+            let coded = Coded { bytes: packet.size() as u64, qp: lambda as f64 / 118.0 };
+            sizes.push((packet.pts().context("a packet without pts")?, coded));
         }
         Ok(())
     };
@@ -90,9 +97,28 @@ fn encode_worker(raw: &[u8], anchors: &[usize], out: &Path) -> Result<Vec<u64>> 
     encoder.send_eof()?;
     drain(&mut encoder)?;
     file.flush()?;
-    sizes.sort_unstable();
+    sizes.sort_unstable_by_key(|s| s.0);
     ensure!(sizes.len() == raw.len() / FRAME, "{} packets for {} frames", sizes.len(), raw.len() / FRAME);
     Ok(sizes.into_iter().map(|s| s.1).collect())
+}
+
+/// A frame as encoded: its bytes and x264's quantiser for it.
+#[derive(Clone, Copy)]
+struct Coded {
+    bytes: u64,
+    qp: f64,
+}
+
+/// `raw` frames encoded as `encode_worker` does but at one constant quantiser `qp` for every
+/// frame (the I frame's too: `ipratio` and `pbratio` 1), by the FFmpeg CLI with the worker's
+/// x264 options (its rate control aside). Returns the stream's bytes.
+fn encode_at_qp(raw: &[u8], qp: f64, out: &Path) -> Result<u64> {
+    let qp = format!("{:.0}", qp.round());
+    let mut codec = codec_args(&["-qp", &qp]);
+    let params = codec.iter().position(|a| a == "-x264-params").context("the worker's x264-params")? + 1;
+    codec[params].push_str(":ipratio=1:pbratio=1");
+    write_frames(raw, &codec, out)?;
+    Ok(std::fs::metadata(out)?.len())
 }
 
 /// The frames of the segment `range` that make its tail: those after its last anchor frame
@@ -106,15 +132,21 @@ pub fn tail(types: &[u8], range: Range<usize>, min: usize) -> Option<Range<usize
 /// Runs the measurement for the tail lengths `tails` over `seconds` of each clip (those
 /// named by `--clips`, all by default); with
 /// `--anchor`, the unmarked encode has a P frame forced `K + 1` frames before every
-/// segment's end, so that every tail is `K` frames long.
+/// segment's end, so that every tail is `K` frames long; with `--follow-qp`, each tail is
+/// encoded at one constant quantiser, the mean of x264's for the unmarked frames it
+/// replaces, instead of at the rung's rate.
 pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
     let anchor = std::env::args().any(|a| a == "--anchor");
+    let follow = std::env::args().any(|a| a == "--follow-qp");
     ffmpeg::init()?;
     ffmpeg::log::set_level(ffmpeg::log::Level::Error);
     let vmaf_ffmpeg = python_tools()?;
     let dir = tempfile::tempdir()?;
     let (size, log) = ((W as u32, H as u32), dir.path().join("vmaf.json"));
-    println!("mark tail: {seconds} s clips at 1280x720, a position per 2 s segment, the mark on each segment's last frames (at least K, from an anchor frame), tails encoded apart{}", if anchor { ", an anchor forced K + 1 frames before each segment's end" } else { "" });
+    println!("mark tail: {seconds} s clips at 1280x720, a position per 2 s segment, the mark on each segment's last frames (at least K, from an anchor frame), tails encoded apart{}{}",
+        if anchor { ", an anchor forced K + 1 frames before each segment's end" } else { "" },
+        if follow { ", each tail at the unmarked frames' mean quantiser" } else { "" }
+    );
     println!(
         "{:<11} {:>3} {:>6} {:>7} {:>6} {:>6} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>6} {:>5} {:>5} {:>9} {:>6}",
         "clip", "K", "frames", "bytes", "VMAF", "p5", "src both", "src copy", "tail |Δ|", "worst Δ", "step T", "step S", "anchor", "right", "wrong", "min |llr|", "read"
@@ -152,11 +184,15 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
                 let range = p * SEGMENT_FRAMES..((p + 1) * SEGMENT_FRAMES).min(n);
                 let Some(t) = tail(&types, range, k) else { continue };
                 let encoded = file("tail.h264");
-                let tail_bytes = encode_worker(&pictures[t.start * FRAME..t.end * FRAME], &[], &encoded)?;
+                let tail_pictures = &pictures[t.start * FRAME..t.end * FRAME];
+                let tail_bytes = match follow {
+                    true => encode_at_qp(tail_pictures, bytes[t.clone()].iter().map(|c| c.qp).sum::<f64>() / t.len() as f64, &encoded)?,
+                    false => encode_worker(tail_pictures, &[], &encoded)?.iter().map(|c| c.bytes).sum(),
+                };
                 let back = frames(&["-i", encoded.to_str().context("path")?], "null", "yuv420p")?;
                 ensure!(back.len() == t.len() * FRAME, "the tail came back with {} bytes", back.len());
                 copy[t.start * FRAME..t.end * FRAME].copy_from_slice(&back);
-                added += tail_bytes.iter().sum::<u64>() as i64 - bytes[t.clone()].iter().sum::<u64>() as i64;
+                added += tail_bytes as i64 - bytes[t.clone()].iter().map(|c| c.bytes).sum::<u64>() as i64;
                 in_tails += t.len();
                 spans.push(t);
             }
@@ -180,7 +216,7 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
             let readings = read(&leaked, &input, &word, SEGMENT_FRAMES - k..SEGMENT_FRAMES)?;
             let (right, amp) = tally(&readings);
             let min_llr = readings.iter().map(|r| r.2.abs()).fold(f64::INFINITY, f64::min);
-            let total: u64 = bytes.iter().sum();
+            let total: u64 = bytes.iter().map(|c| c.bytes).sum();
             println!(
                 "{name:<11} {k:>3} {:>5.1}% {:>+6.1}% {score:>6.2} {p5:>6.2} {plain_source:>8.2} {copy_source:>8.2} {:>8.2} {worst:>+7.2} {:>6.2} {:>6.2} {anchor_cost:>6.2} {right:>5} {:>5} {min_llr:>9.2} {amp:>6.3}",
                 100.0 * in_tails as f64 / n as f64,
@@ -194,7 +230,7 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
     }
     let tails: Vec<String> = tails.iter().map(usize::to_string).collect();
     let clips = chosen.map_or(String::new(), |list| format!(" --clips {}", list.join(",")));
-    println!("reproduce: cargo run --release -p farm-benches --bin mark-bench -- --seconds {seconds} --tail {}{}{clips}", tails.join(","), if anchor { " --anchor" } else { "" });
+    println!("reproduce: cargo run --release -p farm-benches --bin mark-bench -- --seconds {seconds} --tail {}{}{}{clips}", tails.join(","), if anchor { " --anchor" } else { "" }, if follow { " --follow-qp" } else { "" });
     Ok(())
 }
 
