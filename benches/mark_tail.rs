@@ -10,7 +10,8 @@
 //! itself, and the `anchor` column scores that encode against the one without (as it
 //! differs, it is the copy's reference then). `--follow-qp` encodes each tail at the
 //! unmarked encode's mean quantiser over the frames it replaces (x264 reports it with every
-//! packet), the I frame's too, rather than at the rung's average rate.
+//! packet), the I frame's too (or `--tail-iqp D` above it), rather than at the rung's
+//! average rate.
 //!
 //! The copy a viewer would see is built from pictures, which is what splicing the bytes
 //! gives: the unmarked encode's decoded frames, the tail frames replaced by the decoded tail
@@ -22,9 +23,9 @@
 //! `worst Δ`: the tail that differs most, signed: below 0 it is worse than the unmarked; for
 //! scale, `step T` the mean size of the step into a tail, the tail's frames against the `K`
 //! before them, in the copy, and `step S` the step into a segment's first `K` frames in the
-//! unmarked encode, which every viewer meets at its IDR frame anyway), since a tail unlike the frames around it, every segment, would
-//! show as a pulse of the picture where the mean hides it; and the leak (as in the main
-//! table) read on the tail frames only.
+//! unmarked encode, which every viewer meets at its IDR frame anyway), since a tail unlike
+//! the frames around it, every segment, would show as a pulse of the picture where the mean
+//! hides it; and the leak (as in the main table) read on the tail frames only.
 
 use std::io::Write;
 use std::ops::Range;
@@ -110,13 +111,14 @@ struct Coded {
 }
 
 /// `raw` frames encoded as `encode_worker` does but at one constant quantiser `qp` for every
-/// frame (the I frame's too: `ipratio` and `pbratio` 1), by the FFmpeg CLI with the worker's
-/// x264 options (its rate control aside). Returns the stream's bytes.
-fn encode_at_qp(raw: &[u8], qp: f64, out: &Path) -> Result<u64> {
+/// frame (B frames too: `pbratio` 1), the I frame's `i_above` higher (x264's `ipratio`,
+/// 2^(-i_above/6)), by the FFmpeg CLI with the worker's x264 options (its rate control
+/// aside). Returns the stream's bytes.
+fn encode_at_qp(raw: &[u8], qp: f64, i_above: f64, out: &Path) -> Result<u64> {
     let qp = format!("{:.0}", qp.round());
     let mut codec = codec_args(&["-qp", &qp]);
     let params = codec.iter().position(|a| a == "-x264-params").context("the worker's x264-params")? + 1;
-    codec[params].push_str(":ipratio=1:pbratio=1");
+    codec[params].push_str(&format!(":ipratio={:.4}:pbratio=1", (-i_above / 6.0).exp2()));
     write_frames(raw, &codec, out)?;
     Ok(std::fs::metadata(out)?.len())
 }
@@ -134,10 +136,11 @@ pub fn tail(types: &[u8], range: Range<usize>, min: usize) -> Option<Range<usize
 /// `--anchor`, the unmarked encode has a P frame forced `K + 1` frames before every
 /// segment's end, so that every tail is `K` frames long; with `--follow-qp`, each tail is
 /// encoded at one constant quantiser, the mean of x264's for the unmarked frames it
-/// replaces, instead of at the rung's rate.
+/// replaces, instead of at the rung's rate, its I frame `--tail-iqp` (default 0) above it.
 pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
     let anchor = std::env::args().any(|a| a == "--anchor");
     let follow = std::env::args().any(|a| a == "--follow-qp");
+    let i_above: f64 = arg("--tail-iqp").map_or(Ok(0.0), |v| v.parse())?;
     ffmpeg::init()?;
     ffmpeg::log::set_level(ffmpeg::log::Level::Error);
     let vmaf_ffmpeg = python_tools()?;
@@ -145,7 +148,7 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
     let (size, log) = ((W as u32, H as u32), dir.path().join("vmaf.json"));
     println!("mark tail: {seconds} s clips at 1280x720, a position per 2 s segment, the mark on each segment's last frames (at least K, from an anchor frame), tails encoded apart{}{}",
         if anchor { ", an anchor forced K + 1 frames before each segment's end" } else { "" },
-        if follow { ", each tail at the unmarked frames' mean quantiser" } else { "" }
+        if follow { format!(", each tail at the unmarked frames' mean quantiser, its I frame {i_above} above") } else { String::new() }
     );
     println!(
         "{:<11} {:>3} {:>6} {:>7} {:>6} {:>6} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>6} {:>5} {:>5} {:>9} {:>6}",
@@ -186,7 +189,7 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
                 let encoded = file("tail.h264");
                 let tail_pictures = &pictures[t.start * FRAME..t.end * FRAME];
                 let tail_bytes = match follow {
-                    true => encode_at_qp(tail_pictures, bytes[t.clone()].iter().map(|c| c.qp).sum::<f64>() / t.len() as f64, &encoded)?,
+                    true => encode_at_qp(tail_pictures, bytes[t.clone()].iter().map(|c| c.qp).sum::<f64>() / t.len() as f64, i_above, &encoded)?,
                     false => encode_worker(tail_pictures, &[], &encoded)?.iter().map(|c| c.bytes).sum(),
                 };
                 let back = frames(&["-i", encoded.to_str().context("path")?], "null", "yuv420p")?;
@@ -230,7 +233,7 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
     }
     let tails: Vec<String> = tails.iter().map(usize::to_string).collect();
     let clips = chosen.map_or(String::new(), |list| format!(" --clips {}", list.join(",")));
-    println!("reproduce: cargo run --release -p farm-benches --bin mark-bench -- --seconds {seconds} --tail {}{}{}{clips}", tails.join(","), if anchor { " --anchor" } else { "" }, if follow { " --follow-qp" } else { "" });
+    println!("reproduce: cargo run --release -p farm-benches --bin mark-bench -- --seconds {seconds} --tail {}{}{}{clips}", tails.join(","), if anchor { " --anchor" } else { "" }, if follow { format!(" --follow-qp --tail-iqp {i_above}") } else { String::new() });
     Ok(())
 }
 
