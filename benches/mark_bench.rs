@@ -145,7 +145,12 @@ fn read(leak: &Path, source: &[&str], word: &[Variant], offsets: std::ops::Range
         let plane = |raw: &[u8]| raw[k * lw * lh..(k + 1) * lw * lh].iter().map(|&p| f32::from(p)).collect::<Vec<f32>>();
         by_position[position].push(amplitude(&plane(&leaked), &plane(&reference), &fields[position]));
     }
-    Ok(by_position.iter().enumerate().map(|(p, a)| (p, word[p], llr(a), a.iter().sum::<f64>() / a.len().max(1) as f64)).collect())
+    Ok(by_position.iter().enumerate().map(|(p, a)| (p, word[p], llr(a), mean(a))).collect())
+}
+
+/// The mean of `values`, 0 for none.
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
 /// Of `read`'s readings: the positions read right (a log-likelihood ratio of the sign of

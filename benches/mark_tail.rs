@@ -42,7 +42,7 @@ use ffmpeg::codec::packet::side_data;
 use ffmpeg::{format, frame, picture, Packet};
 
 use super::quality_measure::{outputs, python_tools, vmaf, vmaf_frames};
-use super::{arg, codec_args, frames, leak, lossless, marked, next, read, tally, write_frames, CLIPS, H, SEGMENT_FRAMES, W};
+use super::{arg, codec_args, frames, leak, lossless, marked, mean, next, read, tally, write_frames, CLIPS, H, SEGMENT_FRAMES, W};
 
 const FRAME: usize = W * H * 3 / 2;
 
@@ -207,9 +207,9 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
             let (plain_source, copy_source) = (mean(&plain_frames), mean(&copy_frames));
             // How the tails stand out from the picture around them: each tail's frames
             // against the source, less the unmarked encode's same frames.
-            let steps: Vec<f64> = spans.iter().map(|t| mean(&copy_frames[t.clone()]) - mean(&plain_frames[t.clone()])).collect();
-            let worst = steps.iter().copied().max_by(|a, b| a.abs().total_cmp(&b.abs())).unwrap_or(0.0);
-            let size_of_steps = steps.iter().map(|s| s.abs()).collect::<Vec<_>>();
+            let deltas: Vec<f64> = spans.iter().map(|t| mean(&copy_frames[t.clone()]) - mean(&plain_frames[t.clone()])).collect();
+            let worst = deltas.iter().copied().max_by(|a, b| a.abs().total_cmp(&b.abs())).unwrap_or(0.0);
+            let delta_sizes: Vec<f64> = deltas.iter().map(|d| d.abs()).collect();
             // For scale, the steps a viewer meets anyway: into each tail in the copy, and
             // into each segment's first K frames (after its IDR frame) in the unmarked encode.
             let into_tails: Vec<f64> = spans.iter().map(|t| step(&copy_frames, t.start, k)).collect();
@@ -224,7 +224,7 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
                 "{name:<11} {k:>3} {:>5.1}% {:>+6.1}% {score:>6.2} {p5:>6.2} {plain_source:>8.2} {copy_source:>8.2} {:>8.2} {worst:>+7.2} {:>6.2} {:>6.2} {anchor_cost:>6.2} {right:>5} {:>5} {min_llr:>9.2} {amp:>6.3}",
                 100.0 * in_tails as f64 / n as f64,
                 100.0 * added as f64 / total as f64,
-                mean(&size_of_steps),
+                mean(&delta_sizes),
                 mean(&into_tails),
                 mean(&into_segments),
                 readings.len() - right,
@@ -241,10 +241,6 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
 /// frames before it.
 fn step(scores: &[f64], at: usize, k: usize) -> f64 {
     (mean(&scores[at..(at + k).min(scores.len())]) - mean(&scores[at.saturating_sub(k)..at])).abs()
-}
-
-fn mean(values: &[f64]) -> f64 {
-    values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
 #[cfg(test)]

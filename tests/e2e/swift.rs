@@ -51,14 +51,14 @@ impl SwiftMemcached {
     }
 }
 
-/// This process's sink on the test Swift's container under `prefix`, with tempauth's test
-/// user, and the runtime it runs on.
 /// The test Swift's tempauth account.
 fn tempauth_credentials() -> farm_storage::swift::Credentials {
     use farm_tests::s3::{SWIFT_AUTH, SWIFT_KEY, SWIFT_USER};
     farm_storage::swift::Credentials::TempAuth { url: SWIFT_AUTH.into(), user: SWIFT_USER.into(), key: SWIFT_KEY.into() }
 }
 
+/// This process's sink on the test Swift's container under `prefix`, with tempauth's test
+/// user, and the runtime it runs on.
 fn tempauth_sink(prefix: &str) -> (Box<dyn farm_storage::Sink>, tokio::runtime::Runtime) {
     let settings = farm_storage::StorageSettings { swift: Some(tempauth_credentials()), ..Default::default() };
     let rt = tokio::runtime::Runtime::new().unwrap();
