@@ -62,7 +62,7 @@ fn encode_worker(raw: &[u8], anchors: &[usize], out: &Path) -> Result<Vec<Coded>
     let grid = Grid::new(FrameRate { num: 25, den: 1 }, ladder.cuts(), 2000);
     let rung = FittedRendition { name: "720p".into(), width: W as u32, height: H as u32, bitrate_kbps: 3000, maxrate_kbps: 3300, bufsize_kbits: 6000, crf: None, ladder_kbps: None, codec: VideoCodec::H264 };
     let like = frame::Video::new(format::Pixel::YUV420P, W as u32, H as u32);
-    let mut encoder = open_h264(&rung, &ladder.x264, &grid, &like, 2, true, SegmentFormat::Ts)?;
+    let mut encoder = open_h264(&rung, &ladder.x264, &grid, &like, 2, true, SegmentFormat::Ts, None)?;
     let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
     let mut sizes: Vec<(i64, Coded)> = Vec::new();
     let mut drain = |encoder: &mut ffmpeg::encoder::Video| -> Result<()> {

@@ -24,6 +24,7 @@ use farm_hls::forensic::{by_word, Codebook, VerdictKind, FALSE_ACCUSATION};
 use farm_media::forensic_mark::align::{contenders, Thumb, TimeAlignment};
 use farm_media::forensic_mark::detect::{self, PositionFrames};
 use farm_media::forensic_mark::frames::{self, Frames};
+use farm_media::forensic_mark::Window;
 use farm_storage::SourceLocation;
 use serde::Serialize;
 use sqlx::Row;
@@ -201,11 +202,15 @@ impl JobCopy<'_> {
         Ok(covered)
     }
 
-    /// `leaked` read at `offset` against the positions it covers there.
-    fn read_at(&self, leaked: &Frames, offset: f64) -> anyhow::Result<Option<detect::Reading>> {
+    /// `leaked` read at `offset` against the positions it covers there, through `window`
+    /// when it was found already.
+    fn read_at(&self, leaked: &Frames, offset: f64, window: Option<Window>) -> anyhow::Result<Option<detect::Reading>> {
         let end = leaked.times.last().copied().unwrap_or(0.0);
         let positions = self.positions(offset, end + offset)?;
-        Ok(detect::read(leaked, self.rate, offset, &positions, &self.seed))
+        Ok(match window {
+            Some(window) => detect::read_in(window, leaked, self.rate, offset, &positions, &self.seed),
+            None => detect::read(leaked, self.rate, offset, &positions, &self.seed),
+        })
     }
 }
 
@@ -224,7 +229,7 @@ fn place(copy: &JobCopy, leaked: &Frames, placed: &[TimeAlignment]) -> anyhow::R
     let mut best: Option<(f64, detect::Reading)> = None;
     let mut tried = Vec::new();
     for at in placed {
-        let Some(reading) = copy.read_at(leaked, at.offset)? else {
+        let Some(reading) = copy.read_at(leaked, at.offset, None)? else {
             tried.push(format!("{:.2} s: not read", at.offset));
             continue;
         };
@@ -257,8 +262,8 @@ fn search_near(copy: &JobCopy, leaked: &Frames, around: f64, found: Placed) -> a
     let strongest = detect::strongest_near(leaked, copy.rate, around, &copy.positions(from, to)?, &copy.seed);
     let Placed { offset, reading, note } = found;
     tracing::info!(around, strength = reading.strength, chance = reading.chance, ?strongest, "leak read near the offset the pictures gave");
-    let at = strongest.map(|(at, _)| at).filter(|at| (at - offset).abs() > 1e-9);
-    let there = at.map(|at| anyhow::Ok(copy.read_at(leaked, at)?.filter(|r| r.strength > reading.strength).map(|r| (at, r)))).transpose()?.flatten();
+    let at = strongest.filter(|(at, ..)| (at - offset).abs() > 1e-9);
+    let there = at.map(|(at, _, window)| anyhow::Ok(copy.read_at(leaked, at, Some(window))?.filter(|r| r.strength > reading.strength).map(|r| (at, r)))).transpose()?.flatten();
     let (strength, chance, above) = (reading.strength, reading.chance, reading.above_chance);
     Ok(match there {
         None => {

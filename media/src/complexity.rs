@@ -190,7 +190,7 @@ impl Probe {
     fn open(like: &frame::Video, r: FittedRendition, grid: &Grid, ladder: &Ladder) -> Result<Self> {
         let scaler = scaling::Context::get(like.format(), like.width(), like.height(), format::Pixel::YUV420P, r.width, r.height, scaling::Flags::BICUBIC)
             .map_err(|e| TranscodeError::ffmpeg("creating the scaler", &r.name, e))?;
-        let encoder = encode::open_h264(&r, &ladder.x264, grid, like, 1, true, farm_contract::ladder::SegmentFormat::Ts)?;
+        let encoder = encode::open_h264(&r, &ladder.x264, grid, like, 1, true, farm_contract::ladder::SegmentFormat::Ts, None)?;
         Ok(Self { r, scaler, encoder, sizes: Sizes::default() })
     }
 

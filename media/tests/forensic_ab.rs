@@ -1,8 +1,9 @@
 //! A forensic job's pipeline (issue 19): every video segment from the first marked position
-//! on encoded twice, variant A where the unmarked segment would be and variant B under
-//! `{rendition}/b/`, the two differing by the position's mark only; the segments before
-//! it encoded once, unmarked. Checked independently: the segments are decoded with the
-//! `ffmpeg` program and each one's frames read against the unmarked encode's.
+//! on comes as variant A where the unmarked segment would be and variant B under
+//! `{rendition}/b/`, the two the same pictures but in the segment's tail, where they carry
+//! the position's mark, added and taken away; the segments before it encoded once,
+//! unmarked. Checked independently: the segments are decoded with the `ffmpeg` program and
+//! the frames read against the unmarked encode's and against the mean of A and B.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +13,7 @@ use farm_contract::ladder::Ladder;
 use farm_contract::manifest::{PartKind, PartManifest, FIRST_MARKED_SEGMENT};
 use farm_media::forensic_mark::{amplitude, llr, Pattern};
 use farm_media::job::{self, Task};
+use farm_media::transcode::tails::TAIL_FRAMES;
 use farm_media::progress::Progress;
 use farm_storage::{LocalDir, SourceLocation};
 
@@ -47,14 +49,12 @@ fn encode(source: &Path, out: &Path, seed: Option<[u8; 32]>) -> PartManifest {
     serde_json::from_slice(&std::fs::read(out.join(key)).unwrap()).unwrap()
 }
 
-/// A segment's luma planes (every fifth), decoded by the `ffmpeg` program after its init
-/// segment.
+/// A segment's luma planes, decoded by the `ffmpeg` program after its init segment.
 fn luma(root: &Path, init: &str, segment: &str, (w, h): (usize, usize)) -> Vec<Vec<f32>> {
     let input = format!("concat:{}|{}", root.join(init).display(), root.join(segment).display());
     let out = Command::new("ffmpeg").args(["-v", "error", "-i", &input, "-f", "rawvideo", "-pix_fmt", "gray", "-"]).output().expect("ffmpeg");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    // Every fifth frame: the debug build reads a 640x360 frame slowly.
-    out.stdout.chunks_exact(w * h).step_by(5).map(|f| f.iter().map(|&p| f32::from(p)).collect()).collect()
+    out.stdout.chunks_exact(w * h).map(|f| f.iter().map(|&p| f32::from(p)).collect()).collect()
 }
 
 #[test]
@@ -84,39 +84,42 @@ fn every_marked_segment_is_encoded_as_a_and_b_carrying_opposite_marks() {
             let reference = luma(&plain_root, unmarked.init.as_ref().unwrap(), &su.uri, (w, h));
             let frames = luma(&marked_root, a.init.as_ref().unwrap(), &sa.uri, (w, h));
             let field = Pattern::new(&SEED, sa.index).field(w, h);
-            let read: Vec<f64> = frames.iter().zip(&reference).map(|(f, r)| amplitude(f, r, &field)).collect();
+            // Every fifth frame: the debug build reads a 640x360 frame slowly.
+            let read: Vec<f64> = frames.iter().zip(&reference).step_by(5).map(|(f, r)| amplitude(f, r, &field)).collect();
             assert!(read.iter().all(|x| x.abs() < 0.05), "{} segment {}: unmarked, read {read:?}", a.name, sa.index);
         }
         for ((sa, sb), su) in a.segments.iter().skip(first).zip(&b.segments).zip(unmarked.segments.iter().skip(first)) {
             assert_eq!(sa.uri, su.uri, "variant A is where the unmarked segment would be");
             assert_eq!(sb.uri, format!("{}/b/seg_{:05}.m4s", a.name, sa.index));
             assert_eq!((sa.units, sb.units, sa.start_unit, sb.start_unit), (su.units, su.units, su.start_unit, su.start_unit));
+            // The tails: the last frames of each segment (2 s, 50 frames, every one whole).
             let reference = luma(&plain_root, unmarked.init.as_ref().unwrap(), &su.uri, (w, h));
+            let tail = reference.len() - TAIL_FRAMES as usize;
+            let reference = &reference[tail..];
+            let (whole_a, whole_b) = (luma(&marked_root, a.init.as_ref().unwrap(), &sa.uri, (w, h)), luma(&marked_root, b.init.as_ref().unwrap(), &sb.uri, (w, h)));
+            assert_eq!((whole_a.len(), whole_b.len()), (su.units as usize, su.units as usize), "{}", sa.uri);
+            assert!(whole_a[..tail] == whole_b[..tail], "{}: outside the tail, A and B are the same pictures", sa.uri);
+            let (frames, frames_b) = (&whole_a[tail..], &whole_b[tail..]);
+            assert!(frames.iter().zip(frames_b).all(|(fa, fb)| fa != fb), "{}: every tail picture differs", sa.uri);
             let field = Pattern::new(&SEED, sa.index).field(w, h);
-            let read = |init: &str, uri: &str| -> Vec<f64> {
-                let frames = luma(&marked_root, init, uri, (w, h));
-                assert_eq!(frames.len(), reference.len(), "{uri}");
-                frames.iter().zip(&reference).map(|(f, r)| amplitude(f, r, &field)).collect()
-            };
-            let (in_a, in_b) = (read(a.init.as_ref().unwrap(), &sa.uri), read(b.init.as_ref().unwrap(), &sb.uri));
+            let read = |frames: &[Vec<f32>]| -> Vec<f64> { frames.iter().zip(reference).map(|(f, r)| amplitude(f, r, &field)).collect() };
+            let (in_a, in_b) = (read(frames), read(frames_b));
             let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
             eprintln!("{} segment {}: mean amplitude A {:+.3} B {:+.3}, llr A {:+.0} B {:+.0}", a.name, sa.index, mean(&in_a), mean(&in_b), llr(&in_a), llr(&in_b));
             assert!(mean(&in_a) > 0.2 && mean(&in_b) < -0.2, "{} segment {}: {in_a:?} {in_b:?}", a.name, sa.index);
             assert!(llr(&in_a) < -20.0 && llr(&in_b) > 20.0, "{} segment {}", a.name, sa.index);
             // The segment carries its own position's pattern: other positions' read what
             // two random patterns share (a few per cent of the mark each).
-            let frames = luma(&marked_root, a.init.as_ref().unwrap(), &sa.uri, (w, h));
             // With no unmarked encode kept, the mean of A and B stands in for it (the
             // detector's reference): A and B read against it as against the unmarked one.
-            let frames_b = luma(&marked_root, b.init.as_ref().unwrap(), &sb.uri, (w, h));
-            let midway: Vec<Vec<f32>> = frames.iter().zip(&frames_b).map(|(fa, fb)| fa.iter().zip(fb).map(|(x, y)| (x + y) / 2.0).collect()).collect();
+            let midway: Vec<Vec<f32>> = frames.iter().zip(frames_b).map(|(fa, fb)| fa.iter().zip(fb).map(|(x, y)| (x + y) / 2.0).collect()).collect();
             let against_midway = |f: &[Vec<f32>]| mean(&f.iter().zip(&midway).map(|(f, r)| amplitude(f, r, &field)).collect::<Vec<_>>());
-            let (mid_a, mid_b) = (against_midway(&frames), against_midway(&frames_b));
+            let (mid_a, mid_b) = (against_midway(frames), against_midway(frames_b));
             eprintln!("{} segment {}: against the mean of A and B, A {mid_a:+.3} B {mid_b:+.3}", a.name, sa.index);
             assert!(mid_a > 0.2 && mid_b < -0.2, "{} segment {}: A {mid_a} B {mid_b} against the mean of A and B", a.name, sa.index);
             for position in sa.index + 1..sa.index + 5 {
                 let other = Pattern::new(&SEED, position).field(w, h);
-                let stray = mean(&frames.iter().zip(&reference).map(|(f, r)| amplitude(f, r, &other)).collect::<Vec<_>>());
+                let stray = mean(&frames.iter().zip(reference).map(|(f, r)| amplitude(f, r, &other)).collect::<Vec<_>>());
                 assert!(stray.abs() < mean(&in_a) / 2.0, "{} segment {}: position {position}'s pattern reads {stray}", a.name, sa.index);
             }
         }

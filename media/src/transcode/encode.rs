@@ -49,11 +49,16 @@ pub fn open_video(
     format: SegmentFormat,
 ) -> Result<encoder::Video> {
     match rendition.codec {
-        VideoCodec::H264 => open_h264(rendition, x264, grid, like, threads, bt709, format),
+        VideoCodec::H264 => open_h264(rendition, x264, grid, like, threads, bt709, format, None),
         VideoCodec::Hevc => open_hevc(rendition, x264, grid, like, bt709),
     }
 }
 
+/// The rendition's x264 encoder; with `qp`, held at that quantiser on every frame (x264's
+/// `qpmin` and `qpmax` both `qp`), its rate control otherwise the rendition's, so that its
+/// SPS and PPS are the ones the rendition's own encoder writes (a forensic tail,
+/// `super::tails`).
+#[allow(clippy::too_many_arguments)]
 pub fn open_h264(
     rendition: &FittedRendition,
     x264: &X264Settings,
@@ -62,6 +67,7 @@ pub fn open_h264(
     threads: usize,
     bt709: bool,
     format: SegmentFormat,
+    qp: Option<u32>,
 ) -> Result<encoder::Video> {
     let mut enc = video_context(rendition, grid, like, bt709, "libx264")?;
     if format == SegmentFormat::Fmp4 {
@@ -79,7 +85,10 @@ pub fn open_h264(
         });
     }
     let mut opts = Dictionary::new();
-    for (k, v) in x264_options(x264, grid) {
+    for (k, mut v) in x264_options(x264, grid) {
+        if let (Some(qp), "x264-params") = (qp, k.as_str()) {
+            v.push_str(&format!(":qpmin={qp}:qpmax={qp}"));
+        }
         opts.set(&k, &v);
     }
     if let Some(crf) = rendition.crf {

@@ -22,6 +22,7 @@ pub mod picture;
 pub mod seal;
 pub mod seek;
 pub mod segment;
+pub mod tails;
 pub mod thumbnails;
 pub mod video;
 
@@ -242,6 +243,7 @@ fn video_jobs<'a>(
             encoded,
             input_complete,
             bt709: plan.picture.review.is_some(),
+            end_frame: plan.frames_total.map(|n| plan.first_frame + n),
             mark: plan.forensic_seed,
         };
         jobs.push((job, video_rx.remove(0)));

@@ -5,11 +5,13 @@
 //! encodes with x264 (x265 for an HEVC rendition) and hands the packets to the
 //! [`Segmenter`]. Hands on the rendition's part of the manifest.
 //!
-//! A forensic job encodes the rendition twice, as variants A and B of every segment from
-//! the first marked position on (before it, once, unmarked, as A): the same scaled
-//! picture, marked (`crate::forensic_mark`) with the segment position's pattern added for
-//! A and taken away for B, through two encoders of the same settings. A's segments go where
-//! unmarked ones would, B's under `{rendition}/b/`.
+//! A forensic job's rendition comes out as variants A and B of every segment from the first
+//! marked position on (before it, once, unmarked, as A), marked (`crate::forensic_mark`)
+//! with the segment position's pattern added for A and taken away for B. A's segments go
+//! where unmarked ones would, B's under `{rendition}/b/`. An H.264 rendition is encoded once,
+//! unmarked, and A and B are its bytes but for each position's last few pictures, encoded
+//! again marked ([`super::tails`]). An HEVC rendition, whose splicing is not verified, is
+//! encoded twice, every picture marked, through two encoders of the same settings.
 //!
 //! The task's first segment is closed as soon as its last frame is in: the encoder is
 //! flushed there and a fresh one (same settings, same SPS) takes the next segment, which
@@ -30,6 +32,7 @@ use ffmpeg::{codec, ffi, format, frame, picture, Packet};
 use super::decode::share;
 use super::encode;
 use super::segment::{Output, SegmentClock, Segmenter};
+use super::tails::Spliced;
 use crate::error::{Result, TranscodeError};
 use crate::forensic_mark::{Marking, Pattern, Variant};
 
@@ -66,6 +69,10 @@ pub struct VideoJob<'a> {
     pub input_complete: &'a AtomicBool,
     /// Tag the bitstream BT.709 (review copies); otherwise the pictures' own tags.
     pub bt709: bool,
+    /// Where the task's pictures end, as far as known: exact for a task that ends at a
+    /// segment's cut, the source's estimate for the job's last (a forensic job's last
+    /// position is marked on its last pictures).
+    pub end_frame: Option<u64>,
     /// Forensic jobs: the job's mark seed; the rendition is encoded as A and as B.
     pub mark: Option<&'a [u8; 32]>,
 }
@@ -79,9 +86,16 @@ pub struct Encoded {
 struct Open<'a> {
     scaler: scaling::Context,
     scaler_input: (format::Pixel, u32, u32),
-    lanes: Vec<Lane<'a>>,
+    encoding: Encoding<'a>,
     /// The frame that opens the task's second segment, where the encoders are restarted.
     restart_at: u64,
+}
+
+/// How the rendition is encoded: in lanes (the unmarked encode, or an HEVC forensic job's A
+/// and B), or as a forensic H.264 job's A and B spliced from one encode.
+enum Encoding<'a> {
+    Lanes(Vec<Lane<'a>>),
+    Spliced(Box<Spliced<'a>>),
 }
 
 /// One encode of the rendition: the unmarked one, or one variant of a forensic job's.
@@ -112,7 +126,7 @@ impl Marks<'_> {
     }
 }
 
-pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<Encoded> {
+pub fn run(mut job: VideoJob, frames: Receiver<frame::Video>) -> Result<Encoded> {
     let r = job.rendition;
     let mut open: Option<Open> = None;
     let mut marks = job.mark.map(|seed| Marks { seed, current: None });
@@ -122,12 +136,11 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<Encoded> {
         let position = job.grid.segment_of(n.max(0) as u64);
         if open.is_none() {
             // A forensic job's B lane opens below, at the first marked position.
-            open = Some(Open {
-                scaler: scaler(input, r)?,
-                scaler_input: input,
-                lanes: vec![Lane::open(&job, &src, job.mark.map(|_| Variant::A))?],
-                restart_at: job.grid.segment_start(position + 1),
-            });
+            let encoding = match job.mark {
+                Some(seed) if r.codec == VideoCodec::H264 => Encoding::Spliced(Box::new(Spliced::open(&job, &src, seed)?)),
+                _ => Encoding::Lanes(vec![Lane::open(&job, &src, job.mark.map(|_| Variant::A))?]),
+            };
+            open = Some(Open { scaler: scaler(input, r)?, scaler_input: input, encoding, restart_at: job.grid.segment_start(position + 1) });
         }
         let o = open.as_mut().expect("opened above");
         if o.scaler_input != input {
@@ -142,22 +155,33 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<Encoded> {
         for tx in &job.forward {
             tx.send(share(&scaled)).map_err(|_| TranscodeError::Cancelled)?;
         }
-        if n as u64 == o.restart_at {
-            for lane in &mut o.lanes {
-                lane.restart(&job, &src)?;
-            }
-        }
-        if job.mark.is_some() && o.lanes.len() == 1 && position >= FIRST_MARKED_SEGMENT {
-            // B from the first marked position on (before it, A alone, unmarked): on the
-            // task's first picture when it starts there or later.
-            o.lanes.push(Lane::open(&job, &src, Some(Variant::B))?);
-        }
         scaled.set_kind(if job.grid.is_keyframe(n as u64) {
             picture::Type::I
         } else {
             picture::Type::None
         });
-        for lane in &mut o.lanes {
+        let lanes = match &mut o.encoding {
+            Encoding::Spliced(spliced) => {
+                if n as u64 == o.restart_at {
+                    spliced.restart(&job, &src)?;
+                }
+                spliced.encode(&job, &mut scaled, n as u64)?;
+                job.encoded.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            Encoding::Lanes(lanes) => lanes,
+        };
+        if n as u64 == o.restart_at {
+            for lane in lanes.iter_mut() {
+                lane.restart(&job, &src)?;
+            }
+        }
+        if job.mark.is_some() && lanes.len() == 1 && position >= FIRST_MARKED_SEGMENT {
+            // B from the first marked position on (before it, A alone, unmarked): on the
+            // task's first picture when it starts there or later.
+            lanes.push(Lane::open(&job, &src, Some(Variant::B))?);
+        }
+        for lane in lanes.iter_mut() {
             match (lane.variant, marks.as_mut()) {
                 (Some(variant), Some(marks)) if position >= FIRST_MARKED_SEGMENT => {
                     // A copy of the picture's pixels, not of its reference.
@@ -176,13 +200,20 @@ pub fn run(job: VideoJob, frames: Receiver<frame::Video>) -> Result<Encoded> {
         // Stopped, not finished: a partial last segment must not be written under its key.
         return Err(TranscodeError::Cancelled);
     }
-    drop(job.forward); // the smaller renditions see the end of input
+    drop(std::mem::take(&mut job.forward)); // the smaller renditions see the end of input
     let Some(o) = open else {
         let empty = || part(r, &job.grid, None, Vec::new(), None);
         return Ok(Encoded { part: empty(), variant_b: job.mark.map(|_| empty()) });
     };
+    let lanes = match o.encoding {
+        Encoding::Spliced(spliced) => {
+            let (part, variant_b) = spliced.finish(&job)?;
+            return Ok(Encoded { part, variant_b: Some(variant_b) });
+        }
+        Encoding::Lanes(lanes) => lanes,
+    };
     let mut parts = Vec::new();
-    for lane in o.lanes {
+    for lane in lanes {
         parts.push(lane.finish(r, &job.grid)?);
     }
     let mut parts = parts.into_iter();
@@ -233,7 +264,7 @@ impl<'a> Lane<'a> {
     }
 }
 
-fn part(r: &FittedRendition, grid: &Grid, codecs: Option<String>, segments: Vec<SegmentRecord>, init: Option<String>) -> RenditionPart {
+pub(super) fn part(r: &FittedRendition, grid: &Grid, codecs: Option<String>, segments: Vec<SegmentRecord>, init: Option<String>) -> RenditionPart {
     RenditionPart {
         name: r.name.clone(),
         codecs: codecs.unwrap_or_else(|| match r.codec {
