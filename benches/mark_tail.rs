@@ -55,14 +55,15 @@ fn picture_types(video: &Path) -> Result<Vec<u8>> {
 /// Raw yuv420p frames at 1280x720 encoded by the worker's own encoder
 /// (`farm_media::transcode::encode::open_h264`) as the 720p review rung (3 Mb/s with VBV,
 /// two slice threads, SPS and PPS with every IDR frame as in MPEG-TS segments), with a P
-/// frame forced at each of `anchors`, written to `out` as a raw H.264 stream. Returns each
-/// frame's bytes and quantiser, in display order.
-fn encode_worker(raw: &[u8], anchors: &[usize], out: &Path) -> Result<Vec<Coded>> {
+/// frame forced at each of `anchors`, written to `out` as a raw H.264 stream; with `qp`, held
+/// at that quantiser as the farm encodes a forensic tail. Returns each frame's bytes and
+/// quantiser, in display order.
+fn encode_worker(raw: &[u8], anchors: &[usize], out: &Path, qp: Option<u32>) -> Result<Vec<Coded>> {
     let ladder = Ladder::default();
     let grid = Grid::new(FrameRate { num: 25, den: 1 }, ladder.cuts(), 2000);
     let rung = FittedRendition { name: "720p".into(), width: W as u32, height: H as u32, bitrate_kbps: 3000, maxrate_kbps: 3300, bufsize_kbits: 6000, crf: None, ladder_kbps: None, codec: VideoCodec::H264 };
     let like = frame::Video::new(format::Pixel::YUV420P, W as u32, H as u32);
-    let mut encoder = open_h264(&rung, &ladder.x264, &grid, &like, 2, true, SegmentFormat::Ts, None)?;
+    let mut encoder = open_h264(&rung, &ladder.x264, &grid, &like, 2, true, SegmentFormat::Ts, qp)?;
     let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
     let mut sizes: Vec<(i64, Coded)> = Vec::new();
     let mut drain = |encoder: &mut ffmpeg::encoder::Video| -> Result<()> {
@@ -164,7 +165,7 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
         let word: Vec<Variant> = (0..positions).map(|_| if next(state) >> 63 == 1 { Variant::B } else { Variant::A }).collect();
         let file = |what: &str| dir.path().join(format!("{name}-{what}"));
         let (normal, source) = (file("normal.h264"), file("source.mkv"));
-        let normal_bytes = encode_worker(&raw, &[], &normal)?;
+        let normal_bytes = encode_worker(&raw, &[], &normal, None)?;
         lossless(&raw, &source)?;
         let pictures = marked(&raw, &word, AMPLITUDE, false);
         for &k in tails {
@@ -173,7 +174,7 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
             let (plain, bytes) = match anchor {
                 true => {
                     let anchors: Vec<usize> = (1..=n / SEGMENT_FRAMES).map(|s| s * SEGMENT_FRAMES - k - 1).collect();
-                    (file("plain.h264"), encode_worker(&raw, &anchors, &file("plain.h264"))?)
+                    (file("plain.h264"), encode_worker(&raw, &anchors, &file("plain.h264"), None)?)
                 }
                 false => (normal.clone(), normal_bytes.clone()),
             };
@@ -188,9 +189,12 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
                 let Some(t) = tail(&types, range, k) else { continue };
                 let encoded = file("tail.h264");
                 let tail_pictures = &pictures[t.start * FRAME..t.end * FRAME];
+                let qp = bytes[t.clone()].iter().map(|c| c.qp).sum::<f64>() / t.len() as f64;
                 let tail_bytes = match follow {
-                    true => encode_at_qp(tail_pictures, bytes[t.clone()].iter().map(|c| c.qp).sum::<f64>() / t.len() as f64, i_above, &encoded)?,
-                    false => encode_worker(tail_pictures, &[], &encoded)?.iter().map(|c| c.bytes).sum(),
+                    // The farm's own tail encoder (`farm_media::transcode::tails`).
+                    true if i_above == 0.0 => encode_worker(tail_pictures, &[], &encoded, Some(qp.round() as u32))?.iter().map(|c| c.bytes).sum(),
+                    true => encode_at_qp(tail_pictures, qp, i_above, &encoded)?,
+                    false => encode_worker(tail_pictures, &[], &encoded, None)?.iter().map(|c| c.bytes).sum(),
                 };
                 let back = frames(&["-i", encoded.to_str().context("path")?], "null", "yuv420p")?;
                 ensure!(back.len() == t.len() * FRAME, "the tail came back with {} bytes", back.len());
