@@ -76,6 +76,9 @@ pub struct Spliced<'a> {
     b: Segmenter<'a, VideoClock>,
     tails: BTreeMap<u64, Tail>,
     seed: &'a [u8; 32],
+    /// The colour tags the unmarked encoder was opened with (the source picture's), for the
+    /// tails' encoders: the scaled pictures carry none, and the VUI is part of the SPS.
+    tags: frame::Video,
 }
 
 impl<'a> Spliced<'a> {
@@ -87,7 +90,7 @@ impl<'a> Spliced<'a> {
         let a = Segmenter::new(&r.name, VideoClock(job.grid), params.clone(), time_base, job.output);
         let b = Segmenter::new(&format!("{}/{VARIANT_B}", r.name), VideoClock(job.grid), params, time_base, job.output)
             .starting_at(FIRST_MARKED_SEGMENT);
-        Ok(Self { encoder, a, b, tails: BTreeMap::new(), seed })
+        Ok(Self { encoder, a, b, tails: BTreeMap::new(), seed, tags: colour_tags(like) })
     }
 
     /// Encodes frame `n`'s scaled picture (its keyframe flag set): kept for its position's
@@ -114,6 +117,7 @@ impl<'a> Spliced<'a> {
         self.a.close()?;
         self.b.close()?;
         self.encoder = encode::open_h264(r, job.x264, &job.grid, like, job.threads, job.bt709, job.output.format, None)?;
+        self.tags = colour_tags(like);
         Ok(())
     }
 
@@ -185,14 +189,16 @@ impl<'a> Spliced<'a> {
     fn splice(&mut self, job: &VideoJob<'a>, position: u64, tail: Tail) -> Result<()> {
         let (r, grid) = (job.rendition, &job.grid);
         let fail = |detail: String| TranscodeError::ffmpeg("splicing forensic tails", &r.name, detail);
-        let Some(first) = tail.pictures.first() else { return Ok(()) };
+        if tail.pictures.is_empty() {
+            return Ok(());
+        }
         if tail.dts.len() != tail.pictures.len() {
             return Err(fail(format!("position {position}: {} tail packets for {} pictures", tail.dts.len(), tail.pictures.len())));
         }
         let qp = (tail.quantisers / tail.dts.len() as f64).round() as u32;
         let field = Pattern::new(self.seed, position).field(r.width as usize, r.height as usize);
         for (variant, segmenter) in [(Variant::A, &mut self.a), (Variant::B, &mut self.b)] {
-            let mut encoder = encode::open_h264(r, job.x264, grid, first, job.threads, job.bt709, job.output.format, Some(qp))?;
+            let mut encoder = encode::open_h264(r, job.x264, grid, &self.tags, job.threads, job.bt709, job.output.format, Some(qp))?;
             if extradata(&encoder) != extradata(&self.encoder) {
                 return Err(fail(format!("position {position}: the tail encoder's SPS/PPS differ from the rendition's")));
             }
@@ -224,6 +230,16 @@ impl<'a> Spliced<'a> {
         }
         Ok(())
     }
+}
+
+/// A picture carrying only `like`'s colour tags (what an encoder is opened "like").
+fn colour_tags(like: &frame::Video) -> frame::Video {
+    let mut tags = frame::Video::new(like.format(), 2, 2);
+    tags.set_color_space(like.color_space());
+    tags.set_color_primaries(like.color_primaries());
+    tags.set_color_transfer_characteristic(like.color_transfer_characteristic());
+    tags.set_color_range(like.color_range());
+    tags
 }
 
 fn receive_all(encoder: &mut ffmpeg::encoder::Video, into: &mut Vec<Packet>, name: &str) -> Result<()> {

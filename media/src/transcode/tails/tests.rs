@@ -42,20 +42,32 @@ fn picture(n: u64) -> frame::Video {
     p
 }
 
-/// `frames` pictures through the rendition's thread, marked under [`SEED`] when `mark`.
-fn encode(dir: &std::path::Path, r: &FittedRendition, format: SegmentFormat, frames: u64, mark: bool) -> Encoded {
+/// `frames` pictures through the rendition's thread, marked under [`SEED`] when `mark`; with
+/// `tagged`, pictures tagged BT.709 and the rendition keeping the source's tags (not a
+/// review copy), so that the encoder's VUI comes from the source picture.
+fn encode_with(dir: &std::path::Path, r: &FittedRendition, format: SegmentFormat, frames: u64, mark: bool, tagged: bool) -> Encoded {
     let sink = LocalDir::new(dir).unwrap();
     let x264 = Ladder::default().x264;
     let (encoded, complete) = (AtomicU64::new(0), AtomicBool::new(true));
     let on_segment = |_: &SegmentRecord| {};
     let output = Output { sink: &sink, on_segment: &on_segment, sealer: None, format };
-    let job = video::VideoJob { forward: vec![], rendition: r, x264: &x264, grid: grid(), threads: 1, output, encoded: &encoded, input_complete: &complete, bt709: true, end_frame: Some(frames), mark: mark.then_some(&SEED) };
+    let job = video::VideoJob { forward: vec![], rendition: r, x264: &x264, grid: grid(), threads: 1, output, encoded: &encoded, input_complete: &complete, bt709: !tagged, end_frame: Some(frames), mark: mark.then_some(&SEED) };
     let (tx, rx) = sync_channel(frames as usize);
     for n in 0..frames {
-        tx.send(picture(n)).unwrap();
+        let mut p = picture(n);
+        if tagged {
+            p.set_color_space(ffmpeg::color::Space::BT709);
+            p.set_color_primaries(ffmpeg::color::Primaries::BT709);
+            p.set_color_transfer_characteristic(ffmpeg::color::TransferCharacteristic::BT709);
+        }
+        tx.send(p).unwrap();
     }
     drop(tx);
     video::run(job, rx).unwrap()
+}
+
+fn encode(dir: &std::path::Path, r: &FittedRendition, format: SegmentFormat, frames: u64, mark: bool) -> Encoded {
+    encode_with(dir, r, format, frames, mark, false)
 }
 
 /// A segment's decoded luma (after its init segment, in fMP4).
@@ -84,13 +96,14 @@ fn tails_are_the_last_frames_of_marked_positions() {
 /// A and B of every marked position decode to the same pictures but in its tail, where
 /// they differ in every picture; every picture of the rendition is there once, in TS and
 /// fMP4 (one init segment: the tails' SPS and PPS are the rendition's), at the rendition's
-/// rate and under capped CRF.
+/// rate, under capped CRF, and with the source's colour tags kept in the VUI (the tails'
+/// pictures, scaled, carry none).
 #[test]
 fn a_and_b_differ_only_in_each_marked_positions_tail() {
-    for (format, crf) in [(SegmentFormat::Ts, None), (SegmentFormat::Fmp4, None), (SegmentFormat::Fmp4, Some(26.0))] {
+    for (format, crf, tagged) in [(SegmentFormat::Ts, None, false), (SegmentFormat::Fmp4, None, false), (SegmentFormat::Fmp4, Some(26.0), false), (SegmentFormat::Fmp4, None, true)] {
         let dir = tempfile::tempdir().unwrap();
         let frames = 140; // a short last position, 40 frames
-        let Encoded { part: a, variant_b } = encode(dir.path(), &rendition(crf), format, frames, true);
+        let Encoded { part: a, variant_b } = encode_with(dir.path(), &rendition(crf), format, frames, true, tagged);
         let b = variant_b.unwrap();
         assert_eq!(a.segments.iter().map(|s| s.units).sum::<u64>(), frames, "{format:?}");
         assert_eq!(b.segments.iter().map(|s| s.index).collect::<Vec<_>>(), [1, 2], "{format:?}");
