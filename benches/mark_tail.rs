@@ -37,8 +37,8 @@ use farm_contract::ladder::{FittedRendition, Ladder, SegmentFormat, VideoCodec};
 use farm_contract::timeline::{FrameRate, Grid};
 use farm_media::forensic_mark::{Variant, AMPLITUDE};
 use farm_media::transcode::encode::open_h264;
+use farm_media::transcode::tails::quantiser;
 use ffmpeg_next as ffmpeg;
-use ffmpeg::codec::packet::side_data;
 use ffmpeg::{format, frame, picture, Packet};
 
 use super::quality_measure::{outputs, python_tools, vmaf, vmaf_frames};
@@ -70,10 +70,7 @@ fn encode_worker(raw: &[u8], anchors: &[usize], out: &Path, qp: Option<u32>) -> 
         let mut packet = Packet::empty();
         while encoder.receive_packet(&mut packet).is_ok() {
             file.write_all(packet.data().context("an empty packet")?)?;
-            // libx264's encoder stats: the frame's quantiser times FF_QP2LAMBDA (118), first.
-            let stats = packet.side_data().find(|d| d.kind() == side_data::Type::QualityStats).context("no encoder stats")?;
-            let lambda = u32::from_le_bytes(stats.data()[..4].try_into()?);
-            let coded = Coded { bytes: packet.size() as u64, qp: lambda as f64 / 118.0 };
+            let coded = Coded { bytes: packet.size() as u64, qp: quantiser(&packet).context("no encoder stats")? };
             sizes.push((packet.pts().context("a packet without pts")?, coded));
         }
         Ok(())

@@ -25,7 +25,7 @@ use farm_contract::ladder::{fit_in_box, FittedRendition, Ladder};
 use farm_contract::timeline::Grid;
 use ffmpeg_next as ffmpeg;
 use ffmpeg::software::scaling;
-use ffmpeg::{ffi, format, frame, picture, Packet};
+use ffmpeg::{format, frame, picture};
 
 mod mosaic;
 
@@ -262,18 +262,12 @@ fn encode_sample(frames: std::sync::mpsc::Receiver<frame::Video>, grid: &Grid, r
 }
 
 fn count(encoder: &mut ffmpeg::encoder::Video, sizes: &mut Sizes, name: &str) -> Result<()> {
-    loop {
-        let mut packet = Packet::empty();
-        match encoder.receive_packet(&mut packet) {
-            Ok(()) => {
-                let slot = if packet.is_key() { &mut sizes.key } else { &mut sizes.other };
-                slot.0 += packet.size() as u64;
-                slot.1 += 1;
-            }
-            Err(ffmpeg::Error::Other { errno: ffi::EAGAIN }) | Err(ffmpeg::Error::Eof) => return Ok(()),
-            Err(e) => return Err(TranscodeError::ffmpeg("encoding", name, e)),
-        }
+    for packet in encode::video_packets(encoder, "encoding", name)? {
+        let slot = if packet.is_key() { &mut sizes.key } else { &mut sizes.other };
+        slot.0 += packet.size() as u64;
+        slot.1 += 1;
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -120,6 +120,23 @@ pub fn open_hevc(rendition: &FittedRendition, x264: &X264Settings, grid: &Grid, 
     enc.open_with(opts).map_err(fail)
 }
 
+/// Every packet a video encoder has ready (all it has left after `send_eof`), each one
+/// frame long: FFmpeg 5.1's libx264 wrapper leaves durations at 0.
+pub fn video_packets(encoder: &mut encoder::Video, stage: &'static str, name: &str) -> Result<Vec<ffmpeg::Packet>> {
+    let mut packets = Vec::new();
+    loop {
+        let mut packet = ffmpeg::Packet::empty();
+        match encoder.receive_packet(&mut packet) {
+            Ok(()) => {
+                packet.set_duration(1);
+                packets.push(packet);
+            }
+            Err(ffmpeg::Error::Other { errno: ffi::EAGAIN }) | Err(ffmpeg::Error::Eof) => return Ok(packets),
+            Err(e) => return Err(TranscodeError::ffmpeg(stage, name, e)),
+        }
+    }
+}
+
 /// An encoder context named `name` set up for the rendition: size, rates, GOP, colour tags.
 fn video_context(rendition: &FittedRendition, grid: &Grid, like: &frame::Video, bt709: bool, name: &str) -> Result<encoder::video::Video> {
     let fail = |e: ffmpeg::Error| TranscodeError::ffmpeg("opening the video encoder", &rendition.name, e);

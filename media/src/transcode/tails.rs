@@ -96,10 +96,10 @@ impl<'a> Spliced<'a> {
     /// Encodes frame `n`'s scaled picture (its keyframe flag set): kept for its position's
     /// tail, or made the anchor.
     pub fn encode(&mut self, job: &VideoJob<'a>, picture: &mut frame::Video, n: u64) -> Result<()> {
-        let grid = &job.grid;
-        if let Some(tail) = tail_of(grid, grid.segment_of(n), job.end_frame) {
+        let (grid, position) = (&job.grid, job.grid.segment_of(n));
+        if let Some(tail) = tail_of(grid, position, job.end_frame) {
             if tail.contains(&n) {
-                self.tails.entry(grid.segment_of(n)).or_default().pictures.push(picture.clone());
+                self.tails.entry(position).or_default().pictures.push(picture.clone());
             } else if n + 1 == tail.start && !grid.is_keyframe(n) {
                 picture.set_kind(picture::Type::P);
             }
@@ -140,18 +140,10 @@ impl<'a> Spliced<'a> {
     }
 
     fn drain(&mut self, job: &VideoJob<'a>) -> Result<()> {
-        loop {
-            let mut packet = Packet::empty();
-            match self.encoder.receive_packet(&mut packet) {
-                Ok(()) => {
-                    // FFmpeg 5.1's libx264 wrapper leaves durations at 0: one frame each.
-                    packet.set_duration(1);
-                    self.route(job, packet)?;
-                }
-                Err(ffmpeg::Error::Other { errno: ffi::EAGAIN }) | Err(ffmpeg::Error::Eof) => return Ok(()),
-                Err(e) => return Err(TranscodeError::ffmpeg("encoding", &job.rendition.name, e)),
-            }
+        for packet in encode::video_packets(&mut self.encoder, "encoding", &job.rendition.name)? {
+            self.route(job, packet)?;
         }
+        Ok(())
     }
 
     /// An unmarked packet to A and (from the first marked position on) B, or, a tail's, kept
@@ -189,9 +181,6 @@ impl<'a> Spliced<'a> {
     fn splice(&mut self, job: &VideoJob<'a>, position: u64, tail: Tail) -> Result<()> {
         let (r, grid) = (job.rendition, &job.grid);
         let fail = |detail: String| TranscodeError::ffmpeg("splicing forensic tails", &r.name, detail);
-        if tail.pictures.is_empty() {
-            return Ok(());
-        }
         if tail.dts.len() != tail.pictures.len() {
             return Err(fail(format!("position {position}: {} tail packets for {} pictures", tail.dts.len(), tail.pictures.len())));
         }
@@ -212,10 +201,10 @@ impl<'a> Spliced<'a> {
                 // The tail opens on an IDR frame; a keyframe of the grid inside it stays one.
                 marked.set_kind(if k == 0 || grid.is_keyframe(n) { picture::Type::I } else { picture::Type::None });
                 encoder.send_frame(&marked).map_err(|e| TranscodeError::ffmpeg("encoding a tail", &r.name, e))?;
-                receive_all(&mut encoder, &mut packets, &r.name)?;
+                packets.extend(encode::video_packets(&mut encoder, "encoding a tail", &r.name)?);
             }
             encoder.send_eof().map_err(|e| TranscodeError::ffmpeg("encoding a tail", &r.name, e))?;
-            receive_all(&mut encoder, &mut packets, &r.name)?;
+            packets.extend(encode::video_packets(&mut encoder, "encoding a tail", &r.name)?);
             if packets.len() != tail.dts.len() {
                 return Err(fail(format!("position {position}: {} tail packets for {} pictures", packets.len(), tail.dts.len())));
             }
@@ -224,7 +213,6 @@ impl<'a> Spliced<'a> {
                     return Err(fail(format!("position {position}: a tail packet would be decoded after it is shown")));
                 }
                 packet.set_dts(Some(dts));
-                packet.set_duration(1);
                 segmenter.push(&packet)?;
             }
         }
@@ -240,17 +228,6 @@ fn colour_tags(like: &frame::Video) -> frame::Video {
     tags.set_color_transfer_characteristic(like.color_transfer_characteristic());
     tags.set_color_range(like.color_range());
     tags
-}
-
-fn receive_all(encoder: &mut ffmpeg::encoder::Video, into: &mut Vec<Packet>, name: &str) -> Result<()> {
-    loop {
-        let mut packet = Packet::empty();
-        match encoder.receive_packet(&mut packet) {
-            Ok(()) => into.push(packet),
-            Err(ffmpeg::Error::Other { errno: ffi::EAGAIN }) | Err(ffmpeg::Error::Eof) => return Ok(()),
-            Err(e) => return Err(TranscodeError::ffmpeg("encoding a tail", name, e)),
-        }
-    }
 }
 
 /// The quantiser x264 coded a packet's picture at: libx264's encoder stats side data, whose

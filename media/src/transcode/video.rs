@@ -27,7 +27,7 @@ use farm_contract::manifest::{RenditionPart, SegmentRecord, FIRST_MARKED_SEGMENT
 use farm_contract::timeline::Grid;
 use ffmpeg_next as ffmpeg;
 use ffmpeg::software::scaling;
-use ffmpeg::{codec, ffi, format, frame, picture, Packet};
+use ffmpeg::{codec, format, frame, picture};
 
 use super::decode::share;
 use super::encode;
@@ -303,16 +303,8 @@ fn drain<C: SegmentClock>(
     segmenter: &mut Segmenter<C>,
     name: &str,
 ) -> Result<()> {
-    loop {
-        let mut packet = Packet::empty();
-        match encoder.receive_packet(&mut packet) {
-            Ok(()) => {
-                // FFmpeg 5.1's libx264 wrapper leaves durations at 0: one frame each.
-                packet.set_duration(1);
-                segmenter.push(&packet)?;
-            }
-            Err(ffmpeg::Error::Other { errno: ffi::EAGAIN }) | Err(ffmpeg::Error::Eof) => return Ok(()),
-            Err(e) => return Err(TranscodeError::ffmpeg("encoding", name, e)),
-        }
+    for packet in encode::video_packets(encoder, "encoding", name)? {
+        segmenter.push(&packet)?;
     }
+    Ok(())
 }

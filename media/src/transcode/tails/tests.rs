@@ -141,10 +141,10 @@ fn a_tail_encoder_codes_every_picture_at_its_quantiser() {
         let mut packets = Vec::new();
         for n in 0..6 {
             encoder.send_frame(&picture(n)).unwrap();
-            receive_all(&mut encoder, &mut packets, "test").unwrap();
+            packets.extend(encode::video_packets(&mut encoder, "test", "test").unwrap());
         }
         encoder.send_eof().unwrap();
-        receive_all(&mut encoder, &mut packets, "test").unwrap();
+        packets.extend(encode::video_packets(&mut encoder, "test", "test").unwrap());
         let qps: Vec<f64> = packets.iter().map(|p| quantiser(p).unwrap()).collect();
         assert_eq!(qps, vec![f64::from(qp); 6]);
     }
