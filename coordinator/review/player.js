@@ -205,7 +205,12 @@ async function main() {
   if (shareMode) $('home').hidden = true;
   $('step-back').onclick = () => step(-1);
   $('step-forward').onclick = () => step(1);
-  $('play').onclick = () => (video.paused ? video.play() : video.pause());
+  // A refused play (no media the browser can decode, autoplay rules) is said, not lost; a
+  // play interrupted by a pause or a new load is what the reviewer or the player asked for.
+  $('play').onclick = () => {
+    if (!video.paused) return video.pause();
+    video.play().catch((e) => { if (e.name !== 'AbortError') say(`Playback did not start: ${e.message}`); });
+  };
   document.addEventListener('keydown', (e) => {
     if (e.target.tagName === 'INPUT') return;
     if (e.key === 'ArrowLeft') step(-1);

@@ -159,11 +159,21 @@ try {
   const native = await newPage('native: ');
   current = native;
   await native.addInitScript(() => { delete window.MediaSource; delete window.ManagedMediaSource; delete window.WebKitMediaSource; });
+  // The media element's events, with the time and state each came at, for a failure's report.
+  await native.addInitScript(() => {
+    window.mediaEvents = [];
+    for (const type of ['loadstart', 'loadedmetadata', 'canplay', 'play', 'playing', 'pause', 'waiting', 'seeking', 'seeked', 'stalled', 'emptied', 'abort', 'error', 'ended']) {
+      document.addEventListener(type, (e) => { const v = e.target; mediaEvents.push(`${type} t=${v.currentTime.toFixed(2)} ready=${v.readyState} paused=${v.paused}${v.error ? ' error=' + v.error.code + ' ' + v.error.message : ''}`); }, true);
+    }
+  });
   // What the native player fetched, in order (which rung, which segment), for a failure's report.
   report.native_fetched = [];
   native.on('request', (r) => report.native_fetched.push(new URL(r.url()).pathname.split('/').slice(-2).join('/')));
   await native.goto(report.share_url);
   await native.waitForFunction(() => document.getElementById('video').src.includes('/media/index.m3u8'), null, { timeout: 60000 });
+  // Play once the first picture is there, as a person does: a click made before it was
+  // lost once under load (the player stayed paused at 0 with 12 s buffered, no error).
+  await native.waitForFunction(() => document.getElementById('video').readyState >= 2, null, { timeout: 60000 });
   await native.click('#play');
   await native.waitForFunction(() => document.getElementById('video').currentTime > 3, null, { timeout: 60000 });
   await native.click('#play');
@@ -225,6 +235,7 @@ try {
       clip: document.getElementById('clip')?.textContent,
       timecode: document.getElementById('timecode')?.textContent,
       player: typeof window.hls,
+      events: window.mediaEvents,
     })).catch((e) => String(e));
     // What was on screen when it failed.
     await current.locator('#video').screenshot({ path: shot('failure.png') }).catch(() => {});
