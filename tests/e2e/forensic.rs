@@ -124,17 +124,19 @@ fn a_watermarked_jobs_shares_each_play_their_own_words_segments() {
     assert_eq!(named.len(), 3, "one code word per share: {named:?}");
 }
 
-/// A watermarked job of `source` at 1 s segments (the small ladder, no leading segments) on
-/// an embedded farm under the master key `key_byte` repeated, run to its end: the farm, its
-/// data directory, the master key's file and the job's id.
-fn watermarked_job(dir: &std::path::Path, source: &std::path::Path, key_byte: &str) -> (Farm, std::path::PathBuf, std::path::PathBuf, String) {
+/// A watermarked job of `source` at 1 s segments (the small ladder, no leading segments,
+/// `fields` added to the request) on an embedded farm under the master key `key_byte`
+/// repeated, run to its end: the farm, its data directory, the master key's file and the
+/// job's id.
+fn watermarked_job(dir: &std::path::Path, source: &std::path::Path, key_byte: &str, fields: serde_json::Value) -> (Farm, std::path::PathBuf, std::path::PathBuf, String) {
     let master = dir.join("master.key");
     std::fs::write(&master, key_byte.repeat(32)).unwrap();
     let data = dir.join("data");
     let farm = Farm::embedded_with(&data, 2, 30.0, &[("FARM_MASTER_KEY_FILE", master.display().to_string())]);
     let mut ladder: serde_json::Value = serde_json::from_str(SMALL_LADDER).unwrap();
     (ladder["segment_seconds"], ladder["gop_seconds"], ladder["lead_segments"]) = (1.into(), 1.into(), 0.into());
-    let body = serde_json::json!({"source": source.display().to_string(), "output": dir.join("out").display().to_string(), "ladder": ladder, "forensic_watermark": true});
+    let mut body = serde_json::json!({"source": source.display().to_string(), "output": dir.join("out").display().to_string(), "ladder": ladder, "forensic_watermark": true});
+    body.as_object_mut().unwrap().extend(fields.as_object().cloned().unwrap_or_default());
     let (code, job) = farm.submit(&body.to_string());
     assert_eq!(code, 201, "{job}");
     let id = job["id"].as_str().unwrap().to_string();
@@ -157,7 +159,7 @@ fn a_leak_from_a_share_is_traced_to_its_viewer_and_an_unrelated_clip_to_nobody()
     // ever faster), looped five times, as a looped shot repeats; at 1 s segments, 60
     // positions. A leak from 5 s looks as much like 17 s in: the marks tell them apart.
     let source = clip(dir.path(), "forensic-looped-60s.mov", "testsrc2=size=320x180:rate=25:duration=12,rotate=a=0.02*t*t:fillcolor=gray,loop=loop=4:size=300", 60);
-    let (farm, data, master, id) = watermarked_job(dir.path(), &source, "4d");
+    let (farm, data, master, id) = watermarked_job(dir.path(), &source, "4d", serde_json::json!({}));
     let shares = share_each(&farm, &id, &["director", "editor", "executive"]);
 
     let leaked = dir.path().join("leak.mp4");
@@ -196,7 +198,7 @@ fn a_leak_of_a_steady_zoom_is_traced_at_its_own_time_and_crop() {
     // segments) are other positions' patterns.
     let picture = "mandelbrot=size=320x180:rate=25:end_pts=1200:end_scale=0.0194,trim=duration=48";
     let source = clip(dir.path(), "forensic-zoom-48s.mov", picture, 48);
-    let (farm, data, master, id) = watermarked_job(dir.path(), &source, "5e");
+    let (farm, data, master, id) = watermarked_job(dir.path(), &source, "5e", serde_json::json!({}));
     let shares = share_each(&farm, &id, &["director", "editor"]);
 
     let leaked = dir.path().join("leak.mp4");
@@ -211,4 +213,27 @@ fn a_leak_of_a_steady_zoom_is_traced_at_its_own_time_and_crop() {
     let offset = verdict["offset_seconds"].as_f64().unwrap();
     assert!((offset - 5.0).abs() < 0.3, "the leak starts 5 s in: {verdict}");
     assert!(verdict["note"].as_str().unwrap_or_default().contains("steady zoom or pan"), "the pictures alone misplaced it: {verdict}");
+}
+
+/// An HEVC rendition's A and B are spliced from one encode as an H.264 one's are (only the
+/// tails marked): a leak made from a share's HEVC rendition alone is traced to that share.
+#[test]
+fn a_leak_of_a_shares_hevc_rendition_is_traced_to_its_viewer() {
+    let dir = tempfile::tempdir().unwrap();
+    let picture = "testsrc2=size=320x180:rate=25:duration=40,rotate=a=0.02*t*t:fillcolor=gray";
+    let source = clip(dir.path(), "forensic-turning-40s.mov", picture, 40);
+    let fields = serde_json::json!({"segment_format": "fmp4", "codecs": ["h264", "hevc"]});
+    let (farm, data, master, id) = watermarked_job(dir.path(), &source, "6f", fields);
+    let shares = share_each(&farm, &id, &["director", "editor"]);
+
+    let master_url = shares[1]["playlist"].as_str().unwrap();
+    let listed = farm.http.get(master_url).send().unwrap().text().unwrap();
+    // The source fills the 240p rung at most (320x180): its HEVC twin is the top one listed.
+    let hevc = uris(&listed).into_iter().find(|u| u.starts_with("240p-hevc/")).unwrap_or_else(|| panic!("no 240p-hevc in {listed}"));
+    let hevc_url = reqwest::Url::parse(master_url).unwrap().join(&hevc).unwrap();
+    let leaked = dir.path().join("leak.mp4");
+    screen_capture(hevc_url.as_str(), 3, 30, 10, &leaked).unwrap();
+    let (verdict, _) = trace(&data, &master, &leaked, &id).unwrap();
+    println!("{verdict}");
+    assert_eq!((&verdict["verdict"], &verdict["viewers"]), (&serde_json::json!("match"), &serde_json::json!(["editor"])), "{verdict}");
 }

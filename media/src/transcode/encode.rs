@@ -38,7 +38,9 @@ pub fn x264_options(x264: &X264Settings, grid: &Grid) -> Vec<(String, String)> {
     ]
 }
 
-/// The rendition's encoder: x264, or x265 for an HEVC rendition.
+/// The rendition's encoder: x264, or x265 for an HEVC rendition; with `qp`, held at that
+/// quantiser (see [`open_h264`]).
+#[allow(clippy::too_many_arguments)]
 pub fn open_video(
     rendition: &FittedRendition,
     x264: &X264Settings,
@@ -47,10 +49,11 @@ pub fn open_video(
     threads: usize,
     bt709: bool,
     format: SegmentFormat,
+    qp: Option<u32>,
 ) -> Result<encoder::Video> {
     match rendition.codec {
-        VideoCodec::H264 => open_h264(rendition, x264, grid, like, threads, bt709, format, None),
-        VideoCodec::Hevc => open_hevc(rendition, x264, grid, like, bt709),
+        VideoCodec::H264 => open_h264(rendition, x264, grid, like, threads, bt709, format, qp),
+        VideoCodec::Hevc => open_hevc(rendition, x264, grid, like, bt709, qp),
     }
 }
 
@@ -105,14 +108,21 @@ pub fn open_h264(
 /// runs of 4 (with `lookahead-slices=0` too); with 1, identical in 4 of 4, for about 8 %
 /// more wall time of an fMP4 + HEVC ladder on 2 cores (20.4-20.9 s against 18.7-19.4 s, 6 s
 /// of 1080p, five rungs twice). The renditions run side by side on their own threads.
-pub fn open_hevc(rendition: &FittedRendition, x264: &X264Settings, grid: &Grid, like: &frame::Video, bt709: bool) -> Result<encoder::Video> {
+/// No x265 settings SEI (`info=0`): x265 puts its whole command line in the `hvcC`, which
+/// would then differ between a rendition and its forensic tails' encoders (`qp`, held as
+/// in [`open_h264`]), and tells a leak's reader nothing it needs.
+pub fn open_hevc(rendition: &FittedRendition, x264: &X264Settings, grid: &Grid, like: &frame::Video, bt709: bool, qp: Option<u32>) -> Result<encoder::Video> {
     let mut enc = video_context(rendition, grid, like, bt709, "libx265")?;
     enc.set_flags(codec::Flags::GLOBAL_HEADER);
     let mut opts = Dictionary::new();
     opts.set("preset", &x264.preset);
     opts.set("profile", "main");
     opts.set("forced-idr", "1");
-    opts.set("x265-params", &format!("keyint={0}:min-keyint={0}:scenecut=0:open-gop=0:frame-threads=1:pools=1:log-level=error", grid.gop_frames));
+    let mut params = format!("keyint={0}:min-keyint={0}:scenecut=0:open-gop=0:frame-threads=1:pools=1:info=0:log-level=error", grid.gop_frames);
+    if let Some(qp) = qp {
+        params.push_str(&format!(":qpmin={qp}:qpmax={qp}"));
+    }
+    opts.set("x265-params", &params);
     if let Some(crf) = rendition.crf {
         opts.set("crf", &format!("{crf:.1}"));
     }

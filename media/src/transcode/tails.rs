@@ -1,4 +1,4 @@
-//! A forensic job's H.264 rendition as variants A and B spliced from one unmarked encode.
+//! A forensic job's video rendition as variants A and B spliced from one unmarked encode.
 //!
 //! A and B are the unmarked encode's own bytes except in the last [`TAIL_FRAMES`] pictures
 //! of each marked segment position, its *tail*, which each variant encodes again, marked
@@ -9,7 +9,8 @@
 //!
 //! How the bytes can be cut and joined:
 //! - The picture before each tail, the *anchor*, is forced to a P frame in the unmarked
-//!   encode (an IDR frame where the grid puts one). x264 codes a P frame, then the B frames
+//!   encode (an IDR frame where the grid puts one). x264 (x265 alike, closed GOPs) codes a
+//!   P frame, then the B frames
 //!   displayed before it; the tail's frames come after all of them in decode order, and the
 //!   next segment opens on an IDR frame no tail frame predicts from. The unmarked packets
 //!   of a position other than its tail's are therefore a prefix of its decode order, and
@@ -19,12 +20,13 @@
 //!   pictures, which are then dropped: the spliced stream's timestamps are the unmarked
 //!   one's (x264's reorder delay follows from its settings, the same in both).
 //! - Its quantiser is the mean of those the unmarked encode gave the same pictures (x264
-//!   reports one with every packet), held on every frame: at the rung's rate a tail of
+//!   and x265 report one with every packet), held on every frame: at the rung's rate a tail of
 //!   three frames came out sharper than its neighbours where the rung is starved, a flash
 //!   every segment; at their quantiser it keeps to them.
 //! - Its SPS and PPS must be the unmarked encode's: fMP4 segments share one init segment.
-//!   Holding the quantiser through x264's `qpmin`/`qpmax` keeps the rate control method,
-//!   and with it the headers; they are compared before a tail is written.
+//!   Holding the quantiser through `qpmin`/`qpmax` keeps the rate control method, and with
+//!   it the headers (x265 writes no settings SEI into them: `encode::open_hevc`); they are
+//!   compared before a tail is written.
 //!
 //! Positions before [`FIRST_MARKED_SEGMENT`] are the unmarked encode's, in A alone.
 
@@ -84,7 +86,7 @@ pub struct Spliced<'a> {
 impl<'a> Spliced<'a> {
     pub fn open(job: &VideoJob<'a>, like: &frame::Video, seed: &'a [u8; 32]) -> Result<Self> {
         let r = job.rendition;
-        let encoder = encode::open_h264(r, job.x264, &job.grid, like, job.threads, job.bt709, job.output.format, None)?;
+        let encoder = encode::open_video(r, job.x264, &job.grid, like, job.threads, job.bt709, job.output.format, None)?;
         let params = codec::Parameters::from(&*encoder);
         let time_base = encode::video_time_base(&job.grid);
         let a = Segmenter::new(&r.name, VideoClock(job.grid), params.clone(), time_base, job.output);
@@ -116,7 +118,7 @@ impl<'a> Spliced<'a> {
         self.splice_before(job, u64::MAX)?;
         self.a.close()?;
         self.b.close()?;
-        self.encoder = encode::open_h264(r, job.x264, &job.grid, like, job.threads, job.bt709, job.output.format, None)?;
+        self.encoder = encode::open_video(r, job.x264, &job.grid, like, job.threads, job.bt709, job.output.format, None)?;
         self.tags = colour_tags(like);
         Ok(())
     }
@@ -164,7 +166,7 @@ impl<'a> Spliced<'a> {
         };
         let kept = self.tails.get_mut(&position).ok_or_else(|| TranscodeError::ffmpeg("splicing forensic tails", name, format!("frame {frame} came out of the encoder without going in")))?;
         kept.dts.push(packet.dts().unwrap_or(packet.pts().unwrap_or(0)));
-        kept.quantisers += quantiser(&packet).ok_or_else(|| TranscodeError::ffmpeg("splicing forensic tails", name, "x264 gave a packet without its quantiser"))?;
+        kept.quantisers += quantiser(&packet).ok_or_else(|| TranscodeError::ffmpeg("splicing forensic tails", name, "the encoder gave a packet without its quantiser"))?;
         Ok(())
     }
 
@@ -187,7 +189,7 @@ impl<'a> Spliced<'a> {
         let qp = (tail.quantisers / tail.dts.len() as f64).round() as u32;
         let field = Pattern::new(self.seed, position).field(r.width as usize, r.height as usize);
         for (variant, segmenter) in [(Variant::A, &mut self.a), (Variant::B, &mut self.b)] {
-            let mut encoder = encode::open_h264(r, job.x264, grid, &self.tags, job.threads, job.bt709, job.output.format, Some(qp))?;
+            let mut encoder = encode::open_video(r, job.x264, grid, &self.tags, job.threads, job.bt709, job.output.format, Some(qp))?;
             if extradata(&encoder) != extradata(&self.encoder) {
                 return Err(fail(format!("position {position}: the tail encoder's SPS/PPS differ from the rendition's")));
             }
@@ -230,15 +232,15 @@ fn colour_tags(like: &frame::Video) -> frame::Video {
     tags
 }
 
-/// The quantiser x264 coded a packet's picture at: libx264's encoder stats side data, whose
-/// first field is the quantiser times FF_QP2LAMBDA (118).
+/// The quantiser x264 or x265 coded a packet's picture at: the encoder stats side data
+/// FFmpeg's wrappers attach, whose first field is the quantiser times FF_QP2LAMBDA (118).
 pub fn quantiser(packet: &Packet) -> Option<f64> {
     let stats = packet.side_data().find(|d| d.kind() == side_data::Type::QualityStats)?;
     let lambda = u32::from_le_bytes(stats.data().get(..4)?.try_into().ok()?);
     Some(f64::from(lambda) / f64::from(ffi::FF_QP2LAMBDA))
 }
 
-/// The encoder's extradata: its SPS and PPS under a global header (fMP4), else empty.
+/// The encoder's extradata: its parameter sets under a global header (fMP4), else empty.
 fn extradata(encoder: &ffmpeg::encoder::Video) -> &[u8] {
     // SAFETY: an opened encoder's context owns `extradata_size` bytes at `extradata` (or
     // holds a null pointer), alive as long as the borrow of the encoder.

@@ -8,10 +8,9 @@
 //! A forensic job's rendition comes out as variants A and B of every segment from the first
 //! marked position on (before it, once, unmarked, as A), marked (`crate::forensic_mark`)
 //! with the segment position's pattern added for A and taken away for B. A's segments go
-//! where unmarked ones would, B's under `{rendition}/b/`. An H.264 rendition is encoded once,
-//! unmarked, and A and B are its bytes but for each position's last few pictures, encoded
-//! again marked ([`super::tails`]). An HEVC rendition, whose splicing is not verified, is
-//! encoded twice, every picture marked, through two encoders of the same settings.
+//! where unmarked ones would, B's under `{rendition}/b/`. The rendition (H.264 or HEVC) is
+//! encoded once, unmarked, and A and B are its bytes but for each position's last few
+//! pictures, encoded again marked ([`super::tails`]).
 //!
 //! The task's first segment is closed as soon as its last frame is in: the encoder is
 //! flushed there and a fresh one (same settings, same SPS) takes the next segment, which
@@ -23,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use farm_contract::ladder::{FittedRendition, VideoCodec, X264Settings};
-use farm_contract::manifest::{RenditionPart, SegmentRecord, FIRST_MARKED_SEGMENT, VARIANT_B};
+use farm_contract::manifest::{RenditionPart, SegmentRecord};
 use farm_contract::timeline::Grid;
 use ffmpeg_next as ffmpeg;
 use ffmpeg::software::scaling;
@@ -34,7 +33,6 @@ use super::encode;
 use super::segment::{Output, SegmentClock, Segmenter};
 use super::tails::Spliced;
 use crate::error::{Result, TranscodeError};
-use crate::forensic_mark::{Marking, Pattern, Variant};
 
 /// Segments of the frame grid; a video segment must open on a keyframe.
 pub struct VideoClock(pub Grid);
@@ -91,54 +89,30 @@ struct Open<'a> {
     restart_at: u64,
 }
 
-/// How the rendition is encoded: in lanes (the unmarked encode, or an HEVC forensic job's A
-/// and B), or as a forensic H.264 job's A and B spliced from one encode.
+/// How the rendition is encoded: once (the unmarked encode), or as a forensic job's A and B
+/// spliced from one encode.
 enum Encoding<'a> {
-    Lanes(Vec<Lane<'a>>),
+    Plain(Box<Lane<'a>>),
     Spliced(Box<Spliced<'a>>),
 }
 
-/// One encode of the rendition: the unmarked one, or one variant of a forensic job's.
+/// The rendition's one encode, unmarked.
 struct Lane<'a> {
-    variant: Option<Variant>,
     encoder: ffmpeg::encoder::Video,
     segmenter: Segmenter<'a, VideoClock>,
-}
-
-/// The marks of the segment position being encoded, A's and B's, laid over the
-/// rendition's size once per position.
-struct Marks<'a> {
-    seed: &'a [u8; 32],
-    current: Option<(u64, [Marking; 2])>,
-}
-
-impl Marks<'_> {
-    fn marking(&mut self, position: u64, (width, height): (u32, u32), variant: Variant) -> &Marking {
-        if self.current.as_ref().is_none_or(|(p, _)| *p != position) {
-            let field = Pattern::new(self.seed, position).field(width as usize, height as usize);
-            self.current = Some((position, [field.marking(Variant::A), field.marking(Variant::B)]));
-        }
-        let [a, b] = &self.current.as_ref().expect("laid above").1;
-        match variant {
-            Variant::A => a,
-            Variant::B => b,
-        }
-    }
 }
 
 pub fn run(mut job: VideoJob, frames: Receiver<frame::Video>) -> Result<Encoded> {
     let r = job.rendition;
     let mut open: Option<Open> = None;
-    let mut marks = job.mark.map(|seed| Marks { seed, current: None });
     for src in frames {
         let input = (src.format(), src.width(), src.height());
         let n = src.pts().unwrap_or(0);
         let position = job.grid.segment_of(n.max(0) as u64);
         if open.is_none() {
-            // A forensic job's B lane opens below, at the first marked position.
             let encoding = match job.mark {
-                Some(seed) if r.codec == VideoCodec::H264 => Encoding::Spliced(Box::new(Spliced::open(&job, &src, seed)?)),
-                _ => Encoding::Lanes(vec![Lane::open(&job, &src, job.mark.map(|_| Variant::A))?]),
+                Some(seed) => Encoding::Spliced(Box::new(Spliced::open(&job, &src, seed)?)),
+                None => Encoding::Plain(Box::new(Lane::open(&job, &src)?)),
             };
             open = Some(Open { scaler: scaler(input, r)?, scaler_input: input, encoding, restart_at: job.grid.segment_start(position + 1) });
         }
@@ -160,38 +134,19 @@ pub fn run(mut job: VideoJob, frames: Receiver<frame::Video>) -> Result<Encoded>
         } else {
             picture::Type::None
         });
-        let lanes = match &mut o.encoding {
+        let restart = n as u64 == o.restart_at;
+        match &mut o.encoding {
             Encoding::Spliced(spliced) => {
-                if n as u64 == o.restart_at {
+                if restart {
                     spliced.restart(&job, &src)?;
                 }
                 spliced.encode(&job, &mut scaled, n as u64)?;
-                job.encoded.fetch_add(1, Ordering::Relaxed);
-                continue;
             }
-            Encoding::Lanes(lanes) => lanes,
-        };
-        if n as u64 == o.restart_at {
-            for lane in lanes.iter_mut() {
-                lane.restart(&job, &src)?;
-            }
-        }
-        if job.mark.is_some() && lanes.len() == 1 && position >= FIRST_MARKED_SEGMENT {
-            // B from the first marked position on (before it, A alone, unmarked): on the
-            // task's first picture when it starts there or later.
-            lanes.push(Lane::open(&job, &src, Some(Variant::B))?);
-        }
-        for lane in lanes.iter_mut() {
-            match (lane.variant, marks.as_mut()) {
-                (Some(variant), Some(marks)) if position >= FIRST_MARKED_SEGMENT => {
-                    // A copy of the picture's pixels, not of its reference.
-                    let mut marked = scaled.clone();
-                    let stride = marked.stride(0);
-                    let marking = marks.marking(position, (r.width, r.height), variant);
-                    marking.apply(marked.data_mut(0), stride, n as u64);
-                    lane.encode(&marked, &r.name)?;
+            Encoding::Plain(lane) => {
+                if restart {
+                    lane.restart(&job, &src)?;
                 }
-                _ => lane.encode(&scaled, &r.name)?,
+                lane.encode(&scaled, &r.name)?;
             }
         }
         job.encoded.fetch_add(1, Ordering::Relaxed);
@@ -205,38 +160,22 @@ pub fn run(mut job: VideoJob, frames: Receiver<frame::Video>) -> Result<Encoded>
         let empty = || part(r, &job.grid, None, Vec::new(), None);
         return Ok(Encoded { part: empty(), variant_b: job.mark.map(|_| empty()) });
     };
-    let lanes = match o.encoding {
+    match o.encoding {
         Encoding::Spliced(spliced) => {
             let (part, variant_b) = spliced.finish(&job)?;
-            return Ok(Encoded { part, variant_b: Some(variant_b) });
+            Ok(Encoded { part, variant_b: Some(variant_b) })
         }
-        Encoding::Lanes(lanes) => lanes,
-    };
-    let mut parts = Vec::new();
-    for lane in lanes {
-        parts.push(lane.finish(r, &job.grid)?);
+        Encoding::Plain(lane) => Ok(Encoded { part: lane.finish(r, &job.grid)?, variant_b: None }),
     }
-    let mut parts = parts.into_iter();
-    let part = parts.next().expect("one lane at least");
-    // A task that ended before the first marked position has no B lane: an empty B part.
-    let variant_b = job.mark.map(|_| parts.next().unwrap_or_else(|| self::part(r, &job.grid, None, Vec::new(), None)));
-    Ok(Encoded { part, variant_b })
 }
 
 impl<'a> Lane<'a> {
-    fn open(job: &VideoJob<'a>, src: &frame::Video, variant: Option<Variant>) -> Result<Self> {
+    fn open(job: &VideoJob<'a>, src: &frame::Video) -> Result<Self> {
         let r = job.rendition;
-        let encoder = encode::open_video(r, job.x264, &job.grid, src, job.threads, job.bt709, job.output.format)?;
-        let name = match variant {
-            Some(Variant::B) => format!("{}/{VARIANT_B}", r.name),
-            _ => r.name.clone(),
-        };
+        let encoder = encode::open_video(r, job.x264, &job.grid, src, job.threads, job.bt709, job.output.format, None)?;
         let params = codec::Parameters::from(&*encoder);
-        let mut segmenter = Segmenter::new(&name, VideoClock(job.grid), params, encode::video_time_base(&job.grid), job.output);
-        if variant == Some(Variant::B) {
-            segmenter = segmenter.starting_at(FIRST_MARKED_SEGMENT);
-        }
-        Ok(Self { variant, encoder, segmenter })
+        let segmenter = Segmenter::new(&r.name, VideoClock(job.grid), params, encode::video_time_base(&job.grid), job.output);
+        Ok(Self { encoder, segmenter })
     }
 
     /// Closes the task's first segment and goes on with a fresh encoder.
@@ -245,7 +184,7 @@ impl<'a> Lane<'a> {
         self.encoder.send_eof().map_err(|e| TranscodeError::ffmpeg("encoding", &r.name, e))?;
         drain(&mut self.encoder, &mut self.segmenter, &r.name)?;
         self.segmenter.close()?;
-        self.encoder = encode::open_video(r, job.x264, &job.grid, src, job.threads, job.bt709, job.output.format)?;
+        self.encoder = encode::open_video(r, job.x264, &job.grid, src, job.threads, job.bt709, job.output.format, None)?;
         Ok(())
     }
 

@@ -20,7 +20,11 @@ fn grid() -> Grid {
 }
 
 fn rendition(crf: Option<f32>) -> FittedRendition {
-    FittedRendition { name: "180p".into(), width: SIZE.0, height: SIZE.1, bitrate_kbps: 300, maxrate_kbps: 330, bufsize_kbits: 600, crf, ladder_kbps: None, codec: VideoCodec::H264 }
+    rendition_in(VideoCodec::H264, crf)
+}
+
+fn rendition_in(codec: VideoCodec, crf: Option<f32>) -> FittedRendition {
+    FittedRendition { name: "180p".into(), width: SIZE.0, height: SIZE.1, bitrate_kbps: 300, maxrate_kbps: 330, bufsize_kbits: 600, crf, ladder_kbps: None, codec }
 }
 
 /// Frame `n` of a textured picture drifting right: detail that x264 codes with B frames.
@@ -96,14 +100,16 @@ fn tails_are_the_last_frames_of_marked_positions() {
 /// A and B of every marked position decode to the same pictures but in its tail, where
 /// they differ in every picture; every picture of the rendition is there once, in TS and
 /// fMP4 (one init segment: the tails' SPS and PPS are the rendition's), at the rendition's
-/// rate, under capped CRF, and with the source's colour tags kept in the VUI (the tails'
-/// pictures, scaled, carry none).
+/// rate, under capped CRF, with the source's colour tags kept in the VUI (the tails'
+/// pictures, scaled, carry none), and in HEVC (x265's parameter sets alike too).
 #[test]
 fn a_and_b_differ_only_in_each_marked_positions_tail() {
-    for (format, crf, tagged) in [(SegmentFormat::Ts, None, false), (SegmentFormat::Fmp4, None, false), (SegmentFormat::Fmp4, Some(26.0), false), (SegmentFormat::Fmp4, None, true)] {
+    use VideoCodec::{Hevc, H264};
+    let cases = [(H264, SegmentFormat::Ts, None, false), (H264, SegmentFormat::Fmp4, None, false), (H264, SegmentFormat::Fmp4, Some(26.0), false), (H264, SegmentFormat::Fmp4, None, true), (Hevc, SegmentFormat::Fmp4, None, false), (Hevc, SegmentFormat::Fmp4, Some(28.0), true)];
+    for (codec, format, crf, tagged) in cases {
         let dir = tempfile::tempdir().unwrap();
         let frames = 140; // a short last position, 40 frames
-        let Encoded { part: a, variant_b } = encode_with(dir.path(), &rendition(crf), format, frames, true, tagged);
+        let Encoded { part: a, variant_b } = encode_with(dir.path(), &rendition_in(codec, crf), format, frames, true, tagged);
         let b = variant_b.unwrap();
         assert_eq!(a.segments.iter().map(|s| s.units).sum::<u64>(), frames, "{format:?}");
         assert_eq!(b.segments.iter().map(|s| s.index).collect::<Vec<_>>(), [1, 2], "{format:?}");
@@ -113,7 +119,7 @@ fn a_and_b_differ_only_in_each_marked_positions_tail() {
             let tail = tail_of(&grid(), sa.index, Some(frames)).unwrap();
             for k in 0..fa.len() {
                 let in_tail = tail.contains(&(sa.start_unit + k as u64));
-                assert_eq!(fa.planes[k] != fb.planes[k], in_tail, "{format:?} crf {crf:?}, {} frame {k}", sa.uri);
+                assert_eq!(fa.planes[k] != fb.planes[k], in_tail, "{codec:?} {format:?} crf {crf:?}, {} frame {k}", sa.uri);
             }
         }
     }
@@ -131,13 +137,13 @@ fn before_the_first_marked_position_a_is_the_unmarked_encode() {
     assert!(read(&marked, &a.segments[1]) != read(&plain, &u.segments[1]), "the next one, short, is marked");
 }
 
-/// A tail encoder holds its quantiser on every picture, VBV notwithstanding.
+/// A tail encoder holds its quantiser on every picture, VBV notwithstanding, x264's and x265's.
 #[test]
 fn a_tail_encoder_codes_every_picture_at_its_quantiser() {
-    let r = rendition(None);
     let like = picture(0);
-    for qp in [22, 38] {
-        let mut encoder = encode::open_h264(&r, &Ladder::default().x264, &grid(), &like, 1, true, SegmentFormat::Ts, Some(qp)).unwrap();
+    for (codec, qp) in [(VideoCodec::H264, 22), (VideoCodec::H264, 38), (VideoCodec::Hevc, 24), (VideoCodec::Hevc, 40)] {
+        let r = rendition_in(codec, None);
+        let mut encoder = encode::open_video(&r, &Ladder::default().x264, &grid(), &like, 1, true, SegmentFormat::Fmp4, Some(qp)).unwrap();
         let mut packets = Vec::new();
         for n in 0..6 {
             encoder.send_frame(&picture(n)).unwrap();
@@ -146,6 +152,6 @@ fn a_tail_encoder_codes_every_picture_at_its_quantiser() {
         encoder.send_eof().unwrap();
         packets.extend(encode::video_packets(&mut encoder, "test", "test").unwrap());
         let qps: Vec<f64> = packets.iter().map(|p| quantiser(p).unwrap()).collect();
-        assert_eq!(qps, vec![f64::from(qp); 6]);
+        assert_eq!(qps, vec![f64::from(qp); 6], "{codec:?}");
     }
 }
