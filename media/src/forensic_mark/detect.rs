@@ -9,11 +9,11 @@
 //! ([`super::crop`]); each picture is then read against that frame's reference, sampled
 //! where the window puts the leak's pixels, and the pattern of its position laid out the
 //! same way ([`super::amplitude`]). Only the frames that carry the mark are read: those
-//! where A's and B's pictures differ. An H.264 rendition's A and B are one encode's bytes
-//! but for the last pictures of each position (`crate::transcode::tails`), which are read;
-//! where every picture differs (an HEVC rendition, each variant encoded whole), all but
-//! the frames next to a segment's cut (the encoders' first and last pictures of a segment
-//! differ most).
+//! where A's and B's pictures differ. A rendition's A and B are one encode's bytes but for
+//! the last pictures of each position (`crate::transcode::tails`), which are read; where
+//! every picture differs (a job made before the tails, each variant encoded whole; HEVC
+//! renditions until 2026-12-04), all but the frames next to a segment's cut (the encoders'
+//! first and last pictures of a segment differ most).
 //!
 //! A leak of a steady zoom or pan may have been placed a second or more off: its crop
 //! looks like the shot a little later, uncropped. How strongly the marks read, against

@@ -10,19 +10,18 @@
 //! How the bytes can be cut and joined:
 //! - The picture before each tail, the *anchor*, is forced to a P frame in the unmarked
 //!   encode (an IDR frame where the grid puts one). x264 (x265 alike, closed GOPs) codes a
-//!   P frame, then the B frames
-//!   displayed before it; the tail's frames come after all of them in decode order, and the
-//!   next segment opens on an IDR frame no tail frame predicts from. The unmarked packets
-//!   of a position other than its tail's are therefore a prefix of its decode order, and
-//!   decode without the tail.
+//!   P frame, then the B frames displayed before it; the tail's frames come after all of
+//!   them in decode order, and the next segment opens on an IDR frame no tail frame
+//!   predicts from. The unmarked packets of a position other than its tail's are therefore
+//!   a prefix of its decode order, and decode without the tail.
 //! - A tail's encode opens on an IDR frame, so it predicts from nothing before it. Its
 //!   packets take the decode timestamps of the unmarked encode's packets of the same
 //!   pictures, which are then dropped: the spliced stream's timestamps are the unmarked
 //!   one's (x264's reorder delay follows from its settings, the same in both).
 //! - Its quantiser is the mean of those the unmarked encode gave the same pictures (x264
-//!   and x265 report one with every packet), held on every frame: at the rung's rate a tail of
-//!   three frames came out sharper than its neighbours where the rung is starved, a flash
-//!   every segment; at their quantiser it keeps to them.
+//!   and x265 report one with every packet), held on every frame: at the rung's rate a
+//!   tail of three frames came out sharper than its neighbours where the rung is starved,
+//!   a flash every segment; at their quantiser it keeps to them.
 //! - Its SPS and PPS must be the unmarked encode's: fMP4 segments share one init segment.
 //!   Holding the quantiser through `qpmin`/`qpmax` keeps the rate control method, and with
 //!   it the headers (x265 writes no settings SEI into them: `encode::open_hevc`); they are

@@ -108,8 +108,8 @@ pub fn run(mut job: VideoJob, frames: Receiver<frame::Video>) -> Result<Encoded>
     for src in frames {
         let input = (src.format(), src.width(), src.height());
         let n = src.pts().unwrap_or(0);
-        let position = job.grid.segment_of(n.max(0) as u64);
         if open.is_none() {
+            let position = job.grid.segment_of(n.max(0) as u64);
             let encoding = match job.mark {
                 Some(seed) => Encoding::Spliced(Box::new(Spliced::open(&job, &src, seed)?)),
                 None => Encoding::Plain(Box::new(Lane::open(&job, &src)?)),
