@@ -11,12 +11,15 @@
 //! shares at random) go through the same processing. Printed: each trial's verdict, the
 //! right, wrong and missed counts, the time per trace, and the false-accusation bound.
 //!
+//! `--hevc` adds the HEVC ladder (`"codecs": ["h264", "hevc"]`, fMP4 segments) and makes
+//! every leak from the share's `360p-hevc` rendition alone.
+//!
 //! `--clip` picks the generated picture: `rotating` (test card turning ever faster, the
 //! default), `detail` (a steady zoom into the Mandelbrot set), `dark-grain` (dark, slowly moving
 //! gradients under heavy moving grain; the mark benchmark's hardest clip).
 //!
 //! Reproduce with (from the repository root; ffmpeg on the PATH):
-//!     cargo run --release -p farm-benches --bin leak-bench -- [--viewers 50] [--seconds 150] [--leak 60] [--collusions 2] [--seed 1] [--segment 1] [--clip rotating] [--crop 10]
+//!     cargo run --release -p farm-benches --bin leak-bench -- [--viewers 50] [--seconds 150] [--leak 60] [--collusions 2] [--seed 1] [--segment 1] [--clip rotating] [--crop 10] [--hevc]
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -101,6 +104,13 @@ fn main() -> Result<()> {
     let mut ladder: serde_json::Value = serde_json::from_str(SMALL_LADDER)?;
     let segment = arg("--segment", 1);
     (ladder["segment_seconds"], ladder["gop_seconds"], ladder["lead_segments"]) = (segment.into(), 1.into(), 0.into());
+    let hevc = std::env::args().any(|a| a == "--hevc");
+    if hevc {
+        (ladder["segment_format"], ladder["codecs"]) = ("fmp4".into(), serde_json::json!(["h264", "hevc"]));
+    }
+    // What a leak plays: the master playlist (FFmpeg picks its top rendition), or with
+    // `--hevc` the top HEVC rendition's playlist; a mix is always of one rendition.
+    let (played, mixed_rendition) = if hevc { ("media/360p-hevc/index.m3u8", "360p-hevc") } else { ("media/index.m3u8", "360p") };
     let body = serde_json::json!({"source": made.display().to_string(), "output": dir.path().join("out").display().to_string(), "ladder": ladder, "forensic_watermark": true});
     let encode = Instant::now();
     let (status, job) = farm.submit(&body.to_string());
@@ -108,7 +118,7 @@ fn main() -> Result<()> {
     let id = job["id"].as_str().context("job id")?.to_string();
     let done = farm.wait_final(&id, Duration::from_secs(3600));
     ensure!(done["state"] == "succeeded", "{done}");
-    println!("leak benchmark: a {seconds} s 640x360 {clip} watermarked job ({segment} s segments, encoded in {:.0} s), {viewers} shares, leaks of {leak_seconds} s: crop {crop} %, 640x360, 30 fps, gamma/contrast/brightness, x264 500 kb/s", encode.elapsed().as_secs_f64());
+    println!("leak benchmark: a {seconds} s 640x360 {clip} watermarked job ({segment} s segments, encoded in {:.0} s), {viewers} shares, leaks of {leak_seconds} s of {played}: crop {crop} %, 640x360, 30 fps, gamma/contrast/brightness, x264 500 kb/s", encode.elapsed().as_secs_f64());
     let shares: Vec<(String, String)> = (0..viewers)
         .map(|v| {
             let share: serde_json::Value = farm.http.post(format!("{}/v1/jobs/{id}/shares", farm.base)).json(&serde_json::json!({"viewer": format!("viewer-{v}"), "expires_in": 86400})).send()?.json()?;
@@ -119,7 +129,7 @@ fn main() -> Result<()> {
     let leaked = dir.path().join("leak.mp4");
     for (v, (share, url)) in shares.iter().enumerate() {
         let start = next(&mut state) % (seconds - leak_seconds).max(1);
-        screen_capture(&format!("{url}media/index.m3u8"), start, leak_seconds, crop, &leaked)?;
+        screen_capture(&format!("{url}{played}"), start, leak_seconds, crop, &leaked)?;
         let (verdict, took) = trace(&data, &master, &leaked, &id)?;
         seconds_traced.push(took);
         let named: Vec<&str> = verdict["shares"].as_array().map(|a| a.iter().filter_map(|s| s.as_str()).collect()).unwrap_or_default();
@@ -139,7 +149,7 @@ fn main() -> Result<()> {
     for c in 0..collusions {
         let (i, j) = ((2 * c) as usize % shares.len(), (2 * c + 1) as usize % shares.len());
         let playlist = dir.path().join("mixed.m3u8");
-        mixed(&http, [&shares[i].1, &shares[j].1], "360p", &mut state, &playlist)?;
+        mixed(&http, [&shares[i].1, &shares[j].1], mixed_rendition, &mut state, &playlist)?;
         let start = next(&mut state) % (seconds - leak_seconds).max(1);
         screen_capture(playlist.to_str().context("path")?, start, leak_seconds, crop, &leaked)?;
         let (verdict, took) = trace(&data, &master, &leaked, &id)?;
@@ -152,6 +162,6 @@ fn main() -> Result<()> {
         "viewers {viewers}: right {right}, wrong viewer named {wrong}, nobody named {missed}; trace median {:.1} s; false-accusation bound per trace 1e-6",
         seconds_traced.get(seconds_traced.len() / 2).copied().unwrap_or(0.0)
     );
-    println!("reproduce: cargo run --release -p farm-benches --bin leak-bench -- --viewers {viewers} --seconds {seconds} --leak {leak_seconds} --collusions {collusions} --seed {seed} --segment {segment} --clip {clip} --crop {crop}");
+    println!("reproduce: cargo run --release -p farm-benches --bin leak-bench -- --viewers {viewers} --seconds {seconds} --leak {leak_seconds} --collusions {collusions} --seed {seed} --segment {segment} --clip {clip} --crop {crop}{}", if hevc { " --hevc" } else { "" });
     Ok(())
 }

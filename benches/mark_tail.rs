@@ -3,7 +3,7 @@
 //! unmarked encode's own bytes up to an anchor frame (an I or P frame: the frames up to it
 //! decode without any frame after it), followed by the marked tail, at least `K` frames,
 //! encoded on its own (an IDR frame, then the rest) by the same encoder, opened afresh
-//! (every encode here is the worker's own, `encode::open_h264`, as the 720p rung). A and B
+//! (every encode here is the worker's own, `encode::open_video`, as the 720p rung). A and B
 //! then differ from the unmarked encode only in the tails: the rest is its bytes. x264
 //! places its anchors itself (after up to three B frames here), so a tail is `K` to `K + 3`
 //! frames; `--anchor` forces a P frame where the tail should begin, in the unmarked encode
@@ -33,11 +33,12 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
+use farm_contract::ladder::encoding::hevc_twins;
 use farm_contract::ladder::{FittedRendition, Ladder, SegmentFormat, VideoCodec};
 use farm_contract::timeline::{FrameRate, Grid};
 use farm_media::forensic_mark::{Variant, AMPLITUDE};
-use farm_media::transcode::encode::open_h264;
-use farm_media::transcode::tails::quantiser;
+use farm_media::transcode::encode::open_video;
+use farm_media::transcode::tails::{extradata, quantiser};
 use ffmpeg_next as ffmpeg;
 use ffmpeg::{format, frame, picture, Packet};
 
@@ -53,18 +54,25 @@ fn picture_types(video: &Path) -> Result<Vec<u8>> {
 }
 
 /// Raw yuv420p frames at 1280x720 encoded by the worker's own encoder
-/// (`farm_media::transcode::encode::open_h264`) as the 720p review rung (3 Mb/s with VBV,
-/// two slice threads, SPS and PPS with every IDR frame as in MPEG-TS segments), with a P
-/// frame forced at each of `anchors`, written to `out` as a raw H.264 stream; with `qp`, held
+/// (`farm_media::transcode::encode::open_video`) as the 720p review rung of `codec`: H.264
+/// at 3 Mb/s with VBV, two slice threads, SPS and PPS with every IDR frame as in MPEG-TS
+/// segments; HEVC as its twin (60 % of the rates, x265 in one thread, parameter sets in
+/// the extradata as in fMP4 segments, written at the stream's head here). A P frame is
+/// forced at each of `anchors`; the stream is written raw to `out`; with `qp`, it is held
 /// at that quantiser as the farm encodes a forensic tail. Returns each frame's bytes and
 /// quantiser, in display order.
-fn encode_worker(raw: &[u8], anchors: &[usize], out: &Path, qp: Option<u32>) -> Result<Vec<Coded>> {
+fn encode_worker(raw: &[u8], anchors: &[usize], out: &Path, qp: Option<u32>, codec: VideoCodec) -> Result<Vec<Coded>> {
     let ladder = Ladder::default();
     let grid = Grid::new(FrameRate { num: 25, den: 1 }, ladder.cuts(), 2000);
-    let rung = FittedRendition { name: "720p".into(), width: W as u32, height: H as u32, bitrate_kbps: 3000, maxrate_kbps: 3300, bufsize_kbits: 6000, crf: None, ladder_kbps: None, codec: VideoCodec::H264 };
+    let h264 = FittedRendition { name: "720p".into(), width: W as u32, height: H as u32, bitrate_kbps: 3000, maxrate_kbps: 3300, bufsize_kbits: 6000, crf: None, ladder_kbps: None, codec: VideoCodec::H264 };
+    let (rung, format) = match codec {
+        VideoCodec::H264 => (h264, SegmentFormat::Ts),
+        VideoCodec::Hevc => (hevc_twins(&[h264]).remove(0), SegmentFormat::Fmp4),
+    };
     let like = frame::Video::new(format::Pixel::YUV420P, W as u32, H as u32);
-    let mut encoder = open_h264(&rung, &ladder.x264, &grid, &like, 2, true, SegmentFormat::Ts, qp)?;
+    let mut encoder = open_video(&rung, &ladder.x264, &grid, &like, 2, true, format, qp)?;
     let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
+    file.write_all(extradata(&encoder))?;
     let mut sizes: Vec<(i64, Coded)> = Vec::new();
     let mut drain = |encoder: &mut ffmpeg::encoder::Video| -> Result<()> {
         let mut packet = Packet::empty();
@@ -139,12 +147,18 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
     let anchor = std::env::args().any(|a| a == "--anchor");
     let follow = std::env::args().any(|a| a == "--follow-qp");
     let i_above: f64 = arg("--tail-iqp").map_or(Ok(0.0), |v| v.parse())?;
+    let (codec, ext) = match arg("--codec").as_deref() {
+        None | Some("h264") => (VideoCodec::H264, "h264"),
+        Some("hevc") => (VideoCodec::Hevc, "hevc"),
+        Some(other) => anyhow::bail!("--codec is h264 or hevc, not {other}"),
+    };
+    ensure!(codec == VideoCodec::H264 || i_above == 0.0, "--tail-iqp is measured with x264 only (the FFmpeg CLI at -qp)");
     ffmpeg::init()?;
     ffmpeg::log::set_level(ffmpeg::log::Level::Error);
     let vmaf_ffmpeg = python_tools()?;
     let dir = tempfile::tempdir()?;
     let (size, log) = ((W as u32, H as u32), dir.path().join("vmaf.json"));
-    println!("mark tail: {seconds} s clips at 1280x720, a position per 2 s segment, the mark on each segment's last frames (at least K, from an anchor frame), tails encoded apart{}{}",
+    println!("mark tail: {seconds} s clips at 1280x720, {ext}, a position per 2 s segment, the mark on each segment's last frames (at least K, from an anchor frame), tails encoded apart{}{}",
         if anchor { ", an anchor forced K + 1 frames before each segment's end" } else { "" },
         if follow { format!(", each tail at the unmarked frames' mean quantiser, its I frame {i_above} above") } else { String::new() }
     );
@@ -161,8 +175,8 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
         let positions = n.div_ceil(SEGMENT_FRAMES);
         let word: Vec<Variant> = (0..positions).map(|_| if next(state) >> 63 == 1 { Variant::B } else { Variant::A }).collect();
         let file = |what: &str| dir.path().join(format!("{name}-{what}"));
-        let (normal, source) = (file("normal.h264"), file("source.mkv"));
-        let normal_bytes = encode_worker(&raw, &[], &normal, None)?;
+        let (normal, source) = (file(&format!("normal.{ext}")), file("source.mkv"));
+        let normal_bytes = encode_worker(&raw, &[], &normal, None, codec)?;
         lossless(&raw, &source)?;
         let pictures = marked(&raw, &word, AMPLITUDE, false);
         for &k in tails {
@@ -171,7 +185,9 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
             let (plain, bytes) = match anchor {
                 true => {
                     let anchors: Vec<usize> = (1..=n / SEGMENT_FRAMES).map(|s| s * SEGMENT_FRAMES - k - 1).collect();
-                    (file("plain.h264"), encode_worker(&raw, &anchors, &file("plain.h264"), None)?)
+                    let plain = file(&format!("plain.{ext}"));
+                    let bytes = encode_worker(&raw, &anchors, &plain, None, codec)?;
+                    (plain, bytes)
                 }
                 false => (normal.clone(), normal_bytes.clone()),
             };
@@ -184,14 +200,14 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
             for p in 0..positions {
                 let range = p * SEGMENT_FRAMES..((p + 1) * SEGMENT_FRAMES).min(n);
                 let Some(t) = tail(&types, range, k) else { continue };
-                let encoded = file("tail.h264");
+                let encoded = file(&format!("tail.{ext}"));
                 let tail_pictures = &pictures[t.start * FRAME..t.end * FRAME];
                 let qp = bytes[t.clone()].iter().map(|c| c.qp).sum::<f64>() / t.len() as f64;
                 let tail_bytes = match follow {
                     // The farm's own tail encoder (`farm_media::transcode::tails`).
-                    true if i_above == 0.0 => encode_worker(tail_pictures, &[], &encoded, Some(qp.round() as u32))?.iter().map(|c| c.bytes).sum(),
+                    true if i_above == 0.0 => encode_worker(tail_pictures, &[], &encoded, Some(qp.round() as u32), codec)?.iter().map(|c| c.bytes).sum(),
                     true => encode_at_qp(tail_pictures, qp, i_above, &encoded)?,
-                    false => encode_worker(tail_pictures, &[], &encoded, None)?.iter().map(|c| c.bytes).sum(),
+                    false => encode_worker(tail_pictures, &[], &encoded, None, codec)?.iter().map(|c| c.bytes).sum(),
                 };
                 let back = frames(&["-i", encoded.to_str().context("path")?], "null", "yuv420p")?;
                 ensure!(back.len() == t.len() * FRAME, "the tail came back with {} bytes", back.len());
@@ -234,7 +250,8 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
     }
     let tails: Vec<String> = tails.iter().map(usize::to_string).collect();
     let clips = chosen.map_or(String::new(), |list| format!(" --clips {}", list.join(",")));
-    println!("reproduce: cargo run --release -p farm-benches --bin mark-bench -- --seconds {seconds} --tail {}{}{}{clips}", tails.join(","), if anchor { " --anchor" } else { "" }, if follow { format!(" --follow-qp --tail-iqp {i_above}") } else { String::new() });
+    let codec_arg = if codec == VideoCodec::Hevc { " --codec hevc" } else { "" };
+    println!("reproduce: cargo run --release -p farm-benches --bin mark-bench -- --seconds {seconds} --tail {}{}{}{clips}{codec_arg}", tails.join(","), if anchor { " --anchor" } else { "" }, if follow { format!(" --follow-qp --tail-iqp {i_above}") } else { String::new() });
     Ok(())
 }
 

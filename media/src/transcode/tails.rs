@@ -240,7 +240,7 @@ pub fn quantiser(packet: &Packet) -> Option<f64> {
 }
 
 /// The encoder's extradata: its parameter sets under a global header (fMP4), else empty.
-fn extradata(encoder: &ffmpeg::encoder::Video) -> &[u8] {
+pub fn extradata(encoder: &ffmpeg::encoder::Video) -> &[u8] {
     // SAFETY: an opened encoder's context owns `extradata_size` bytes at `extradata` (or
     // holds a null pointer), alive as long as the borrow of the encoder.
     unsafe {
