@@ -37,10 +37,10 @@ use farm_contract::ladder::encoding::hevc_twins;
 use farm_contract::ladder::{FittedRendition, Ladder, SegmentFormat, VideoCodec};
 use farm_contract::timeline::{FrameRate, Grid};
 use farm_media::forensic_mark::{Variant, AMPLITUDE};
-use farm_media::transcode::encode::open_video;
+use farm_media::transcode::encode::{open_video, video_packets};
 use farm_media::transcode::tails::{extradata, quantiser};
 use ffmpeg_next as ffmpeg;
-use ffmpeg::{format, frame, picture, Packet};
+use ffmpeg::{format, frame, picture};
 
 use super::quality_measure::{outputs, python_tools, vmaf, vmaf_frames};
 use super::{arg, codec_args, frames, leak, lossless, marked, mean, next, read, tally, write_frames, CLIPS, H, SEGMENT_FRAMES, W};
@@ -75,8 +75,7 @@ fn encode_worker(raw: &[u8], anchors: &[usize], out: &Path, qp: Option<u32>, cod
     file.write_all(extradata(&encoder))?;
     let mut sizes: Vec<(i64, Coded)> = Vec::new();
     let mut drain = |encoder: &mut ffmpeg::encoder::Video| -> Result<()> {
-        let mut packet = Packet::empty();
-        while encoder.receive_packet(&mut packet).is_ok() {
+        for packet in video_packets(encoder, "encoding", &rung.name)? {
             file.write_all(packet.data().context("an empty packet")?)?;
             let coded = Coded { bytes: packet.size() as u64, qp: quantiser(&packet).context("no encoder stats")? };
             sizes.push((packet.pts().context("a packet without pts")?, coded));
