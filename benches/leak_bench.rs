@@ -2,14 +2,16 @@
 //! and never to a wrong one? A watermarked job (the embedded farm, release build; a
 //! generated `--seconds` s 640x360 clip whose layout changes all the time, `--segment` s
 //! segments, 1 by default, 1 s GOPs)
-//! is shared with `--viewers` viewers. For each viewer a leak is made as a screen capture
+//! is shared with `--viewers` viewers. For each viewer (the first `--lone` of them when
+//! given: the rest are only shares the trace must not name) a leak is made as a screen capture
 //! would: the share's master playlist played by FFmpeg from a random point for `--leak`
 //! seconds, cropped by `--crop` per cent (10 by default, half on each side), scaled to
 //! 640x360, brought to 30 fps, gamma, contrast and brightness changed, re-encoded with x264
 //! at 500 kb/s; `coordinator trace` answers.
 //! Then `--collusions` two-viewer mixes (a playlist taking each segment from one of two
 //! shares at random) go through the same processing. Printed: each trial's verdict, the
-//! right, wrong and missed counts, the time per trace, and the false-accusation bound.
+//! right, wrong and missed counts, the time per trace, how the mixes were named, and the
+//! false-accusation bound.
 //!
 //! `--hevc` adds the HEVC ladder (`"codecs": ["h264", "hevc"]`, fMP4 segments) and makes
 //! every leak from the share's `360p-hevc` rendition alone.
@@ -19,7 +21,7 @@
 //! gradients under heavy moving grain; the mark benchmark's hardest clip).
 //!
 //! Reproduce with (from the repository root; ffmpeg on the PATH):
-//!     cargo run --release -p farm-benches --bin leak-bench -- [--viewers 50] [--seconds 150] [--leak 60] [--collusions 2] [--seed 1] [--segment 1] [--clip rotating] [--crop 10] [--hevc]
+//!     cargo run --release -p farm-benches --bin leak-bench -- [--viewers 50] [--lone 50] [--seconds 150] [--leak 60] [--collusions 2] [--seed 1] [--segment 1] [--clip rotating] [--crop 10] [--hevc]
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -84,7 +86,7 @@ fn mixed(http: &reqwest::blocking::Client, urls: [&str; 2], rendition: &str, sta
 
 fn main() -> Result<()> {
     let (viewers, seconds, leak_seconds, collusions) = (arg("--viewers", 50), arg("--seconds", 150), arg("--leak", 60), arg("--collusions", 2));
-    let (seed, crop) = (arg("--seed", 1), arg("--crop", 10));
+    let (seed, crop, lone) = (arg("--seed", 1), arg("--crop", 10), arg("--lone", viewers));
     ensure!(crop < 50, "--crop is the per cent of the picture cut away, under 50");
     let mut state = seed;
     let dir = tempfile::tempdir()?;
@@ -127,7 +129,7 @@ fn main() -> Result<()> {
         .collect::<Result<_>>()?;
     let (mut right, mut wrong, mut missed, mut seconds_traced) = (0, 0, 0, Vec::new());
     let leaked = dir.path().join("leak.mp4");
-    for (v, (share, url)) in shares.iter().enumerate() {
+    for (v, (share, url)) in shares.iter().enumerate().take(lone as usize) {
         let start = next(&mut state) % (seconds - leak_seconds).max(1);
         screen_capture(&format!("{url}{played}"), start, leak_seconds, crop, &leaked)?;
         let (verdict, took) = trace(&data, &master, &leaked, &id)?;
@@ -146,6 +148,7 @@ fn main() -> Result<()> {
         }
     }
     let http = reqwest::blocking::Client::new();
+    let mut mixes = [0; 4]; // both named, one of the two, nobody, an innocent among them
     for c in 0..collusions {
         let (i, j) = ((2 * c) as usize % shares.len(), (2 * c + 1) as usize % shares.len());
         let playlist = dir.path().join("mixed.m3u8");
@@ -155,6 +158,8 @@ fn main() -> Result<()> {
         let (verdict, took) = trace(&data, &master, &leaked, &id)?;
         let named: Vec<&str> = verdict["shares"].as_array().map(|a| a.iter().filter_map(|s| s.as_str()).collect()).unwrap_or_default();
         let innocents = named.iter().filter(|s| **s != shares[i].0 && **s != shares[j].0).count();
+        let ours = named.len() - innocents;
+        mixes[if innocents > 0 { 3 } else { [2, 1, 0][ours.min(2)] }] += 1;
         println!("collusion {c} of viewers {i} and {j} from {start} s: {} {:?} (innocents named: {innocents}) ({took:.1} s)", verdict["verdict"], named);
     }
     seconds_traced.sort_by(f64::total_cmp);
@@ -162,6 +167,9 @@ fn main() -> Result<()> {
         "viewers {viewers}: right {right}, wrong viewer named {wrong}, nobody named {missed}; trace median {:.1} s; false-accusation bound per trace 1e-6",
         seconds_traced.get(seconds_traced.len() / 2).copied().unwrap_or(0.0)
     );
-    println!("reproduce: cargo run --release -p farm-benches --bin leak-bench -- --viewers {viewers} --seconds {seconds} --leak {leak_seconds} --collusions {collusions} --seed {seed} --segment {segment} --clip {clip} --crop {crop}{}", if hevc { " --hevc" } else { "" });
+    if collusions > 0 {
+        println!("mixes {collusions}: both viewers named {}, one of the two {}, nobody {}, an innocent named {}", mixes[0], mixes[1], mixes[2], mixes[3]);
+    }
+    println!("reproduce: cargo run --release -p farm-benches --bin leak-bench -- --viewers {viewers} --lone {lone} --seconds {seconds} --leak {leak_seconds} --collusions {collusions} --seed {seed} --segment {segment} --clip {clip} --crop {crop}{}", if hevc { " --hevc" } else { "" });
     Ok(())
 }
