@@ -163,10 +163,13 @@ fn main() -> Result<()> {
         println!("collusion {c} of viewers {i} and {j} from {start} s: {} {:?} (innocents named: {innocents}) ({took:.1} s)", verdict["verdict"], named);
     }
     seconds_traced.sort_by(f64::total_cmp);
-    println!(
-        "viewers {viewers}: right {right}, wrong viewer named {wrong}, nobody named {missed}; trace median {:.1} s; false-accusation bound per trace 1e-6",
-        seconds_traced.get(seconds_traced.len() / 2).copied().unwrap_or(0.0)
-    );
+    if lone > 0 {
+        println!(
+            "viewers {}: right {right}, wrong viewer named {wrong}, nobody named {missed}; trace median {:.1} s; false-accusation bound per trace 1e-6",
+            lone.min(viewers),
+            seconds_traced.get(seconds_traced.len() / 2).copied().unwrap_or(0.0)
+        );
+    }
     if collusions > 0 {
         println!("mixes {collusions}: both viewers named {}, one of the two {}, nobody {}, an innocent named {}", mixes[0], mixes[1], mixes[2], mixes[3]);
     }

@@ -93,7 +93,7 @@ pub fn trace(book: &Codebook, shares: &[String], observations: &[Observation], e
         return verdict;
     }
     let words: Vec<Vec<f64>> = shares.iter().map(|share| book.signs(share, &positions)).collect();
-    // where a share is named, the ln of the bound on an innocent being named so, half of it
+    // for each share named, the ln of its bound times the number of shares (under ln ε/2)
     let mut named = plain_rule(&words, &llr, epsilon / 2.0);
     partner_rule(&words, &llr, epsilon / 2.0, &mut named);
     let worst = named.iter().flatten().fold(f64::NEG_INFINITY, |a, b| a.max(*b));
@@ -103,6 +103,7 @@ pub fn trace(book: &Codebook, shares: &[String], observations: &[Observation], e
         1 => VerdictKind::Match,
         _ => VerdictKind::Collusion,
     };
+    // the weakest share's bound, times the shares and the two rules
     verdict.confidence = (1.0 - 2.0 * worst.exp()).max(0.0);
     verdict
 }

@@ -100,7 +100,7 @@ fn two_viewers_mixing_their_copies_are_named_as_a_collusion() {
 
 /// Two minutes at one position a second, mixed from two viewers' copies and read with 1 %
 /// misread: the partner rule names both in most trials (72 of these 100; the plain rule
-/// alone needs some 147 such positions, and named both in 4), never a third share.
+/// alone needs some 143 such positions, and named both in 4), never a third share.
 #[test]
 fn a_two_minute_mix_is_named_as_a_collusion() {
     let both = mixes_named_as_collusions(12, 5, 120, 0.01);
