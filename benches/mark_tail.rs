@@ -6,9 +6,11 @@
 //! (every encode here is the worker's own, `encode::open_video`, as the 720p rung). A and B
 //! then differ from the unmarked encode only in the tails: the rest is its bytes. x264
 //! places its anchors itself (after up to three B frames here), so a tail is `K` to `K + 3`
-//! frames; `--anchor` forces a P frame where the tail should begin, in the unmarked encode
-//! itself, and the `anchor` column scores that encode against the one without (as it
-//! differs, it is the copy's reference then). `--follow-qp` encodes each tail at the
+//! frames (the farm's design since 2026-12-04, evening, `transcode::tails`); `--anchor`
+//! forces a P frame where the tail should begin, in the unmarked encode itself (the farm's
+//! design before), and the `anchor` column scores that encode against the one without (as
+//! it differs, it is the copy's reference then; without `--anchor`, the unmarked encode
+//! against itself: VMAF's ceiling on the clip). `--follow-qp` encodes each tail at the
 //! unmarked encode's mean quantiser over the frames it replaces (x264 reports it with every
 //! packet), the I frame's too (or `--tail-iqp D` above it), rather than at the rung's
 //! average rate.

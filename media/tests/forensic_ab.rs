@@ -1,8 +1,8 @@
 //! A forensic job's pipeline (issue 19): every video segment from the first marked position
 //! on comes as variant A where the unmarked segment would be and variant B under
-//! `{rendition}/b/`, the two the same pictures but in the segment's tail, where they carry
-//! the position's mark, added and taken away; the segments before it encoded once,
-//! unmarked. Checked independently: the segments are decoded with the `ffmpeg` program and
+//! `{rendition}/b/`, the two the unmarked job's pictures but in the segment's tail, where
+//! they carry the position's mark, added and taken away; the segments before it encoded
+//! once, unmarked. Checked independently: the segments are decoded with the `ffmpeg` program and
 //! the frames read against the unmarked encode's and against the mean of A and B.
 
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use farm_contract::ladder::Ladder;
 use farm_contract::manifest::{PartKind, PartManifest, FIRST_MARKED_SEGMENT};
 use farm_media::forensic_mark::{amplitude, llr, Pattern};
 use farm_media::job::{self, Task};
-use farm_media::transcode::tails::TAIL_FRAMES;
+use farm_media::transcode::tails::{MAX_TAIL_FRAMES, TAIL_FRAMES};
 use farm_media::progress::Progress;
 use farm_storage::{LocalDir, SourceLocation};
 
@@ -92,14 +92,17 @@ fn every_marked_segment_is_encoded_as_a_and_b_carrying_opposite_marks() {
             assert_eq!(sa.uri, su.uri, "variant A is where the unmarked segment would be");
             assert_eq!(sb.uri, format!("{}/b/seg_{:05}.m4s", a.name, sa.index));
             assert_eq!((sa.units, sb.units, sa.start_unit, sb.start_unit), (su.units, su.units, su.start_unit, su.start_unit));
-            // The tails: the last frames of each segment (2 s, 50 frames, every one whole).
+            // The tails: the last frames of each segment (2 s, 50 frames, every one whole),
+            // where A and B differ; the rest is the unmarked job's encode, picture for picture.
             let reference = luma(&plain_root, unmarked.init.as_ref().unwrap(), &su.uri, (w, h));
-            let tail = reference.len() - TAIL_FRAMES as usize;
-            let reference = &reference[tail..];
             let (whole_a, whole_b) = (luma(&marked_root, a.init.as_ref().unwrap(), &sa.uri, (w, h)), luma(&marked_root, b.init.as_ref().unwrap(), &sb.uri, (w, h)));
             assert_eq!((whole_a.len(), whole_b.len()), (su.units as usize, su.units as usize), "{}", sa.uri);
-            assert!(whole_a[..tail] == whole_b[..tail], "{}: outside the tail, A and B are the same pictures", sa.uri);
-            let (frames, frames_b) = (&whole_a[tail..], &whole_b[tail..]);
+            let tail = whole_a.iter().zip(&whole_b).position(|(fa, fb)| fa != fb).unwrap();
+            let length = (reference.len() - tail) as u64;
+            assert!((TAIL_FRAMES..=MAX_TAIL_FRAMES).contains(&length), "{}: a tail of {length} pictures", sa.uri);
+            assert!(whole_a[..tail] == reference[..tail], "{}: outside the tail, A is the unmarked encode's pictures", sa.uri);
+            assert!(whole_b[..tail] == reference[..tail], "{}: outside the tail, B is the unmarked encode's pictures", sa.uri);
+            let (frames, frames_b, reference) = (&whole_a[tail..], &whole_b[tail..], &reference[tail..]);
             assert!(frames.iter().zip(frames_b).all(|(fa, fb)| fa != fb), "{}: every tail picture differs", sa.uri);
             let field = Pattern::new(&SEED, sa.index).field(w, h);
             let read = |frames: &[Vec<f32>]| -> Vec<f64> { frames.iter().zip(reference).map(|(f, r)| amplitude(f, r, &field)).collect() };

@@ -35,10 +35,10 @@
 //! readings); the evidence varies from leak to leak, so a given certainty takes more: in
 //! simulation among 60 shares at 1 % misread, both were named in 72 of 100 mixes of 120
 //! positions, 92 of 150, 100 of 180 (the plain rule alone: 4 of 100 at 120). A shorter
-//! mixed leak names one of the two, or nobody; never a third share beyond `epsilon`. (A partner rule that scored the other
-//! shares over the positions where their words agree with an accused one's was tried
-//! before this one: its exponent is the plain rule's, and it named no partner the plain
-//! rule had missed.)
+//! mixed leak names one of the two, or nobody; never a third share beyond `epsilon`. (A
+//! partner rule that scored the other shares over the positions where their words agree
+//! with an accused one's was tried before this one: its exponent is the plain rule's, and
+//! it named no partner the plain rule had missed.)
 
 use serde::Serialize;
 
@@ -93,9 +93,10 @@ pub fn trace(book: &Codebook, shares: &[String], observations: &[Observation], e
         return verdict;
     }
     let words: Vec<Vec<f64>> = shares.iter().map(|share| book.signs(share, &positions)).collect();
+    let scores: Vec<f64> = words.iter().map(|word| dot(word, &llr)).collect();
     // for each share named, the ln of its bound times the number of shares (under ln ε/2)
-    let mut named = plain_rule(&words, &llr, epsilon / 2.0);
-    partner_rule(&words, &llr, epsilon / 2.0, &mut named);
+    let mut named = plain_rule(&scores, &llr, epsilon / 2.0);
+    partner_rule(&words, &scores, &llr, epsilon / 2.0, &mut named);
     let worst = named.iter().flatten().fold(f64::NEG_INFINITY, |a, b| a.max(*b));
     verdict.shares = shares.iter().zip(&named).filter(|(_, bound)| bound.is_some()).map(|(share, _)| share.clone()).collect();
     verdict.verdict = match verdict.shares.len() {
@@ -108,23 +109,26 @@ pub fn trace(book: &Codebook, shares: &[String], observations: &[Observation], e
     verdict
 }
 
-/// The plain rule at `epsilon`: each share's word against the ratios, one test per share.
-fn plain_rule(words: &[Vec<f64>], llr: &[f64], epsilon: f64) -> Vec<Option<f64>> {
-    let tests = (words.len() as f64).ln();
-    words.iter().map(|word| accused(dot(word, llr), llr, tests, epsilon)).collect()
+/// The plain rule at `epsilon`: each share's `scores` (its word against the ratios), one
+/// test per share.
+fn plain_rule(scores: &[f64], llr: &[f64], epsilon: f64) -> Vec<Option<f64>> {
+    let tests = (scores.len() as f64).ln();
+    scores.iter().map(|&score| accused(score, llr, tests, epsilon)).collect()
 }
 
 /// The partner rule at `epsilon`, for the shares not `named` yet: each share's word against
 /// the ratios weighted by its partner's word, the other share that agrees best with the
-/// leak. The partner is chosen from the leak and the other words alone, so each share has
-/// one test, whoever its partner turns out to be.
-fn partner_rule(words: &[Vec<f64>], llr: &[f64], epsilon: f64, named: &mut [Option<f64>]) {
+/// leak (the highest of the plain rule's `scores`). The partner is chosen from the leak and
+/// the other words alone, so each share has one test, whoever its partner turns out to be.
+fn partner_rule(words: &[Vec<f64>], scores: &[f64], llr: &[f64], epsilon: f64, named: &mut [Option<f64>]) {
     let tests = (words.len() as f64).ln();
-    let scores: Vec<f64> = words.iter().map(|word| dot(word, llr)).collect();
     for (v, word) in words.iter().enumerate() {
+        if named[v].is_some() {
+            continue;
+        }
         // the first of the best, so that ties are broken without looking at `v`'s word
         let partner = (0..words.len()).filter(|&u| u != v).reduce(|best, u| if scores[u] > scores[best] { u } else { best });
-        let Some(partner) = partner.filter(|_| named[v].is_none()) else { continue };
+        let Some(partner) = partner else { continue };
         let c: Vec<f64> = llr
             .iter()
             .zip(&words[partner])

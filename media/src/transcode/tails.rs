@@ -1,23 +1,23 @@
 //! A forensic job's video rendition as variants A and B spliced from one unmarked encode.
 //!
-//! A and B are the unmarked encode's own bytes except in the last [`TAIL_FRAMES`] pictures
-//! of each marked segment position, its *tail*, which each variant encodes again, marked
-//! (`crate::forensic_mark`), on a fresh encoder of the rendition's settings. So A and B
-//! differ from the unmarked encode in a few pictures a segment, where marking every picture
-//! changed the encoder's decisions in all of them (the mark benchmark's tables in
-//! docs/benchmarks.md, "Forensic marks on segment tails").
+//! A and B are the unmarked encode's own bytes except in the last pictures of each marked
+//! segment position, its *tail* ([`tail_of`]), which each variant encodes again, marked
+//! (`crate::forensic_mark`), on a fresh encoder of the rendition's settings. The unmarked
+//! encode is the rendition's ordinary one, exactly what a job without the mark gets: the
+//! tails are cut where its encoder's own frame types allow, not where one was forced.
 //!
 //! How the bytes can be cut and joined:
-//! - The picture before each tail, the *anchor*, is forced to a P frame in the unmarked
-//!   encode (an IDR frame where the grid puts one). x264 (x265 alike, closed GOPs) codes a
-//!   P frame, then the B frames displayed before it; the tail's frames come after all of
-//!   them in decode order, and the next segment opens on an IDR frame no tail frame
-//!   predicts from. The unmarked packets of a position other than its tail's are therefore
-//!   a prefix of its decode order, and decode without the tail.
+//! - A tail begins after a frame that closes a run of the decode order: every picture
+//!   shown before the cut is coded before every picture shown after it (after an I or P
+//!   frame and the B frames shown before it, in x264's and x265's closed GOPs), and the next
+//!   segment opens on an IDR frame no tail frame predicts from. The unmarked packets before
+//!   the cut are then a prefix of the position's decode order and decode without the tail.
+//!   Which cuts there are is known once the position's packets are out of the encoder, so a
+//!   position's packets are held until then, and its last [`MAX_TAIL_FRAMES`] pictures.
 //! - A tail's encode opens on an IDR frame, so it predicts from nothing before it. Its
 //!   packets take the decode timestamps of the unmarked encode's packets of the same
 //!   pictures, which are then dropped: the spliced stream's timestamps are the unmarked
-//!   one's (x264's reorder delay follows from its settings, the same in both).
+//!   one's (the reorder delay follows from the encoder's settings, the same in both).
 //! - Its quantiser is the mean of those the unmarked encode gave the same pictures (x264
 //!   and x265 report one with every packet), held on every frame: at the rung's rate a
 //!   tail of three frames came out sharper than its neighbours where the rung is starved,
@@ -29,11 +29,10 @@
 //!
 //! Positions before [`FIRST_MARKED_SEGMENT`] are the unmarked encode's, in A alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
 
 use farm_contract::manifest::{RenditionPart, FIRST_MARKED_SEGMENT, VARIANT_B};
-use farm_contract::timeline::Grid;
 use ffmpeg_next as ffmpeg;
 use ffmpeg::codec::packet::side_data;
 use ffmpeg::{codec, ffi, frame, picture, Packet};
@@ -44,38 +43,55 @@ use super::video::{part, VideoClock, VideoJob};
 use crate::error::{Result, TranscodeError};
 use crate::forensic_mark::{Pattern, Variant};
 
-/// Pictures at the end of each marked position that carry its mark.
+/// Pictures at the end of each marked position that carry its mark, at least, where the
+/// encoder's frame types allow a cut that leaves that many.
 pub const TAIL_FRAMES: u64 = 3;
+/// Pictures a tail holds at most: [`TAIL_FRAMES`] and a run of B frames before it (x264
+/// and x265 allow up to 3 or 4 in a row at the ladder's presets, 8 at the slowest).
+pub const MAX_TAIL_FRAMES: u64 = 10;
 
-/// The frames of `position`'s tail, when it has one: its last [`TAIL_FRAMES`], leaving its
-/// first (the IDR frame that opens it) unmarked, where the pictures are expected to `end`
-/// (a job's last position is short). Any picture after them in the position belongs to
-/// the tail too (an estimate of the end that fell short). The anchor is the frame before.
-pub fn tail_of(grid: &Grid, position: u64, end: Option<u64>) -> Option<Range<u64>> {
-    if position < FIRST_MARKED_SEGMENT {
-        return None;
+/// The tail of a marked position whose frames from `start` on came out of the encoder as
+/// `order` (each packet's frame number, in decode order): the pictures after the last cut
+/// that leaves [`TAIL_FRAMES`] or more of them, or where no cut does, after the first that
+/// leaves at most [`MAX_TAIL_FRAMES`]; never the position's first picture (the IDR frame
+/// that opens it, left unmarked). `None` where no cut qualifies (a position of one picture,
+/// or one whose runs of B frames at its end are all longer: it goes unmarked, and the
+/// detector reads nothing there); an error where `order` is not each of the position's
+/// frames once.
+pub fn tail_of(start: u64, order: &[u64]) -> std::result::Result<Option<Range<u64>>, String> {
+    let end = start + order.len() as u64;
+    let mut sorted = order.to_vec();
+    sorted.sort_unstable();
+    if sorted.iter().copied().ne(start..end) {
+        return Err(format!("the encoder gave frames {order:?} for the position of frames {start}..{end}"));
     }
-    let (start, next) = (grid.segment_start(position), grid.segment_start(position + 1));
-    let last = end.map_or(next, |end| end.min(next));
-    (last >= start + 2).then(|| last.saturating_sub(TAIL_FRAMES).max(start + 1)..next)
+    // A cut before frame `s`: the packets coded first are frames start..s, all of them.
+    let (mut shown_last, mut cuts) = (start, Vec::new());
+    for (k, &frame) in order.iter().enumerate() {
+        shown_last = shown_last.max(frame);
+        let s = start + k as u64 + 1;
+        if shown_last + 1 == s && s < end && end - s <= MAX_TAIL_FRAMES {
+            cuts.push(s);
+        }
+    }
+    let cut = cuts.iter().rev().find(|&&s| end - s >= TAIL_FRAMES).or(cuts.first());
+    Ok(cut.map(|&s| s..end))
 }
 
-/// One position's tail while it is being made.
+/// One marked position while it is being made.
 #[derive(Default)]
-struct Tail {
-    /// Its scaled pictures, unmarked, in display order (pts set).
-    pictures: Vec<frame::Video>,
-    /// Decode timestamps of the unmarked encode's packets of those pictures, in decode order.
-    dts: Vec<i64>,
-    /// Their quantisers, summed.
-    quantisers: f64,
+struct Pending {
+    /// Its last [`MAX_TAIL_FRAMES`] scaled pictures, unmarked, in display order (pts set).
+    pictures: VecDeque<frame::Video>,
+    /// The unmarked encode's packets of it, in decode order.
+    packets: Vec<Packet>,
 }
 
 pub struct Spliced<'a> {
     encoder: ffmpeg::encoder::Video,
     a: Segmenter<'a, VideoClock>,
     b: Segmenter<'a, VideoClock>,
-    tails: BTreeMap<u64, Tail>,
+    pending: BTreeMap<u64, Pending>,
     seed: &'a [u8; 32],
     /// The colour tags the unmarked encoder was opened with (the source picture's), for the
     /// tails' encoders: the scaled pictures carry none, and the VUI is part of the SPS.
@@ -91,19 +107,19 @@ impl<'a> Spliced<'a> {
         let a = Segmenter::new(&r.name, VideoClock(job.grid), params.clone(), time_base, job.output);
         let b = Segmenter::new(&format!("{}/{VARIANT_B}", r.name), VideoClock(job.grid), params, time_base, job.output)
             .starting_at(FIRST_MARKED_SEGMENT);
-        Ok(Self { encoder, a, b, tails: BTreeMap::new(), seed, tags: colour_tags(like) })
+        Ok(Self { encoder, a, b, pending: BTreeMap::new(), seed, tags: colour_tags(like) })
     }
 
-    /// Encodes frame `n`'s scaled picture (its keyframe flag set): kept for its position's
-    /// tail, or made the anchor.
-    pub fn encode(&mut self, job: &VideoJob<'a>, picture: &mut frame::Video, n: u64) -> Result<()> {
-        let (grid, position) = (&job.grid, job.grid.segment_of(n));
-        if let Some(tail) = tail_of(grid, position, job.end_frame) {
-            if tail.contains(&n) {
-                self.tails.entry(position).or_default().pictures.push(picture.clone());
-            } else if n + 1 == tail.start && !grid.is_keyframe(n) {
-                picture.set_kind(picture::Type::P);
+    /// Encodes frame `n`'s scaled picture (its keyframe flag set), kept for a tail of its
+    /// position's until the position's cut is known.
+    pub fn encode(&mut self, job: &VideoJob<'a>, picture: &frame::Video, n: u64) -> Result<()> {
+        let position = job.grid.segment_of(n);
+        if position >= FIRST_MARKED_SEGMENT {
+            let kept = &mut self.pending.entry(position).or_default().pictures;
+            if kept.len() as u64 == MAX_TAIL_FRAMES {
+                kept.pop_front();
             }
+            kept.push_back(picture.clone());
         }
         self.encoder.send_frame(picture).map_err(|e| TranscodeError::ffmpeg("encoding", &job.rendition.name, e))?;
         self.drain(job)
@@ -115,8 +131,7 @@ impl<'a> Spliced<'a> {
         self.encoder.send_eof().map_err(|e| TranscodeError::ffmpeg("encoding", &r.name, e))?;
         self.drain(job)?;
         self.splice_before(job, u64::MAX)?;
-        self.a.close()?;
-        self.b.close()?;
+        self.close()?;
         self.encoder = encode::open_video(r, job.x264, &job.grid, like, job.threads, job.bt709, job.output.format, None)?;
         self.tags = colour_tags(like);
         Ok(())
@@ -147,78 +162,115 @@ impl<'a> Spliced<'a> {
         Ok(())
     }
 
-    /// An unmarked packet to A and (from the first marked position on) B, or, a tail's, kept
-    /// for its timestamp and quantiser. The tails of earlier positions are complete once a
-    /// later position's packet is out (it opens on an IDR frame), and are spliced in first.
+    /// An unmarked packet: to A before the first marked position, else held with its
+    /// position's. The earlier positions are complete once a later position's packet is out
+    /// (it opens on an IDR frame of a closed GOP), and are spliced first.
     fn route(&mut self, job: &VideoJob<'a>, packet: Packet) -> Result<()> {
-        let name = &job.rendition.name;
-        let frame = packet.pts().unwrap_or(0).max(0) as u64;
-        let position = job.grid.segment_of(frame);
+        let position = job.grid.segment_of(frame_of(&packet));
         self.splice_before(job, position)?;
-        let Some(_) = tail_of(&job.grid, position, job.end_frame).filter(|t| t.contains(&frame)) else {
-            if self.tails.get(&position).is_some_and(|t| !t.dts.is_empty()) {
-                let detail = format!("frame {frame} was coded after the tail of position {position} began");
-                return Err(TranscodeError::ffmpeg("splicing forensic tails", name, detail));
-            }
-            self.a.push(&packet)?;
-            return if position >= FIRST_MARKED_SEGMENT { self.b.push(&packet) } else { Ok(()) };
-        };
-        let kept = self.tails.get_mut(&position).ok_or_else(|| TranscodeError::ffmpeg("splicing forensic tails", name, format!("frame {frame} came out of the encoder without going in")))?;
-        kept.dts.push(packet.dts().unwrap_or(packet.pts().unwrap_or(0)));
-        kept.quantisers += quantiser(&packet).ok_or_else(|| TranscodeError::ffmpeg("splicing forensic tails", name, "the encoder gave a packet without its quantiser"))?;
+        if position < FIRST_MARKED_SEGMENT {
+            return self.a.push(&packet);
+        }
+        // An unmarked segment A still has open is complete too (the marked ones are closed
+        // as they are spliced).
+        self.a.close()?;
+        let name = &job.rendition.name;
+        let pending = self.pending.get_mut(&position).ok_or_else(|| {
+            TranscodeError::ffmpeg("splicing forensic tails", name, format!("frame {} came out of the encoder without going in", frame_of(&packet)))
+        })?;
+        pending.packets.push(packet);
         Ok(())
     }
 
-    /// Splices in the tails of positions before `position`.
+    /// Splices the positions before `position`.
     fn splice_before(&mut self, job: &VideoJob<'a>, position: u64) -> Result<()> {
-        while let Some(entry) = self.tails.first_entry().filter(|e| *e.key() < position) {
-            let (position, tail) = entry.remove_entry();
-            self.splice(job, position, tail)?;
+        while let Some(entry) = self.pending.first_entry().filter(|e| *e.key() < position) {
+            let (position, pending) = entry.remove_entry();
+            self.splice(job, position, pending)?;
         }
         Ok(())
     }
 
-    /// Encodes `tail` marked as A and as B and writes each after the unmarked packets.
-    fn splice(&mut self, job: &VideoJob<'a>, position: u64, tail: Tail) -> Result<()> {
+    /// Writes a complete position to A and B, and publishes the segments: the unmarked
+    /// packets before its tail's cut, then the tail encoded marked as A in one and as B in
+    /// the other. (Left open, each would wait for the next position's first packet, which
+    /// is held until that position is complete: a segment late.)
+    fn splice(&mut self, job: &VideoJob<'a>, position: u64, pending: Pending) -> Result<()> {
+        let name = &job.rendition.name;
+        let fail = |detail: String| TranscodeError::ffmpeg("splicing forensic tails", name, detail);
+        let order: Vec<u64> = pending.packets.iter().map(frame_of).collect();
+        let start = job.grid.segment_start(position).max(order.iter().copied().min().unwrap_or(0));
+        let tail = tail_of(start, &order).map_err(|e| fail(format!("position {position}: {e}")))?;
+        let cut = tail.as_ref().map_or(order.len(), |t| (t.start - start) as usize);
+        let mut packets = pending.packets;
+        let coded = packets.split_off(cut);
+        for packet in &packets {
+            self.a.push(packet)?;
+            self.b.push(packet)?;
+        }
+        let Some(tail) = tail else { return self.close() };
+        let pictures: Vec<&frame::Video> = pending.pictures.iter().filter(|p| tail.contains(&(p.pts().unwrap_or(-1).max(0) as u64))).collect();
+        if pictures.len() != coded.len() {
+            return Err(fail(format!("position {position}: {} tail pictures kept for frames {tail:?}", pictures.len())));
+        }
+        let dts: Vec<i64> = coded.iter().map(|p| p.dts().unwrap_or(p.pts().unwrap_or(0))).collect();
+        let quantisers = coded.iter().map(quantiser).sum::<Option<f64>>().ok_or_else(|| fail("the encoder gave a packet without its quantiser".into()))?;
+        let qp = (quantisers / coded.len() as f64).round() as u32;
+        for variant in [Variant::A, Variant::B] {
+            for packet in self.encode_tail(job, position, &pictures, variant, qp, &dts)? {
+                match variant {
+                    Variant::A => self.a.push(&packet)?,
+                    Variant::B => self.b.push(&packet)?,
+                }
+            }
+        }
+        self.close()
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.a.close()?;
+        self.b.close()
+    }
+
+    /// A tail's `pictures` marked as `variant`, encoded at `qp` from an IDR frame, its packets
+    /// given the decode timestamps `dts` of the unmarked ones they replace.
+    fn encode_tail(&self, job: &VideoJob<'a>, position: u64, pictures: &[&frame::Video], variant: Variant, qp: u32, dts: &[i64]) -> Result<Vec<Packet>> {
         let (r, grid) = (job.rendition, &job.grid);
         let fail = |detail: String| TranscodeError::ffmpeg("splicing forensic tails", &r.name, detail);
-        if tail.dts.len() != tail.pictures.len() {
-            return Err(fail(format!("position {position}: {} tail packets for {} pictures", tail.dts.len(), tail.pictures.len())));
+        let mut encoder = encode::open_video(r, job.x264, grid, &self.tags, job.threads, job.bt709, job.output.format, Some(qp))?;
+        if extradata(&encoder) != extradata(&self.encoder) {
+            return Err(fail(format!("position {position}: the tail encoder's SPS/PPS differ from the rendition's")));
         }
-        let qp = (tail.quantisers / tail.dts.len() as f64).round() as u32;
-        let field = Pattern::new(self.seed, position).field(r.width as usize, r.height as usize);
-        for (variant, segmenter) in [(Variant::A, &mut self.a), (Variant::B, &mut self.b)] {
-            let mut encoder = encode::open_video(r, job.x264, grid, &self.tags, job.threads, job.bt709, job.output.format, Some(qp))?;
-            if extradata(&encoder) != extradata(&self.encoder) {
-                return Err(fail(format!("position {position}: the tail encoder's SPS/PPS differ from the rendition's")));
-            }
-            let marking = field.marking(variant);
-            let mut packets = Vec::new();
-            for (k, picture) in tail.pictures.iter().enumerate() {
-                let mut marked = picture.clone();
-                let n = marked.pts().unwrap_or(0) as u64;
-                let stride = marked.stride(0);
-                marking.apply(marked.data_mut(0), stride, n);
-                // The tail opens on an IDR frame; a keyframe of the grid inside it stays one.
-                marked.set_kind(if k == 0 || grid.is_keyframe(n) { picture::Type::I } else { picture::Type::None });
-                encoder.send_frame(&marked).map_err(|e| TranscodeError::ffmpeg("encoding a tail", &r.name, e))?;
-                packets.extend(encode::video_packets(&mut encoder, "encoding a tail", &r.name)?);
-            }
-            encoder.send_eof().map_err(|e| TranscodeError::ffmpeg("encoding a tail", &r.name, e))?;
+        let marking = Pattern::new(self.seed, position).field(r.width as usize, r.height as usize).marking(variant);
+        let mut packets = Vec::new();
+        for (k, picture) in pictures.iter().enumerate() {
+            let mut marked = (*picture).clone();
+            let n = marked.pts().unwrap_or(0) as u64;
+            let stride = marked.stride(0);
+            marking.apply(marked.data_mut(0), stride, n);
+            // The tail opens on an IDR frame; a keyframe of the grid inside it stays one.
+            marked.set_kind(if k == 0 || grid.is_keyframe(n) { picture::Type::I } else { picture::Type::None });
+            encoder.send_frame(&marked).map_err(|e| TranscodeError::ffmpeg("encoding a tail", &r.name, e))?;
             packets.extend(encode::video_packets(&mut encoder, "encoding a tail", &r.name)?);
-            if packets.len() != tail.dts.len() {
-                return Err(fail(format!("position {position}: {} tail packets for {} pictures", packets.len(), tail.dts.len())));
-            }
-            for (mut packet, &dts) in packets.into_iter().zip(&tail.dts) {
-                if packet.pts().is_none_or(|pts| pts < dts) {
-                    return Err(fail(format!("position {position}: a tail packet would be decoded after it is shown")));
-                }
-                packet.set_dts(Some(dts));
-                segmenter.push(&packet)?;
-            }
         }
-        Ok(())
+        encoder.send_eof().map_err(|e| TranscodeError::ffmpeg("encoding a tail", &r.name, e))?;
+        packets.extend(encode::video_packets(&mut encoder, "encoding a tail", &r.name)?);
+        if packets.len() != dts.len() {
+            return Err(fail(format!("position {position}: {} tail packets for {} pictures", packets.len(), dts.len())));
+        }
+        for (packet, &dts) in packets.iter_mut().zip(dts) {
+            if packet.pts().is_none_or(|pts| pts < dts) {
+                return Err(fail(format!("position {position}: a tail packet would be decoded after it is shown")));
+            }
+            packet.set_dts(Some(dts));
+        }
+        Ok(packets)
     }
+}
+
+/// The frame a packet of a video encoder shows (its timestamp: one tick per frame).
+fn frame_of(packet: &Packet) -> u64 {
+    packet.pts().unwrap_or(0).max(0) as u64
 }
 
 /// A picture carrying only `like`'s colour tags (what an encoder is opened "like").

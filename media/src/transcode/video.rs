@@ -140,7 +140,7 @@ pub fn run(mut job: VideoJob, frames: Receiver<frame::Video>) -> Result<Encoded>
                 if restart {
                     spliced.restart(&job, &src)?;
                 }
-                spliced.encode(&job, &mut scaled, n as u64)?;
+                spliced.encode(&job, &scaled, n as u64)?;
             }
             Encoding::Plain(lane) => {
                 if restart {

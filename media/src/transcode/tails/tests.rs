@@ -1,3 +1,4 @@
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::mpsc::sync_channel;
 
@@ -87,39 +88,63 @@ fn decoded(dir: &std::path::Path, part: &RenditionPart, segment: &SegmentRecord)
 }
 
 #[test]
-fn tails_are_the_last_frames_of_marked_positions() {
-    let g = grid();
-    assert_eq!(tail_of(&g, 0, None), None, "the first position is not marked");
-    assert_eq!(tail_of(&g, 1, None), Some(97..100));
-    assert_eq!(tail_of(&g, 4, Some(400)), Some(247..250));
-    assert_eq!(tail_of(&g, 2, Some(140)), Some(137..150), "a short last position, and any picture after the estimate");
-    assert_eq!(tail_of(&g, 2, Some(102)), Some(101..150), "its first picture stays unmarked");
-    assert_eq!(tail_of(&g, 2, Some(101)), None, "a position of one picture is not marked");
+fn a_tail_is_cut_after_a_run_of_the_decode_order() {
+    // x264's order for P frames after runs of B frames: 100 I, 103 P, 101 B, 102 B, ...
+    let order = [100, 103, 101, 102, 106, 104, 105, 109, 107, 108, 110];
+    assert_eq!(tail_of(100, &order), Ok(Some(107..111)), "the last cut leaving three frames or more");
+    assert_eq!(tail_of(100, &order[..10]), Ok(Some(107..110)));
+    assert_eq!(tail_of(100, &[100, 104, 101, 102, 103]), Ok(Some(101..105)), "after the IDR frame at the earliest");
+    assert_eq!(tail_of(100, &[100, 101]), Ok(Some(101..102)), "a short last position: what it has");
+    assert_eq!(tail_of(100, &[100]), Ok(None), "a position of one picture is not marked");
+    // Runs of B frames longer than a tail may be.
+    let long: Vec<u64> = [100, 101, 114].into_iter().chain(102..114).collect();
+    assert_eq!(tail_of(100, &long), Ok(None), "no cut leaves ten frames or fewer: the position goes unmarked");
+    let long: Vec<u64> = [100, 101, 102, 103, 104, 111].into_iter().chain(105..111).collect();
+    assert_eq!(tail_of(100, &long), Ok(Some(105..112)), "the last cut, leaving seven");
+    assert_eq!(tail_of(100, &[100, 101, 102]), Ok(Some(101..103)), "none leaves three: the longest tail");
+    assert!(tail_of(100, &[100, 102, 103]).is_err(), "a frame missing");
+    assert!(tail_of(100, &[100, 101, 101]).is_err(), "a frame twice");
 }
 
-/// A and B of every marked position decode to the same pictures but in its tail, where
-/// they differ in every picture; every picture of the rendition is there once, in TS and
-/// fMP4 (one init segment: the tails' SPS and PPS are the rendition's), at the rendition's
-/// rate, under capped CRF, with the source's colour tags kept in the VUI (the tails'
-/// pictures, scaled, carry none), and in HEVC (x265's parameter sets alike too).
+/// The frames of a position's tail: where A's and B's pictures differ, checked to be a
+/// run at its end, of [`TAIL_FRAMES`] to [`MAX_TAIL_FRAMES`] pictures (but in a position too
+/// short for that many).
+fn tail_in(fa: &Frames, fb: &Frames, what: &str) -> Range<usize> {
+    let differ: Vec<bool> = (0..fa.len()).map(|k| fa.planes[k] != fb.planes[k]).collect();
+    let first = differ.iter().position(|&d| d).unwrap_or_else(|| panic!("{what}: A and B are the same"));
+    assert!(differ[first..].iter().all(|&d| d), "{what}: A and B differ in {differ:?}, not in a run at the end");
+    let len = (fa.len() - first) as u64;
+    assert!(len <= MAX_TAIL_FRAMES && (len >= TAIL_FRAMES || first == 1), "{what}: a tail of {len}");
+    first..fa.len()
+}
+
+/// A and B of every marked position decode to the unmarked encode's pictures, the
+/// rendition's ordinary one, but in its tail, where they differ from it and from each other
+/// in every picture; every picture of the rendition is there once, in TS and fMP4 (one init
+/// segment: the tails' SPS and PPS are the rendition's), at the rendition's rate, under
+/// capped CRF, with the source's colour tags kept in the VUI (the tails' pictures, scaled,
+/// carry none), and in HEVC (x265's parameter sets alike too).
 #[test]
-fn a_and_b_differ_only_in_each_marked_positions_tail() {
+fn a_and_b_are_the_unmarked_encode_but_in_each_marked_positions_tail() {
     use VideoCodec::{Hevc, H264};
     let cases = [(H264, SegmentFormat::Ts, None, false), (H264, SegmentFormat::Fmp4, None, false), (H264, SegmentFormat::Fmp4, Some(26.0), false), (H264, SegmentFormat::Fmp4, None, true), (Hevc, SegmentFormat::Fmp4, None, false), (Hevc, SegmentFormat::Fmp4, Some(28.0), true)];
     for (codec, format, crf, tagged) in cases {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, plain) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let frames = 140; // a short last position, 40 frames
-        let Encoded { part: a, variant_b } = encode_with(dir.path(), &rendition_in(codec, crf), format, frames, true, tagged);
+        let r = rendition_in(codec, crf);
+        let Encoded { part: a, variant_b } = encode_with(dir.path(), &r, format, frames, true, tagged);
+        let unmarked = encode_with(plain.path(), &r, format, frames, false, tagged).part;
         let b = variant_b.unwrap();
         assert_eq!(a.segments.iter().map(|s| s.units).sum::<u64>(), frames, "{format:?}");
         assert_eq!(b.segments.iter().map(|s| s.index).collect::<Vec<_>>(), [1, 2], "{format:?}");
-        for (sa, sb) in a.segments[1..].iter().zip(&b.segments) {
-            let (fa, fb) = (decoded(dir.path(), &a, sa), decoded(dir.path(), &b, sb));
-            assert_eq!((fa.len(), fb.len()), (sa.units as usize, sa.units as usize), "{format:?} {}", sa.uri);
-            let tail = tail_of(&grid(), sa.index, Some(frames)).unwrap();
+        for ((sa, sb), su) in a.segments[1..].iter().zip(&b.segments).zip(&unmarked.segments[1..]) {
+            let what = format!("{codec:?} {format:?} crf {crf:?}, {}", sa.uri);
+            let (fa, fb, fu) = (decoded(dir.path(), &a, sa), decoded(dir.path(), &b, sb), decoded(plain.path(), &unmarked, su));
+            assert_eq!((fa.len(), fb.len(), fu.len()), (sa.units as usize, sa.units as usize, sa.units as usize), "{what}");
+            let tail = tail_in(&fa, &fb, &what);
             for k in 0..fa.len() {
-                let in_tail = tail.contains(&(sa.start_unit + k as u64));
-                assert_eq!(fa.planes[k] != fb.planes[k], in_tail, "{codec:?} {format:?} crf {crf:?}, {} frame {k}", sa.uri);
+                assert_eq!(fa.planes[k] != fu.planes[k], tail.contains(&k), "{what} frame {k}: A against the unmarked encode");
+                assert_eq!(fb.planes[k] != fu.planes[k], tail.contains(&k), "{what} frame {k}: B against the unmarked encode");
             }
         }
     }
@@ -153,5 +178,35 @@ fn a_tail_encoder_codes_every_picture_at_its_quantiser() {
         packets.extend(encode::video_packets(&mut encoder, "test", "test").unwrap());
         let qps: Vec<f64> = packets.iter().map(|p| quantiser(p).unwrap()).collect();
         assert_eq!(qps, vec![f64::from(qp); 6], "{codec:?}");
+    }
+}
+
+/// A marked position's segments, A's and B's, are published as soon as its packets are all
+/// out of the encoder (the next position's first is): before the encoder has taken any
+/// picture of the position after that one, as an unmarked rendition's would be.
+#[test]
+fn a_marked_segment_is_published_once_its_position_is_out_of_the_encoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = LocalDir::new(dir.path()).unwrap();
+    let (r, x264, frames) = (rendition(None), Ladder::default().x264, 250);
+    let (encoded, complete) = (AtomicU64::new(0), AtomicBool::new(true));
+    let published = std::sync::Mutex::new(Vec::new());
+    let on_segment = |s: &SegmentRecord| published.lock().unwrap().push((s.uri.clone(), s.index, encoded.load(std::sync::atomic::Ordering::SeqCst)));
+    let output = Output { sink: &sink, on_segment: &on_segment, sealer: None, format: SegmentFormat::Ts };
+    let job = video::VideoJob { forward: vec![], rendition: &r, x264: &x264, grid: grid(), threads: 1, output, encoded: &encoded, input_complete: &complete, bt709: true, end_frame: Some(frames), mark: Some(&SEED) };
+    let (tx, rx) = sync_channel(frames as usize);
+    for n in 0..frames {
+        tx.send(picture(n)).unwrap();
+    }
+    drop(tx);
+    video::run(job, rx).unwrap();
+    let published = published.into_inner().unwrap();
+    let last = grid().segment_of(frames - 1);
+    for position in FIRST_MARKED_SEGMENT..last {
+        for variant in ["180p/seg", "180p/b/seg"] {
+            let (uri, _, taken) = published.iter().find(|(uri, index, _)| *index == position && uri.starts_with(variant)).unwrap();
+            let next = grid().segment_start(position + 2);
+            assert!(*taken < next, "{uri} published after {taken} pictures were taken, position {} starts at {next}", position + 2);
+        }
     }
 }
