@@ -37,7 +37,6 @@ use ffmpeg_next as ffmpeg;
 use ffmpeg::codec::packet::side_data;
 use ffmpeg::{codec, ffi, frame, picture, Packet};
 
-use super::decode::share;
 use super::encode;
 use super::segment::Segmenter;
 use super::video::{part, VideoClock, VideoJob};
@@ -82,8 +81,7 @@ pub fn tail_of(start: u64, order: &[u64]) -> std::result::Result<Option<Range<u6
 /// One marked position while it is being made.
 #[derive(Default)]
 struct Pending {
-    /// Its last [`MAX_TAIL_FRAMES`] scaled pictures, unmarked, in display order (pts set):
-    /// new references to the encoder's input, not copies (a tail copies what it marks).
+    /// Its last [`MAX_TAIL_FRAMES`] scaled pictures, unmarked, in display order (pts set).
     pictures: VecDeque<frame::Video>,
     /// The unmarked encode's packets of it, in decode order.
     packets: Vec<Packet>,
@@ -121,7 +119,7 @@ impl<'a> Spliced<'a> {
             if kept.len() as u64 == MAX_TAIL_FRAMES {
                 kept.pop_front();
             }
-            kept.push_back(share(picture));
+            kept.push_back(picture.clone());
         }
         self.encoder.send_frame(picture).map_err(|e| TranscodeError::ffmpeg("encoding", &job.rendition.name, e))?;
         self.drain(job)
