@@ -243,7 +243,6 @@ fn video_jobs<'a>(
             encoded,
             input_complete,
             bt709: plan.picture.review.is_some(),
-            end_frame: plan.frames_total.map(|n| plan.first_frame + n),
             mark: plan.forensic_seed,
         };
         jobs.push((job, video_rx.remove(0)));

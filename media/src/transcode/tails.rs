@@ -37,6 +37,7 @@ use ffmpeg_next as ffmpeg;
 use ffmpeg::codec::packet::side_data;
 use ffmpeg::{codec, ffi, frame, picture, Packet};
 
+use super::decode::share;
 use super::encode;
 use super::segment::Segmenter;
 use super::video::{part, VideoClock, VideoJob};
@@ -81,7 +82,8 @@ pub fn tail_of(start: u64, order: &[u64]) -> std::result::Result<Option<Range<u6
 /// One marked position while it is being made.
 #[derive(Default)]
 struct Pending {
-    /// Its last [`MAX_TAIL_FRAMES`] scaled pictures, unmarked, in display order (pts set).
+    /// Its last [`MAX_TAIL_FRAMES`] scaled pictures, unmarked, in display order (pts set):
+    /// new references to the encoder's input, not copies (a tail copies what it marks).
     pictures: VecDeque<frame::Video>,
     /// The unmarked encode's packets of it, in decode order.
     packets: Vec<Packet>,
@@ -119,7 +121,7 @@ impl<'a> Spliced<'a> {
             if kept.len() as u64 == MAX_TAIL_FRAMES {
                 kept.pop_front();
             }
-            kept.push_back(picture.clone());
+            kept.push_back(share(picture));
         }
         self.encoder.send_frame(picture).map_err(|e| TranscodeError::ffmpeg("encoding", &job.rendition.name, e))?;
         self.drain(job)

@@ -67,10 +67,6 @@ pub struct VideoJob<'a> {
     pub input_complete: &'a AtomicBool,
     /// Tag the bitstream BT.709 (review copies); otherwise the pictures' own tags.
     pub bt709: bool,
-    /// Where the task's pictures end, as far as known: exact for a task that ends at a
-    /// segment's cut, the source's estimate for the job's last (a forensic job's last
-    /// position is marked on its last pictures).
-    pub end_frame: Option<u64>,
     /// Forensic jobs: the job's mark seed; the rendition is encoded as A and as B.
     pub mark: Option<&'a [u8; 32]>,
 }

@@ -56,7 +56,7 @@ fn encode_with(dir: &std::path::Path, r: &FittedRendition, format: SegmentFormat
     let (encoded, complete) = (AtomicU64::new(0), AtomicBool::new(true));
     let on_segment = |_: &SegmentRecord| {};
     let output = Output { sink: &sink, on_segment: &on_segment, sealer: None, format };
-    let job = video::VideoJob { forward: vec![], rendition: r, x264: &x264, grid: grid(), threads: 1, output, encoded: &encoded, input_complete: &complete, bt709: !tagged, end_frame: Some(frames), mark: mark.then_some(&SEED) };
+    let job = video::VideoJob { forward: vec![], rendition: r, x264: &x264, grid: grid(), threads: 1, output, encoded: &encoded, input_complete: &complete, bt709: !tagged, mark: mark.then_some(&SEED) };
     let (tx, rx) = sync_channel(frames as usize);
     for n in 0..frames {
         let mut p = picture(n);
@@ -193,7 +193,7 @@ fn a_marked_segment_is_published_once_its_position_is_out_of_the_encoder() {
     let published = std::sync::Mutex::new(Vec::new());
     let on_segment = |s: &SegmentRecord| published.lock().unwrap().push((s.uri.clone(), s.index, encoded.load(std::sync::atomic::Ordering::SeqCst)));
     let output = Output { sink: &sink, on_segment: &on_segment, sealer: None, format: SegmentFormat::Ts };
-    let job = video::VideoJob { forward: vec![], rendition: &r, x264: &x264, grid: grid(), threads: 1, output, encoded: &encoded, input_complete: &complete, bt709: true, end_frame: Some(frames), mark: Some(&SEED) };
+    let job = video::VideoJob { forward: vec![], rendition: &r, x264: &x264, grid: grid(), threads: 1, output, encoded: &encoded, input_complete: &complete, bt709: true, mark: Some(&SEED) };
     let (tx, rx) = sync_channel(frames as usize);
     for n in 0..frames {
         tx.send(picture(n)).unwrap();
