@@ -4,7 +4,6 @@
 mod access;
 mod amqp_submit;
 mod api_contract;
-mod browser;
 mod chart;
 mod encrypted_job;
 mod encryption;

@@ -6,9 +6,15 @@
 //! `audio` and `audio-low` groups: the reviewer's track plays on in the other group. The
 //! ladder plays in MPEG-TS and in fMP4 segments.
 //! Driven by tests/browser/audio_switch.mjs.
+//!
+//! A stall is measured in wall-clock time against the media played, so these tests run in
+//! a test binary of their own (cargo runs test binaries one after another), one playback
+//! at a time ([`alone`]): with the end-to-end suite's encodes beside it on two cores,
+//! Chromium was starved and a switch's refill measured the machine's load, not the ladder.
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 
 use farm_tests::fixtures::eight_tone_tracks;
 use farm_tests::worker::transcode;
@@ -23,6 +29,13 @@ fn hls_js_in_chromium_switches_audio_renditions_without_a_stall() {
 #[test]
 fn hls_js_in_chromium_plays_the_fmp4_ladder_and_switches_audio() {
     play_and_switch(&["--segment-format", "fmp4"]);
+}
+
+/// One playback at a time in this binary.
+fn alone() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    // a failed test's panic poisons the lock; the next test still runs alone
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn play_and_switch(format: &[&str]) {
@@ -44,6 +57,7 @@ fn play_and_switch(format: &[&str]) {
     // start at level n. The tracks on the top rung; then track 6 across both groups.
     let extension = if format.contains(&"ts") { "ts" } else { "m4s" };
     assert!(out.join(format!("180p/seg_00003.{extension}")).exists(), "{extension} segments");
+    let _turn = alone();
     check_heard(&out, &["S1", "3", "6", "1", "0"], 5);
     check_heard(&out, &["S1", "6", "L0", "L1"], 4);
 }
@@ -58,11 +72,14 @@ fn check_heard(out: &Path, steps: &[&str], switches: usize) {
     let report: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
     println!("{report}");
     assert!(report.get("failure").is_none(), "{report}");
-    // hls.js 1.7 notes a fragment re-appended over what is buffered (`bufferAppendNoProgress`,
-    // not fatal) when a switch refills the audio buffer; anything else is a failure. Stalls
-    // are measured below.
+    // hls.js 1.7 reports two things of its own doing as errors, never fatal: a fragment
+    // re-appended over what is buffered (`bufferAppendNoProgress`) when a switch refills the
+    // audio buffer, and a request it cancelled itself because a switch made it obsolete
+    // (`aborted`: an init segment or fragment of the group it left; it loads the new one
+    // next). Anything else is a failure; stalls are measured below.
+    let own = ["bufferAppendNoProgress", "aborted"];
     let errors: Vec<&str> = report["errors"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
-    assert!(errors.iter().all(|e| *e == "bufferAppendNoProgress"), "hls.js errors: {report}");
+    assert!(errors.iter().all(|e| own.contains(e)), "hls.js errors: {report}");
     assert_eq!(report["names"].as_array().unwrap().len(), 9, "{report}");
     assert_eq!(report["names"][0], "Stereo mix");
     let heard: Vec<&serde_json::Value> = report["tracks"].as_array().unwrap().iter().collect();
