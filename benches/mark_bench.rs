@@ -29,7 +29,7 @@
 //! [--mbs 0.02]` measures instead how far x264 carries a mark-like change, per rate
 //! control ([`mark_spread`]).
 //!
-//! `--tail 2,3,4 [--anchor] [--follow-qp] [--clips graphics,detail,dark-grain] [--codec hevc]`
+//! `--tail 2,3,4 [--anchor] [--follow-qp [--tail-dqp D]] [--from-encode] [--clips graphics,detail,dark-grain] [--codec hevc]`
 //! measures the design the farm uses, in which only each segment's last frames carry the
 //! mark, encoded apart and spliced after the unmarked encode's own bytes ([`mark_tail`]),
 //! for the 720p rung of the H.264 ladder or (`--codec hevc`) of the HEVC one.

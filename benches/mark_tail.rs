@@ -13,7 +13,11 @@
 //! against itself: VMAF's ceiling on the clip). `--follow-qp` encodes each tail at the
 //! unmarked encode's mean quantiser over the frames it replaces (x264 reports it with every
 //! packet), the I frame's too (or `--tail-iqp D` above it), rather than at the rung's
-//! average rate.
+//! average rate; `--tail-dqp D` lowers that quantiser by `D` on the farm's own encoder.
+//! `--from-encode` makes each tail from the unmarked encode's decoded pictures, marked,
+//! instead of from the source's: a tail then differs from the unmarked frames it replaces
+//! by the mark and its own coding, not by a second coding of the source. The farm's tails
+//! are `--follow-qp --tail-dqp 6 --from-encode` (`transcode::tails::TAIL_QP_BELOW`).
 //!
 //! The copy a viewer would see is built from pictures, which is what splicing the bytes
 //! gives: the unmarked encode's decoded frames, the tail frames replaced by the decoded tail
@@ -148,6 +152,9 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
     let anchor = std::env::args().any(|a| a == "--anchor");
     let follow = std::env::args().any(|a| a == "--follow-qp");
     let i_above: f64 = arg("--tail-iqp").map_or(Ok(0.0), |v| v.parse())?;
+    let below: u32 = arg("--tail-dqp").map_or(Ok(0), |v| v.parse())?;
+    let from_encode = std::env::args().any(|a| a == "--from-encode");
+    ensure!(below == 0 || (follow && i_above == 0.0), "--tail-dqp lowers the farm's own tail quantiser: with --follow-qp, without --tail-iqp");
     let (codec, ext) = match arg("--codec").as_deref() {
         None | Some("h264") => (VideoCodec::H264, "h264"),
         Some("hevc") => (VideoCodec::Hevc, "hevc"),
@@ -161,8 +168,11 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
     let (size, log) = ((W as u32, H as u32), dir.path().join("vmaf.json"));
     println!("mark tail: {seconds} s clips at 1280x720, {ext}, a position per 2 s segment, the mark on each segment's last frames (at least K, from an anchor frame), tails encoded apart{}{}",
         if anchor { ", an anchor forced K + 1 frames before each segment's end" } else { "" },
-        if follow { format!(", each tail at the unmarked frames' mean quantiser, its I frame {i_above} above") } else { String::new() }
+        if follow { format!(", each tail at the unmarked frames' mean quantiser less {below}, its I frame {i_above} above") } else { String::new() }
     );
+    if from_encode {
+        println!("tails made from the unmarked encode's decoded pictures, marked (not from the source's)");
+    }
     println!(
         "{:<11} {:>3} {:>6} {:>7} {:>6} {:>6} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>6} {:>5} {:>5} {:>9} {:>6}",
         "clip", "K", "frames", "bytes", "VMAF", "p5", "src both", "src copy", "tail |Δ|", "worst Δ", "step T", "step S", "anchor", "right", "wrong", "min |llr|", "read"
@@ -197,6 +207,8 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
             let decoded = frames(&["-i", plain.to_str().context("path")?], "null", "yuv420p")?;
             let types = picture_types(&plain)?;
             ensure!(decoded.len() == raw.len() && types.len() == n, "the unmarked encode has {} frames of {n}", types.len());
+            let from_decoded = from_encode.then(|| marked(&decoded, &word, AMPLITUDE, false));
+            let pictures = from_decoded.as_ref().unwrap_or(&pictures);
             let (mut copy, mut in_tails, mut added, mut spans) = (decoded.clone(), 0usize, 0i64, Vec::new());
             for p in 0..positions {
                 let range = p * SEGMENT_FRAMES..((p + 1) * SEGMENT_FRAMES).min(n);
@@ -206,7 +218,7 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
                 let qp = bytes[t.clone()].iter().map(|c| c.qp).sum::<f64>() / t.len() as f64;
                 let tail_bytes = match follow {
                     // The farm's own tail encoder (`farm_media::transcode::tails`).
-                    true if i_above == 0.0 => encode_worker(tail_pictures, &[], &encoded, Some(qp.round() as u32), codec)?.iter().map(|c| c.bytes).sum(),
+                    true if i_above == 0.0 => encode_worker(tail_pictures, &[], &encoded, Some((qp.round() as u32).saturating_sub(below)), codec)?.iter().map(|c| c.bytes).sum(),
                     true => encode_at_qp(tail_pictures, qp, i_above, &encoded)?,
                     false => encode_worker(tail_pictures, &[], &encoded, None, codec)?.iter().map(|c| c.bytes).sum(),
                 };
@@ -252,7 +264,13 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
     let tails: Vec<String> = tails.iter().map(usize::to_string).collect();
     let clips = chosen.map_or(String::new(), |list| format!(" --clips {}", list.join(",")));
     let codec_arg = if codec == VideoCodec::Hevc { " --codec hevc" } else { "" };
-    println!("reproduce: cargo run --release -p farm-benches --bin mark-bench -- --seconds {seconds} --tail {}{}{}{clips}{codec_arg}", tails.join(","), if anchor { " --anchor" } else { "" }, if follow { format!(" --follow-qp --tail-iqp {i_above}") } else { String::new() });
+    let source = if from_encode { " --from-encode" } else { "" };
+    println!(
+        "reproduce: cargo run --release -p farm-benches --bin mark-bench -- --seconds {seconds} --tail {}{}{}{clips}{codec_arg}{source}",
+        tails.join(","),
+        if anchor { " --anchor" } else { "" },
+        if follow { format!(" --follow-qp --tail-iqp {i_above} --tail-dqp {below}") } else { String::new() }
+    );
     Ok(())
 }
 

@@ -13,15 +13,21 @@
 //!   segment opens on an IDR frame no tail frame predicts from. The unmarked packets before
 //!   the cut are then a prefix of the position's decode order and decode without the tail.
 //!   Which cuts there are is known once the position's packets are out of the encoder, so a
-//!   position's packets are held until then, and its last [`MAX_TAIL_FRAMES`] pictures.
+//!   position's packets are held until then.
+//! - A tail's pictures are the unmarked encode's own, decoded from the position's packets
+//!   (it opens on an IDR frame), then marked: a tail then differs from the unmarked pictures
+//!   it replaces by the mark and its own coding, where one made from the source's pictures
+//!   differed by a second coding of the source as well, which VMAF against the unmarked
+//!   encode scored far under the mark's own cost on detailed pictures.
 //! - A tail's encode opens on an IDR frame, so it predicts from nothing before it. Its
 //!   packets take the decode timestamps of the unmarked encode's packets of the same
 //!   pictures, which are then dropped: the spliced stream's timestamps are the unmarked
 //!   one's (the reorder delay follows from the encoder's settings, the same in both).
-//! - Its quantiser is the mean of those the unmarked encode gave the same pictures (x264
-//!   and x265 report one with every packet), held on every frame: at the rung's rate a
-//!   tail of three frames came out sharper than its neighbours where the rung is starved,
-//!   a flash every segment; at their quantiser it keeps to them.
+//! - Its quantiser is [`TAIL_QP_BELOW`] under the mean of those the unmarked encode gave the
+//!   same pictures (x264 and x265 report one with every packet), held on every frame: at
+//!   the rung's rate a tail of three frames came out sharper than its neighbours where the
+//!   rung is starved, a flash every segment; at their quantiser it keeps to them, and a
+//!   little under it, its second coding of the unmarked pictures costs them little.
 //! - Its SPS and PPS must be the unmarked encode's: fMP4 segments share one init segment.
 //!   Holding the quantiser through `qpmin`/`qpmax` keeps the rate control method, and with
 //!   it the headers (x265 writes no settings SEI into them: `encode::open_hevc`); they are
@@ -29,7 +35,7 @@
 //!
 //! Positions before [`FIRST_MARKED_SEGMENT`] are the unmarked encode's, in A alone.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use farm_contract::manifest::{RenditionPart, FIRST_MARKED_SEGMENT, VARIANT_B};
@@ -37,7 +43,6 @@ use ffmpeg_next as ffmpeg;
 use ffmpeg::codec::packet::side_data;
 use ffmpeg::{codec, ffi, frame, picture, Packet};
 
-use super::decode::share;
 use super::encode;
 use super::segment::Segmenter;
 use super::video::{part, VideoClock, VideoJob};
@@ -47,6 +52,12 @@ use crate::forensic_mark::{Pattern, Variant};
 /// Pictures at the end of each marked position that carry its mark, at least, where the
 /// encoder's frame types allow a cut that leaves that many.
 pub const TAIL_FRAMES: u64 = 3;
+/// How far under the unmarked encode's quantiser a tail is coded. A tail recodes pictures
+/// already coded once: at the same quantiser the second coding took as much again from
+/// them (the detailed clip of `mark-bench` lost 7.8 VMAF points against its source in the
+/// tails, a dip every segment); 6 under, 2.7, for 15 % more bytes there (the tails' share
+/// of the encode), and A and B score 99.07 against the unmarked encode where 98 is asked.
+pub const TAIL_QP_BELOW: u32 = 6;
 /// Pictures a tail holds at most: [`TAIL_FRAMES`] and a run of B frames before it (x264
 /// and x265 allow up to 3 or 4 in a row at the ladder's presets, 8 at the slowest).
 pub const MAX_TAIL_FRAMES: u64 = 10;
@@ -79,24 +90,23 @@ pub fn tail_of(start: u64, order: &[u64]) -> std::result::Result<Option<Range<u6
     Ok(cut.map(|&s| s..end))
 }
 
-/// One marked position while it is being made.
+/// One marked position while it is being made: the unmarked encode's packets of it, in
+/// decode order.
 #[derive(Default)]
 struct Pending {
-    /// Its last [`MAX_TAIL_FRAMES`] scaled pictures, unmarked, in display order (pts set):
-    /// new references to the encoder's input, not copies (a tail copies what it marks).
-    pictures: VecDeque<frame::Video>,
-    /// The unmarked encode's packets of it, in decode order.
     packets: Vec<Packet>,
 }
 
 pub struct Spliced<'a> {
     encoder: ffmpeg::encoder::Video,
+    /// A decoder of the unmarked encode, for the pictures a tail replaces.
+    decoder: ffmpeg::decoder::Video,
     a: Segmenter<'a, VideoClock>,
     b: Segmenter<'a, VideoClock>,
     pending: BTreeMap<u64, Pending>,
     seed: &'a [u8; 32],
     /// The colour tags the unmarked encoder was opened with (the source picture's), for the
-    /// tails' encoders: the scaled pictures carry none, and the VUI is part of the SPS.
+    /// tails' encoders, whose SPS (and its VUI) must be the rendition's.
     tags: frame::Video,
 }
 
@@ -105,23 +115,19 @@ impl<'a> Spliced<'a> {
         let r = job.rendition;
         let encoder = encode::open_video(r, job.x264, &job.grid, like, job.threads, job.bt709, job.output.format, None)?;
         let params = codec::Parameters::from(&*encoder);
+        let decoder = open_decoder(&params, &r.name)?;
         let time_base = encode::video_time_base(&job.grid);
         let a = Segmenter::new(&r.name, VideoClock(job.grid), params.clone(), time_base, job.output);
         let b = Segmenter::new(&format!("{}/{VARIANT_B}", r.name), VideoClock(job.grid), params, time_base, job.output)
             .starting_at(FIRST_MARKED_SEGMENT);
-        Ok(Self { encoder, a, b, pending: BTreeMap::new(), seed, tags: colour_tags(like) })
+        Ok(Self { encoder, decoder, a, b, pending: BTreeMap::new(), seed, tags: colour_tags(like) })
     }
 
-    /// Encodes frame `n`'s scaled picture (its keyframe flag set), kept for a tail of its
-    /// position's until the position's cut is known.
+    /// Encodes frame `n`'s scaled picture (its keyframe flag set).
     pub fn encode(&mut self, job: &VideoJob<'a>, picture: &frame::Video, n: u64) -> Result<()> {
         let position = job.grid.segment_of(n);
         if position >= FIRST_MARKED_SEGMENT {
-            let kept = &mut self.pending.entry(position).or_default().pictures;
-            if kept.len() as u64 == MAX_TAIL_FRAMES {
-                kept.pop_front();
-            }
-            kept.push_back(share(picture));
+            self.pending.entry(position).or_default();
         }
         self.encoder.send_frame(picture).map_err(|e| TranscodeError::ffmpeg("encoding", &job.rendition.name, e))?;
         self.drain(job)
@@ -135,6 +141,7 @@ impl<'a> Spliced<'a> {
         self.splice_before(job, u64::MAX)?;
         self.close()?;
         self.encoder = encode::open_video(r, job.x264, &job.grid, like, job.threads, job.bt709, job.output.format, None)?;
+        self.decoder = open_decoder(&codec::Parameters::from(&*self.encoder), &r.name)?;
         self.tags = colour_tags(like);
         Ok(())
     }
@@ -211,13 +218,13 @@ impl<'a> Spliced<'a> {
             self.b.push(packet)?;
         }
         let Some(tail) = tail else { return self.close() };
-        let pictures: Vec<&frame::Video> = pending.pictures.iter().filter(|p| tail.contains(&(p.pts().unwrap_or(-1).max(0) as u64))).collect();
+        let pictures = decode_tail(&mut self.decoder, packets.iter().chain(&coded), &tail).map_err(|e| fail(format!("position {position}: decoding the unmarked encode: {e}")))?;
         if pictures.len() != coded.len() {
-            return Err(fail(format!("position {position}: {} tail pictures kept for frames {tail:?}", pictures.len())));
+            return Err(fail(format!("position {position}: {} pictures decoded for the tail's frames {tail:?}", pictures.len())));
         }
         let dts: Vec<i64> = coded.iter().map(|p| p.dts().unwrap_or(p.pts().unwrap_or(0))).collect();
         let quantisers = coded.iter().map(quantiser).sum::<Option<f64>>().ok_or_else(|| fail("the encoder gave a packet without its quantiser".into()))?;
-        let qp = (quantisers / coded.len() as f64).round() as u32;
+        let qp = ((quantisers / coded.len() as f64).round() as u32).saturating_sub(TAIL_QP_BELOW);
         for variant in [Variant::A, Variant::B] {
             for packet in self.encode_tail(job, position, &pictures, variant, qp, &dts)? {
                 match variant {
@@ -236,7 +243,7 @@ impl<'a> Spliced<'a> {
 
     /// A tail's `pictures` marked as `variant`, encoded at `qp` from an IDR frame, its packets
     /// given the decode timestamps `dts` of the unmarked ones they replace.
-    fn encode_tail(&self, job: &VideoJob<'a>, position: u64, pictures: &[&frame::Video], variant: Variant, qp: u32, dts: &[i64]) -> Result<Vec<Packet>> {
+    fn encode_tail(&self, job: &VideoJob<'a>, position: u64, pictures: &[frame::Video], variant: Variant, qp: u32, dts: &[i64]) -> Result<Vec<Packet>> {
         let (r, grid) = (job.rendition, &job.grid);
         let fail = |detail: String| TranscodeError::ffmpeg("splicing forensic tails", &r.name, detail);
         let mut encoder = encode::open_video(r, job.x264, grid, &self.tags, job.threads, job.bt709, job.output.format, Some(qp))?;
@@ -246,7 +253,7 @@ impl<'a> Spliced<'a> {
         let marking = Pattern::new(self.seed, position).field(r.width as usize, r.height as usize).marking(variant);
         let mut packets = Vec::new();
         for (k, picture) in pictures.iter().enumerate() {
-            let mut marked = (*picture).clone();
+            let mut marked = picture.clone();
             let n = marked.pts().unwrap_or(0) as u64;
             let stride = marked.stride(0);
             marking.apply(marked.data_mut(0), stride, n);
@@ -267,6 +274,44 @@ impl<'a> Spliced<'a> {
             packet.set_dts(Some(dts));
         }
         Ok(packets)
+    }
+}
+
+/// A decoder of the stream an encoder with `params` makes (its parameter sets in `params`'
+/// extradata under a global header, else in the stream).
+fn open_decoder(params: &codec::Parameters, name: &str) -> Result<ffmpeg::decoder::Video> {
+    let fail = |e: ffmpeg::Error| TranscodeError::ffmpeg("opening a decoder of the unmarked encode", name, e);
+    codec::context::Context::from_parameters(params.clone()).map_err(fail)?.decoder().video().map_err(fail)
+}
+
+/// The pictures of frames `tail`, in display order, decoded from `packets`: a position's,
+/// in decode order, from the IDR frame that opens it. The decoder is flushed for the next.
+fn decode_tail<'p>(decoder: &mut ffmpeg::decoder::Video, packets: impl Iterator<Item = &'p Packet>, tail: &Range<u64>) -> std::result::Result<Vec<frame::Video>, ffmpeg::Error> {
+    let mut pictures = Vec::new();
+    for packet in packets {
+        decoder.send_packet(packet)?;
+        receive(decoder, tail, &mut pictures)?;
+    }
+    decoder.send_eof()?;
+    receive(decoder, tail, &mut pictures)?;
+    decoder.flush();
+    pictures.sort_unstable_by_key(|p| p.pts());
+    Ok(pictures)
+}
+
+/// The pictures `decoder` has ready whose frames are in `tail`.
+fn receive(decoder: &mut ffmpeg::decoder::Video, tail: &Range<u64>, pictures: &mut Vec<frame::Video>) -> std::result::Result<(), ffmpeg::Error> {
+    loop {
+        let mut picture = frame::Video::empty();
+        match decoder.receive_frame(&mut picture) {
+            Ok(()) => {
+                if picture.pts().is_some_and(|pts| tail.contains(&(pts.max(0) as u64))) {
+                    pictures.push(picture);
+                }
+            }
+            Err(ffmpeg::Error::Other { errno: ffi::EAGAIN }) | Err(ffmpeg::Error::Eof) => return Ok(()),
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -150,6 +150,47 @@ fn a_and_b_are_the_unmarked_encode_but_in_each_marked_positions_tail() {
     }
 }
 
+/// The luma of the source's picture of frame `n`, packed.
+fn source_luma(n: u64) -> Vec<u8> {
+    let p = picture(n);
+    let stride = p.stride(0);
+    p.data(0).chunks(stride).take(SIZE.1 as usize).flat_map(|row| &row[..SIZE.0 as usize]).copied().collect()
+}
+
+fn mean_abs_diff(x: &[u8], y: &[u8]) -> f64 {
+    x.iter().zip(y).map(|(&a, &b)| f64::from(a.abs_diff(b))).sum::<f64>() / x.len() as f64
+}
+
+/// A tail is made from the unmarked encode's own pictures, marked: its pictures are nearer
+/// the unmarked encode's than the source's (a tail made from the source's pictures is a
+/// second coding of the source, nearer the source). On a detailed picture at a low rate,
+/// where the unmarked encode is far from its source.
+#[test]
+fn a_tail_is_made_from_the_unmarked_encodes_pictures() {
+    for (codec, format) in [(VideoCodec::H264, SegmentFormat::Ts), (VideoCodec::Hevc, SegmentFormat::Fmp4)] {
+        let (dir, plain) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let r = rendition_in(codec, None);
+        let Encoded { part: a, variant_b } = encode(dir.path(), &r, format, 150, true);
+        let b = variant_b.unwrap();
+        let unmarked = encode(plain.path(), &r, format, 150, false).part;
+        for ((sa, sb), su) in a.segments[1..].iter().zip(&b.segments).zip(&unmarked.segments[1..]) {
+            let (fa, fb, fu) = (decoded(dir.path(), &a, sa), decoded(dir.path(), &b, sb), decoded(plain.path(), &unmarked, su));
+            let what = format!("{codec:?} {}", sa.uri);
+            let (mut to_unmarked, mut to_source, mut unmarked_to_source) = (0.0, 0.0, 0.0);
+            for k in tail_in(&fa, &fb, &what) {
+                let source = source_luma(sa.start_unit + k as u64);
+                for f in [&fa, &fb] {
+                    to_unmarked += mean_abs_diff(&f.planes[k], &fu.planes[k]);
+                    to_source += mean_abs_diff(&f.planes[k], &source);
+                }
+                unmarked_to_source += 2.0 * mean_abs_diff(&fu.planes[k], &source);
+            }
+            println!("{what}: the tails from the unmarked encode {to_unmarked:.1}, from the source {to_source:.1} (the unmarked encode from the source {unmarked_to_source:.1})");
+            assert!(to_unmarked < to_source / 2.0, "{what}: the tails from the unmarked encode {to_unmarked:.1}, from the source {to_source:.1}");
+        }
+    }
+}
+
 /// Before the first marked position A is the unmarked encode, byte for byte.
 #[test]
 fn before_the_first_marked_position_a_is_the_unmarked_encode() {
