@@ -20,7 +20,7 @@ use farm_tests::worker::worker_with_env;
 static SWIFT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn swift_turn() -> std::sync::MutexGuard<'static, ()> {
-    SWIFT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    farm_tests::turn(&SWIFT)
 }
 
 /// Every tempauth token is forgotten (they live in memcached): the next request with one

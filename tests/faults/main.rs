@@ -32,7 +32,7 @@ const FRAMES: u64 = 750;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    farm_tests::turn(&SERIAL)
 }
 
 /// A farm on PostgreSQL with the 30 s clip uploaded; `name` makes prefixes unique.

@@ -34,8 +34,7 @@ fn hls_js_in_chromium_plays_the_fmp4_ladder_and_switches_audio() {
 /// One playback at a time in this binary.
 fn alone() -> MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
-    // a failed test's panic poisons the lock; the next test still runs alone
-    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    farm_tests::turn(&TURN)
 }
 
 fn play_and_switch(format: &[&str]) {

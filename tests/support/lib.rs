@@ -15,3 +15,9 @@ pub mod s3;
 pub mod sound;
 pub mod services;
 pub mod worker;
+
+/// Takes `lock`, the turn of tests that must not overlap: a test that failed holding it
+/// poisons it, and the next one still takes its turn.
+pub fn turn(lock: &'static std::sync::Mutex<()>) -> std::sync::MutexGuard<'static, ()> {
+    lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

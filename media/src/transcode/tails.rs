@@ -90,20 +90,14 @@ pub fn tail_of(start: u64, order: &[u64]) -> std::result::Result<Option<Range<u6
     Ok(cut.map(|&s| s..end))
 }
 
-/// One marked position while it is being made: the unmarked encode's packets of it, in
-/// decode order.
-#[derive(Default)]
-struct Pending {
-    packets: Vec<Packet>,
-}
-
 pub struct Spliced<'a> {
     encoder: ffmpeg::encoder::Video,
     /// A decoder of the unmarked encode, for the pictures a tail replaces.
     decoder: ffmpeg::decoder::Video,
     a: Segmenter<'a, VideoClock>,
     b: Segmenter<'a, VideoClock>,
-    pending: BTreeMap<u64, Pending>,
+    /// Each marked position being made: the unmarked encode's packets of it, in decode order.
+    pending: BTreeMap<u64, Vec<Packet>>,
     seed: &'a [u8; 32],
     /// The colour tags the unmarked encoder was opened with (the source picture's), for the
     /// tails' encoders, whose SPS (and its VUI) must be the rendition's.
@@ -184,18 +178,18 @@ impl<'a> Spliced<'a> {
         // as they are spliced).
         self.a.close()?;
         let name = &job.rendition.name;
-        let pending = self.pending.get_mut(&position).ok_or_else(|| {
+        let packets = self.pending.get_mut(&position).ok_or_else(|| {
             TranscodeError::ffmpeg("splicing forensic tails", name, format!("frame {} came out of the encoder without going in", frame_of(&packet)))
         })?;
-        pending.packets.push(packet);
+        packets.push(packet);
         Ok(())
     }
 
     /// Splices the positions before `position`.
     fn splice_before(&mut self, job: &VideoJob<'a>, position: u64) -> Result<()> {
         while let Some(entry) = self.pending.first_entry().filter(|e| *e.key() < position) {
-            let (position, pending) = entry.remove_entry();
-            self.splice(job, position, pending)?;
+            let (position, packets) = entry.remove_entry();
+            self.splice(job, position, packets)?;
         }
         Ok(())
     }
@@ -204,14 +198,13 @@ impl<'a> Spliced<'a> {
     /// packets before its tail's cut, then the tail encoded marked as A in one and as B in
     /// the other. (Left open, each would wait for the next position's first packet, which
     /// is held until that position is complete: a segment late.)
-    fn splice(&mut self, job: &VideoJob<'a>, position: u64, pending: Pending) -> Result<()> {
+    fn splice(&mut self, job: &VideoJob<'a>, position: u64, mut packets: Vec<Packet>) -> Result<()> {
         let name = &job.rendition.name;
         let fail = |detail: String| TranscodeError::ffmpeg("splicing forensic tails", name, detail);
-        let order: Vec<u64> = pending.packets.iter().map(frame_of).collect();
+        let order: Vec<u64> = packets.iter().map(frame_of).collect();
         let start = job.grid.segment_start(position).max(order.iter().copied().min().unwrap_or(0));
         let tail = tail_of(start, &order).map_err(|e| fail(format!("position {position}: {e}")))?;
         let cut = tail.as_ref().map_or(order.len(), |t| (t.start - start) as usize);
-        let mut packets = pending.packets;
         let coded = packets.split_off(cut);
         for packet in &packets {
             self.a.push(packet)?;
