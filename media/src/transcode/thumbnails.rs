@@ -14,7 +14,7 @@ use farm_contract::thumbnails::{Thumbnails, POSTER};
 use farm_contract::timeline::FrameRate;
 use ffmpeg_next as ffmpeg;
 use ffmpeg::software::scaling;
-use ffmpeg::{codec, encoder, format, frame, Packet, Rational};
+use ffmpeg::{codec, encoder, format, frame, Rational};
 
 use crate::error::{Result, TranscodeError};
 use farm_storage::Sink;
@@ -152,10 +152,10 @@ fn jpeg(picture: &frame::Video) -> Result<Vec<u8>> {
     }
     enc.send_frame(&input).map_err(fail)?;
     enc.send_eof().map_err(fail)?;
-    let mut data = Vec::new();
-    let mut packet = Packet::empty();
-    while enc.receive_packet(&mut packet).is_ok() {
-        data.extend_from_slice(packet.data().unwrap_or_default());
+    let packets = super::encode::video_packets(&mut enc, "encoding a JPEG", STAGE)?;
+    let data: Vec<u8> = packets.iter().flat_map(|p| p.data().unwrap_or_default().iter().copied()).collect();
+    if data.is_empty() {
+        return Err(TranscodeError::ffmpeg("encoding a JPEG", STAGE, "the MJPEG encoder gave no picture"));
     }
     Ok(data)
 }
