@@ -256,19 +256,20 @@ fn place(copy: &JobCopy, leaked: &Frames, placed: &[TimeAlignment]) -> anyhow::R
 
 /// Marks no stronger than chance where the pictures put the leak: a crop of a steady zoom or
 /// pan passes for another moment of it. Read near `around` (where the pictures agree best),
-/// the crop found again; what reads stronger than `found` replaces it.
+/// the crop found again; what reads further above chance than `found` replaces it
+/// ([`detect::Reading::reads_above`]).
 fn search_near(copy: &JobCopy, leaked: &Frames, around: f64, found: Placed) -> anyhow::Result<Placed> {
     let (from, to) = detect::near_span(leaked, around);
     let strongest = detect::strongest_near(leaked, copy.rate, around, &copy.positions(from, to)?, &copy.seed);
     let Placed { offset, reading, note } = found;
     tracing::info!(around, strength = reading.strength, chance = reading.chance, ?strongest, "leak read near the offset the pictures gave");
     let at = strongest.filter(|(at, ..)| (at - offset).abs() > 1e-9);
-    let there = at.map(|(at, _, window)| anyhow::Ok(copy.read_at(leaked, at, Some(window))?.filter(|r| r.strength > reading.strength).map(|r| (at, r)))).transpose()?.flatten();
+    let there = at.map(|(at, _, window)| anyhow::Ok(copy.read_at(leaked, at, Some(window))?.filter(|r| r.reads_above(&reading)).map(|r| (at, r)))).transpose()?.flatten();
     let (strength, chance, above) = (reading.strength, reading.chance, reading.above_chance);
     Ok(match there {
         None => {
             let before = note.map(|n| format!("{n}; ")).unwrap_or_default();
-            let note = format!("{before}its marks read weakly at {offset:.2} s ({strength:.3}, chance {chance:.3}, {above:.1} standard errors above) and no stronger within {} s of {around:.2} s", detect::NEAR_SECONDS);
+            let note = format!("{before}its marks read weakly at {offset:.2} s ({strength:.3}, chance {chance:.3}, {above:.1} standard errors above) and no further above chance within {} s of {around:.2} s", detect::NEAR_SECONDS);
             Placed { offset, reading, note: Some(note) }
         }
         Some((at, there)) => {

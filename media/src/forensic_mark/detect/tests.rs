@@ -207,3 +207,22 @@ fn a_leak_of_a_steady_zoom_is_placed_where_its_marks_read() {
     let expected: Vec<(u64, bool)> = word.iter().enumerate().map(|(p, v)| ((p + first) as u64, *v == Variant::B)).collect();
     assert_eq!(read, expected, "{reading:?}");
 }
+
+/// A reading with these figures (the rest alike).
+fn reading(strength: f64, chance: f64, above_chance: f64, window: Window) -> Reading {
+    Reading { observations: Vec::new(), window, agreement: 0.9, frames_read: 600, strength, chance, above_chance }
+}
+
+#[test]
+fn a_reading_is_preferred_by_how_far_it_stands_above_chance_not_by_its_strength() {
+    // leak-bench --clip dark-grain, viewer 3 of seed 5: its own offset, and the search's
+    // strongest, through a window a quarter of the picture
+    let own = reading(0.106, 0.064, 4.3, Window { left: 0.05, top: 0.05, right: 0.95, bottom: 0.95 });
+    let small = reading(0.147, 0.147, -0.1, Window { left: 0.253, top: 0.0, right: 0.777, bottom: 0.512 });
+    assert!(!small.reads_above(&own), "a stronger reading at chance must not replace one 4.3 standard errors above it");
+    assert!(own.reads_above(&small));
+    // a zoom's leak: where the pictures put it, and its own offset found by the search
+    let pictures = reading(0.016, 0.015, 0.6, Window::WHOLE);
+    let found = reading(0.171, 0.048, 18.1, Window { left: 0.044, top: 0.038, right: 0.956, bottom: 0.951 });
+    assert!(found.reads_above(&pictures));
+}
