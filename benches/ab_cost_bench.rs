@@ -67,9 +67,10 @@ fn main() -> Result<()> {
     let rounds = arg("--rounds", 2);
     let segment = arg("--segment", 2);
     let hevc = std::env::args().any(|a| a == "--hevc");
-    // A keyframe every 2 s, and leading segments of 2 s, or each segment's length if shorter.
-    let seconds_each = f64::from(segment);
-    let ladder = Ladder { segment_seconds: seconds_each, gop_seconds: seconds_each.min(2.0), lead_seconds: seconds_each.min(2.0), ..Ladder::default() };
+    // The default ladder's keyframe interval and leading segments, each cut to the
+    // segment's length where that is shorter.
+    let (each, default) = (f64::from(segment), Ladder::default());
+    let ladder = Ladder { segment_seconds: each, gop_seconds: default.gop_seconds.min(each), lead_seconds: default.lead_seconds.min(each), ..default };
     let ladder = match hevc {
         true => Ladder { codecs: vec![VideoCodec::H264, VideoCodec::Hevc], segment_format: Some(SegmentFormat::Fmp4), ..ladder },
         false => ladder,
