@@ -7,7 +7,7 @@
 //! timeline by its pictures ([`forensic_mark::align`]); the positions it covers are read
 //! against the mean of A and B ([`forensic_mark::detect`]), at each offset the pictures
 //! cannot tell apart when the job's picture repeats, keeping the one whose marks read
-//! strongest (a choice that never looks at a code word), and near it when they read no
+//! furthest above chance (a choice that never looks at a code word), and near it when they read no
 //! stronger than chance there (a steady zoom or pan: a crop passes for another moment of
 //! the shot, [`detect::strongest_near`]); the readings go to the code
 //! words' trace ([`farm_hls::forensic::trace`]), over every share the job ever had (revoked
@@ -223,11 +223,12 @@ struct Placed {
 }
 
 /// The leak read at each offset its pictures cannot tell apart, the one whose marks read
-/// strongest kept; then, when they read no stronger than chance there, near the pictures'
-/// best. None when no offset covers a watermarked position.
+/// furthest above chance kept (not the strongest: each offset's crop window is found
+/// again, and a smaller one reads every pattern stronger, [`detect::Reading::reads_above`]);
+/// then, when they read no stronger than chance there, near the pictures' best. None when
+/// no offset covers a watermarked position.
 fn place(copy: &JobCopy, leaked: &Frames, placed: &[TimeAlignment]) -> anyhow::Result<Option<Placed>> {
-    let mut best: Option<(f64, detect::Reading)> = None;
-    let mut tried = Vec::new();
+    let (mut readings, mut tried) = (Vec::new(), Vec::new());
     for at in placed {
         let Some(reading) = copy.read_at(leaked, at.offset, None)? else {
             tried.push(format!("{:.2} s: not read", at.offset));
@@ -235,14 +236,12 @@ fn place(copy: &JobCopy, leaked: &Frames, placed: &[TimeAlignment]) -> anyhow::R
         };
         tried.push(format!("{:.2} s: {:.3} (chance {:.3}, {:.1} standard errors above)", at.offset, reading.strength, reading.chance, reading.above_chance));
         tracing::info!(offset = at.offset, margin = at.margin(), window = ?reading.window, agreement = reading.agreement, frames = reading.frames_read, strength = reading.strength, chance = reading.chance, above_chance = reading.above_chance, "leak read");
-        if best.as_ref().is_none_or(|(_, b)| reading.strength > b.strength) {
-            best = Some((at.offset, reading));
-        }
+        readings.push((at.offset, reading));
     }
-    let Some((offset, reading)) = best else { return Ok(None) };
+    let Some((offset, reading)) = detect::furthest_above_chance(readings) else { return Ok(None) };
     let note = (placed.len() > 1).then(|| {
         format!(
-            "the pictures alone did not place the leak (a repeating or still picture, or another clip): read at {} offsets, its marks read strongest at {offset:.2} s (strength {})",
+            "the pictures alone did not place the leak (a repeating or still picture, or another clip): read at {} offsets, its marks read furthest above chance at {offset:.2} s (strength {})",
             placed.len(),
             tried.join(", ")
         )

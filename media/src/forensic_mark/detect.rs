@@ -107,6 +107,16 @@ impl Reading {
     }
 }
 
+/// Of readings of one leak (at several offsets, or through several crop windows), the one
+/// whose marks read furthest above chance ([`Reading::reads_above`]), with what it was read
+/// at; the first of equals.
+pub fn furthest_above_chance<T>(readings: impl IntoIterator<Item = (T, Reading)>) -> Option<(T, Reading)> {
+    readings.into_iter().fold(None, |best, (at, reading)| match best {
+        Some((_, ref kept)) if !reading.reads_above(kept) => best,
+        _ => Some((at, reading)),
+    })
+}
+
 /// Reads `leak`, shown on the job's timeline at `offset` (job time = leak time + offset) at
 /// `rate` frames a second, against the `positions` it covers; marks keyed by `seed`. None
 /// when no leak picture falls on those positions.

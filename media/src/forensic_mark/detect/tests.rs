@@ -226,3 +226,17 @@ fn a_reading_is_preferred_by_how_far_it_stands_above_chance_not_by_its_strength(
     let found = reading(0.171, 0.048, 18.1, Window { left: 0.044, top: 0.038, right: 0.956, bottom: 0.951 });
     assert!(found.reads_above(&pictures));
 }
+
+#[test]
+fn of_a_leak_read_at_several_offsets_the_one_furthest_above_chance_is_kept() {
+    // the dark, grainy leak above, read at its own offset and at one its repeating picture
+    // leaves, there through a window a quarter of the picture: stronger, at chance
+    let own = reading(0.106, 0.064, 4.3, Window { left: 0.05, top: 0.05, right: 0.95, bottom: 0.95 });
+    let small = reading(0.147, 0.147, -0.1, Window { left: 0.253, top: 0.0, right: 0.777, bottom: 0.512 });
+    let weak = reading(0.02, 0.019, 0.3, Window::WHOLE);
+    let (at, kept) = furthest_above_chance([(3.5, small), (0.0, own), (7.0, weak)]).unwrap();
+    assert_eq!((at, kept.above_chance), (0.0, 4.3));
+    let ties = [(1.0, reading(0.1, 0.05, 2.0, Window::WHOLE)), (2.0, reading(0.2, 0.05, 2.0, Window::WHOLE))];
+    assert_eq!(furthest_above_chance(ties).map(|(at, _)| at), Some(1.0), "the first of equals");
+    assert!(furthest_above_chance(Vec::<(f64, Reading)>::new()).is_none());
+}
