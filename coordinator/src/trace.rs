@@ -4,14 +4,15 @@
 //! The job's review copy is read back from its output: one video rendition (the smallest at
 //! least [`WORK`] high), its A and B segments decrypted with the job's content keys. The leak
 //! and A are reduced to the detector's working size; the leak is placed on the job's
-//! timeline by its pictures ([`forensic_mark::align`]); the positions it covers are read
-//! against the mean of A and B ([`forensic_mark::detect`]), at each offset the pictures
-//! cannot tell apart when the job's picture repeats, keeping the one whose marks read
-//! furthest above chance (a choice that never looks at a code word), and near it when they read no
-//! stronger than chance there (a steady zoom or pan: a crop passes for another moment of
-//! the shot, [`detect::strongest_near`]); the readings go to the code
-//! words' trace ([`farm_hls::forensic::trace`]), over every share the job ever had (revoked
-//! and expired ones too: a copy outlives its link), under the false-accusation bound
+//! timeline by its pictures ([`forensic_mark::align`](farm_media::forensic_mark::align));
+//! the positions it covers are read against the mean of A and B
+//! ([`forensic_mark::detect`](detect)), at each offset the pictures cannot tell apart when
+//! the job's picture repeats, keeping the one whose marks read furthest above chance (a
+//! choice that never looks at a code word), and near it when they read no stronger than
+//! chance there (a steady zoom or pan: a crop passes for another moment of the shot,
+//! [`detect::strongest_near`]); the readings go to the code words'
+//! trace ([`farm_hls::forensic::trace`]), over every share the job ever had (revoked and
+//! expired ones too: a copy outlives its link), under the false-accusation bound
 //! [`FALSE_ACCUSATION`]. Nothing here is stored: the mark seed and the code words are
 //! derived from the master key again.
 
