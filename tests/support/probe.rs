@@ -121,7 +121,9 @@ pub fn ratio(text: &str) -> f64 {
 }
 
 /// Frames ffprobe decodes from the first `stream` ("v" or "a") of `input`, with `args`
-/// before it (`-key`/`-iv` for a `crypto:` input); 0 when nothing decodes.
+/// before it (`-key`/`-iv` for a `crypto:` input); 0 when nothing decodes. For bytes that
+/// may be random (sealed ones) name the container in `args` (`-f mpegts`): left to guess,
+/// FFmpeg takes some runs of random bytes for raw H.263 and decodes a frame.
 pub fn decoded_frames(args: &[&str], input: &str, stream: &str) -> u64 {
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-count_frames", "-select_streams", &format!("{stream}:0"), "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
