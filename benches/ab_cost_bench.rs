@@ -6,7 +6,7 @@
 //! `--rounds` times. With `--hevc`, the ladder is the H.264 one and its HEVC twins, in fMP4
 //! segments (`"codecs": ["h264", "hevc"]`). Both encodes cut `--segment` seconds segments
 //! (default 2: what the coordinator gives a watermarked job that names no ladder,
-//! `FORENSIC_SEGMENT_SECONDS`; every segment after the first is a marked position with its
+//! `Ladder::forensic`; every segment after the first is a marked position with its
 //! own tails, so the shorter the segments, the more the mark costs). The issue asks at most
 //! 2.1x the unmarked ladder's CPU.
 //!
@@ -18,7 +18,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::Result;
-use farm_contract::ladder::{Ladder, SegmentFormat, VideoCodec};
+use farm_contract::ladder::{Ladder, SegmentFormat, VideoCodec, FORENSIC_SEGMENT_SECONDS};
 use farm_media::job::{self, Task};
 use farm_media::progress::Progress;
 use farm_storage::{LocalDir, SourceLocation};
@@ -65,11 +65,11 @@ fn main() -> Result<()> {
     ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
     let seconds = arg("--seconds", 20);
     let rounds = arg("--rounds", 2);
-    let segment = arg("--segment", 2);
+    let segment = arg("--segment", FORENSIC_SEGMENT_SECONDS as u32);
     let hevc = std::env::args().any(|a| a == "--hevc");
-    // The default ladder's keyframe interval and leading segments, each cut to the
-    // segment's length where that is shorter.
-    let (each, default) = (f64::from(segment), Ladder::default());
+    // A watermarked job's default ladder at `--segment` s segments, its keyframe interval
+    // and leading segments each cut to the segment's length where that is shorter.
+    let (each, default) = (f64::from(segment), Ladder::forensic());
     let ladder = Ladder { segment_seconds: each, gop_seconds: default.gop_seconds.min(each), lead_seconds: default.lead_seconds.min(each), ..default };
     let ladder = match hevc {
         true => Ladder { codecs: vec![VideoCodec::H264, VideoCodec::Hevc], segment_format: Some(SegmentFormat::Fmp4), ..ladder },

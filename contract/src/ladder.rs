@@ -235,7 +235,19 @@ impl FittedRendition {
     }
 }
 
+/// Segment length of a watermarked job that names no ladder: one mark position per
+/// segment, so the default 6 s would give a two-minute leak some twenty positions, too few
+/// to name a viewer among many shares.
+pub const FORENSIC_SEGMENT_SECONDS: f64 = 2.0;
+
 impl Ladder {
+    /// The ladder of a watermarked job that names none: the review ladder cut in
+    /// [`FORENSIC_SEGMENT_SECONDS`] segments (its keyframes and leading segments are 2 s
+    /// already).
+    pub fn forensic() -> Self {
+        Self { segment_seconds: FORENSIC_SEGMENT_SECONDS, ..Self::default() }
+    }
+
     /// A ladder file or a job's ladder: parsed, defaults settled, validated.
     pub fn from_json(text: &str) -> Result<Self, LadderError> {
         let mut ladder: Ladder =

@@ -156,16 +156,11 @@ pub fn stored_output(output: &Location) -> String {
     output.to_string().trim_end_matches('/').to_string()
 }
 
-/// Segment length of a watermarked job that names no ladder: one mark position per
-/// segment, so the default 6 s would give a two-minute leak some twenty positions, too few
-/// to name a viewer among many shares.
-pub const FORENSIC_SEGMENT_SECONDS: f64 = 2.0;
-
 /// The ladder, valid and within the configured limits.
 pub fn ladder(limits: &Limits, req: &JobRequest) -> Result<Ladder, ApiError> {
     let mut ladder = match &req.ladder {
         Some(ladder) => ladder.clone(),
-        None if req.forensic_watermark => Ladder { segment_seconds: FORENSIC_SEGMENT_SECONDS, ..Ladder::default() },
+        None if req.forensic_watermark => Ladder::forensic(),
         None => Ladder::default(),
     };
     ladder.audio.settle();

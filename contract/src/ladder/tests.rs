@@ -56,6 +56,15 @@ fn ladder_json_round_trips_and_defaults_fill_in() {
 }
 
 #[test]
+fn a_watermarked_jobs_default_ladder_is_the_review_ladder_in_2_s_segments_throughout() {
+    let l = Ladder::forensic();
+    l.validate().unwrap();
+    assert_eq!(l.cuts(), Cuts::with_lead(2000, 3, 2000));
+    assert_eq!(l.gop_seconds, FORENSIC_SEGMENT_SECONDS);
+    assert_eq!(Ladder { segment_seconds: Ladder::default().segment_seconds, ..l }, Ladder::default());
+}
+
+#[test]
 fn audio_by_bandwidth_needs_rungs_on_both_sides_of_the_line() {
     let l = Ladder::default();
     let full = l.fit(1920, 1080);
