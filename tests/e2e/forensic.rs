@@ -8,7 +8,8 @@
 //! of the job), is traced to that share by `coordinator trace`;
 //! an unrelated clip, through the admin endpoint, to nobody. A leak of a steady zoom,
 //! which its pictures place a second late (its crop looks like more of the zoom), is traced
-//! at its own time by its marks.
+//! at its own time by its marks. A watermarked job with burn-ins, a per-title ladder and
+//! leading segments plays by word while it runs, its burnt-in timecode exact in B's tails.
 
 use std::time::Duration;
 
@@ -236,4 +237,94 @@ fn a_leak_of_a_shares_hevc_rendition_is_traced_to_its_viewer() {
     let (verdict, _) = trace(&data, &master, &leaked, &id).unwrap();
     println!("{verdict}");
     assert_eq!((&verdict["verdict"], &verdict["viewers"]), (&serde_json::json!("match"), &serde_json::json!(["editor"])), "{verdict}");
+}
+
+/// The URIs and durations of a media playlist's segments, and whether it is ended.
+fn listing(playlist: &str) -> (Vec<(String, f64)>, bool) {
+    let mut segments = Vec::new();
+    let mut duration = None;
+    for line in playlist.lines().map(str::trim) {
+        if let Some(d) = line.strip_prefix("#EXTINF:") {
+            duration = d.split(',').next().and_then(|d| d.parse::<f64>().ok());
+        } else if !line.is_empty() && !line.starts_with('#') {
+            segments.push((line.to_string(), duration.take().expect("#EXTINF before every URI")));
+        }
+    }
+    (segments, playlist.contains("#EXT-X-ENDLIST"))
+}
+
+/// With A/B on, the rest of a review job keeps working: a per-title ladder with leading
+/// segments, burnt-in timecode and a visible watermark, chunked on one worker. A share made
+/// as the job is submitted plays its word's mix while the job runs (a live playlist, no end,
+/// whose segments the finished playlist lists in the same order and variants), and the
+/// burnt-in timecode reads frame-exact in the marked tails of B segments its word gives it.
+#[test]
+fn a_watermarked_review_job_plays_by_word_while_it_runs_with_its_burn_ins_and_per_title_ladder() {
+    let dir = tempfile::tempdir().unwrap();
+    let seconds = 30;
+    // A turning test pattern over a plain band at the bottom, where the timecode is burnt in.
+    let picture = format!("testsrc2=size=320x180:rate=25:duration={seconds},rotate=a=0.02*t*t:fillcolor=gray,drawbox=y=ih*0.74:w=iw:h=ih*0.26:color=gray:t=fill");
+    let source = clip(dir.path(), "forensic-review-band-30s.mov", &picture, seconds);
+    let master = dir.path().join("master.key");
+    std::fs::write(&master, "7a".repeat(32)).unwrap();
+    // One worker, 6 s chunks: five video tasks one after the other.
+    let farm = Farm::embedded_with(&dir.path().join("data"), 1, 6.0, &[("FARM_MASTER_KEY_FILE", master.display().to_string())]);
+    let mut ladder: serde_json::Value = serde_json::from_str(SMALL_LADDER).unwrap();
+    (ladder["segment_seconds"], ladder["gop_seconds"], ladder["lead_segments"], ladder["lead_seconds"]) = (2.into(), 1.into(), 3.into(), 1.into());
+    let body = serde_json::json!({
+        "source": source.display().to_string(), "output": dir.path().join("out").display().to_string(),
+        "ladder": ladder, "ladder_mode": "per_title", "forensic_watermark": true,
+        "burn_in": ["timecode"], "start_timecode": "01:00:00:00", "watermark": "CONFIDENTIAL",
+    });
+    let (code, job) = farm.submit(&body.to_string());
+    assert_eq!(code, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let share = &share_each(&farm, &id, &["director"])[0];
+    let media_url = format!("{}media/144p/index.m3u8", share["url"].as_str().unwrap());
+
+    // The share's playlist while the job runs: live, past the first marked position.
+    let started = std::time::Instant::now();
+    let live = loop {
+        assert!(started.elapsed() < Duration::from_secs(240), "never saw the share's playlist live past its first marked position");
+        let r = farm.http.get(&media_url).send().unwrap();
+        if r.status() == 200 {
+            let (segments, ended) = listing(&r.text().unwrap());
+            if !ended && segments.len() > 2 && farm.job(&id)["state"] == "running" {
+                break segments;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("live with {} segments {:?} after submission", live.len(), started.elapsed());
+    let done = farm.wait_final(&id, Duration::from_secs(300));
+    assert_eq!(done["state"], "succeeded", "{done}");
+    eprintln!("succeeded {:?} after submission", started.elapsed());
+    assert_eq!(done["ladder"]["ladder_mode"], "per_title", "{done}");
+    assert!(done["ladder"]["decision"].is_object(), "the per-title decision: {done}");
+    let (segments, ended) = listing(&farm.http.get(&media_url).send().unwrap().text().unwrap());
+    assert!(ended && segments.len() > live.len(), "{segments:?}");
+    assert_eq!(segments[..live.len()], live[..], "the live playlist's segments, variants and durations stay");
+    let durations: Vec<f64> = segments.iter().map(|(_, d)| *d).collect();
+    assert!(durations[..3].iter().all(|d| (d - 1.0).abs() < 0.05) && (durations[3] - 2.0).abs() < 0.05, "three 1 s leading segments, then 2 s: {durations:?}");
+
+    // The last picture of each of the first two B positions, in its marked tail: burnt-in
+    // timecode, frame-exact (the share's playlist decoded through its key endpoint).
+    let rate = farm_contract::timeline::FrameRate { num: 25, den: 1 };
+    let start = farm_contract::timecode::Timecode::parse("01:00:00:00").unwrap();
+    let mut end = 0.0;
+    let mut read = 0;
+    for (uri, duration) in &segments {
+        end += duration;
+        if uri.starts_with("b/") && read < 2 {
+            let n = (end * 25.0).round() as u64 - 1;
+            let expected = start.plus_frames(n, rate).unwrap().to_string();
+            let text = farm_tests::picture::ocr(std::path::Path::new(&media_url), n, (0.0, 0.75, 0.7, 0.21)).unwrap();
+            let digits = |t: &str| t.chars().filter(char::is_ascii_digit).collect::<String>();
+            assert_eq!(digits(&text), digits(&expected), "frame {n} of {uri}: read {text:?}, expected {expected}");
+            read += 1;
+        }
+    }
+    eprintln!("read {:?} after submission", started.elapsed());
+    assert_eq!(read, 2, "the share's word gives B at two positions or more: {segments:?}");
+    assert_eq!(decoded_frames(&[], share["playlist"].as_str().unwrap(), "v"), u64::from(seconds) * 25, "the mixed copy plays through");
 }
