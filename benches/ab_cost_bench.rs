@@ -10,15 +10,33 @@
 //! own tails, so the shorter the segments, the more the mark costs). The issue asks at most
 //! 2.1x the unmarked ladder's CPU.
 //!
-//! Reproduce with (from the repository root; ffmpeg on the PATH to make the source):
+//!
+//! `--clip graphics|detail|dark-grain` encodes one of the mark benchmark's 1280x720 clips
+//! instead, made into a ProRes 422 HQ original first. `--vmaf RUNG` then measures, on the last
+//! round's output as the farm wrote it, the invisibility the issue asks (VMAF v0.6.1 of A
+//! and of B against the unmarked encode, at least 98) for that rung: `A` is the rung's own
+//! playlist, `B` every position's B segment (the first position's A, as every share's),
+//! merged by `farm_hls::forensic::by_word` as a share's playlist is, and `self` the
+//! unmarked encode against itself (VMAF's ceiling for the picture).
+//!
+//! Reproduce with (from the repository root; ffmpeg on the PATH to make the source, PyPI
+//! `imageio-ffmpeg` for VMAF, installed when missing):
 //!     cargo run --release -p farm-benches --bin ab-cost-bench -- [--seconds 20] [--rounds 2] [--segment 2] [--hevc]
+//!         [--clip graphics|detail|dark-grain] [--vmaf 720p]
 
-use std::path::Path;
+mod mark_clips;
+#[allow(dead_code)] // the VMAF and run helpers only
+mod quality_measure;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use farm_contract::manifest::{FIRST_MARKED_SEGMENT, VARIANT_B};
 use farm_contract::ladder::{Ladder, SegmentFormat, VideoCodec, FORENSIC_SEGMENT_SECONDS};
+use farm_hls::forensic::Variant;
 use farm_media::job::{self, Task};
 use farm_media::progress::Progress;
 use farm_storage::{LocalDir, SourceLocation};
@@ -32,9 +50,56 @@ impl Progress for Quiet {
     fn frames(&self, _done: u64, _total: Option<u64>) {}
 }
 
-fn arg(name: &str, default: u32) -> u32 {
+fn text_arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn arg(name: &str, default: u32) -> u32 {
+    text_arg(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// `seconds` of the mark benchmark's clip `name` as a ProRes 422 HQ original in `dir`.
+fn clip_original(name: &str, seconds: u32, dir: &Path) -> Result<PathBuf> {
+    let picture = mark_clips::CLIPS.iter().find(|c| c.0 == name).with_context(|| format!("--clip is graphics, detail or dark-grain, not {name}"))?.1;
+    let path = dir.join(format!("{name}.mov"));
+    quality_measure::run(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", picture, "-t", &seconds.to_string()])
+            .args(["-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le"])
+            .arg(&path),
+    )?;
+    Ok(path)
+}
+
+/// VMAF (mean, 5th percentile) of `rung`'s A copy, its B copy and its unmarked encode
+/// against the unmarked encode, in that order; the B copy's playlist is written beside A's.
+fn invisibility(unmarked: &Path, marked: &Path, rung: &str) -> Result<[(f64, f64); 3]> {
+    let ffmpeg = quality_measure::python_tools()?;
+    let (plain, a) = (unmarked.join(rung).join("index.m3u8"), marked.join(rung).join("index.m3u8"));
+    let b_list = std::fs::read_to_string(marked.join(rung).join(VARIANT_B).join("index.m3u8")).with_context(|| format!("no B playlist of {rung}"))?;
+    let all_b = farm_hls::forensic::by_word::media_by_word(&std::fs::read_to_string(&a)?, &b_list, |position| match position < FIRST_MARKED_SEGMENT {
+        true => Variant::A,
+        false => Variant::B,
+    })?;
+    let b = marked.join(rung).join("all-b.m3u8");
+    std::fs::write(&b, all_b)?;
+    let size = rung_size(&plain)?;
+    let log = marked.join("vmaf.json");
+    let mut scores = [(0.0, 0.0); 3];
+    for (score, copy) in scores.iter_mut().zip([&a, &b, &plain]) {
+        *score = quality_measure::vmaf(&ffmpeg, copy, &plain, size, &log)?;
+    }
+    Ok(scores)
+}
+
+/// The picture size of a rung's playlist, as ffprobe reads it.
+fn rung_size(playlist: &Path) -> Result<(u32, u32)> {
+    let out = quality_measure::run_stdout(Command::new("ffprobe").args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0"]).arg(playlist))?;
+    // (a playlist answers once per program too: the first line is the stream's)
+    let first = out.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+    let (w, h) = first.trim_end_matches(',').split_once(',').with_context(|| format!("ffprobe: no size in {out:?}"))?;
+    Ok((w.parse()?, h.parse()?))
 }
 
 /// CPU seconds this process has used, every thread.
@@ -76,23 +141,36 @@ fn main() -> Result<()> {
         false => ladder,
     };
     ladder.validate()?;
-    let source = prores_1080p(seconds)?;
+    let (clip, rung) = (text_arg("--clip"), text_arg("--vmaf"));
+    let originals = tempfile::tempdir()?;
+    let source = match &clip {
+        Some(name) => clip_original(name, seconds, originals.path())?,
+        None => prores_1080p(seconds)?,
+    };
     let which = if hevc { "default review ladder and its HEVC twins, fMP4" } else { "default review ladder" };
     println!("source: {} ({seconds} s); {which}, {segment} s segments; {} cores", source.display(), std::thread::available_parallelism().map_or(1, |n| n.get()));
     println!("{:<6} {:<9} {:>8} {:>8} {:>10}", "round", "encode", "cpu s", "wall s", "MB");
     let (mut plain, mut marked) = (Vec::new(), Vec::new());
+    let mut last = Vec::new();
     for round in 1..=rounds {
+        last.clear();
         for (name, seed) in [("unmarked", None), ("A and B", Some(SEED))] {
             let dir = tempfile::tempdir()?;
             let (cpu, wall, bytes) = encode(&source, &ladder, dir.path(), seed)?;
             println!("{round:<6} {name:<9} {cpu:>8.1} {wall:>8.1} {:>10.1}", bytes as f64 / 1e6);
             if seed.is_some() { &mut marked } else { &mut plain }.push((cpu, wall));
+            last.push(dir);
         }
     }
     let total = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| v.iter().map(f).sum::<f64>();
     let cpu_ratio = total(&marked, |m| m.0) / total(&plain, |m| m.0);
     let wall_ratio = total(&marked, |m| m.1) / total(&plain, |m| m.1);
     println!("A and B / unmarked: CPU {cpu_ratio:.2}x (the issue asks at most 2.1x), wall {wall_ratio:.2}x");
-    println!("reproduce: cargo run --release -p farm-benches --bin ab-cost-bench -- --seconds {seconds} --rounds {rounds} --segment {segment}{}", if hevc { " --hevc" } else { "" });
+    if let Some(rung) = &rung {
+        let [a, b, ceiling] = invisibility(last[0].path(), last[1].path(), rung)?;
+        println!("{rung} against the unmarked encode, VMAF v0.6.1 mean (5th percentile): A {:.2} ({:.2}), B {:.2} ({:.2}), the unmarked encode itself {:.2} ({:.2}); the issue asks at least 98", a.0, a.1, b.0, b.1, ceiling.0, ceiling.1);
+    }
+    let options = [clip.map(|c| format!(" --clip {c}")), rung.map(|r| format!(" --vmaf {r}")), hevc.then(|| " --hevc".to_string())];
+    println!("reproduce: cargo run --release -p farm-benches --bin ab-cost-bench -- --seconds {seconds} --rounds {rounds} --segment {segment}{}", options.into_iter().flatten().collect::<String>());
     Ok(())
 }

@@ -34,6 +34,7 @@
 //! mark, encoded apart and spliced after the unmarked encode's own bytes ([`mark_tail`]),
 //! for the 720p rung of the H.264 ladder or (`--codec hevc`) of the HEVC one.
 
+mod mark_clips;
 mod mark_spread;
 mod mark_tail;
 #[allow(dead_code)] // the VMAF, run and x264 argument helpers only
@@ -47,6 +48,7 @@ use anyhow::{ensure, Context, Result};
 use farm_media::forensic_mark::{amplitude, llr, Pattern, Variant, Window, AMPLITUDE};
 use farm_contract::ladder::Ladder;
 use farm_contract::timeline::{FrameRate, Grid};
+use mark_clips::CLIPS;
 use quality_measure::{python_tools, run, vmaf, worker_x264_args};
 
 const W: usize = 1280;
@@ -56,11 +58,6 @@ const LEAK: (usize, usize) = (640, 360);
 const CROP: Window = Window { left: 0.05, top: 0.05, right: 0.95, bottom: 0.95 };
 const SEED: [u8; 32] = *b"mark-bench seed, thirty-two byte";
 
-const CLIPS: [(&str, &str); 3] = [
-    ("graphics", "testsrc2=size=1280x720:rate=25"),
-    ("detail", "mandelbrot=size=1280x720:rate=25"),
-    ("dark-grain", "gradients=size=1280x720:rate=25:speed=0.01:seed=1:n=2:c0=0x405070:c1=0xC0A080,eq=brightness=-0.3,noise=alls=20:allf=t+u"),
-];
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
