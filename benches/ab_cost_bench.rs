@@ -1,4 +1,4 @@
-//! A/B encode cost benchmark (issue 19): the CPU time and wall time of a forensic job's
+//! A/B encode cost (and invisibility) benchmark (issue 19): the CPU time and wall time of a forensic job's
 //! encode, every video segment made twice (variants A and B, `farm_media::forensic_mark`),
 //! against the same encode unmarked. The default review ladder (1080p to 234p, x264
 //! veryfast, audio included) on a generated 1080p25 ProRes 422 HQ source, run in this
@@ -9,7 +9,6 @@
 //! `Ladder::forensic`; every segment after the first is a marked position with its
 //! own tails, so the shorter the segments, the more the mark costs). The issue asks at most
 //! 2.1x the unmarked ladder's CPU.
-//!
 //!
 //! `--clip graphics|detail|dark-grain` encodes one of the mark benchmark's 1280x720 clips
 //! instead, made into a ProRes 422 HQ original first. `--vmaf RUNG` then measures, on the last
