@@ -83,22 +83,14 @@ fn invisibility(unmarked: &Path, marked: &Path, rung: &str) -> Result<[(f64, f64
     })?;
     let b = marked.join(rung).join("all-b.m3u8");
     std::fs::write(&b, all_b)?;
-    let size = rung_size(&plain)?;
+    let stream = farm_tests::probe::video_stream(&plain)?;
+    let size = (stream.width.context("no width")?, stream.height.context("no height")?);
     let log = marked.join("vmaf.json");
     let mut scores = [(0.0, 0.0); 3];
     for (score, copy) in scores.iter_mut().zip([&a, &b, &plain]) {
         *score = quality_measure::vmaf(&ffmpeg, copy, &plain, size, &log)?;
     }
     Ok(scores)
-}
-
-/// The picture size of a rung's playlist, as ffprobe reads it.
-fn rung_size(playlist: &Path) -> Result<(u32, u32)> {
-    let out = quality_measure::run_stdout(Command::new("ffprobe").args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0"]).arg(playlist))?;
-    // (a playlist answers once per program too: the first line is the stream's)
-    let first = out.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
-    let (w, h) = first.trim_end_matches(',').split_once(',').with_context(|| format!("ffprobe: no size in {out:?}"))?;
-    Ok((w.parse()?, h.parse()?))
 }
 
 /// CPU seconds this process has used, every thread.

@@ -10,12 +10,6 @@ pub fn run(cmd: &mut Command) -> Result<String> {
     outputs(cmd).map(|(_, stderr)| stderr)
 }
 
-/// Runs `cmd` to success: its stdout, as text.
-#[allow(dead_code)] // ab-cost-bench's
-pub fn run_stdout(cmd: &mut Command) -> Result<String> {
-    outputs(cmd).map(|(stdout, _)| stdout)
-}
-
 /// Runs `cmd` to success: its stdout and its stderr, as text.
 pub fn outputs(cmd: &mut Command) -> Result<(String, String)> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;

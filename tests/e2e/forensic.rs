@@ -16,6 +16,7 @@ use std::time::Duration;
 use farm_tests::farm::Farm;
 use farm_tests::fixtures::SMALL_LADDER;
 use farm_tests::leak::{screen_capture, trace};
+use farm_tests::picture::digits;
 use farm_tests::probe::decoded_frames;
 
 const SECONDS: u32 = 16;
@@ -240,17 +241,9 @@ fn a_leak_of_a_shares_hevc_rendition_is_traced_to_its_viewer() {
 }
 
 /// The URIs and durations of a media playlist's segments, and whether it is ended.
-fn listing(playlist: &str) -> (Vec<(String, f64)>, bool) {
-    let mut segments = Vec::new();
-    let mut duration = None;
-    for line in playlist.lines().map(str::trim) {
-        if let Some(d) = line.strip_prefix("#EXTINF:") {
-            duration = d.split(',').next().and_then(|d| d.parse::<f64>().ok());
-        } else if !line.is_empty() && !line.starts_with('#') {
-            segments.push((line.to_string(), duration.take().expect("#EXTINF before every URI")));
-        }
-    }
-    (segments, playlist.contains("#EXT-X-ENDLIST"))
+fn listing(playlist: &str) -> (Vec<(String, f32)>, bool) {
+    let media = farm_tests::hls::parse_media(playlist.as_bytes(), "the share's media playlist").unwrap();
+    (media.segments.into_iter().map(|s| (s.uri, s.duration)).collect(), media.end_list)
 }
 
 /// With A/B on, the rest of a review job keeps working: a per-title ladder with leading
@@ -304,7 +297,7 @@ fn a_watermarked_review_job_plays_by_word_while_it_runs_with_its_burn_ins_and_pe
     let (segments, ended) = listing(&farm.http.get(&media_url).send().unwrap().text().unwrap());
     assert!(ended && segments.len() > live.len(), "{segments:?}");
     assert_eq!(segments[..live.len()], live[..], "the live playlist's segments, variants and durations stay");
-    let durations: Vec<f64> = segments.iter().map(|(_, d)| *d).collect();
+    let durations: Vec<f32> = segments.iter().map(|(_, d)| *d).collect();
     assert!(durations[..3].iter().all(|d| (d - 1.0).abs() < 0.05) && (durations[3] - 2.0).abs() < 0.05, "three 1 s leading segments, then 2 s: {durations:?}");
 
     // The last picture of each of the first two B positions, in its marked tail: burnt-in
@@ -314,12 +307,11 @@ fn a_watermarked_review_job_plays_by_word_while_it_runs_with_its_burn_ins_and_pe
     let mut end = 0.0;
     let mut read = 0;
     for (uri, duration) in &segments {
-        end += duration;
+        end += f64::from(*duration);
         if uri.starts_with("b/") && read < 2 {
             let n = (end * 25.0).round() as u64 - 1;
             let expected = start.plus_frames(n, rate).unwrap().to_string();
             let text = farm_tests::picture::ocr(std::path::Path::new(&media_url), n, (0.0, 0.75, 0.7, 0.21)).unwrap();
-            let digits = |t: &str| t.chars().filter(char::is_ascii_digit).collect::<String>();
             assert_eq!(digits(&text), digits(&expected), "frame {n} of {uri}: read {text:?}, expected {expected}");
             read += 1;
         }

@@ -8,7 +8,7 @@ use farm_contract::manifest::PartManifest;
 use farm_contract::timecode::Timecode;
 use farm_contract::timeline::FrameRate;
 use farm_tests::fixtures::{eight_tone_tracks, make, small_ladder_file};
-use farm_tests::picture::ocr;
+use farm_tests::picture::{digits, ocr};
 use farm_tests::probe::video_stream;
 
 /// Width and height of a picture file, as ffprobe reads them.
@@ -32,10 +32,6 @@ fn joins(out: &Path) -> Vec<u64> {
         .collect();
     joins.sort();
     joins
-}
-
-fn digits(text: &str) -> String {
-    text.chars().filter(char::is_ascii_digit).collect()
 }
 
 /// Issue 15: timecode is the start timecode plus the global frame index, so it runs on

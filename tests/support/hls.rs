@@ -48,7 +48,12 @@ pub fn read_master(dir: &Path) -> Result<MasterPlaylist> {
 
 pub fn read_media(path: &Path) -> Result<MediaPlaylist> {
     let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    m3u8_rs::parse_media_playlist_res(&text).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))
+    parse_media(&text, &path.display().to_string())
+}
+
+/// A media playlist's text (`from` names it in errors), parsed.
+pub fn parse_media(text: &[u8], from: &str) -> Result<MediaPlaylist> {
+    m3u8_rs::parse_media_playlist_res(text).map_err(|e| anyhow::anyhow!("{from}: {e:?}"))
 }
 
 /// A segment as a player reads it: an MPEG-TS segment alone, an fMP4 one after the init

@@ -36,6 +36,11 @@ pub fn ocr(input: &Path, index: u64, region: (f64, f64, f64, f64)) -> Result<Str
     ocr_scaled(input, index, region, 4.0)
 }
 
+/// The digits of a text OCR read, in order (separators and strays dropped).
+pub fn digits(text: &str) -> String {
+    text.chars().filter(char::is_ascii_digit).collect()
+}
+
 /// [`ocr`] with the box scaled by `scale` instead of 4 (1 for a full-size screenshot).
 pub fn ocr_scaled(input: &Path, index: u64, region: (f64, f64, f64, f64), scale: f64) -> Result<String> {
     let dir = tempfile::tempdir()?;
