@@ -23,65 +23,16 @@
 //! Reproduce with (from the repository root; ffmpeg on the PATH):
 //!     cargo run --release -p farm-benches --bin leak-bench -- [--viewers 50] [--lone 50] [--seconds 150] [--leak 60] [--collusions 2] [--seed 1] [--segment 1] [--clip rotating] [--crop 10] [--hevc]
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use farm_tests::farm::Farm;
 use farm_tests::fixtures::SMALL_LADDER;
-use farm_tests::leak::{screen_capture, trace};
+use farm_tests::leak::{mixed, next, screen_capture, trace};
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// The benchmark's random numbers: the next step of a 64-bit LCG (Knuth's MMIX constants).
-fn next(state: &mut u64) -> u64 {
-    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    *state >> 33
-}
-
-/// Two shares' media playlists of `rendition` mixed segment by segment at random, every URI
-/// made absolute (each share's own), written to `out`.
-fn mixed(http: &reqwest::blocking::Client, urls: [&str; 2], rendition: &str, state: &mut u64, out: &Path) -> Result<()> {
-    let texts: Vec<String> = urls.iter().map(|u| http.get(format!("{u}media/{rendition}/index.m3u8")).send()?.text().map_err(Into::into)).collect::<Result<_>>()?;
-    let absolute = |url: &str, line: &str| -> String {
-        let base = format!("{url}media/{rendition}/");
-        if line.starts_with("#EXT-X-KEY:") {
-            line.replace("URI=\"../../keys/", &format!("URI=\"{url}keys/"))
-        } else if let Some(rest) = line.strip_prefix("#EXT-X-MAP:URI=\"") {
-            format!("#EXT-X-MAP:URI=\"{base}{rest}")
-        } else if line.starts_with('#') || line.is_empty() {
-            line.to_string()
-        } else {
-            format!("{base}{line}")
-        }
-    };
-    let blocks = |text: &str| -> (Vec<String>, Vec<Vec<String>>) {
-        let (mut header, mut blocks, mut pending) = (Vec::new(), Vec::new(), Vec::new());
-        for line in text.lines() {
-            if line.starts_with("#EXT-X-KEY") || line.starts_with("#EXTINF") || !line.starts_with('#') && !line.is_empty() {
-                pending.push(line.to_string());
-                if !line.starts_with('#') {
-                    blocks.push(std::mem::take(&mut pending));
-                }
-            } else if blocks.is_empty() {
-                header.push(line.to_string());
-            }
-        }
-        (header, blocks)
-    };
-    let (header, first) = blocks(&texts[0]);
-    let (_, second) = blocks(&texts[1]);
-    let mut lines: Vec<String> = header.iter().map(|l| absolute(urls[0], l)).collect();
-    for (a, b) in first.iter().zip(&second) {
-        let (url, block) = if next(state) & 1 == 0 { (urls[0], a) } else { (urls[1], b) };
-        lines.extend(block.iter().map(|l| absolute(url, l)));
-    }
-    lines.push("#EXT-X-ENDLIST".into());
-    std::fs::write(out, lines.join("\n") + "\n")?;
-    Ok(())
 }
 
 fn main() -> Result<()> {

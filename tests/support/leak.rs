@@ -1,5 +1,6 @@
-//! Leaks as a screen capture makes them, and `coordinator trace` run on them: one spelling
-//! for the forensic e2e tests and the leak benchmark.
+//! Leaks as a screen capture makes them, of one share or of two viewers' copies mixed, and
+//! `coordinator trace` run on them: one spelling for the forensic e2e tests and the leak
+//! benchmark.
 
 use std::path::Path;
 use std::process::Command;
@@ -41,4 +42,55 @@ pub fn trace(data: &Path, master: &Path, leak: &Path, job: &str) -> Result<(serd
     ensure!(out.status.success(), "trace: {}", String::from_utf8_lossy(&out.stderr));
     let verdict = serde_json::from_slice(&out.stdout).map_err(|e| anyhow::anyhow!("{e}: {}", String::from_utf8_lossy(&out.stdout)))?;
     Ok((verdict, started.elapsed().as_secs_f64()))
+}
+
+/// A leak's random numbers (where it starts, which viewer's segment a mix takes): the next
+/// step of a 64-bit LCG (Knuth's MMIX constants).
+pub fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *state >> 33
+}
+
+/// A two-viewer collusion's copy: two shares' media playlists of `rendition` (`urls`: each
+/// share's URL, ending in `/`) mixed segment by segment, each position's segment (with its
+/// key) taken from one of the two at random, every URI made absolute (each share's own),
+/// written to `out` for [`screen_capture`] to play.
+pub fn mixed(http: &reqwest::blocking::Client, urls: [&str; 2], rendition: &str, state: &mut u64, out: &Path) -> Result<()> {
+    let texts: Vec<String> = urls.iter().map(|u| http.get(format!("{u}media/{rendition}/index.m3u8")).send()?.text().map_err(Into::into)).collect::<Result<_>>()?;
+    let absolute = |url: &str, line: &str| -> String {
+        let base = format!("{url}media/{rendition}/");
+        if line.starts_with("#EXT-X-KEY:") {
+            line.replace("URI=\"../../keys/", &format!("URI=\"{url}keys/"))
+        } else if let Some(rest) = line.strip_prefix("#EXT-X-MAP:URI=\"") {
+            format!("#EXT-X-MAP:URI=\"{base}{rest}")
+        } else if line.starts_with('#') || line.is_empty() {
+            line.to_string()
+        } else {
+            format!("{base}{line}")
+        }
+    };
+    let blocks = |text: &str| -> (Vec<String>, Vec<Vec<String>>) {
+        let (mut header, mut blocks, mut pending) = (Vec::new(), Vec::new(), Vec::new());
+        for line in text.lines() {
+            if line.starts_with("#EXT-X-KEY") || line.starts_with("#EXTINF") || !line.starts_with('#') && !line.is_empty() {
+                pending.push(line.to_string());
+                if !line.starts_with('#') {
+                    blocks.push(std::mem::take(&mut pending));
+                }
+            } else if blocks.is_empty() {
+                header.push(line.to_string());
+            }
+        }
+        (header, blocks)
+    };
+    let (header, first) = blocks(&texts[0]);
+    let (_, second) = blocks(&texts[1]);
+    let mut lines: Vec<String> = header.iter().map(|l| absolute(urls[0], l)).collect();
+    for (a, b) in first.iter().zip(&second) {
+        let (url, block) = if next(state) & 1 == 0 { (urls[0], a) } else { (urls[1], b) };
+        lines.extend(block.iter().map(|l| absolute(url, l)));
+    }
+    lines.push("#EXT-X-ENDLIST".into());
+    std::fs::write(out, lines.join("\n") + "\n")?;
+    Ok(())
 }
