@@ -9,8 +9,9 @@
 //! an unrelated clip, through the admin endpoint, to nobody. A leak of a steady zoom,
 //! which its pictures place a second late (its crop looks like more of the zoom), is traced
 //! at its own time by its marks. Four minutes mixed segment by segment from two viewers'
-//! copies are traced to both, as a collusion, and to neither other viewer. A watermarked job with burn-ins, a per-title ladder and
-//! leading segments plays by word while it runs, its burnt-in timecode exact in B's tails.
+//! copies are traced to both, as a collusion, and to neither other viewer. A watermarked
+//! job with burn-ins, a per-title ladder and leading segments plays by word while it runs,
+//! its burnt-in timecode exact in B's tails.
 
 use std::time::Duration;
 
@@ -246,7 +247,7 @@ fn a_leak_of_a_shares_hevc_rendition_is_traced_to_its_viewer() {
 /// mix are named together, as a collusion, and neither of the two other viewers is. Four
 /// minutes at 1 s segments: the accusation rules name both in every simulated mix of this
 /// case (farm-hls `forensic::tests::a_four_minute_mix_among_four_shares_...`: 400 of 400
-/// with 1 % and with 3 % of the positions misread), two minutes in 333 of 400 (1 %);
+/// with 1 % and with 3 % of the positions misread), two minutes in 334 of 400 (1 %);
 /// shorter mixes are measured by the leak benchmark.
 #[test]
 fn a_mix_of_two_viewers_copies_is_traced_to_both_as_a_collusion() {

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{ensure, Result};
+use m3u8_rs::{MediaPlaylist, MediaSegment};
 
 /// A screen capture of `input` (a file or a playlist, its keys and segments on disk or
 /// served) from `start` for `seconds` into `out`: `crop` per cent of the width and height cut
@@ -52,45 +53,57 @@ pub fn next(state: &mut u64) -> u64 {
 }
 
 /// A two-viewer collusion's copy: two shares' media playlists of `rendition` (`urls`: each
-/// share's URL, ending in `/`) mixed segment by segment, each position's segment (with its
-/// key) taken from one of the two at random, every URI made absolute (each share's own),
-/// written to `out` for [`screen_capture`] to play.
+/// share's URL, ending in `/`) mixed segment by segment, each position's segment taken from
+/// one of the two at random with the key it plays with, every URI made absolute (each
+/// share's own), written to `out` for [`screen_capture`] to play.
 pub fn mixed(http: &reqwest::blocking::Client, urls: [&str; 2], rendition: &str, state: &mut u64, out: &Path) -> Result<()> {
-    let texts: Vec<String> = urls.iter().map(|u| http.get(format!("{u}media/{rendition}/index.m3u8")).send()?.text().map_err(Into::into)).collect::<Result<_>>()?;
-    let absolute = |url: &str, line: &str| -> String {
-        let base = format!("{url}media/{rendition}/");
-        if line.starts_with("#EXT-X-KEY:") {
-            line.replace("URI=\"../../keys/", &format!("URI=\"{url}keys/"))
-        } else if let Some(rest) = line.strip_prefix("#EXT-X-MAP:URI=\"") {
-            format!("#EXT-X-MAP:URI=\"{base}{rest}")
-        } else if line.starts_with('#') || line.is_empty() {
-            line.to_string()
-        } else {
-            format!("{base}{line}")
-        }
-    };
-    let blocks = |text: &str| -> (Vec<String>, Vec<Vec<String>>) {
-        let (mut header, mut blocks, mut pending) = (Vec::new(), Vec::new(), Vec::new());
-        for line in text.lines() {
-            if line.starts_with("#EXT-X-KEY") || line.starts_with("#EXTINF") || !line.starts_with('#') && !line.is_empty() {
-                pending.push(line.to_string());
-                if !line.starts_with('#') {
-                    blocks.push(std::mem::take(&mut pending));
-                }
-            } else if blocks.is_empty() {
-                header.push(line.to_string());
-            }
-        }
-        (header, blocks)
-    };
-    let (header, first) = blocks(&texts[0]);
-    let (_, second) = blocks(&texts[1]);
-    let mut lines: Vec<String> = header.iter().map(|l| absolute(urls[0], l)).collect();
-    for (a, b) in first.iter().zip(&second) {
-        let (url, block) = if next(state) & 1 == 0 { (urls[0], a) } else { (urls[1], b) };
-        lines.extend(block.iter().map(|l| absolute(url, l)));
+    let [first, second] = urls.map(|url| absolute(http, url, rendition));
+    let (first, second) = (first?, second?);
+    ensure!(first.segments.len() == second.segments.len(), "the two copies list {} and {} segments", first.segments.len(), second.segments.len());
+    let mut segments: Vec<MediaSegment> = Vec::with_capacity(first.segments.len());
+    let mut key = None;
+    for (a, b) in first.segments.iter().zip(&second.segments) {
+        let taken = if next(state) & 1 == 0 { a } else { b };
+        // A key tag stands where the key changes: the mix says it whenever the copy taken
+        // from plays this segment with another key (or URI) than the last. The init
+        // segment is the rendition's, one file for A and B: named once, before the first.
+        let key = changed(&mut key, &taken.key);
+        let map = if segments.is_empty() { taken.map.clone() } else { None };
+        segments.push(MediaSegment { key, map, ..taken.clone() });
     }
-    lines.push("#EXT-X-ENDLIST".into());
-    std::fs::write(out, lines.join("\n") + "\n")?;
+    MediaPlaylist { segments, end_list: true, ..first }.write_to(&mut std::fs::File::create(out)?)?;
     Ok(())
+}
+
+/// A share's media playlist of `rendition`, each segment with the key and init segment it
+/// plays with (a tag carries on to the segments after it), every URI absolute.
+fn absolute(http: &reqwest::blocking::Client, url: &str, rendition: &str) -> Result<MediaPlaylist> {
+    let base = reqwest::Url::parse(&format!("{url}media/{rendition}/index.m3u8"))?;
+    let mut playlist = crate::hls::parse_media(&http.get(base.clone()).send()?.bytes()?, base.as_str())?;
+    let absolute = |uri: &str| -> Result<String> { Ok(base.join(uri)?.to_string()) };
+    let (mut key, mut map) = (None, None);
+    let mut segments = Vec::with_capacity(playlist.segments.len());
+    for mut segment in std::mem::take(&mut playlist.segments) {
+        if let Some(mut tag) = segment.key.take() {
+            tag.uri = tag.uri.as_deref().map(absolute).transpose()?;
+            key = Some(tag);
+        }
+        if let Some(mut tag) = segment.map.take() {
+            tag.uri = absolute(&tag.uri)?;
+            map = Some(tag);
+        }
+        segment.uri = absolute(&segment.uri)?;
+        segments.push(MediaSegment { key: key.clone(), map: map.clone(), ..segment });
+    }
+    playlist.segments = segments;
+    Ok(playlist)
+}
+
+/// `now`, if it differs from what was said `last` (which it then becomes).
+fn changed<T: Clone + PartialEq>(last: &mut Option<T>, now: &Option<T>) -> Option<T> {
+    if last == now {
+        return None;
+    }
+    *last = now.clone();
+    now.clone()
 }

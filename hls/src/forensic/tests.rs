@@ -114,46 +114,60 @@ fn a_two_minute_mix_is_named_as_a_collusion() {
 /// time, so the e2e test is not left to chance; two minutes names both in most (printed).
 #[test]
 fn a_four_minute_mix_among_four_shares_is_named_as_a_collusion_every_time() {
-    let key = key();
-    let shares: Vec<String> = (0..4).map(|i| format!("share-{i}")).collect();
     for (length, p, least) in [(240, 0.01, 400), (240, 0.03, 400), (120, 0.01, 0)] {
-        let mut rng = StdRng::seed_from_u64(length + (p * 100.0) as u64);
-        let mut both = 0;
-        for trial in 0..400 {
-            let job = format!("job-{trial}");
-            let book = Codebook::new(&key, &job);
-            let (a, b) = (&shares[1], &shares[2]);
-            let start = rng.gen_range(0..10);
-            let verdict = trace(&book, &shares, &leak(&book, &mut rng, &[a, b], start, length, p), FALSE_ACCUSATION);
-            assert!(verdict.shares.iter().all(|s| s == a || s == b), "trial {trial}: {verdict:?}");
-            both += usize::from(verdict.verdict == VerdictKind::Collusion);
-        }
+        let mixes = Mixes { among: 4, trials: 400, length, starts: 10, p, seed: length + (p * 100.0) as u64, new_words: true };
+        let both = mixes.named_as_collusions(|_| (1, 2));
         println!("{length} positions, {p} misread, 4 shares: both named in {both} of 400 mixes");
         assert!(both >= least, "{length} positions, {p} misread: both named in {both} of 400 mixes");
     }
 }
 
-/// In how many of 100 mixes of `length` positions read with error rate `p` both viewers are
-/// named, checking that nobody else ever is.
+/// In how many of 100 mixes among the 60 shares of `length` positions read with error rate
+/// `p` both viewers are named (the second `partner` shares on from seven times the first).
 fn mixes_named_as_collusions(seed: u64, partner: usize, length: u64, p: f64) -> usize {
-    let (key, shares) = (key(), shares());
-    let book = Codebook::new(&key, "job-1");
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut both = 0;
-    for trial in 0..100 {
-        let (a, b) = (&shares[trial % SHARES], &shares[(trial * 7 + partner) % SHARES]);
-        if a == b {
-            continue;
+    let mixes = Mixes { among: SHARES, trials: 100, length, starts: 600, p, seed, new_words: false };
+    mixes.named_as_collusions(|trial| (trial % SHARES, (trial * 7 + partner) % SHARES))
+}
+
+/// Simulated mixes of two viewers' copies: `trials` of them among `among` shares, each
+/// `length` positions from a start under `starts`, read with error rate `p`; one job's words
+/// for all, or (`new_words`) a new job's each trial.
+struct Mixes {
+    among: usize,
+    trials: usize,
+    length: u64,
+    starts: u64,
+    p: f64,
+    seed: u64,
+    new_words: bool,
+}
+
+impl Mixes {
+    /// In how many trials both viewers (`pair` gives a trial's two shares by index) are
+    /// named as a collusion, checking that nobody else ever is.
+    fn named_as_collusions(&self, pair: impl Fn(usize) -> (usize, usize)) -> usize {
+        let key = key();
+        let shares: Vec<String> = (0..self.among).map(|i| format!("share-{i:02}")).collect();
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        let mut both = 0;
+        for trial in 0..self.trials {
+            let job = if self.new_words { format!("job-{trial}") } else { "job-1".into() };
+            let book = Codebook::new(&key, &job);
+            let (a, b) = pair(trial);
+            let (a, b) = (&shares[a], &shares[b]);
+            if a == b {
+                continue;
+            }
+            let start = rng.gen_range(0..self.starts);
+            let verdict = trace(&book, &shares, &leak(&book, &mut rng, &[a, b], start, self.length, self.p), FALSE_ACCUSATION);
+            assert!(verdict.shares.iter().all(|s| s == a || s == b), "trial {trial}: {verdict:?} for {a} and {b}");
+            if verdict.verdict == VerdictKind::Collusion {
+                assert!(verdict.confidence > 1.0 - FALSE_ACCUSATION, "{verdict:?}");
+                both += 1;
+            }
         }
-        let start = rng.gen_range(0..600);
-        let verdict = trace(&book, &shares, &leak(&book, &mut rng, &[a, b], start, length, p), FALSE_ACCUSATION);
-        assert!(verdict.shares.iter().all(|s| s == a || s == b), "trial {trial}: {verdict:?} for {a} and {b}");
-        if verdict.verdict == VerdictKind::Collusion {
-            assert!(verdict.confidence > 1.0 - FALSE_ACCUSATION, "{verdict:?}");
-            both += 1;
-        }
+        both
     }
-    both
 }
 
 /// The bound is a bound: raised to 0.2, so that innocents' names come up often enough to
