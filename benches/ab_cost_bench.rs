@@ -49,13 +49,28 @@ impl Progress for Quiet {
     fn frames(&self, _done: u64, _total: Option<u64>) {}
 }
 
-fn text_arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
-}
-
-fn arg(name: &str, default: u32) -> u32 {
-    text_arg(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+/// The benchmark's options (the module doc says what each changes).
+#[derive(clap::Parser)]
+#[command(about = "The CPU and wall time of a forensic job's A/B encode against the same encode unmarked")]
+struct Args {
+    /// The source's length in seconds.
+    #[arg(long, default_value_t = 20)]
+    seconds: u32,
+    /// Encodes of each kind, in turn.
+    #[arg(long, default_value_t = 2)]
+    rounds: u32,
+    /// Segment seconds.
+    #[arg(long, default_value_t = FORENSIC_SEGMENT_SECONDS as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    segment: u32,
+    /// Adds the HEVC twins, in fMP4 segments.
+    #[arg(long)]
+    hevc: bool,
+    /// One of the mark benchmark's clips instead of the 1080p test card.
+    #[arg(long, value_parser = mark_clips::CLIPS.map(|c| c.0))]
+    clip: Option<String>,
+    /// Measures the invisibility of this rung (VMAF of A and B against the unmarked encode).
+    #[arg(long = "vmaf")]
+    rung: Option<String>,
 }
 
 /// `seconds` of the mark benchmark's clip `name` as a ProRes 422 HQ original in `dir`.
@@ -119,10 +134,7 @@ fn encode(source: &Path, ladder: &Ladder, out: &Path, seed: Option<[u8; 32]>) ->
 
 fn main() -> Result<()> {
     ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
-    let seconds = arg("--seconds", 20);
-    let rounds = arg("--rounds", 2);
-    let segment = arg("--segment", FORENSIC_SEGMENT_SECONDS as u32);
-    let hevc = std::env::args().any(|a| a == "--hevc");
+    let Args { seconds, rounds, segment, hevc, clip, rung } = clap::Parser::parse();
     // A watermarked job's default ladder at `--segment` s segments, its keyframe interval
     // and leading segments each cut to the segment's length where that is shorter.
     let (each, default) = (f64::from(segment), Ladder::forensic());
@@ -132,7 +144,6 @@ fn main() -> Result<()> {
         false => ladder,
     };
     ladder.validate()?;
-    let (clip, rung) = (text_arg("--clip"), text_arg("--vmaf"));
     let originals = tempfile::tempdir()?;
     let source = match &clip {
         Some(name) => clip_original(name, seconds, originals.path())?,

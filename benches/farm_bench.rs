@@ -33,15 +33,40 @@ use farm_tests::fixtures::prores_1080p;
 use farm_tests::s3::{s3, unique_prefix, BUCKET};
 use farm_tests::worker::worker_bin;
 
-fn arg(name: &str, default: u32) -> u32 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+/// The benchmark's options (the module doc says what each changes).
+#[derive(clap::Parser)]
+#[command(about = "Time from POST to a playable master playlist, and chunk scaling over workers")]
+struct Args {
+    /// The short source's seconds (0: skip).
+    #[arg(long, default_value_t = 30)]
+    short: u32,
+    /// The long source's seconds (0: skip).
+    #[arg(long, default_value_t = 300)]
+    long: u32,
+    /// The scaling source's seconds (0: skip).
+    #[arg(long, default_value_t = 60)]
+    scale: u32,
+    /// Runs of each measure, interleaved; medians are reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// Jobs carry every review option: LUT, burn-ins, watermark.
+    #[arg(long)]
+    review: bool,
+    /// The coordinator runs with a master key: every segment sealed.
+    #[arg(long)]
+    encrypted: bool,
+    /// Beside each encrypted job, the same job with `forensic_watermark` (implies --encrypted).
+    #[arg(long)]
+    forensic: bool,
 }
+
+/// The command line, read once.
+static ARGS: std::sync::LazyLock<Args> = std::sync::LazyLock::new(clap::Parser::parse);
 
 /// With `--review`, jobs carry every review option: a 33-point LUT (in S3), all burn-ins
 /// and a watermark (thumbnails are always made).
 fn review_options() -> Result<Option<serde_json::Value>> {
-    if !flag("--review") {
+    if !ARGS.review {
         return Ok(None);
     }
     let key = "bench/luts/show.cube";
@@ -56,10 +81,6 @@ fn review_options() -> Result<Option<serde_json::Value>> {
         "burn_in": ["timecode", "clip_name", "frame_number"],
         "watermark": "CONFIDENTIAL - SHOW - VENDOR",
     })))
-}
-
-fn flag(name: &str) -> bool {
-    std::env::args().any(|a| a == name)
 }
 
 fn submit(farm: &Farm, source_key: &str, out: &str, forensic: bool) -> Result<(String, Instant)> {
@@ -96,7 +117,7 @@ fn time_to_playable(seconds: u32, forensic: bool, db: &std::path::Path) -> Resul
     let source = uploaded(seconds)?;
     let prefix = unique_prefix(&format!("bench-playable-{seconds}{}", if forensic { "-ab" } else { "" }));
     let mut extra = farm_tests::farm::Extra::default();
-    if flag("--encrypted") || flag("--forensic") {
+    if ARGS.encrypted || ARGS.forensic {
         let key = db.join("master.key");
         std::fs::write(&key, "b7".repeat(32))?;
         extra.coordinator.push(("FARM_MASTER_KEY_FILE", key.display().to_string()));
@@ -204,8 +225,7 @@ fn median_to(mut values: Vec<f64>, decimals: usize) -> (f64, String) {
 }
 
 fn main() -> Result<()> {
-    let (short, long, scale) = (arg("--short", 30), arg("--long", 300), arg("--scale", 60));
-    let runs = arg("--runs", 3).max(1);
+    let Args { short, long, scale, runs, .. } = *ARGS;
     let db = tempfile::tempdir()?;
     let _ = s3();
     let _ = farm_tests::amqp::broker();
@@ -214,7 +234,7 @@ fn main() -> Result<()> {
     let first = (farm_contract::ladder::Ladder::default().cuts().start_ms(1) as f64 / 1000.0).to_string();
     let mut baselines = Vec::new();
     // (source seconds, forensic, runs), each forensic job beside the same job unmarked.
-    let marks: &[bool] = if flag("--forensic") { &[false, true] } else { &[false] };
+    let marks: &[bool] = if ARGS.forensic { &[false, true] } else { &[false] };
     let mut playable: Vec<(u32, bool, Vec<Timings>)> =
         [short, long].into_iter().filter(|s| *s > 0).flat_map(|s| marks.iter().map(move |&m| (s, m, Vec::new()))).collect();
     // Runs interleave the measures, so a slow spell of the machine touches all of them.
@@ -282,15 +302,15 @@ fn main() -> Result<()> {
         let weed = |runs: &[(f64, Option<f64>)]| runs.iter().filter_map(|r| r.1).map(|c| format!("{c:.1}")).collect::<Vec<_>>().join(", ");
         println!("    SeaweedFS CPU seconds per run: 1 worker {}; 2 workers {}", weed(one), weed(two));
     }
-    let review = if flag("--review") { " --review" } else { "" };
+    let review = if ARGS.review { " --review" } else { "" };
     if !review.is_empty() {
         println!("  jobs with every review option: LUT, burn-ins, watermark (the baseline has none)");
     }
-    let encrypted = if flag("--encrypted") { " --encrypted" } else { "" };
-    if !encrypted.is_empty() || flag("--forensic") {
+    let encrypted = if ARGS.encrypted { " --encrypted" } else { "" };
+    if !encrypted.is_empty() || ARGS.forensic {
         println!("  jobs encrypted: every segment sealed AES-128, content keys made and wrapped at acceptance");
     }
-    let forensic = if flag("--forensic") { " --forensic" } else { "" };
+    let forensic = if ARGS.forensic { " --forensic" } else { "" };
     if !forensic.is_empty() {
         println!("  A and B: the same job with forensic_watermark; a share plays A before the first marked position, so playable is the master in S3 for both");
     }

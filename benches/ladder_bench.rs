@@ -108,13 +108,20 @@ fn cli_ladder(src: &Path, out: &Path, ladder: &Ladder, grid: &Grid) -> Command {
     c
 }
 
+/// The benchmark's options.
+#[derive(clap::Parser)]
+#[command(about = "The worker against the ffmpeg CLI on a 1080p25 ProRes 422 HQ source")]
+struct Args {
+    /// The source's seconds for the encode comparison.
+    #[arg(long, default_value_t = 20)]
+    seconds: u32,
+    /// The long source's seconds, for the worker's peak RSS.
+    #[arg(long, default_value_t = 180)]
+    long_seconds: u32,
+}
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str, default: u32| -> u32 {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-    };
-    let seconds = arg("--seconds", 20);
-    let long_seconds = arg("--long-seconds", 180);
+    let Args { seconds, long_seconds } = clap::Parser::parse();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
 
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))

@@ -21,9 +21,16 @@ const LADDER: &str = r#"{"version": 1, "video": [
   {"name": "180p", "width": 320, "height": 180, "bitrate_kbps": 400},
   {"name": "90p", "width": 160, "height": 90, "bitrate_kbps": 150}]}"#;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+/// The test's options.
+#[derive(clap::Parser)]
+#[command(about = "Many short jobs submitted at once through the API to a farm of two workers")]
+struct Args {
+    /// Jobs submitted.
+    #[arg(long, default_value_t = 500)]
+    jobs: usize,
+    /// Clients submitting at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..), usize::from))]
+    clients: usize,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -31,7 +38,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() -> Result<()> {
-    let (jobs, clients) = (arg("--jobs", 500), arg("--clients", 16).max(1));
+    let Args { jobs, clients } = clap::Parser::parse();
     let source = make(
         "load-2s.mov",
         &[

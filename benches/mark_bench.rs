@@ -58,11 +58,63 @@ const LEAK: (usize, usize) = (640, 360);
 const CROP: Window = Window { left: 0.05, top: 0.05, right: 0.95, bottom: 0.95 };
 const SEED: [u8; 32] = *b"mark-bench seed, thirty-two byte";
 
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+/// The benchmark's options, for its three measures (the module doc says what each changes).
+#[derive(clap::Parser)]
+#[command(about = "Do the A/B marks survive what a leak goes through, and are they invisible?")]
+struct Args {
+    /// Seconds of each clip.
+    #[arg(long, default_value_t = 20, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..), usize::from))]
+    seconds: usize,
+    /// The code words' and leaks' random numbers.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The mark's peaks swept (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [AMPLITUDE])]
+    amplitudes: Vec<f32>,
+    /// How often the dither shifts.
+    #[arg(long, default_value = "frame", value_parser = ["frame", "segment"])]
+    dither: String,
+    /// Measures how far x264 carries a mark-like change, per rate control.
+    #[arg(long)]
+    spread: bool,
+    /// Measures the farm's design, the mark on each segment's last frames, for these tail
+    /// lengths (comma-separated).
+    #[arg(long, value_delimiter = ',', conflicts_with = "spread")]
+    tail: Option<Vec<usize>>,
+    /// With --spread or --tail: only these clips (comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = CLIPS.map(|c| c.0))]
+    clips: Option<Vec<String>>,
+    /// With --spread: only these rate controls (comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = mark_spread::MODES.map(|m| m.0), requires = "spread")]
+    modes: Option<Vec<String>>,
+    /// With --spread: the chance the mark moves a pixel.
+    #[arg(long, default_value_t = 0.8, requires = "spread")]
+    fraction: f64,
+    /// With --spread: the share of macroblocks the mark touches.
+    #[arg(long, requires = "spread")]
+    mbs: Option<f64>,
+    /// With --tail: a P frame forced K + 1 frames before every segment's end.
+    #[arg(long, requires = "tail")]
+    anchor: bool,
+    /// With --tail: each tail at the unmarked frames' mean quantiser.
+    #[arg(long, requires = "tail")]
+    follow_qp: bool,
+    /// With --tail: the tail's I frame this far above its quantiser (x264 only).
+    #[arg(long, default_value_t = 0.0, requires = "tail")]
+    tail_iqp: f64,
+    /// With --follow-qp: the tail's quantiser this far below the unmarked frames'.
+    #[arg(long, default_value_t = 0, requires = "follow_qp")]
+    tail_dqp: u32,
+    /// With --tail: tails made from the unmarked encode's decoded pictures.
+    #[arg(long, requires = "tail")]
+    from_encode: bool,
+    /// With --tail: the rung's codec.
+    #[arg(long, default_value = "h264", value_parser = ["h264", "hevc"], requires = "tail")]
+    codec: String,
 }
+
+/// The command line, read once.
+static ARGS: std::sync::LazyLock<Args> = std::sync::LazyLock::new(clap::Parser::parse);
 
 /// Raw 8-bit frames out of ffmpeg (`pix_fmt` gray or yuv420p) for `input` args and a filter.
 fn frames(input: &[&str], filter: &str, pix_fmt: &str) -> Result<Vec<u8>> {
@@ -214,18 +266,14 @@ fn marked(raw: &[u8], word: &[Variant], amplitude: f32, per_segment: bool) -> Ve
 }
 
 fn main() -> Result<()> {
-    let seconds: usize = arg("--seconds").map_or(Ok(20), |s| s.parse())?;
-    let mut state: u64 = arg("--seed").map_or(Ok(1), |s| s.parse())?;
-    let amplitudes: Vec<f32> = arg("--amplitudes").map_or(Ok(vec![AMPLITUDE]), |s| s.split(',').map(str::parse).collect())?;
-    if std::env::args().any(|a| a == "--spread") {
+    let Args { seconds, seed, ref amplitudes, ref dither, spread, ref tail, .. } = *ARGS;
+    let mut state = seed;
+    if spread {
         return mark_spread::main(seconds, &mut state);
     }
-    if let Some(tails) = arg("--tail") {
-        let tails: Vec<usize> = tails.split(',').map(str::parse).collect::<Result<_, _>>()?;
-        return mark_tail::main(seconds, &mut state, &tails);
+    if let Some(tails) = tail {
+        return mark_tail::main(seconds, &mut state, tails);
     }
-    let dither = arg("--dither").unwrap_or_else(|| "frame".into());
-    ensure!(dither == "frame" || dither == "segment", "--dither is frame or segment");
     let vmaf_ffmpeg = python_tools()?;
     let dir = tempfile::tempdir()?;
     println!("mark benchmark: {seconds} s clips at 1280x720, a position per 2 s segment, dither shifted every {dither}, leak = crop 10 %, 640x360, 30 fps, gamma/contrast/brightness, x264 500 kb/s");
@@ -253,7 +301,7 @@ fn main() -> Result<()> {
         let (self_score, _) = vmaf(&vmaf_ffmpeg, &plain_mp4, &plain_mp4, size, &vmaf_json)?;
         encode(&one_pixel(&raw), &file("one-pixel"))?;
         let (pixel_score, _) = vmaf(&vmaf_ffmpeg, &file("one-pixel"), &plain_mp4, size, &vmaf_json)?;
-        for &peak in &amplitudes {
+        for &peak in amplitudes {
             let (marked_mp4, leak_mp4, control_mp4) = (file("marked"), file("leak"), file("control"));
             let pictures = marked(&raw, &word, peak, dither == "segment");
             encode(&pictures, &marked_mp4)?;
@@ -285,7 +333,27 @@ fn main() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::shown;
+    use super::{shown, Args};
+    use clap::Parser;
+
+    fn parse(line: &str) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("mark-bench").chain(line.split_whitespace()))
+    }
+
+    /// The commands docs/benchmarks.md gives still mean what they say, and a slip is an error
+    /// rather than a default measured in its place.
+    #[test]
+    fn the_documented_commands_parse_and_a_slip_stops_the_benchmark() {
+        let tail = parse("--seconds 12 --tail 3 --anchor --follow-qp --tail-iqp 0 --codec hevc").unwrap();
+        assert_eq!((tail.seconds, tail.tail.as_deref(), tail.anchor, tail.follow_qp, tail.codec.as_str()), (12, Some(&[3][..]), true, true, "hevc"));
+        let spread = parse("--spread --seconds 6 --clips detail,graphics --modes abr,cqp --fraction 1 --mbs 0.02").unwrap();
+        assert_eq!((spread.clips, spread.modes, spread.fraction, spread.mbs), (Some(vec!["detail".into(), "graphics".into()]), Some(vec!["abr".into(), "cqp".into()]), 1.0, Some(0.02)));
+        let sweep = parse("--seconds 12 --amplitudes 0.8,0.4 --dither frame").unwrap();
+        assert_eq!((sweep.amplitudes, sweep.tail, sweep.spread), (vec![0.8, 0.4], None, false));
+        for slip in ["--secs 12", "--seconds 12s", "--amplitudes 0.8;0.4", "--dither field", "--modes abr", "--tail 3 --spread", "--tail 3 --clips grain", "--codec hevc"] {
+            assert!(parse(slip).is_err(), "{slip} was accepted");
+        }
+    }
 
     #[test]
     fn a_leak_frame_shows_the_source_frame_that_fps_30_repeats_there() {

@@ -16,10 +16,10 @@
 use anyhow::{Context, Result};
 
 use super::quality_measure::{python_tools, vmaf};
-use super::{arg, encode_as, frames, next, one_pixel, ABR, CLIPS, H, W};
+use super::{encode_as, frames, next, one_pixel, ABR, ARGS, CLIPS, H, W};
 
 /// The rate controls compared, by name, as ffmpeg arguments.
-const MODES: [(&str, &[&str]); 3] = [("abr", ABR), ("cqp", &["-qp", "26"]), ("crf", &["-crf", "23"])];
+pub const MODES: [(&str, &[&str]); 3] = [("abr", ABR), ("cqp", &["-qp", "26"]), ("crf", &["-crf", "23"])];
 
 /// A number in [0, 1) from the benchmark's random numbers.
 fn unit(state: &mut u64) -> f64 {
@@ -46,11 +46,10 @@ fn mark_like(raw: &[u8], fraction: f64, mbs: Option<f64>, state: &mut u64) -> Ve
 /// Runs the comparison over `seconds` of each clip named by `--clips` (all by default),
 /// with the rate controls of `--modes` (all by default).
 pub fn main(seconds: usize, state: &mut u64) -> Result<()> {
-    let list = |name: &str, all: Vec<&str>| arg(name).map_or_else(|| all.iter().map(|s| s.to_string()).collect(), |s| s.split(',').map(String::from).collect::<Vec<_>>());
-    let clips = list("--clips", CLIPS.iter().map(|c| c.0).collect());
-    let modes = list("--modes", MODES.iter().map(|m| m.0).collect());
-    let fraction: f64 = arg("--fraction").map_or(Ok(0.8), |s| s.parse())?;
-    let mbs: Option<f64> = arg("--mbs").map(|s| s.parse()).transpose()?;
+    let all = |names: &[&str]| names.iter().map(|s| s.to_string()).collect();
+    let clips: Vec<String> = ARGS.clips.clone().unwrap_or_else(|| all(&CLIPS.map(|c| c.0)));
+    let modes: Vec<String> = ARGS.modes.clone().unwrap_or_else(|| all(&MODES.map(|m| m.0)));
+    let (fraction, mbs) = (ARGS.fraction, ARGS.mbs);
     let in_mbs = mbs.map_or(String::new(), |share| format!(", in {share} of the macroblocks"));
     let vmaf_ffmpeg = python_tools()?;
     let dir = tempfile::tempdir()?;

@@ -49,7 +49,7 @@ use ffmpeg_next as ffmpeg;
 use ffmpeg::{format, frame, picture};
 
 use super::quality_measure::{outputs, python_tools, vmaf, vmaf_frames};
-use super::{arg, codec_args, frames, leak, lossless, marked, mean, next, read, tally, write_frames, CLIPS, H, SEGMENT_FRAMES, W};
+use super::{codec_args, frames, leak, lossless, marked, mean, next, read, tally, write_frames, ARGS, CLIPS, H, SEGMENT_FRAMES, W};
 
 const FRAME: usize = W * H * 3 / 2;
 
@@ -149,17 +149,9 @@ pub fn tail(types: &[u8], range: Range<usize>, min: usize) -> Option<Range<usize
 /// encoded at one constant quantiser, the mean of x264's for the unmarked frames it
 /// replaces, instead of at the rung's rate, its I frame `--tail-iqp` (default 0) above it.
 pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
-    let anchor = std::env::args().any(|a| a == "--anchor");
-    let follow = std::env::args().any(|a| a == "--follow-qp");
-    let i_above: f64 = arg("--tail-iqp").map_or(Ok(0.0), |v| v.parse())?;
-    let below: u32 = arg("--tail-dqp").map_or(Ok(0), |v| v.parse())?;
-    let from_encode = std::env::args().any(|a| a == "--from-encode");
+    let (anchor, follow, i_above, below, from_encode) = (ARGS.anchor, ARGS.follow_qp, ARGS.tail_iqp, ARGS.tail_dqp, ARGS.from_encode);
     ensure!(below == 0 || (follow && i_above == 0.0), "--tail-dqp lowers the farm's own tail quantiser: with --follow-qp, without --tail-iqp");
-    let (codec, ext) = match arg("--codec").as_deref() {
-        None | Some("h264") => (VideoCodec::H264, "h264"),
-        Some("hevc") => (VideoCodec::Hevc, "hevc"),
-        Some(other) => anyhow::bail!("--codec is h264 or hevc, not {other}"),
-    };
+    let (codec, ext) = if ARGS.codec == "hevc" { (VideoCodec::Hevc, "hevc") } else { (VideoCodec::H264, "h264") };
     ensure!(codec == VideoCodec::H264 || i_above == 0.0, "--tail-iqp is measured with x264 only (the FFmpeg CLI at -qp)");
     ffmpeg::init()?;
     ffmpeg::log::set_level(ffmpeg::log::Level::Error);
@@ -177,7 +169,7 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
         "{:<11} {:>3} {:>6} {:>7} {:>6} {:>6} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>6} {:>5} {:>5} {:>9} {:>6}",
         "clip", "K", "frames", "bytes", "VMAF", "p5", "src both", "src copy", "tail |Δ|", "worst Δ", "step T", "step S", "anchor", "right", "wrong", "min |llr|", "read"
     );
-    let chosen = arg("--clips").map(|list| list.split(',').map(String::from).collect::<Vec<_>>());
+    let chosen = &ARGS.clips;
     for (name, picture) in CLIPS.into_iter().filter(|c| chosen.as_ref().is_none_or(|list| list.iter().any(|n| n == c.0))) {
         let duration = seconds.to_string();
         let input = ["-f", "lavfi", "-i", picture, "-t", duration.as_str()];
@@ -262,7 +254,7 @@ pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
         }
     }
     let tails: Vec<String> = tails.iter().map(usize::to_string).collect();
-    let clips = chosen.map_or(String::new(), |list| format!(" --clips {}", list.join(",")));
+    let clips = chosen.as_ref().map_or(String::new(), |list| format!(" --clips {}", list.join(",")));
     let codec_arg = if codec == VideoCodec::Hevc { " --codec hevc" } else { "" };
     let source = if from_encode { " --from-encode" } else { "" };
     println!(

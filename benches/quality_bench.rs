@@ -84,9 +84,16 @@ fn source(name: &str, picture: &str, seconds: u32) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+/// The benchmark's options.
+#[derive(clap::Parser)]
+#[command(about = "Fixed and per-title ladders' bytes and VMAF on generated clips")]
+struct Args {
+    /// Seconds of each clip at most.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
+    seconds: u32,
+    /// Only these clips (comma-separated names).
+    #[arg(long, value_delimiter = ',', value_parser = CLIPS.map(|c| c.0))]
+    clips: Option<Vec<String>>,
 }
 
 /// One rung as delivered: kb/s with its audio, VMAF mean and 5th percentile.
@@ -175,8 +182,7 @@ fn probe(src: &Path) -> Result<((u32, u32), f64)> {
 }
 
 fn main() -> Result<()> {
-    let seconds: u32 = arg("--seconds").map_or(Ok(6), |s| s.parse())?;
-    let wanted: Option<Vec<String>> = arg("--clips").map(|c| c.split(',').map(str::to_owned).collect());
+    let Args { seconds, clips: wanted } = clap::Parser::parse();
     let ffmpeg = python_tools()?;
     let worker = target_dir().join("release/worker");
     if !worker.exists() {

@@ -17,9 +17,16 @@ use farm_tests::farm::{Extra, Farm};
 use farm_tests::fixtures::{clip_30s, SMALL_LADDER};
 use farm_tests::s3::{s3, unique_prefix, BUCKET};
 
-fn arg(name: &str, default: u32) -> u32 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+/// The benchmark's options.
+#[derive(clap::Parser)]
+#[command(about = "The coordinator's CPU per playing viewer of share links")]
+struct Args {
+    /// Viewers playing at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    viewers: u32,
+    /// Seconds of media per content key (at least 2, a segment).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
+    period: u32,
 }
 
 /// CPU seconds process `pid` has used (utime + stime).
@@ -30,7 +37,7 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
 }
 
 fn main() -> Result<()> {
-    let (viewers, period) = (arg("--viewers", 8).max(1), arg("--period", 10).max(2));
+    let Args { viewers, period } = clap::Parser::parse();
     let prefix = unique_prefix("bench-viewers");
     s3().put_file(&format!("{prefix}/in.mov"), &clip_30s())?;
     let dir = tempfile::tempdir()?;
