@@ -30,6 +30,7 @@ const PROBE_ADDRESS_SPACE: u64 = 4 << 30;
 /// What the child prints on stdout: the facts, or why it could not get them.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
+#[allow(clippy::large_enum_variant, reason = "one report per probe, printed by the child and read once: boxing would save nothing")]
 pub enum ProbeReport {
     /// With the complexity (per-title ladders) when it was asked for.
     Probed {

@@ -303,7 +303,7 @@ fn open_input(reader: Box<dyn ReadSeek>, name: &str) -> Result<Input> {
             return Err(TranscodeError::ffmpeg("open", "-", "out of memory"));
         }
         (*ctx).pb = io.as_mut_ptr();
-        (*ctx).flags |= ffi::AVFMT_FLAG_CUSTOM_IO as i32;
+        (*ctx).flags |= ffi::AVFMT_FLAG_CUSTOM_IO;
         let mut opts = ffmpeg::Dictionary::new();
         // Nested opens (references to other files, URLs inside containers) match no protocol.
         opts.set("protocol_whitelist", "none");

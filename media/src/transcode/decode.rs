@@ -418,7 +418,7 @@ fn intra_only(id: codec::Id) -> bool {
     // SAFETY: codec descriptors are static; null (unknown codec) is checked before reading.
     unsafe {
         let descriptor = ffi::avcodec_descriptor_get(id.into());
-        !descriptor.is_null() && (*descriptor).props & ffi::AV_CODEC_PROP_INTRA_ONLY as i32 != 0
+        !descriptor.is_null() && (*descriptor).props & ffi::AV_CODEC_PROP_INTRA_ONLY != 0
     }
 }
 

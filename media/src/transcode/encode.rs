@@ -198,7 +198,7 @@ pub fn open_aac(audio: &AudioSpec, name: &str) -> Result<encoder::Audio> {
         let ctx = enc.as_mut_ptr();
         (*ctx).channels = audio.channels as i32;
         ffi::av_channel_layout_default(&mut (*ctx).ch_layout, audio.channels as i32);
-        (*ctx).profile = ffi::FF_PROFILE_AAC_LOW as i32;
+        (*ctx).profile = ffi::FF_PROFILE_AAC_LOW;
     }
     // The TS muxer builds ADTS headers from the AudioSpecificConfig in extradata.
     enc.set_flags(codec::Flags::GLOBAL_HEADER);
