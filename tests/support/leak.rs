@@ -61,13 +61,15 @@ pub fn mixed(http: &reqwest::blocking::Client, urls: [&str; 2], rendition: &str,
     let (first, second) = (first?, second?);
     ensure!(first.segments.len() == second.segments.len(), "the two copies list {} and {} segments", first.segments.len(), second.segments.len());
     let mut segments: Vec<MediaSegment> = Vec::with_capacity(first.segments.len());
-    let mut key = None;
+    let mut last_key = None;
     for (a, b) in first.segments.iter().zip(&second.segments) {
         let taken = if next(state) & 1 == 0 { a } else { b };
         // A key tag stands where the key changes: the mix says it whenever the copy taken
         // from plays this segment with another key (or URI) than the last. The init
-        // segment is the rendition's, one file for A and B: named once, before the first.
-        let key = changed(&mut key, &taken.key);
+        // segment is the rendition's, one file for A and B: named once, before the first
+        // (each copy's first segment carries it).
+        let key = if taken.key == last_key { None } else { taken.key.clone() };
+        last_key = taken.key.clone();
         let map = if segments.is_empty() { taken.map.clone() } else { None };
         segments.push(MediaSegment { key, map, ..taken.clone() });
     }
@@ -75,35 +77,25 @@ pub fn mixed(http: &reqwest::blocking::Client, urls: [&str; 2], rendition: &str,
     Ok(())
 }
 
-/// A share's media playlist of `rendition`, each segment with the key and init segment it
-/// plays with (a tag carries on to the segments after it), every URI absolute.
+/// A share's media playlist of `rendition`, each segment with the key it plays with (a key
+/// tag carries on to the segments after it), every URI absolute.
 fn absolute(http: &reqwest::blocking::Client, url: &str, rendition: &str) -> Result<MediaPlaylist> {
     let base = reqwest::Url::parse(&format!("{url}media/{rendition}/index.m3u8"))?;
     let mut playlist = crate::hls::parse_media(&http.get(base.clone()).send()?.bytes()?, base.as_str())?;
     let absolute = |uri: &str| -> Result<String> { Ok(base.join(uri)?.to_string()) };
-    let (mut key, mut map) = (None, None);
+    let mut key = None;
     let mut segments = Vec::with_capacity(playlist.segments.len());
     for mut segment in std::mem::take(&mut playlist.segments) {
         if let Some(mut tag) = segment.key.take() {
             tag.uri = tag.uri.as_deref().map(absolute).transpose()?;
             key = Some(tag);
         }
-        if let Some(mut tag) = segment.map.take() {
+        if let Some(tag) = &mut segment.map {
             tag.uri = absolute(&tag.uri)?;
-            map = Some(tag);
         }
         segment.uri = absolute(&segment.uri)?;
-        segments.push(MediaSegment { key: key.clone(), map: map.clone(), ..segment });
+        segments.push(MediaSegment { key: key.clone(), ..segment });
     }
     playlist.segments = segments;
     Ok(playlist)
-}
-
-/// `now`, if it differs from what was said `last` (which it then becomes).
-fn changed<T: Clone + PartialEq>(last: &mut Option<T>, now: &Option<T>) -> Option<T> {
-    if last == now {
-        return None;
-    }
-    *last = now.clone();
-    now.clone()
 }
