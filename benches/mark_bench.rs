@@ -46,7 +46,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{ensure, Context, Result};
 use farm_media::forensic_mark::{amplitude, llr, Pattern, Variant, Window, AMPLITUDE};
-use farm_contract::ladder::Ladder;
+use farm_contract::ladder::{Ladder, VideoCodec};
 use farm_contract::timeline::{FrameRate, Grid};
 use mark_clips::CLIPS;
 use quality_measure::{python_tools, run, vmaf, worker_x264_args};
@@ -72,8 +72,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [AMPLITUDE])]
     amplitudes: Vec<f32>,
     /// How often the dither shifts.
-    #[arg(long, default_value = "frame", value_parser = ["frame", "segment"])]
-    dither: String,
+    #[arg(long, value_enum, default_value_t = Dither::Frame)]
+    dither: Dither,
     /// Measures how far x264 carries a mark-like change, per rate control.
     #[arg(long)]
     spread: bool,
@@ -109,8 +109,39 @@ struct Args {
     #[arg(long, requires = "tail")]
     from_encode: bool,
     /// With --tail: the rung's codec.
-    #[arg(long, default_value = "h264", value_parser = ["h264", "hevc"], requires = "tail")]
-    codec: String,
+    #[arg(long, value_enum, default_value_t = Codec::H264, requires = "tail")]
+    codec: Codec,
+}
+
+/// `--dither`: how often the mark's dither shifts.
+#[derive(Clone, Copy, PartialEq, Debug, clap::ValueEnum)]
+enum Dither {
+    /// Every frame, as the farm does.
+    Frame,
+    /// Once a segment position.
+    Segment,
+}
+
+/// `--codec`: the codec of the rung `--tail` measures.
+#[derive(Clone, Copy, PartialEq, Debug, clap::ValueEnum)]
+enum Codec {
+    H264,
+    Hevc,
+}
+
+impl Codec {
+    /// The rung's codec, and the name of its elementary stream's files.
+    fn video(self) -> (VideoCodec, &'static str) {
+        match self {
+            Codec::H264 => (VideoCodec::H264, "h264"),
+            Codec::Hevc => (VideoCodec::Hevc, "hevc"),
+        }
+    }
+}
+
+/// The name a `clap::ValueEnum` value is given on the command line.
+fn arg_name(value: impl clap::ValueEnum) -> String {
+    value.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
 }
 
 /// The command line, read once.
@@ -266,7 +297,8 @@ fn marked(raw: &[u8], word: &[Variant], amplitude: f32, per_segment: bool) -> Ve
 }
 
 fn main() -> Result<()> {
-    let Args { seconds, seed, ref amplitudes, ref dither, spread, ref tail, .. } = *ARGS;
+    let Args { seconds, seed, ref amplitudes, dither, spread, ref tail, .. } = *ARGS;
+    let dither_name = arg_name(dither);
     let mut state = seed;
     if spread {
         return mark_spread::main(seconds, &mut state);
@@ -276,7 +308,7 @@ fn main() -> Result<()> {
     }
     let vmaf_ffmpeg = python_tools()?;
     let dir = tempfile::tempdir()?;
-    println!("mark benchmark: {seconds} s clips at 1280x720, a position per 2 s segment, dither shifted every {dither}, leak = crop 10 %, 640x360, 30 fps, gamma/contrast/brightness, x264 500 kb/s");
+    println!("mark benchmark: {seconds} s clips at 1280x720, a position per 2 s segment, dither shifted every {dither_name}, leak = crop 10 %, 640x360, 30 fps, gamma/contrast/brightness, x264 500 kb/s");
     println!(
         "{:<11} {:>4} {:>5} {:>5} {:>5} {:>12} {:>9} {:>6} {:>6} {:>7} {:>6} {:>7} {:>8} {:>8} {:>8}",
         "clip", "peak", "pos", "right", "wrong", "median |llr|", "min |llr|", "read", "VMAF", "control", "self", "1 pixel", "pictures", "src both", "src mark"
@@ -303,7 +335,7 @@ fn main() -> Result<()> {
         let (pixel_score, _) = vmaf(&vmaf_ffmpeg, &file("one-pixel"), &plain_mp4, size, &vmaf_json)?;
         for &peak in amplitudes {
             let (marked_mp4, leak_mp4, control_mp4) = (file("marked"), file("leak"), file("control"));
-            let pictures = marked(&raw, &word, peak, dither == "segment");
+            let pictures = marked(&raw, &word, peak, dither == Dither::Segment);
             encode(&pictures, &marked_mp4)?;
             let marked_mkv = dir.path().join(format!("{name}-marked.mkv"));
             lossless(&pictures, &marked_mkv)?;
@@ -327,13 +359,13 @@ fn main() -> Result<()> {
         }
     }
     let sweep: Vec<String> = amplitudes.iter().map(f32::to_string).collect();
-    println!("reproduce: cargo run --release -p farm-benches --bin mark-bench -- --seconds {seconds} --amplitudes {} --dither {dither}", sweep.join(","));
+    println!("reproduce: cargo run --release -p farm-benches --bin mark-bench -- --seconds {seconds} --amplitudes {} --dither {dither_name}", sweep.join(","));
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{shown, Args};
+    use super::{shown, Args, Codec, Dither};
     use clap::Parser;
 
     fn parse(line: &str) -> Result<Args, clap::Error> {
@@ -345,11 +377,11 @@ mod tests {
     #[test]
     fn the_documented_commands_parse_and_a_slip_stops_the_benchmark() {
         let tail = parse("--seconds 12 --tail 3 --anchor --follow-qp --tail-iqp 0 --codec hevc").unwrap();
-        assert_eq!((tail.seconds, tail.tail.as_deref(), tail.anchor, tail.follow_qp, tail.codec.as_str()), (12, Some(&[3][..]), true, true, "hevc"));
+        assert_eq!((tail.seconds, tail.tail.as_deref(), tail.anchor, tail.follow_qp, tail.codec), (12, Some(&[3][..]), true, true, Codec::Hevc));
         let spread = parse("--spread --seconds 6 --clips detail,graphics --modes abr,cqp --fraction 1 --mbs 0.02").unwrap();
         assert_eq!((spread.clips, spread.modes, spread.fraction, spread.mbs), (Some(vec!["detail".into(), "graphics".into()]), Some(vec!["abr".into(), "cqp".into()]), 1.0, Some(0.02)));
         let sweep = parse("--seconds 12 --amplitudes 0.8,0.4 --dither frame").unwrap();
-        assert_eq!((sweep.amplitudes, sweep.tail, sweep.spread), (vec![0.8, 0.4], None, false));
+        assert_eq!((sweep.amplitudes, sweep.tail, sweep.spread, sweep.dither), (vec![0.8, 0.4], None, false, Dither::Frame));
         for slip in ["--secs 12", "--seconds 12s", "--amplitudes 0.8;0.4", "--dither field", "--modes abr", "--tail 3 --spread", "--tail 3 --clips grain", "--codec hevc"] {
             assert!(parse(slip).is_err(), "{slip} was accepted");
         }

@@ -151,7 +151,7 @@ pub fn tail(types: &[u8], range: Range<usize>, min: usize) -> Option<Range<usize
 pub fn main(seconds: usize, state: &mut u64, tails: &[usize]) -> Result<()> {
     let (anchor, follow, i_above, below, from_encode) = (ARGS.anchor, ARGS.follow_qp, ARGS.tail_iqp, ARGS.tail_dqp, ARGS.from_encode);
     ensure!(below == 0 || (follow && i_above == 0.0), "--tail-dqp lowers the farm's own tail quantiser: with --follow-qp, without --tail-iqp");
-    let (codec, ext) = if ARGS.codec == "hevc" { (VideoCodec::Hevc, "hevc") } else { (VideoCodec::H264, "h264") };
+    let (codec, ext) = ARGS.codec.video();
     ensure!(codec == VideoCodec::H264 || i_above == 0.0, "--tail-iqp is measured with x264 only (the FFmpeg CLI at -qp)");
     ffmpeg::init()?;
     ffmpeg::log::set_level(ffmpeg::log::Level::Error);
