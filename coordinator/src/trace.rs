@@ -10,7 +10,8 @@
 //! the job's picture repeats, keeping the one whose marks read furthest above chance (a
 //! choice that never looks at a code word), and near it when they read no stronger than
 //! chance there (a steady zoom or pan: a crop passes for another moment of the shot,
-//! [`detect::strongest_near`]); the readings go to the code words'
+//! [`detect::strongest_near`]); a leak that skipped (two or more parts of the copy joined)
+//! is read in pieces, each placed on its own ([`pieces`]); the readings go to the code words'
 //! trace ([`farm_hls::forensic::trace`]), over every share the job ever had (revoked and
 //! expired ones too: a copy outlives its link), under the false-accusation bound
 //! [`FALSE_ACCUSATION`]. Nothing here is stored: the mark seed and the code words are
@@ -32,6 +33,9 @@ use sqlx::Row;
 
 use crate::db::Store;
 use crate::keys::{JobKeys, MasterKey};
+use pieces::Found;
+
+mod pieces;
 
 /// The detector's working picture size (width, height).
 pub const WORK: (usize, usize) = (320, 180);
@@ -71,8 +75,8 @@ pub struct TraceReport {
     pub positions: usize,
     /// Where the leak starts on the job's timeline (seconds), when it was found there.
     pub offset_seconds: Option<f64>,
-    /// Why nothing was read, or that the pictures alone could not place the leak and its
-    /// marks did.
+    /// Why nothing was read, that the pictures alone could not place the leak and its
+    /// marks did, or that the leak skipped and was read in pieces.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -160,7 +164,8 @@ fn read_and_trace(store: &Store, master: &MasterKey, sinks: &farm_storage::Sinks
         return Ok(report);
     }
     let copy = JobCopy { reader: &reader, segments: &segments, firsts: &firsts, job_frames: job_thumbs.len(), rate, seed: master.mark_seed(job_id).0 };
-    let Some(Placed { offset, reading, note }) = place(&copy, leaked, &placed)? else {
+    let whole = place(&copy, leaked, &placed, true)?;
+    let Some(Found { offset, observations, note }) = pieces::choose(&copy, leaked, &job_thumbs, &leak_thumbs, whole)? else {
         report.note = Some("the leak covers no watermarked segment".into());
         return Ok(report);
     };
@@ -169,7 +174,7 @@ fn read_and_trace(store: &Store, master: &MasterKey, sinks: &farm_storage::Sinks
     let key = master.forensic_key();
     let book = Codebook::new(&key, job_id);
     let ids: Vec<String> = shares.iter().map(|(id, _)| id.clone()).collect();
-    let verdict = farm_hls::forensic::trace(&book, &ids, &reading.observations, FALSE_ACCUSATION);
+    let verdict = farm_hls::forensic::trace(&book, &ids, &observations, FALSE_ACCUSATION);
     report.viewers = verdict.shares.iter().filter_map(|id| shares.iter().find(|(s, _)| s == id).map(|(_, v)| v.clone())).collect();
     (report.verdict, report.shares, report.confidence, report.positions) = (verdict.verdict, verdict.shares, verdict.confidence, verdict.positions);
     Ok(report)
@@ -226,9 +231,9 @@ struct Placed {
 /// The leak read at each offset its pictures cannot tell apart, the one whose marks read
 /// furthest above chance kept (not the strongest: each offset's crop window is found
 /// again, and a smaller one reads every pattern stronger, [`detect::Reading::reads_above`]);
-/// then, when they read no stronger than chance there, near the pictures' best. None when
-/// no offset covers a watermarked position.
-fn place(copy: &JobCopy, leaked: &Frames, placed: &[TimeAlignment]) -> anyhow::Result<Option<Placed>> {
+/// then, when they read no stronger than chance there and `near` says so, near the
+/// pictures' best. None when no offset covers a watermarked position.
+fn place(copy: &JobCopy, leaked: &Frames, placed: &[TimeAlignment], near: bool) -> anyhow::Result<Option<Placed>> {
     let (mut readings, mut tried) = (Vec::new(), Vec::new());
     for at in placed {
         let Some(reading) = copy.read_at(leaked, at.offset, None)? else {
@@ -248,7 +253,7 @@ fn place(copy: &JobCopy, leaked: &Frames, placed: &[TimeAlignment]) -> anyhow::R
         )
     });
     let found = Placed { offset, reading, note };
-    if found.reading.above_chance >= MARKED {
+    if found.reading.above_chance >= MARKED || !near {
         return Ok(Some(found));
     }
     search_near(copy, leaked, placed[0].offset, found).map(Some)

@@ -8,7 +8,8 @@
 //! of the job), is traced to that share by `coordinator trace`;
 //! an unrelated clip, through the admin endpoint, to nobody. A leak of a steady zoom,
 //! which its pictures place a second late (its crop looks like more of the zoom), is traced
-//! at its own time by its marks. Four minutes mixed segment by segment from two viewers'
+//! at its own time by its marks. A leak that skips (two parts of a copy joined) is read in
+//! pieces, each part at its own time. Four minutes mixed segment by segment from two viewers'
 //! copies are traced to both, as a collusion, and to neither other viewer. A watermarked
 //! job with burn-ins, a per-title ladder and leading segments plays by word while it runs,
 //! its burnt-in timecode exact in B's tails.
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use farm_tests::farm::Farm;
 use farm_tests::fixtures::SMALL_LADDER;
-use farm_tests::leak::{mixed, screen_capture, trace};
+use farm_tests::leak::{mixed, screen_capture, screen_capture_parts, trace};
 use farm_tests::picture::digits;
 use farm_tests::probe::decoded_frames;
 
@@ -240,6 +241,32 @@ fn a_leak_of_a_shares_hevc_rendition_is_traced_to_its_viewer() {
     let (verdict, _) = trace(&data, &master, &leaked, &id).unwrap();
     println!("{verdict}");
     assert_eq!((&verdict["verdict"], &verdict["viewers"]), (&serde_json::json!("match"), &serde_json::json!(["editor"])), "{verdict}");
+}
+
+/// A viewer who skipped while recording leaks two parts of the copy joined: the whole leak
+/// is placed at the first part's time or the second's, and the other part's pictures do not
+/// match there; read in pieces, each placed on its own, both parts are read at their own
+/// times and traced to the viewer.
+#[test]
+fn a_leak_that_skips_is_read_in_pieces_each_at_its_own_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let picture = "testsrc2=size=320x180:rate=25:duration=70,rotate=a=0.02*t*t:fillcolor=gray";
+    let source = clip(dir.path(), "forensic-turning-70s.mov", picture, 70);
+    let (farm, data, master, id) = watermarked_job(dir.path(), &source, "8b", serde_json::json!({}));
+    let shares = share_each(&farm, &id, &["director", "editor"]);
+
+    let leaked = dir.path().join("leak.mp4");
+    // 25 s from 3 s, then 25 s from 40 s: placed at 3 s and at 15 s of the job.
+    screen_capture_parts(shares[1]["playlist"].as_str().unwrap(), &[(3, 28), (40, 65)], 10, &leaked).unwrap();
+    let (verdict, _) = trace(&data, &master, &leaked, &id).unwrap();
+    println!("{verdict}");
+    assert_eq!((&verdict["verdict"], &verdict["viewers"]), (&serde_json::json!("match"), &serde_json::json!(["editor"])), "{verdict}");
+    let offset = verdict["offset_seconds"].as_f64().unwrap();
+    assert!((offset - 3.0).abs() < 0.2, "the first part starts 3 s in: {verdict}");
+    let note = verdict["note"].as_str().unwrap_or_default();
+    assert!(note.starts_with("the leak skipped"), "{verdict}");
+    assert!(note.contains(" at 15.0") || note.contains(" at 14.9"), "the second part read at 15 s: {verdict}");
+    assert!(verdict["positions"].as_u64().unwrap() >= 45, "both parts' positions read: {verdict}");
 }
 
 /// Two viewers who mix their copies segment by segment (each position's segment from one

@@ -14,13 +14,33 @@ use m3u8_rs::{MediaPlaylist, MediaSegment};
 /// away, half on each side, scaled to 640x360, brought to 30 fps, gamma, contrast and
 /// brightness changed, re-encoded with x264 at 500 kb/s.
 pub fn screen_capture(input: &str, start: u64, seconds: u64, crop: u64, out: &Path) -> Result<()> {
+    capture(input, &["-ss", &start.to_string(), "-t", &seconds.to_string(), "-map", "0:v:0", "-vf", &capture_filter(crop)], out)
+}
+
+/// A screen capture of `input` as [`screen_capture`] makes it, of a viewer who skipped while
+/// recording: the `parts` of it (seconds from, to) one after the other.
+pub fn screen_capture_parts(input: &str, parts: &[(u64, u64)], crop: u64, out: &Path) -> Result<()> {
+    let trims: String = parts.iter().enumerate().map(|(k, (from, to))| format!("[0:v]trim=start={from}:end={to},setpts=PTS-STARTPTS[p{k}];")).collect();
+    let joined: String = (0..parts.len()).map(|k| format!("[p{k}]")).collect();
+    let graph = format!("{trims}{joined}concat=n={},{}[v]", parts.len(), capture_filter(crop));
+    capture(input, &["-filter_complex", &graph, "-map", "[v]"], out)
+}
+
+/// What a screen capture does to the picture: `crop` per cent of the width and height cut
+/// away, half on each side, scaled to 640x360, brought to 30 fps, tones changed.
+fn capture_filter(crop: u64) -> String {
     let (kept, side) = (1.0 - crop as f64 / 100.0, crop as f64 / 200.0);
-    let filter = format!("crop=iw*{kept}:ih*{kept}:iw*{side}:ih*{side},scale=640:360,fps=30,eq=gamma=1.15:contrast=1.05:brightness=0.02");
+    format!("crop=iw*{kept}:ih*{kept}:iw*{side}:ih*{side},scale=640:360,fps=30,eq=gamma=1.15:contrast=1.05:brightness=0.02")
+}
+
+/// `input` through ffmpeg with `picture` (what to take and how to filter it), re-encoded with
+/// x264 at 500 kb/s into `out`.
+fn capture(input: &str, picture: &[&str], out: &Path) -> Result<()> {
     let status = Command::new("ffmpeg")
         // A playlist made by hand (a collusion's mix) names segments by any extension and
         // over HTTP.
         .args(["-nostdin", "-v", "error", "-y", "-allowed_extensions", "ALL", "-protocol_whitelist", "file,http,tcp,crypto,data", "-i", input])
-        .args(["-ss", &start.to_string(), "-t", &seconds.to_string(), "-map", "0:v:0", "-vf", &filter])
+        .args(picture)
         .args(["-c:v", "libx264", "-preset", "veryfast", "-b:v", "500k", "-maxrate", "550k", "-bufsize", "1000k"])
         .arg(out)
         .status()?;

@@ -145,6 +145,13 @@ pub fn contenders(job: &[Thumb], rate: f64, leak: &[Thumb], stride: usize, most:
     found
 }
 
+/// How alike each of `leak`'s thumbs is to the job's frame shown at its time plus `offset`:
+/// None for a flat thumb (it says nothing) or one off the job's timeline.
+pub fn likeness_at(job: &[Thumb], rate: f64, leak: &[Thumb], offset: f64) -> Vec<Option<f32>> {
+    let frame = |t: &Thumb| usize::try_from(((t.time + offset) * rate).round() as i64).ok().and_then(|f| job.get(f));
+    leak.iter().map(|t| frame(t).filter(|_| t.textured).map(|j| j.likeness(t))).collect()
+}
+
 /// The agreement of every candidate start (job frame shown when the first sampled leak
 /// thumb is), and that thumb's time in the leak.
 fn scores(job: &[Thumb], rate: f64, leak: &[Thumb], stride: usize) -> Option<(Vec<f64>, f64)> {
