@@ -5,9 +5,10 @@
 //! the part before the skip reads there, and what follows is read against positions it does
 //! not show, and its marks read weaker. Unless they read clearly ([`WHOLE_CLEAR`]) and its
 //! pictures match the job's at its offset ([`UNLIKE_SHARE`]), the leak is also cut into
-//! pieces of about [`PIECE_SECONDS`], each placed by its own pictures and marks. Where pieces whose marks read clearly ([`PIECE_MARKED`]) sit
-//! at an offset other than the whole leak's, the leak skipped, and the readings of those
-//! pieces, each at its own offset, replace the whole leak's. The choice looks at where and
+//! pieces of about [`PIECE_SECONDS`], each placed by its own pictures and marks. Where
+//! pieces whose marks read clearly ([`PIECE_MARKED`]) sit at an offset other than the whole
+//! leak's, the leak skipped, and the readings of those pieces, each at its own offset,
+//! replace the whole leak's. The choice looks at where and
 //! how far above chance the marks read, never at a code word: the trace's false-accusation
 //! bound holds as it is.
 
@@ -64,8 +65,8 @@ pub fn choose(copy: &JobCopy, leaked: &Frames, job: &[Thumb], leak: &[Thumb], wh
     for (from, to) in spans {
         let thumbs = thumbs_in(leak, from, to);
         let placed = contenders(job, copy.rate, &thumbs, 1, CONTENDERS);
-        let reading = if placed.is_empty() { None } else { place(copy, &piece(leaked, from, to), &placed, false)? };
-        pieces.push(Piece { from, to, placed: reading.filter(|p| p.reading.above_chance >= PIECE_MARKED) });
+        let reading = if placed.is_empty() { None } else { place(copy, &leaked.shown(from..to), &placed, false)? };
+        pieces.push(Piece { from, to, thumbs, placed: reading.filter(|p| p.reading.above_chance >= PIECE_MARKED) });
     }
     tracing::info!(pieces = ?pieces.iter().map(|p| (p.from, p.to, p.placed.as_ref().map(|p| (p.offset, p.reading.above_chance)))).collect::<Vec<_>>(), "leak read in pieces");
     let elsewhere = |offset: f64| whole.as_ref().is_none_or(|w| (offset - w.offset).abs() > APART_SECONDS);
@@ -83,9 +84,9 @@ pub fn choose(copy: &JobCopy, leaked: &Frames, job: &[Thumb], leak: &[Thumb], wh
             said.push(format!("{:.1}-{:.1} s left out (its marks read weakly)", piece.from, piece.to));
             continue;
         };
-        let skip = skip_in(job, copy.rate, &thumbs_in(leak, piece.from, piece.to), before.offset, after.offset).unwrap_or((piece.from + piece.to) / 2.0);
+        let skip = skip_in(job, copy.rate, &piece.thumbs, before.offset, after.offset).unwrap_or((piece.from + piece.to) / 2.0);
         for (from, to, offset) in [(piece.from, skip, before.offset), (skip, piece.to, after.offset)] {
-            if let Some(reading) = copy.read_at(&self::piece(leaked, from, to), offset, None)? {
+            if let Some(reading) = copy.read_at(&leaked.shown(from..to), offset, None)? {
                 observations.extend(reading.observations);
             }
         }
@@ -96,10 +97,12 @@ pub fn choose(copy: &JobCopy, leaked: &Frames, job: &[Thumb], leak: &[Thumb], wh
     Ok(Some(Found { offset, observations, note: Some(note) }))
 }
 
-/// A piece of the leak (its own seconds), and where it was placed when its marks read there.
+/// A piece of the leak (its own seconds), its thumbs, and where it was placed when its marks
+/// read there.
 struct Piece {
     from: f64,
     to: f64,
+    thumbs: Vec<Thumb>,
     placed: Option<Placed>,
 }
 
@@ -144,12 +147,6 @@ fn spans(leaked: &Frames) -> Vec<(f64, f64)> {
     let count = ((last - first) / PIECE_SECONDS).floor().max(1.0) as usize;
     let length = (last - first) / count as f64;
     (0..count).map(|k| (first + k as f64 * length, if k + 1 == count { last + 1.0 } else { first + (k + 1) as f64 * length })).collect()
-}
-
-/// The leak's pictures shown from `from` to before `to`, their times kept.
-fn piece(leaked: &Frames, from: f64, to: f64) -> Frames {
-    let kept: Vec<usize> = (0..leaked.len()).filter(|&i| (from..to).contains(&leaked.times[i])).collect();
-    Frames { size: leaked.size, planes: kept.iter().map(|&i| leaked.planes[i].clone()).collect(), times: kept.iter().map(|&i| leaked.times[i]).collect() }
 }
 
 #[cfg(test)]
@@ -203,7 +200,7 @@ mod tests {
         let leak = leak_of(65.0, 30.0);
         let spans = spans(&leak);
         assert_eq!(spans.len(), 3);
-        let pieces: Vec<Frames> = spans.iter().map(|&(from, to)| piece(&leak, from, to)).collect();
+        let pieces: Vec<Frames> = spans.iter().map(|&(from, to)| leak.shown(from..to)).collect();
         assert_eq!(pieces.iter().map(Frames::len).sum::<usize>(), leak.len(), "every picture in one piece");
         for (k, p) in pieces.iter().enumerate() {
             let seconds = p.times.last().unwrap() - p.times[0];

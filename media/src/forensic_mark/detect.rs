@@ -258,8 +258,7 @@ pub fn near_span(leak: &Frames, around: f64) -> (f64, f64) {
 /// The leak's pictures shown in its middle [`EXCERPT_SECONDS`], their times kept.
 fn excerpt(leak: &Frames) -> Frames {
     let (from, to) = excerpt_times(leak);
-    let kept: Vec<usize> = (0..leak.len()).filter(|&i| (from..=to).contains(&leak.times[i])).collect();
-    Frames { size: leak.size, planes: kept.iter().map(|&i| leak.planes[i].clone()).collect(), times: kept.iter().map(|&i| leak.times[i]).collect() }
+    leak.shown(from..=to)
 }
 
 fn excerpt_times(leak: &Frames) -> (f64, f64) {

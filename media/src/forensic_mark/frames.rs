@@ -30,6 +30,12 @@ impl Frames {
     pub fn is_empty(&self) -> bool {
         self.planes.is_empty()
     }
+
+    /// The pictures shown within `times` (seconds, as [`Self::times`]), their times kept.
+    pub fn shown(&self, times: impl std::ops::RangeBounds<f64>) -> Frames {
+        let kept: Vec<usize> = (0..self.len()).filter(|&i| times.contains(&self.times[i])).collect();
+        Frames { size: self.size, planes: kept.iter().map(|&i| self.planes[i].clone()).collect(), times: kept.iter().map(|&i| self.times[i]).collect() }
+    }
 }
 
 /// Every picture of the first video stream of `location`, scaled to `size`, in order.
