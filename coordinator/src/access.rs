@@ -99,7 +99,8 @@ async fn deny(app: &AppState, principal: &str, address: &str, what: &str, reason
     audit::record(&app.store, event).await;
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+/// `s` cut to `max` characters, for audit rows of what callers sent.
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,

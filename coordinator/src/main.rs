@@ -3,6 +3,7 @@
 use clap::Parser;
 use std::process::ExitCode;
 
+use farm_coordinator::access::Caller;
 use farm_coordinator::audit::{self, Verdict};
 use farm_coordinator::config::{AuditCommand, Command, Config};
 use farm_coordinator::principals::{self, Role};
@@ -85,15 +86,20 @@ async fn verify_audit(config: &Config) -> ExitCode {
 }
 
 /// `coordinator trace LEAKED_FILE --job ID`: the verdict as JSON on stdout, exit 0; 1 with
-/// the reason on stderr when no trace could be made.
+/// the reason on stderr when no trace could be made. Made or refused, the trace is a row in
+/// the audit trail (principal `console:USER`) before any verdict is printed.
 fn trace(runtime: &tokio::runtime::Runtime, config: &Config, leak: &std::path::Path, job: &str) -> ExitCode {
     let run = || -> anyhow::Result<String> {
         let master = config.master_key()?.ok_or_else(|| anyhow::anyhow!("FARM_MASTER_KEY_FILE is not set: watermarked jobs' secrets derive from it"))?;
         let store = runtime.block_on(farm_coordinator::db::Store::connect(&config.database_url()))?;
         let sinks = farm_storage::Sinks::new(config.s3());
-        let leak = farm_storage::SourceLocation::Local(leak.to_path_buf());
-        let report = farm_coordinator::trace::trace(&store, &master, &sinks, runtime.handle(), &leak, job)?;
-        Ok(serde_json::to_string_pretty(&report)?)
+        let leak = std::path::absolute(leak).unwrap_or_else(|_| leak.to_path_buf());
+        let answer = farm_coordinator::trace::trace(&store, &master, &sinks, runtime.handle(), &farm_storage::SourceLocation::Local(leak.clone()), job);
+        let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+        let caller = Caller { name: format!("console:{user}"), role: Role::Admin, address: "console".into() };
+        let event = farm_coordinator::trace_api::audit_event(&caller, Some(job), Some(&leak.display().to_string()), answer.as_ref().map_err(|e| e.to_string()));
+        runtime.block_on(audit::append(&store, event)).map_err(|e| anyhow::anyhow!("writing the trace to the audit trail: {e}"))?;
+        Ok(serde_json::to_string_pretty(&answer?)?)
     };
     match run() {
         Ok(json) => {

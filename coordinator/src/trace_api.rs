@@ -1,7 +1,7 @@
 //! `POST /v1/jobs/{id}/trace`: an admin traces a leaked copy (a file in the allowed
 //! sources) of a watermarked job, as `coordinator trace` does; the answer is the same JSON
-//! and every trace is a row in the audit trail. One trace runs at a time: it decodes the
-//! leak and the job's copy and takes minutes of CPU on long leaks.
+//! and every trace, made or refused, is a row in the audit trail. One trace runs at a
+//! time: it decodes the leak and the job's copy and takes minutes of CPU on long leaks.
 
 use std::sync::Arc;
 
@@ -47,26 +47,45 @@ pub async fn trace_leak(
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
     body: Result<Json<TraceRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<TraceReport>, ApiError> {
-    let Path(id) = path.map_err(rejected)?;
-    let Json(req) = body.map_err(rejected)?;
-    let location = farm_storage::Location::parse(&req.leak).map_err(|e| bad(format!("leak: {e}")))?;
-    app.allowed.sources.check("leak", &location).map_err(|e| ApiError(StatusCode::FORBIDDEN, e.to_string()))?;
-    if app.master_key.is_none() {
-        return Err(ApiError(StatusCode::CONFLICT, "this farm has no FARM_MASTER_KEY_FILE: there are no watermarked jobs to trace".into()));
+    let (id, leak) = (path.as_ref().ok().map(|Path(id)| id.clone()), body.as_ref().ok().map(|Json(req)| req.leak.clone()));
+    let answer = match (path, body) {
+        (Ok(Path(id)), Ok(Json(req))) => run(&app, id, req.leak).await,
+        (Err(e), _) => Err(rejected(e)),
+        (_, Err(e)) => Err(rejected(e)),
+    };
+    let outcome = answer.as_ref().map_err(|ApiError(status, reason)| format!("{} {reason}", status.as_u16()));
+    audit::record(&app.store, audit_event(&caller, id.as_deref(), leak.as_deref(), outcome)).await;
+    answer.map(Json)
+}
+
+/// The trail's row for a trace, made (`job.traced`, with its verdict) or refused
+/// (`job.trace_refused`, with the reason): whoever asks what of a watermarked job is on
+/// record, by the API or by `coordinator trace`.
+pub fn audit_event(caller: &Caller, job: Option<&str>, leak: Option<&str>, outcome: Result<&TraceReport, String>) -> audit::Event {
+    let (job, leak) = (job.map(|id| crate::access::truncate(id, 200)), crate::access::truncate(leak.unwrap_or("?"), 300));
+    match outcome {
+        Ok(report) => {
+            let verdict = serde_json::to_value(report.verdict).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            caller.event("job.traced", job, format!("leak {leak}: {verdict} {:?} confidence {:.9}", report.shares, report.confidence))
+        }
+        Err(reason) => caller.event("job.trace_refused", job, format!("leak {leak}: {}", crate::access::truncate(&reason, 500))),
     }
+}
+
+/// The trace of `leak` in job `id`, or why there is none.
+async fn run(app: &Arc<AppState>, id: String, leak: String) -> Result<TraceReport, ApiError> {
+    let location = farm_storage::Location::parse(&leak).map_err(|e| bad(format!("leak: {e}")))?;
+    app.allowed.sources.check("leak", &location).map_err(|e| ApiError(StatusCode::FORBIDDEN, e.to_string()))?;
+    let master = app.master_key.clone().ok_or_else(|| ApiError(StatusCode::CONFLICT, "this farm has no FARM_MASTER_KEY_FILE: there are no watermarked jobs to trace".into()))?;
     let _running = TRACING.try_acquire().map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "another trace is running; retry later".into()))?;
-    let leak = farm_storage::open_source(&req.leak, &app.config.s3(), &tokio::runtime::Handle::current()).map_err(|e| bad(format!("leak: {e}")))?;
-    let (state, job, rt) = (app.clone(), id.clone(), tokio::runtime::Handle::current());
-    let master = app.master_key.clone().expect("checked above");
-    let answer = tokio::task::spawn_blocking(move || crate::trace::trace(&state.store, &master, &state.sinks, &rt, &leak, &job)).await.map_err(internal)?;
-    let report = answer.map_err(|e| match e {
+    let leak = farm_storage::open_source(&leak, &app.config.s3(), &tokio::runtime::Handle::current()).map_err(|e| bad(format!("leak: {e}")))?;
+    let (state, rt) = (app.clone(), tokio::runtime::Handle::current());
+    let answer = tokio::task::spawn_blocking(move || crate::trace::trace(&state.store, &master, &state.sinks, &rt, &leak, &id)).await.map_err(internal)?;
+    answer.map_err(|e| match e {
         TraceError::NoJob(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
         TraceError::NotWatermarked(_) => ApiError(StatusCode::CONFLICT, e.to_string()),
         TraceError::Leak(farm_media::error::TranscodeError::SourceIo { .. }) => ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{e}; retry later")),
         TraceError::Leak(_) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         TraceError::Other(e) => ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("the trace could not read the job's copy: {e:#}")),
-    })?;
-    let detail = format!("leak {}: {} {:?} confidence {:.9}", req.leak, serde_json::to_value(report.verdict).map_err(internal)?.as_str().unwrap_or("?"), report.shares, report.confidence);
-    audit::record(&app.store, caller.event("job.traced", Some(&id), detail)).await;
-    Ok(Json(report))
+    })
 }

@@ -191,8 +191,19 @@ fn a_leak_from_a_share_is_traced_to_its_viewer_and_an_unrelated_clip_to_nobody()
     assert_eq!(r.status(), 200);
     let verdict: serde_json::Value = r.json().unwrap();
     assert_eq!((verdict["verdict"].as_str(), verdict["shares"].as_array().map(Vec::len)), (Some("no_match"), Some(0)), "{verdict}");
+    // A refused trace is audited too: a file that is not video.
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "not a video").unwrap();
+    let r = farm.http.post(format!("{}/v1/jobs/{id}/trace", farm.base)).json(&serde_json::json!({"leak": notes.display().to_string()})).send().unwrap();
+    assert_eq!(r.status(), 422, "{}", r.text().unwrap());
     let audit: serde_json::Value = farm.http.get(format!("{}/v1/audit?job={id}", farm.base)).send().unwrap().json().unwrap();
-    assert!(audit.as_array().unwrap().iter().any(|r| r["action"] == "job.traced" && r["detail"].as_str().unwrap().contains("no_match")), "{audit}");
+    let rows = audit.as_array().unwrap();
+    let row = |action: &str, principal: &str, leak: &std::path::Path, said: &str| {
+        rows.iter().any(|r| r["action"] == action && r["principal"].as_str().unwrap().starts_with(principal) && r["detail"].as_str().unwrap().starts_with(&format!("leak {}: {said}", leak.display())))
+    };
+    assert!(row("job.traced", "console:", &leaked, "match"), "the command's trace: {audit}");
+    assert!(row("job.traced", "local", &unrelated, "no_match"), "the endpoint's trace: {audit}");
+    assert!(row("job.trace_refused", "local", &notes, "422 "), "the refused trace: {audit}");
 }
 
 #[test]
