@@ -95,7 +95,8 @@ fn trace(runtime: &tokio::runtime::Runtime, config: &Config, leak: &std::path::P
         let sinks = farm_storage::Sinks::new(config.s3());
         let leak = std::path::absolute(leak).unwrap_or_else(|_| leak.to_path_buf());
         let answer = farm_coordinator::trace::trace(&store, &master, &sinks, runtime.handle(), &farm_storage::SourceLocation::Local(leak.clone()), job);
-        let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+        // The account the command runs as, from the system (not the environment's `USER`).
+        let user = whoami::fallible::username().unwrap_or_else(|_| "unknown".into());
         let caller = Caller { name: format!("console:{user}"), role: Role::Admin, address: "console".into() };
         let event = farm_coordinator::trace_api::audit_event(&caller, Some(job), Some(&leak.display().to_string()), answer.as_ref().map_err(|e| e.to_string()));
         runtime.block_on(audit::append(&store, event)).map_err(|e| anyhow::anyhow!("writing the trace to the audit trail: {e}"))?;
